@@ -1,0 +1,134 @@
+//! The dynamic backend: io_uring where the kernel really allows it, else
+//! epoll, chosen when the loop is created, behind the same API.
+//!
+//! io_uring is probed with a real ring and a NOP (containers' seccomp
+//! profiles answer `EPERM` or `ENOSYS` to `io_uring_setup`, and
+//! `kernel.io_uring_disabled` may forbid it even where the kernel has it).
+//! The environment variable `XEV_BACKEND` (`io_uring` or `epoll`) forces a
+//! choice; forcing io_uring where it does not work is an error, not a silent
+//! fallback. [`Loop::backend_name`](crate::generic::Loop::backend_name) says
+//! which one runs. The cost over a static backend is one predictable branch
+//! per call into the backend.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::ptr::NonNull;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use super::epoll::Epoll;
+use super::io_uring::IoUring;
+use super::{Backend, CancelStart, Core, Start};
+use crate::event_loop::Options;
+use crate::op::Id;
+
+/// Which backend [`Dynamic`] picks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// io_uring.
+    IoUring,
+    /// epoll.
+    Epoll,
+}
+
+/// The environment variable that forces a backend.
+pub const ENV: &str = "XEV_BACKEND";
+
+/// The backend a new [`Dynamic`] loop would use here: `XEV_BACKEND` when
+/// set, else io_uring when the probe succeeds (probed once per process),
+/// else epoll. An unknown `XEV_BACKEND` value is an `InvalidInput` error.
+pub fn choose() -> io::Result<Kind> {
+    match std::env::var(ENV) {
+        Ok(v) => match v.as_str() {
+            "io_uring" | "iouring" | "io-uring" => Ok(Kind::IoUring),
+            "epoll" => Ok(Kind::Epoll),
+            "" => Ok(auto()),
+            other => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{ENV}={other}: expected io_uring or epoll"),
+            )),
+        },
+        Err(_) => Ok(auto()),
+    }
+}
+
+fn auto() -> Kind {
+    static PROBED: OnceLock<Kind> = OnceLock::new();
+    *PROBED.get_or_init(|| match IoUring::probe() {
+        Ok(()) => Kind::IoUring,
+        Err(_) => Kind::Epoll,
+    })
+}
+
+/// io_uring or epoll, chosen at run time.
+pub enum Dynamic {
+    /// Running on io_uring.
+    IoUring(IoUring),
+    /// Running on epoll.
+    Epoll(Epoll),
+}
+
+macro_rules! each {
+    ($self:expr, $b:ident => $e:expr) => {
+        match $self {
+            Dynamic::IoUring($b) => $e,
+            Dynamic::Epoll($b) => $e,
+        }
+    };
+}
+
+impl Dynamic {
+    /// Which backend this is.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Dynamic::IoUring(_) => Kind::IoUring,
+            Dynamic::Epoll(_) => Kind::Epoll,
+        }
+    }
+}
+
+impl Backend for Dynamic {
+    fn new(opts: &Options, wake_fd: RawFd) -> io::Result<Self> {
+        Ok(match choose()? {
+            Kind::IoUring => Dynamic::IoUring(IoUring::new(opts, wake_fd)?),
+            Kind::Epoll => Dynamic::Epoll(Epoll::new(opts, wake_fd)?),
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        each!(self, b => b.name())
+    }
+
+    #[inline]
+    unsafe fn start(&mut self, core: NonNull<Core>) -> Start {
+        // SAFETY: forwarded contract.
+        each!(self, b => unsafe { b.start(core) })
+    }
+
+    unsafe fn cancel(&mut self, cancel_id: Id, target: NonNull<Core>) -> CancelStart {
+        // SAFETY: forwarded contract.
+        each!(self, b => unsafe { b.cancel(cancel_id, target) })
+    }
+
+    #[inline]
+    fn poll(
+        &mut self,
+        timeout: Option<Duration>,
+        sink: &mut dyn FnMut(Id, i32),
+    ) -> io::Result<bool> {
+        each!(self, b => b.poll(timeout, sink))
+    }
+
+    fn in_flight(&self) -> usize {
+        each!(self, b => b.in_flight())
+    }
+
+    unsafe fn abandon(&mut self, target: NonNull<Core>) {
+        // SAFETY: forwarded contract.
+        each!(self, b => unsafe { b.abandon(target) })
+    }
+
+    fn drain(&mut self, sink: &mut dyn FnMut(Id, i32)) {
+        each!(self, b => b.drain(sink))
+    }
+}

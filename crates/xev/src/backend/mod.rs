@@ -1,0 +1,142 @@
+//! Backends: the part of the loop that talks to the kernel.
+//!
+//! Every backend implements [`Backend`], the one contract the loop (and so
+//! every watcher) is written against. The loop itself handles what is the
+//! same everywhere: noops, timers (its own heap), the submission and
+//! completion queues, cancellation bookkeeping and the thread pool. A backend
+//! only starts I/O operations, cancels them, and reports raw results
+//! (non-negative values or negated errnos, as io_uring does) when they
+//! finish.
+//!
+//! - [`io_uring`]: completion-based; the kernel performs the operations.
+//! - [`epoll`]: readiness-based, built on the shared [`readiness`] machinery
+//!   that performs non-blocking syscalls when descriptors become ready.
+//! - [`dynamic`]: io_uring or epoll, chosen at run time.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::ptr::NonNull;
+use std::time::Duration;
+
+pub use crate::completion::Core;
+use crate::event_loop::Options;
+use crate::op::Id;
+
+#[cfg(target_os = "linux")]
+pub mod dynamic;
+#[cfg(target_os = "linux")]
+pub mod epoll;
+#[cfg(target_os = "linux")]
+pub mod io_uring;
+#[cfg(target_os = "linux")]
+pub mod readiness;
+
+/// How [`Backend::start`] went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// In flight; the result arrives through [`Backend::poll`].
+    Pending,
+    /// Finished at once with this raw result.
+    Done(i32),
+    /// The backend cannot do this asynchronously: run it on the thread pool.
+    Pool,
+}
+
+/// How [`Backend::cancel`] went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelStart {
+    /// The cancel's own result arrives through [`Backend::poll`] under the
+    /// cancel's id; the target's (usually `-ECANCELED`) under its own.
+    Pending,
+    /// Finished at once: the cancel's raw result, and the target's raw
+    /// result if the target finished too.
+    Done {
+        /// The cancel's own raw result (0, or `-ENOENT`...).
+        cancel: i32,
+        /// The target's raw result, when the backend let go of it.
+        target: Option<i32>,
+    },
+}
+
+/// The contract between the loop and a kernel interface.
+///
+/// The loop owns every completion; it lends one to the backend with
+/// [`Backend::start`] and gets it back exactly once, either from `start`
+/// itself (`Done`/`Pool`), from [`Backend::cancel`] (`Done` with a target
+/// result), or through the sink of [`Backend::poll`] or [`Backend::drain`].
+pub trait Backend: Sized + 'static {
+    /// Creates the backend. `wake_fd` is an eventfd: when it becomes
+    /// readable, `poll` must return (without reporting it as a completion)
+    /// and report `woken = true`.
+    fn new(opts: &Options, wake_fd: RawFd) -> io::Result<Self>;
+
+    /// The backend's name ("io_uring", "epoll", ...).
+    fn name(&self) -> &'static str;
+
+    /// Starts the I/O operation of `core` (never a noop, timer or cancel:
+    /// the loop handles those).
+    ///
+    /// # Safety
+    /// `core` is valid, is not accessed by anyone but the backend until the
+    /// backend hands it back (see the trait docs), and does not move.
+    unsafe fn start(&mut self, core: NonNull<Core>) -> Start;
+
+    /// Cancels `target`, which this backend holds (started and not handed
+    /// back). `cancel_id` names the cancel completion, for backends whose
+    /// cancellation itself completes later.
+    ///
+    /// # Safety
+    /// `target` was started on this backend and not handed back yet.
+    unsafe fn cancel(&mut self, cancel_id: Id, target: NonNull<Core>) -> CancelStart;
+
+    /// Submits pending work, waits up to `timeout` (`None`: forever;
+    /// zero: do not block) for results, and passes each finished operation
+    /// to `sink` as `(id, raw result)`. Returns whether the wake fd fired.
+    fn poll(
+        &mut self,
+        timeout: Option<Duration>,
+        sink: &mut dyn FnMut(Id, i32),
+    ) -> io::Result<bool>;
+
+    /// Whether any operation is held by the backend.
+    fn in_flight(&self) -> usize;
+
+    /// Called for each completion the backend holds when the loop is
+    /// dropped: stop it (its result is discarded, through `drain`).
+    ///
+    /// # Safety
+    /// `target` was started on this backend and not handed back yet.
+    unsafe fn abandon(&mut self, target: NonNull<Core>);
+
+    /// Called when the loop is dropped, after `abandon`: waits until the
+    /// kernel no longer touches any completion, passing each one it lets go
+    /// of to `sink` (whose results are discarded). Afterwards `in_flight`
+    /// is 0, unless the kernel interface failed.
+    fn drain(&mut self, sink: &mut dyn FnMut(Id, i32));
+}
+
+/// Converts a `Duration` timeout into whole milliseconds for `epoll_wait`,
+/// rounding up so a timer is never woken early, and saturating.
+pub(crate) fn timeout_ms(timeout: Option<Duration>) -> i32 {
+    match timeout {
+        None => -1,
+        Some(d) => {
+            let ms = d.as_millis() + u128::from(d.subsec_nanos() % 1_000_000 != 0);
+            ms.min(i32::MAX as u128) as i32
+        }
+    }
+}
+
+/// The thread's last OS error as a negated errno.
+pub(crate) fn neg_errno() -> i32 {
+    -io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// Turns a syscall's return value into a raw result.
+pub(crate) fn syscall_result(r: isize) -> i32 {
+    if r < 0 {
+        neg_errno()
+    } else {
+        r.min(i32::MAX as isize) as i32
+    }
+}

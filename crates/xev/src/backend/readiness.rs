@@ -1,0 +1,396 @@
+//! Readiness-to-completion machinery shared by the readiness backends
+//! (epoll today; kqueue and WASI poll are meant to plug in the same way).
+//!
+//! A readiness backend cannot hand an operation to the kernel; it performs
+//! the non-blocking syscall itself when the descriptor is ready. This module
+//! does everything that is the same for every readiness API:
+//!
+//! - **Optimistic start**: each operation first tries its syscall at once;
+//!   only an `EAGAIN` makes it wait. Together with edge-triggered
+//!   registration this is also what keeps edges from being lost: any data
+//!   that arrived while nobody waited is found by the next attempt.
+//! - **Per-descriptor waiter lists**: any number of completions may wait on
+//!   one descriptor (a read and a write on one socket, say). On an event the
+//!   waiters whose direction is ready retry in order until one sees `EAGAIN`.
+//! - **Registration once per descriptor**, edge-triggered for both
+//!   directions, kept until the descriptor is closed through the loop. A
+//!   descriptor that had no waiter for a while is re-checked (one `MOD`)
+//!   when an operation next has to wait on it, because it may have been
+//!   closed behind the loop's back and its number reused; descriptors that
+//!   always have a waiter cost no registration syscalls at all.
+//!
+//! The part that speaks to the kernel is the small [`Poller`] trait.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use crate::backend::{Backend, CancelStart, Start};
+use crate::completion::Core;
+use crate::event_loop::Options;
+use crate::op::{Id, Interest, Op};
+use crate::queue::Queue;
+use crate::sys;
+
+/// What a poller saw on one descriptor.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Event {
+    /// The descriptor.
+    pub fd: RawFd,
+    /// Readable.
+    pub readable: bool,
+    /// Writable.
+    pub writable: bool,
+    /// Hung up (peer closed, or read half shut).
+    pub hangup: bool,
+    /// Error pending.
+    pub error: bool,
+}
+
+/// The kernel-facing part of a readiness backend.
+pub trait Poller: Sized + 'static {
+    /// The backend's name.
+    const NAME: &'static str;
+    /// Creates the poller; `wake_fd` must be watched (level-triggered) and
+    /// reported through `wait`'s return value.
+    fn new(wake_fd: RawFd) -> io::Result<Self>;
+    /// Starts watching `fd` for both directions, edge-triggered, and re-arms
+    /// the edge. `believed_registered` says whether the backend thinks `fd`
+    /// is registered already (it may have been closed and reused since).
+    fn register(&mut self, fd: RawFd, believed_registered: bool) -> io::Result<()>;
+    /// Stops watching `fd` (before it is closed).
+    fn deregister(&mut self, fd: RawFd);
+    /// Waits up to `timeout` and reports events; returns whether the wake
+    /// fd fired.
+    fn wait(&mut self, timeout: Option<Duration>, f: &mut dyn FnMut(Event)) -> io::Result<bool>;
+}
+
+#[derive(Default)]
+struct FdEntry {
+    registered: bool,
+    waiters: Queue,
+}
+
+/// A readiness backend: the shared machinery over a [`Poller`].
+pub struct Readiness<P: Poller> {
+    poller: P,
+    fds: Vec<FdEntry>,
+    /// Completions finished outside `poll` (waiters of a closed descriptor);
+    /// reported by the next `poll`.
+    ready: Queue,
+    in_flight: usize,
+}
+
+/// `scratch` value of a connect that is in progress.
+const CONNECTING: u64 = 1;
+
+/// The descriptor and direction an operation waits on.
+fn wait_target(op: &Op) -> Option<(RawFd, Interest)> {
+    Some(match op {
+        Op::Accept { fd } | Op::Read { fd, .. } | Op::Recv { fd, .. } => {
+            (*fd, Interest::READABLE)
+        }
+        Op::Recvmsg(m) => (m.fd, Interest::READABLE),
+        Op::AsyncWait(a) => (a.raw_fd(), Interest::READABLE),
+        Op::Write { fd, .. } | Op::Send { fd, .. } | Op::Connect { fd, .. } => {
+            (*fd, Interest::WRITABLE)
+        }
+        Op::Sendmsg(m) => (m.fd, Interest::WRITABLE),
+        Op::Poll { fd, interest } => (*fd, *interest),
+        _ => return None,
+    })
+}
+
+/// `poll(2)` bits for an event, limited to what `interest` asked for
+/// (hang-ups and errors are always reported).
+fn event_mask(ev: &Event, interest: Interest) -> i32 {
+    let mut m = 0i32;
+    if ev.readable && interest.is_readable() {
+        m |= libc::POLLIN as i32;
+    }
+    if ev.writable && interest.is_writable() {
+        m |= libc::POLLOUT as i32;
+    }
+    if ev.hangup {
+        m |= libc::POLLHUP as i32;
+    }
+    if ev.error {
+        m |= libc::POLLERR as i32;
+    }
+    m
+}
+
+/// Checks current readiness with `poll(2)` without blocking.
+fn poll_now(fd: RawFd, interest: Interest) -> i32 {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: interest.poll_mask() as i16,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is a live array of one pollfd.
+    let r = unsafe { libc::poll(&mut pfd, 1, 0) };
+    if r < 0 {
+        super::neg_errno()
+    } else if pfd.revents & libc::POLLNVAL != 0 {
+        -libc::EBADF
+    } else if r == 0 {
+        -libc::EAGAIN
+    } else {
+        i32::from(pfd.revents)
+    }
+}
+
+impl<P: Poller> Readiness<P> {
+    /// One attempt at `core`'s operation, given what the poller saw (`None`
+    /// on the optimistic first try).
+    ///
+    /// # Safety
+    /// `core` is live and held by this backend (or being started).
+    unsafe fn attempt(core: *mut Core, ev: Option<&Event>) -> i32 {
+        // SAFETY: exclusive access per the contract.
+        unsafe {
+            match &(*core).op {
+                Op::Poll { fd, interest } => match ev {
+                    Some(ev) => match event_mask(ev, *interest) {
+                        0 => -libc::EAGAIN,
+                        m => m,
+                    },
+                    None => poll_now(*fd, *interest),
+                },
+                Op::Connect { fd, addr } => {
+                    if (*core).scratch == CONNECTING {
+                        if ev.is_some() {
+                            sys::socket_error(*fd)
+                        } else {
+                            -libc::EAGAIN
+                        }
+                    } else {
+                        match sys::connect_start(*fd, addr) {
+                            r if r == -libc::EINPROGRESS => {
+                                (*core).scratch = CONNECTING;
+                                -libc::EAGAIN
+                            }
+                            r => r,
+                        }
+                    }
+                }
+                _ => sys::perform(core),
+            }
+        }
+    }
+
+    fn entry(&mut self, fd: RawFd) -> Option<&mut FdEntry> {
+        let i = usize::try_from(fd).ok()?;
+        if i >= self.fds.len() {
+            self.fds.resize_with(i + 1, FdEntry::default);
+        }
+        Some(&mut self.fds[i])
+    }
+
+    /// Finishes every waiter of `fd` with `-ECANCELED` and forgets the
+    /// descriptor (it is about to be closed).
+    fn forget_fd(&mut self, fd: RawFd) {
+        let Some(i) = usize::try_from(fd).ok().filter(|&i| i < self.fds.len()) else {
+            return;
+        };
+        let entry = &mut self.fds[i];
+        loop {
+            let c = entry.waiters.pop_front();
+            if c.is_null() {
+                break;
+            }
+            // SAFETY: waiters are live cores held by this backend.
+            unsafe {
+                (*c).res = -libc::ECANCELED;
+                self.ready.push_back(c);
+            }
+        }
+        if entry.registered {
+            entry.registered = false;
+            self.poller.deregister(fd);
+        }
+    }
+
+    /// Removes `target` from its waiter list. Returns whether it was there.
+    unsafe fn unlink(&mut self, target: *mut Core) -> bool {
+        // SAFETY: `target` is live (caller).
+        let Some((fd, _)) = wait_target(unsafe { &(*target).op }) else {
+            return false;
+        };
+        let Some(entry) = usize::try_from(fd).ok().and_then(|i| self.fds.get_mut(i)) else {
+            return false;
+        };
+        let mut c = entry.waiters.front();
+        while !c.is_null() {
+            if c == target {
+                // SAFETY: `c` is in this list.
+                unsafe { entry.waiters.remove(c) };
+                self.in_flight -= 1;
+                return true;
+            }
+            // SAFETY: list members are live.
+            c = unsafe { (*c).next };
+        }
+        // It may be in `ready` (finished by a close, not yet reported).
+        let mut c = self.ready.front();
+        while !c.is_null() {
+            if c == target {
+                // SAFETY: `c` is in `ready`.
+                unsafe { self.ready.remove(c) };
+                self.in_flight -= 1;
+                return true;
+            }
+            // SAFETY: list members are live.
+            c = unsafe { (*c).next };
+        }
+        false
+    }
+}
+
+impl<P: Poller> Backend for Readiness<P> {
+    fn new(_opts: &Options, wake_fd: RawFd) -> io::Result<Self> {
+        Ok(Readiness {
+            poller: P::new(wake_fd)?,
+            fds: Vec::new(),
+            ready: Queue::new(),
+            in_flight: 0,
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        P::NAME
+    }
+
+    unsafe fn start(&mut self, core: NonNull<Core>) -> Start {
+        let c = core.as_ptr();
+        // SAFETY: the loop lends us exclusive access to a live core.
+        unsafe {
+            (*c).scratch = 0;
+            match &(*c).op {
+                Op::Pread { .. } | Op::Pwrite { .. } => return Start::Pool,
+                Op::Close { fd } => {
+                    let fd = *fd;
+                    self.forget_fd(fd);
+                    return Start::Done(sys::perform(c));
+                }
+                _ => {}
+            }
+            let res = Self::attempt(c, None);
+            if res != -libc::EAGAIN {
+                return Start::Done(res);
+            }
+            let Some((fd, _)) = wait_target(&(*c).op) else {
+                return Start::Done(res);
+            };
+            let Some(entry) = self.entry(fd) else {
+                return Start::Done(-libc::EBADF);
+            };
+            // A descriptor with waiters is surely still registered. One
+            // without may have been closed behind the loop's back and its
+            // number reused since its last wait: re-check it (one MOD).
+            if !entry.registered || entry.waiters.is_empty() {
+                let believed = entry.registered;
+                if let Err(e) = self.poller.register(fd, believed) {
+                    self.fds[fd as usize].registered = false;
+                    return Start::Done(-e.raw_os_error().unwrap_or(libc::EIO));
+                }
+                self.fds[fd as usize].registered = true;
+            }
+            self.fds[fd as usize].waiters.push_back(c);
+            self.in_flight += 1;
+            Start::Pending
+        }
+    }
+
+    unsafe fn cancel(&mut self, _cancel_id: Id, target: NonNull<Core>) -> CancelStart {
+        // SAFETY: `target` is held by this backend (trait contract).
+        if unsafe { self.unlink(target.as_ptr()) } {
+            CancelStart::Done {
+                cancel: 0,
+                target: Some(-libc::ECANCELED),
+            }
+        } else {
+            CancelStart::Done {
+                cancel: -libc::ENOENT,
+                target: None,
+            }
+        }
+    }
+
+    fn poll(
+        &mut self,
+        timeout: Option<Duration>,
+        sink: &mut dyn FnMut(Id, i32),
+    ) -> io::Result<bool> {
+        let timeout = if self.ready.is_empty() {
+            timeout
+        } else {
+            Some(Duration::ZERO)
+        };
+        loop {
+            let c = self.ready.pop_front();
+            if c.is_null() {
+                break;
+            }
+            self.in_flight -= 1;
+            // SAFETY: `ready` holds live cores that we now hand back.
+            unsafe { sink((*c).id, (*c).res) };
+        }
+        let Readiness {
+            poller,
+            fds,
+            in_flight,
+            ..
+        } = self;
+        poller.wait(timeout, &mut |ev| {
+            let Some(entry) = usize::try_from(ev.fd).ok().and_then(|i| fds.get_mut(i)) else {
+                return;
+            };
+            let (mut read_blocked, mut write_blocked) = (false, false);
+            let mut c = entry.waiters.front();
+            while !c.is_null() {
+                // SAFETY: waiters are live cores held by this backend; `next`
+                // is read before `c` may leave the list.
+                unsafe {
+                    let next = (*c).next;
+                    if let Some((_, interest)) = wait_target(&(*c).op) {
+                        let failed = ev.hangup || ev.error;
+                        let try_read =
+                            interest.is_readable() && (ev.readable || failed) && !read_blocked;
+                        let try_write =
+                            interest.is_writable() && (ev.writable || failed) && !write_blocked;
+                        if try_read || try_write {
+                            let res = Self::attempt(c, Some(&ev));
+                            if res == -libc::EAGAIN {
+                                let is_poll = matches!((*c).op, Op::Poll { .. });
+                                if !is_poll {
+                                    read_blocked |= try_read;
+                                    write_blocked |= try_write;
+                                }
+                            } else {
+                                entry.waiters.remove(c);
+                                *in_flight -= 1;
+                                sink((*c).id, res);
+                            }
+                        }
+                    }
+                    c = next;
+                }
+            }
+        })
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    unsafe fn abandon(&mut self, target: NonNull<Core>) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.unlink(target.as_ptr()) };
+    }
+
+    fn drain(&mut self, _sink: &mut dyn FnMut(Id, i32)) {
+        // Nothing is in the kernel's hands: `abandon` unlinked everything.
+    }
+}

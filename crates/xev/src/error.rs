@@ -1,0 +1,280 @@
+//! Typed errors, one enum per operation family.
+//!
+//! Every operation reports its outcome as a `Result` whose error type names
+//! the cases a caller can act on (`Canceled`, `Eof` for reads, a missing
+//! thread pool, ...) and keeps every other operating-system error as an
+//! [`std::io::Error`]. Each enum implements [`std::error::Error`] and
+//! converts into [`std::io::Error`], so `?` works in functions that return
+//! `io::Result`.
+
+use std::fmt;
+use std::io;
+
+/// Raw result code used by backends for "this operation needs a thread pool
+/// and the loop has none". Never a valid errno.
+pub(crate) const NO_THREAD_POOL: i32 = i32::MIN;
+
+/// Builds the `io::Error` for a negative raw result (a negated errno).
+pub(crate) fn errno_error(res: i32) -> io::Error {
+    io::Error::from_raw_os_error(-res)
+}
+
+macro_rules! error_family {
+    (
+        $(#[$meta:meta])*
+        $name:ident { $( $(#[$vmeta:meta])* $variant:ident => $msg:literal, $kind:ident; )* }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug)]
+        #[non_exhaustive]
+        pub enum $name {
+            /// The operation was canceled by a cancel completion or by a
+            /// timer reset/removal before it finished.
+            Canceled,
+            $( $(#[$vmeta])* $variant, )*
+            /// Any other operating-system error.
+            Io(io::Error),
+        }
+
+        impl $name {
+            /// Converts a negative raw result (a negated errno) into this error.
+            #[allow(dead_code)]
+            pub(crate) fn from_raw(res: i32) -> Self {
+                if res == -libc::ECANCELED {
+                    $name::Canceled
+                } else {
+                    $name::Io(errno_error(res))
+                }
+            }
+
+            /// The operating-system error number, when there is one.
+            pub fn raw_os_error(&self) -> Option<i32> {
+                match self {
+                    $name::Io(e) => e.raw_os_error(),
+                    _ => None,
+                }
+            }
+
+            /// The `io::ErrorKind` that best describes this error.
+            pub fn kind(&self) -> io::ErrorKind {
+                match self {
+                    $name::Canceled => io::ErrorKind::Interrupted,
+                    $( $name::$variant => io::ErrorKind::$kind, )*
+                    $name::Io(e) => e.kind(),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    $name::Canceled => f.write_str("operation canceled"),
+                    $( $name::$variant => f.write_str($msg), )*
+                    $name::Io(e) => fmt::Display::fmt(e, f),
+                }
+            }
+        }
+
+        impl std::error::Error for $name {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                match self {
+                    $name::Io(e) => Some(e),
+                    _ => None,
+                }
+            }
+        }
+
+        impl From<$name> for io::Error {
+            fn from(e: $name) -> io::Error {
+                match e {
+                    $name::Io(e) => e,
+                    other => io::Error::new(other.kind(), other.to_string()),
+                }
+            }
+        }
+
+        impl From<io::Error> for $name {
+            fn from(e: io::Error) -> Self {
+                $name::Io(e)
+            }
+        }
+    };
+}
+
+error_family! {
+    /// Error of `accept`.
+    AcceptError {}
+}
+
+error_family! {
+    /// Error of `connect`.
+    ConnectError {}
+}
+
+error_family! {
+    /// Error of the read family: read, pread, recv, recvmsg.
+    ReadError {
+        /// End of file: the peer closed its side, or the file ended.
+        Eof => "end of file", UnexpectedEof;
+        /// The operation must run on a thread pool (epoll and kqueue have no
+        /// asynchronous file I/O) and the loop was created without one.
+        NoThreadPool => "this operation needs a thread pool and the loop has none", Unsupported;
+    }
+}
+
+error_family! {
+    /// Error of the write family: write, pwrite, send, sendmsg.
+    WriteError {
+        /// The operation must run on a thread pool (epoll and kqueue have no
+        /// asynchronous file I/O) and the loop was created without one.
+        NoThreadPool => "this operation needs a thread pool and the loop has none", Unsupported;
+    }
+}
+
+error_family! {
+    /// Error of `poll`.
+    PollError {}
+}
+
+error_family! {
+    /// Error of `shutdown`.
+    ShutdownError {}
+}
+
+error_family! {
+    /// Error of `close`.
+    CloseError {}
+}
+
+error_family! {
+    /// Error of a timer.
+    TimerError {}
+}
+
+error_family! {
+    /// Error of an async wait.
+    AsyncError {}
+}
+
+error_family! {
+    /// Error of a process wait.
+    ProcessError {
+        /// The process is not a child of this process (or was already reaped).
+        NotChild => "the process is not a child of this process", NotFound;
+        /// The kernel has no pidfd support (Linux older than 5.3, or a
+        /// sandbox that forbids `pidfd_open`).
+        Unsupported => "process watching is not supported by this kernel", Unsupported;
+    }
+}
+
+/// Error of a cancel completion (the cancel's own result, not the target's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CancelError {
+    /// The target is not in flight: it was never added, it already finished
+    /// (its result is being or has been delivered), it was freed, or it is
+    /// the cancel itself.
+    NotFound,
+    /// The target is already running somewhere it cannot be stopped (a thread
+    /// pool task mid-syscall); it completes normally.
+    AlreadyRunning,
+    /// The backend refused the cancellation with this errno.
+    Os(i32),
+}
+
+impl CancelError {
+    pub(crate) fn from_raw(res: i32) -> Self {
+        match -res {
+            libc::ENOENT => CancelError::NotFound,
+            libc::EALREADY => CancelError::AlreadyRunning,
+            e => CancelError::Os(e),
+        }
+    }
+}
+
+impl fmt::Display for CancelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CancelError::NotFound => f.write_str("cancel target is not in flight"),
+            CancelError::AlreadyRunning => {
+                f.write_str("cancel target is already running and cannot be stopped")
+            }
+            CancelError::Os(e) => write!(f, "cancel failed: {}", io::Error::from_raw_os_error(*e)),
+        }
+    }
+}
+
+impl std::error::Error for CancelError {}
+
+impl From<CancelError> for io::Error {
+    fn from(e: CancelError) -> io::Error {
+        match e {
+            CancelError::NotFound => io::Error::new(io::ErrorKind::NotFound, e.to_string()),
+            CancelError::AlreadyRunning => {
+                io::Error::new(io::ErrorKind::ResourceBusy, e.to_string())
+            }
+            CancelError::Os(n) => io::Error::from_raw_os_error(n),
+        }
+    }
+}
+
+/// Error of a loop-level request made by id (`timer_reset`, `restart`,
+/// `free`, `op_mut`...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IdError {
+    /// The id does not name a completion of this loop (it was freed, or it
+    /// comes from another loop).
+    Stale,
+    /// The completion is in flight; the request needs it dead (parked).
+    Busy,
+    /// The completion's operation is of the wrong kind for this request
+    /// (for example `timer_reset` on a read).
+    WrongKind,
+}
+
+impl fmt::Display for IdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IdError::Stale => "the id does not name a live completion of this loop",
+            IdError::Busy => "the completion is in flight",
+            IdError::WrongKind => "the completion's operation is of the wrong kind",
+        })
+    }
+}
+
+impl std::error::Error for IdError {}
+
+impl From<IdError> for io::Error {
+    fn from(e: IdError) -> io::Error {
+        let kind = match e {
+            IdError::Stale => io::ErrorKind::NotFound,
+            IdError::Busy => io::ErrorKind::ResourceBusy,
+            IdError::WrongKind => io::ErrorKind::InvalidInput,
+        };
+        io::Error::new(kind, e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_results_map_to_typed_errors() {
+        assert!(matches!(
+            ReadError::from_raw(-libc::ECANCELED),
+            ReadError::Canceled
+        ));
+        let e = WriteError::from_raw(-libc::EPIPE);
+        assert_eq!(e.raw_os_error(), Some(libc::EPIPE));
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+        let io: io::Error = ReadError::Eof.into();
+        assert_eq!(io.kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(CancelError::from_raw(-libc::ENOENT), CancelError::NotFound);
+        assert_eq!(
+            CancelError::from_raw(-libc::EALREADY),
+            CancelError::AlreadyRunning
+        );
+    }
+}

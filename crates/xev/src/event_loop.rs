@@ -1,0 +1,779 @@
+//! The loop: owns completions while they are in flight, runs timers, hands
+//! I/O to its backend and file work to the thread pool, and calls callbacks.
+//!
+//! One tick: start every queued submission (noops complete, timers enter the
+//! heap, cancels are resolved, I/O goes to the backend or the pool), expire
+//! timers, let the backend wait (no longer than the next timer) and collect
+//! results, collect thread-pool results, expire timers again, then call the
+//! callbacks of everything that finished, in the order it finished.
+
+use std::alloc::Layout;
+use std::io;
+use std::marker::PhantomData;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::ptr::{self, NonNull};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::backend::{Backend, CancelStart, Start};
+use crate::completion::{
+    Action, Callback, Completion, Core, Erased, State, FLAG_FREE, FLAG_RESET,
+};
+use crate::error::{CancelError, IdError, NO_THREAD_POOL};
+use crate::mpsc::Mpsc;
+use crate::op::{Id, Op, OpResult};
+use crate::queue::Queue;
+use crate::recycle::Recycler;
+use crate::thread_pool::{Batch, Task, ThreadPool};
+use crate::timer_heap::TimerHeap;
+
+/// How long [`Loop::run`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunMode {
+    /// One pass that never blocks: start what was added, call the callbacks
+    /// of whatever is already finished.
+    NoWait,
+    /// Block until at least one callback ran (returns at once when nothing
+    /// is in flight).
+    Once,
+    /// Run until no completion is in flight (or [`Loop::stop`] is called).
+    UntilDone,
+}
+
+/// Options for [`Loop::new`].
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Submission-queue entries (io_uring). Rounded up to a power of two by
+    /// the kernel. Default 256.
+    pub entries: u32,
+    /// Completions the slot table holds before it grows. Default 1024.
+    pub capacity: usize,
+    /// The thread pool for operations a backend cannot do asynchronously
+    /// (file pread/pwrite on epoll). Without one those operations fail with
+    /// `NoThreadPool`.
+    pub thread_pool: Option<ThreadPool>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            entries: 256,
+            capacity: 1024,
+            thread_pool: None,
+        }
+    }
+}
+
+/// State shared with thread-pool workers: the queue of finished tasks and
+/// the eventfd that wakes the loop.
+pub(crate) struct Shared {
+    done: Mpsc,
+    wake: OwnedFd,
+}
+
+const POOL_QUEUED: u8 = 0;
+const POOL_RUNNING: u8 = 1;
+const POOL_CANCELED: u8 = 2;
+
+/// Runs on a pool thread: performs the blocking operation of the completion
+/// that embeds `task`, then hands it back to its loop.
+///
+/// # Safety
+/// `task` is the first field of a live `Core` handed to the pool by
+/// `Loop::start`, whose `shared` points at the loop's live `Shared`; the loop
+/// does not touch the core until it pops it from `Shared::done`.
+pub(crate) unsafe fn run_pool_task(task: NonNull<Task>) {
+    let core = task.cast::<Core>().as_ptr();
+    // SAFETY: per the contract the core is live and ours until pushed back;
+    // `Core` is #[repr(C)] with the task first, so the cast is valid.
+    unsafe {
+        let res = if (*core)
+            .pool_state
+            .compare_exchange(
+                POOL_QUEUED,
+                POOL_RUNNING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+        {
+            crate::sys::perform(core)
+        } else {
+            -libc::ECANCELED
+        };
+        (*core).res = res;
+        let shared = (*core).shared;
+        // Keep `Shared` alive past the push: once the loop pops the task it
+        // may drop itself (and its `Arc<Shared>`) before we signal.
+        Arc::increment_strong_count(shared);
+        let shared = Arc::from_raw(shared);
+        shared.done.push(task);
+        // Cannot fail on a live eventfd (a full counter counts as signaled).
+        let _ = crate::sys::eventfd_signal(shared.wake.as_raw_fd());
+    }
+}
+
+struct Slot<B: Backend> {
+    ptr: Option<NonNull<Erased<B>>>,
+    gen: u32,
+    next_free: u32,
+}
+
+const NO_SLOT: u32 = u32::MAX;
+
+/// The event loop, generic over its backend. Most code uses the alias
+/// [`crate::Loop`] for the target's default backend.
+pub struct Loop<B: Backend> {
+    backend: B,
+    slots: Vec<Slot<B>>,
+    free_head: u32,
+    submissions: Queue,
+    completions: Queue,
+    timers: TimerHeap,
+    base: Instant,
+    now: u64,
+    /// Completions in flight: queued, in the backend, the heap or the pool,
+    /// or finished and waiting for their callback.
+    active: usize,
+    stopped: bool,
+    pool: Option<ThreadPool>,
+    pool_batch: Batch,
+    pool_in_flight: usize,
+    recycler: Recycler,
+    shared: Arc<Shared>,
+    _not_send: PhantomData<*mut ()>,
+}
+
+#[inline]
+fn core_of<B: Backend>(p: NonNull<Erased<B>>) -> *mut Core {
+    // SAFETY: `p` points at a live completion owned by the loop; taking a
+    // field's address creates no reference.
+    unsafe { ptr::addr_of_mut!((*p.as_ptr()).core) }
+}
+
+impl<B: Backend> Loop<B> {
+    /// Creates a loop.
+    pub fn new(opts: Options) -> io::Result<Loop<B>> {
+        let wake = crate::sys::eventfd()?;
+        let backend = B::new(&opts, wake.as_raw_fd())?;
+        let mut slots = Vec::new();
+        slots.try_reserve(opts.capacity).map_err(io::Error::other)?;
+        Ok(Loop {
+            backend,
+            slots,
+            free_head: NO_SLOT,
+            submissions: Queue::new(),
+            completions: Queue::new(),
+            timers: TimerHeap::with_capacity(opts.capacity),
+            base: Instant::now(),
+            now: 0,
+            active: 0,
+            stopped: false,
+            pool: opts.thread_pool,
+            pool_batch: Batch::new(),
+            pool_in_flight: 0,
+            recycler: Recycler::new(),
+            shared: Arc::new(Shared {
+                done: Mpsc::new(),
+                wake,
+            }),
+            _not_send: PhantomData,
+        })
+    }
+
+    /// The backend's name ("io_uring", "epoll", ...).
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// Adds a new completion for `op`; `cb` runs when it finishes. Allocates
+    /// the completion's box (reuse it with [`Action::Rearm`] or
+    /// [`Action::Park`] to avoid further allocation). Nothing starts until
+    /// the loop runs.
+    pub fn add<F>(&mut self, op: Op, cb: F) -> Id
+    where
+        F: FnMut(&mut Loop<B>, &mut Op, OpResult) -> Action + 'static,
+    {
+        let p = self.alloc_completion(op, cb);
+        self.insert(p)
+    }
+
+    /// Like [`Loop::add`], with any [`Callback`] and without starting: the
+    /// completion is parked (see [`Loop::add_parked`]).
+    pub fn add_parked_callback<F: Callback<B>>(&mut self, op: Op, cb: F) -> Id {
+        let p = self.alloc_completion(op, cb);
+        self.insert_dead(p)
+    }
+
+    /// Builds a completion in recycled memory (see `recycle`).
+    fn alloc_completion<F: Callback<B>>(&mut self, op: Op, cb: F) -> NonNull<Erased<B>> {
+        let mem = self
+            .recycler
+            .alloc(Layout::new::<Completion<B, F>>())
+            .cast::<Completion<B, F>>();
+        // SAFETY: `mem` is fresh memory of the right layout.
+        unsafe { mem.as_ptr().write(Completion::raw(op, cb)) };
+        let erased: *mut Erased<B> = mem.as_ptr();
+        // SAFETY: derived from a non-null pointer.
+        unsafe { NonNull::new_unchecked(erased) }
+    }
+
+    /// Adds a completion allocated by the caller. The loop owns it from now
+    /// on; the returned [`Id`] names it until it is freed. (Its memory is
+    /// recycled for later completions of the same type once it is freed.)
+    pub fn add_completion<F: Callback<B>>(&mut self, c: Box<Completion<B, F>>) -> Id {
+        let erased: Box<Erased<B>> = c;
+        // SAFETY: Box::into_raw never returns null.
+        let p = unsafe { NonNull::new_unchecked(Box::into_raw(erased)) };
+        self.insert(p)
+    }
+
+    /// Gives `p` a slot and queues it.
+    fn insert(&mut self, p: NonNull<Erased<B>>) -> Id {
+        let id = self.insert_dead(p);
+        // SAFETY: the core is live and dead, in no queue.
+        unsafe { self.enqueue(core_of(p)) };
+        id
+    }
+
+    /// Gives `p` a slot, leaving it dead.
+    fn insert_dead(&mut self, p: NonNull<Erased<B>>) -> Id {
+        let idx = match self.free_head {
+            NO_SLOT => {
+                let idx = u32::try_from(self.slots.len())
+                    .ok()
+                    .filter(|&i| i != NO_SLOT)
+                    .unwrap_or_else(|| capacity_overflow());
+                self.slots.push(Slot {
+                    ptr: None,
+                    gen: 0,
+                    next_free: NO_SLOT,
+                });
+                idx
+            }
+            idx => {
+                self.free_head = self.slots[idx as usize].next_free;
+                idx
+            }
+        };
+        let slot = &mut self.slots[idx as usize];
+        slot.ptr = Some(p);
+        let id = Id { idx, gen: slot.gen };
+        let core = core_of(p);
+        // SAFETY: `core` is live and ours alone.
+        unsafe {
+            (*core).id = id;
+            (*core).shared = Arc::as_ptr(&self.shared);
+            (*core).state = State::Dead;
+        }
+        id
+    }
+
+    /// Adds a completion without starting it: it is parked (dead) until
+    /// [`Loop::restart`] or [`Loop::timer_reset`]. Watchers use this to own
+    /// one completion for their whole life and never allocate again.
+    pub fn add_parked<F: Callback<B>>(&mut self, c: Box<Completion<B, F>>) -> Id {
+        let erased: Box<Erased<B>> = c;
+        // SAFETY: Box::into_raw never returns null.
+        let p = unsafe { NonNull::new_unchecked(Box::into_raw(erased)) };
+        self.insert_dead(p)
+    }
+
+    /// Cancels the completion `id` without a cancel completion of its own:
+    /// the target's callback then runs once with its `Canceled` error (on
+    /// io_uring, as soon as the kernel confirms). Errors say why nothing was
+    /// canceled: `NotFound` when it is not in flight (never added, finished,
+    /// parked, or its result is already waiting), `AlreadyRunning` when a
+    /// thread-pool task is mid-syscall.
+    pub fn cancel(&mut self, id: Id) -> Result<(), CancelError> {
+        let t = self.lookup(id).map(core_of).ok_or(CancelError::NotFound)?;
+        // SAFETY: `t` is live; each arm moves it out of the one structure
+        // that holds it before finishing it.
+        let res = unsafe { self.cancel_target(Id::DETACHED, t) };
+        match res {
+            Some(0) | None => Ok(()),
+            Some(r) => Err(CancelError::from_raw(r)),
+        }
+    }
+
+    /// Runs the loop in `mode`. Errors only when the kernel interface fails
+    /// (operation errors go to their callbacks).
+    pub fn run(&mut self, mode: RunMode) -> io::Result<()> {
+        self.stopped = false;
+        match mode {
+            RunMode::NoWait => {
+                self.tick(false)?;
+            }
+            RunMode::Once => {
+                while self.active > 0 && !self.stopped {
+                    if self.tick(true)? > 0 {
+                        break;
+                    }
+                }
+            }
+            RunMode::UntilDone => {
+                while self.active > 0 && !self.stopped {
+                    self.tick(true)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the current [`Loop::run`] after the callback that called it (or
+    /// before the next blocking wait). Completions stay in flight.
+    pub fn stop(&mut self) {
+        self.stopped = true;
+    }
+
+    /// Whether the last run ended because of [`Loop::stop`] (reset when the
+    /// next run starts).
+    pub fn stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// The cached monotonic clock, in milliseconds since the loop was
+    /// created. Refreshed once per tick.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// Refreshes [`Loop::now`].
+    pub fn update_now(&mut self) {
+        self.now = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+    }
+
+    /// Completions in flight (including finished ones whose callback has
+    /// not run yet).
+    pub fn active(&self) -> usize {
+        self.active
+    }
+
+    /// Whether `id` names a completion that is in flight.
+    pub fn is_active(&self, id: Id) -> bool {
+        // SAFETY: lookup returns live completions only.
+        self.lookup(id)
+            .is_some_and(|p| unsafe { !matches!((*core_of(p)).state, State::Dead | State::Running) })
+    }
+
+    /// Starts a parked completion again (as its operation now stands).
+    pub fn restart(&mut self, id: Id) -> Result<(), IdError> {
+        let core = self.dead_core(id)?;
+        // SAFETY: the core is live and dead (in no queue).
+        unsafe { self.enqueue(core) };
+        Ok(())
+    }
+
+    /// The operation of a parked completion, to change it before
+    /// [`Loop::restart`].
+    pub fn op_mut(&mut self, id: Id) -> Result<&mut Op, IdError> {
+        let core = self.dead_core(id)?;
+        // SAFETY: the core is live and dead: nothing else references it, and
+        // the borrow of `self` keeps the loop from touching it meanwhile.
+        Ok(unsafe { &mut (*core).op })
+    }
+
+    /// Drops a parked completion (its id goes stale). From inside the
+    /// completion's own callback, the completion is dropped when the
+    /// callback returns, whatever it returns.
+    pub fn free(&mut self, id: Id) -> Result<(), IdError> {
+        let p = self.lookup(id).ok_or(IdError::Stale)?;
+        let core = core_of(p);
+        // SAFETY: the core is live.
+        unsafe {
+            match (*core).state {
+                State::Dead => {
+                    self.release(id.idx);
+                    Ok(())
+                }
+                State::Running => {
+                    (*core).flags |= FLAG_FREE;
+                    Ok(())
+                }
+                _ => Err(IdError::Busy),
+            }
+        }
+    }
+
+    /// Moves a timer to a new absolute deadline, as libxev's `timer_reset`:
+    /// a pending timer is moved, a parked (dead) timer is started, a timer
+    /// whose result is waiting is taken back and moved, and a timer whose
+    /// callback is running is re-armed with the new deadline when the
+    /// callback returns (a second reset before then updates the deadline).
+    pub fn timer_reset(&mut self, id: Id, deadline: u64) -> Result<(), IdError> {
+        let p = self.lookup(id).ok_or(IdError::Stale)?;
+        let core = core_of(p);
+        // SAFETY: the core is live; each arm keeps the queue invariants.
+        unsafe {
+            let Op::Timer { deadline: d } = &mut (*core).op else {
+                return Err(IdError::WrongKind);
+            };
+            match (*core).state {
+                State::Timer => {
+                    *d = deadline;
+                    self.timers.update(core, deadline);
+                }
+                State::Queued => *d = deadline,
+                State::Dead => {
+                    *d = deadline;
+                    self.enqueue(core);
+                }
+                State::Done => {
+                    *d = deadline;
+                    self.completions.remove(core);
+                    (*core).state = State::Timer;
+                    self.timers.push(core, deadline);
+                }
+                State::Running => {
+                    (*core).flags |= FLAG_RESET;
+                    (*core).reset_deadline = deadline;
+                }
+                State::Backend | State::Pool => return Err(IdError::Busy),
+            }
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, id: Id) -> Option<NonNull<Erased<B>>> {
+        self.slots
+            .get(id.idx as usize)
+            .filter(|s| s.gen == id.gen)
+            .and_then(|s| s.ptr)
+    }
+
+    fn dead_core(&self, id: Id) -> Result<*mut Core, IdError> {
+        let core = core_of(self.lookup(id).ok_or(IdError::Stale)?);
+        // SAFETY: the core is live.
+        if unsafe { (*core).state } != State::Dead {
+            return Err(IdError::Busy);
+        }
+        Ok(core)
+    }
+
+    /// Drops the completion in slot `idx` and frees the slot.
+    fn release(&mut self, idx: u32) {
+        let slot = &mut self.slots[idx as usize];
+        if let Some(p) = slot.ptr.take() {
+            slot.gen = slot.gen.wrapping_add(1);
+            slot.next_free = self.free_head;
+            self.free_head = idx;
+            // SAFETY: the completion is in no queue, backend or pool, and
+            // its memory came from the global allocator with its own layout.
+            unsafe { drop_completion(&mut self.recycler, p) };
+        }
+    }
+
+    /// Puts a dead completion on the submission queue.
+    unsafe fn enqueue(&mut self, core: *mut Core) {
+        // SAFETY: the caller passes a live, dead core.
+        unsafe {
+            (*core).state = State::Queued;
+            self.submissions.push_back(core);
+        }
+        self.active += 1;
+    }
+
+    /// Marks a core finished with `res` and queues its callback.
+    unsafe fn finish(completions: &mut Queue, core: *mut Core, res: i32) {
+        // SAFETY: the caller passes a live core that is in no queue.
+        unsafe {
+            (*core).res = res;
+            (*core).state = State::Done;
+            completions.push_back(core);
+        }
+    }
+
+    /// One pass: returns how many callbacks ran.
+    fn tick(&mut self, wait: bool) -> io::Result<usize> {
+        self.start_submissions();
+        self.update_now();
+        self.expire_timers();
+        let timeout = if !wait || !self.completions.is_empty() || self.stopped {
+            Some(Duration::ZERO)
+        } else {
+            self.timers
+                .peek_deadline()
+                .map(|d| Duration::from_millis(d.saturating_sub(self.now)))
+        };
+        let Loop {
+            backend,
+            slots,
+            completions,
+            ..
+        } = self;
+        let woken = backend.poll(timeout, &mut |id, res| {
+            let Some(p) = slots
+                .get(id.idx as usize)
+                .filter(|s| s.gen == id.gen)
+                .and_then(|s| s.ptr)
+            else {
+                return;
+            };
+            let core = core_of(p);
+            // SAFETY: the backend hands back a core it held exactly once.
+            unsafe { Self::finish(completions, core, res) };
+        })?;
+        if woken || self.pool_in_flight > 0 {
+            self.collect_pool(woken);
+        }
+        self.update_now();
+        self.expire_timers();
+        Ok(self.dispatch())
+    }
+
+    fn start_submissions(&mut self) {
+        loop {
+            let core = self.submissions.pop_front();
+            if core.is_null() {
+                break;
+            }
+            // SAFETY: queued cores are live and owned by the loop.
+            unsafe { self.start(core) };
+        }
+        if !self.pool_batch.is_empty() {
+            let batch = std::mem::replace(&mut self.pool_batch, Batch::new());
+            if let Some(pool) = &self.pool {
+                // SAFETY: every task in the batch is embedded in a live core
+                // that the loop leaves alone until the pool hands it back
+                // (state Pool; Drop waits for pool_in_flight to reach 0).
+                unsafe { pool.schedule(batch) };
+            }
+        }
+    }
+
+    unsafe fn start(&mut self, core: *mut Core) {
+        // SAFETY: `core` is live and was just popped from the submission
+        // queue, so it is in no queue.
+        unsafe {
+            match &(*core).op {
+                Op::Noop => Self::finish(&mut self.completions, core, 0),
+                Op::Timer { deadline } => {
+                    (*core).state = State::Timer;
+                    self.timers.push(core, *deadline);
+                }
+                Op::Cancel { target } => {
+                    let target = *target;
+                    self.start_cancel(core, target);
+                }
+                _ => match self.backend.start(NonNull::new_unchecked(core)) {
+                    Start::Pending => (*core).state = State::Backend,
+                    Start::Done(res) => Self::finish(&mut self.completions, core, res),
+                    Start::Pool => {
+                        if self.pool.is_some() {
+                            (*core).state = State::Pool;
+                            (*core).pool_state.store(POOL_QUEUED, Ordering::Relaxed);
+                            self.pool_in_flight += 1;
+                            self.pool_batch
+                                .push(NonNull::from(&mut (*core).task));
+                        } else {
+                            Self::finish(&mut self.completions, core, NO_THREAD_POOL);
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    unsafe fn start_cancel(&mut self, cancel: *mut Core, target: Id) {
+        let res = match self.lookup(target).map(core_of) {
+            None => -libc::ENOENT,
+            Some(t) if t == cancel => -libc::ENOENT,
+            // SAFETY: `t` is live (from lookup); `cancel` is live.
+            Some(t) => match unsafe { self.cancel_target((*cancel).id, t) } {
+                Some(r) => r,
+                None => {
+                    // SAFETY: `cancel` is live and in no queue.
+                    unsafe { (*cancel).state = State::Backend };
+                    return;
+                }
+            },
+        };
+        // SAFETY: `cancel` is live and in no queue.
+        unsafe { Self::finish(&mut self.completions, cancel, res) };
+    }
+
+    /// Cancels the live completion `t`. Returns the cancel's raw result, or
+    /// `None` when the backend reports it later under `cancel_id`.
+    unsafe fn cancel_target(&mut self, cancel_id: Id, t: *mut Core) -> Option<i32> {
+        // SAFETY: `t` is live (caller); each arm moves it out of exactly the
+        // structure that holds it before finishing it.
+        Some(unsafe {
+                match (*t).state {
+                    State::Dead | State::Done | State::Running => -libc::ENOENT,
+                    State::Queued => {
+                        self.submissions.remove(t);
+                        Self::finish(&mut self.completions, t, -libc::ECANCELED);
+                        0
+                    }
+                    State::Timer => {
+                        self.timers.remove(t);
+                        Self::finish(&mut self.completions, t, -libc::ECANCELED);
+                        0
+                    }
+                    State::Pool => {
+                        match (*t).pool_state.compare_exchange(
+                            POOL_QUEUED,
+                            POOL_CANCELED,
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        ) {
+                            Ok(_) => 0,
+                            Err(_) => -libc::EALREADY,
+                        }
+                    }
+                    State::Backend => {
+                        match self.backend.cancel(cancel_id, NonNull::new_unchecked(t)) {
+                            CancelStart::Pending => return None,
+                            CancelStart::Done { cancel: c, target: tr } => {
+                                if let Some(tr) = tr {
+                                    Self::finish(&mut self.completions, t, tr);
+                                }
+                                c
+                            }
+                        }
+                    }
+                }
+        })
+    }
+
+    fn expire_timers(&mut self) {
+        while let Some(core) = self.timers.pop_expired(self.now) {
+            // SAFETY: the heap holds live cores; this one just left it.
+            unsafe { Self::finish(&mut self.completions, core, 0) };
+        }
+    }
+
+    fn collect_pool(&mut self, woken: bool) {
+        if woken {
+            crate::sys::eventfd_drain(self.shared.wake.as_raw_fd());
+        }
+        for task in self.shared.done.pop_all() {
+            let core = task.cast::<Core>().as_ptr();
+            self.pool_in_flight -= 1;
+            // SAFETY: the pool handed the task back, so the core is ours
+            // again; it is in no queue.
+            unsafe {
+                let res = (*core).res;
+                Self::finish(&mut self.completions, core, res);
+            }
+        }
+    }
+
+    /// Calls the callbacks of every finished completion; returns how many.
+    fn dispatch(&mut self) -> usize {
+        let mut n = 0;
+        loop {
+            let core = self.completions.pop_front();
+            if core.is_null() {
+                break;
+            }
+            n += 1;
+            self.active -= 1;
+            // SAFETY: completed cores are live and owned by the loop; `p` is
+            // their slot's pointer. During the callback the loop reaches this
+            // completion only through raw pointers to fields other than `op`
+            // and `cb` (state, flags), so the two `&mut` borrows handed to
+            // the callback are never aliased.
+            unsafe {
+                let id = (*core).id;
+                let Some(p) = self.lookup(id) else { continue };
+                (*core).state = State::Running;
+                let raw = (*core).res;
+                let op = &mut *ptr::addr_of_mut!((*p.as_ptr()).core.op);
+                let res = op.result(raw);
+                let cb = &mut *ptr::addr_of_mut!((*p.as_ptr()).cb);
+                let action = cb.call(self, op, res);
+                let flags = std::mem::take(&mut (*core).flags);
+                if flags & FLAG_FREE != 0 {
+                    (*core).state = State::Dead;
+                    self.release(id.idx);
+                } else if flags & FLAG_RESET != 0 {
+                    if let Op::Timer { deadline } = &mut (*core).op {
+                        *deadline = (*core).reset_deadline;
+                    }
+                    self.enqueue(core);
+                } else {
+                    match action {
+                        Action::Rearm => self.enqueue(core),
+                        Action::Park => (*core).state = State::Dead,
+                        Action::Disarm => {
+                            (*core).state = State::Dead;
+                            self.release(id.idx);
+                        }
+                    }
+                }
+            }
+            if self.stopped {
+                break;
+            }
+        }
+        n
+    }
+}
+
+/// Drops a completion's value and recycles its memory.
+///
+/// # Safety
+/// `p` is live, referenced by nothing, and its memory came from the global
+/// allocator with its own layout.
+unsafe fn drop_completion<B: Backend>(recycler: &mut Recycler, p: NonNull<Erased<B>>) {
+    // SAFETY: per the contract.
+    unsafe {
+        let layout = Layout::for_value(p.as_ref());
+        ptr::drop_in_place(p.as_ptr());
+        recycler.free(p.cast::<u8>(), layout);
+    }
+}
+
+#[cold]
+fn capacity_overflow() -> ! {
+    panic!("xev: more than 4 billion completions in one loop")
+}
+
+impl<B: Backend> Drop for Loop<B> {
+    fn drop(&mut self) {
+        // 1. The kernel lets go of everything it holds.
+        for i in 0..self.slots.len() {
+            if let Some(p) = self.slots[i].ptr {
+                let core = core_of(p);
+                // SAFETY: the core is live; state Backend means the backend
+                // holds it.
+                unsafe {
+                    if (*core).state == State::Backend {
+                        self.backend.abandon(NonNull::new_unchecked(core));
+                    }
+                }
+            }
+        }
+        self.backend.drain(&mut |_, _| {});
+        if self.backend.in_flight() > 0 {
+            // The kernel interface failed while operations were in flight:
+            // their memory may still be written, so it must never be freed.
+            // Pool workers may still reach `Shared` through them: leak it too.
+            self.slots.clear();
+            std::mem::forget(Arc::clone(&self.shared));
+            return;
+        }
+        // 2. Tasks not yet given to the pool are simply dropped below; tasks
+        //    in the pool come back before we free their memory.
+        self.pool_batch = Batch::new();
+        let wake = self.shared.wake.as_raw_fd();
+        while self.pool_in_flight > 0 {
+            let n = self.shared.done.pop_all().count();
+            self.pool_in_flight -= n;
+            if self.pool_in_flight > 0 {
+                crate::sys::wait_readable(wake);
+                crate::sys::eventfd_drain(wake);
+            }
+        }
+        // 3. Every completion is ours alone now: free them all (their
+        //    callbacks never fire).
+        for i in 0..self.slots.len() {
+            if let Some(p) = self.slots[i].ptr.take() {
+                // SAFETY: nothing references it anymore.
+                unsafe { drop_completion(&mut self.recycler, p) };
+            }
+        }
+    }
+}

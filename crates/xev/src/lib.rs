@@ -1,0 +1,124 @@
+//! # xev: a completion-based event loop
+//!
+//! xev is a proactor: you *add* operations (read this socket, fire at this
+//! deadline, accept a connection...) to a [`Loop`], each with a callback, and
+//! the loop calls the callback with the operation's typed result when it
+//! finishes. On Linux it runs on io_uring (the kernel does the I/O) or epoll
+//! (the loop does non-blocking I/O when descriptors become ready), behind one
+//! API. It follows the design of libxev: caller-allocated completions, an
+//! explicit run mode, rearm by return value, and no allocation at run time.
+//!
+//! ```
+//! use xev::{Action, Loop, Op, OpResult, RunMode};
+//!
+//! let mut lp = Loop::new(Default::default()).unwrap();
+//! let deadline = lp.now() + 5;
+//! let mut fired = 0;
+//! lp.add(Op::timer(deadline), move |lp, op, res| {
+//!     assert!(matches!(res, OpResult::Timer(Ok(()))));
+//!     fired += 1;
+//!     if fired == 3 {
+//!         return Action::Disarm;
+//!     }
+//!     *op = Op::timer(lp.now() + 5); // repeat in 5 ms: reuse, no allocation
+//!     Action::Rearm
+//! });
+//! lp.run(RunMode::UntilDone).unwrap();
+//! ```
+//!
+//! ## Safety model
+//!
+//! Safe code cannot cause a use-after-free or a data race through the loop:
+//! completions and the buffers inside their operations belong to the loop
+//! while they are in flight (see [`completion`](crate::Completion) for why),
+//! and dropping the loop first makes the kernel let go of all of them.
+//! Completions cannot be touched while in flight, which the compiler
+//! enforces:
+//!
+//! ```compile_fail
+//! use xev::{Action, Completion, Loop, Op};
+//! let mut lp = Loop::new(Default::default()).unwrap();
+//! let c = Completion::new(Op::Read { fd: 0, buf: vec![0; 8] }, |_: &mut Loop, _: &mut Op, _| Action::Disarm);
+//! lp.add_completion(c);
+//! let _ = c.op(); // error: `c` was moved into the loop
+//! ```
+//!
+//! A buffer lent to an operation cannot be used until it comes back:
+//!
+//! ```compile_fail
+//! use xev::{Action, Loop, Op};
+//! let mut lp = Loop::new(Default::default()).unwrap();
+//! let buf = vec![0u8; 8];
+//! lp.add(Op::Read { fd: 0, buf }, |_, _, _| Action::Disarm);
+//! buf[0] = 1; // error: `buf` was moved into the operation
+//! ```
+//!
+//! Callbacks are stored by the loop, so they cannot borrow from the stack:
+//!
+//! ```compile_fail
+//! use xev::{Action, Loop, Op};
+//! let mut lp = Loop::new(Default::default()).unwrap();
+//! let mut count = 0;
+//! lp.add(Op::Noop, |_, _, _| { count += 1; Action::Disarm }); // error: borrows `count`
+//! ```
+//!
+//! A loop is bound to its thread:
+//!
+//! ```compile_fail
+//! let lp = xev::Loop::new(Default::default()).unwrap();
+//! std::thread::spawn(move || drop(lp)); // error: `Loop` is not `Send`
+//! ```
+
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("xev currently supports Linux only (io_uring and epoll backends)");
+
+mod async_handle;
+pub mod backend;
+mod completion;
+pub mod error;
+mod event_loop;
+mod mpsc;
+mod op;
+mod queue;
+mod recycle;
+mod sys;
+mod thread_pool;
+mod timer_heap;
+pub mod watcher;
+
+pub use async_handle::Async;
+pub use completion::{Action, Callback};
+pub use error::{
+    AcceptError, AsyncError, CancelError, CloseError, ConnectError, IdError, PollError,
+    ProcessError, ReadError, ShutdownError, TimerError, WriteError,
+};
+pub use event_loop::{Options, RunMode};
+pub use op::{Id, Interest, Msg, Op, OpKind, OpResult, Readiness};
+pub use thread_pool::{Config as ThreadPoolConfig, ThreadPool};
+
+/// A timer watcher on the default backend.
+pub type Timer = watcher::Timer<DefaultBackend>;
+
+/// The backend-generic types, for code that picks its backend (or works
+/// with any).
+pub mod generic {
+    pub use crate::completion::Completion;
+    pub use crate::event_loop::Loop;
+}
+
+/// The target's default backend. On Linux it is [`backend::dynamic::Dynamic`]:
+/// io_uring where the kernel allows it, else epoll (`XEV_BACKEND` forces
+/// one). A fixed io_uring default would make every program fail outright in
+/// the many containers whose seccomp profile forbids io_uring; the run-time
+/// choice costs one predictable branch per backend call. Use
+/// `generic::Loop<backend::io_uring::IoUring>` to pin a backend.
+pub type DefaultBackend = backend::dynamic::Dynamic;
+
+/// A loop on the default backend.
+pub type Loop = generic::Loop<DefaultBackend>;
+
+/// A completion for a loop on the default backend.
+pub type Completion<F> = generic::Completion<DefaultBackend, F>;

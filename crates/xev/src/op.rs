@@ -1,0 +1,517 @@
+//! Operations: what a completion asks the loop to do, and what comes back.
+//!
+//! An [`Op`] owns everything the kernel may touch while the operation is in
+//! flight (buffers, socket addresses, message headers), so that safe code can
+//! never free or move that memory early: the loop holds the completion, and
+//! the callback gets the op (with its buffer) back together with a typed
+//! [`OpResult`].
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+use socket2::SockAddr;
+
+use crate::error::{
+    AcceptError, AsyncError, CancelError, CloseError, ConnectError, PollError, ReadError,
+    ShutdownError, TimerError, WriteError, NO_THREAD_POOL,
+};
+use crate::Async;
+
+/// Identifies a completion owned by a loop. Copyable; becomes stale (and
+/// every request made with it fails with [`crate::IdError::Stale`] or
+/// [`CancelError::NotFound`]) once the completion is freed.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Id {
+    pub(crate) idx: u32,
+    pub(crate) gen: u32,
+}
+
+impl Id {
+    /// Stands for "no cancel completion" when the loop cancels on its own
+    /// (`Loop::cancel`, dropping the loop); never names a slot.
+    pub(crate) const DETACHED: Id = Id {
+        idx: u32::MAX - 1,
+        gen: u32::MAX,
+    };
+
+    /// Packs the id into the 64-bit user data that io_uring carries.
+    pub(crate) fn to_u64(self) -> u64 {
+        (u64::from(self.gen) << 32) | u64::from(self.idx)
+    }
+
+    /// Inverse of [`Id::to_u64`].
+    pub(crate) fn from_u64(v: u64) -> Id {
+        Id {
+            idx: v as u32,
+            gen: (v >> 32) as u32,
+        }
+    }
+}
+
+impl fmt::Debug for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Id({}v{})", self.idx, self.gen)
+    }
+}
+
+/// Readiness a `poll` operation waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Interest(pub(crate) u8);
+
+impl Interest {
+    /// Wait until the file descriptor is readable (or hung up).
+    pub const READABLE: Interest = Interest(1);
+    /// Wait until the file descriptor is writable.
+    pub const WRITABLE: Interest = Interest(2);
+    /// Wait for either.
+    pub const BOTH: Interest = Interest(3);
+
+    /// Whether this includes readability.
+    pub fn is_readable(self) -> bool {
+        self.0 & 1 != 0
+    }
+
+    /// Whether this includes writability.
+    pub fn is_writable(self) -> bool {
+        self.0 & 2 != 0
+    }
+
+    /// The `poll(2)` event mask for this interest.
+    pub(crate) fn poll_mask(self) -> u32 {
+        let mut m = 0;
+        if self.is_readable() {
+            m |= libc::POLLIN as u32;
+        }
+        if self.is_writable() {
+            m |= libc::POLLOUT as u32;
+        }
+        m
+    }
+}
+
+/// What a finished `poll` saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Readiness {
+    /// Data can be read (or the peer hung up, so a read will not block).
+    pub readable: bool,
+    /// Data can be written.
+    pub writable: bool,
+    /// The peer hung up.
+    pub hangup: bool,
+    /// An error is pending on the file descriptor.
+    pub error: bool,
+}
+
+impl Readiness {
+    pub(crate) fn from_poll_mask(m: i32) -> Readiness {
+        let m = m as i16;
+        Readiness {
+            readable: m & (libc::POLLIN | libc::POLLHUP | libc::POLLRDHUP) != 0,
+            writable: m & libc::POLLOUT != 0,
+            hangup: m & (libc::POLLHUP | libc::POLLRDHUP) != 0,
+            error: m & libc::POLLERR != 0,
+        }
+    }
+}
+
+/// A message operation (`sendmsg`/`recvmsg`, used as `sendto`/`recvfrom`):
+/// one buffer plus a peer address. Boxed inside [`Op`] so that the message
+/// header the kernel reads has a stable address and the common operations
+/// stay small.
+pub struct Msg {
+    /// The socket.
+    pub fd: RawFd,
+    /// Data to send, or the buffer to receive into (its whole length).
+    pub buf: Vec<u8>,
+    /// Destination (send) or, after a receive, the sender.
+    addr: SockAddr,
+    pub(crate) iov: libc::iovec,
+    pub(crate) hdr: libc::msghdr,
+}
+
+impl Msg {
+    /// A `sendto`: send `buf` to `addr`.
+    pub fn send_to(fd: RawFd, buf: Vec<u8>, addr: SocketAddr) -> Box<Msg> {
+        Self::boxed(fd, buf, SockAddr::from(addr))
+    }
+
+    /// A `recvfrom`: receive into `buf` (its whole length) and record the sender.
+    pub fn recv_from(fd: RawFd, buf: Vec<u8>) -> Box<Msg> {
+        let unspecified: SocketAddr = ([0u8; 4], 0).into();
+        Self::boxed(fd, buf, SockAddr::from(unspecified))
+    }
+
+    fn boxed(fd: RawFd, buf: Vec<u8>, addr: SockAddr) -> Box<Msg> {
+        // SAFETY: msghdr and iovec are plain C structs for which all-zero is
+        // a valid (empty) value; `prepare` fills them before each use.
+        let (iov, hdr) = unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+        Box::new(Msg {
+            fd,
+            buf,
+            addr,
+            iov,
+            hdr,
+        })
+    }
+
+    /// The address: the destination of a send, or the sender after a receive.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.addr.as_socket()
+    }
+
+    /// Sets the destination of a send.
+    pub fn set_addr(&mut self, addr: SocketAddr) {
+        self.addr = SockAddr::from(addr);
+    }
+
+    /// Points the message header at this message's buffer and address. Must
+    /// be called (by the backend) right before the kernel sees `hdr`, after
+    /// the message reached its final address.
+    pub(crate) fn prepare(&mut self, receiving: bool) -> *mut libc::msghdr {
+        self.iov.iov_base = self.buf.as_mut_ptr().cast();
+        self.iov.iov_len = self.buf.len();
+        self.hdr.msg_iov = &mut self.iov;
+        self.hdr.msg_iovlen = 1;
+        self.hdr.msg_name = self.addr.as_ptr() as *mut libc::c_void;
+        self.hdr.msg_namelen = if receiving {
+            std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t
+        } else {
+            self.addr.len()
+        };
+        self.hdr.msg_control = std::ptr::null_mut();
+        self.hdr.msg_controllen = 0;
+        self.hdr.msg_flags = 0;
+        &mut self.hdr
+    }
+
+    /// After a receive: record the address length the kernel wrote.
+    pub(crate) fn finish_recv(&mut self) {
+        let len = self.hdr.msg_namelen;
+        // SAFETY: the kernel wrote a valid socket address of `len` bytes
+        // into the storage that `prepare` pointed `msg_name` at.
+        unsafe { self.addr.set_length(len) };
+    }
+}
+
+impl fmt::Debug for Msg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Msg")
+            .field("fd", &self.fd)
+            .field("len", &self.buf.len())
+            .field("addr", &self.addr())
+            .finish()
+    }
+}
+
+/// An operation. Constructed by the caller, owned by the loop while in flight,
+/// handed back (mutably) to the callback, which may inspect it, take its
+/// buffer, or change it before returning [`crate::Action::Rearm`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Op {
+    /// Completes on the next tick with no effect.
+    Noop,
+    /// Accept a connection on a listening socket. The new socket is
+    /// non-blocking and close-on-exec.
+    Accept {
+        /// The listening socket.
+        fd: RawFd,
+    },
+    /// Connect a (non-blocking) socket.
+    Connect {
+        /// The socket.
+        fd: RawFd,
+        /// The peer address.
+        addr: Box<SockAddr>,
+    },
+    /// `read(2)` into the whole of `buf`.
+    Read {
+        /// The file descriptor.
+        fd: RawFd,
+        /// The buffer; its length is the most that is read.
+        buf: Vec<u8>,
+    },
+    /// `write(2)` of the whole of `buf` (the result may be a short count).
+    Write {
+        /// The file descriptor.
+        fd: RawFd,
+        /// The data.
+        buf: Vec<u8>,
+    },
+    /// `pread(2)` at `offset`.
+    Pread {
+        /// The file descriptor.
+        fd: RawFd,
+        /// The buffer; its length is the most that is read.
+        buf: Vec<u8>,
+        /// File offset.
+        offset: u64,
+    },
+    /// `pwrite(2)` at `offset`.
+    Pwrite {
+        /// The file descriptor.
+        fd: RawFd,
+        /// The data.
+        buf: Vec<u8>,
+        /// File offset.
+        offset: u64,
+    },
+    /// `recv(2)` into the whole of `buf`.
+    Recv {
+        /// The socket.
+        fd: RawFd,
+        /// The buffer.
+        buf: Vec<u8>,
+    },
+    /// `send(2)` of the whole of `buf` (with `MSG_NOSIGNAL`).
+    Send {
+        /// The socket.
+        fd: RawFd,
+        /// The data.
+        buf: Vec<u8>,
+    },
+    /// `recvmsg(2)`: a `recvfrom` that records the sender in the message.
+    Recvmsg(Box<Msg>),
+    /// `sendmsg(2)`: a `sendto` to the message's address.
+    Sendmsg(Box<Msg>),
+    /// Wait until the file descriptor is ready.
+    Poll {
+        /// The file descriptor.
+        fd: RawFd,
+        /// What to wait for.
+        interest: Interest,
+    },
+    /// `shutdown(2)`.
+    Shutdown {
+        /// The socket.
+        fd: RawFd,
+        /// Which half (or both).
+        how: std::net::Shutdown,
+    },
+    /// `close(2)`. Always close descriptors the loop has waited on through
+    /// this operation (not behind the loop's back), so readiness backends
+    /// can forget the descriptor first.
+    Close {
+        /// The file descriptor.
+        fd: RawFd,
+    },
+    /// Fire at an absolute deadline on the loop's millisecond clock
+    /// ([`crate::Loop::now`]). Deadlines in the past fire on the next tick;
+    /// `u64::MAX` means never (until canceled or reset).
+    Timer {
+        /// Absolute deadline in loop milliseconds.
+        deadline: u64,
+    },
+    /// Cancel another completion, which then completes with `Canceled`.
+    Cancel {
+        /// The completion to cancel.
+        target: Id,
+    },
+    /// Wait until the [`Async`] handle has been notified (at least once
+    /// since the last wait).
+    AsyncWait(Async),
+}
+
+impl Op {
+    /// A `connect` to `addr`.
+    pub fn connect(fd: RawFd, addr: SocketAddr) -> Op {
+        Op::Connect {
+            fd,
+            addr: Box::new(SockAddr::from(addr)),
+        }
+    }
+
+    /// A timer that fires at `deadline` (loop milliseconds).
+    pub fn timer(deadline: u64) -> Op {
+        Op::Timer { deadline }
+    }
+
+    /// The kind of this operation, for diagnostics.
+    pub fn kind(&self) -> OpKind {
+        match self {
+            Op::Noop => OpKind::Noop,
+            Op::Accept { .. } => OpKind::Accept,
+            Op::Connect { .. } => OpKind::Connect,
+            Op::Read { .. } => OpKind::Read,
+            Op::Write { .. } => OpKind::Write,
+            Op::Pread { .. } => OpKind::Pread,
+            Op::Pwrite { .. } => OpKind::Pwrite,
+            Op::Recv { .. } => OpKind::Recv,
+            Op::Send { .. } => OpKind::Send,
+            Op::Recvmsg(_) => OpKind::Recvmsg,
+            Op::Sendmsg(_) => OpKind::Sendmsg,
+            Op::Poll { .. } => OpKind::Poll,
+            Op::Shutdown { .. } => OpKind::Shutdown,
+            Op::Close { .. } => OpKind::Close,
+            Op::Timer { .. } => OpKind::Timer,
+            Op::Cancel { .. } => OpKind::Cancel,
+            Op::AsyncWait(_) => OpKind::AsyncWait,
+        }
+    }
+
+    /// The buffer of a read or write family operation, if any.
+    pub fn buf(&self) -> Option<&Vec<u8>> {
+        match self {
+            Op::Read { buf, .. }
+            | Op::Write { buf, .. }
+            | Op::Pread { buf, .. }
+            | Op::Pwrite { buf, .. }
+            | Op::Recv { buf, .. }
+            | Op::Send { buf, .. } => Some(buf),
+            Op::Recvmsg(m) | Op::Sendmsg(m) => Some(&m.buf),
+            _ => None,
+        }
+    }
+
+    /// The buffer of a read or write family operation, mutably.
+    pub fn buf_mut(&mut self) -> Option<&mut Vec<u8>> {
+        match self {
+            Op::Read { buf, .. }
+            | Op::Write { buf, .. }
+            | Op::Pread { buf, .. }
+            | Op::Pwrite { buf, .. }
+            | Op::Recv { buf, .. }
+            | Op::Send { buf, .. } => Some(buf),
+            Op::Recvmsg(m) | Op::Sendmsg(m) => Some(&mut m.buf),
+            _ => None,
+        }
+    }
+
+    /// Takes the buffer out (leaving an empty one), if the op has one.
+    pub fn take_buf(&mut self) -> Option<Vec<u8>> {
+        self.buf_mut().map(std::mem::take)
+    }
+
+    /// Turns a raw result (non-negative value or negated errno) into the
+    /// typed result of this operation.
+    pub(crate) fn result(&mut self, res: i32) -> OpResult {
+        fn read(res: i32, empty: bool) -> Result<usize, ReadError> {
+            match res {
+                0 if !empty => Err(ReadError::Eof),
+                NO_THREAD_POOL => Err(ReadError::NoThreadPool),
+                r if r >= 0 => Ok(r as usize),
+                r => Err(ReadError::from_raw(r)),
+            }
+        }
+        fn write(res: i32) -> Result<usize, WriteError> {
+            match res {
+                NO_THREAD_POOL => Err(WriteError::NoThreadPool),
+                r if r >= 0 => Ok(r as usize),
+                r => Err(WriteError::from_raw(r)),
+            }
+        }
+        fn unit<E>(res: i32, f: fn(i32) -> E) -> Result<(), E> {
+            if res >= 0 {
+                Ok(())
+            } else {
+                Err(f(res))
+            }
+        }
+        match self {
+            Op::Noop => OpResult::Noop,
+            Op::Accept { .. } => OpResult::Accept(if res >= 0 {
+                // SAFETY: a non-negative accept result is a new descriptor
+                // that nothing else owns.
+                Ok(unsafe { OwnedFd::from_raw_fd(res) })
+            } else {
+                Err(AcceptError::from_raw(res))
+            }),
+            Op::Connect { .. } => OpResult::Connect(unit(res, ConnectError::from_raw)),
+            Op::Read { buf, .. } | Op::Pread { buf, .. } | Op::Recv { buf, .. } => {
+                OpResult::Read(read(res, buf.is_empty()))
+            }
+            Op::Write { .. } | Op::Pwrite { .. } | Op::Send { .. } => OpResult::Write(write(res)),
+            Op::Recvmsg(m) => {
+                let r = read(res, m.buf.is_empty());
+                if r.is_ok() {
+                    m.finish_recv();
+                }
+                OpResult::RecvFrom(r.map(|n| (n, m.addr())))
+            }
+            Op::Sendmsg(_) => OpResult::Write(write(res)),
+            Op::Poll { .. } => OpResult::Poll(if res >= 0 {
+                Ok(Readiness::from_poll_mask(res))
+            } else {
+                Err(PollError::from_raw(res))
+            }),
+            Op::Shutdown { .. } => OpResult::Shutdown(unit(res, ShutdownError::from_raw)),
+            Op::Close { .. } => OpResult::Close(unit(res, CloseError::from_raw)),
+            Op::Timer { .. } => OpResult::Timer(unit(res, TimerError::from_raw)),
+            Op::Cancel { .. } => OpResult::Cancel(unit(res, CancelError::from_raw)),
+            Op::AsyncWait(_) => OpResult::Async(unit(res, AsyncError::from_raw)),
+        }
+    }
+}
+
+/// The kind of an [`Op`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum OpKind {
+    Noop,
+    Accept,
+    Connect,
+    Read,
+    Write,
+    Pread,
+    Pwrite,
+    Recv,
+    Send,
+    Recvmsg,
+    Sendmsg,
+    Poll,
+    Shutdown,
+    Close,
+    Timer,
+    Cancel,
+    AsyncWait,
+}
+
+/// The typed result handed to a callback.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum OpResult {
+    /// A noop finished.
+    Noop,
+    /// An accept: the new connection (non-blocking, close-on-exec).
+    Accept(Result<OwnedFd, AcceptError>),
+    /// A connect.
+    Connect(Result<(), ConnectError>),
+    /// A read, pread or recv: bytes read; end of file is [`ReadError::Eof`].
+    Read(Result<usize, ReadError>),
+    /// A recvmsg: bytes read and the sender.
+    RecvFrom(Result<(usize, Option<SocketAddr>), ReadError>),
+    /// A write, pwrite, send or sendmsg: bytes written.
+    Write(Result<usize, WriteError>),
+    /// A poll: what the descriptor is ready for.
+    Poll(Result<Readiness, PollError>),
+    /// A shutdown.
+    Shutdown(Result<(), ShutdownError>),
+    /// A close.
+    Close(Result<(), CloseError>),
+    /// A timer: `Ok` when it expired, `Err(Canceled)` when canceled.
+    Timer(Result<(), TimerError>),
+    /// A cancel's own result: `Ok` when the target was canceled.
+    Cancel(Result<(), CancelError>),
+    /// An async wait: `Ok` once notified.
+    Async(Result<(), AsyncError>),
+}
+
+impl OpResult {
+    /// Whether the operation was canceled.
+    pub fn is_canceled(&self) -> bool {
+        matches!(
+            self,
+            OpResult::Accept(Err(AcceptError::Canceled))
+                | OpResult::Connect(Err(ConnectError::Canceled))
+                | OpResult::Read(Err(ReadError::Canceled))
+                | OpResult::RecvFrom(Err(ReadError::Canceled))
+                | OpResult::Write(Err(WriteError::Canceled))
+                | OpResult::Poll(Err(PollError::Canceled))
+                | OpResult::Shutdown(Err(ShutdownError::Canceled))
+                | OpResult::Close(Err(CloseError::Canceled))
+                | OpResult::Timer(Err(TimerError::Canceled))
+                | OpResult::Async(Err(AsyncError::Canceled))
+        )
+    }
+}
