@@ -87,6 +87,9 @@ pub(crate) const FLAG_FREE: u8 = 1;
 /// Set by [`crate::Loop::timer_reset`] on a running timer: rearm it with
 /// `reset_deadline` after the callback returns.
 pub(crate) const FLAG_RESET: u8 = 2;
+/// Set while a timer's callback runs (its op is borrowed by the callback,
+/// so the loop records the kind here instead of reading the op).
+pub(crate) const FLAG_TIMER: u8 = 4;
 
 /// The part of a completion that the loop, the backends and the thread pool
 /// work with. `#[repr(C)]` with the thread pool's task node first, so a

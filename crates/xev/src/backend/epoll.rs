@@ -53,7 +53,13 @@ impl Poller for EpollPoller {
             epfd,
             events: Vec::with_capacity(256),
         };
-        p.ctl(libc::EPOLL_CTL_ADD, wake_fd, libc::EPOLLIN as u32, WAKE)?;
+        // Edge-triggered: every eventfd write is an edge, and the loop drains it.
+        p.ctl(
+            libc::EPOLL_CTL_ADD,
+            wake_fd,
+            (libc::EPOLLIN | libc::EPOLLET) as u32,
+            WAKE,
+        )?;
         Ok(p)
     }
 
