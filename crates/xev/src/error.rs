@@ -14,6 +14,12 @@ use std::io;
 /// and the loop has none". Never a valid errno.
 pub(crate) const NO_THREAD_POOL: i32 = i32::MIN;
 
+/// `io::ErrorKind::ResourceBusy`, which cannot be named before Rust 1.83
+/// (the crate's MSRV is older); the kind `EBUSY` decodes to is that variant.
+fn resource_busy() -> io::ErrorKind {
+    io::Error::from_raw_os_error(libc::EBUSY).kind()
+}
+
 /// Builds the `io::Error` for a negative raw result (a negated errno).
 pub(crate) fn errno_error(res: i32) -> io::Error {
     io::Error::from_raw_os_error(-res)
@@ -210,9 +216,7 @@ impl From<CancelError> for io::Error {
     fn from(e: CancelError) -> io::Error {
         match e {
             CancelError::NotFound => io::Error::new(io::ErrorKind::NotFound, e.to_string()),
-            CancelError::AlreadyRunning => {
-                io::Error::new(io::ErrorKind::ResourceBusy, e.to_string())
-            }
+            CancelError::AlreadyRunning => io::Error::new(resource_busy(), e.to_string()),
             CancelError::Os(n) => io::Error::from_raw_os_error(n),
         }
     }
@@ -223,8 +227,10 @@ impl From<CancelError> for io::Error {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum IdError {
-    /// The id does not name a completion of this loop (it was freed, or it
-    /// comes from another loop).
+    /// The id does not name a live completion of this loop: it was freed
+    /// (disarmed). Ids are not tied to their loop, so an id from another
+    /// loop is not detected: it names whatever this loop holds in the same
+    /// slot and generation, if anything.
     Stale,
     /// The completion is in flight; the request needs it dead (parked).
     Busy,
@@ -249,7 +255,7 @@ impl From<IdError> for io::Error {
     fn from(e: IdError) -> io::Error {
         let kind = match e {
             IdError::Stale => io::ErrorKind::NotFound,
-            IdError::Busy => io::ErrorKind::ResourceBusy,
+            IdError::Busy => resource_busy(),
             IdError::WrongKind => io::ErrorKind::InvalidInput,
         };
         io::Error::new(kind, e.to_string())

@@ -1071,6 +1071,7 @@ mod tests {
     macro_rules! suite {
         ($name:ident, $backend:ty, $skip:expr) => {
             mod $name {
+                #[allow(unused_imports)]
                 use super::*;
                 fn skip() -> bool {
                     let s: Option<String> = $skip;

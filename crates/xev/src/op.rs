@@ -423,7 +423,11 @@ impl Op {
             }
             Op::Write { .. } | Op::Pwrite { .. } | Op::Send { .. } => OpResult::Write(write(res)),
             Op::Recvmsg(m) => {
-                let r = read(res, m.buf.is_empty());
+                // A zero-length datagram carries its sender's address and is
+                // not an end of file; zero bytes with no address (a stream
+                // socket) is.
+                let datagram = res == 0 && m.hdr.msg_namelen > 0;
+                let r = read(res, m.buf.is_empty() || datagram);
                 if r.is_ok() {
                     m.finish_recv();
                 }
@@ -479,7 +483,9 @@ pub enum OpResult {
     Connect(Result<(), ConnectError>),
     /// A read, pread or recv: bytes read; end of file is [`ReadError::Eof`].
     Read(Result<usize, ReadError>),
-    /// A recvmsg: bytes read and the sender.
+    /// A recvmsg: bytes read and the sender. A zero-length datagram is
+    /// `Ok((0, sender))`; end of file on a stream socket is
+    /// [`ReadError::Eof`].
     RecvFrom(Result<(usize, Option<SocketAddr>), ReadError>),
     /// A write, pwrite, send or sendmsg: bytes written.
     Write(Result<usize, WriteError>),

@@ -26,6 +26,9 @@ const WAKE: u64 = u64::MAX;
 /// User data of cancels whose own result nobody waits for (`Loop::cancel`,
 /// dropping the loop): `Id::DETACHED`.
 const DRAIN: u64 = (u32::MAX as u64) << 32 | (u32::MAX - 1) as u64;
+/// User data of the cancel-by-descriptor linked ahead of each close. Like
+/// `DRAIN`, it names no slot (slot indices stay below `u32::MAX - 2`).
+const CLOSE_CANCEL: u64 = (u32::MAX as u64) << 32 | (u32::MAX - 2) as u64;
 
 /// The io_uring backend.
 pub struct IoUring {
@@ -77,6 +80,41 @@ impl IoUring {
         }
     }
 
+    /// Makes room for `n` consecutive entries (so that a linked pair is
+    /// submitted in one batch).
+    fn reserve(&mut self, n: usize) -> io::Result<()> {
+        loop {
+            let sq = self.ring.submission();
+            if sq.capacity() - sq.len() >= n {
+                return Ok(());
+            }
+            drop(sq);
+            match self.ring.submit() {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => std::thread::yield_now(),
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// A close: first cancel every operation of this ring still pending on
+    /// the descriptor (they hold the file open and would otherwise go on
+    /// consuming data, as the readiness backends do not), then close it.
+    /// The cancel is hard-linked so that the close runs whatever it finds
+    /// (kernels before 5.19 reject cancel-by-descriptor with `EINVAL`).
+    fn push_close(&mut self, fd: RawFd, ud: u64) -> io::Result<()> {
+        self.reserve(2)?;
+        let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd)).all())
+            .build()
+            .flags(squeue::Flags::IO_HARDLINK)
+            .user_data(CLOSE_CANCEL);
+        let close = opcode::Close::new(types::Fd(fd)).build().user_data(ud);
+        self.push(&cancel)?;
+        self.in_flight += 1;
+        self.push(&close)
+    }
+
     fn arm_wake(&mut self) -> io::Result<()> {
         if !self.wake_armed {
             let sqe = opcode::PollAdd::new(types::Fd(self.wake_fd), libc::POLLIN as u32)
@@ -99,7 +137,7 @@ impl IoUring {
                         self.wake_armed = false;
                     }
                 }
-                DRAIN => self.in_flight -= 1,
+                DRAIN | CLOSE_CANCEL => self.in_flight -= 1,
                 ud => {
                     self.in_flight -= 1;
                     sink(Id::from_u64(ud), cqe.result());
@@ -179,6 +217,18 @@ impl Backend for IoUring {
 
     unsafe fn start(&mut self, core: NonNull<Core>) -> Start {
         let c = core.as_ptr();
+        // SAFETY: the loop lends us exclusive access to a live core.
+        if let Op::Close { fd } = unsafe { &(*c).op } {
+            // SAFETY: as above.
+            let ud = unsafe { (*c).id.to_u64() };
+            return match self.push_close(*fd, ud) {
+                Ok(()) => {
+                    self.in_flight += 1;
+                    Start::Pending
+                }
+                Err(e) => Start::Done(-e.raw_os_error().unwrap_or(libc::EIO)),
+            };
+        }
         // SAFETY: the loop lends us exclusive access to a live core that
         // stays in place until its CQE is reaped; the entries point into it.
         let sqe = unsafe {
@@ -251,7 +301,8 @@ impl Backend for IoUring {
                     },
                 )
                 .build(),
-                Op::Close { fd } => opcode::Close::new(types::Fd(*fd)).build(),
+                // Handled above (linked behind a cancel-by-descriptor).
+                Op::Close { .. } => return Start::Done(-libc::EINVAL),
                 Op::AsyncWait(a) => {
                     opcode::Read::new(types::Fd(a.raw_fd()), scratch.cast(), 8).build()
                 }
