@@ -112,7 +112,8 @@ pub struct Core {
     pub(crate) prev: *mut Core,
     /// Position in the timer heap while `state == Timer`.
     pub(crate) heap_pos: u32,
-    /// Scratch space the kernel may write (the 8-byte eventfd counter).
+    /// Scratch space: the 8-byte eventfd counter io_uring reads into, or a
+    /// readiness backend's per-operation state.
     pub(crate) scratch: u64,
     /// Deadline of a timer reset requested while its callback ran.
     pub(crate) reset_deadline: u64,

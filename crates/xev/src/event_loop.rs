@@ -10,7 +10,6 @@
 use std::alloc::Layout;
 use std::io;
 use std::marker::PhantomData;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::ptr::{self, NonNull};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -24,6 +23,7 @@ use crate::error::{CancelError, IdError, NO_THREAD_POOL};
 use crate::mpsc::Mpsc;
 use crate::op::{Id, Op, OpResult};
 use crate::queue::Queue;
+use crate::sys::WakeFd;
 use crate::recycle::Recycler;
 use crate::thread_pool::{Batch, Task, ThreadPool};
 use crate::timer_heap::TimerHeap;
@@ -69,7 +69,7 @@ impl Default for Options {
 /// the eventfd that wakes the loop.
 pub(crate) struct Shared {
     done: Mpsc,
-    wake: OwnedFd,
+    wake: WakeFd,
 }
 
 const POOL_QUEUED: u8 = 0;
@@ -109,8 +109,8 @@ pub(crate) unsafe fn run_pool_task(task: NonNull<Task>) {
         Arc::increment_strong_count(shared);
         let shared = Arc::from_raw(shared);
         shared.done.push(task);
-        // Cannot fail on a live eventfd (a full counter counts as signaled).
-        let _ = crate::sys::eventfd_signal(shared.wake.as_raw_fd());
+        // Cannot fail on a live descriptor (full counts as signaled).
+        let _ = shared.wake.signal();
     }
 }
 
@@ -155,8 +155,8 @@ fn core_of<B: Backend>(p: NonNull<Erased<B>>) -> *mut Core {
 impl<B: Backend> Loop<B> {
     /// Creates a loop.
     pub fn new(opts: Options) -> io::Result<Loop<B>> {
-        let wake = crate::sys::eventfd()?;
-        let backend = B::new(&opts, wake.as_raw_fd())?;
+        let wake = WakeFd::new()?;
+        let backend = B::new(&opts, wake.read_fd())?;
         let mut slots = Vec::new();
         slots.try_reserve(opts.capacity).map_err(io::Error::other)?;
         Ok(Loop {
@@ -655,7 +655,7 @@ impl<B: Backend> Loop<B> {
 
     fn collect_pool(&mut self, woken: bool) {
         if woken {
-            crate::sys::eventfd_drain(self.shared.wake.as_raw_fd());
+            self.shared.wake.drain();
         }
         for task in self.shared.done.pop_all() {
             let core = task.cast::<Core>().as_ptr();
@@ -770,13 +770,12 @@ impl<B: Backend> Drop for Loop<B> {
         // 2. Tasks not yet given to the pool are simply dropped below; tasks
         //    in the pool come back before we free their memory.
         self.pool_batch = Batch::new();
-        let wake = self.shared.wake.as_raw_fd();
         while self.pool_in_flight > 0 {
             let n = self.shared.done.pop_all().count();
             self.pool_in_flight -= n;
             if self.pool_in_flight > 0 {
-                crate::sys::wait_readable(wake);
-                crate::sys::eventfd_drain(wake);
+                crate::sys::wait_readable(self.shared.wake.read_fd());
+                self.shared.wake.drain();
             }
         }
         // 3. Every completion is ours alone now: free them all (their

@@ -55,6 +55,12 @@ impl fmt::Debug for Id {
     }
 }
 
+/// `POLLRDHUP` where it exists (Linux); elsewhere no such bit.
+#[cfg(target_os = "linux")]
+const POLLRDHUP: i16 = libc::POLLRDHUP;
+#[cfg(not(target_os = "linux"))]
+const POLLRDHUP: i16 = 0;
+
 /// Readiness a `poll` operation waits for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Interest(pub(crate) u8);
@@ -107,9 +113,9 @@ impl Readiness {
     pub(crate) fn from_poll_mask(m: i32) -> Readiness {
         let m = m as i16;
         Readiness {
-            readable: m & (libc::POLLIN | libc::POLLHUP | libc::POLLRDHUP) != 0,
+            readable: m & (libc::POLLIN | libc::POLLHUP | POLLRDHUP) != 0,
             writable: m & libc::POLLOUT != 0,
-            hangup: m & (libc::POLLHUP | libc::POLLRDHUP) != 0,
+            hangup: m & (libc::POLLHUP | POLLRDHUP) != 0,
             error: m & libc::POLLERR != 0,
         }
     }
@@ -264,7 +270,7 @@ pub enum Op {
         /// The buffer.
         buf: Vec<u8>,
     },
-    /// `send(2)` of the whole of `buf` (with `MSG_NOSIGNAL`).
+    /// `send(2)` of the whole of `buf` (with `MSG_NOSIGNAL` where it exists).
     Send {
         /// The socket.
         fd: RawFd,

@@ -1,46 +1,180 @@
 //! Thin, direct syscall helpers shared by the loop, the readiness backends
 //! and the thread pool: one attempt at an operation's syscall (which the
 //! readiness backends retry when the descriptor becomes ready, and the thread
-//! pool runs blocking), and the eventfd used to wake a loop.
+//! pool runs blocking), the wakeup descriptor (an eventfd on Linux, a pipe
+//! elsewhere), and the few calls whose spelling differs between systems.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use crate::backend::{neg_errno, syscall_result};
 use crate::completion::Core;
 use crate::op::Op;
 
-/// Creates a non-blocking, close-on-exec eventfd.
-pub(crate) fn eventfd() -> io::Result<OwnedFd> {
-    // SAFETY: eventfd takes no pointers.
-    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+/// A wakeup descriptor: readable after `signal`, until `drain`. Any number
+/// of signals before a drain count as one. On Linux it is one eventfd; on
+/// other systems a non-blocking pipe (read end watched, write end signaled).
+#[derive(Debug)]
+pub(crate) struct WakeFd {
+    read: OwnedFd,
+    #[cfg(not(target_os = "linux"))]
+    write: OwnedFd,
 }
 
-/// Adds one to an eventfd's counter. A full counter (EAGAIN) already means
-/// "signaled", so that is success too.
-pub(crate) fn eventfd_signal(fd: RawFd) -> io::Result<()> {
-    let one: u64 = 1;
-    // SAFETY: writes 8 bytes from a live local.
-    let r = unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EAGAIN) {
-            return Err(e);
+impl WakeFd {
+    /// Creates a non-blocking, close-on-exec wakeup descriptor.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn new() -> io::Result<WakeFd> {
+        // SAFETY: eventfd takes no pointers.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a new descriptor that nothing else owns.
+        Ok(WakeFd {
+            read: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    /// Creates a non-blocking, close-on-exec wakeup descriptor.
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) fn new() -> io::Result<WakeFd> {
+        let (read, write) = pipe()?;
+        Ok(WakeFd { read, write })
+    }
+
+    /// The descriptor to wait on (readable when signaled).
+    pub(crate) fn read_fd(&self) -> RawFd {
+        self.read.as_raw_fd()
+    }
+
+    /// Signals. A full counter or pipe (EAGAIN) already means "signaled",
+    /// so that is success too.
+    pub(crate) fn signal(&self) -> io::Result<()> {
+        let one: u64 = 1;
+        #[cfg(target_os = "linux")]
+        let (fd, len) = (self.read.as_raw_fd(), 8);
+        #[cfg(not(target_os = "linux"))]
+        let (fd, len) = (self.write.as_raw_fd(), 1);
+        // SAFETY: writes `len` (<= 8) bytes from a live local.
+        let r = unsafe { libc::write(fd, (&one as *const u64).cast(), len) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EAGAIN) {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Resets to "not signaled" (non-blocking). Returns 0 when it was
+    /// signaled, `-EAGAIN` when it was not, or another negated errno.
+    pub(crate) fn drain(&self) -> i32 {
+        drain_fd(self.read.as_raw_fd())
+    }
+}
+
+/// Drains a wakeup descriptor given by number (see [`WakeFd::drain`]).
+pub(crate) fn drain_fd(fd: RawFd) -> i32 {
+    let mut buf = [0u64; 8];
+    let mut got = false;
+    loop {
+        // SAFETY: reads at most 64 bytes into a live local array.
+        let r = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), std::mem::size_of_val(&buf)) };
+        if r > 0 {
+            got = true;
+            if cfg!(target_os = "linux") {
+                return 0; // one read resets an eventfd
+            }
+            continue;
+        }
+        if r == 0 {
+            return if got { 0 } else { -libc::EAGAIN };
+        }
+        let e = neg_errno();
+        return if e == -libc::EAGAIN && got { 0 } else { e };
+    }
+}
+
+/// A non-blocking, close-on-exec pipe: (read end, write end).
+#[cfg_attr(target_os = "linux", allow(dead_code))]
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    #[cfg(any(target_os = "linux", target_os = "freebsd"))]
+    {
+        // SAFETY: `fds` is a live array of two ints for the kernel to fill.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
+    {
+        // SAFETY: `fds` is a live array of two ints for the kernel to fill.
+        if unsafe { libc::pipe(fds.as_mut_ptr()) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        for fd in fds {
+            set_nonblocking_cloexec(fd)?;
+        }
+    }
+    // SAFETY: both descriptors are new and owned by nothing else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Sets `O_NONBLOCK` and `FD_CLOEXEC` on `fd`.
+#[cfg_attr(target_os = "linux", allow(dead_code))]
+pub(crate) fn set_nonblocking_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor number takes no pointers.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        if fl < 0 || libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let fd_fl = libc::fcntl(fd, libc::F_GETFD);
+        if fd_fl < 0 || libc::fcntl(fd, libc::F_SETFD, fd_fl | libc::FD_CLOEXEC) < 0 {
+            return Err(io::Error::last_os_error());
         }
     }
     Ok(())
 }
 
-/// Resets an eventfd's counter to zero (non-blocking).
-pub(crate) fn eventfd_drain(fd: RawFd) {
-    let mut v: u64 = 0;
-    // SAFETY: reads 8 bytes into a live local. EAGAIN (already zero) is fine.
-    unsafe { libc::read(fd, (&mut v as *mut u64).cast(), 8) };
+/// `send`/`sendmsg` flags: no SIGPIPE where the flag exists (elsewhere Rust
+/// programs ignore SIGPIPE by default, and EPIPE comes back as an error).
+#[cfg(any(target_os = "linux", target_os = "freebsd"))]
+pub(crate) const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
+/// `send`/`sendmsg` flags (see the Linux variant).
+#[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
+pub(crate) const SEND_FLAGS: libc::c_int = 0;
+
+/// `accept` returning a non-blocking, close-on-exec socket.
+fn accept_nonblocking(fd: RawFd) -> isize {
+    #[cfg(any(target_os = "linux", target_os = "freebsd"))]
+    {
+        // SAFETY: null address pointers are allowed.
+        unsafe {
+            libc::accept4(
+                fd,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            ) as isize
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
+    {
+        // SAFETY: null address pointers are allowed.
+        let new = unsafe { libc::accept(fd, std::ptr::null_mut(), std::ptr::null_mut()) };
+        if new >= 0 {
+            if set_nonblocking_cloexec(new).is_err() {
+                // errno still holds fcntl's error (a successful close leaves
+                // it alone); the caller turns -1 into that error.
+                // SAFETY: `new` is ours and unused.
+                unsafe { libc::close(new) };
+                return -1;
+            }
+        }
+        new as isize
+    }
 }
 
 /// Blocks until `fd` is readable (used only when a loop is dropped while
@@ -72,12 +206,7 @@ pub(crate) unsafe fn perform(core: *mut Core) -> i32 {
     unsafe {
         let scratch = std::ptr::addr_of_mut!((*core).scratch);
         let r: isize = match &mut (*core).op {
-            Op::Accept { fd } => libc::accept4(
-                *fd,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            ) as isize,
+            Op::Accept { fd } => accept_nonblocking(*fd),
             Op::Read { fd, buf } => {
                 let (p, n) = buf_ptr(buf);
                 libc::read(*fd, p, n)
@@ -99,7 +228,7 @@ pub(crate) unsafe fn perform(core: *mut Core) -> i32 {
                 libc::recv(*fd, p, n, 0)
             }
             Op::Send { fd, buf } => {
-                libc::send(*fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL)
+                libc::send(*fd, buf.as_ptr().cast(), buf.len(), SEND_FLAGS)
             }
             Op::Recvmsg(m) => {
                 let hdr = m.prepare(true);
@@ -107,7 +236,7 @@ pub(crate) unsafe fn perform(core: *mut Core) -> i32 {
             }
             Op::Sendmsg(m) => {
                 let hdr = m.prepare(false);
-                libc::sendmsg(m.fd, hdr, libc::MSG_NOSIGNAL)
+                libc::sendmsg(m.fd, hdr, SEND_FLAGS)
             }
             Op::Shutdown { fd, how } => libc::shutdown(
                 *fd,
@@ -118,7 +247,10 @@ pub(crate) unsafe fn perform(core: *mut Core) -> i32 {
                 },
             ) as isize,
             Op::Close { fd } => libc::close(*fd) as isize,
-            Op::AsyncWait(a) => libc::read(a.raw_fd(), scratch.cast(), 8).min(0),
+            Op::AsyncWait(a) => {
+                let _ = scratch;
+                return drain_fd(a.raw_fd());
+            }
             Op::Connect { .. }
             | Op::Poll { .. }
             | Op::Noop

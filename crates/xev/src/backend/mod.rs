@@ -65,7 +65,8 @@ pub enum CancelStart {
 /// itself (`Done`/`Pool`), from [`Backend::cancel`] (`Done` with a target
 /// result), or through the sink of [`Backend::poll`] or [`Backend::drain`].
 pub trait Backend: Sized + 'static {
-    /// Creates the backend. `wake_fd` is an eventfd: when it becomes
+    /// Creates the backend. `wake_fd` is the loop's wakeup descriptor (an
+    /// eventfd on Linux, a pipe's read end elsewhere): when it becomes
     /// readable, `poll` must return (without reporting it as a completion)
     /// and report `woken = true`.
     fn new(opts: &Options, wake_fd: RawFd) -> io::Result<Self>;

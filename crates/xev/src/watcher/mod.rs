@@ -13,6 +13,7 @@
 //! reusable. A watcher's `free` releases its completions; a watcher dropped
 //! without `free` keeps them parked in its loop until the loop is dropped.
 
+pub mod async_wait;
 pub mod file;
 pub mod process;
 pub mod stream;
