@@ -1121,6 +1121,8 @@ mod tests {
     }
 
     suite!(epoll, Epoll, None);
+    #[cfg(all(xev_libkqueue, not(miri)))]
+    suite!(kqueue, crate::backend::kqueue::Kqueue, None);
     #[cfg(not(miri))]
     suite!(
         io_uring,

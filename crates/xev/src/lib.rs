@@ -72,8 +72,13 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
-#[cfg(not(target_os = "linux"))]
-compile_error!("xev currently supports Linux only (io_uring and epoll backends)");
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd"
+)))]
+compile_error!("xev supports Linux (io_uring, epoll), macOS and FreeBSD (kqueue) so far");
 
 mod async_handle;
 pub mod backend;
@@ -115,7 +120,12 @@ pub mod generic {
 /// the many containers whose seccomp profile forbids io_uring; the run-time
 /// choice costs one predictable branch per backend call. Use
 /// `generic::Loop<backend::io_uring::IoUring>` to pin a backend.
+#[cfg(target_os = "linux")]
 pub type DefaultBackend = backend::dynamic::Dynamic;
+
+/// The target's default backend: kqueue on macOS and FreeBSD.
+#[cfg(not(target_os = "linux"))]
+pub type DefaultBackend = backend::kqueue::Kqueue;
 
 /// A loop on the default backend.
 pub type Loop = generic::Loop<DefaultBackend>;

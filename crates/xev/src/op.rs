@@ -13,8 +13,8 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use socket2::SockAddr;
 
 use crate::error::{
-    AcceptError, AsyncError, CancelError, CloseError, ConnectError, PollError, ReadError,
-    ShutdownError, TimerError, WriteError, NO_THREAD_POOL,
+    AcceptError, AsyncError, CancelError, CloseError, ConnectError, PollError, ProcessError,
+    ReadError, ShutdownError, TimerError, WriteError, NO_THREAD_POOL,
 };
 use crate::Async;
 
@@ -317,6 +317,18 @@ pub enum Op {
     /// Wait until the [`Async`] handle has been notified (at least once
     /// since the last wait).
     AsyncWait(Async),
+    /// Wait until the child process `pid` exits, without reaping it (the
+    /// caller reaps it, e.g. with `waitid`/`waitpid`; the
+    /// [`Process`](crate::watcher::process::Process) watcher does). On
+    /// Linux `fd` is the process's pidfd, which io_uring and epoll watch;
+    /// kqueue watches the pid itself (`EVFILT_PROC`, `NOTE_EXIT`) and
+    /// ignores `fd` (pass -1 where there are no pidfds).
+    ProcWait {
+        /// The child's process id.
+        pid: i32,
+        /// Its pidfd on Linux, else -1.
+        fd: RawFd,
+    },
 }
 
 impl Op {
@@ -353,6 +365,7 @@ impl Op {
             Op::Timer { .. } => OpKind::Timer,
             Op::Cancel { .. } => OpKind::Cancel,
             Op::AsyncWait(_) => OpKind::AsyncWait,
+            Op::ProcWait { .. } => OpKind::ProcWait,
         }
     }
 
@@ -450,6 +463,11 @@ impl Op {
             Op::Timer { .. } => OpResult::Timer(unit(res, TimerError::from_raw)),
             Op::Cancel { .. } => OpResult::Cancel(unit(res, CancelError::from_raw)),
             Op::AsyncWait(_) => OpResult::Async(unit(res, AsyncError::from_raw)),
+            Op::ProcWait { .. } => OpResult::ProcExit(match res {
+                r if r >= 0 => Ok(()),
+                r if r == -libc::ECHILD || r == -libc::ESRCH => Err(ProcessError::NotChild),
+                r => Err(ProcessError::from_raw(r)),
+            }),
         }
     }
 }
@@ -475,6 +493,7 @@ pub enum OpKind {
     Timer,
     Cancel,
     AsyncWait,
+    ProcWait,
 }
 
 /// The typed result handed to a callback.
@@ -507,6 +526,8 @@ pub enum OpResult {
     Cancel(Result<(), CancelError>),
     /// An async wait: `Ok` once notified.
     Async(Result<(), AsyncError>),
+    /// A process wait: `Ok` once the child exited (it is not reaped yet).
+    ProcExit(Result<(), ProcessError>),
 }
 
 impl OpResult {
@@ -524,6 +545,7 @@ impl OpResult {
                 | OpResult::Close(Err(CloseError::Canceled))
                 | OpResult::Timer(Err(TimerError::Canceled))
                 | OpResult::Async(Err(AsyncError::Canceled))
+                | OpResult::ProcExit(Err(ProcessError::Canceled))
         )
     }
 }

@@ -252,6 +252,7 @@ pub(crate) unsafe fn perform(core: *mut Core) -> i32 {
                 return drain_fd(a.raw_fd());
             }
             Op::Connect { .. }
+            | Op::ProcWait { .. }
             | Op::Poll { .. }
             | Op::Noop
             | Op::Timer { .. }
@@ -290,5 +291,37 @@ pub(crate) fn socket_error(fd: RawFd) -> i32 {
         neg_errno()
     } else {
         -err
+    }
+}
+
+/// Whether child `pid` has exited, without reaping it: `Some(0)` when it
+/// has, `None` while it runs, `Some(-errno)` when it cannot be waited for
+/// (`-ECHILD`: not our child, or already reaped).
+pub(crate) fn proc_exited(pid: i32) -> Option<i32> {
+    let Ok(id) = libc::id_t::try_from(pid) else {
+        return Some(-libc::ECHILD);
+    };
+    loop {
+        // SAFETY: all-zero is a valid siginfo_t; waitid writes only into it.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is a live, writable siginfo_t.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                id,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        if r < 0 {
+            let e = neg_errno();
+            if e == -libc::EINTR {
+                continue;
+            }
+            return Some(e);
+        }
+        // SAFETY: waitid filled `info` (or left it zeroed: nothing exited).
+        let exited_pid = unsafe { info.si_pid() };
+        return if exited_pid == 0 { None } else { Some(0) };
     }
 }

@@ -1186,6 +1186,12 @@ macro_rules! per_backend {
             use super::*;
             $( #[test] fn $name() { super::$name::<Dynamic>() } )*
         }
+        // kqueue through libkqueue on Linux: RUSTFLAGS="--cfg xev_libkqueue".
+        #[cfg(xev_libkqueue)]
+        mod kqueue {
+            use super::*;
+            $( #[test] fn $name() { super::$name::<xev::backend::kqueue::Kqueue>() } )*
+        }
     };
 }
 

@@ -115,6 +115,8 @@ impl Poller for EpollPoller {
                 writable: bits & libc::EPOLLOUT as u32 != 0,
                 hangup: bits & (libc::EPOLLHUP | libc::EPOLLRDHUP) as u32 != 0,
                 error: bits & libc::EPOLLERR as u32 != 0,
+                errno: 0,
+                proc_exit: false,
             });
         }
         Ok(woken)

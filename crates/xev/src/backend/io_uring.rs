@@ -303,6 +303,9 @@ impl Backend for IoUring {
                 .build(),
                 // Handled above (linked behind a cancel-by-descriptor).
                 Op::Close { .. } => return Start::Done(-libc::EINVAL),
+                Op::ProcWait { fd, .. } => {
+                    opcode::PollAdd::new(types::Fd(*fd), libc::POLLIN as u32).build()
+                }
                 Op::AsyncWait(a) => {
                     opcode::Read::new(types::Fd(a.raw_fd()), scratch.cast(), 8).build()
                 }

@@ -12,6 +12,8 @@
 //! - [`epoll`]: readiness-based, built on the shared [`readiness`] machinery
 //!   that performs non-blocking syscalls when descriptors become ready.
 //! - [`dynamic`]: io_uring or epoll, chosen at run time.
+//! - `kqueue` (macOS, FreeBSD; on Linux with `--cfg xev_libkqueue`):
+//!   readiness-based on the same shared machinery as epoll.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -28,7 +30,13 @@ pub mod dynamic;
 pub mod epoll;
 #[cfg(target_os = "linux")]
 pub mod io_uring;
-#[cfg(target_os = "linux")]
+#[cfg(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    all(target_os = "linux", xev_libkqueue)
+))]
+pub mod kqueue;
 pub mod readiness;
 
 /// How [`Backend::start`] went.

@@ -44,8 +44,12 @@ pub struct Event {
     pub writable: bool,
     /// Hung up (peer closed, or read half shut).
     pub hangup: bool,
-    /// Error pending.
+    /// Error pending (or, for a registration the kernel refused, `errno`).
     pub error: bool,
+    /// The errno of a refused registration (0 otherwise).
+    pub errno: i32,
+    /// A process exited; `fd` holds its pid (pollers with `NATIVE_PROC`).
+    pub proc_exit: bool,
 }
 
 /// The kernel-facing part of a readiness backend.
@@ -61,6 +65,15 @@ pub trait Poller: Sized + 'static {
     fn register(&mut self, fd: RawFd, believed_registered: bool) -> io::Result<()>;
     /// Stops watching `fd` (before it is closed).
     fn deregister(&mut self, fd: RawFd);
+    /// Whether the poller watches process exits itself
+    /// ([`Poller::register_proc`]); otherwise a process wait waits for its
+    /// pidfd to become readable.
+    const NATIVE_PROC: bool = false;
+    /// Reports (once) when child `pid` exits, as an event with `proc_exit`.
+    fn register_proc(&mut self, pid: i32) -> io::Result<()> {
+        let _ = pid;
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
     /// Waits up to `timeout` and reports events; returns whether the wake
     /// fd fired.
     fn wait(&mut self, timeout: Option<Duration>, f: &mut dyn FnMut(Event)) -> io::Result<bool>;
@@ -79,6 +92,8 @@ pub struct Readiness<P: Poller> {
     /// Completions finished outside `poll` (waiters of a closed descriptor);
     /// reported by the next `poll`.
     ready: Queue,
+    /// Process waits registered natively (`Poller::NATIVE_PROC`).
+    procs: Queue,
     in_flight: usize,
 }
 
@@ -98,6 +113,7 @@ fn wait_target(op: &Op) -> Option<(RawFd, Interest)> {
         }
         Op::Sendmsg(m) => (m.fd, Interest::WRITABLE),
         Op::Poll { fd, interest } => (*fd, *interest),
+        Op::ProcWait { fd, .. } => (*fd, Interest::READABLE),
         _ => return None,
     })
 }
@@ -121,6 +137,19 @@ fn event_mask(ev: &Event, interest: Interest) -> i32 {
     m
 }
 
+/// Whether `op` reads (so a 0 result means end of file).
+fn is_read(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Read { .. } | Op::Recv { .. } | Op::Recvmsg(_) | Op::Pread { .. }
+    )
+}
+
+/// Whether child `pid` exited: 0 when it has, `-EAGAIN` while it runs.
+fn proc_state(pid: i32) -> i32 {
+    sys::proc_exited(pid).unwrap_or(-libc::EAGAIN)
+}
+
 /// Checks current readiness with `poll(2)` without blocking.
 fn poll_now(fd: RawFd, interest: Interest) -> i32 {
     let mut pfd = libc::pollfd {
@@ -141,6 +170,24 @@ fn poll_now(fd: RawFd, interest: Interest) -> i32 {
     }
 }
 
+/// Removes `target` from `q` if it is there.
+///
+/// # Safety
+/// `q` holds live cores.
+unsafe fn unlink_from(q: &mut Queue, target: *mut Core) -> bool {
+    let mut c = q.front();
+    while !c.is_null() {
+        if c == target {
+            // SAFETY: `c` is in `q`.
+            unsafe { q.remove(c) };
+            return true;
+        }
+        // SAFETY: queue members are live.
+        c = unsafe { (*c).next };
+    }
+    false
+}
+
 impl<P: Poller> Readiness<P> {
     /// One attempt at `core`'s operation, given what the poller saw (`None`
     /// on the optimistic first try).
@@ -158,10 +205,23 @@ impl<P: Poller> Readiness<P> {
                     },
                     None => poll_now(*fd, *interest),
                 },
+                Op::ProcWait { pid, fd } => {
+                    if P::NATIVE_PROC {
+                        proc_state(*pid)
+                    } else {
+                        match poll_now(*fd, Interest::READABLE) {
+                            r if r >= 0 => 0,
+                            r => r,
+                        }
+                    }
+                }
                 Op::Connect { fd, addr } => {
                     if (*core).scratch == CONNECTING {
-                        if ev.is_some() {
-                            sys::socket_error(*fd)
+                        if let Some(ev) = ev {
+                            match sys::socket_error(*fd) {
+                                0 if ev.errno != 0 => -ev.errno,
+                                r => r,
+                            }
                         } else {
                             -libc::EAGAIN
                         }
@@ -175,7 +235,16 @@ impl<P: Poller> Readiness<P> {
                         }
                     }
                 }
-                _ => sys::perform(core),
+                _ => {
+                    let r = sys::perform(core);
+                    // A pending socket error the poller reported (kqueue's
+                    // EV_EOF fflags) wins over the end of file that a read
+                    // then sees.
+                    match ev {
+                        Some(ev) if r == 0 && ev.errno != 0 && is_read(&(*core).op) => -ev.errno,
+                        _ => r,
+                    }
+                }
             }
         }
     }
@@ -214,6 +283,14 @@ impl<P: Poller> Readiness<P> {
 
     /// Removes `target` from its waiter list. Returns whether it was there.
     unsafe fn unlink(&mut self, target: *mut Core) -> bool {
+        // SAFETY: `target` is live (caller).
+        if P::NATIVE_PROC && matches!(unsafe { &(*target).op }, Op::ProcWait { .. }) {
+            // SAFETY: `procs` holds live cores.
+            return unsafe { unlink_from(&mut self.procs, target) } && {
+                self.in_flight -= 1;
+                true
+            };
+        }
         // SAFETY: `target` is live (caller).
         let Some((fd, _)) = wait_target(unsafe { &(*target).op }) else {
             return false;
@@ -254,6 +331,7 @@ impl<P: Poller> Backend for Readiness<P> {
             poller: P::new(wake_fd)?,
             fds: Vec::new(),
             ready: Queue::new(),
+            procs: Queue::new(),
             in_flight: 0,
         })
     }
@@ -279,6 +357,14 @@ impl<P: Poller> Backend for Readiness<P> {
             let res = Self::attempt(c, None);
             if res != -libc::EAGAIN {
                 return Start::Done(res);
+            }
+            if let (true, Op::ProcWait { pid, .. }) = (P::NATIVE_PROC, &(*c).op) {
+                if let Err(e) = self.poller.register_proc(*pid) {
+                    return Start::Done(-e.raw_os_error().unwrap_or(libc::EIO));
+                }
+                self.procs.push_back(c);
+                self.in_flight += 1;
+                return Start::Pending;
             }
             let Some((fd, _)) = wait_target(&(*c).op) else {
                 return Start::Done(res);
@@ -340,10 +426,39 @@ impl<P: Poller> Backend for Readiness<P> {
         let Readiness {
             poller,
             fds,
+            procs,
             in_flight,
             ..
         } = self;
         poller.wait(timeout, &mut |ev| {
+            if ev.proc_exit {
+                // Every wait on this pid finishes: exited, or the error
+                // that made the registration fail (rechecked: a child that
+                // exited just before the registration is a success).
+                let mut c = procs.front();
+                while !c.is_null() {
+                    // SAFETY: `procs` holds live cores held by this backend;
+                    // `next` is read before `c` may leave the list.
+                    unsafe {
+                        let next = (*c).next;
+                        if matches!((*c).op, Op::ProcWait { pid, .. } if pid == ev.fd) {
+                            let res = match (ev.error, sys::proc_exited(ev.fd)) {
+                                (_, Some(r)) => r,
+                                (true, None) => -ev.errno,
+                                // NOTE_EXIT fired: the child is a zombie.
+                                (false, None) => 0,
+                            };
+                            if res != -libc::EAGAIN {
+                                procs.remove(c);
+                                *in_flight -= 1;
+                                sink((*c).id, res);
+                            }
+                        }
+                        c = next;
+                    }
+                }
+                return;
+            }
             let Some(entry) = usize::try_from(ev.fd).ok().and_then(|i| fds.get_mut(i)) else {
                 return;
             };

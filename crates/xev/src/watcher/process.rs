@@ -33,9 +33,9 @@ use std::rc::Rc;
 use super::udp::{unexpected, SharedFd};
 use crate::backend::Backend;
 use crate::completion::Action;
-use crate::error::{CloseError, PollError, ProcessError};
+use crate::error::{CloseError, ProcessError};
 use crate::event_loop::Loop;
-use crate::op::{Id, Interest, Op, OpResult};
+use crate::op::{Id, Op, OpResult};
 
 /// A watcher for the exit of one child process, bound to one loop (see
 /// [`Udp`](super::udp::Udp) for why operations must all go to one loop).
@@ -167,16 +167,13 @@ impl<B: Backend> Process<B> {
     {
         let status = Rc::clone(&self.status);
         let fd = self.pidfd.raw();
-        let op = Op::Poll {
-            fd,
-            interest: Interest::READABLE,
-        };
+        let op = Op::ProcWait { pid: self.pid, fd };
         SharedFd::track(&self.pidfd, lp, op, move |mut t| {
             move |lp: &mut Loop<B>, _: &mut Op, res: OpResult| {
                 let r = match res {
                     // The pidfd stays open while this wait is tracked, so
                     // `fd` still names it.
-                    OpResult::Poll(Ok(_)) => match status.get() {
+                    OpResult::ProcExit(Ok(())) => match status.get() {
                         Some(s) => Ok(s),
                         None => match reap(fd) {
                             Ok(Some(s)) => {
@@ -189,8 +186,12 @@ impl<B: Backend> Process<B> {
                             Err(e) => Err(e),
                         },
                     },
-                    OpResult::Poll(Err(PollError::Canceled)) => Err(ProcessError::Canceled),
-                    OpResult::Poll(Err(e)) => Err(ProcessError::Io(e.into())),
+                    // Already reaped by an earlier wait: kqueue then finds
+                    // no such child; the cached status is the answer.
+                    OpResult::ProcExit(Err(ProcessError::NotChild)) => {
+                        status.get().ok_or(ProcessError::NotChild)
+                    }
+                    OpResult::ProcExit(Err(e)) => Err(e),
                     other => Err(ProcessError::Io(unexpected(&other))),
                 };
                 let action = cb(lp, r);
