@@ -17,7 +17,9 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use socket2::{Domain, Socket, Type};
-use xev::backend::{epoll::Epoll, io_uring::IoUring, Backend};
+use xev::backend::Backend;
+#[cfg(target_os = "linux")]
+use xev::backend::{epoll::Epoll, io_uring::IoUring};
 use xev::generic::Loop;
 use xev::{Action, Op, OpResult, Options, RunMode};
 
@@ -45,7 +47,9 @@ fn parse_args() -> Result<Args, String> {
                 a.messages = value()?.parse().map_err(|e| format!("--messages: {e}"))?
             }
             "-h" | "--help" => {
-                return Err("usage: echo [--backend io_uring|epoll] [--clients N] [--messages N]".into())
+                return Err(
+                    "usage: echo [--backend io_uring|epoll] [--clients N] [--messages N]".into(),
+                )
             }
             other => return Err(format!("unknown argument {other}")),
         }
@@ -56,30 +60,36 @@ fn parse_args() -> Result<Args, String> {
 /// Server side of one connection: read -> write back -> read ... until EOF,
 /// then close. One completion, rearmed with a changed operation.
 fn serve<B: Backend>(lp: &mut Loop<B>, fd: RawFd) {
-    lp.add(Op::Read { fd, buf: vec![0; MSG] }, move |_, op, res| match res {
-        OpResult::Read(Ok(n)) => {
-            let mut buf = op.take_buf().unwrap_or_default();
-            buf.truncate(n);
-            *op = Op::Write { fd, buf };
-            Action::Rearm
-        }
-        OpResult::Write(Ok(n)) => {
-            let mut buf = op.take_buf().unwrap_or_default();
-            if n < buf.len() {
-                buf.drain(..n); // finish a short write first
+    lp.add(
+        Op::Read {
+            fd,
+            buf: vec![0; MSG],
+        },
+        move |_, op, res| match res {
+            OpResult::Read(Ok(n)) => {
+                let mut buf = op.take_buf().unwrap_or_default();
+                buf.truncate(n);
                 *op = Op::Write { fd, buf };
-            } else {
-                buf.resize(MSG, 0);
-                *op = Op::Read { fd, buf };
+                Action::Rearm
             }
-            Action::Rearm
-        }
-        OpResult::Read(Err(_)) | OpResult::Write(Err(_)) => {
-            *op = Op::Close { fd };
-            Action::Rearm
-        }
-        _ => Action::Disarm,
-    });
+            OpResult::Write(Ok(n)) => {
+                let mut buf = op.take_buf().unwrap_or_default();
+                if n < buf.len() {
+                    buf.drain(..n); // finish a short write first
+                    *op = Op::Write { fd, buf };
+                } else {
+                    buf.resize(MSG, 0);
+                    *op = Op::Read { fd, buf };
+                }
+                Action::Rearm
+            }
+            OpResult::Read(Err(_)) | OpResult::Write(Err(_)) => {
+                *op = Op::Close { fd };
+                Action::Rearm
+            }
+            _ => Action::Disarm,
+        },
+    );
 }
 
 /// One client: connect, then `messages` times write a message and read the
@@ -193,6 +203,9 @@ fn main() {
             std::process::exit(2);
         }
     };
+    #[cfg(not(target_os = "linux"))]
+    let r = run::<xev::DefaultBackend>(&args);
+    #[cfg(target_os = "linux")]
     let r = match args.backend.as_str() {
         "io_uring" => match IoUring::probe() {
             Ok(()) => run::<IoUring>(&args),

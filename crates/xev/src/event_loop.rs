@@ -23,8 +23,8 @@ use crate::error::{CancelError, IdError, NO_THREAD_POOL};
 use crate::mpsc::Mpsc;
 use crate::op::{Id, Op, OpResult};
 use crate::queue::Queue;
-use crate::sys::WakeFd;
 use crate::recycle::Recycler;
+use crate::sys::WakeFd;
 use crate::thread_pool::{Batch, Task, ThreadPool};
 use crate::timer_heap::TimerHeap;
 
@@ -353,8 +353,9 @@ impl<B: Backend> Loop<B> {
     /// Whether `id` names a completion that is in flight.
     pub fn is_active(&self, id: Id) -> bool {
         // SAFETY: lookup returns live completions only.
-        self.lookup(id)
-            .is_some_and(|p| unsafe { !matches!((*core_of(p)).state, State::Dead | State::Running) })
+        self.lookup(id).is_some_and(|p| unsafe {
+            !matches!((*core_of(p)).state, State::Dead | State::Running)
+        })
     }
 
     /// Starts a parked completion again (as its operation now stands).
@@ -608,41 +609,42 @@ impl<B: Backend> Loop<B> {
         // SAFETY: `t` is live (caller); each arm moves it out of exactly the
         // structure that holds it before finishing it.
         Some(unsafe {
-                match (*t).state {
-                    State::Dead | State::Done | State::Running => -libc::ENOENT,
-                    State::Queued => {
-                        self.submissions.remove(t);
-                        Self::finish(&mut self.completions, t, -libc::ECANCELED);
-                        0
-                    }
-                    State::Timer => {
-                        self.timers.remove(t);
-                        Self::finish(&mut self.completions, t, -libc::ECANCELED);
-                        0
-                    }
-                    State::Pool => {
-                        match (*t).pool_state.compare_exchange(
-                            POOL_QUEUED,
-                            POOL_CANCELED,
-                            Ordering::AcqRel,
-                            Ordering::Acquire,
-                        ) {
-                            Ok(_) => 0,
-                            Err(_) => -libc::EALREADY,
-                        }
-                    }
-                    State::Backend => {
-                        match self.backend.cancel(cancel_id, NonNull::new_unchecked(t)) {
-                            CancelStart::Pending => return None,
-                            CancelStart::Done { cancel: c, target: tr } => {
-                                if let Some(tr) = tr {
-                                    Self::finish(&mut self.completions, t, tr);
-                                }
-                                c
-                            }
-                        }
+            match (*t).state {
+                State::Dead | State::Done | State::Running => -libc::ENOENT,
+                State::Queued => {
+                    self.submissions.remove(t);
+                    Self::finish(&mut self.completions, t, -libc::ECANCELED);
+                    0
+                }
+                State::Timer => {
+                    self.timers.remove(t);
+                    Self::finish(&mut self.completions, t, -libc::ECANCELED);
+                    0
+                }
+                State::Pool => {
+                    match (*t).pool_state.compare_exchange(
+                        POOL_QUEUED,
+                        POOL_CANCELED,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    ) {
+                        Ok(_) => 0,
+                        Err(_) => -libc::EALREADY,
                     }
                 }
+                State::Backend => match self.backend.cancel(cancel_id, NonNull::new_unchecked(t)) {
+                    CancelStart::Pending => return None,
+                    CancelStart::Done {
+                        cancel: c,
+                        target: tr,
+                    } => {
+                        if let Some(tr) = tr {
+                            Self::finish(&mut self.completions, t, tr);
+                        }
+                        c
+                    }
+                },
+            }
         })
     }
 
@@ -789,7 +791,7 @@ impl<B: Backend> Drop for Loop<B> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     //! Loop-level unit tests. They use the epoll backend (and io_uring when
     //! not under Miri) so that Miri can check the loop's pointer handling:
@@ -818,7 +820,12 @@ mod tests {
         };
         assert_eq!(r, 0, "socketpair: {}", io::Error::last_os_error());
         // SAFETY: both descriptors are new and owned by nothing else.
-        unsafe { (UnixStream::from_raw_fd(fds[0]), UnixStream::from_raw_fd(fds[1])) }
+        unsafe {
+            (
+                UnixStream::from_raw_fd(fds[0]),
+                UnixStream::from_raw_fd(fds[1]),
+            )
+        }
     }
 
     /// Writes all of `data` with write(2) (Miri emulates write, not send).
@@ -957,8 +964,7 @@ mod tests {
         lp.run(RunMode::NoWait).unwrap();
         let g = got.clone();
         lp.add(Op::Cancel { target: read }, move |_, _, res| {
-            g.borrow_mut()
-                .push(matches!(res, OpResult::Cancel(Ok(()))));
+            g.borrow_mut().push(matches!(res, OpResult::Cancel(Ok(()))));
             Action::Disarm
         });
         lp.run(RunMode::UntilDone).unwrap();
@@ -966,10 +972,8 @@ mod tests {
         // The read is gone: a second cancel finds nothing.
         let g = got.clone();
         lp.add(Op::Cancel { target: read }, move |_, _, res| {
-            g.borrow_mut().push(matches!(
-                res,
-                OpResult::Cancel(Err(CancelError::NotFound))
-            ));
+            g.borrow_mut()
+                .push(matches!(res, OpResult::Cancel(Err(CancelError::NotFound))));
             Action::Disarm
         });
         lp.run(RunMode::UntilDone).unwrap();
@@ -1082,39 +1086,57 @@ mod tests {
                 }
                 #[test]
                 fn noop_rearm_and_disarm() {
-                    if !skip() { super::noop_rearm_and_disarm::<$backend>() }
+                    if !skip() {
+                        super::noop_rearm_and_disarm::<$backend>()
+                    }
                 }
                 #[test]
                 fn park_restart_op_mut_free() {
-                    if !skip() { super::park_restart_op_mut_free::<$backend>() }
+                    if !skip() {
+                        super::park_restart_op_mut_free::<$backend>()
+                    }
                 }
                 #[test]
                 fn timers_fire_in_deadline_then_insertion_order() {
-                    if !skip() { super::timers_fire_in_deadline_then_insertion_order::<$backend>() }
+                    if !skip() {
+                        super::timers_fire_in_deadline_then_insertion_order::<$backend>()
+                    }
                 }
                 #[test]
                 fn timer_reset_and_cancel() {
-                    if !skip() { super::timer_reset_and_cancel::<$backend>() }
+                    if !skip() {
+                        super::timer_reset_and_cancel::<$backend>()
+                    }
                 }
                 #[test]
                 fn reset_inside_own_callback_rearms() {
-                    if !skip() { super::reset_inside_own_callback_rearms::<$backend>() }
+                    if !skip() {
+                        super::reset_inside_own_callback_rearms::<$backend>()
+                    }
                 }
                 #[test]
                 fn cancel_op_targets() {
-                    if !skip() { super::cancel_op_targets::<$backend>() }
+                    if !skip() {
+                        super::cancel_op_targets::<$backend>()
+                    }
                 }
                 #[test]
                 fn read_ready_data() {
-                    if !skip() { super::read_ready_data::<$backend>() }
+                    if !skip() {
+                        super::read_ready_data::<$backend>()
+                    }
                 }
                 #[test]
                 fn stop_ends_run() {
-                    if !skip() { super::stop_ends_run::<$backend>() }
+                    if !skip() {
+                        super::stop_ends_run::<$backend>()
+                    }
                 }
                 #[test]
                 fn drop_loop_with_work_in_flight() {
-                    if !skip() { super::drop_loop_with_work_in_flight::<$backend>() }
+                    if !skip() {
+                        super::drop_loop_with_work_in_flight::<$backend>()
+                    }
                 }
             }
         };

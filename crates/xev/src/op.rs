@@ -36,11 +36,13 @@ impl Id {
     };
 
     /// Packs the id into the 64-bit user data that io_uring carries.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn to_u64(self) -> u64 {
         (u64::from(self.gen) << 32) | u64::from(self.idx)
     }
 
     /// Inverse of [`Id::to_u64`].
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn from_u64(v: u64) -> Id {
         Id {
             idx: v as u32,

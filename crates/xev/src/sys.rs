@@ -122,7 +122,7 @@ pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Sets `O_NONBLOCK` and `FD_CLOEXEC` on `fd`.
-#[cfg_attr(target_os = "linux", allow(dead_code))]
+#[cfg_attr(any(target_os = "linux", target_os = "freebsd"), allow(dead_code))]
 pub(crate) fn set_nonblocking_cloexec(fd: RawFd) -> io::Result<()> {
     // SAFETY: fcntl on a descriptor number takes no pointers.
     unsafe {
@@ -164,14 +164,12 @@ fn accept_nonblocking(fd: RawFd) -> isize {
     {
         // SAFETY: null address pointers are allowed.
         let new = unsafe { libc::accept(fd, std::ptr::null_mut(), std::ptr::null_mut()) };
-        if new >= 0 {
-            if set_nonblocking_cloexec(new).is_err() {
-                // errno still holds fcntl's error (a successful close leaves
-                // it alone); the caller turns -1 into that error.
-                // SAFETY: `new` is ours and unused.
-                unsafe { libc::close(new) };
-                return -1;
-            }
+        if new >= 0 && set_nonblocking_cloexec(new).is_err() {
+            // errno still holds fcntl's error (a successful close leaves it
+            // alone); the caller turns -1 into that error.
+            // SAFETY: `new` is ours and unused.
+            unsafe { libc::close(new) };
+            return -1;
         }
         new as isize
     }
@@ -227,9 +225,7 @@ pub(crate) unsafe fn perform(core: *mut Core) -> i32 {
                 let (p, n) = buf_ptr(buf);
                 libc::recv(*fd, p, n, 0)
             }
-            Op::Send { fd, buf } => {
-                libc::send(*fd, buf.as_ptr().cast(), buf.len(), SEND_FLAGS)
-            }
+            Op::Send { fd, buf } => libc::send(*fd, buf.as_ptr().cast(), buf.len(), SEND_FLAGS),
             Op::Recvmsg(m) => {
                 let hdr = m.prepare(true);
                 libc::recvmsg(m.fd, hdr, 0)
@@ -298,9 +294,12 @@ pub(crate) fn socket_error(fd: RawFd) -> i32 {
 /// has, `None` while it runs, `Some(-errno)` when it cannot be waited for
 /// (`-ECHILD`: not our child, or already reaped).
 pub(crate) fn proc_exited(pid: i32) -> Option<i32> {
-    let Ok(id) = libc::id_t::try_from(pid) else {
+    if pid <= 0 {
         return Some(-libc::ECHILD);
-    };
+    }
+    // `id_t` is unsigned on some systems and 64-bit on others; a positive
+    // pid fits in all of them.
+    let id = pid as libc::id_t;
     loop {
         // SAFETY: all-zero is a valid siginfo_t; waitid writes only into it.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
@@ -323,5 +322,27 @@ pub(crate) fn proc_exited(pid: i32) -> Option<i32> {
         // SAFETY: waitid filled `info` (or left it zeroed: nothing exited).
         let exited_pid = unsafe { info.si_pid() };
         return if exited_pid == 0 { None } else { Some(0) };
+    }
+}
+
+/// A new non-blocking, close-on-exec socket (atomically where the system
+/// allows it).
+pub(crate) fn nonblocking_socket(
+    domain: socket2::Domain,
+    ty: socket2::Type,
+    protocol: Option<socket2::Protocol>,
+) -> io::Result<socket2::Socket> {
+    #[cfg(any(target_os = "linux", target_os = "freebsd"))]
+    {
+        socket2::Socket::new(domain, ty.nonblocking().cloexec(), protocol)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
+    {
+        let s = socket2::Socket::new(domain, ty, protocol)?;
+        s.set_nonblocking(true)?;
+        s.set_cloexec(true)?;
+        // No MSG_NOSIGNAL here: keep a dead peer from raising SIGPIPE.
+        s.set_nosigpipe(true)?;
+        Ok(s)
     }
 }

@@ -140,7 +140,7 @@ impl Batch {
 
     /// Whether the batch holds no task.
     pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 }
 
@@ -398,7 +398,7 @@ impl Drop for Core {
 
 /// Outcome of [`Core::wait_for_work`].
 enum Wake {
-    /// Found a task; `notified` says whether a wake-up was consumed.
+    /// Found a task; the flag says whether a wake-up permit was consumed.
     Task(NonNull<Task>, bool),
     /// Woken up (or shutting down): search again.
     Woken,
@@ -668,10 +668,11 @@ fn worker_main(core: Arc<Core>) {
         match core.wait_for_work(me) {
             Wake::Task(task, was_notified) => {
                 if was_notified {
+                    // We took over a wake-up without searching; pass it on so
+                    // work queued while it was pending is not left waiting
+                    // behind the task we are about to run. (Rare race.)
                     core.clear_notified();
-                    if me.has_work() || !core.injector.load(Ordering::SeqCst).is_null() {
-                        core.notify();
-                    }
+                    core.notify();
                 }
                 run_task(task);
             }
@@ -734,11 +735,6 @@ impl Worker {
         }
     }
 
-    /// Whether the owner still has queued tasks.
-    fn has_work(&self) -> bool {
-        !self.buffer.is_empty() || !self.overflow.load(Ordering::Relaxed).is_null()
-    }
-
     /// Takes ownership of a FIFO `chain` (detached by the caller): returns its
     /// first task to run now, moves what fits into the ring buffer and parks
     /// the rest in the overflow slot. The second value tells whether any task
@@ -796,10 +792,6 @@ impl Buffer {
 
     fn slot(&self, index: usize) -> &AtomicPtr<Task> {
         &self.slots[index & BUFFER_MASK]
-    }
-
-    fn is_empty(&self) -> bool {
-        self.head.load(Ordering::Relaxed) == self.tail.load(Ordering::Relaxed)
     }
 
     /// Owner only: takes the oldest task.
@@ -1450,6 +1442,12 @@ mod tests {
         assert_ran_once(&nodes);
     }
 
+    fn has_work(worker: &Worker) -> bool {
+        let buffer = &worker.buffer;
+        buffer.head.load(Ordering::Relaxed) != buffer.tail.load(Ordering::Relaxed)
+            || !worker.overflow.load(Ordering::Relaxed).is_null()
+    }
+
     #[test]
     fn buffer_steal_takes_half_and_keeps_order() {
         let done = Arc::new(AtomicUsize::new(0));
@@ -1467,7 +1465,7 @@ mod tests {
         let (task, more) = victim.adopt(first.as_ptr()).unwrap();
         assert_eq!(task, first);
         assert!(more);
-        assert!(victim.has_work());
+        assert!(has_work(&victim));
         // Nine queued: the thief takes five (runs one, keeps four).
         let (stolen, more) = victim.buffer.steal_into(&thief.buffer).unwrap();
         assert!(more);
@@ -1485,7 +1483,7 @@ mod tests {
         let expect: Vec<_> = nodes[6..].iter().map(task_of).collect();
         assert_eq!(victim_tasks, expect);
         assert!(victim.buffer.steal_into(&thief.buffer).is_none());
-        assert!(!victim.has_work());
+        assert!(!has_work(&victim));
     }
 
     #[test]

@@ -3,6 +3,11 @@
 //! measures 100,000 timer fire/rearm cycles and 10,000 TCP write/read round
 //! trips over loopback after warm-up, on every backend this host can run.
 
+// Linux-hosted: these instantiate io_uring, epoll and the dynamic backend
+// (and kqueue through libkqueue); kqueue on macOS and FreeBSD is covered by
+// the portable conformance suite.
+#![cfg(target_os = "linux")]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -214,7 +219,13 @@ fn tcp_round_trips_allocate_nothing_epoll() {
 /// each time would be a different type; here it is one type) and disarms
 /// itself: the loop recycles the memory of the finished one.
 fn add_chain<B: Backend>(warmup: u64, total: u64) -> io::Result<(u64, u64)> {
-    fn link<B: Backend>(lp: &mut Loop<B>, n: Rc<Cell<u64>>, warmup: u64, total: u64, mark: Rc<Cell<u64>>) {
+    fn link<B: Backend>(
+        lp: &mut Loop<B>,
+        n: Rc<Cell<u64>>,
+        warmup: u64,
+        total: u64,
+        mark: Rc<Cell<u64>>,
+    ) {
         lp.add(Op::Noop, move |lp, _, res| {
             assert!(matches!(res, OpResult::Noop));
             n.set(n.get() + 1);

@@ -5,6 +5,11 @@
 //! parallel don't count), on io_uring (when this host can run it), epoll and
 //! the dynamic backend.
 
+// Linux-hosted: these instantiate io_uring, epoll and the dynamic backend
+// (and kqueue through libkqueue); kqueue on macOS and FreeBSD is covered by
+// the portable conformance suite.
+#![cfg(target_os = "linux")]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, RefCell};
 use std::net::{Shutdown, TcpListener, TcpStream};

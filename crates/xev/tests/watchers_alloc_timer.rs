@@ -6,6 +6,11 @@
 //! binary checks the UDP watcher's documented zero-allocation paths: a
 //! rearmed read and a parked-and-restarted write, in lock step.
 
+// Linux-hosted: these instantiate io_uring, epoll and the dynamic backend
+// (and kqueue through libkqueue); kqueue on macOS and FreeBSD is covered by
+// the portable conformance suite.
+#![cfg(target_os = "linux")]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;

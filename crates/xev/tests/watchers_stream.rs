@@ -5,6 +5,11 @@
 //! Every test runs its loop under a 10 s safety timer, so a hang fails
 //! instead of hanging.
 
+// Linux-hosted: these instantiate io_uring, epoll and the dynamic backend
+// (and kqueue through libkqueue); kqueue on macOS and FreeBSD is covered by
+// the portable conformance suite.
+#![cfg(target_os = "linux")]
+
 use std::cell::{Cell, RefCell};
 use std::fs::OpenOptions;
 use std::io::Write as _;

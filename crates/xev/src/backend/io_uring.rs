@@ -50,7 +50,8 @@ impl IoUring {
         unsafe { ring.submission().push(&nop) }
             .map_err(|_| io::Error::other("io_uring submission queue full"))?;
         ring.submit_and_wait(1)?;
-        let ok = matches!(ring.completion().next(), Some(c) if c.user_data() == 7 && c.result() >= 0);
+        let ok =
+            matches!(ring.completion().next(), Some(c) if c.user_data() == 7 && c.result() >= 0);
         if ok {
             Ok(())
         } else {
@@ -235,13 +236,11 @@ impl Backend for IoUring {
             let scratch = std::ptr::addr_of_mut!((*c).scratch);
             let ud = (*c).id.to_u64();
             let e = match &mut (*c).op {
-                Op::Accept { fd } => opcode::Accept::new(
-                    types::Fd(*fd),
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                )
-                .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
-                .build(),
+                Op::Accept { fd } => {
+                    opcode::Accept::new(types::Fd(*fd), std::ptr::null_mut(), std::ptr::null_mut())
+                        .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+                        .build()
+                }
                 Op::Connect { fd, addr } => {
                     opcode::Connect::new(types::Fd(*fd), addr.as_ptr().cast(), addr.len()).build()
                 }

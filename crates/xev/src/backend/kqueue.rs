@@ -221,7 +221,7 @@ impl Poller for KqueuePoller {
         // Closing removes the filters in the kernel; only drop changes not
         // yet submitted, so none can reach a reused descriptor number.
         self.changes.retain(|c| {
-            !(c.ident as usize == fd as usize
+            !(c.ident == fd as usize
                 && (c.filter == ffi::EVFILT_READ || c.filter == ffi::EVFILT_WRITE))
         });
         // libkqueue cannot see the close that follows: delete its filters
@@ -257,7 +257,7 @@ impl Poller for KqueuePoller {
             pid as usize,
             ffi::EVFILT_PROC,
             ffi::EV_ADD | ffi::EV_ONESHOT,
-            ffi::NOTE_EXIT as u32,
+            ffi::NOTE_EXIT,
             pid as usize,
         ));
         Ok(())
@@ -277,7 +277,7 @@ impl Poller for KqueuePoller {
                 continue; // a receipt, not an error
             }
             let eof = ev.flags & ffi::EV_EOF != 0;
-            let id = ev.ident as usize as RawFd;
+            let id = ev.ident as RawFd;
             if ev.filter == ffi::EVFILT_PROC {
                 f(Event {
                     fd: id,

@@ -126,6 +126,7 @@ pub trait Backend: Sized + 'static {
 
 /// Converts a `Duration` timeout into whole milliseconds for `epoll_wait`,
 /// rounding up so a timer is never woken early, and saturating.
+#[cfg(target_os = "linux")]
 pub(crate) fn timeout_ms(timeout: Option<Duration>) -> i32 {
     match timeout {
         None => -1,
@@ -138,7 +139,9 @@ pub(crate) fn timeout_ms(timeout: Option<Duration>) -> i32 {
 
 /// The thread's last OS error as a negated errno.
 pub(crate) fn neg_errno() -> i32 {
-    -io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    -io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 /// Turns a syscall's return value into a raw result.

@@ -103,9 +103,7 @@ const CONNECTING: u64 = 1;
 /// The descriptor and direction an operation waits on.
 fn wait_target(op: &Op) -> Option<(RawFd, Interest)> {
     Some(match op {
-        Op::Accept { fd } | Op::Read { fd, .. } | Op::Recv { fd, .. } => {
-            (*fd, Interest::READABLE)
-        }
+        Op::Accept { fd } | Op::Read { fd, .. } | Op::Recv { fd, .. } => (*fd, Interest::READABLE),
         Op::Recvmsg(m) => (m.fd, Interest::READABLE),
         Op::AsyncWait(a) => (a.raw_fd(), Interest::READABLE),
         Op::Write { fd, .. } | Op::Send { fd, .. } | Op::Connect { fd, .. } => {

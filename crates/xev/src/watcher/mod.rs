@@ -15,6 +15,7 @@
 
 pub mod async_wait;
 pub mod file;
+#[cfg_attr(not(target_os = "linux"), path = "process_kqueue.rs")]
 pub mod process;
 pub mod stream;
 pub mod tcp;

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::ops::Deref;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
-use socket2::{Domain, SockRef, Socket, Type};
+use socket2::{Domain, SockRef, Type};
 
 use super::stream::{is_socket, set_nonblocking, Stream};
 use crate::backend::Backend;
@@ -94,9 +94,9 @@ impl<B: Backend> Tcp<B> {
     /// and close-on-exec. `addr` only selects the family: [`Tcp::bind`] or
     /// [`Tcp::connect`] next.
     pub fn new(addr: SocketAddr) -> io::Result<Tcp<B>> {
-        let sock = Socket::new(
+        let sock = crate::sys::nonblocking_socket(
             Domain::for_address(addr),
-            Type::STREAM.nonblocking().cloexec(),
+            Type::STREAM,
             Some(socket2::Protocol::TCP),
         )?;
         Ok(Tcp {

@@ -37,7 +37,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 
-use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use socket2::{Domain, Protocol, SockRef, Type};
 
 use crate::backend::Backend;
 use crate::completion::Action;
@@ -119,9 +119,9 @@ impl<B: Backend> Udp<B> {
     /// address family of `addr` (only the family is used; see
     /// [`Udp::bind`]).
     pub fn new(addr: SocketAddr) -> io::Result<Udp<B>> {
-        let sock = Socket::new(
+        let sock = crate::sys::nonblocking_socket(
             Domain::for_address(addr),
-            Type::DGRAM.nonblocking().cloexec(),
+            Type::DGRAM,
             Some(Protocol::UDP),
         )?;
         Ok(Self::from_owned(OwnedFd::from(sock)))
@@ -476,6 +476,7 @@ pub(crate) struct Tracked {
 
 impl Tracked {
     /// The shared descriptor.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn share(&self) -> &SharedFd {
         &self.share
     }

@@ -1,0 +1,161 @@
+//! The process watcher on kqueue systems (macOS, FreeBSD): wait for a child
+//! process to exit without blocking the loop, and get its [`ExitStatus`].
+//!
+//! The same API as the Linux watcher, without pidfds: a wait is an
+//! [`Op::ProcWait`] on the pid, which kqueue watches with `EVFILT_PROC` and
+//! `NOTE_EXIT`; once it fires the child is reaped with `waitpid(WNOHANG)`.
+//! The parent is the only one who can reap its child, so the pid cannot be
+//! reused before that reap.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, ExitStatus};
+use std::rc::Rc;
+
+use crate::backend::Backend;
+use crate::completion::Action;
+use crate::error::{CloseError, ProcessError};
+use crate::event_loop::Loop;
+use crate::op::{Id, Op, OpResult};
+
+/// A watcher for the exit of one child process, bound to one loop.
+pub struct Process<B: Backend> {
+    pid: i32,
+    /// The status, once reaped; later waits report it again.
+    status: Rc<Cell<Option<ExitStatus>>>,
+    /// Waits in flight, for `close`.
+    waits: Rc<RefCell<Vec<Id>>>,
+    _backend: PhantomData<fn() -> B>,
+}
+
+impl<B: Backend> fmt::Debug for Process<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Process")
+            .field("pid", &self.pid)
+            .field("status", &self.status.get())
+            .finish()
+    }
+}
+
+impl<B: Backend> Process<B> {
+    /// Watches the child process `pid`: [`ProcessError::NotChild`] when it
+    /// is not a child of this process (or was reaped already); an
+    /// `InvalidInput` error for a pid that is not positive.
+    pub fn new(pid: i32) -> Result<Process<B>, ProcessError> {
+        if pid <= 0 {
+            return Err(ProcessError::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("xev::Process: invalid pid {pid} (must be positive)"),
+            )));
+        }
+        if let Some(r) = crate::sys::proc_exited(pid) {
+            if r < 0 {
+                return Err(if r == -libc::ECHILD {
+                    ProcessError::NotChild
+                } else {
+                    ProcessError::Io(io::Error::from_raw_os_error(-r))
+                });
+            }
+        }
+        Ok(Process {
+            pid,
+            status: Rc::new(Cell::new(None)),
+            waits: Rc::new(RefCell::new(Vec::new())),
+            _backend: PhantomData,
+        })
+    }
+
+    /// Watches a child spawned with [`std::process::Command`].
+    pub fn from_child(child: &Child) -> Result<Process<B>, ProcessError> {
+        let pid = i32::try_from(child.id()).map_err(|_| ProcessError::NotChild)?;
+        Self::new(pid)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The exit status, once a wait has reaped the process.
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        self.status.get()
+    }
+
+    /// Waits for the child to exit; `cb` gets its status (every later wait
+    /// reports it again), or `Err(ProcessError::Canceled)`.
+    pub fn wait<F>(&self, lp: &mut Loop<B>, mut cb: F) -> Id
+    where
+        F: FnMut(&mut Loop<B>, Result<ExitStatus, ProcessError>) -> Action + 'static,
+    {
+        let (pid, status, waits) = (self.pid, self.status.clone(), self.waits.clone());
+        let id = Rc::new(Cell::new(None::<Id>));
+        let me = id.clone();
+        let new = lp.add(Op::ProcWait { pid, fd: -1 }, move |lp, _, res| {
+            let r = match res {
+                OpResult::ProcExit(Ok(())) => match status.get() {
+                    Some(s) => Ok(s),
+                    None => reap(pid).inspect(|s| status.set(Some(*s))),
+                },
+                OpResult::ProcExit(Err(ProcessError::NotChild)) => {
+                    status.get().ok_or(ProcessError::NotChild)
+                }
+                OpResult::ProcExit(Err(e)) => Err(e),
+                _ => Err(ProcessError::Io(io::Error::other("unexpected result"))),
+            };
+            let action = cb(lp, r);
+            if action != Action::Rearm {
+                if let Some(me) = me.get() {
+                    waits.borrow_mut().retain(|w| *w != me);
+                }
+            }
+            action
+        });
+        id.set(Some(new));
+        self.waits.borrow_mut().push(new);
+        new
+    }
+
+    /// Cancels the waits in flight (their callbacks run with `Canceled`)
+    /// and calls `cb` when that is done. Does not kill or reap the process.
+    pub fn close<F>(self, lp: &mut Loop<B>, cb: F) -> Id
+    where
+        F: FnOnce(&mut Loop<B>, Result<(), CloseError>) + 'static,
+    {
+        for id in self.waits.borrow_mut().drain(..) {
+            let _ = lp.cancel(id);
+        }
+        let mut cb = Some(cb);
+        lp.add(Op::Noop, move |lp, _, _| {
+            if let Some(cb) = cb.take() {
+                cb(lp, Ok(()));
+            }
+            Action::Disarm
+        })
+    }
+}
+
+/// Reaps `pid`, which kqueue reported as exited.
+fn reap(pid: i32) -> Result<ExitStatus, ProcessError> {
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: `status` is a live int for waitpid to fill.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            return Ok(ExitStatus::from_raw(status));
+        }
+        if r == 0 {
+            return Err(ProcessError::Io(io::Error::other(
+                "the child was reported exited but cannot be reaped yet",
+            )));
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::ECHILD) => return Err(ProcessError::NotChild),
+            _ => return Err(ProcessError::Io(e)),
+        }
+    }
+}
