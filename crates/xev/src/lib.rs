@@ -106,6 +106,16 @@ pub use thread_pool::{Config as ThreadPoolConfig, ThreadPool};
 
 /// A timer watcher on the default backend.
 pub type Timer = watcher::Timer<DefaultBackend>;
+/// A TCP watcher on the default backend.
+pub type Tcp = watcher::Tcp<DefaultBackend>;
+/// A UDP watcher on the default backend.
+pub type Udp = watcher::Udp<DefaultBackend>;
+/// A stream (pipe, tty, any fd) watcher on the default backend.
+pub type Stream = watcher::Stream<DefaultBackend>;
+/// A file watcher on the default backend.
+pub type File = watcher::File<DefaultBackend>;
+/// A process watcher on the default backend.
+pub type Process = watcher::Process<DefaultBackend>;
 
 /// The backend-generic types, for code that picks its backend (or works
 /// with any).

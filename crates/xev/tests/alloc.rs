@@ -264,3 +264,24 @@ fn adding_new_completions_allocates_nothing_epoll() {
     assert_eq!(n, 101_000);
     assert_eq!(a, 0, "100,000 added completions allocated {a} times");
 }
+
+/// kqueue through libkqueue (`RUSTFLAGS="--cfg xev_libkqueue"`).
+#[cfg(xev_libkqueue)]
+mod kqueue {
+    use super::*;
+    use xev::backend::kqueue::Kqueue;
+
+    #[test]
+    fn timers_allocate_nothing() {
+        let (n, a) = timer_cycles::<Kqueue>(1_000, 101_000).unwrap();
+        assert_eq!(n, 101_000);
+        assert_eq!(a, 0, "100,000 timer cycles allocated {a} times");
+    }
+
+    #[test]
+    fn tcp_round_trips_allocate_nothing() {
+        let (n, a) = tcp_round_trips::<Kqueue>(100, 10_100).unwrap();
+        assert_eq!(n, 10_100);
+        assert_eq!(a, 0, "10,000 TCP round trips allocated {a} times");
+    }
+}

@@ -2,16 +2,21 @@
 //! once against the [`Backend`](crate::backend::Backend) contract so they
 //! work on every backend.
 //!
-//! Each watcher owns its completions for its whole life: they are added to
-//! the loop *parked* when the watcher is created and restarted for each
-//! request, so running, resetting or rearming a watcher allocates nothing.
-//! Callbacks are closures that receive the loop and a typed result (and
-//! buffers back by value where the watcher lent them to the kernel). A
-//! callback returning [`Action::Rearm`](crate::Action::Rearm) repeats the
-//! request; [`Action::Disarm`](crate::Action::Disarm) and
-//! [`Action::Park`](crate::Action::Park) both leave the watcher idle and
-//! reusable. A watcher's `free` releases its completions; a watcher dropped
-//! without `free` keeps them parked in its loop until the loop is dropped.
+//! - [`Timer`]: run, reset, cancel, repeat by rearm.
+//! - [`Async::wait`](crate::Async::wait): cross-thread wakeups.
+//! - [`tcp::Tcp`], [`udp::Udp`], [`stream::Stream`] (pipes, ttys, any fd),
+//!   [`file::File`]: reads, writes, write queues, close.
+//! - [`process::Process`]: wait for a child's exit and read its status.
+//!
+//! Every request takes a closure that receives the loop and a typed result
+//! (and, for reads and writes, the buffer it lent to the kernel) and returns
+//! an [`Action`](crate::Action): `Rearm` repeats the request, `Disarm` ends
+//! it, `Park` keeps its completion for [`Loop::restart`](crate::generic::Loop::restart).
+//! Nothing allocates in steady state: the [`Timer`] owns one parked
+//! completion for its whole life, and the other watchers add one completion
+//! per request in memory the loop recycles from finished completions of the
+//! same type. Each method returns the request's [`Id`](crate::Id), for
+//! [`Loop::cancel`](crate::generic::Loop::cancel).
 
 pub mod async_wait;
 pub mod file;
@@ -22,4 +27,9 @@ pub mod tcp;
 pub mod timer;
 pub mod udp;
 
+pub use file::File;
+pub use process::Process;
+pub use stream::Stream;
+pub use tcp::Tcp;
 pub use timer::Timer;
+pub use udp::Udp;
