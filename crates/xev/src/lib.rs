@@ -137,6 +137,11 @@ pub type DefaultBackend = backend::dynamic::Dynamic;
 #[cfg(not(target_os = "linux"))]
 pub type DefaultBackend = backend::kqueue::Kqueue;
 
+/// The README's code blocks, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
+
 /// A loop on the default backend.
 pub type Loop = generic::Loop<DefaultBackend>;
 
