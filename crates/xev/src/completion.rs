@@ -110,8 +110,8 @@ pub struct Core {
     /// Intrusive links for whichever one queue holds the completion.
     pub(crate) next: *mut Core,
     pub(crate) prev: *mut Core,
-    /// Position in the timer heap while `state == Timer`.
-    pub(crate) heap_pos: u32,
+    /// Which timer-wheel list holds the completion while `state == Timer`.
+    pub(crate) timer_slot: u16,
     /// Scratch space: the 8-byte eventfd counter io_uring reads into, or a
     /// readiness backend's per-operation state.
     pub(crate) scratch: u64,
@@ -123,6 +123,12 @@ pub struct Core {
 }
 
 impl Core {
+    /// A bare core, for data-structure unit tests.
+    #[cfg(test)]
+    pub(crate) fn new_for_tests(op: Op) -> Core {
+        Core::new(op)
+    }
+
     fn new(op: Op) -> Core {
         Core {
             task: Task::new(crate::event_loop::run_pool_task),
@@ -133,7 +139,7 @@ impl Core {
             res: 0,
             next: std::ptr::null_mut(),
             prev: std::ptr::null_mut(),
-            heap_pos: 0,
+            timer_slot: 0,
             scratch: 0,
             reset_deadline: 0,
             shared: std::ptr::null(),

@@ -2,7 +2,7 @@
 //! I/O to its backend and file work to the thread pool, and calls callbacks.
 //!
 //! One tick: start every queued submission (noops complete, timers enter the
-//! heap, cancels are resolved, I/O goes to the backend or the pool), expire
+//! wheel, cancels are resolved, I/O goes to the backend or the pool), expire
 //! timers, let the backend wait (no longer than the next timer) and collect
 //! results, collect thread-pool results, expire timers again, then call the
 //! callbacks of everything that finished, in the order it finished.
@@ -26,7 +26,7 @@ use crate::queue::Queue;
 use crate::recycle::Recycler;
 use crate::sys::WakeFd;
 use crate::thread_pool::{Batch, Task, ThreadPool};
-use crate::timer_heap::TimerHeap;
+use crate::timer_wheel::TimerWheel;
 
 /// How long [`Loop::run`] runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,10 +130,10 @@ pub struct Loop<B: Backend> {
     free_head: u32,
     submissions: Queue,
     completions: Queue,
-    timers: TimerHeap,
+    timers: TimerWheel,
     base: Instant,
     now: u64,
-    /// Completions in flight: queued, in the backend, the heap or the pool,
+    /// Completions in flight: queued, in the backend, the timer wheel or the pool,
     /// or finished and waiting for their callback.
     active: usize,
     stopped: bool,
@@ -165,7 +165,7 @@ impl<B: Backend> Loop<B> {
             free_head: NO_SLOT,
             submissions: Queue::new(),
             completions: Queue::new(),
-            timers: TimerHeap::with_capacity(opts.capacity),
+            timers: TimerWheel::new(),
             base: Instant::now(),
             now: 0,
             active: 0,
@@ -423,7 +423,7 @@ impl<B: Backend> Loop<B> {
             match (*core).state {
                 State::Timer => {
                     *d = deadline;
-                    self.timers.update(core, deadline);
+                    self.timers.update(core);
                 }
                 State::Queued => *d = deadline,
                 State::Dead => {
@@ -434,7 +434,7 @@ impl<B: Backend> Loop<B> {
                     *d = deadline;
                     self.completions.remove(core);
                     (*core).state = State::Timer;
-                    self.timers.push(core, deadline);
+                    self.timers.push(core);
                 }
                 State::Backend | State::Pool | State::Running => return Err(IdError::Busy),
             }
@@ -500,7 +500,7 @@ impl<B: Backend> Loop<B> {
             Some(Duration::ZERO)
         } else {
             self.timers
-                .peek_deadline()
+                .next_expiration()
                 .map(|d| Duration::from_millis(d.saturating_sub(self.now)))
         };
         let Loop {
@@ -555,9 +555,9 @@ impl<B: Backend> Loop<B> {
         unsafe {
             match &(*core).op {
                 Op::Noop => Self::finish(&mut self.completions, core, 0),
-                Op::Timer { deadline } => {
+                Op::Timer { .. } => {
                     (*core).state = State::Timer;
-                    self.timers.push(core, *deadline);
+                    self.timers.push(core);
                 }
                 Op::Cancel { target } => {
                     let target = *target;
@@ -650,7 +650,7 @@ impl<B: Backend> Loop<B> {
 
     fn expire_timers(&mut self) {
         while let Some(core) = self.timers.pop_expired(self.now) {
-            // SAFETY: the heap holds live cores; this one just left it.
+            // SAFETY: the wheel holds live cores; this one just left it.
             unsafe { Self::finish(&mut self.completions, core, 0) };
         }
     }

@@ -91,7 +91,7 @@ mod queue;
 mod recycle;
 mod sys;
 mod thread_pool;
-mod timer_heap;
+mod timer_wheel;
 pub mod watcher;
 
 pub use async_handle::Async;

@@ -58,6 +58,38 @@ impl Queue {
         self.tail = c;
     }
 
+    /// The last completion, if any (null when empty).
+    pub(crate) fn back(&self) -> *mut Core {
+        self.tail
+    }
+
+    /// Inserts `c` after `after` (at the front when `after` is null).
+    ///
+    /// # Safety
+    /// `c` is valid and in no queue; `after` is null or in this queue.
+    pub(crate) unsafe fn insert_after(&mut self, after: *mut Core, c: *mut Core) {
+        // SAFETY: per the contract, every pointer touched is a live member.
+        unsafe {
+            let next = if after.is_null() {
+                self.head
+            } else {
+                (*after).next
+            };
+            (*c).prev = after;
+            (*c).next = next;
+            if after.is_null() {
+                self.head = c;
+            } else {
+                (*after).next = c;
+            }
+            if next.is_null() {
+                self.tail = c;
+            } else {
+                (*next).prev = c;
+            }
+        }
+    }
+
     /// Removes and returns the first completion (null when empty).
     pub(crate) fn pop_front(&mut self) -> *mut Core {
         let c = self.head;
