@@ -318,7 +318,20 @@ mod tests {
     #[test]
     fn fires_in_deadline_then_insertion_order_across_levels() {
         let mut w = TimerWheel::new();
-        let ds = [5u64, 1, 70, 4096, 1, 70, 262_145, 3, 5, 0, 1 << 40, u64::MAX];
+        let ds = [
+            5u64,
+            1,
+            70,
+            4096,
+            1,
+            70,
+            262_145,
+            3,
+            5,
+            0,
+            1 << 40,
+            u64::MAX,
+        ];
         let mut cores: Vec<Box<Core>> = ds.iter().map(|&d| timer(d)).collect();
         for c in cores.iter_mut() {
             // SAFETY: the box outlives the wheel's use of it.
@@ -426,7 +439,10 @@ mod tests {
         for pair in fired.windows(2) {
             let (a, b) = (pair[0], pair[1]);
             let (sa, sb) = (expected[a.1].1, expected[b.1].1);
-            assert!(a.0 < b.0 || (a.0 == b.0 && sa < sb) || a.0 > b.0, "{pair:?}");
+            assert!(
+                a.0 < b.0 || (a.0 == b.0 && sa < sb) || a.0 > b.0,
+                "{pair:?}"
+            );
         }
     }
 }
