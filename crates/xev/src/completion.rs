@@ -20,11 +20,12 @@
 //! safe.
 
 use std::marker::PhantomData;
+use std::ptr::NonNull;
 use std::sync::atomic::AtomicU8;
 
 use crate::backend::Backend;
-use crate::event_loop::{Loop, Shared};
-use crate::op::{Id, Op, OpResult};
+use crate::event_loop::Loop;
+use crate::op::{Op, OpResult};
 use crate::thread_pool::Task;
 
 /// What the loop should do with a completion after its callback returns.
@@ -64,6 +65,7 @@ where
 
 /// Where a completion is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub(crate) enum State {
     /// Not in flight: freshly created, or parked.
     Dead,
@@ -71,7 +73,7 @@ pub(crate) enum State {
     Queued,
     /// Handed to the backend (kernel or readiness waiter list).
     Backend,
-    /// In the loop's timer heap.
+    /// In the loop's timer wheel.
     Timer,
     /// Handed to the thread pool.
     Pool,
@@ -79,78 +81,128 @@ pub(crate) enum State {
     Done,
     /// Its callback is running.
     Running,
+    /// Freed: its memory waits in the loop's recycler for reuse. Ids that
+    /// still name it are stale.
+    Free,
 }
 
-/// Set by [`crate::Loop::free`] on a running completion: free it after the
-/// callback returns.
+/// Set by [`crate::generic::Loop::free`] on a running completion: free it
+/// after the callback returns.
 pub(crate) const FLAG_FREE: u8 = 1;
-/// Set by [`crate::Loop::timer_reset`] on a running timer: rearm it with
-/// `reset_deadline` after the callback returns.
+/// Set by [`crate::generic::Loop::timer_reset`] on a running timer: rearm it
+/// with the deadline kept in `scratch` after the callback returns.
 pub(crate) const FLAG_RESET: u8 = 2;
 /// Set while a timer's callback runs (its op is borrowed by the callback,
 /// so the loop records the kind here instead of reading the op).
 pub(crate) const FLAG_TIMER: u8 = 4;
 
+/// What the loop needs to know about a completion's concrete type: how to
+/// call its callback and how to drop it. One static table per callback type
+/// (libxev's function pointer, plus a destructor), so a completion is one
+/// thin pointer and no `dyn` fat pointers need storing anywhere.
+pub(crate) struct VTable {
+    /// Calls the callback. Arguments: the completion, the loop
+    /// (`*mut Loop<B>` erased), the typed result.
+    pub(crate) call: unsafe fn(*mut Core, *mut (), OpResult) -> Action,
+    /// Drops the completion's value in place (op and callback).
+    pub(crate) drop: unsafe fn(*mut Core),
+    /// The completion's memory layout (which recycler pool it belongs to).
+    pub(crate) layout: std::alloc::Layout,
+}
+
 /// The part of a completion that the loop, the backends and the thread pool
-/// work with. `#[repr(C)]` with the thread pool's task node first, so a
-/// `*mut Task` handed back by the pool is also a `*mut Core`.
+/// work with, at offset 0 of every [`Completion`].
+///
+/// `next` and `prev` link the completion into whichever one loop queue holds
+/// it; while the thread pool holds it, the same 16 bytes are the pool's
+/// intrusive [`Task`] node (see [`Core::as_task`]). `gen` and `state` are
+/// never overwritten once the memory was first used, so an [`Id`] can be
+/// checked against them even after the completion was freed (its memory
+/// stays with the loop until the loop is dropped).
 ///
 /// Opaque outside the crate: it appears in the [`Backend`] contract only so
 /// that the trait can be named; backends live in this crate.
 #[repr(C)]
 pub struct Core {
-    pub(crate) task: Task,
-    /// Thread-pool hand-off state (see `event_loop`'s pool functions).
-    pub(crate) pool_state: AtomicU8,
-    pub(crate) state: State,
-    pub(crate) flags: u8,
-    pub(crate) id: Id,
-    /// Raw result: a non-negative value or a negated errno.
-    pub(crate) res: i32,
-    /// Intrusive links for whichever one queue holds the completion.
     pub(crate) next: *mut Core,
     pub(crate) prev: *mut Core,
+    pub(crate) vtable: &'static VTable,
+    /// Generation: bumped each time the memory is freed.
+    pub(crate) gen: u32,
+    /// Raw result: a non-negative value or a negated errno.
+    pub(crate) res: i32,
+    pub(crate) state: State,
+    pub(crate) flags: u8,
+    /// Thread-pool hand-off state (see `event_loop`'s pool functions).
+    pub(crate) pool_state: AtomicU8,
     /// Which timer-wheel list holds the completion while `state == Timer`.
     pub(crate) timer_slot: u16,
-    /// Scratch space: the 8-byte eventfd counter io_uring reads into, or a
-    /// readiness backend's per-operation state.
+    /// Per-state scratch word: a timer's sequence number in the wheel or
+    /// the deadline of a reset requested while its callback runs; the
+    /// 8-byte eventfd counter io_uring reads into; a readiness backend's
+    /// per-operation state; the loop's `Shared` while in the thread pool.
     pub(crate) scratch: u64,
-    /// Deadline of a timer reset requested while its callback ran.
-    pub(crate) reset_deadline: u64,
-    /// The loop's shared state, for thread pool hand-back.
-    pub(crate) shared: *const Shared,
     pub(crate) op: Op,
 }
+
+// The thread pool's task node overlays `next` and `prev`.
+const _: () = {
+    assert!(std::mem::size_of::<Task>() == 16);
+    assert!(std::mem::align_of::<Task>() <= std::mem::align_of::<*mut Core>());
+    assert!(std::mem::offset_of!(Core, next) == 0);
+    assert!(std::mem::offset_of!(Core, prev) == 8);
+};
 
 impl Core {
     /// A bare core, for data-structure unit tests.
     #[cfg(test)]
     pub(crate) fn new_for_tests(op: Op) -> Core {
-        Core::new(op)
+        static VT: VTable = VTable {
+            call: |_, _, _| Action::Disarm,
+            drop: |_| {},
+            layout: std::alloc::Layout::new::<Core>(),
+        };
+        Core::new(op, &VT, 0)
     }
 
-    fn new(op: Op) -> Core {
+    pub(crate) fn new(op: Op, vtable: &'static VTable, gen: u32) -> Core {
         Core {
-            task: Task::new(crate::event_loop::run_pool_task),
-            pool_state: AtomicU8::new(0),
-            state: State::Dead,
-            flags: 0,
-            id: Id { idx: 0, gen: 0 },
-            res: 0,
             next: std::ptr::null_mut(),
             prev: std::ptr::null_mut(),
+            vtable,
+            gen,
+            res: 0,
+            state: State::Dead,
+            flags: 0,
+            pool_state: AtomicU8::new(0),
             timer_slot: 0,
             scratch: 0,
-            reset_deadline: 0,
-            shared: std::ptr::null(),
             op,
+        }
+    }
+
+    /// Turns the queue links of `c` into a thread-pool task node and
+    /// returns it.
+    ///
+    /// # Safety
+    /// `c` is live and in no loop queue (its links are free).
+    pub(crate) unsafe fn as_task(c: *mut Core) -> NonNull<Task> {
+        let t = c.cast::<Task>();
+        // SAFETY: `Task` is #[repr(C)], 16 bytes, pointer-aligned, and `next`
+        // and `prev` are the first 16 bytes of the #[repr(C)] `Core` (checked
+        // above); nobody reads them as links until the pool hands the task
+        // back and the loop relinks it. The pointer is derived from the whole
+        // core, so the pool's `run` may reach the other fields.
+        unsafe {
+            t.write(Task::new(crate::event_loop::run_pool_task));
+            NonNull::new_unchecked(t)
         }
     }
 }
 
 /// A completion: an operation and its callback, allocated once by the
 /// caller and given to a loop with [`Loop::add_completion`] (or built and
-/// added in one step with [`Loop::add`]).
+/// added in one step, in memory the loop recycles, with [`Loop::add`]).
 ///
 /// ```
 /// use xev::{Action, Completion, Loop, Op, OpResult, RunMode};
@@ -163,10 +215,42 @@ impl Core {
 /// lp.run(RunMode::UntilDone).unwrap();
 /// ```
 #[repr(C)]
-pub struct Completion<B: Backend, F: ?Sized> {
+pub struct Completion<B: Backend, F> {
     pub(crate) core: Core,
     _backend: PhantomData<fn() -> B>,
     pub(crate) cb: F,
+}
+
+/// The vtable of `Completion<B, F>`.
+struct VT<B, F>(PhantomData<(B, F)>);
+
+impl<B: Backend, F: Callback<B>> VT<B, F> {
+    const TABLE: VTable = VTable {
+        call: call::<B, F>,
+        drop: drop_in_place::<B, F>,
+        layout: std::alloc::Layout::new::<Completion<B, F>>(),
+    };
+}
+
+/// # Safety
+/// `c` is the core of a live `Completion<B, F>` not borrowed elsewhere, and
+/// `lp` is the `Loop<B>` that owns it, not otherwise in use during the call.
+unsafe fn call<B: Backend, F: Callback<B>>(c: *mut Core, lp: *mut (), res: OpResult) -> Action {
+    let c = c.cast::<Completion<B, F>>();
+    // SAFETY: per the contract; `op` and `cb` are disjoint fields, and the
+    // loop touches only other fields (state, flags, scratch) meanwhile.
+    unsafe {
+        let op = &mut *std::ptr::addr_of_mut!((*c).core.op);
+        let cb = &mut *std::ptr::addr_of_mut!((*c).cb);
+        cb.call(&mut *lp.cast::<Loop<B>>(), op, res)
+    }
+}
+
+/// # Safety
+/// `c` is the core of a live `Completion<B, F>` that nothing references.
+unsafe fn drop_in_place<B: Backend, F: Callback<B>>(c: *mut Core) {
+    // SAFETY: per the contract.
+    unsafe { std::ptr::drop_in_place(c.cast::<Completion<B, F>>()) }
 }
 
 impl<B: Backend, F> Completion<B, F>
@@ -183,22 +267,21 @@ impl<B: Backend, F: Callback<B>> Completion<B, F> {
     /// Allocates a completion for `op` with any [`Callback`] (a struct that
     /// implements it, for example).
     pub fn with_callback(op: Op, cb: F) -> Box<Self> {
-        Box::new(Completion::raw(op, cb))
+        Box::new(Completion::raw(op, cb, 0))
     }
-}
 
-impl<B: Backend, F> Completion<B, F> {
-    /// The completion value itself (the loop places it in recycled memory).
-    pub(crate) fn raw(op: Op, cb: F) -> Self {
+    /// The completion value itself, with generation `gen` (the loop places
+    /// it in recycled memory, continuing that memory's generations).
+    pub(crate) fn raw(op: Op, cb: F, gen: u32) -> Self {
         Completion {
-            core: Core::new(op),
+            core: Core::new(op, &VT::<B, F>::TABLE, gen),
             _backend: PhantomData,
             cb,
         }
     }
 }
 
-impl<B: Backend, F: ?Sized> Completion<B, F> {
+impl<B: Backend, F> Completion<B, F> {
     /// The operation.
     pub fn op(&self) -> &Op {
         &self.core.op
@@ -209,6 +292,3 @@ impl<B: Backend, F: ?Sized> Completion<B, F> {
         &mut self.core.op
     }
 }
-
-/// A completion with its callback type erased, as the loop stores it.
-pub(crate) type Erased<B> = Completion<B, dyn Callback<B>>;

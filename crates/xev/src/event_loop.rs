@@ -11,13 +11,13 @@ use std::alloc::Layout;
 use std::io;
 use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::backend::{Backend, CancelStart, Start};
 use crate::completion::{
-    Action, Callback, Completion, Core, Erased, State, FLAG_FREE, FLAG_RESET, FLAG_TIMER,
+    Action, Callback, Completion, Core, State, FLAG_FREE, FLAG_RESET, FLAG_TIMER,
 };
 use crate::error::{CancelError, IdError, NO_THREAD_POOL};
 use crate::mpsc::Mpsc;
@@ -80,13 +80,14 @@ const POOL_CANCELED: u8 = 2;
 /// that embeds `task`, then hands it back to its loop.
 ///
 /// # Safety
-/// `task` is the first field of a live `Core` handed to the pool by
-/// `Loop::start`, whose `shared` points at the loop's live `Shared`; the loop
-/// does not touch the core until it pops it from `Shared::done`.
+/// `task` overlays the links of a live `Core` handed to the pool by
+/// `Loop::start` (see `Core::as_task`), whose `scratch` holds a pointer to
+/// the loop's live `Shared`; the loop does not touch the core until it pops
+/// it from `Shared::done`.
 pub(crate) unsafe fn run_pool_task(task: NonNull<Task>) {
     let core = task.cast::<Core>().as_ptr();
     // SAFETY: per the contract the core is live and ours until pushed back;
-    // `Core` is #[repr(C)] with the task first, so the cast is valid.
+    // the task pointer was derived from the whole core (`Core::as_task`).
     unsafe {
         let res = if (*core)
             .pool_state
@@ -103,7 +104,7 @@ pub(crate) unsafe fn run_pool_task(task: NonNull<Task>) {
             -libc::ECANCELED
         };
         (*core).res = res;
-        let shared = (*core).shared;
+        let shared = (*core).scratch as usize as *const Shared;
         // Keep `Shared` alive past the push: once the loop pops the task it
         // may drop itself (and its `Arc<Shared>`) before we signal.
         Arc::increment_strong_count(shared);
@@ -114,20 +115,16 @@ pub(crate) unsafe fn run_pool_task(task: NonNull<Task>) {
     }
 }
 
-struct Slot<B: Backend> {
-    ptr: Option<NonNull<Erased<B>>>,
-    gen: u32,
-    next_free: u32,
-}
-
-const NO_SLOT: u32 = u32::MAX;
+/// Gives each loop a distinct tag, so that an [`Id`] from another loop is
+/// recognised (and never followed).
+static NEXT_TAG: AtomicU32 = AtomicU32::new(1);
 
 /// The event loop, generic over its backend. Most code uses the alias
 /// [`crate::Loop`] for the target's default backend.
 pub struct Loop<B: Backend> {
     backend: B,
-    slots: Vec<Slot<B>>,
-    free_head: u32,
+    /// This loop's tag (see [`Id`]).
+    tag: u32,
     submissions: Queue,
     completions: Queue,
     timers: TimerWheel,
@@ -145,24 +142,14 @@ pub struct Loop<B: Backend> {
     _not_send: PhantomData<*mut ()>,
 }
 
-#[inline]
-fn core_of<B: Backend>(p: NonNull<Erased<B>>) -> *mut Core {
-    // SAFETY: `p` points at a live completion owned by the loop; taking a
-    // field's address creates no reference.
-    unsafe { ptr::addr_of_mut!((*p.as_ptr()).core) }
-}
-
 impl<B: Backend> Loop<B> {
     /// Creates a loop.
     pub fn new(opts: Options) -> io::Result<Loop<B>> {
         let wake = WakeFd::new()?;
         let backend = B::new(&opts, wake.read_fd())?;
-        let mut slots = Vec::new();
-        slots.try_reserve(opts.capacity).map_err(io::Error::other)?;
         Ok(Loop {
             backend,
-            slots,
-            free_head: NO_SLOT,
+            tag: NEXT_TAG.fetch_add(1, Ordering::Relaxed),
             submissions: Queue::new(),
             completions: Queue::new(),
             timers: TimerWheel::new(),
@@ -187,10 +174,10 @@ impl<B: Backend> Loop<B> {
         self.backend.name()
     }
 
-    /// Adds a new completion for `op`; `cb` runs when it finishes. Allocates
-    /// the completion's box (reuse it with [`Action::Rearm`] or
-    /// [`Action::Park`] to avoid further allocation). Nothing starts until
-    /// the loop runs.
+    /// Adds a new completion for `op`; `cb` runs when it finishes. The
+    /// completion lives in memory the loop recycles from finished
+    /// completions of the same type, so this allocates nothing in steady
+    /// state. Nothing starts until the loop runs.
     pub fn add<F>(&mut self, op: Op, cb: F) -> Id
     where
         F: FnMut(&mut Loop<B>, &mut Op, OpResult) -> Action + 'static,
@@ -207,77 +194,66 @@ impl<B: Backend> Loop<B> {
     }
 
     /// Builds a completion in recycled memory (see `recycle`).
-    fn alloc_completion<F: Callback<B>>(&mut self, op: Op, cb: F) -> NonNull<Erased<B>> {
-        let mem = self
-            .recycler
-            .alloc(Layout::new::<Completion<B, F>>())
-            .cast::<Completion<B, F>>();
-        // SAFETY: `mem` is fresh memory of the right layout.
-        unsafe { mem.as_ptr().write(Completion::raw(op, cb)) };
-        let erased: *mut Erased<B> = mem.as_ptr();
-        // SAFETY: derived from a non-null pointer.
-        unsafe { NonNull::new_unchecked(erased) }
+    fn alloc_completion<F: Callback<B>>(&mut self, op: Op, cb: F) -> *mut Core {
+        let (mem, gen) = self.recycler.alloc(Layout::new::<Completion<B, F>>());
+        let mem = mem.cast::<Completion<B, F>>().as_ptr();
+        // SAFETY: `mem` is an unused block of the right layout; the core
+        // is its first field (#[repr(C)]).
+        unsafe {
+            mem.write(Completion::raw(op, cb, gen));
+            ptr::addr_of_mut!((*mem).core)
+        }
+    }
+
+    /// Moves a caller-allocated completion into recycled memory and frees
+    /// the box (a copy of the value; nothing is dropped).
+    fn adopt<F: Callback<B>>(&mut self, c: Box<Completion<B, F>>) -> *mut Core {
+        let layout = Layout::new::<Completion<B, F>>();
+        let (mem, gen) = self.recycler.alloc(layout);
+        let mem = mem.cast::<Completion<B, F>>().as_ptr();
+        let raw = Box::into_raw(c);
+        // SAFETY: `raw` is a live, uniquely owned value of the same type;
+        // after the copy its box memory is released without dropping the
+        // value, which now lives (once) at `mem`.
+        unsafe {
+            ptr::copy_nonoverlapping(raw, mem, 1);
+            std::alloc::dealloc(raw.cast(), layout);
+            (*mem).core.gen = gen;
+            ptr::addr_of_mut!((*mem).core)
+        }
     }
 
     /// Adds a completion allocated by the caller. The loop owns it from now
-    /// on; the returned [`Id`] names it until it is freed. (Its memory is
-    /// recycled for later completions of the same type once it is freed.)
+    /// on (moved into the loop's completion memory); the returned [`Id`]
+    /// names it until it is freed.
     pub fn add_completion<F: Callback<B>>(&mut self, c: Box<Completion<B, F>>) -> Id {
-        let erased: Box<Erased<B>> = c;
-        // SAFETY: Box::into_raw never returns null.
-        let p = unsafe { NonNull::new_unchecked(Box::into_raw(erased)) };
-        self.insert(p)
+        let core = self.adopt(c);
+        self.insert(core)
     }
 
-    /// Gives `p` a slot and queues it.
-    fn insert(&mut self, p: NonNull<Erased<B>>) -> Id {
-        let id = self.insert_dead(p);
+    /// Names a new completion and queues it.
+    fn insert(&mut self, core: *mut Core) -> Id {
+        let id = self.insert_dead(core);
         // SAFETY: the core is live and dead, in no queue.
-        unsafe { self.enqueue(core_of(p)) };
+        unsafe { self.enqueue(core) };
         id
     }
 
-    /// Gives `p` a slot, leaving it dead.
-    fn insert_dead(&mut self, p: NonNull<Erased<B>>) -> Id {
-        let idx = match self.free_head {
-            NO_SLOT => {
-                let idx = u32::try_from(self.slots.len())
-                    .ok()
-                    .filter(|&i| i != NO_SLOT)
-                    .unwrap_or_else(|| capacity_overflow());
-                self.slots.push(Slot {
-                    ptr: None,
-                    gen: 0,
-                    next_free: NO_SLOT,
-                });
-                idx
-            }
-            idx => {
-                self.free_head = self.slots[idx as usize].next_free;
-                idx
-            }
-        };
-        let slot = &mut self.slots[idx as usize];
-        slot.ptr = Some(p);
-        let id = Id { idx, gen: slot.gen };
-        let core = core_of(p);
+    /// Names a new completion, leaving it dead.
+    fn insert_dead(&mut self, core: *mut Core) -> Id {
         // SAFETY: `core` is live and ours alone.
         unsafe {
-            (*core).id = id;
-            (*core).shared = Arc::as_ptr(&self.shared);
             (*core).state = State::Dead;
+            Id::new(core, (*core).gen, self.tag)
         }
-        id
     }
 
     /// Adds a completion without starting it: it is parked (dead) until
     /// [`Loop::restart`] or [`Loop::timer_reset`]. Watchers use this to own
     /// one completion for their whole life and never allocate again.
     pub fn add_parked<F: Callback<B>>(&mut self, c: Box<Completion<B, F>>) -> Id {
-        let erased: Box<Erased<B>> = c;
-        // SAFETY: Box::into_raw never returns null.
-        let p = unsafe { NonNull::new_unchecked(Box::into_raw(erased)) };
-        self.insert_dead(p)
+        let core = self.adopt(c);
+        self.insert_dead(core)
     }
 
     /// Cancels the completion `id` without a cancel completion of its own:
@@ -287,10 +263,10 @@ impl<B: Backend> Loop<B> {
     /// parked, or its result is already waiting), `AlreadyRunning` when a
     /// thread-pool task is mid-syscall.
     pub fn cancel(&mut self, id: Id) -> Result<(), CancelError> {
-        let t = self.lookup(id).map(core_of).ok_or(CancelError::NotFound)?;
+        let t = self.lookup(id).ok_or(CancelError::NotFound)?;
         // SAFETY: `t` is live; each arm moves it out of the one structure
         // that holds it before finishing it.
-        let res = unsafe { self.cancel_target(Id::DETACHED, t) };
+        let res = unsafe { self.cancel_target(None, t) };
         match res {
             Some(0) | None => Ok(()),
             Some(r) => Err(CancelError::from_raw(r)),
@@ -353,9 +329,8 @@ impl<B: Backend> Loop<B> {
     /// Whether `id` names a completion that is in flight.
     pub fn is_active(&self, id: Id) -> bool {
         // SAFETY: lookup returns live completions only.
-        self.lookup(id).is_some_and(|p| unsafe {
-            !matches!((*core_of(p)).state, State::Dead | State::Running)
-        })
+        self.lookup(id)
+            .is_some_and(|c| unsafe { !matches!((*c).state, State::Dead | State::Running) })
     }
 
     /// Starts a parked completion again (as its operation now stands).
@@ -379,13 +354,12 @@ impl<B: Backend> Loop<B> {
     /// completion's own callback, the completion is dropped when the
     /// callback returns, whatever it returns.
     pub fn free(&mut self, id: Id) -> Result<(), IdError> {
-        let p = self.lookup(id).ok_or(IdError::Stale)?;
-        let core = core_of(p);
+        let core = self.lookup(id).ok_or(IdError::Stale)?;
         // SAFETY: the core is live.
         unsafe {
             match (*core).state {
                 State::Dead => {
-                    self.release(id.idx);
+                    self.release(core);
                     Ok(())
                 }
                 State::Running => {
@@ -403,8 +377,7 @@ impl<B: Backend> Loop<B> {
     /// callback is running is re-armed with the new deadline when the
     /// callback returns (a second reset before then updates the deadline).
     pub fn timer_reset(&mut self, id: Id, deadline: u64) -> Result<(), IdError> {
-        let p = self.lookup(id).ok_or(IdError::Stale)?;
-        let core = core_of(p);
+        let core = self.lookup(id).ok_or(IdError::Stale)?;
         // SAFETY: the core is live; each arm keeps the queue invariants. A
         // running completion's op is borrowed by its callback, so it is not
         // touched here: its kind was recorded in `flags` before the call.
@@ -414,7 +387,8 @@ impl<B: Backend> Loop<B> {
                     return Err(IdError::WrongKind);
                 }
                 (*core).flags |= FLAG_RESET;
-                (*core).reset_deadline = deadline;
+                // A running timer is in no wheel list: `scratch` is free.
+                (*core).scratch = deadline;
                 return Ok(());
             }
             let Op::Timer { deadline: d } = &mut (*core).op else {
@@ -437,20 +411,28 @@ impl<B: Backend> Loop<B> {
                     self.timers.push(core);
                 }
                 State::Backend | State::Pool | State::Running => return Err(IdError::Busy),
+                State::Free => return Err(IdError::Stale),
             }
         }
         Ok(())
     }
 
-    fn lookup(&self, id: Id) -> Option<NonNull<Erased<B>>> {
-        self.slots
-            .get(id.idx as usize)
-            .filter(|s| s.gen == id.gen)
-            .and_then(|s| s.ptr)
+    /// The live completion `id` names, if any.
+    fn lookup(&self, id: Id) -> Option<*mut Core> {
+        if id.tag != self.tag {
+            return None; // another loop's id: never followed
+        }
+        let c = id.core();
+        // SAFETY: every id this loop handed out points at a block of its
+        // recycler, which stays allocated (and its `gen` and `state`
+        // initialised) until the loop is dropped; reading two fields through
+        // the raw pointer creates no reference.
+        let live = unsafe { (*c).gen == id.gen && (*c).state != State::Free };
+        live.then_some(c)
     }
 
     fn dead_core(&self, id: Id) -> Result<*mut Core, IdError> {
-        let core = core_of(self.lookup(id).ok_or(IdError::Stale)?);
+        let core = self.lookup(id).ok_or(IdError::Stale)?;
         // SAFETY: the core is live.
         if unsafe { (*core).state } != State::Dead {
             return Err(IdError::Busy);
@@ -458,17 +440,12 @@ impl<B: Backend> Loop<B> {
         Ok(core)
     }
 
-    /// Drops the completion in slot `idx` and frees the slot.
-    fn release(&mut self, idx: u32) {
-        let slot = &mut self.slots[idx as usize];
-        if let Some(p) = slot.ptr.take() {
-            slot.gen = slot.gen.wrapping_add(1);
-            slot.next_free = self.free_head;
-            self.free_head = idx;
-            // SAFETY: the completion is in no queue, backend or pool, and
-            // its memory came from the global allocator with its own layout.
-            unsafe { drop_completion(&mut self.recycler, p) };
-        }
+    /// Drops a live completion that is in no queue, backend or pool, and
+    /// recycles its memory (its ids go stale).
+    fn release(&mut self, core: *mut Core) {
+        // SAFETY: the caller passes a live, unreferenced core from this
+        // loop's recycler.
+        unsafe { drop_completion(&mut self.recycler, core) };
     }
 
     /// Puts a dead completion on the submission queue.
@@ -505,21 +482,12 @@ impl<B: Backend> Loop<B> {
         };
         let Loop {
             backend,
-            slots,
             completions,
             ..
         } = self;
-        let woken = backend.poll(timeout, &mut |id, res| {
-            let Some(p) = slots
-                .get(id.idx as usize)
-                .filter(|s| s.gen == id.gen)
-                .and_then(|s| s.ptr)
-            else {
-                return;
-            };
-            let core = core_of(p);
-            // SAFETY: the backend hands back a core it held exactly once.
-            unsafe { Self::finish(completions, core, res) };
+        let woken = backend.poll(timeout, &mut |core, res| {
+            // SAFETY: the backend hands back a live core it held, once.
+            unsafe { Self::finish(completions, core.as_ptr(), res) };
         })?;
         if woken || self.pool_in_flight > 0 {
             self.collect_pool(woken);
@@ -570,12 +538,11 @@ impl<B: Backend> Loop<B> {
                         if self.pool.is_some() {
                             (*core).state = State::Pool;
                             (*core).pool_state.store(POOL_QUEUED, Ordering::Relaxed);
+                            // Pool operations (pread/pwrite) leave `scratch`
+                            // free: it carries the way back to this loop.
+                            (*core).scratch = Arc::as_ptr(&self.shared) as usize as u64;
                             self.pool_in_flight += 1;
-                            // The task pointer is derived from the whole core
-                            // (not from a reference to its `task` field), so
-                            // the pool thread may reach the other fields.
-                            self.pool_batch
-                                .push(NonNull::new_unchecked(core).cast::<Task>());
+                            self.pool_batch.push(Core::as_task(core));
                         } else {
                             Self::finish(&mut self.completions, core, NO_THREAD_POOL);
                         }
@@ -586,11 +553,11 @@ impl<B: Backend> Loop<B> {
     }
 
     unsafe fn start_cancel(&mut self, cancel: *mut Core, target: Id) {
-        let res = match self.lookup(target).map(core_of) {
+        let res = match self.lookup(target) {
             None => -libc::ENOENT,
             Some(t) if t == cancel => -libc::ENOENT,
             // SAFETY: `t` is live (from lookup); `cancel` is live.
-            Some(t) => match unsafe { self.cancel_target((*cancel).id, t) } {
+            Some(t) => match unsafe { self.cancel_target(Some(NonNull::new_unchecked(cancel)), t) } {
                 Some(r) => r,
                 None => {
                     // SAFETY: `cancel` is live and in no queue.
@@ -605,12 +572,12 @@ impl<B: Backend> Loop<B> {
 
     /// Cancels the live completion `t`. Returns the cancel's raw result, or
     /// `None` when the backend reports it later under `cancel_id`.
-    unsafe fn cancel_target(&mut self, cancel_id: Id, t: *mut Core) -> Option<i32> {
+    unsafe fn cancel_target(&mut self, cancel: Option<NonNull<Core>>, t: *mut Core) -> Option<i32> {
         // SAFETY: `t` is live (caller); each arm moves it out of exactly the
         // structure that holds it before finishing it.
         Some(unsafe {
             match (*t).state {
-                State::Dead | State::Done | State::Running => -libc::ENOENT,
+                State::Dead | State::Done | State::Running | State::Free => -libc::ENOENT,
                 State::Queued => {
                     self.submissions.remove(t);
                     Self::finish(&mut self.completions, t, -libc::ECANCELED);
@@ -632,7 +599,7 @@ impl<B: Backend> Loop<B> {
                         Err(_) => -libc::EALREADY,
                     }
                 }
-                State::Backend => match self.backend.cancel(cancel_id, NonNull::new_unchecked(t)) {
+                State::Backend => match self.backend.cancel(cancel, NonNull::new_unchecked(t)) {
                     CancelStart::Pending => return None,
                     CancelStart::Done {
                         cancel: c,
@@ -681,40 +648,37 @@ impl<B: Backend> Loop<B> {
             }
             n += 1;
             self.active -= 1;
-            // SAFETY: completed cores are live and owned by the loop; `p` is
-            // their slot's pointer. During the callback the loop reaches this
-            // completion only through raw pointers to fields other than `op`
-            // and `cb` (state, flags), so the two `&mut` borrows handed to
-            // the callback are never aliased.
+            // SAFETY: completed cores are live and owned by the loop. During
+            // the callback the loop reaches this completion only through raw
+            // pointers to fields other than `op` and the callback (state,
+            // flags, scratch, gen), so the two `&mut` borrows the vtable's
+            // `call` hands to the callback are never aliased; `self` is not
+            // used while the callback holds the loop.
             unsafe {
-                let id = (*core).id;
-                let Some(p) = self.lookup(id) else { continue };
                 (*core).state = State::Running;
                 let raw = (*core).res;
-                let op = &mut *ptr::addr_of_mut!((*p.as_ptr()).core.op);
+                let op = &mut *ptr::addr_of_mut!((*core).op);
                 if matches!(op, Op::Timer { .. }) {
                     (*core).flags |= FLAG_TIMER;
                 }
                 let res = op.result(raw);
-                let cb = &mut *ptr::addr_of_mut!((*p.as_ptr()).cb);
-                let action = cb.call(self, op, res);
+                let call = (*core).vtable.call;
+                let action = call(core, (self as *mut Self).cast(), res);
                 let flags = std::mem::take(&mut (*core).flags);
                 if flags & FLAG_FREE != 0 {
-                    (*core).state = State::Dead;
-                    self.release(id.idx);
+                    self.release(core);
                 } else if flags & FLAG_RESET != 0 {
-                    if let Op::Timer { deadline } = &mut (*core).op {
-                        *deadline = (*core).reset_deadline;
+                    let deadline = (*core).scratch;
+                    if let Op::Timer { deadline: d } = &mut (*core).op {
+                        *d = deadline;
                     }
+                    (*core).state = State::Dead;
                     self.enqueue(core);
                 } else {
                     match action {
                         Action::Rearm => self.enqueue(core),
                         Action::Park => (*core).state = State::Dead,
-                        Action::Disarm => {
-                            (*core).state = State::Dead;
-                            self.release(id.idx);
-                        }
+                        Action::Disarm => self.release(core),
                     }
                 }
             }
@@ -726,46 +690,44 @@ impl<B: Backend> Loop<B> {
     }
 }
 
-/// Drops a completion's value and recycles its memory.
+/// Drops a completion's value and recycles its memory: its generation is
+/// bumped and its state set to `Free`, so every id naming it goes stale.
 ///
 /// # Safety
-/// `p` is live, referenced by nothing, and its memory came from the global
-/// allocator with its own layout.
-unsafe fn drop_completion<B: Backend>(recycler: &mut Recycler, p: NonNull<Erased<B>>) {
-    // SAFETY: per the contract.
+/// `c` is live, referenced by nothing, and came from `recycler`.
+unsafe fn drop_completion(recycler: &mut Recycler, c: *mut Core) {
+    // SAFETY: per the contract. Dropping the value in place ends its op and
+    // callback; `gen`, `state` and `vtable` are plain data that stay
+    // readable afterwards.
     unsafe {
-        let layout = Layout::for_value(p.as_ref());
-        ptr::drop_in_place(p.as_ptr());
-        recycler.free(p.cast::<u8>(), layout);
+        let vt = (*c).vtable;
+        (vt.drop)(c);
+        (*c).gen = (*c).gen.wrapping_add(1);
+        (*c).state = State::Free;
+        recycler.free(NonNull::new_unchecked(c), vt.layout);
     }
-}
-
-#[cold]
-fn capacity_overflow() -> ! {
-    panic!("xev: more than 4 billion completions in one loop")
 }
 
 impl<B: Backend> Drop for Loop<B> {
     fn drop(&mut self) {
         // 1. The kernel lets go of everything it holds.
-        for i in 0..self.slots.len() {
-            if let Some(p) = self.slots[i].ptr {
-                let core = core_of(p);
-                // SAFETY: the core is live; state Backend means the backend
-                // holds it.
-                unsafe {
-                    if (*core).state == State::Backend {
-                        self.backend.abandon(NonNull::new_unchecked(core));
-                    }
+        let Loop {
+            backend, recycler, ..
+        } = self;
+        recycler.for_each_live(|core| {
+            // SAFETY: live cores; state Backend means the backend holds it.
+            unsafe {
+                if (*core).state == State::Backend {
+                    backend.abandon(NonNull::new_unchecked(core));
                 }
             }
-        }
+        });
         self.backend.drain(&mut |_, _| {});
         if self.backend.in_flight() > 0 {
             // The kernel interface failed while operations were in flight:
             // their memory may still be written, so it must never be freed.
             // Pool workers may still reach `Shared` through them: leak it too.
-            self.slots.clear();
+            std::mem::forget(std::mem::replace(&mut self.recycler, Recycler::new()));
             std::mem::forget(Arc::clone(&self.shared));
             return;
         }
@@ -780,13 +742,13 @@ impl<B: Backend> Drop for Loop<B> {
                 self.shared.wake.drain();
             }
         }
-        // 3. Every completion is ours alone now: free them all (their
-        //    callbacks never fire).
-        for i in 0..self.slots.len() {
-            if let Some(p) = self.slots[i].ptr.take() {
-                // SAFETY: nothing references it anymore.
-                unsafe { drop_completion(&mut self.recycler, p) };
-            }
+        // 3. Every completion is ours alone now: drop them all (their
+        //    callbacks never fire); the recycler then frees the memory.
+        let mut live = Vec::new();
+        self.recycler.for_each_live(|c| live.push(c));
+        for c in live {
+            // SAFETY: nothing references it anymore.
+            unsafe { ((*c).vtable.drop)(c) };
         }
     }
 }

@@ -21,39 +21,51 @@ use crate::Async;
 /// Identifies a completion owned by a loop. Copyable; becomes stale (and
 /// every request made with it fails with [`crate::IdError::Stale`] or
 /// [`CancelError::NotFound`]) once the completion is freed.
+///
+/// An id is the completion's address in the loop's completion memory, the
+/// generation of that memory when the completion was added, and the loop's
+/// tag. The loop keeps that memory until it is dropped, so it can always
+/// check an id of its own (an id of another loop has another tag and is
+/// never followed).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Id {
-    pub(crate) idx: u32,
+    pub(crate) ptr: *mut crate::completion::Core,
     pub(crate) gen: u32,
+    pub(crate) tag: u32,
 }
 
+// SAFETY: an id is an inert handle: only the loop whose tag it carries ever
+// follows its pointer, on that loop's own thread, after checking it.
+unsafe impl Send for Id {}
+// SAFETY: as above; an id has no interior mutability.
+unsafe impl Sync for Id {}
+
 impl Id {
-    /// Stands for "no cancel completion" when the loop cancels on its own
-    /// (`Loop::cancel`, dropping the loop); never names a slot.
+    /// Names no completion of any loop (loop tags start at 1): a
+    /// placeholder that is always stale.
     pub(crate) const DETACHED: Id = Id {
-        idx: u32::MAX - 1,
-        gen: u32::MAX,
+        ptr: std::ptr::null_mut(),
+        gen: 0,
+        tag: 0,
     };
 
-    /// Packs the id into the 64-bit user data that io_uring carries.
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-    pub(crate) fn to_u64(self) -> u64 {
-        (u64::from(self.gen) << 32) | u64::from(self.idx)
+    pub(crate) fn new(core: *mut crate::completion::Core, gen: u32, tag: u32) -> Id {
+        Id {
+            ptr: core,
+            gen,
+            tag,
+        }
     }
 
-    /// Inverse of [`Id::to_u64`].
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-    pub(crate) fn from_u64(v: u64) -> Id {
-        Id {
-            idx: v as u32,
-            gen: (v >> 32) as u32,
-        }
+    /// The completion's address (check `gen` and `tag` before use).
+    pub(crate) fn core(self) -> *mut crate::completion::Core {
+        self.ptr
     }
 }
 
 impl fmt::Debug for Id {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Id({}v{})", self.idx, self.gen)
+        write!(f, "Id({:p}v{}@{})", self.ptr, self.gen, self.tag)
     }
 }
 

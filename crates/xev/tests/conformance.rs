@@ -2515,12 +2515,14 @@ fn drop_loop_with_timer_pending<B: Backend>() {
     {
         let mut lp = new_loop::<B>();
         lp.update_now();
-        let d = lp.now() + 1;
+        // Far enough ahead that a busy machine cannot fire it during the
+        // NoWait run below; then wait until it has expired.
+        let d = lp.now() + 100;
         let t = add_tracked(&mut lp, Op::timer(d), &fired, &drops);
         add_tracked(&mut lp, Op::timer(u64::MAX), &fired, &drops);
         lp.run(RunMode::NoWait).unwrap();
         assert!(lp.is_active(t));
-        std::thread::sleep(Duration::from_millis(5)); // expired, not delivered
+        std::thread::sleep(Duration::from_millis(120)); // expired, not delivered
         drop(lp);
     }
     assert_eq!(fired.get(), 0);
@@ -2776,8 +2778,10 @@ fn many_timers_with_cancels_and_resets<B: Backend>() {
     let log: Log = Rc::default();
     let mut ids = Vec::new();
     let mut deadlines = Vec::new();
+    // Deadlines well clear of the setup below, so that a busy machine
+    // cannot make a timer expire before it is canceled or reset.
     for i in 0..N {
-        let d = now + 5 + rnd(40);
+        let d = now + 200 + rnd(40);
         let l = log.clone();
         ids.push(lp.add(Op::timer(d), move |lp, op, res| {
             let Op::Timer { deadline } = *op else {
@@ -2802,7 +2806,7 @@ fn many_timers_with_cancels_and_resets<B: Backend>() {
                 canceled.insert(i);
             }
             1 => {
-                deadlines[i] = now + 5 + rnd(40);
+                deadlines[i] = now + 200 + rnd(40);
                 lp.timer_reset(ids[i], deadlines[i]).unwrap();
             }
             _ => {}

@@ -20,7 +20,6 @@ use super::epoll::Epoll;
 use super::io_uring::IoUring;
 use super::{Backend, CancelStart, Core, Start};
 use crate::event_loop::Options;
-use crate::op::Id;
 
 /// Which backend [`Dynamic`] picks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,16 +107,20 @@ impl Backend for Dynamic {
         each!(self, b => unsafe { b.start(core) })
     }
 
-    unsafe fn cancel(&mut self, cancel_id: Id, target: NonNull<Core>) -> CancelStart {
+    unsafe fn cancel(
+        &mut self,
+        cancel: Option<NonNull<Core>>,
+        target: NonNull<Core>,
+    ) -> CancelStart {
         // SAFETY: forwarded contract.
-        each!(self, b => unsafe { b.cancel(cancel_id, target) })
+        each!(self, b => unsafe { b.cancel(cancel, target) })
     }
 
     #[inline]
     fn poll(
         &mut self,
         timeout: Option<Duration>,
-        sink: &mut dyn FnMut(Id, i32),
+        sink: &mut dyn FnMut(NonNull<Core>, i32),
     ) -> io::Result<bool> {
         each!(self, b => b.poll(timeout, sink))
     }
@@ -131,7 +134,7 @@ impl Backend for Dynamic {
         each!(self, b => unsafe { b.abandon(target) })
     }
 
-    fn drain(&mut self, sink: &mut dyn FnMut(Id, i32)) {
+    fn drain(&mut self, sink: &mut dyn FnMut(NonNull<Core>, i32)) {
         each!(self, b => b.drain(sink))
     }
 }

@@ -19,16 +19,22 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring as Ring};
 use crate::backend::{Backend, CancelStart, Start};
 use crate::completion::Core;
 use crate::event_loop::Options;
-use crate::op::{Id, Op};
+use crate::op::Op;
 
+// User data is the completion's address. The special values below are
+// never the address of a (pointer-aligned) completion.
 /// User data of the wake-fd poll.
-const WAKE: u64 = u64::MAX;
+const WAKE: u64 = 1;
 /// User data of cancels whose own result nobody waits for (`Loop::cancel`,
-/// dropping the loop): `Id::DETACHED`.
-const DRAIN: u64 = (u32::MAX as u64) << 32 | (u32::MAX - 1) as u64;
-/// User data of the cancel-by-descriptor linked ahead of each close. Like
-/// `DRAIN`, it names no slot (slot indices stay below `u32::MAX - 2`).
-const CLOSE_CANCEL: u64 = (u32::MAX as u64) << 32 | (u32::MAX - 2) as u64;
+/// dropping the loop).
+const DRAIN: u64 = 2;
+/// User data of the cancel-by-descriptor linked ahead of each close.
+const CLOSE_CANCEL: u64 = 3;
+
+/// A completion's io_uring user data: its address.
+fn user_data(c: *mut Core) -> u64 {
+    c as usize as u64
+}
 
 /// The io_uring backend.
 pub struct IoUring {
@@ -128,7 +134,7 @@ impl IoUring {
         Ok(())
     }
 
-    fn reap(&mut self, sink: &mut dyn FnMut(Id, i32)) -> bool {
+    fn reap(&mut self, sink: &mut dyn FnMut(NonNull<Core>, i32)) -> bool {
         let mut woken = false;
         for cqe in self.ring.completion() {
             match cqe.user_data() {
@@ -141,7 +147,11 @@ impl IoUring {
                 DRAIN | CLOSE_CANCEL => self.in_flight -= 1,
                 ud => {
                     self.in_flight -= 1;
-                    sink(Id::from_u64(ud), cqe.result());
+                    // Every other user data is the address of a completion
+                    // the loop lent us and keeps alive until this CQE.
+                    if let Some(c) = NonNull::new(ud as usize as *mut Core) {
+                        sink(c, cqe.result());
+                    }
                 }
             }
         }
@@ -220,9 +230,7 @@ impl Backend for IoUring {
         let c = core.as_ptr();
         // SAFETY: the loop lends us exclusive access to a live core.
         if let Op::Close { fd } = unsafe { &(*c).op } {
-            // SAFETY: as above.
-            let ud = unsafe { (*c).id.to_u64() };
-            return match self.push_close(*fd, ud) {
+            return match self.push_close(*fd, user_data(c)) {
                 Ok(()) => {
                     self.in_flight += 1;
                     Start::Pending
@@ -234,7 +242,7 @@ impl Backend for IoUring {
         // stays in place until its CQE is reaped; the entries point into it.
         let sqe = unsafe {
             let scratch = std::ptr::addr_of_mut!((*c).scratch);
-            let ud = (*c).id.to_u64();
+            let ud = user_data(c);
             let e = match &mut (*c).op {
                 Op::Accept { fd } => {
                     opcode::Accept::new(types::Fd(*fd), std::ptr::null_mut(), std::ptr::null_mut())
@@ -323,12 +331,15 @@ impl Backend for IoUring {
         }
     }
 
-    unsafe fn cancel(&mut self, cancel_id: Id, target: NonNull<Core>) -> CancelStart {
-        // SAFETY: `target` is live (the loop holds it in state Backend).
-        let target_ud = unsafe { (*target.as_ptr()).id.to_u64() };
-        let sqe = opcode::AsyncCancel::new(target_ud)
+    unsafe fn cancel(
+        &mut self,
+        cancel: Option<NonNull<Core>>,
+        target: NonNull<Core>,
+    ) -> CancelStart {
+        let ud = cancel.map_or(DRAIN, |c| user_data(c.as_ptr()));
+        let sqe = opcode::AsyncCancel::new(user_data(target.as_ptr()))
             .build()
-            .user_data(cancel_id.to_u64());
+            .user_data(ud);
         match self.push(&sqe) {
             Ok(()) => {
                 self.in_flight += 1;
@@ -344,7 +355,7 @@ impl Backend for IoUring {
     fn poll(
         &mut self,
         timeout: Option<Duration>,
-        sink: &mut dyn FnMut(Id, i32),
+        sink: &mut dyn FnMut(NonNull<Core>, i32),
     ) -> io::Result<bool> {
         self.arm_wake()?;
         // Completions already posted need no syscall to wait for.
@@ -363,14 +374,14 @@ impl Backend for IoUring {
 
     unsafe fn abandon(&mut self, target: NonNull<Core>) {
         // SAFETY: `target` is live (trait contract).
-        let ud = unsafe { (*target.as_ptr()).id.to_u64() };
+        let ud = user_data(target.as_ptr());
         let sqe = opcode::AsyncCancel::new(ud).build().user_data(DRAIN);
         if self.push(&sqe).is_ok() {
             self.in_flight += 1;
         }
     }
 
-    fn drain(&mut self, sink: &mut dyn FnMut(Id, i32)) {
+    fn drain(&mut self, sink: &mut dyn FnMut(NonNull<Core>, i32)) {
         while self.in_flight > 0 {
             if self.enter(None).is_err() {
                 // The ring itself failed; nothing more can be reaped. Give

@@ -22,7 +22,6 @@ use std::time::Duration;
 
 pub use crate::completion::Core;
 use crate::event_loop::Options;
-use crate::op::Id;
 
 #[cfg(target_os = "linux")]
 pub mod dynamic;
@@ -91,20 +90,25 @@ pub trait Backend: Sized + 'static {
     unsafe fn start(&mut self, core: NonNull<Core>) -> Start;
 
     /// Cancels `target`, which this backend holds (started and not handed
-    /// back). `cancel_id` names the cancel completion, for backends whose
-    /// cancellation itself completes later.
+    /// back). `cancel` is the cancel completion, for backends whose
+    /// cancellation itself completes later (`None`: nobody waits for the
+    /// cancel's own result).
     ///
     /// # Safety
-    /// `target` was started on this backend and not handed back yet.
-    unsafe fn cancel(&mut self, cancel_id: Id, target: NonNull<Core>) -> CancelStart;
+    /// `target` was started on this backend and not handed back yet;
+    /// `cancel`, if any, is a live core the loop lends to the backend until
+    /// its result is reported (`CancelStart::Pending`).
+    unsafe fn cancel(&mut self, cancel: Option<NonNull<Core>>, target: NonNull<Core>)
+        -> CancelStart;
 
     /// Submits pending work, waits up to `timeout` (`None`: forever;
-    /// zero: do not block) for results, and passes each finished operation
-    /// to `sink` as `(id, raw result)`. Returns whether the wake fd fired.
+    /// zero: do not block) for results, and hands each finished operation
+    /// back to `sink` as `(completion, raw result)`. Returns whether the
+    /// wake fd fired.
     fn poll(
         &mut self,
         timeout: Option<Duration>,
-        sink: &mut dyn FnMut(Id, i32),
+        sink: &mut dyn FnMut(NonNull<Core>, i32),
     ) -> io::Result<bool>;
 
     /// Whether any operation is held by the backend.
@@ -121,7 +125,7 @@ pub trait Backend: Sized + 'static {
     /// kernel no longer touches any completion, passing each one it lets go
     /// of to `sink` (whose results are discarded). Afterwards `in_flight`
     /// is 0, unless the kernel interface failed.
-    fn drain(&mut self, sink: &mut dyn FnMut(Id, i32));
+    fn drain(&mut self, sink: &mut dyn FnMut(NonNull<Core>, i32));
 }
 
 /// Converts a `Duration` timeout into whole milliseconds for `epoll_wait`,

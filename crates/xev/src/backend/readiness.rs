@@ -29,7 +29,7 @@ use std::time::Duration;
 use crate::backend::{Backend, CancelStart, Start};
 use crate::completion::Core;
 use crate::event_loop::Options;
-use crate::op::{Id, Interest, Op};
+use crate::op::{Interest, Op};
 use crate::queue::Queue;
 use crate::sys;
 
@@ -387,7 +387,11 @@ impl<P: Poller> Backend for Readiness<P> {
         }
     }
 
-    unsafe fn cancel(&mut self, _cancel_id: Id, target: NonNull<Core>) -> CancelStart {
+    unsafe fn cancel(
+        &mut self,
+        _cancel: Option<NonNull<Core>>,
+        target: NonNull<Core>,
+    ) -> CancelStart {
         // SAFETY: `target` is held by this backend (trait contract).
         if unsafe { self.unlink(target.as_ptr()) } {
             CancelStart::Done {
@@ -405,7 +409,7 @@ impl<P: Poller> Backend for Readiness<P> {
     fn poll(
         &mut self,
         timeout: Option<Duration>,
-        sink: &mut dyn FnMut(Id, i32),
+        sink: &mut dyn FnMut(NonNull<Core>, i32),
     ) -> io::Result<bool> {
         let timeout = if self.ready.is_empty() {
             timeout
@@ -419,7 +423,7 @@ impl<P: Poller> Backend for Readiness<P> {
             }
             self.in_flight -= 1;
             // SAFETY: `ready` holds live cores that we now hand back.
-            unsafe { sink((*c).id, (*c).res) };
+            unsafe { sink(NonNull::new_unchecked(c), (*c).res) };
         }
         let Readiness {
             poller,
@@ -449,7 +453,7 @@ impl<P: Poller> Backend for Readiness<P> {
                             if res != -libc::EAGAIN {
                                 procs.remove(c);
                                 *in_flight -= 1;
-                                sink((*c).id, res);
+                                sink(NonNull::new_unchecked(c), res);
                             }
                         }
                         c = next;
@@ -484,7 +488,7 @@ impl<P: Poller> Backend for Readiness<P> {
                             } else {
                                 entry.waiters.remove(c);
                                 *in_flight -= 1;
-                                sink((*c).id, res);
+                                sink(NonNull::new_unchecked(c), res);
                             }
                         }
                     }
@@ -503,7 +507,7 @@ impl<P: Poller> Backend for Readiness<P> {
         unsafe { self.unlink(target.as_ptr()) };
     }
 
-    fn drain(&mut self, _sink: &mut dyn FnMut(Id, i32)) {
+    fn drain(&mut self, _sink: &mut dyn FnMut(NonNull<Core>, i32)) {
         // Nothing is in the kernel's hands: `abandon` unlinked everything.
     }
 }
