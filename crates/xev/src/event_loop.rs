@@ -557,7 +557,8 @@ impl<B: Backend> Loop<B> {
             None => -libc::ENOENT,
             Some(t) if t == cancel => -libc::ENOENT,
             // SAFETY: `t` is live (from lookup); `cancel` is live.
-            Some(t) => match unsafe { self.cancel_target(Some(NonNull::new_unchecked(cancel)), t) } {
+            Some(t) => match unsafe { self.cancel_target(Some(NonNull::new_unchecked(cancel)), t) }
+            {
                 Some(r) => r,
                 None => {
                     // SAFETY: `cancel` is live and in no queue.

@@ -55,7 +55,8 @@ impl Pool {
         let stride = self.stride();
         let need_chunk = self.chunks.last().map_or(true, |c| c.carved == c.capacity);
         if need_chunk {
-            let bytes = (4096usize << self.chunks.len().min(8)).clamp(stride, MAX_CHUNK.max(stride));
+            let bytes =
+                (4096usize << self.chunks.len().min(8)).clamp(stride, MAX_CHUNK.max(stride));
             let capacity = bytes / stride;
             let layout = Layout::from_size_align(capacity * stride, self.block.align())
                 .unwrap_or_else(|_| handle_alloc_error(self.block));

@@ -98,8 +98,11 @@ pub trait Backend: Sized + 'static {
     /// `target` was started on this backend and not handed back yet;
     /// `cancel`, if any, is a live core the loop lends to the backend until
     /// its result is reported (`CancelStart::Pending`).
-    unsafe fn cancel(&mut self, cancel: Option<NonNull<Core>>, target: NonNull<Core>)
-        -> CancelStart;
+    unsafe fn cancel(
+        &mut self,
+        cancel: Option<NonNull<Core>>,
+        target: NonNull<Core>,
+    ) -> CancelStart;
 
     /// Submits pending work, waits up to `timeout` (`None`: forever;
     /// zero: do not block) for results, and hands each finished operation
