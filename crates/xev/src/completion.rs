@@ -1,23 +1,45 @@
 //! Completions: a request (an [`Op`]) together with the callback that
 //! receives its result.
 //!
+//! [`Loop::add`]: crate::generic::Loop::add
+//! [`Loop::add_completion`]: crate::generic::Loop::add_completion
+//! [`Loop::restart`]: crate::generic::Loop::restart
+//!
 //! # Ownership model (and why it differs from libxev's)
 //!
 //! libxev lets the caller own each completion's memory and trusts the caller
 //! not to move or free it while the kernel may still write into it. In safe
 //! Rust that trust must be enforced, and with io_uring the kernel can write
-//! into a buffer long after any call returned. xev therefore hands each
-//! completion to the loop as a `Box`: the caller allocates it once, the loop
-//! holds it while it is in flight (nothing else can reach it, so it cannot
-//! be dropped, moved or leaked early), and the callback gets the operation
-//! back by `&mut`. A completion is reused without allocating by returning
-//! [`Action::Rearm`] (optionally after changing its operation) or
-//! [`Action::Park`] (keep it, dead, for [`crate::Loop::restart`] later).
-//! The loop stores completions in a slot table sized up front, so adding,
-//! completing and rearming allocate nothing in steady state. Dropping the
-//! loop first makes the kernel let go of every completion (cancel and wait),
-//! and only then frees them; `mem::forget` of the loop leaks them, which is
-//! safe.
+//! into a buffer long after any call returned. DESIGN.md names two sound
+//! models: caller-owned completions pinned once added (whose `Drop` must then
+//! cancel and *wait* for the kernel, from wherever the caller happens to drop
+//! them, with the loop reachable from every completion), or completions held
+//! in storage the loop owns. xev takes the second:
+//!
+//! - A completion is handed to the loop ([`Loop::add`] builds it in place;
+//!   [`Loop::add_completion`] moves a caller-built `Box` in) and lives in
+//!   the loop's completion memory until it is freed. Nothing outside the
+//!   loop can reach it, so it cannot be dropped, moved or leaked early; the
+//!   callback gets the operation back by `&mut`, buffer included.
+//! - A finished completion is reused without allocating by returning
+//!   [`Action::Rearm`] (optionally after changing its operation) or
+//!   [`Action::Park`] (kept, dead, for [`Loop::restart`]). A disarmed one is
+//!   dropped and its memory recycled for the next completion of the same
+//!   type, so adding new completions allocates nothing in steady state
+//!   either.
+//! - Callers name completions by [`crate::Id`]: address, generation and the
+//!   loop's tag. The loop never returns completion memory to the allocator
+//!   before it is dropped, so it can check any id of its own in O(1) without
+//!   a slot table; a stale id is an error, never a dangling access.
+//! - Dropping the loop first makes the kernel let go of every completion
+//!   (cancel, then wait for each), then drops them without calling them;
+//!   `mem::forget` of the loop leaks them, which is safe.
+//!
+//! Compared with pinned caller-owned completions this costs nothing at run
+//! time (one thin pointer per completion, no per-operation allocation, no
+//! cancel-and-wait in arbitrary `Drop`s), and it is simpler to keep sound:
+//! all unsafe pointer handling sits in the loop and its backends, and the
+//! loop's unit tests run under Miri.
 
 use std::marker::PhantomData;
 use std::ptr::NonNull;
@@ -32,12 +54,12 @@ use crate::thread_pool::Task;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
     /// The completion is finished: the loop drops it (its callback and its
-    /// operation, with any buffer still inside) and its [`Id`] goes stale.
+    /// operation, with any buffer still inside) and its [`Id`](crate::Id) goes stale.
     Disarm,
     /// Submit the completion's operation again, exactly as it now stands
     /// (the callback may have changed it). Allocates nothing.
     Rearm,
-    /// Keep the completion, dead, in the loop: its [`Id`] stays valid for
+    /// Keep the completion, dead, in the loop: its [`Id`](crate::Id) stays valid for
     /// [`crate::Loop::restart`], [`crate::Loop::op_mut`],
     /// [`crate::Loop::timer_reset`] and [`crate::Loop::free`]. It is dropped
     /// with the loop at the latest.
@@ -115,8 +137,8 @@ pub(crate) struct VTable {
 ///
 /// `next` and `prev` link the completion into whichever one loop queue holds
 /// it; while the thread pool holds it, the same 16 bytes are the pool's
-/// intrusive [`Task`] node (see [`Core::as_task`]). `gen` and `state` are
-/// never overwritten once the memory was first used, so an [`Id`] can be
+/// intrusive task node (see `Core::as_task`). `gen` and `state` are
+/// never overwritten once the memory was first used, so an [`crate::Id`] can be
 /// checked against them even after the completion was freed (its memory
 /// stays with the loop until the loop is dropped).
 ///

@@ -2,7 +2,7 @@
 //! operation and posts its result to the completion queue.
 //!
 //! Each started operation becomes one submission-queue entry whose user data
-//! is the completion's [`Id`]; entries are submitted in batches, together
+//! is the completion's address; entries are submitted in batches, together
 //! with the wait, in one `io_uring_enter` per tick. Timers stay in the loop's
 //! heap and only bound the wait (an `EXT_ARG` timeout), so a million timers
 //! cost no kernel objects. Cancellation is an `ASYNC_CANCEL` entry naming the
