@@ -1,14 +1,21 @@
 //! Cross-thread wakeups: an [`Async`] handle that any thread may notify and
 //! one loop waits on with [`Op::AsyncWait`](crate::Op::AsyncWait).
 //!
-//! It is an eventfd on Linux (a non-blocking pipe elsewhere): any number of
-//! notifies before the loop gets to it wake the wait once (the counter is
-//! read and reset), and a notify that comes after the wait read the counter
-//! makes the next wait fire, so no wakeup is ever lost. Notifying allocates
-//! nothing and takes one `write(2)`.
+//! It is an eventfd on Linux (a non-blocking pipe elsewhere) plus a
+//! "pending" flag. Any number of notifies before the loop gets to it wake
+//! the wait once: the first sets the flag and writes the eventfd, later ones
+//! see the flag and make no syscall at all. The loop clears the flag after
+//! its wait has read (reset) the eventfd and before the wait's callback
+//! runs, so a notify that finds the flag set is always followed by a
+//! callback, and one that finds it clear writes the eventfd and makes the
+//! next wait fire: no wakeup is ever lost. Notifying allocates nothing.
+//!
+//! Ordering: clearing the flag is an acquire of the notifier's release, so
+//! what a thread wrote before `notify` is visible in the callback.
 
 use std::io;
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// A cross-thread wakeup handle. Cheap to clone; `Send + Sync`.
@@ -27,24 +34,47 @@ use std::sync::Arc;
 /// ```
 #[derive(Clone, Debug)]
 pub struct Async {
-    fd: Arc<crate::sys::WakeFd>,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    fd: crate::sys::WakeFd,
+    /// Set by the first notify since the loop last consumed a wake.
+    pending: AtomicBool,
 }
 
 impl Async {
     /// Creates a handle (one eventfd on Linux, a pipe elsewhere).
     pub fn new() -> io::Result<Async> {
         Ok(Async {
-            fd: Arc::new(crate::sys::WakeFd::new()?),
+            inner: Arc::new(Inner {
+                fd: crate::sys::WakeFd::new()?,
+                pending: AtomicBool::new(false),
+            }),
         })
     }
 
     /// Wakes the loop waiting on this handle (now, or at its next wait).
-    /// Safe to call from any thread, any number of times.
+    /// Safe to call from any thread, any number of times; while a wake is
+    /// pending, further notifies make no syscall.
     pub fn notify(&self) -> io::Result<()> {
-        self.fd.signal()
+        if self.inner.pending.swap(true, Ordering::AcqRel) {
+            return Ok(()); // a wake is already on its way
+        }
+        self.inner.fd.signal().inspect_err(|_| {
+            // Nothing was signaled: let the next notify try again.
+            self.inner.pending.store(false, Ordering::Release);
+        })
+    }
+
+    /// Called by the loop once a wait has read (reset) the wakeup
+    /// descriptor, before the wait's callback runs.
+    pub(crate) fn consumed(&self) {
+        self.inner.pending.swap(false, Ordering::AcqRel);
     }
 
     pub(crate) fn raw_fd(&self) -> RawFd {
-        self.fd.read_fd()
+        self.inner.fd.read_fd()
     }
 }

@@ -723,7 +723,17 @@ impl<B: Backend> Drop for Loop<B> {
                 }
             }
         });
-        self.backend.drain(&mut |_, _| {});
+        // A wait that read its Async's wakeup descriptor but whose callback
+        // will never run must still clear the Async's pending flag, or the
+        // next notify would be swallowed.
+        let release_async = |c: *mut Core, res: i32| {
+            // SAFETY: `c` is a live core the backend hands back.
+            if let (true, Op::AsyncWait(a)) = (res >= 0, unsafe { &(*c).op }) {
+                a.consumed();
+            }
+        };
+        self.backend
+            .drain(&mut |c, res| release_async(c.as_ptr(), res));
         if self.backend.in_flight() > 0 {
             // The kernel interface failed while operations were in flight:
             // their memory may still be written, so it must never be freed.
@@ -749,7 +759,12 @@ impl<B: Backend> Drop for Loop<B> {
         self.recycler.for_each_live(|c| live.push(c));
         for c in live {
             // SAFETY: nothing references it anymore.
-            unsafe { ((*c).vtable.drop)(c) };
+            unsafe {
+                if (*c).state == State::Done {
+                    release_async(c, (*c).res);
+                }
+                ((*c).vtable.drop)(c);
+            }
         }
     }
 }

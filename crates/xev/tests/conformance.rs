@@ -3712,6 +3712,44 @@ fn one_batch_retire_fires_once<B: Backend>() {
     assert_eq!(lp.active(), 0);
 }
 
+/// A wait that consumed its Async's wakeup but whose callback never ran
+/// (the loop stopped, then was dropped) must not leave the Async believing
+/// a wake is still pending: the next notify must wake the next wait.
+fn async_wake_consumed_by_a_dropped_loop_is_not_lost<B: Backend>() {
+    let a = Async::new().unwrap();
+    a.notify().unwrap();
+    {
+        let mut lp = new_loop::<B>();
+        lp.add(Op::Noop, |lp, _, _| {
+            lp.stop();
+            Action::Disarm
+        });
+        lp.add(Op::AsyncWait(a.clone()), |_, _, _| {
+            panic!("the stopped loop must not run this callback")
+        });
+        // Run until the wait's read has happened (its result waits behind
+        // the stop), without running its callback.
+        for _ in 0..50 {
+            lp.run(RunMode::NoWait).unwrap();
+            if lp.active() == 1 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let mut lp = new_loop::<B>();
+    let woke = Rc::new(Cell::new(false));
+    let w = woke.clone();
+    lp.add(Op::AsyncWait(a.clone()), move |_, _, res| {
+        expect!(res, OpResult::Async(Ok(())));
+        w.set(true);
+        Action::Disarm
+    });
+    lp.run(RunMode::NoWait).unwrap();
+    a.notify().unwrap();
+    run_until(&mut lp, "the wake after the dropped loop", || woke.get());
+}
+
 // ---------------------------------------------------------------------------
 // Instantiation
 // ---------------------------------------------------------------------------
@@ -3720,6 +3758,7 @@ macro_rules! backend_tests {
     ($module:ident, $backend:ty, $probe:expr) => {
         backend_tests!(@tests $module, $backend, $probe;
             backend_name_is_reported,
+            async_wake_consumed_by_a_dropped_loop_is_not_lost,
             stale_after_nowait_disarm,
             ready_at_submission_rearm_fires_once_each,
             cancel_after_rearm_of_ready_read,
