@@ -15,8 +15,11 @@
 
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+
+/// Ids of `Async` handles (see `Inner::id`).
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// A cross-thread wakeup handle. Cheap to clone; `Send + Sync`.
 ///
@@ -39,6 +42,8 @@ pub struct Async {
 
 #[derive(Debug)]
 struct Inner {
+    /// Unique for the life of the process (never reused, unlike addresses).
+    id: u64,
     fd: crate::sys::WakeFd,
     /// Set by the first notify since the loop last consumed a wake.
     pending: AtomicBool,
@@ -49,6 +54,7 @@ impl Async {
     pub fn new() -> io::Result<Async> {
         Ok(Async {
             inner: Arc::new(Inner {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 fd: crate::sys::WakeFd::new()?,
                 pending: AtomicBool::new(false),
             }),
@@ -72,6 +78,18 @@ impl Async {
     /// descriptor, before the wait's callback runs.
     pub(crate) fn consumed(&self) {
         self.inner.pending.swap(false, Ordering::AcqRel);
+    }
+
+    /// Whether a notify is pending (set, not yet consumed by a wait). When
+    /// it is not, the wakeup descriptor is empty, and any later notify will
+    /// write it (so a readiness wait need not try to read it first).
+    pub(crate) fn is_pending(&self) -> bool {
+        self.inner.pending.load(Ordering::Acquire)
+    }
+
+    /// A process-unique id of this handle (shared by its clones).
+    pub(crate) fn id(&self) -> u64 {
+        self.inner.id
     }
 
     pub(crate) fn raw_fd(&self) -> RawFd {
