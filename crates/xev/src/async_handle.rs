@@ -1,25 +1,32 @@
 //! Cross-thread wakeups: an [`Async`] handle that any thread may notify and
-//! one loop waits on with [`Op::AsyncWait`](crate::Op::AsyncWait).
+//! a loop waits on with [`Op::AsyncWait`](crate::Op::AsyncWait).
 //!
-//! It is an eventfd on Linux (a non-blocking pipe elsewhere) plus a
-//! "pending" flag. Any number of notifies before the loop gets to it wake
-//! the wait once: the first sets the flag and writes the eventfd, later ones
-//! see the flag and make no syscall at all. The loop clears the flag after
-//! its wait has read (reset) the eventfd and before the wait's callback
-//! runs, so a notify that finds the flag set is always followed by a
-//! callback, and one that finds it clear writes the eventfd and makes the
-//! next wait fire: no wakeup is ever lost. Notifying allocates nothing.
+//! An `Async` is a "pending" flag plus the loop that waits on it. The loop
+//! handles async waits itself, in user space: a wait whose flag is set
+//! completes at once (clearing the flag), and the loop checks the flags of
+//! its waiting asyncs at every tick. Only a loop that is about to block (or
+//! blocked) needs a kernel wakeup: it raises its `parked` flag first, and a
+//! notify that sets a pending flag writes the loop's wakeup descriptor (an
+//! eventfd on Linux, a pipe elsewhere) only when it sees `parked`. Both
+//! sides order their two steps with sequentially consistent fences, so
+//! either the loop sees the pending flag before it blocks or the notifier
+//! sees `parked` and wakes it: no wakeup is ever lost. A busy loop is
+//! notified with no syscall at all, and any number of notifies before the
+//! loop gets to them make one wake. Notifying allocates nothing.
 //!
-//! Ordering: clearing the flag is an acquire of the notifier's release, so
-//! what a thread wrote before `notify` is visible in the callback.
+//! Ordering: the loop clears the flag with an acquire of the notifier's
+//! release, so what a thread wrote before `notify` is visible in the
+//! callback.
+//!
+//! One loop at a time: an `Async` wakes the loop that most recently started
+//! waiting on it (waits on one handle from several loops at once are not
+//! supported; give each loop its own handle).
 
 use std::io;
-use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
-/// Ids of `Async` handles (see `Inner::id`).
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+use crate::event_loop::Shared;
 
 /// A cross-thread wakeup handle. Cheap to clone; `Send + Sync`.
 ///
@@ -42,57 +49,67 @@ pub struct Async {
 
 #[derive(Debug)]
 struct Inner {
-    /// Unique for the life of the process (never reused, unlike addresses).
-    id: u64,
-    fd: crate::sys::WakeFd,
-    /// Set by the first notify since the loop last consumed a wake.
+    /// Set by the first notify since a wait last consumed it.
     pending: AtomicBool,
+    /// The loop that waits (or last waited) on this handle.
+    waker: Mutex<Option<Arc<Shared>>>,
 }
 
 impl Async {
-    /// Creates a handle (one eventfd on Linux, a pipe elsewhere).
+    /// Creates a handle. (It holds no kernel resource: the loop's own
+    /// wakeup descriptor wakes it. The `Result` is kept for the API's
+    /// stability.)
     pub fn new() -> io::Result<Async> {
         Ok(Async {
             inner: Arc::new(Inner {
-                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-                fd: crate::sys::WakeFd::new()?,
                 pending: AtomicBool::new(false),
+                waker: Mutex::new(None),
             }),
         })
     }
 
     /// Wakes the loop waiting on this handle (now, or at its next wait).
-    /// Safe to call from any thread, any number of times; while a wake is
-    /// pending, further notifies make no syscall.
+    /// Safe to call from any thread, any number of times. While a wake is
+    /// pending, or while the loop is busy, it makes no syscall.
     pub fn notify(&self) -> io::Result<()> {
         if self.inner.pending.swap(true, Ordering::AcqRel) {
             return Ok(()); // a wake is already on its way
         }
-        self.inner.fd.signal().inspect_err(|_| {
-            // Nothing was signaled: let the next notify try again.
-            self.inner.pending.store(false, Ordering::Release);
-        })
+        // Pairs with the fence in `Shared::park`: either the loop sees the
+        // pending flag before blocking, or we see it parked.
+        fence(Ordering::SeqCst);
+        let waker = self
+            .inner
+            .waker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match waker.as_ref() {
+            Some(shared) if shared.is_parked() => shared.wake(),
+            _ => Ok(()),
+        }
     }
 
-    /// Called by the loop once a wait has read (reset) the wakeup
-    /// descriptor, before the wait's callback runs.
-    pub(crate) fn consumed(&self) {
-        self.inner.pending.swap(false, Ordering::AcqRel);
+    /// Takes a pending notification (the loop, for a waiting completion).
+    pub(crate) fn consume(&self) -> bool {
+        self.inner.pending.load(Ordering::Relaxed)
+            && self.inner.pending.swap(false, Ordering::AcqRel)
     }
 
-    /// Whether a notify is pending (set, not yet consumed by a wait). When
-    /// it is not, the wakeup descriptor is empty, and any later notify will
-    /// write it (so a readiness wait need not try to read it first).
-    pub(crate) fn is_pending(&self) -> bool {
-        self.inner.pending.load(Ordering::Acquire)
+    /// Puts back a notification a wait consumed but whose callback will
+    /// never run (its loop was dropped first).
+    pub(crate) fn restore(&self) {
+        self.inner.pending.store(true, Ordering::Release);
     }
 
-    /// A process-unique id of this handle (shared by its clones).
-    pub(crate) fn id(&self) -> u64 {
-        self.inner.id
-    }
-
-    pub(crate) fn raw_fd(&self) -> RawFd {
-        self.inner.fd.read_fd()
+    /// Makes `shared`'s loop the one this handle wakes.
+    pub(crate) fn register(&self, shared: &Arc<Shared>) {
+        let mut waker = self
+            .inner
+            .waker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !waker.as_ref().is_some_and(|w| Arc::ptr_eq(w, shared)) {
+            *waker = Some(Arc::clone(shared));
+        }
     }
 }

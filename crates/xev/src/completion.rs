@@ -103,6 +103,8 @@ pub(crate) enum State {
     Done,
     /// Its callback is running.
     Running,
+    /// An async wait, waiting in the loop's list of async waits.
+    Async,
     /// Freed: its memory waits in the loop's recycler for reuse. Ids that
     /// still name it are stale.
     Free,
@@ -160,9 +162,9 @@ pub struct Core {
     /// Which timer-wheel list holds the completion while `state == Timer`.
     pub(crate) timer_slot: u16,
     /// Per-state scratch word: a timer's sequence number in the wheel or
-    /// the deadline of a reset requested while its callback runs; the
-    /// 8-byte eventfd counter io_uring reads into; a readiness backend's
-    /// per-operation state; the loop's `Shared` while in the thread pool.
+    /// the deadline of a reset requested while its callback runs; a
+    /// readiness backend's per-operation state (a connect in progress); the
+    /// loop's `Shared` while in the thread pool.
     pub(crate) scratch: u64,
     pub(crate) op: Op,
 }

@@ -8,10 +8,11 @@
 //! callbacks of everything that finished, in the order it finished.
 
 use std::alloc::Layout;
+use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -65,11 +66,44 @@ impl Default for Options {
     }
 }
 
-/// State shared with thread-pool workers: the queue of finished tasks and
-/// the eventfd that wakes the loop.
+/// State shared with other threads: thread-pool workers hand finished tasks
+/// back through `done`, and they and [`Async`](crate::Async) notifiers wake
+/// the loop through `wake` (notifiers only while `parked`).
 pub(crate) struct Shared {
     done: Mpsc,
     wake: WakeFd,
+    parked: AtomicBool,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("parked", &self.is_parked())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Whether the loop is (about to be) blocked in its backend's wait.
+    pub(crate) fn is_parked(&self) -> bool {
+        self.parked.load(Ordering::SeqCst)
+    }
+
+    /// Wakes the loop's blocking wait.
+    pub(crate) fn wake(&self) -> io::Result<()> {
+        self.wake.signal()
+    }
+
+    /// Announces that the loop is about to block. Pairs with the fence in
+    /// `Async::notify`: after this, the loop re-checks its async waits.
+    fn park(&self) {
+        self.parked.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+    }
+
+    fn unpark(&self) {
+        self.parked.store(false, Ordering::Relaxed);
+    }
 }
 
 const POOL_QUEUED: u8 = 0;
@@ -127,6 +161,8 @@ pub struct Loop<B: Backend> {
     tag: u32,
     submissions: Queue,
     completions: Queue,
+    /// Async waits not yet notified (checked every tick, in user space).
+    async_waits: Queue,
     timers: TimerWheel,
     base: Instant,
     now: u64,
@@ -152,6 +188,7 @@ impl<B: Backend> Loop<B> {
             tag: NEXT_TAG.fetch_add(1, Ordering::Relaxed),
             submissions: Queue::new(),
             completions: Queue::new(),
+            async_waits: Queue::new(),
             timers: TimerWheel::new(),
             base: Instant::now(),
             now: 0,
@@ -164,6 +201,7 @@ impl<B: Backend> Loop<B> {
             shared: Arc::new(Shared {
                 done: Mpsc::new(),
                 wake,
+                parked: AtomicBool::new(false),
             }),
             _not_send: PhantomData,
         })
@@ -410,7 +448,9 @@ impl<B: Backend> Loop<B> {
                     (*core).state = State::Timer;
                     self.timers.push(core);
                 }
-                State::Backend | State::Pool | State::Running => return Err(IdError::Busy),
+                State::Backend | State::Pool | State::Running | State::Async => {
+                    return Err(IdError::Busy)
+                }
                 State::Free => return Err(IdError::Stale),
             }
         }
@@ -473,13 +513,24 @@ impl<B: Backend> Loop<B> {
         self.start_submissions();
         self.update_now();
         self.expire_timers();
-        let timeout = if !wait || !self.completions.is_empty() || self.stopped {
+        self.poll_asyncs();
+        let mut timeout = if !wait || !self.completions.is_empty() || self.stopped {
             Some(Duration::ZERO)
         } else {
             self.timers
                 .next_expiration()
                 .map(|d| Duration::from_millis(d.saturating_sub(self.now)))
         };
+        // About to block with async waits pending: from now on notifiers
+        // must wake us; re-check their flags once more after saying so.
+        let parked = timeout != Some(Duration::ZERO) && !self.async_waits.is_empty();
+        if parked {
+            self.shared.park();
+            self.poll_asyncs();
+            if !self.completions.is_empty() {
+                timeout = Some(Duration::ZERO);
+            }
+        }
         let Loop {
             backend,
             completions,
@@ -488,10 +539,15 @@ impl<B: Backend> Loop<B> {
         let woken = backend.poll(timeout, &mut |core, res| {
             // SAFETY: the backend hands back a live core it held, once.
             unsafe { Self::finish(completions, core.as_ptr(), res) };
-        })?;
+        });
+        if parked {
+            self.shared.unpark();
+        }
+        let woken = woken?;
         if woken || self.pool_in_flight > 0 {
             self.collect_pool(woken);
         }
+        self.poll_asyncs();
         self.update_now();
         self.expire_timers();
         Ok(self.dispatch())
@@ -530,6 +586,15 @@ impl<B: Backend> Loop<B> {
                 Op::Cancel { target } => {
                     let target = *target;
                     self.start_cancel(core, target);
+                }
+                Op::AsyncWait(a) => {
+                    a.register(&self.shared);
+                    if a.consume() {
+                        Self::finish(&mut self.completions, core, 0);
+                    } else {
+                        (*core).state = State::Async;
+                        self.async_waits.push_back(core);
+                    }
                 }
                 _ => match self.backend.start(NonNull::new_unchecked(core)) {
                     Start::Pending => (*core).state = State::Backend,
@@ -589,6 +654,11 @@ impl<B: Backend> Loop<B> {
                     Self::finish(&mut self.completions, t, -libc::ECANCELED);
                     0
                 }
+                State::Async => {
+                    self.async_waits.remove(t);
+                    Self::finish(&mut self.completions, t, -libc::ECANCELED);
+                    0
+                }
                 State::Pool => {
                     match (*t).pool_state.compare_exchange(
                         POOL_QUEUED,
@@ -614,6 +684,25 @@ impl<B: Backend> Loop<B> {
                 },
             }
         })
+    }
+
+    /// Completes every async wait whose handle was notified.
+    fn poll_asyncs(&mut self) {
+        let mut c = self.async_waits.front();
+        while !c.is_null() {
+            // SAFETY: `async_waits` holds live cores in state Async, whose
+            // ops nothing borrows; `next` is read before `c` may leave.
+            unsafe {
+                let next = (*c).next;
+                if let Op::AsyncWait(a) = &(*c).op {
+                    if a.consume() {
+                        self.async_waits.remove(c);
+                        Self::finish(&mut self.completions, c, 0);
+                    }
+                }
+                c = next;
+            }
+        }
     }
 
     fn expire_timers(&mut self) {
@@ -723,17 +812,7 @@ impl<B: Backend> Drop for Loop<B> {
                 }
             }
         });
-        // A wait that read its Async's wakeup descriptor but whose callback
-        // will never run must still clear the Async's pending flag, or the
-        // next notify would be swallowed.
-        let release_async = |c: *mut Core, res: i32| {
-            // SAFETY: `c` is a live core the backend hands back.
-            if let (true, Op::AsyncWait(a)) = (res >= 0, unsafe { &(*c).op }) {
-                a.consumed();
-            }
-        };
-        self.backend
-            .drain(&mut |c, res| release_async(c.as_ptr(), res));
+        self.backend.drain(&mut |_, _| {});
         if self.backend.in_flight() > 0 {
             // The kernel interface failed while operations were in flight:
             // their memory may still be written, so it must never be freed.
@@ -760,8 +839,11 @@ impl<B: Backend> Drop for Loop<B> {
         for c in live {
             // SAFETY: nothing references it anymore.
             unsafe {
-                if (*c).state == State::Done {
-                    release_async(c, (*c).res);
+                // An async wait that took a notification whose callback will
+                // never run gives it back, so the next wait sees it.
+                if let (State::Done, true, Op::AsyncWait(a)) = ((*c).state, (*c).res >= 0, &(*c).op)
+                {
+                    a.restore();
                 }
                 ((*c).vtable.drop)(c);
             }
@@ -1049,6 +1131,40 @@ mod tests {
         put(&b, b"after");
     }
 
+    /// Another thread notifies while the loop is busy or parked: every
+    /// notify is followed by a callback that sees the notifier's data.
+    fn async_wakes_from_another_thread<B: Backend>() {
+        use std::sync::atomic::AtomicUsize;
+        let n = if cfg!(miri) { 20 } else { 2000 };
+        let mut lp = new_loop::<B>();
+        let a = crate::Async::new().unwrap();
+        let sent = Arc::new(AtomicUsize::new(0));
+        let seen = Rc::new(Cell::new(0usize));
+        let (s2, seen2) = (sent.clone(), seen.clone());
+        lp.add(Op::AsyncWait(a.clone()), move |_, _, res| {
+            assert!(matches!(res, OpResult::Async(Ok(()))));
+            seen2.set(s2.load(Ordering::Acquire));
+            if seen2.get() == n {
+                Action::Disarm
+            } else {
+                Action::Rearm
+            }
+        });
+        let (a2, s3) = (a.clone(), sent.clone());
+        let t = std::thread::spawn(move || {
+            for i in 1..=n {
+                s3.store(i, Ordering::Release);
+                a2.notify().unwrap();
+                if i % 7 == 0 {
+                    std::thread::yield_now();
+                }
+            }
+        });
+        lp.run(RunMode::UntilDone).unwrap();
+        t.join().unwrap();
+        assert_eq!(seen.get(), n, "the last notify was followed by a wake");
+    }
+
     macro_rules! suite {
         ($name:ident, $backend:ty, $skip:expr) => {
             mod $name {
@@ -1108,6 +1224,12 @@ mod tests {
                 fn stop_ends_run() {
                     if !skip() {
                         super::stop_ends_run::<$backend>()
+                    }
+                }
+                #[test]
+                fn async_wakes_from_another_thread() {
+                    if !skip() {
+                        super::async_wakes_from_another_thread::<$backend>()
                     }
                 }
                 #[test]

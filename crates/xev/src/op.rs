@@ -476,12 +476,7 @@ impl Op {
             Op::Close { .. } => OpResult::Close(unit(res, CloseError::from_raw)),
             Op::Timer { .. } => OpResult::Timer(unit(res, TimerError::from_raw)),
             Op::Cancel { .. } => OpResult::Cancel(unit(res, CancelError::from_raw)),
-            Op::AsyncWait(a) => {
-                if res >= 0 {
-                    a.consumed();
-                }
-                OpResult::Async(unit(res, AsyncError::from_raw))
-            }
+            Op::AsyncWait(_) => OpResult::Async(unit(res, AsyncError::from_raw)),
             Op::ProcWait { .. } => OpResult::ProcExit(match res {
                 r if r >= 0 => Ok(()),
                 r if r == -libc::ECHILD || r == -libc::ESRCH => Err(ProcessError::NotChild),

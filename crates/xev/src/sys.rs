@@ -202,7 +202,6 @@ pub(crate) unsafe fn perform(core: *mut Core) -> i32 {
     // pointer passed to the kernel below points into its op's buffers, which
     // live for the duration of the (synchronous) call.
     unsafe {
-        let scratch = std::ptr::addr_of_mut!((*core).scratch);
         let r: isize = match &mut (*core).op {
             Op::Accept { fd } => accept_nonblocking(*fd),
             Op::Read { fd, buf } => {
@@ -243,11 +242,8 @@ pub(crate) unsafe fn perform(core: *mut Core) -> i32 {
                 },
             ) as isize,
             Op::Close { fd } => libc::close(*fd) as isize,
-            Op::AsyncWait(a) => {
-                let _ = scratch;
-                return drain_fd(a.raw_fd());
-            }
             Op::Connect { .. }
+            | Op::AsyncWait(_)
             | Op::ProcWait { .. }
             | Op::Poll { .. }
             | Op::Noop

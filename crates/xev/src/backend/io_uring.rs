@@ -241,7 +241,6 @@ impl Backend for IoUring {
         // SAFETY: the loop lends us exclusive access to a live core that
         // stays in place until its CQE is reaped; the entries point into it.
         let sqe = unsafe {
-            let scratch = std::ptr::addr_of_mut!((*c).scratch);
             let ud = user_data(c);
             let e = match &mut (*c).op {
                 Op::Accept { fd } => {
@@ -313,9 +312,8 @@ impl Backend for IoUring {
                 Op::ProcWait { fd, .. } => {
                     opcode::PollAdd::new(types::Fd(*fd), libc::POLLIN as u32).build()
                 }
-                Op::AsyncWait(a) => {
-                    opcode::Read::new(types::Fd(a.raw_fd()), scratch.cast(), 8).build()
-                }
+                // The loop handles async waits itself.
+                Op::AsyncWait(_) => return Start::Done(-libc::EINVAL),
                 Op::Noop | Op::Timer { .. } | Op::Cancel { .. } => {
                     return Start::Done(-libc::EINVAL)
                 }

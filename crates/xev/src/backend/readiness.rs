@@ -82,11 +82,6 @@ pub trait Poller: Sized + 'static {
 #[derive(Default)]
 struct FdEntry {
     registered: bool,
-    /// The id of the [`crate::Async`] whose wakeup descriptor this is, when
-    /// it was registered by an async wait (0: unknown owner). An Async's
-    /// descriptor lives as long as the handle, so while the same handle
-    /// waits again its registration needs no re-check.
-    owner: u64,
     waiters: Queue,
 }
 
@@ -110,7 +105,6 @@ fn wait_target(op: &Op) -> Option<(RawFd, Interest)> {
     Some(match op {
         Op::Accept { fd } | Op::Read { fd, .. } | Op::Recv { fd, .. } => (*fd, Interest::READABLE),
         Op::Recvmsg(m) => (m.fd, Interest::READABLE),
-        Op::AsyncWait(a) => (a.raw_fd(), Interest::READABLE),
         Op::Write { fd, .. } | Op::Send { fd, .. } | Op::Connect { fd, .. } => {
             (*fd, Interest::WRITABLE)
         }
@@ -238,10 +232,6 @@ impl<P: Poller> Readiness<P> {
                         }
                     }
                 }
-                // Nothing pending means the descriptor is empty and the
-                // next notify will write it (an edge we will see): skip the
-                // read syscall on the optimistic first try.
-                Op::AsyncWait(a) if ev.is_none() && !a.is_pending() => -libc::EAGAIN,
                 _ => {
                     let r = sys::perform(core);
                     // A pending socket error the poller reported (kqueue's
@@ -282,7 +272,6 @@ impl<P: Poller> Readiness<P> {
                 self.ready.push_back(c);
             }
         }
-        entry.owner = 0;
         if entry.registered {
             entry.registered = false;
             self.poller.deregister(fd);
@@ -380,25 +369,16 @@ impl<P: Poller> Backend for Readiness<P> {
             let Some(entry) = self.entry(fd) else {
                 return Start::Done(-libc::EBADF);
             };
-            // A descriptor with waiters is surely still registered, and so
-            // is the wakeup descriptor of the Async that registered it. Any
-            // other one without waiters may have been closed behind the
-            // loop's back and its number reused since its last wait:
-            // re-check it (one MOD).
-            let owner = match &(*c).op {
-                Op::AsyncWait(a) => a.id(),
-                _ => 0,
-            };
-            let known = entry.registered && owner != 0 && entry.owner == owner;
-            if !known && (!entry.registered || entry.waiters.is_empty()) {
+            // A descriptor with waiters is surely still registered. One
+            // without may have been closed behind the loop's back and its
+            // number reused since its last wait: re-check it (one MOD).
+            if !entry.registered || entry.waiters.is_empty() {
                 let believed = entry.registered;
                 if let Err(e) = self.poller.register(fd, believed) {
                     self.fds[fd as usize].registered = false;
                     return Start::Done(-e.raw_os_error().unwrap_or(libc::EIO));
                 }
-                let entry = &mut self.fds[fd as usize];
-                entry.registered = true;
-                entry.owner = owner;
+                self.fds[fd as usize].registered = true;
             }
             self.fds[fd as usize].waiters.push_back(c);
             self.in_flight += 1;
