@@ -31,9 +31,8 @@ impl WakeFd {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: `fd` is a new descriptor that nothing else owns.
-        Ok(WakeFd {
-            read: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let read = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(WakeFd { read })
     }
 
     /// Creates a non-blocking, close-on-exec wakeup descriptor.

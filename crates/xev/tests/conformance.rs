@@ -1987,11 +1987,8 @@ fn file_read_write_at_cursor<B: Backend>() {
     );
     assert_eq!(expect!(res, OpResult::Write(Ok(n)) => n), 5);
     // SAFETY: lseek takes no pointers.
-    assert_eq!(
-        unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) },
-        11,
-        "cursor advanced"
-    );
+    let pos = unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) };
+    assert_eq!(pos, 11, "cursor advanced");
     // SAFETY: as above.
     assert_eq!(unsafe { libc::lseek(fd, 0, libc::SEEK_SET) }, 0);
     let (res, op) = run_op(
