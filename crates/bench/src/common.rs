@@ -102,6 +102,11 @@ impl Meter {
         }
     }
 
+    /// CPU seconds (all threads) since the start.
+    pub fn cpu(&self) -> f64 {
+        cpu_seconds() - self.cpu
+    }
+
     /// Seconds since the start.
     pub fn elapsed(&self) -> f64 {
         self.start.elapsed().as_secs_f64()

@@ -606,18 +606,19 @@ fn notes(row: &Row) -> String {
         parts.push(format!("on {b}"));
     }
     if let (Some(i), Some(d)) = (get("init_s"), get("dispatch_s")) {
-        let (i, d) = (
-            i.parse::<f64>().unwrap_or(f64::NAN),
-            d.parse::<f64>().unwrap_or(f64::NAN),
-        );
-        parts.push(format!("init {i:.2} s, dispatch {d:.2} s"));
+        let num = |v: Option<&str>| v.and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
+        let (i, d) = (num(Some(i)), num(Some(d)));
+        let (ic, dc) = (num(get("init_cpu_s")), num(get("dispatch_cpu_s")));
+        parts.push(format!(
+            "init {i:.2} s ({ic:.2} CPU), dispatch {d:.2} s ({dc:.2} CPU)"
+        ));
     }
     if let (Some(r), Some(s)) = (get("received"), get("sent")) {
         parts.push(format!("received {r} of {s}"));
     }
     if let Some(n) = get("notifies") {
-        if let Ok(n) = n.parse::<u64>() {
-            parts.push(format!("{} notifies", group_digits(n)));
+        if let Ok(n) = n.parse::<f64>() {
+            parts.push(format!("{} notifies", group_digits(n.round() as u64)));
         }
     }
     if row.runs.len() > 1 {

@@ -326,7 +326,11 @@ fn uring_server(listener: TcpListener) -> Res<u64> {
     let mut eof = false;
     let mut writes = 0usize;
     while !eof || writes > 0 {
-        submitter.submit_and_wait(1).map_err(ctx("enter"))?;
+        // Wait for everything in flight at once (the write completes at
+        // submission, the read when the next ping arrives): one enter per
+        // round trip.
+        let in_flight = writes + usize::from(!eof);
+        submitter.submit_and_wait(in_flight).map_err(ctx("enter"))?;
         cq.sync();
         for cqe in &mut cq {
             let (ud, res) = (cqe.user_data(), cqe.result());
@@ -377,7 +381,8 @@ fn uring_server(listener: TcpListener) -> Res<u64> {
     Ok(echoed)
 }
 
-/// Floor: both sides directly on io_uring (one ring each), no abstraction.
+/// Floor: both sides directly on io_uring (one ring each), no abstraction;
+/// each side waits for all of its operations in one `io_uring_enter`.
 pub fn floor_uring(n: u64) -> Res<Outcome> {
     let (listener, addr) = listen()?;
     let server = thread::spawn(move || uring_server(listener));
@@ -407,7 +412,9 @@ pub fn floor_uring(n: u64) -> Res<Outcome> {
     let (mut state, mut pongs, mut writes) = (0usize, 0u64, 1usize);
     let mut done = false;
     while !done || writes > 0 {
-        submitter.submit_and_wait(1).map_err(ctx("enter"))?;
+        // Wait for everything in flight at once: one enter per round trip.
+        let in_flight = writes + usize::from(!done);
+        submitter.submit_and_wait(in_flight).map_err(ctx("enter"))?;
         cq.sync();
         for cqe in &mut cq {
             let res = cqe.result();

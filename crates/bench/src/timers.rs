@@ -29,15 +29,25 @@ fn offsets(n: u64) -> impl Iterator<Item = u64> {
     })
 }
 
-fn finish(meter: Meter, init: f64, fired: u64, n: u64) -> Res<Outcome> {
+/// Seconds and CPU seconds the adding took.
+type Init = (f64, f64);
+
+fn init_done(meter: &Meter) -> Init {
+    (meter.elapsed(), meter.cpu())
+}
+
+fn finish(meter: Meter, (init, init_cpu): Init, fired: u64, n: u64) -> Res<Outcome> {
     let out = meter.seconds(fired);
     if fired != n {
         return Err(format!("{fired} of {n} timers fired"));
     }
     let dispatch = out.elapsed - init;
+    let dispatch_cpu = out.cpu - init_cpu;
     Ok(out
         .with("init_s", format!("{init:.4}"))
-        .with("dispatch_s", format!("{dispatch:.4}")))
+        .with("dispatch_s", format!("{dispatch:.4}"))
+        .with("init_cpu_s", format!("{init_cpu:.4}"))
+        .with("dispatch_cpu_s", format!("{dispatch_cpu:.4}")))
 }
 
 thread_local! {
@@ -63,7 +73,7 @@ pub fn xev<B: Backend>(n: u64) -> Res<Outcome> {
             Action::Disarm
         });
     }
-    let init = meter.elapsed();
+    let init = init_done(&meter);
     lp.run(xev::RunMode::UntilDone).map_err(ctx("run"))?;
     let fired = FIRED.with(|c| c.get());
     let failed = FAILED.with(|c| c.get());
@@ -97,7 +107,7 @@ pub fn tokio(n: u64) -> Res<Outcome> {
                 }
             });
         }
-        let init = meter.elapsed();
+        let init = init_done(&meter);
         if n > 0 {
             TOKIO_DONE.notified().await;
         }
@@ -119,7 +129,7 @@ fn floor(n: u64, mut wait: impl FnMut(u64) -> Res<()>) -> Res<Outcome> {
     for off in offsets(n) {
         heap.push(Reverse(off));
     }
-    let init = meter.elapsed();
+    let init = init_done(&meter);
     let mut fired = 0u64;
     while let Some(&Reverse(next)) = heap.peek() {
         let t = now();

@@ -48,8 +48,6 @@ pub struct Options {
     /// Submission-queue entries (io_uring). Rounded up to a power of two by
     /// the kernel. Default 256.
     pub entries: u32,
-    /// Completions the slot table holds before it grows. Default 1024.
-    pub capacity: usize,
     /// The thread pool for operations a backend cannot do asynchronously
     /// (file pread/pwrite on epoll). Without one those operations fail with
     /// `NoThreadPool`.
@@ -60,7 +58,6 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             entries: 256,
-            capacity: 1024,
             thread_pool: None,
         }
     }
@@ -149,6 +146,10 @@ pub(crate) unsafe fn run_pool_task(task: NonNull<Task>) {
     }
 }
 
+/// At most this many ticks in a row skip the backend's poll while callbacks
+/// are ready (tokio's scheduler polls its driver every 61 ticks likewise).
+const MAX_SKIPPED_POLLS: u32 = 32;
+
 /// Gives each loop a distinct tag, so that an [`Id`] from another loop is
 /// recognised (and never followed).
 static NEXT_TAG: AtomicU32 = AtomicU32::new(1);
@@ -170,6 +171,8 @@ pub struct Loop<B: Backend> {
     /// or finished and waiting for their callback.
     active: usize,
     stopped: bool,
+    /// Consecutive ticks that skipped the backend's poll (see `tick`).
+    skipped_polls: u32,
     pool: Option<ThreadPool>,
     pool_batch: Batch,
     pool_in_flight: usize,
@@ -194,6 +197,7 @@ impl<B: Backend> Loop<B> {
             now: 0,
             active: 0,
             stopped: false,
+            skipped_polls: 0,
             pool: opts.thread_pool,
             pool_batch: Batch::new(),
             pool_in_flight: 0,
@@ -531,15 +535,29 @@ impl<B: Backend> Loop<B> {
                 timeout = Some(Duration::ZERO);
             }
         }
-        let Loop {
-            backend,
-            completions,
-            ..
-        } = self;
-        let woken = backend.poll(timeout, &mut |core, res| {
-            // SAFETY: the backend hands back a live core it held, once.
-            unsafe { Self::finish(completions, core.as_ptr(), res) };
-        });
+        // Callbacks are ready and the backend has nothing to submit or
+        // report: skip its (zero-timeout) poll syscall, but poll at least
+        // every `MAX_SKIPPED_POLLS` ticks so I/O results are never starved.
+        let skip = wait
+            && !parked
+            && !self.completions.is_empty()
+            && self.skipped_polls < MAX_SKIPPED_POLLS
+            && !self.backend.has_pending();
+        let woken = if skip {
+            self.skipped_polls += 1;
+            Ok(false)
+        } else {
+            self.skipped_polls = 0;
+            let Loop {
+                backend,
+                completions,
+                ..
+            } = self;
+            backend.poll(timeout, &mut |core, res| {
+                // SAFETY: the backend hands back a live core it held, once.
+                unsafe { Self::finish(completions, core.as_ptr(), res) };
+            })
+        };
         if parked {
             self.shared.unpark();
         }

@@ -2688,12 +2688,11 @@ fn recvmsg_rearmed_for_several_datagrams<B: Backend>() {
 }
 
 /// More operations in one tick than the io_uring ring has entries, all
-/// finishing at once (completion-queue overflow); tiny initial capacity.
+/// finishing at once (completion-queue overflow).
 fn more_ops_than_ring_entries<B: Backend>() {
     const N: usize = 40;
     let mut lp = Loop::<B>::new(Options {
         entries: 2,
-        capacity: 0,
         ..Options::default()
     })
     .expect("a loop with a tiny ring");

@@ -125,6 +125,10 @@ impl Backend for Dynamic {
         each!(self, b => b.poll(timeout, sink))
     }
 
+    fn has_pending(&mut self) -> bool {
+        each!(self, b => b.has_pending())
+    }
+
     fn in_flight(&self) -> usize {
         each!(self, b => b.in_flight())
     }

@@ -366,6 +366,10 @@ impl Backend for IoUring {
         Ok(self.reap(sink))
     }
 
+    fn has_pending(&mut self) -> bool {
+        !self.ring.submission().is_empty() || !self.ring.completion().is_empty()
+    }
+
     fn in_flight(&self) -> usize {
         self.in_flight
     }

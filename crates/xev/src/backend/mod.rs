@@ -117,6 +117,12 @@ pub trait Backend: Sized + 'static {
     /// Whether any operation is held by the backend.
     fn in_flight(&self) -> usize;
 
+    /// Whether `poll` has work to do even without waiting: submissions to
+    /// hand to the kernel, or results already available to report. When
+    /// it has none and callbacks are ready, the loop may skip a
+    /// zero-timeout poll.
+    fn has_pending(&mut self) -> bool;
+
     /// Called for each completion the backend holds when the loop is
     /// dropped: stop it (its result is discarded, through `drain`).
     ///

@@ -497,6 +497,10 @@ impl<P: Poller> Backend for Readiness<P> {
         })
     }
 
+    fn has_pending(&mut self) -> bool {
+        !self.ready.is_empty()
+    }
+
     fn in_flight(&self) -> usize {
         self.in_flight
     }
