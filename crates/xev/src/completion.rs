@@ -30,7 +30,7 @@
 //! - Callers name completions by [`crate::Id`]: address, generation and the
 //!   loop's tag. The loop never returns completion memory to the allocator
 //!   before it is dropped, so it can check any id of its own in O(1) without
-//!   a slot table; a stale id is an error, never a dangling access.
+//!   any table of its own; a stale id is an error, never a dangling access.
 //! - Dropping the loop first makes the kernel let go of every completion
 //!   (cancel, then wait for each), then drops them without calling them;
 //!   `mem::forget` of the loop leaks them, which is safe.

@@ -4,10 +4,10 @@
 //! Each started operation becomes one submission-queue entry whose user data
 //! is the completion's address; entries are submitted in batches, together
 //! with the wait, in one `io_uring_enter` per tick. Timers stay in the loop's
-//! heap and only bound the wait (an `EXT_ARG` timeout), so a million timers
-//! cost no kernel objects. Cancellation is an `ASYNC_CANCEL` entry naming the
-//! target's user data. The loop's wake eventfd is watched by one multishot
-//! poll.
+//! timing wheel and only bound the wait (an `EXT_ARG` timeout), so a million
+//! timers cost no kernel objects. Cancellation is an `ASYNC_CANCEL` entry
+//! naming the target's user data. The loop's wakeup eventfd (thread-pool
+//! hand-back, notifies of a parked loop) is watched by one multishot poll.
 
 use std::io;
 use std::os::fd::RawFd;

@@ -1,11 +1,11 @@
 //! The async watcher: [`Async::wait`](crate::Async::wait), the closure
 //! sugar over [`Op::AsyncWait`] that libxev's `Async.wait` provides.
 //!
-//! The handle itself ([`crate::Async`], an eventfd) is notified from any
-//! thread; a wait fires once after one or more notifies (they coalesce: the
-//! counter is read and reset), and a notify that arrives at any time after
-//! that read — even before the next wait is added — makes the next wait
-//! fire, so none is lost.
+//! The handle itself ([`crate::Async`], a pending flag the loop checks in
+//! user space) is notified from any thread; a wait fires once after one or
+//! more notifies (they coalesce: the flag is taken and cleared), and a
+//! notify that arrives at any time after that — even before the next wait
+//! is added — makes the next wait fire, so none is lost.
 
 use crate::backend::Backend;
 use crate::completion::Action;
@@ -22,9 +22,8 @@ impl crate::Async {
     /// keeps its completion, dead, for [`Loop::restart`] with the returned
     /// id.
     ///
-    /// The completion holds a clone of the handle, so the eventfd outlives
-    /// every wait on it. Any number of loops may each wait on their own
-    /// handle, on their own threads.
+    /// The completion holds a clone of the handle. Any number of loops may
+    /// each wait on their own handle, on their own threads.
     ///
     /// ```
     /// use std::sync::atomic::{AtomicBool, Ordering};
