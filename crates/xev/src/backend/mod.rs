@@ -2,8 +2,9 @@
 //!
 //! Every backend implements [`Backend`], the one contract the loop (and so
 //! every watcher) is written against. The loop itself handles what is the
-//! same everywhere: noops, timers (its own timing wheel), async waits, the submission and
-//! completion queues, cancellation bookkeeping and the thread pool. A backend
+//! same everywhere: noops, timers (its own timing wheel), async waits, the
+//! submission and completion queues, cancellation bookkeeping and the
+//! thread pool. A backend
 //! only starts I/O operations, cancels them, and reports raw results
 //! (non-negative values or negated errnos, as io_uring does) when they
 //! finish.
