@@ -66,32 +66,23 @@ impl WakeFd {
         Ok(())
     }
 
-    /// Resets to "not signaled" (non-blocking). Returns 0 when it was
-    /// signaled, `-EAGAIN` when it was not, or another negated errno.
-    pub(crate) fn drain(&self) -> i32 {
-        drain_fd(self.read.as_raw_fd())
-    }
-}
-
-/// Drains a wakeup descriptor given by number (see [`WakeFd::drain`]).
-pub(crate) fn drain_fd(fd: RawFd) -> i32 {
-    let mut buf = [0u64; 8];
-    let mut got = false;
-    loop {
-        // SAFETY: reads at most 64 bytes into a live local array.
-        let r = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), std::mem::size_of_val(&buf)) };
-        if r > 0 {
-            got = true;
-            if cfg!(target_os = "linux") {
-                return 0; // one read resets an eventfd
+    /// Resets to "not signaled" (non-blocking): one read resets an
+    /// eventfd; a pipe is read until it is empty.
+    pub(crate) fn drain(&self) {
+        let mut buf = [0u64; 8];
+        loop {
+            // SAFETY: reads at most 64 bytes into a live local array.
+            let r = unsafe {
+                libc::read(
+                    self.read.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    std::mem::size_of_val(&buf),
+                )
+            };
+            if r <= 0 || cfg!(target_os = "linux") {
+                return;
             }
-            continue;
         }
-        if r == 0 {
-            return if got { 0 } else { -libc::EAGAIN };
-        }
-        let e = neg_errno();
-        return if e == -libc::EAGAIN && got { 0 } else { e };
     }
 }
 

@@ -342,39 +342,46 @@ fn advance(op: &mut Op, n: usize) {
 /// Adds a read-family operation whose callback gets the buffer and a read
 /// result. On [`Action::Rearm`] a positional read continues at
 /// `offset + n`.
-pub(super) fn add_read<B, F>(lp: &mut Loop<B>, op: Op, mut cb: F) -> Id
+pub(super) fn add_read<B, F>(lp: &mut Loop<B>, op: Op, cb: F) -> Id
 where
     B: Backend,
     F: FnMut(&mut Loop<B>, &mut Vec<u8>, Result<usize, ReadError>) -> Action + 'static,
 {
-    lp.add(op, move |lp: &mut Loop<B>, op: &mut Op, res: OpResult| {
-        let res = match res {
-            OpResult::Read(r) => r,
-            other => Err(ReadError::Io(unexpected(&other))),
-        };
-        let n = *res.as_ref().unwrap_or(&0);
-        let mut none = Vec::new();
-        let action = cb(lp, op.buf_mut().unwrap_or(&mut none), res);
-        if action == Action::Rearm {
-            advance(op, n);
-        }
-        action
+    add_transfer(lp, op, cb, |res| match res {
+        OpResult::Read(r) => r,
+        other => Err(ReadError::Io(unexpected(&other))),
     })
 }
 
 /// Adds a write-family operation whose callback gets the buffer and a write
 /// result. On [`Action::Rearm`] a positional write continues at
 /// `offset + n`.
-pub(super) fn add_write<B, F>(lp: &mut Loop<B>, op: Op, mut cb: F) -> Id
+pub(super) fn add_write<B, F>(lp: &mut Loop<B>, op: Op, cb: F) -> Id
 where
     B: Backend,
     F: FnMut(&mut Loop<B>, &mut Vec<u8>, Result<usize, WriteError>) -> Action + 'static,
 {
+    add_transfer(lp, op, cb, |res| match res {
+        OpResult::Write(r) => r,
+        other => Err(WriteError::Io(unexpected(&other))),
+    })
+}
+
+/// The body of [`add_read`] and [`add_write`]: `typed` picks the family's
+/// result out of the loop's `OpResult`.
+fn add_transfer<B, E, F>(
+    lp: &mut Loop<B>,
+    op: Op,
+    mut cb: F,
+    typed: fn(OpResult) -> Result<usize, E>,
+) -> Id
+where
+    B: Backend,
+    E: 'static,
+    F: FnMut(&mut Loop<B>, &mut Vec<u8>, Result<usize, E>) -> Action + 'static,
+{
     lp.add(op, move |lp: &mut Loop<B>, op: &mut Op, res: OpResult| {
-        let res = match res {
-            OpResult::Write(r) => r,
-            other => Err(WriteError::Io(unexpected(&other))),
-        };
+        let res = typed(res);
         let n = *res.as_ref().unwrap_or(&0);
         let mut none = Vec::new();
         let action = cb(lp, op.buf_mut().unwrap_or(&mut none), res);
