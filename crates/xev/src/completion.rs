@@ -258,7 +258,8 @@ impl<B: Backend, F: Callback<B>> VT<B, F> {
 
 /// # Safety
 /// `c` is the core of a live `Completion<B, F>` not borrowed elsewhere, and
-/// `lp` is the `Loop<B>` that owns it, not otherwise in use during the call.
+/// `lp` is the state of the `Loop<B>` that owns it (see
+/// `event_loop::loop_from_erased`), not otherwise in use during the call.
 unsafe fn call<B: Backend, F: Callback<B>>(c: *mut Core, lp: *mut (), res: OpResult) -> Action {
     let c = c.cast::<Completion<B, F>>();
     // SAFETY: per the contract; `op` and `cb` are disjoint fields, and the
@@ -266,7 +267,7 @@ unsafe fn call<B: Backend, F: Callback<B>>(c: *mut Core, lp: *mut (), res: OpRes
     unsafe {
         let op = &mut *std::ptr::addr_of_mut!((*c).core.op);
         let cb = &mut *std::ptr::addr_of_mut!((*c).cb);
-        cb.call(&mut *lp.cast::<Loop<B>>(), op, res)
+        cb.call(&mut *crate::event_loop::loop_from_erased::<B>(lp), op, res)
     }
 }
 

@@ -8,9 +8,11 @@
 //! callbacks of everything that finished, in the order it finished.
 
 use std::alloc::Layout;
+use std::cell::Cell;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
+use std::panic::{self, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -154,9 +156,9 @@ const MAX_SKIPPED_POLLS: u32 = 32;
 /// recognised (and never followed).
 static NEXT_TAG: AtomicU32 = AtomicU32::new(1);
 
-/// The event loop, generic over its backend. Most code uses the alias
-/// [`crate::Loop`] for the target's default backend.
-pub struct Loop<B: Backend> {
+/// The loop's state. It lives in an [`OwnedLoop`] and is reached through
+/// the unsized [`Loop`] view, which is all that callbacks ever get.
+pub(crate) struct Inner<B: Backend> {
     backend: B,
     /// This loop's tag (see [`Id`]).
     tag: u32,
@@ -166,7 +168,13 @@ pub struct Loop<B: Backend> {
     async_waits: Queue,
     timers: TimerWheel,
     base: Instant,
-    now: u64,
+    now: Cell<u64>,
+    /// Whether [`Loop::run`] is running (then [`Loop::now`] is the
+    /// tick's cached clock; otherwise it reads the clock).
+    running: bool,
+    /// The completion whose callback is running, so that a panic escaping
+    /// it can free it (see [`Loop::run`]).
+    current: *mut Core,
     /// Completions in flight: queued, in the backend, the timer wheel or the pool,
     /// or finished and waiting for their callback.
     active: usize,
@@ -181,39 +189,203 @@ pub struct Loop<B: Backend> {
     _not_send: PhantomData<*mut ()>,
 }
 
-impl<B: Backend> Loop<B> {
-    /// Creates a loop.
-    pub fn new(opts: Options) -> io::Result<Loop<B>> {
+/// The event loop, generic over its backend: what callbacks receive and
+/// what every watcher method takes. Most code uses the alias
+/// [`crate::Loop`] for the target's default backend.
+///
+/// `Loop` is an unsized view of a loop owned by an [`OwnedLoop`] (which
+/// [`Loop::new`] returns, and which dereferences to it). Being unsized, a
+/// `Loop` can never be assigned, swapped, replaced, taken or dropped
+/// through a `&mut Loop`, so a callback cannot destroy the loop that is
+/// running it; only the [`OwnedLoop`] drops it.
+///
+/// ```compile_fail
+/// use xev::{Action, Loop, Op};
+/// let mut lp = Loop::new(Default::default()).unwrap();
+/// lp.add(Op::Noop, |lp, _, _| {
+///     *lp = *Loop::new(Default::default()).unwrap(); // error: `Loop` is unsized
+///     Action::Disarm
+/// });
+/// ```
+///
+/// ```compile_fail
+/// use xev::{Action, Loop, Op};
+/// let mut other = Loop::new(Default::default()).unwrap();
+/// let mut lp = Loop::new(Default::default()).unwrap();
+/// lp.add(Op::Noop, move |lp, _, _| {
+///     std::mem::swap(lp, &mut *other); // error: `Loop` is unsized
+///     Action::Disarm
+/// });
+/// ```
+///
+/// ```compile_fail
+/// use xev::{Action, Loop, Op};
+/// let mut lp = Loop::new(Default::default()).unwrap();
+/// lp.add(Op::Noop, |lp, _, _| {
+///     let _old = std::mem::replace(lp, *Loop::new(Default::default()).unwrap()); // error
+///     Action::Disarm
+/// });
+/// ```
+///
+/// ```compile_fail
+/// use xev::{Action, Loop, Op};
+/// let mut lp = Loop::new(Default::default()).unwrap();
+/// lp.add(Op::Noop, |lp, _, _| {
+///     let _old = std::mem::take(lp); // error: `Loop` is unsized (and has no Default)
+///     Action::Disarm
+/// });
+/// ```
+///
+#[repr(C)]
+pub struct Loop<B: Backend> {
+    s: Inner<B>,
+    /// Makes `Loop` unsized: always empty.
+    _unsized: [()],
+}
+
+/// A loop and the right to drop it: what [`Loop::new`] returns. It
+/// dereferences to [`Loop`] for everything else (running it, adding work,
+/// cancels, timers, the clock). Not `Send`: a loop stays on the thread that made it.
+pub struct OwnedLoop<B: Backend> {
+    s: Inner<B>,
+}
+
+impl<B: Backend> std::ops::Deref for OwnedLoop<B> {
+    type Target = Loop<B>;
+
+    fn deref(&self) -> &Loop<B> {
+        let p = ptr::slice_from_raw_parts(ptr::addr_of!(self.s).cast::<()>(), 0) as *const Loop<B>;
+        // SAFETY: `Loop<B>` is #[repr(C)] with `Inner<B>` at offset 0 and an
+        // empty tail, so a zero-length view of our `Inner` is a valid
+        // `Loop` covering exactly its bytes; the borrow of `self` bounds it.
+        unsafe { &*p }
+    }
+}
+
+impl<B: Backend> std::ops::DerefMut for OwnedLoop<B> {
+    fn deref_mut(&mut self) -> &mut Loop<B> {
+        // SAFETY: as in `deref`, through a unique borrow.
+        unsafe { &mut *Inner::as_loop(ptr::addr_of_mut!(self.s)) }
+    }
+}
+
+impl<B: Backend> fmt::Debug for OwnedLoop<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<B: Backend> fmt::Debug for Loop<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Loop")
+            .field("backend", &self.backend_name())
+            .field("active", &self.s.active)
+            .field("now", &self.s.now.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: Backend> Inner<B> {
+    fn refresh_now(&self) {
+        let ms = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.now.set(ms);
+    }
+
+    /// The unsized [`Loop`] view of the state at `p` (same address and
+    /// provenance).
+    fn as_loop(p: *mut Inner<B>) -> *mut Loop<B> {
+        ptr::slice_from_raw_parts_mut(p.cast::<()>(), 0) as *mut Loop<B>
+    }
+}
+
+/// The `Loop<B>` whose state is at `p`, for the completion vtables, which
+/// erase the backend type.
+pub(crate) fn loop_from_erased<B: Backend>(p: *mut ()) -> *mut Loop<B> {
+    Inner::<B>::as_loop(p.cast())
+}
+
+/// The methods whose arguments often read the loop itself
+/// (`lp.add(Op::timer(lp.now() + 5), ..)`), repeated here so that such
+/// calls compile on an `OwnedLoop` as they do on a `Loop` (a call through
+/// `DerefMut` borrows the loop before its arguments are evaluated).
+impl<B: Backend> OwnedLoop<B> {
+    /// See [`Loop::add`].
+    pub fn add<F>(&mut self, op: Op, cb: F) -> Id
+    where
+        F: FnMut(&mut Loop<B>, &mut Op, OpResult) -> Action + 'static,
+    {
+        (**self).add(op, cb)
+    }
+
+    /// See [`Loop::add_completion`].
+    pub fn add_completion<F: Callback<B>>(&mut self, c: Box<Completion<B, F>>) -> Id {
+        (**self).add_completion(c)
+    }
+
+    /// See [`Loop::add_parked`].
+    pub fn add_parked<F: Callback<B>>(&mut self, c: Box<Completion<B, F>>) -> Id {
+        (**self).add_parked(c)
+    }
+
+    /// See [`Loop::add_parked_callback`].
+    pub fn add_parked_callback<F: Callback<B>>(&mut self, op: Op, cb: F) -> Id {
+        (**self).add_parked_callback(op, cb)
+    }
+
+    /// See [`Loop::timer_reset`].
+    pub fn timer_reset(&mut self, id: Id, deadline: u64) -> Result<(), IdError> {
+        (**self).timer_reset(id, deadline)
+    }
+}
+
+impl<B: Backend> OwnedLoop<B> {
+    /// Creates a loop (the same as [`Loop::new`]).
+    pub fn new(opts: Options) -> io::Result<OwnedLoop<B>> {
         let wake = WakeFd::new()?;
         let backend = B::new(&opts, wake.read_fd())?;
-        Ok(Loop {
-            backend,
-            tag: NEXT_TAG.fetch_add(1, Ordering::Relaxed),
-            submissions: Queue::new(),
-            completions: Queue::new(),
-            async_waits: Queue::new(),
-            timers: TimerWheel::new(),
-            base: Instant::now(),
-            now: 0,
-            active: 0,
-            stopped: false,
-            skipped_polls: 0,
-            pool: opts.thread_pool,
-            pool_batch: Batch::new(),
-            pool_in_flight: 0,
-            recycler: Recycler::new(),
-            shared: Arc::new(Shared {
-                done: Mpsc::new(),
-                wake,
-                parked: AtomicBool::new(false),
-            }),
-            _not_send: PhantomData,
+        Ok(OwnedLoop {
+            s: Inner {
+                backend,
+                tag: NEXT_TAG.fetch_add(1, Ordering::Relaxed),
+                submissions: Queue::new(),
+                completions: Queue::new(),
+                async_waits: Queue::new(),
+                timers: TimerWheel::new(),
+                base: Instant::now(),
+                now: Cell::new(0),
+                running: false,
+                current: ptr::null_mut(),
+                active: 0,
+                stopped: false,
+                skipped_polls: 0,
+                pool: opts.thread_pool,
+                pool_batch: Batch::new(),
+                pool_in_flight: 0,
+                recycler: Recycler::new(),
+                shared: Arc::new(Shared {
+                    done: Mpsc::new(),
+                    wake,
+                    parked: AtomicBool::new(false),
+                }),
+                _not_send: PhantomData,
+            },
         })
+    }
+}
+
+impl<B: Backend> Loop<B> {
+    /// Creates a loop. The [`OwnedLoop`] runs it and drops it; it
+    /// dereferences to `Loop` for everything else.
+    // An associated function of the view, as libxev's `Loop.init`, so that
+    // `Loop::new` reads as users expect.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(opts: Options) -> io::Result<OwnedLoop<B>> {
+        OwnedLoop::new(opts)
     }
 
     /// The backend's name ("io_uring", "epoll", ...).
     pub fn backend_name(&self) -> &'static str {
-        self.backend.name()
+        self.s.backend.name()
     }
 
     /// Adds a new completion for `op`; `cb` runs when it finishes. The
@@ -237,7 +409,7 @@ impl<B: Backend> Loop<B> {
 
     /// Builds a completion in recycled memory (see `recycle`).
     fn alloc_completion<F: Callback<B>>(&mut self, op: Op, cb: F) -> *mut Core {
-        let (mem, gen) = self.recycler.alloc(Layout::new::<Completion<B, F>>());
+        let (mem, gen) = self.s.recycler.alloc(Layout::new::<Completion<B, F>>());
         let mem = mem.cast::<Completion<B, F>>().as_ptr();
         // SAFETY: `mem` is an unused block of the right layout; the core
         // is its first field (#[repr(C)]).
@@ -251,7 +423,7 @@ impl<B: Backend> Loop<B> {
     /// the box (a copy of the value; nothing is dropped).
     fn adopt<F: Callback<B>>(&mut self, c: Box<Completion<B, F>>) -> *mut Core {
         let layout = Layout::new::<Completion<B, F>>();
-        let (mem, gen) = self.recycler.alloc(layout);
+        let (mem, gen) = self.s.recycler.alloc(layout);
         let mem = mem.cast::<Completion<B, F>>().as_ptr();
         let raw = Box::into_raw(c);
         // SAFETY: `raw` is a live, uniquely owned value of the same type;
@@ -286,7 +458,7 @@ impl<B: Backend> Loop<B> {
         // SAFETY: `core` is live and ours alone.
         unsafe {
             (*core).state = State::Dead;
-            Id::new(core, (*core).gen, self.tag)
+            Id::new(core, (*core).gen, self.s.tag)
         }
     }
 
@@ -316,22 +488,52 @@ impl<B: Backend> Loop<B> {
     }
 
     /// Runs the loop in `mode`. Errors only when the kernel interface fails
-    /// (operation errors go to their callbacks).
+    /// (operation errors go to their callbacks). A callback may run the
+    /// loop again (a nested run); every completion's callback still runs
+    /// exactly once per result.
+    ///
+    /// A panic that escapes a callback ends the run and continues out of
+    /// `run`; the completion whose callback panicked is freed first (its
+    /// operation and callback dropped, exactly once; its id goes stale).
+    /// Everything else stays as it was: the loop can be run again or
+    /// dropped.
     pub fn run(&mut self, mode: RunMode) -> io::Result<()> {
-        self.stopped = false;
+        let was_running = std::mem::replace(&mut self.s.running, true);
+        // The callback that called this run, if it is nested.
+        let outer = self.s.current;
+        let res = panic::catch_unwind(AssertUnwindSafe(|| self.run_mode(mode)));
+        self.s.running = was_running;
+        match res {
+            Ok(r) => r,
+            Err(payload) => {
+                let c = std::mem::replace(&mut self.s.current, outer);
+                if c != outer && !c.is_null() {
+                    // SAFETY: `current` is the live completion whose callback
+                    // (called by this run's dispatch) just unwound: it is in
+                    // no queue and nothing references it anymore.
+                    unsafe { drop_completion(&mut self.s.recycler, c) };
+                }
+                panic::resume_unwind(payload)
+            }
+        }
+    }
+
+    /// The body of [`Loop::run`].
+    fn run_mode(&mut self, mode: RunMode) -> io::Result<()> {
+        self.s.stopped = false;
         match mode {
             RunMode::NoWait => {
                 self.tick(false)?;
             }
             RunMode::Once => {
-                while self.active > 0 && !self.stopped {
+                while self.s.active > 0 && !self.s.stopped {
                     if self.tick(true)? > 0 {
                         break;
                     }
                 }
             }
             RunMode::UntilDone => {
-                while self.active > 0 && !self.stopped {
+                while self.s.active > 0 && !self.s.stopped {
                     self.tick(true)?;
                 }
             }
@@ -342,30 +544,38 @@ impl<B: Backend> Loop<B> {
     /// Ends the current [`Loop::run`] after the callback that called it (or
     /// before the next blocking wait). Completions stay in flight.
     pub fn stop(&mut self) {
-        self.stopped = true;
+        self.s.stopped = true;
     }
 
     /// Whether the last run ended because of [`Loop::stop`] (reset when the
     /// next run starts).
     pub fn stopped(&self) -> bool {
-        self.stopped
+        self.s.stopped
     }
 
-    /// The cached monotonic clock, in milliseconds since the loop was
-    /// created. Refreshed once per tick.
+    /// The loop's monotonic clock, in milliseconds since the loop was
+    /// created. While the loop runs (in callbacks) it is the time cached at
+    /// the start of the current tick, as in libxev, so that every callback
+    /// of a tick sees the same time and reading it costs nothing. Outside a
+    /// run it reads the clock, so a deadline computed after a long setup
+    /// (`lp.now() + 700`, or [`Timer::run`](crate::watcher::Timer::run))
+    /// counts from when it was computed, not from the loop's last tick.
     pub fn now(&self) -> u64 {
-        self.now
+        if !self.s.running {
+            self.s.refresh_now();
+        }
+        self.s.now.get()
     }
 
-    /// Refreshes [`Loop::now`].
+    /// Refreshes the cached clock that [`Loop::now`] returns in callbacks.
     pub fn update_now(&mut self) {
-        self.now = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.s.refresh_now();
     }
 
     /// Completions in flight (including finished ones whose callback has
     /// not run yet).
     pub fn active(&self) -> usize {
-        self.active
+        self.s.active
     }
 
     /// Whether `id` names a completion that is in flight.
@@ -439,7 +649,7 @@ impl<B: Backend> Loop<B> {
             match (*core).state {
                 State::Timer => {
                     *d = deadline;
-                    self.timers.update(core);
+                    self.s.timers.update(core);
                 }
                 State::Queued => *d = deadline,
                 State::Dead => {
@@ -448,9 +658,9 @@ impl<B: Backend> Loop<B> {
                 }
                 State::Done => {
                     *d = deadline;
-                    self.completions.remove(core);
+                    self.s.completions.remove(core);
                     (*core).state = State::Timer;
-                    self.timers.push(core);
+                    self.s.timers.push(core);
                 }
                 State::Backend | State::Pool | State::Running | State::Async => {
                     return Err(IdError::Busy)
@@ -463,7 +673,7 @@ impl<B: Backend> Loop<B> {
 
     /// The live completion `id` names, if any.
     fn lookup(&self, id: Id) -> Option<*mut Core> {
-        if id.tag != self.tag {
+        if id.tag != self.s.tag {
             return None; // another loop's id: never followed
         }
         let c = id.core();
@@ -489,7 +699,7 @@ impl<B: Backend> Loop<B> {
     fn release(&mut self, core: *mut Core) {
         // SAFETY: the caller passes a live, unreferenced core from this
         // loop's recycler.
-        unsafe { drop_completion(&mut self.recycler, core) };
+        unsafe { drop_completion(&mut self.s.recycler, core) };
     }
 
     /// Puts a dead completion on the submission queue.
@@ -497,9 +707,9 @@ impl<B: Backend> Loop<B> {
         // SAFETY: the caller passes a live, dead core.
         unsafe {
             (*core).state = State::Queued;
-            self.submissions.push_back(core);
+            self.s.submissions.push_back(core);
         }
-        self.active += 1;
+        self.s.active += 1;
     }
 
     /// Marks a core finished with `res` and queues its callback.
@@ -518,20 +728,21 @@ impl<B: Backend> Loop<B> {
         self.update_now();
         self.expire_timers();
         self.poll_asyncs();
-        let mut timeout = if !wait || !self.completions.is_empty() || self.stopped {
+        let mut timeout = if !wait || !self.s.completions.is_empty() || self.s.stopped {
             Some(Duration::ZERO)
         } else {
-            self.timers
+            self.s
+                .timers
                 .next_expiration()
-                .map(|d| Duration::from_millis(d.saturating_sub(self.now)))
+                .map(|d| Duration::from_millis(d.saturating_sub(self.s.now.get())))
         };
         // About to block with async waits pending: from now on notifiers
         // must wake us; re-check their flags once more after saying so.
-        let parked = timeout != Some(Duration::ZERO) && !self.async_waits.is_empty();
+        let parked = timeout != Some(Duration::ZERO) && !self.s.async_waits.is_empty();
         if parked {
-            self.shared.park();
+            self.s.shared.park();
             self.poll_asyncs();
-            if !self.completions.is_empty() {
+            if !self.s.completions.is_empty() {
                 timeout = Some(Duration::ZERO);
             }
         }
@@ -540,29 +751,29 @@ impl<B: Backend> Loop<B> {
         // every `MAX_SKIPPED_POLLS` ticks so I/O results are never starved.
         let skip = wait
             && !parked
-            && !self.completions.is_empty()
-            && self.skipped_polls < MAX_SKIPPED_POLLS
-            && !self.backend.has_pending();
+            && !self.s.completions.is_empty()
+            && self.s.skipped_polls < MAX_SKIPPED_POLLS
+            && !self.s.backend.has_pending();
         let woken = if skip {
-            self.skipped_polls += 1;
+            self.s.skipped_polls += 1;
             Ok(false)
         } else {
-            self.skipped_polls = 0;
-            let Loop {
+            self.s.skipped_polls = 0;
+            let Inner {
                 backend,
                 completions,
                 ..
-            } = self;
+            } = &mut self.s;
             backend.poll(timeout, &mut |core, res| {
                 // SAFETY: the backend hands back a live core it held, once.
                 unsafe { Self::finish(completions, core.as_ptr(), res) };
             })
         };
         if parked {
-            self.shared.unpark();
+            self.s.shared.unpark();
         }
         let woken = woken?;
-        if woken || self.pool_in_flight > 0 {
+        if woken || self.s.pool_in_flight > 0 {
             self.collect_pool(woken);
         }
         self.poll_asyncs();
@@ -573,16 +784,16 @@ impl<B: Backend> Loop<B> {
 
     fn start_submissions(&mut self) {
         loop {
-            let core = self.submissions.pop_front();
+            let core = self.s.submissions.pop_front();
             if core.is_null() {
                 break;
             }
             // SAFETY: queued cores are live and owned by the loop.
             unsafe { self.start(core) };
         }
-        if !self.pool_batch.is_empty() {
-            let batch = std::mem::replace(&mut self.pool_batch, Batch::new());
-            if let Some(pool) = &self.pool {
+        if !self.s.pool_batch.is_empty() {
+            let batch = std::mem::replace(&mut self.s.pool_batch, Batch::new());
+            if let Some(pool) = &self.s.pool {
                 // SAFETY: every task in the batch is embedded in a live core
                 // that the loop leaves alone until the pool hands it back
                 // (state Pool; Drop waits for pool_in_flight to reach 0).
@@ -596,38 +807,38 @@ impl<B: Backend> Loop<B> {
         // queue, so it is in no queue.
         unsafe {
             match &(*core).op {
-                Op::Noop => Self::finish(&mut self.completions, core, 0),
+                Op::Noop => Self::finish(&mut self.s.completions, core, 0),
                 Op::Timer { .. } => {
                     (*core).state = State::Timer;
-                    self.timers.push(core);
+                    self.s.timers.push(core);
                 }
                 Op::Cancel { target } => {
                     let target = *target;
                     self.start_cancel(core, target);
                 }
                 Op::AsyncWait(a) => {
-                    a.register(&self.shared);
+                    a.register(&self.s.shared);
                     if a.consume() {
-                        Self::finish(&mut self.completions, core, 0);
+                        Self::finish(&mut self.s.completions, core, 0);
                     } else {
                         (*core).state = State::Async;
-                        self.async_waits.push_back(core);
+                        self.s.async_waits.push_back(core);
                     }
                 }
-                _ => match self.backend.start(NonNull::new_unchecked(core)) {
+                _ => match self.s.backend.start(NonNull::new_unchecked(core)) {
                     Start::Pending => (*core).state = State::Backend,
-                    Start::Done(res) => Self::finish(&mut self.completions, core, res),
+                    Start::Done(res) => Self::finish(&mut self.s.completions, core, res),
                     Start::Pool => {
-                        if self.pool.is_some() {
+                        if self.s.pool.is_some() {
                             (*core).state = State::Pool;
                             (*core).pool_state.store(POOL_QUEUED, Ordering::Relaxed);
                             // Pool operations (pread/pwrite) leave `scratch`
                             // free: it carries the way back to this loop.
-                            (*core).scratch = Arc::as_ptr(&self.shared) as usize as u64;
-                            self.pool_in_flight += 1;
-                            self.pool_batch.push(Core::as_task(core));
+                            (*core).scratch = Arc::as_ptr(&self.s.shared) as usize as u64;
+                            self.s.pool_in_flight += 1;
+                            self.s.pool_batch.push(Core::as_task(core));
                         } else {
-                            Self::finish(&mut self.completions, core, NO_THREAD_POOL);
+                            Self::finish(&mut self.s.completions, core, NO_THREAD_POOL);
                         }
                     }
                 },
@@ -651,7 +862,7 @@ impl<B: Backend> Loop<B> {
             },
         };
         // SAFETY: `cancel` is live and in no queue.
-        unsafe { Self::finish(&mut self.completions, cancel, res) };
+        unsafe { Self::finish(&mut self.s.completions, cancel, res) };
     }
 
     /// Cancels the live completion `t`. Returns the cancel's raw result, or
@@ -663,18 +874,18 @@ impl<B: Backend> Loop<B> {
             match (*t).state {
                 State::Dead | State::Done | State::Running | State::Free => -libc::ENOENT,
                 State::Queued => {
-                    self.submissions.remove(t);
-                    Self::finish(&mut self.completions, t, -libc::ECANCELED);
+                    self.s.submissions.remove(t);
+                    Self::finish(&mut self.s.completions, t, -libc::ECANCELED);
                     0
                 }
                 State::Timer => {
-                    self.timers.remove(t);
-                    Self::finish(&mut self.completions, t, -libc::ECANCELED);
+                    self.s.timers.remove(t);
+                    Self::finish(&mut self.s.completions, t, -libc::ECANCELED);
                     0
                 }
                 State::Async => {
-                    self.async_waits.remove(t);
-                    Self::finish(&mut self.completions, t, -libc::ECANCELED);
+                    self.s.async_waits.remove(t);
+                    Self::finish(&mut self.s.completions, t, -libc::ECANCELED);
                     0
                 }
                 State::Pool => {
@@ -688,14 +899,14 @@ impl<B: Backend> Loop<B> {
                         Err(_) => -libc::EALREADY,
                     }
                 }
-                State::Backend => match self.backend.cancel(cancel, NonNull::new_unchecked(t)) {
+                State::Backend => match self.s.backend.cancel(cancel, NonNull::new_unchecked(t)) {
                     CancelStart::Pending => return None,
                     CancelStart::Done {
                         cancel: c,
                         target: tr,
                     } => {
                         if let Some(tr) = tr {
-                            Self::finish(&mut self.completions, t, tr);
+                            Self::finish(&mut self.s.completions, t, tr);
                         }
                         c
                     }
@@ -706,7 +917,7 @@ impl<B: Backend> Loop<B> {
 
     /// Completes every async wait whose handle was notified.
     fn poll_asyncs(&mut self) {
-        let mut c = self.async_waits.front();
+        let mut c = self.s.async_waits.front();
         while !c.is_null() {
             // SAFETY: `async_waits` holds live cores in state Async, whose
             // ops nothing borrows; `next` is read before `c` may leave.
@@ -714,8 +925,8 @@ impl<B: Backend> Loop<B> {
                 let next = (*c).next;
                 if let Op::AsyncWait(a) = &(*c).op {
                     if a.consume() {
-                        self.async_waits.remove(c);
-                        Self::finish(&mut self.completions, c, 0);
+                        self.s.async_waits.remove(c);
+                        Self::finish(&mut self.s.completions, c, 0);
                     }
                 }
                 c = next;
@@ -724,24 +935,24 @@ impl<B: Backend> Loop<B> {
     }
 
     fn expire_timers(&mut self) {
-        while let Some(core) = self.timers.pop_expired(self.now) {
+        while let Some(core) = self.s.timers.pop_expired(self.s.now.get()) {
             // SAFETY: the wheel holds live cores; this one just left it.
-            unsafe { Self::finish(&mut self.completions, core, 0) };
+            unsafe { Self::finish(&mut self.s.completions, core, 0) };
         }
     }
 
     fn collect_pool(&mut self, woken: bool) {
         if woken {
-            self.shared.wake.drain();
+            self.s.shared.wake.drain();
         }
-        for task in self.shared.done.pop_all() {
+        for task in self.s.shared.done.pop_all() {
             let core = task.cast::<Core>().as_ptr();
-            self.pool_in_flight -= 1;
+            self.s.pool_in_flight -= 1;
             // SAFETY: the pool handed the task back, so the core is ours
             // again; it is in no queue.
             unsafe {
                 let res = (*core).res;
-                Self::finish(&mut self.completions, core, res);
+                Self::finish(&mut self.s.completions, core, res);
             }
         }
     }
@@ -750,12 +961,12 @@ impl<B: Backend> Loop<B> {
     fn dispatch(&mut self) -> usize {
         let mut n = 0;
         loop {
-            let core = self.completions.pop_front();
+            let core = self.s.completions.pop_front();
             if core.is_null() {
                 break;
             }
             n += 1;
-            self.active -= 1;
+            self.s.active -= 1;
             // SAFETY: completed cores are live and owned by the loop. During
             // the callback the loop reaches this completion only through raw
             // pointers to fields other than `op` and the callback (state,
@@ -771,7 +982,10 @@ impl<B: Backend> Loop<B> {
                 }
                 let res = op.result(raw);
                 let call = (*core).vtable.call;
+                // Should the callback panic, `run` frees it.
+                let outer = std::mem::replace(&mut self.s.current, core);
                 let action = call(core, (self as *mut Self).cast(), res);
+                self.s.current = outer;
                 let flags = std::mem::take(&mut (*core).flags);
                 if flags & FLAG_FREE != 0 {
                     self.release(core);
@@ -790,7 +1004,7 @@ impl<B: Backend> Loop<B> {
                     }
                 }
             }
-            if self.stopped {
+            if self.s.stopped {
                 break;
             }
         }
@@ -804,22 +1018,28 @@ impl<B: Backend> Loop<B> {
 /// # Safety
 /// `c` is live, referenced by nothing, and came from `recycler`.
 unsafe fn drop_completion(recycler: &mut Recycler, c: *mut Core) {
-    // SAFETY: per the contract. Dropping the value in place ends its op and
-    // callback; `gen`, `state` and `vtable` are plain data that stay
-    // readable afterwards.
+    // SAFETY: per the contract. The completion is marked free *before* its
+    // value is dropped, so that a panic in a user `Drop` (of the callback's
+    // captures or of the op's contents) can never lead to a second drop:
+    // every id is already stale and the loop's teardown skips free blocks.
+    // Dropping in place ends the op and callback (drop glue still drops the
+    // remaining fields if one panics); `gen`, `state` and `vtable` are
+    // plain data outside the value that stay readable afterwards. If the
+    // drop panics the block is simply not reused (the loop frees its chunk
+    // when it is dropped).
     unsafe {
         let vt = (*c).vtable;
-        (vt.drop)(c);
         (*c).gen = (*c).gen.wrapping_add(1);
         (*c).state = State::Free;
+        (vt.drop)(c);
         recycler.free(NonNull::new_unchecked(c), vt.layout);
     }
 }
 
-impl<B: Backend> Drop for Loop<B> {
+impl<B: Backend> Drop for Inner<B> {
     fn drop(&mut self) {
         // 1. The kernel lets go of everything it holds.
-        let Loop {
+        let Inner {
             backend, recycler, ..
         } = self;
         recycler.for_each_live(|core| {
@@ -851,20 +1071,34 @@ impl<B: Backend> Drop for Loop<B> {
             }
         }
         // 3. Every completion is ours alone now: drop them all (their
-        //    callbacks never fire); the recycler then frees the memory.
+        //    callbacks never fire); the recycler then frees the memory. Each
+        //    is marked free before its value is dropped, and a panic in one
+        //    user `Drop` does not stop the others from being dropped: the
+        //    first panic continues once all of them are.
         let mut live = Vec::new();
         self.recycler.for_each_live(|c| live.push(c));
+        let mut panicked = None;
         for c in live {
-            // SAFETY: nothing references it anymore.
-            unsafe {
+            // SAFETY: nothing references it anymore; it is dropped once,
+            // after being marked free.
+            let dropped = unsafe {
                 // An async wait that took a notification whose callback will
                 // never run gives it back, so the next wait sees it.
                 if let (State::Done, true, Op::AsyncWait(a)) = ((*c).state, (*c).res >= 0, &(*c).op)
                 {
                     a.restore();
                 }
-                ((*c).vtable.drop)(c);
+                (*c).gen = (*c).gen.wrapping_add(1);
+                (*c).state = State::Free;
+                let drop = (*c).vtable.drop;
+                panic::catch_unwind(AssertUnwindSafe(|| drop(c)))
+            };
+            if let Err(payload) = dropped {
+                panicked.get_or_insert(payload);
             }
+        }
+        if let Some(payload) = panicked {
+            panic::resume_unwind(payload);
         }
     }
 }
@@ -913,7 +1147,7 @@ mod tests {
         assert_eq!(n, data.len() as isize);
     }
 
-    fn new_loop<B: Backend>() -> Loop<B> {
+    fn new_loop<B: Backend>() -> OwnedLoop<B> {
         Loop::new(Options::default()).expect("loop")
     }
 
@@ -1183,6 +1417,34 @@ mod tests {
         assert_eq!(seen.get(), n, "the last notify was followed by a wake");
     }
 
+    /// A callback that panics inside a nested run: the nested run frees
+    /// that completion (once) and the panic reaches the outer callback,
+    /// whose completion is untouched.
+    fn panic_in_nested_run_frees_only_the_panicking_completion<B: Backend>() {
+        let drops = Rc::new(Cell::new(0));
+        let mut lp = new_loop::<B>();
+        let caught = Rc::new(Cell::new(false));
+        let (d, c) = (drops.clone(), caught.clone());
+        let outer = lp.add(Op::Noop, move |lp, _, _| {
+            let guard = DropCount(d.clone());
+            let inner = lp.add(Op::Noop, move |_, _, _| {
+                let _keep = &guard;
+                panic!("deliberate panic in a nested callback");
+            });
+            let r = std::panic::catch_unwind(AssertUnwindSafe(|| lp.run(RunMode::UntilDone)));
+            c.set(r.is_err());
+            assert_eq!(d.get(), 1, "the inner completion was freed");
+            assert_eq!(lp.free(inner), Err(IdError::Stale));
+            Action::Park
+        });
+        lp.run(RunMode::UntilDone).unwrap();
+        assert!(caught.get());
+        assert!(!lp.is_active(outer));
+        lp.free(outer).unwrap(); // still there, parked
+        drop(lp);
+        assert_eq!(drops.get(), 1, "nothing dropped twice");
+    }
+
     macro_rules! suite {
         ($name:ident, $backend:ty, $skip:expr) => {
             mod $name {
@@ -1248,6 +1510,12 @@ mod tests {
                 fn async_wakes_from_another_thread() {
                     if !skip() {
                         super::async_wakes_from_another_thread::<$backend>()
+                    }
+                }
+                #[test]
+                fn panic_in_nested_run_frees_only_the_panicking_completion() {
+                    if !skip() {
+                        super::panic_in_nested_run_frees_only_the_panicking_completion::<$backend>()
                     }
                 }
                 #[test]

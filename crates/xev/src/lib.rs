@@ -121,7 +121,7 @@ pub type Process = watcher::Process<DefaultBackend>;
 /// with any).
 pub mod generic {
     pub use crate::completion::Completion;
-    pub use crate::event_loop::Loop;
+    pub use crate::event_loop::{Loop, OwnedLoop};
 }
 
 /// The target's default backend. On Linux it is [`backend::dynamic::Dynamic`]:
@@ -142,8 +142,13 @@ pub type DefaultBackend = backend::kqueue::Kqueue;
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
 
-/// A loop on the default backend.
+/// A loop on the default backend: what callbacks receive and watcher
+/// methods take. [`Loop::new`](generic::Loop::new) returns an [`OwnedLoop`].
 pub type Loop = generic::Loop<DefaultBackend>;
+
+/// An owned loop on the default backend: runs and drops the loop, and
+/// dereferences to [`Loop`].
+pub type OwnedLoop = generic::OwnedLoop<DefaultBackend>;
 
 /// A completion for a loop on the default backend.
 pub type Completion<F> = generic::Completion<DefaultBackend, F>;

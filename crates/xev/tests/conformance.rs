@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, SockRef, Socket, Type};
 use xev::backend::Backend;
-use xev::generic::Loop;
+use xev::generic::{Loop, OwnedLoop};
 use xev::{
     AcceptError, Action, Async, AsyncError, CancelError, ConnectError, Id, IdError, Interest, Msg,
     Op, OpResult, Options, PollError, ReadError, RunMode, ThreadPool, TimerError, WriteError,
@@ -52,11 +52,11 @@ impl Watchdog {
     }
 }
 
-fn new_loop<B: Backend>() -> Loop<B> {
+fn new_loop<B: Backend>() -> OwnedLoop<B> {
     Loop::<B>::new(Options::default()).expect("creating the loop")
 }
 
-fn new_loop_with_pool<B: Backend>() -> Loop<B> {
+fn new_loop_with_pool<B: Backend>() -> OwnedLoop<B> {
     let pool = ThreadPool::new(Default::default()).expect("creating the thread pool");
     Loop::<B>::new(Options {
         thread_pool: Some(pool),
@@ -505,27 +505,59 @@ fn now_advances_and_update_now<B: Backend>() {
     let mut lp = new_loop::<B>();
     let t0 = lp.now();
     std::thread::sleep(Duration::from_millis(15));
-    assert_eq!(lp.now(), t0, "now() is cached until updated");
-    lp.update_now();
     let t1 = lp.now();
     assert!(
         t1 >= t0 + 15,
-        "update_now: {t0} -> {t1} after sleeping 15 ms"
+        "outside a run now() reads the clock: {t0} -> {t1}"
     );
-    std::thread::sleep(Duration::from_millis(15));
-    lp.run(RunMode::NoWait).unwrap();
-    let t2 = lp.now();
-    assert!(t2 >= t1 + 15, "a run refreshes now(): {t1} -> {t2}");
-    // A callback sees a fresh clock.
-    let seen = Rc::new(Cell::new(0));
+    // Inside a run it is the tick's cached time, until update_now.
+    let seen = Rc::new(RefCell::new(Vec::new()));
     let s = seen.clone();
     std::thread::sleep(Duration::from_millis(5));
     lp.add(Op::Noop, move |lp, _, _| {
-        s.set(lp.now());
+        let a = lp.now();
+        std::thread::sleep(Duration::from_millis(15));
+        let b = lp.now();
+        lp.update_now();
+        s.borrow_mut().extend([a, b, lp.now()]);
         Action::Disarm
     });
     lp.run(RunMode::UntilDone).unwrap();
-    assert!(seen.get() >= t2 + 5, "callback saw now() = {}", seen.get());
+    let v = seen.borrow().clone();
+    assert!(
+        v[0] >= t1 + 5,
+        "a callback sees the tick's time: {t1} -> {}",
+        v[0]
+    );
+    assert_eq!(v[1], v[0], "inside a callback now() is cached");
+    assert!(v[2] >= v[0] + 15, "update_now refreshes it: {v:?}");
+}
+
+/// A deadline computed outside the loop after a long setup counts from
+/// when it was computed, not from the loop's last tick (the cached clock
+/// is not stale outside a run).
+fn timer_set_after_setup_counts_from_when_it_was_set<B: Backend>() {
+    let mut lp = new_loop::<B>();
+    lp.run(RunMode::NoWait).unwrap();
+    let setup = Instant::now();
+    std::thread::sleep(Duration::from_millis(40)); // "setup" after the last tick
+    let armed_at = Instant::now();
+    let fired = Rc::new(Cell::new(None));
+    let f = fired.clone();
+    lp.add(Op::timer(lp.now() + 30), move |_, _, res| {
+        expect!(res, OpResult::Timer(Ok(())));
+        f.set(Some(Instant::now()));
+        Action::Disarm
+    });
+    run_until(&mut lp, "the timer", || fired.get().is_some());
+    let waited = fired.get().unwrap() - armed_at;
+    // Lower bound only (a loaded machine may fire late, never early); the
+    // clock counts whole milliseconds, so up to 1 ms is lost to rounding.
+    assert!(
+        waited >= Duration::from_millis(29),
+        "fired {waited:?} after being set (setup took {:?})",
+        armed_at - setup
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -3237,17 +3269,80 @@ fn panic_in_callback_leaves_loop_usable<B: Backend>() {
     let drops = Rc::new(Cell::new(0));
     let g = DropCount(drops.clone());
     let mut lp = new_loop::<B>();
-    lp.add(Op::Noop, move |_, _, _| {
+    let id = lp.add(Op::Noop, move |_, _, _| {
         let _keep = &g;
         panic!("deliberate panic in a callback");
     });
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lp.run(RunMode::UntilDone)));
     assert!(r.is_err(), "the panic propagates out of run");
-    assert_eq!(drops.get(), 0);
+    assert_eq!(drops.get(), 1, "the panicked completion is freed at once");
+    assert_eq!(lp.restart(id), Err(IdError::Stale), "its id is stale");
+    assert_eq!(lp.free(id), Err(IdError::Stale));
+    assert_eq!(lp.active(), 0);
     let (res, _) = run_op(&mut lp, Op::Noop, "noop after a panic");
     expect!(res, OpResult::Noop);
     drop(lp);
-    assert_eq!(drops.get(), 1, "the panicked completion is dropped once");
+    assert_eq!(drops.get(), 1, "and dropped exactly once");
+}
+
+/// A panic in the `Drop` of a callback's captures (when the completion is
+/// disarmed) never drops anything twice: not when the loop is dropped, not
+/// by a second `free`.
+fn panic_in_drop_of_captures_drops_once<B: Backend>() {
+    struct PanicOnDrop(Rc<Cell<u32>>);
+    impl Drop for PanicOnDrop {
+        fn drop(&mut self) {
+            self.0.set(self.0.get() + 1);
+            panic!("deliberate panic in Drop");
+        }
+    }
+    let drops = Rc::new(Cell::new(0));
+    let mut lp = new_loop::<B>();
+    // Disarmed by its callback.
+    let g = PanicOnDrop(drops.clone());
+    let a = lp.add(Op::Noop, move |_, _, _| {
+        let _keep = &g;
+        Action::Disarm
+    });
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lp.run(RunMode::UntilDone)));
+    assert!(r.is_err(), "the Drop's panic propagates out of run");
+    assert_eq!(drops.get(), 1);
+    assert_eq!(lp.free(a), Err(IdError::Stale));
+    // Freed while parked.
+    let g = PanicOnDrop(drops.clone());
+    let b = lp.add(Op::Noop, move |_, _, _| {
+        let _keep = &g;
+        Action::Park
+    });
+    lp.run(RunMode::UntilDone).unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lp.free(b)));
+    assert!(r.is_err());
+    assert_eq!(drops.get(), 2);
+    assert_eq!(
+        lp.free(b),
+        Err(IdError::Stale),
+        "a second free finds nothing"
+    );
+    // Still in flight when the loop is dropped, beside a well-behaved one.
+    let g = PanicOnDrop(drops.clone());
+    lp.add(Op::timer(u64::MAX), move |_, _, _| {
+        let _keep = &g;
+        Action::Disarm
+    });
+    let quiet = Rc::new(Cell::new(0));
+    let q = DropCount(quiet.clone());
+    lp.add(Op::timer(u64::MAX), move |_, _, _| {
+        let _keep = &q;
+        Action::Disarm
+    });
+    lp.run(RunMode::NoWait).unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(lp)));
+    assert!(
+        r.is_err(),
+        "the Drop's panic propagates out of the loop's drop"
+    );
+    assert_eq!(drops.get(), 3, "dropped once");
+    assert_eq!(quiet.get(), 1, "the other completion is dropped too");
 }
 
 fn drop_loop_with_cancel_queued<B: Backend>() {
@@ -3768,6 +3863,7 @@ macro_rules! backend_tests {
             stop_ends_until_done_with_work_active,
             stop_defers_the_remaining_callbacks,
             now_advances_and_update_now,
+            timer_set_after_setup_counts_from_when_it_was_set,
             noop_completes_once,
             noop_rearm_fires_n_times,
             timer_rearm_fires_n_times,
@@ -3853,6 +3949,7 @@ macro_rules! backend_tests {
             callback_sees_itself_inactive,
             nested_run_from_a_callback,
             panic_in_callback_leaves_loop_usable,
+            panic_in_drop_of_captures_drops_once,
             pending_write_gets_epipe_when_reader_closes,
             fd_number_reused_after_loop_close,
             many_file_ops_concurrently,

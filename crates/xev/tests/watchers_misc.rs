@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use xev::backend::{dynamic::Dynamic, epoll::Epoll, io_uring::IoUring, Backend};
-use xev::generic::Loop;
+use xev::generic::{Loop, OwnedLoop};
 use xev::watcher::process::Process;
 use xev::watcher::udp::Udp;
 use xev::watcher::Timer;
@@ -29,7 +29,7 @@ use xev::{
 
 const SAFETY_NET: Duration = Duration::from_secs(10);
 
-fn new_loop<B: Backend>() -> Loop<B> {
+fn new_loop<B: Backend>() -> OwnedLoop<B> {
     Loop::new(Options::default()).expect("creating the loop")
 }
 

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use xev::backend::{io_uring::IoUring, Backend};
-use xev::generic::Loop;
+use xev::generic::{Loop, OwnedLoop};
 use xev::watcher::file::File;
 use xev::watcher::stream::Stream;
 use xev::watcher::tcp::Tcp;
@@ -43,7 +43,7 @@ fn io_uring_ok(test: &str) -> bool {
     }
 }
 
-fn new_loop<B: Backend>(pool: bool) -> Loop<B> {
+fn new_loop<B: Backend>(pool: bool) -> OwnedLoop<B> {
     let thread_pool = if pool {
         Some(ThreadPool::new(ThreadPoolConfig::default()).expect("thread pool"))
     } else {
