@@ -105,6 +105,9 @@ pub(crate) enum State {
     Running,
     /// An async wait, waiting in the loop's list of async waits.
     Async,
+    /// A cancel whose answer (in `res`) is known and whose target's result
+    /// has not arrived yet: it completes right after the target does.
+    CancelWait,
     /// Freed: its memory waits in the loop's recycler for reuse. Ids that
     /// still name it are stale.
     Free,
@@ -116,6 +119,9 @@ pub(crate) const FLAG_FREE: u8 = 1;
 /// Set by [`crate::generic::Loop::timer_reset`] on a running timer: rearm it
 /// with the deadline kept in `scratch` after the callback returns.
 pub(crate) const FLAG_RESET: u8 = 2;
+/// Set on a completion held by the backend or the pool once a cancel of it
+/// succeeded, until its callback runs: a second cancel is too late.
+pub(crate) const FLAG_CANCELING: u8 = 8;
 /// Set while a timer's callback runs (its op is borrowed by the callback,
 /// so the loop records the kind here instead of reading the op).
 pub(crate) const FLAG_TIMER: u8 = 4;
@@ -232,7 +238,7 @@ impl Core {
 /// use xev::{Action, Completion, Loop, Op, OpResult, RunMode};
 /// let mut lp = Loop::new(Default::default()).unwrap();
 /// let c = Completion::new(Op::Noop, |_lp: &mut Loop, _op: &mut Op, res: OpResult| {
-///     assert!(matches!(res, OpResult::Noop));
+///     assert!(matches!(res, OpResult::Noop(Ok(()))));
 ///     Action::Disarm
 /// });
 /// lp.add_completion(c);

@@ -158,6 +158,11 @@ error_family! {
 }
 
 error_family! {
+    /// Error of a noop: it can only be canceled.
+    NoopError {}
+}
+
+error_family! {
     /// Error of an async wait.
     AsyncError {}
 }
@@ -177,13 +182,15 @@ error_family! {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CancelError {
-    /// The target is not in flight: it was never added, it already finished
-    /// (its result is being or has been delivered), it was freed, or it is
-    /// the cancel itself.
+    /// No completion by that id is in flight: it was never added, it is
+    /// parked, it was freed (its id is stale), it belongs to another loop,
+    /// or it is the cancel itself.
     NotFound,
-    /// The target is already running somewhere it cannot be stopped (a thread
-    /// pool task mid-syscall); it completes normally.
-    AlreadyRunning,
+    /// Too late: the target's result is already in (its callback is
+    /// pending or running), a thread-pool task is mid-syscall, or a cancel
+    /// of it is already under way. Its callback runs once, with the result
+    /// it got.
+    AlreadyFinished,
     /// The backend refused the cancellation with this errno.
     Os(i32),
 }
@@ -192,7 +199,7 @@ impl CancelError {
     pub(crate) fn from_raw(res: i32) -> Self {
         match -res {
             libc::ENOENT => CancelError::NotFound,
-            libc::EALREADY => CancelError::AlreadyRunning,
+            libc::EALREADY => CancelError::AlreadyFinished,
             e => CancelError::Os(e),
         }
     }
@@ -202,9 +209,7 @@ impl fmt::Display for CancelError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CancelError::NotFound => f.write_str("cancel target is not in flight"),
-            CancelError::AlreadyRunning => {
-                f.write_str("cancel target is already running and cannot be stopped")
-            }
+            CancelError::AlreadyFinished => f.write_str("cancel target already finished"),
             CancelError::Os(e) => write!(f, "cancel failed: {}", io::Error::from_raw_os_error(*e)),
         }
     }
@@ -216,7 +221,7 @@ impl From<CancelError> for io::Error {
     fn from(e: CancelError) -> io::Error {
         match e {
             CancelError::NotFound => io::Error::new(io::ErrorKind::NotFound, e.to_string()),
-            CancelError::AlreadyRunning => io::Error::new(resource_busy(), e.to_string()),
+            CancelError::AlreadyFinished => io::Error::new(resource_busy(), e.to_string()),
             CancelError::Os(n) => io::Error::from_raw_os_error(n),
         }
     }
@@ -280,7 +285,7 @@ mod tests {
         assert_eq!(CancelError::from_raw(-libc::ENOENT), CancelError::NotFound);
         assert_eq!(
             CancelError::from_raw(-libc::EALREADY),
-            CancelError::AlreadyRunning
+            CancelError::AlreadyFinished
         );
     }
 }

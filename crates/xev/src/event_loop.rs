@@ -18,9 +18,9 @@ use std::sync::atomic::{fence, AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::backend::{Backend, CancelStart, Start};
+use crate::backend::{Backend, Start};
 use crate::completion::{
-    Action, Callback, Completion, Core, State, FLAG_FREE, FLAG_RESET, FLAG_TIMER,
+    Action, Callback, Completion, Core, State, FLAG_CANCELING, FLAG_FREE, FLAG_RESET, FLAG_TIMER,
 };
 use crate::error::{CancelError, IdError, NO_THREAD_POOL};
 use crate::mpsc::Mpsc;
@@ -164,6 +164,9 @@ pub(crate) struct Inner<B: Backend> {
     tag: u32,
     submissions: Queue,
     completions: Queue,
+    /// Cancel completions whose answer is known and whose target's result
+    /// has not arrived yet (a cancel completes after its target).
+    cancels_waiting: Queue,
     /// Async waits not yet notified (checked every tick, in user space).
     async_waits: Queue,
     timers: TimerWheel,
@@ -349,6 +352,7 @@ impl<B: Backend> OwnedLoop<B> {
                 tag: NEXT_TAG.fetch_add(1, Ordering::Relaxed),
                 submissions: Queue::new(),
                 completions: Queue::new(),
+                cancels_waiting: Queue::new(),
                 async_waits: Queue::new(),
                 timers: TimerWheel::new(),
                 base: Instant::now(),
@@ -470,20 +474,23 @@ impl<B: Backend> Loop<B> {
         self.insert_dead(core)
     }
 
-    /// Cancels the completion `id` without a cancel completion of its own:
-    /// the target's callback then runs once with its `Canceled` error (on
-    /// io_uring, as soon as the kernel confirms). Errors say why nothing was
-    /// canceled: `NotFound` when it is not in flight (never added, finished,
-    /// parked, or its result is already waiting), `AlreadyRunning` when a
-    /// thread-pool task is mid-syscall.
+    /// Cancels the completion `id` without a cancel completion of its own.
+    /// The answer is the same on every backend:
+    ///
+    /// - `Ok(())`: it was in flight; its callback runs once with its
+    ///   `Canceled` error.
+    /// - [`CancelError::AlreadyFinished`]: too late: its result is already
+    ///   in (or its callback is running, a thread-pool task is
+    ///   mid-syscall, or a cancel of it is already under way); its callback
+    ///   runs once with the result it got.
+    /// - [`CancelError::NotFound`]: no completion by that id is in flight
+    ///   (never added, parked, freed, or from another loop).
     pub fn cancel(&mut self, id: Id) -> Result<(), CancelError> {
         let t = self.lookup(id).ok_or(CancelError::NotFound)?;
-        // SAFETY: `t` is live; each arm moves it out of the one structure
-        // that holds it before finishing it.
-        let res = unsafe { self.cancel_target(None, t) };
-        match res {
-            Some(0) | None => Ok(()),
-            Some(r) => Err(CancelError::from_raw(r)),
+        // SAFETY: `t` is live.
+        match unsafe { self.cancel_target(t) } {
+            0 => Ok(()),
+            r => Err(CancelError::from_raw(r)),
         }
     }
 
@@ -656,15 +663,25 @@ impl<B: Backend> Loop<B> {
                     *d = deadline;
                     self.enqueue(core);
                 }
+                // Canceled, with the `Canceled` not delivered yet: the
+                // cancel stands (its callback gets it), then the timer is
+                // re-armed with the new deadline, as from inside its
+                // callback.
+                State::Done if (*core).res == -libc::ECANCELED => {
+                    (*core).flags |= FLAG_RESET;
+                    (*core).scratch = deadline;
+                }
                 State::Done => {
                     *d = deadline;
                     self.s.completions.remove(core);
                     (*core).state = State::Timer;
                     self.s.timers.push(core);
                 }
-                State::Backend | State::Pool | State::Running | State::Async => {
-                    return Err(IdError::Busy)
-                }
+                State::Backend
+                | State::Pool
+                | State::Running
+                | State::Async
+                | State::CancelWait => return Err(IdError::Busy),
                 State::Free => return Err(IdError::Stale),
             }
         }
@@ -779,6 +796,9 @@ impl<B: Backend> Loop<B> {
         self.poll_asyncs();
         self.update_now();
         self.expire_timers();
+        if !self.s.cancels_waiting.is_empty() {
+            self.finish_waiting_cancels();
+        }
         Ok(self.dispatch())
     }
 
@@ -850,29 +870,68 @@ impl<B: Backend> Loop<B> {
         let res = match self.lookup(target) {
             None => -libc::ENOENT,
             Some(t) if t == cancel => -libc::ENOENT,
-            // SAFETY: `t` is live (from lookup); `cancel` is live.
-            Some(t) => match unsafe { self.cancel_target(Some(NonNull::new_unchecked(cancel)), t) }
-            {
-                Some(r) => r,
-                None => {
-                    // SAFETY: `cancel` is live and in no queue.
-                    unsafe { (*cancel).state = State::Backend };
-                    return;
-                }
-            },
+            // SAFETY: `t` is live (from lookup).
+            Some(t) => unsafe { self.cancel_target(t) },
         };
-        // SAFETY: `cancel` is live and in no queue.
-        unsafe { Self::finish(&mut self.s.completions, cancel, res) };
+        // SAFETY: `cancel` is live and in no queue; `lookup` finds live cores.
+        unsafe {
+            let waiting = self
+                .lookup(target)
+                .is_some_and(|t| matches!((*t).state, State::Backend | State::Pool));
+            if waiting {
+                // The target's result is still on its way (io_uring's CQE,
+                // a pool task): the cancel completes after it, with `res`.
+                (*cancel).res = res;
+                (*cancel).state = State::CancelWait;
+                self.s.cancels_waiting.push_back(cancel);
+            } else {
+                Self::finish(&mut self.s.completions, cancel, res);
+            }
+        }
     }
 
-    /// Cancels the live completion `t`. Returns the cancel's raw result, or
-    /// `None` when the backend reports it later under `cancel_id`.
-    unsafe fn cancel_target(&mut self, cancel: Option<NonNull<Core>>, t: *mut Core) -> Option<i32> {
+    /// Finishes the cancels whose targets have delivered their results
+    /// (called after results are collected, before callbacks run, so that
+    /// a cancel's callback runs after its target's).
+    fn finish_waiting_cancels(&mut self) {
+        let mut c = self.s.cancels_waiting.front();
+        while !c.is_null() {
+            // SAFETY: `cancels_waiting` holds live cancel cores in state
+            // CancelWait, whose ops nothing borrows; `next` is read before
+            // `c` may leave the queue.
+            unsafe {
+                let next = (*c).next;
+                let target = match &(*c).op {
+                    Op::Cancel { target } => *target,
+                    _ => Id::DETACHED,
+                };
+                let pending = self
+                    .lookup(target)
+                    .is_some_and(|t| matches!((*t).state, State::Backend | State::Pool));
+                if !pending {
+                    self.s.cancels_waiting.remove(c);
+                    Self::finish(&mut self.s.completions, c, (*c).res);
+                }
+                c = next;
+            }
+        }
+    }
+
+    /// Cancels the live completion `t` and returns the cancel's raw result:
+    /// 0 (its callback will get `Canceled`), `-EALREADY` (too late: its
+    /// result is in, its callback is running, a pool task is mid-syscall,
+    /// or a cancel of it is already under way) or `-ENOENT` (not in
+    /// flight), or another negated errno when the kernel interface failed.
+    unsafe fn cancel_target(&mut self, t: *mut Core) -> i32 {
         // SAFETY: `t` is live (caller); each arm moves it out of exactly the
         // structure that holds it before finishing it.
-        Some(unsafe {
+        unsafe {
+            if (*t).flags & FLAG_CANCELING != 0 {
+                return -libc::EALREADY;
+            }
             match (*t).state {
-                State::Dead | State::Done | State::Running | State::Free => -libc::ENOENT,
+                State::Dead | State::Free => -libc::ENOENT,
+                State::Done | State::Running | State::CancelWait => -libc::EALREADY,
                 State::Queued => {
                     self.s.submissions.remove(t);
                     Self::finish(&mut self.s.completions, t, -libc::ECANCELED);
@@ -895,24 +954,30 @@ impl<B: Backend> Loop<B> {
                         Ordering::AcqRel,
                         Ordering::Acquire,
                     ) {
-                        Ok(_) => 0,
+                        Ok(_) => {
+                            (*t).flags |= FLAG_CANCELING;
+                            0
+                        }
                         Err(_) => -libc::EALREADY,
                     }
                 }
-                State::Backend => match self.s.backend.cancel(cancel, NonNull::new_unchecked(t)) {
-                    CancelStart::Pending => return None,
-                    CancelStart::Done {
-                        cancel: c,
-                        target: tr,
-                    } => {
-                        if let Some(tr) = tr {
-                            Self::finish(&mut self.s.completions, t, tr);
-                        }
-                        c
+                State::Backend => {
+                    let r = self.s.backend.cancel(NonNull::new_unchecked(t));
+                    match r.target {
+                        Some(tr) => Self::finish(&mut self.s.completions, t, tr),
+                        None if r.cancel == 0 => (*t).flags |= FLAG_CANCELING,
+                        None => {}
                     }
-                },
+                    // The loop lent it to the backend, which no longer
+                    // has it pending: its result is in.
+                    if r.cancel == -libc::ENOENT {
+                        -libc::EALREADY
+                    } else {
+                        r.cancel
+                    }
+                }
             }
-        })
+        }
     }
 
     /// Completes every async wait whose handle was notified.
@@ -1156,7 +1221,7 @@ mod tests {
         let n = Rc::new(Cell::new(0));
         let n2 = n.clone();
         let id = lp.add(Op::Noop, move |_, _, res| {
-            assert!(matches!(res, OpResult::Noop));
+            assert!(matches!(res, OpResult::Noop(Ok(()))));
             n2.set(n2.get() + 1);
             if n2.get() < 5 {
                 Action::Rearm

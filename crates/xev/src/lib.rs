@@ -97,7 +97,7 @@ pub mod watcher;
 pub use async_handle::Async;
 pub use completion::{Action, Callback};
 pub use error::{
-    AcceptError, AsyncError, CancelError, CloseError, ConnectError, IdError, PollError,
+    AcceptError, AsyncError, CancelError, CloseError, ConnectError, IdError, NoopError, PollError,
     ProcessError, ReadError, ShutdownError, TimerError, WriteError,
 };
 pub use event_loop::{Options, RunMode};

@@ -13,8 +13,8 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use socket2::SockAddr;
 
 use crate::error::{
-    AcceptError, AsyncError, CancelError, CloseError, ConnectError, PollError, ProcessError,
-    ReadError, ShutdownError, TimerError, WriteError, NO_THREAD_POOL,
+    AcceptError, AsyncError, CancelError, CloseError, ConnectError, NoopError, PollError,
+    ProcessError, ReadError, ShutdownError, TimerError, WriteError, NO_THREAD_POOL,
 };
 use crate::Async;
 
@@ -442,7 +442,7 @@ impl Op {
             }
         }
         match self {
-            Op::Noop => OpResult::Noop,
+            Op::Noop => OpResult::Noop(unit(res, NoopError::from_raw)),
             Op::Accept { .. } => OpResult::Accept(if res >= 0 {
                 // SAFETY: a non-negative accept result is a new descriptor
                 // that nothing else owns.
@@ -514,8 +514,9 @@ pub enum OpKind {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum OpResult {
-    /// A noop finished.
-    Noop,
+    /// A noop finished (`Err(NoopError::Canceled)` when it was canceled
+    /// before the loop started it).
+    Noop(Result<(), NoopError>),
     /// An accept: the new connection (non-blocking, close-on-exec).
     Accept(Result<OwnedFd, AcceptError>),
     /// A connect.
@@ -549,7 +550,8 @@ impl OpResult {
     pub fn is_canceled(&self) -> bool {
         matches!(
             self,
-            OpResult::Accept(Err(AcceptError::Canceled))
+            OpResult::Noop(Err(NoopError::Canceled))
+                | OpResult::Accept(Err(AcceptError::Canceled))
                 | OpResult::Connect(Err(ConnectError::Canceled))
                 | OpResult::Read(Err(ReadError::Canceled))
                 | OpResult::RecvFrom(Err(ReadError::Canceled))

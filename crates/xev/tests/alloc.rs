@@ -198,7 +198,7 @@ fn add_chain<B: Backend>(warmup: u64, total: u64) -> io::Result<(u64, u64)> {
         mark: Rc<Cell<u64>>,
     ) {
         lp.add(Op::Noop, move |lp, _, res| {
-            assert!(matches!(res, OpResult::Noop));
+            assert!(matches!(res, OpResult::Noop(Ok(()))));
             n.set(n.get() + 1);
             if n.get() == warmup {
                 mark.set(allocs());

@@ -23,7 +23,8 @@ use xev::backend::Backend;
 use xev::generic::{Loop, OwnedLoop};
 use xev::{
     AcceptError, Action, Async, AsyncError, CancelError, ConnectError, Id, IdError, Interest, Msg,
-    Op, OpResult, Options, PollError, ReadError, RunMode, ThreadPool, TimerError, WriteError,
+    NoopError, Op, OpResult, Options, PollError, ReadError, RunMode, ThreadPool, TimerError,
+    WriteError,
 };
 
 // ---------------------------------------------------------------------------
@@ -570,7 +571,7 @@ fn noop_completes_once<B: Backend>() {
     assert!(lp.is_active(p.id), "an added completion is active");
     assert_eq!(p.calls(), 0, "nothing runs before the loop does");
     let (res, _) = wait(&mut lp, &p, "a noop");
-    expect!(res, OpResult::Noop);
+    expect!(res, OpResult::Noop(Ok(())));
     assert!(!lp.is_active(p.id));
     assert_eq!(lp.active(), 0);
 }
@@ -581,7 +582,7 @@ fn noop_rearm_fires_n_times<B: Backend>() {
     let count = Rc::new(Cell::new(0));
     let c = count.clone();
     let id = lp.add(Op::Noop, move |_, _, res| {
-        assert!(matches!(res, OpResult::Noop));
+        assert!(matches!(res, OpResult::Noop(Ok(()))));
         c.set(c.get() + 1);
         if c.get() == N {
             Action::Disarm
@@ -683,7 +684,7 @@ fn park_then_op_mut_and_restart<B: Backend>() {
     let id = lp.add(Op::Noop, move |_, op, res| {
         s.borrow_mut().push(format!("{:?}", op.kind()));
         match res {
-            OpResult::Noop => Action::Park,
+            OpResult::Noop(Ok(())) => Action::Park,
             OpResult::Timer(Ok(())) => Action::Disarm,
             other => panic!("unexpected {other:?}"),
         }
@@ -1255,9 +1256,10 @@ fn cancel_parked_is_not_found<B: Backend>() {
     assert_eq!(calls.get(), 2);
 }
 
-/// A target whose result is ready but not delivered yet is not in flight:
-/// the cancel fails with NotFound and the target gets its real result.
-fn cancel_of_undelivered_result_is_not_found<B: Backend>() {
+/// A target whose result is ready but not delivered yet cannot be canceled
+/// anymore: the cancel answers AlreadyFinished and the target gets its
+/// real result.
+fn cancel_of_undelivered_result_is_already_finished<B: Backend>() {
     let mut lp = new_loop::<B>();
     lp.add(Op::Noop, |lp, _, _| {
         lp.stop();
@@ -1269,8 +1271,11 @@ fn cancel_of_undelivered_result_is_not_found<B: Backend>() {
     let c = submit(&mut lp, Op::Cancel { target: t.id });
     run_until(&mut lp, "cancel", || c.done() && t.done());
     settle(&mut lp);
-    expect!(c.take().0, OpResult::Cancel(Err(CancelError::NotFound)));
-    expect!(t.take().0, OpResult::Noop);
+    expect!(
+        c.take().0,
+        OpResult::Cancel(Err(CancelError::AlreadyFinished))
+    );
+    expect!(t.take().0, OpResult::Noop(Ok(())));
 }
 
 /// A cancel added before its (parked) target is restarted finds the target
@@ -2914,11 +2919,7 @@ fn loop_cancel_direct<B: Backend>() {
     expect!(rd.take().0, OpResult::Read(Err(ReadError::Canceled)));
     expect!(t.take().0, OpResult::Timer(Err(TimerError::Canceled)));
     expect!(q.take().0, OpResult::Timer(Err(TimerError::Canceled)));
-    let (res, _) = q2.take();
-    assert!(
-        matches!(res, OpResult::Noop) || res.is_canceled(),
-        "a canceled noop: {res:?}"
-    );
+    expect!(q2.take().0, OpResult::Noop(Err(NoopError::Canceled)));
     assert_eq!(lp.cancel(rd.id), Err(CancelError::NotFound), "stale");
     let parked = lp.add(Op::Noop, |_, _, _| Action::Park);
     lp.run(RunMode::UntilDone).unwrap();
@@ -3020,11 +3021,8 @@ fn cancel_file_op_exactly_once<B: Backend>() {
         let (tres, _) = t.take();
         let (cres, _) = c.take();
         match cres {
-            OpResult::Cancel(Ok(())) => assert!(
-                tres.is_canceled() || matches!(tres, OpResult::Read(Ok(4096))),
-                "{tres:?}"
-            ),
-            OpResult::Cancel(Err(CancelError::AlreadyRunning | CancelError::NotFound)) => {
+            OpResult::Cancel(Ok(())) => assert!(tres.is_canceled(), "{tres:?}"),
+            OpResult::Cancel(Err(CancelError::AlreadyFinished)) => {
                 expect!(tres, OpResult::Read(Ok(4096)))
             }
             other => panic!("cancel result {other:?}"),
@@ -3280,7 +3278,7 @@ fn panic_in_callback_leaves_loop_usable<B: Backend>() {
     assert_eq!(lp.free(id), Err(IdError::Stale));
     assert_eq!(lp.active(), 0);
     let (res, _) = run_op(&mut lp, Op::Noop, "noop after a panic");
-    expect!(res, OpResult::Noop);
+    expect!(res, OpResult::Noop(Ok(())));
     drop(lp);
     assert_eq!(drops.get(), 1, "and dropped exactly once");
 }
@@ -3842,6 +3840,175 @@ fn async_wake_consumed_by_a_dropped_loop_is_not_lost<B: Backend>() {
 }
 
 // ---------------------------------------------------------------------------
+// The cancellation contract (the same answers and order on every backend)
+// ---------------------------------------------------------------------------
+
+/// Adds `op` with a callback that appends `(tag, result)` to `log`.
+fn logged<B: Backend>(
+    lp: &mut Loop<B>,
+    op: Op,
+    tag: &'static str,
+    log: &Rc<RefCell<Vec<(&'static str, String)>>>,
+) -> Id {
+    let l = log.clone();
+    lp.add(op, move |_, _, res| {
+        l.borrow_mut().push((tag, format!("{res:?}")));
+        Action::Disarm
+    })
+}
+
+/// Two cancels of one pending read: the first cancels it, the second is
+/// too late; the read ends once, with Canceled, before either cancel's
+/// callback.
+fn two_cancels_of_one_pending_read<B: Backend>() {
+    let mut lp = new_loop::<B>();
+    let (r, _w) = pipe();
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let rd = logged(
+        &mut lp,
+        Op::Read {
+            fd: r.as_raw_fd(),
+            buf: vec![0; 8],
+        },
+        "read",
+        &log,
+    );
+    lp.run(RunMode::NoWait).unwrap();
+    logged(&mut lp, Op::Cancel { target: rd }, "cancel1", &log);
+    logged(&mut lp, Op::Cancel { target: rd }, "cancel2", &log);
+    run_until(&mut lp, "the read and both cancels", || {
+        log.borrow().len() == 3
+    });
+    settle(&mut lp);
+    let got: Vec<_> = log.borrow().clone();
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(
+        got[0],
+        ("read", "Read(Err(Canceled))".to_string()),
+        "{got:?}"
+    );
+    let cancels: Vec<_> = got[1..].to_vec();
+    assert!(
+        cancels.contains(&("cancel1", "Cancel(Ok(()))".to_string())),
+        "{got:?}"
+    );
+    assert!(
+        cancels.contains(&("cancel2", "Cancel(Err(AlreadyFinished))".to_string())),
+        "{got:?}"
+    );
+}
+
+/// `Loop::cancel` gives the real answer on every backend: Ok for a
+/// pending read, AlreadyFinished the second time (and for a result that is
+/// in but not delivered), NotFound for a parked or freed completion.
+fn loop_cancel_answers<B: Backend>() {
+    let mut lp = new_loop::<B>();
+    let (r, _w) = pipe();
+    let rd = submit(
+        &mut lp,
+        Op::Read {
+            fd: r.as_raw_fd(),
+            buf: vec![0; 8],
+        },
+    );
+    lp.run(RunMode::NoWait).unwrap();
+    assert_eq!(lp.cancel(rd.id), Ok(()));
+    assert_eq!(lp.cancel(rd.id), Err(CancelError::AlreadyFinished));
+    let (res, _) = wait(&mut lp, &rd, "the canceled read");
+    expect!(res, OpResult::Read(Err(ReadError::Canceled)));
+    assert_eq!(lp.cancel(rd.id), Err(CancelError::NotFound), "freed");
+    // A result that is in but not delivered: a noop that stops the run
+    // first leaves the second noop's result waiting.
+    lp.add(Op::Noop, |lp, _, _| {
+        lp.stop();
+        Action::Disarm
+    });
+    let done = submit(&mut lp, Op::Noop);
+    lp.run(RunMode::UntilDone).unwrap();
+    assert_eq!(done.calls(), 0);
+    assert_eq!(lp.cancel(done.id), Err(CancelError::AlreadyFinished));
+    let (res, _) = wait(&mut lp, &done, "the noop");
+    expect!(res, OpResult::Noop(Ok(())));
+    let parked = lp.add(Op::Noop, |_, _, _| Action::Park);
+    lp.run(RunMode::UntilDone).unwrap();
+    assert_eq!(lp.cancel(parked), Err(CancelError::NotFound), "parked");
+    lp.free(parked).unwrap();
+}
+
+/// A cancel's callback runs after its target's, whatever held the target
+/// (the loop's queue, the timer wheel, an async wait, the backend).
+fn cancel_completes_after_its_target<B: Backend>() {
+    let mut lp = new_loop::<B>();
+    let (r, _w) = pipe();
+    let a = Async::new().unwrap();
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let read = Op::Read {
+        fd: r.as_raw_fd(),
+        buf: vec![0; 8],
+    };
+    let targets = [
+        logged(&mut lp, read, "read", &log),
+        logged(&mut lp, Op::timer(u64::MAX), "timer", &log),
+        logged(&mut lp, Op::AsyncWait(a), "async", &log),
+    ];
+    lp.run(RunMode::NoWait).unwrap();
+    let queued = logged(&mut lp, Op::timer(u64::MAX), "queued", &log);
+    for (t, tag) in targets
+        .iter()
+        .copied()
+        .zip(["c-read", "c-timer", "c-async"])
+        .chain([(queued, "c-queued")])
+    {
+        logged(&mut lp, Op::Cancel { target: t }, tag, &log);
+    }
+    run_until(&mut lp, "all targets and cancels", || {
+        log.borrow().len() == 8
+    });
+    settle(&mut lp);
+    let got = log.borrow().clone();
+    for (target, cancel) in [
+        ("read", "c-read"),
+        ("timer", "c-timer"),
+        ("async", "c-async"),
+        ("queued", "c-queued"),
+    ] {
+        let ti = got.iter().position(|(t, _)| *t == target).expect(target);
+        let ci = got.iter().position(|(t, _)| *t == cancel).expect(cancel);
+        assert!(ti < ci, "{target} must end before its cancel: {got:?}");
+        assert_eq!(got[ci].1, "Cancel(Ok(()))", "{got:?}");
+        assert!(got[ti].1.contains("Canceled"), "{got:?}");
+    }
+}
+
+/// A timer reset after a cancel whose `Canceled` was not delivered yet:
+/// the cancel stands (the callback gets Canceled), then the timer runs
+/// again with the new deadline.
+fn timer_reset_after_undelivered_cancel<B: Backend>() {
+    let mut lp = new_loop::<B>();
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let l = log.clone();
+    let t = lp.add(Op::timer(u64::MAX), move |_, _, res| {
+        l.borrow_mut().push(format!("{res:?}"));
+        Action::Park
+    });
+    lp.run(RunMode::NoWait).unwrap();
+    assert_eq!(lp.cancel(t), Ok(()));
+    let now = lp.now();
+    lp.timer_reset(t, now + 1).unwrap();
+    run_until(&mut lp, "the canceled then reset timer", || {
+        log.borrow().len() == 2
+    });
+    assert_eq!(
+        *log.borrow(),
+        vec![
+            "Timer(Err(Canceled))".to_string(),
+            "Timer(Ok(()))".to_string()
+        ]
+    );
+    lp.free(t).unwrap();
+}
+
+// ---------------------------------------------------------------------------
 // Instantiation
 // ---------------------------------------------------------------------------
 
@@ -3896,7 +4063,7 @@ macro_rules! backend_tests {
             cancel_pending_connect,
             cancel_stale_id_is_not_found,
             cancel_parked_is_not_found,
-            cancel_of_undelivered_result_is_not_found,
+            cancel_of_undelivered_result_is_already_finished,
             cancel_of_queued_target,
             tcp_full_conversation,
             tcp_pending_read_sees_eof_when_peer_closes,
@@ -3954,6 +4121,11 @@ macro_rules! backend_tests {
             fd_number_reused_after_loop_close,
             many_file_ops_concurrently,
             rearm_across_op_kinds,
+            // the cancellation contract
+            two_cancels_of_one_pending_read,
+            loop_cancel_answers,
+            cancel_completes_after_its_target,
+            timer_reset_after_undelivered_cancel,
         );
     };
     (@tests $module:ident, $backend:ty, $probe:expr; $($name:ident),* $(,)?) => {

@@ -107,13 +107,9 @@ impl Backend for Dynamic {
         each!(self, b => unsafe { b.start(core) })
     }
 
-    unsafe fn cancel(
-        &mut self,
-        cancel: Option<NonNull<Core>>,
-        target: NonNull<Core>,
-    ) -> CancelStart {
+    unsafe fn cancel(&mut self, target: NonNull<Core>) -> CancelStart {
         // SAFETY: forwarded contract.
-        each!(self, b => unsafe { b.cancel(cancel, target) })
+        each!(self, b => unsafe { b.cancel(target) })
     }
 
     #[inline]

@@ -58,11 +58,10 @@ impl IoUring {
         ring.submit_and_wait(1)?;
         let ok =
             matches!(ring.completion().next(), Some(c) if c.user_data() == 7 && c.result() >= 0);
-        if ok {
-            Ok(())
-        } else {
-            Err(io::Error::other("io_uring NOP did not complete"))
+        if !ok {
+            return Err(io::Error::other("io_uring NOP did not complete"));
         }
+        check_sync_cancel(&ring)
     }
 
     fn push(&mut self, sqe: &squeue::Entry) -> io::Result<()> {
@@ -192,6 +191,25 @@ impl IoUring {
     }
 }
 
+/// Cancels need the synchronous cancel of Linux 6.0 (so that a cancel's
+/// answer is known at once, as on every other backend). A ring with
+/// nothing to cancel answers `ENOENT` where the kernel has it.
+fn check_sync_cancel(ring: &Ring) -> io::Result<()> {
+    match ring
+        .submitter()
+        .register_sync_cancel(None, types::CancelBuilder::user_data(WAKE))
+    {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        Err(e) => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("io_uring without synchronous cancel (Linux < 6.0) is not supported: {e}"),
+        )),
+        Ok(()) => Err(io::Error::other(
+            "io_uring synchronous cancel found a request on a new ring",
+        )),
+    }
+}
+
 /// `IORING_ENTER_GETEVENTS` (stable kernel ABI).
 const fn libc_getevents() -> u32 {
     1
@@ -214,6 +232,7 @@ impl Backend for IoUring {
                 "io_uring without EXT_ARG (Linux < 5.11) is not supported",
             ));
         }
+        check_sync_cancel(&ring)?;
         Ok(IoUring {
             ring,
             in_flight: 0,
@@ -329,24 +348,27 @@ impl Backend for IoUring {
         }
     }
 
-    unsafe fn cancel(
-        &mut self,
-        cancel: Option<NonNull<Core>>,
-        target: NonNull<Core>,
-    ) -> CancelStart {
-        let ud = cancel.map_or(DRAIN, |c| user_data(c.as_ptr()));
-        let sqe = opcode::AsyncCancel::new(user_data(target.as_ptr()))
-            .build()
-            .user_data(ud);
-        match self.push(&sqe) {
-            Ok(()) => {
-                self.in_flight += 1;
-                CancelStart::Pending
-            }
-            Err(e) => CancelStart::Done {
-                cancel: -e.raw_os_error().unwrap_or(libc::EIO),
-                target: None,
+    unsafe fn cancel(&mut self, target: NonNull<Core>) -> CancelStart {
+        // A synchronous cancel (Linux 6.0+) gives the kernel's answer now,
+        // as the readiness backends do; the target's CQE follows through
+        // `poll`. It sees only submitted requests: submit queued ones first.
+        let submitted = if self.ring.submission().is_empty() {
+            Ok(0)
+        } else {
+            self.ring.submit()
+        };
+        let ud = user_data(target.as_ptr());
+        let res = submitted.and_then(|_| {
+            self.ring
+                .submitter()
+                .register_sync_cancel(None, types::CancelBuilder::user_data(ud))
+        });
+        CancelStart {
+            cancel: match res {
+                Ok(()) => 0,
+                Err(e) => -e.raw_os_error().unwrap_or(libc::EIO),
             },
+            target: None,
         }
     }
 

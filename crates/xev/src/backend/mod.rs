@@ -50,20 +50,18 @@ pub enum Start {
     Pool,
 }
 
-/// How [`Backend::cancel`] went.
+/// How [`Backend::cancel`] went: backends answer at once (io_uring with a
+/// synchronous cancel), so that a cancel means the same on every backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CancelStart {
-    /// The cancel's own result arrives through [`Backend::poll`] under the
-    /// cancel's id; the target's (usually `-ECANCELED`) under its own.
-    Pending,
-    /// Finished at once: the cancel's raw result, and the target's raw
-    /// result if the target finished too.
-    Done {
-        /// The cancel's own raw result (0, or `-ENOENT`...).
-        cancel: i32,
-        /// The target's raw result, when the backend let go of it.
-        target: Option<i32>,
-    },
+pub struct CancelStart {
+    /// The cancel's raw result: 0 (the target will complete with
+    /// `-ECANCELED`), `-ENOENT` (the backend no longer has it pending: its
+    /// result is already in), `-EALREADY` (it cannot be stopped and
+    /// completes on its own), or another negated errno.
+    pub cancel: i32,
+    /// The target's raw result, when the backend let go of it at once
+    /// (otherwise it arrives through [`Backend::poll`]).
+    pub target: Option<i32>,
 }
 
 /// The contract between the loop and a kernel interface.
@@ -91,19 +89,11 @@ pub trait Backend: Sized + 'static {
     unsafe fn start(&mut self, core: NonNull<Core>) -> Start;
 
     /// Cancels `target`, which this backend holds (started and not handed
-    /// back). `cancel` is the cancel completion, for backends whose
-    /// cancellation itself completes later (`None`: nobody waits for the
-    /// cancel's own result).
+    /// back), and says at once how it went.
     ///
     /// # Safety
-    /// `target` was started on this backend and not handed back yet;
-    /// `cancel`, if any, is a live core the loop lends to the backend until
-    /// its result is reported (`CancelStart::Pending`).
-    unsafe fn cancel(
-        &mut self,
-        cancel: Option<NonNull<Core>>,
-        target: NonNull<Core>,
-    ) -> CancelStart;
+    /// `target` was started on this backend and not handed back yet.
+    unsafe fn cancel(&mut self, target: NonNull<Core>) -> CancelStart;
 
     /// Submits pending work, waits up to `timeout` (`None`: forever;
     /// zero: do not block) for results, and hands each finished operation

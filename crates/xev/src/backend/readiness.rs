@@ -386,19 +386,16 @@ impl<P: Poller> Backend for Readiness<P> {
         }
     }
 
-    unsafe fn cancel(
-        &mut self,
-        _cancel: Option<NonNull<Core>>,
-        target: NonNull<Core>,
-    ) -> CancelStart {
+    unsafe fn cancel(&mut self, target: NonNull<Core>) -> CancelStart {
         // SAFETY: `target` is held by this backend (trait contract).
         if unsafe { self.unlink(target.as_ptr()) } {
-            CancelStart::Done {
+            CancelStart {
                 cancel: 0,
                 target: Some(-libc::ECANCELED),
             }
         } else {
-            CancelStart::Done {
+            // Its result is in our ready list already.
+            CancelStart {
                 cancel: -libc::ENOENT,
                 target: None,
             }
