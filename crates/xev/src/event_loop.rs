@@ -8,12 +8,13 @@
 //! callbacks of everything that finished, in the order it finished.
 
 use std::alloc::Layout;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
+use std::rc::Rc;
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -148,6 +149,77 @@ pub(crate) unsafe fn run_pool_task(task: NonNull<Task>) {
     }
 }
 
+/// What a watcher dropped without its loop at hand leaves for the loop: see
+/// [`Orphans`].
+pub(crate) enum Orphan<B: Backend> {
+    /// Free this completion ([`Loop::detach`]): cancel it if in flight,
+    /// drop it once its callback ran.
+    Free(Id),
+    /// Hand this to the loop at its next tick (a watcher's descriptor, to
+    /// cancel what is pending on it and close it through the loop).
+    // Not used yet: the descriptor watchers' `Drop` moves onto it next.
+    #[allow(dead_code)]
+    Adopt(Rc<dyn Adopt<B>>),
+}
+
+/// Something a dropped watcher hands to its loop (see [`Orphan::Adopt`]).
+pub(crate) trait Adopt<B: Backend> {
+    /// Called once, from the loop's next tick.
+    fn adopt(self: Rc<Self>, lp: &mut Loop<B>);
+}
+
+/// The loop's inbox for dropped watchers. A watcher's `Drop` has no loop to
+/// call, so it pushes what must be released here (watchers keep an `Rc` of
+/// it, taken when they first use a loop); the loop handles it at its next
+/// tick, so that in-flight operations end with `Canceled` and descriptors
+/// are closed through the loop, never behind its back. Pushing allocates
+/// only while the inbox grows past its largest size so far.
+pub(crate) struct Orphans<B: Backend> {
+    /// False once the loop is dropped: then watchers release directly.
+    alive: Cell<bool>,
+    /// Whether `list` may be non-empty (one load to check, per callback).
+    pending: Cell<bool>,
+    list: RefCell<Vec<Orphan<B>>>,
+}
+
+impl<B: Backend> Orphans<B> {
+    fn new() -> Orphans<B> {
+        Orphans {
+            alive: Cell::new(true),
+            pending: Cell::new(false),
+            list: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Hands `o` to the loop; gives it back when the loop is gone.
+    pub(crate) fn push(&self, o: Orphan<B>) -> Result<(), Orphan<B>> {
+        if !self.alive.get() {
+            return Err(o);
+        }
+        match self.list.try_borrow_mut() {
+            Ok(mut l) => {
+                l.push(o);
+                self.pending.set(true);
+                Ok(())
+            }
+            // Only while the loop is taking an orphan out: never.
+            Err(_) => Err(o),
+        }
+    }
+
+    fn pop(&self) -> Option<Orphan<B>> {
+        if !self.pending.get() {
+            return None;
+        }
+        let mut l = self.list.borrow_mut();
+        let o = l.pop();
+        if l.is_empty() {
+            self.pending.set(false);
+        }
+        o
+    }
+}
+
 /// At most this many ticks in a row skip the backend's poll while callbacks
 /// are ready (tokio's scheduler polls its driver every 61 ticks likewise).
 const MAX_SKIPPED_POLLS: u32 = 32;
@@ -184,6 +256,8 @@ pub(crate) struct Inner<B: Backend> {
     stopped: bool,
     /// Consecutive ticks that skipped the backend's poll (see `tick`).
     skipped_polls: u32,
+    /// What dropped watchers left for the loop.
+    orphans: Rc<Orphans<B>>,
     pool: Option<ThreadPool>,
     pool_batch: Batch,
     pool_in_flight: usize,
@@ -362,6 +436,7 @@ impl<B: Backend> OwnedLoop<B> {
                 active: 0,
                 stopped: false,
                 skipped_polls: 0,
+                orphans: Rc::new(Orphans::new()),
                 pool: opts.thread_pool,
                 pool_batch: Batch::new(),
                 pool_in_flight: 0,
@@ -528,6 +603,7 @@ impl<B: Backend> Loop<B> {
     /// The body of [`Loop::run`].
     fn run_mode(&mut self, mode: RunMode) -> io::Result<()> {
         self.s.stopped = false;
+        self.adopt_orphans();
         match mode {
             RunMode::NoWait => {
                 self.tick(false)?;
@@ -688,6 +764,48 @@ impl<B: Backend> Loop<B> {
         Ok(())
     }
 
+    /// Frees the completion `id` whatever its state: a parked one at once;
+    /// one in flight is canceled (if it still can be) and freed once its
+    /// callback has run, whatever the callback returns; from inside its
+    /// own callback, when the callback returns. What a watcher's `Drop`
+    /// asks for (through [`Orphans`]).
+    pub(crate) fn detach(&mut self, id: Id) -> Result<(), IdError> {
+        let core = self.lookup(id).ok_or(IdError::Stale)?;
+        // SAFETY: the core is live; `cancel_target` keeps the queue
+        // invariants, and the flag is read by dispatch after the callback.
+        unsafe {
+            match (*core).state {
+                State::Dead => self.release(core),
+                State::Free => return Err(IdError::Stale),
+                State::Running | State::Done | State::CancelWait => (*core).flags |= FLAG_FREE,
+                State::Queued | State::Timer | State::Async | State::Backend | State::Pool => {
+                    self.cancel_target(core);
+                    (*core).flags |= FLAG_FREE;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The queue through which watchers dropped without the loop at hand
+    /// hand their completions and descriptors back to it.
+    pub(crate) fn orphans(&self) -> Rc<Orphans<B>> {
+        Rc::clone(&self.s.orphans)
+    }
+
+    /// Handles what dropped watchers left in [`Orphans`] (when a run
+    /// starts, once per tick, and after each callback, so that a watcher
+    /// dropped by a callback is released as `free` would release it).
+    fn adopt_orphans(&mut self) {
+        while let Some(o) = self.s.orphans.pop() {
+            match o {
+                // Stale already: nothing left to free.
+                Orphan::Free(id) => drop(self.detach(id)),
+                Orphan::Adopt(a) => a.adopt(self),
+            }
+        }
+    }
+
     /// The live completion `id` names, if any.
     fn lookup(&self, id: Id) -> Option<*mut Core> {
         if id.tag != self.s.tag {
@@ -741,6 +859,7 @@ impl<B: Backend> Loop<B> {
 
     /// One pass: returns how many callbacks ran.
     fn tick(&mut self, wait: bool) -> io::Result<usize> {
+        self.adopt_orphans();
         self.start_submissions();
         self.update_now();
         self.expire_timers();
@@ -1051,6 +1170,7 @@ impl<B: Backend> Loop<B> {
                 let outer = std::mem::replace(&mut self.s.current, core);
                 let action = call(core, (self as *mut Self).cast(), res);
                 self.s.current = outer;
+                self.adopt_orphans();
                 let flags = std::mem::take(&mut (*core).flags);
                 if flags & FLAG_FREE != 0 {
                     self.release(core);
@@ -1161,6 +1281,14 @@ impl<B: Backend> Drop for Inner<B> {
             if let Err(payload) = dropped {
                 panicked.get_or_insert(payload);
             }
+        }
+        // 4. Watchers dropped from now on release directly; what they left
+        //    here is released now (descriptors close as their last owner
+        //    goes: nothing of this loop uses them anymore).
+        self.orphans.alive.set(false);
+        let orphans = std::mem::take(&mut *self.orphans.list.borrow_mut());
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| drop(orphans))) {
+            panicked.get_or_insert(payload);
         }
         if let Some(payload) = panicked {
             panic::resume_unwind(payload);

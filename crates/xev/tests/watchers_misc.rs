@@ -593,6 +593,104 @@ fn timer_cancel<B: Backend>() {
     t.free(&mut lp).unwrap();
 }
 
+/// A few non-blocking passes (to let a late or duplicate callback show up).
+fn settle<B: Backend>(lp: &mut Loop<B>) {
+    for _ in 0..3 {
+        lp.run(RunMode::NoWait).unwrap();
+    }
+}
+
+/// Counts its drops (to see a callback's captures released).
+struct Dropped(Rc<Cell<u32>>);
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+/// A pending timer that is dropped: its callback runs once with
+/// `Canceled`, then its completion (and the callback's captures) is
+/// released; nothing stays in the loop.
+fn timer_dropped_while_pending_is_canceled_and_freed<B: Backend>() {
+    let mut lp = new_loop::<B>();
+    let drops = Rc::new(Cell::new(0));
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let (g, s) = (Dropped(drops.clone()), seen.clone());
+    let t = Timer::new(&mut lp, move |_, res| {
+        let _keep = &g;
+        s.borrow_mut()
+            .push(res.map_err(|e| matches!(e, TimerError::Canceled)));
+        Action::Rearm
+    });
+    t.run(&mut lp, 3_600_000).unwrap();
+    lp.run(RunMode::NoWait).unwrap();
+    assert_eq!(lp.active(), 1);
+    drop(t);
+    run_until(&mut lp, "the dropped timer's Canceled", || {
+        !seen.borrow().is_empty()
+    });
+    settle(&mut lp);
+    assert_eq!(*seen.borrow(), vec![Err(true)], "one Canceled, no rearm");
+    assert_eq!(drops.get(), 1, "the completion was freed");
+    assert_eq!(lp.active(), 0);
+}
+
+/// An idle timer that is dropped is freed at the next run, and a timer
+/// dropped from inside its own callback is freed when the callback returns.
+fn timer_dropped_idle_or_in_its_callback_is_freed<B: Backend>() {
+    let mut lp = new_loop::<B>();
+    let drops = Rc::new(Cell::new(0));
+    let g = Dropped(drops.clone());
+    let idle = Timer::new(&mut lp, move |_, _| {
+        let _keep = &g;
+        Action::Disarm
+    });
+    drop(idle);
+    lp.run(RunMode::NoWait).unwrap();
+    assert_eq!(drops.get(), 1, "the idle timer was freed");
+    let slot: Rc<RefCell<Option<Timer<B>>>> = Rc::default();
+    let (sl, g, fired) = (slot.clone(), Dropped(drops.clone()), Rc::new(Cell::new(0)));
+    let f = fired.clone();
+    let t = Timer::new(&mut lp, move |_, res| {
+        let _keep = &g;
+        res.unwrap();
+        f.set(f.get() + 1);
+        drop(sl.borrow_mut().take()); // drops itself
+        Action::Rearm
+    });
+    t.run(&mut lp, 1).unwrap();
+    *slot.borrow_mut() = Some(t);
+    run_until(&mut lp, "the timer", || fired.get() == 1);
+    settle(&mut lp);
+    assert_eq!(fired.get(), 1, "not rearmed after being dropped");
+    assert_eq!(drops.get(), 2, "freed");
+    assert_eq!(lp.active(), 0);
+}
+
+/// `free` of a pending timer cancels it (one `Canceled`) and frees it.
+fn timer_free_while_pending_cancels_then_frees<B: Backend>() {
+    let mut lp = new_loop::<B>();
+    let drops = Rc::new(Cell::new(0));
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let (g, s) = (Dropped(drops.clone()), seen.clone());
+    let t = Timer::new(&mut lp, move |_, res| {
+        let _keep = &g;
+        s.borrow_mut()
+            .push(res.map_err(|e| matches!(e, TimerError::Canceled)));
+        Action::Rearm
+    });
+    t.run(&mut lp, 3_600_000).unwrap();
+    let id = t.id();
+    t.free(&mut lp).unwrap();
+    run_until(&mut lp, "the freed timer's Canceled", || {
+        !seen.borrow().is_empty()
+    });
+    settle(&mut lp);
+    assert_eq!(*seen.borrow(), vec![Err(true)]);
+    assert_eq!(drops.get(), 1);
+    assert_eq!(lp.restart(id), Err(IdError::Stale));
+}
+
 fn timer_repeat_by_rearm<B: Backend>() {
     let mut lp = new_loop::<B>();
     let ticks = Rc::new(RefCell::new(Vec::new()));
@@ -1216,6 +1314,9 @@ per_backend!(
     timer_reset_starts_dead,
     timer_reset_in_own_callback,
     timer_cancel,
+    timer_dropped_while_pending_is_canceled_and_freed,
+    timer_dropped_idle_or_in_its_callback_is_freed,
+    timer_free_while_pending_cancels_then_frees,
     timer_repeat_by_rearm,
     timer_many_resets,
     async_notify_before_wait,

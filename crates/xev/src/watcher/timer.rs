@@ -1,15 +1,18 @@
 //! The timer watcher: fire a callback after a number of milliseconds, reset
 //! it (move an active timer, start an idle one), cancel it, or repeat it by
-//! returning `Rearm`.
+//! returning `Rearm`. Dropping a timer releases it: a pending one is
+//! canceled (its callback runs once with `Canceled`) and its completion is
+//! freed, all at the loop's next tick.
 
 use std::cell::Cell;
+use std::fmt;
 use std::marker::PhantomData;
 use std::rc::Rc;
 
 use crate::backend::Backend;
 use crate::completion::Action;
 use crate::error::{CancelError, IdError, TimerError};
-use crate::event_loop::Loop;
+use crate::event_loop::{Loop, Orphan, Orphans};
 use crate::op::{Id, Op, OpResult};
 
 /// A timer bound to one loop. Its completion is allocated once, in
@@ -29,11 +32,25 @@ use crate::op::{Id, Op, OpResult};
 /// assert!(!t.is_active(&lp));
 /// t.free(&mut lp).unwrap();
 /// ```
-#[derive(Debug)]
+///
+/// Dropping a `Timer` (instead of calling [`Timer::free`]) releases it the
+/// same way at the loop's next tick: nothing leaks.
+#[must_use = "a timer does nothing until `run`, and dropping it releases it"]
 pub struct Timer<B: Backend> {
     id: Id,
     interval: Rc<Cell<u64>>,
+    /// The loop's inbox, for `Drop`.
+    orphans: Rc<Orphans<B>>,
     _backend: PhantomData<fn() -> B>,
+}
+
+impl<B: Backend> fmt::Debug for Timer<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Timer")
+            .field("id", &self.id)
+            .field("interval", &self.interval.get())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<B: Backend> Timer<B> {
@@ -66,6 +83,7 @@ impl<B: Backend> Timer<B> {
         Timer {
             id,
             interval,
+            orphans: lp.orphans(),
             _backend: PhantomData,
         }
     }
@@ -103,9 +121,22 @@ impl<B: Backend> Timer<B> {
         self.id
     }
 
-    /// Releases the timer's completion. An active timer must be canceled
-    /// (and its callback run) first: `Busy` otherwise.
+    /// Releases the timer's completion now. A pending timer is canceled
+    /// first: its callback still runs once, with `Err(TimerError::Canceled)`
+    /// (or with `Ok(())` if it had already fired), and the completion is
+    /// freed after it; from inside its own callback, the completion is
+    /// freed when the callback returns. `Stale` when the loop already freed
+    /// it.
     pub fn free(self, lp: &mut Loop<B>) -> Result<(), IdError> {
-        lp.free(self.id)
+        // `Drop` then hands the loop an id that is already stale (or
+        // freed when the callback returns): it is ignored.
+        lp.detach(self.id)
+    }
+}
+
+impl<B: Backend> Drop for Timer<B> {
+    fn drop(&mut self) {
+        // When the loop is gone, so is the completion.
+        let _ = self.orphans.push(Orphan::Free(self.id));
     }
 }
