@@ -1,12 +1,14 @@
-//! The io_uring backend (Linux 5.11 and later): the kernel performs every
+//! The io_uring backend (Linux 6.0 and later): the kernel performs every
 //! operation and posts its result to the completion queue.
 //!
 //! Each started operation becomes one submission-queue entry whose user data
 //! is the completion's address; entries are submitted in batches, together
 //! with the wait, in one `io_uring_enter` per tick. Timers stay in the loop's
 //! timing wheel and only bound the wait (an `EXT_ARG` timeout), so a million
-//! timers cost no kernel objects. Cancellation is an `ASYNC_CANCEL` entry
-//! naming the target's user data. The loop's wakeup eventfd (thread-pool
+//! timers cost no kernel objects. Cancellation is a synchronous cancel
+//! (`IORING_REGISTER_SYNC_CANCEL`, Linux 6.0) naming the target's user
+//! data, so its answer is known at once as on the readiness backends; the
+//! target's `-ECANCELED` follows through the completion queue. The loop's wakeup eventfd (thread-pool
 //! hand-back, notifies of a parked loop) is watched by one multishot poll.
 
 use std::io;
@@ -108,7 +110,8 @@ impl IoUring {
     /// the descriptor (they hold the file open and would otherwise go on
     /// consuming data, as the readiness backends do not), then close it.
     /// The cancel is hard-linked so that the close runs whatever it finds
-    /// (kernels before 5.19 reject cancel-by-descriptor with `EINVAL`).
+    /// (none pending is `ENOENT`), and the canceled operations' results
+    /// come before the close's.
     fn push_close(&mut self, fd: RawFd, ud: u64) -> io::Result<()> {
         self.reserve(2)?;
         let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd)).all())
