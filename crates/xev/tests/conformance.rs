@@ -4043,6 +4043,53 @@ fn blocking_listener_accept_waits_for_a_client<B: Backend>() {
     );
 }
 
+/// A read on a blocking terminal (a pty's side) waits for a line; a write
+/// to it goes through.
+fn blocking_tty_read_waits_for_a_line<B: Backend>() {
+    let mut lp = new_loop::<B>();
+    let (mut m, mut t) = (-1, -1);
+    // SAFETY: `m` and `t` are live ints for the two new descriptors; the
+    // name, termios and window size may be null.
+    let r = unsafe {
+        libc::openpty(
+            &mut m,
+            &mut t,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors are new and owned by nothing else.
+    let (master, tty) = unsafe { (OwnedFd::from_raw_fd(m), OwnedFd::from_raw_fd(t)) };
+    assert!(!is_nonblocking(tty.as_raw_fd()));
+    let mfd = master.as_raw_fd();
+    let (res, op) = op_waits_past_a_timer(
+        &mut lp,
+        Op::Read {
+            fd: tty.as_raw_fd(),
+            buf: vec![0; 64],
+        },
+        "a read on a blocking tty",
+        move || assert_eq!(raw_write(mfd, b"line\n"), 5),
+    );
+    let n = expect!(res, OpResult::Read(Ok(n)) => n);
+    assert_eq!(&op.buf().unwrap()[..n], b"line\n");
+    let (res, _) = run_op(
+        &mut lp,
+        Op::Write {
+            fd: tty.as_raw_fd(),
+            buf: b"out".to_vec(),
+        },
+        "a write to a blocking tty",
+    );
+    assert_eq!(expect!(res, OpResult::Write(Ok(n)) => n), 3);
+    assert!(
+        !is_nonblocking(tty.as_raw_fd()),
+        "the loop changed the tty's mode"
+    );
+}
+
 /// Read, recv and recvmsg on blocking sockets wait for data.
 fn blocking_socket_reads_wait_for_data<B: Backend>() {
     let mut lp = new_loop::<B>();
@@ -4209,10 +4256,10 @@ fn blocking_socket_connect_waits<B: Backend>() {
 /// 2 GiB: more than a 32-bit signed length, and than Linux's `MAX_RW_COUNT`.
 const HUGE: usize = 1 << 31;
 
-/// Send, write and sendmsg of a 2 GiB buffer give a short count (sendmsg
-/// of a datagram that large: `EMSGSIZE`), on every backend.
+/// Send, write, pwrite and sendmsg of a 2 GiB buffer give a short count
+/// (sendmsg of a datagram that large: `EMSGSIZE`), on every backend.
 fn huge_buffer_writes_give_short_counts<B: Backend>() {
-    let mut lp = new_loop::<B>();
+    let mut lp = new_loop_with_pool::<B>();
     // Allocated once, zeroed lazily: the kernel reads only what it sends.
     let mut buf = vec![0u8; HUGE];
     let (c, _s) = tcp_pair();
@@ -4255,6 +4302,24 @@ fn huge_buffer_writes_give_short_counts<B: Backend>() {
         assert!(n > 0 && n < HUGE, "sendmsg of 2 GiB: {n}");
         buf = op.take_buf().unwrap();
     }
+
+    // pwrite to /dev/null takes everything it is given without reading it:
+    // exactly the clamped length.
+    let null = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .unwrap();
+    let (res, mut op) = run_op(
+        &mut lp,
+        Op::Pwrite {
+            fd: null.as_raw_fd(),
+            buf,
+            offset: 0,
+        },
+        "a 2 GiB pwrite to /dev/null",
+    );
+    assert_eq!(expect!(res, OpResult::Write(Ok(n)) => n), 0x7fff_f000);
+    buf = op.take_buf().unwrap();
 
     let (u, _) = udp_socket();
     let (_, to) = udp_socket();
@@ -4444,6 +4509,7 @@ macro_rules! backend_tests {
             blocking_pipe_read_waits_for_data,
             blocking_pipe_write_waits_for_room,
             blocking_listener_accept_waits_for_a_client,
+            blocking_tty_read_waits_for_a_line,
             blocking_socket_reads_wait_for_data,
             blocking_socket_writes_wait_for_room,
             blocking_socket_connect_waits,
