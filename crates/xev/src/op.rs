@@ -5,6 +5,9 @@
 //! never free or move that memory early: the loop holds the completion, and
 //! the callback gets the op (with its buffer) back together with a typed
 //! [`OpResult`].
+//!
+//! How operations treat blocking descriptors and huge buffers, the same on
+//! every backend, is documented on [`Op`].
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -190,7 +193,7 @@ impl Msg {
     /// the message reached its final address.
     pub(crate) fn prepare(&mut self, receiving: bool) -> *mut libc::msghdr {
         self.iov.iov_base = self.buf.as_mut_ptr().cast();
-        self.iov.iov_len = self.buf.len();
+        self.iov.iov_len = crate::sys::io_len(self.buf.len());
         self.hdr.msg_iov = &mut self.iov;
         self.hdr.msg_iovlen = 1;
         self.hdr.msg_name = self.addr.as_ptr() as *mut libc::c_void;
@@ -227,6 +230,48 @@ impl fmt::Debug for Msg {
 /// An operation. Constructed by the caller, owned by the loop while in flight,
 /// handed back (mutably) to the callback, which may inspect it, take its
 /// buffer, or change it before returning [`crate::Action::Rearm`].
+///
+/// # Blocking descriptors
+///
+/// Every operation that takes a descriptor (accept, connect, read, write,
+/// recv, send, recvmsg, sendmsg, poll, shutdown) works on a blocking
+/// descriptor (one without `O_NONBLOCK`) as on a non-blocking one: it waits
+/// for the descriptor without blocking the loop, and the loop never
+/// changes the descriptor's mode for longer than one syscall. io_uring does
+/// this in the kernel. The readiness backends (epoll, kqueue) make sure
+/// that no syscall of theirs but the wait itself can block:
+///
+/// - recv, send, recvmsg and sendmsg pass `MSG_DONTWAIT` on every call;
+///   poll checks readiness with a zero timeout; shutdown never waits.
+/// - read, write and accept check the descriptor's mode when they start
+///   (one `fcntl(F_GETFL)`, and an `fstat` if it is blocking). On a
+///   blocking socket a read or write is made as `recv`/`send` with
+///   `MSG_DONTWAIT` (same result); on any other blocking descriptor (a
+///   pipe, a tty) and for an accept on a blocking socket, the syscall is
+///   made only after a zero-timeout `poll` finds the descriptor ready, and
+///   a write asks for at most `PIPE_BUF` bytes (what a pipe that polls
+///   writable takes without waiting), so it may return a short count where
+///   io_uring would have written more. Regular files and block devices are
+///   read and written directly, as always.
+/// - connect switches a blocking stream socket to non-blocking for the
+///   `connect(2)` call only, and back at once.
+///
+/// Two limits remain on the readiness backends, both for blocking
+/// descriptors shared with someone else: if another thread or process
+/// takes the data (or the connection, or the room) between the readiness
+/// check and the syscall, the loop blocks in that syscall until there is
+/// more; and a
+/// character device that polls writable but takes fewer bytes than the
+/// write asks for (`PIPE_BUF` at most) makes the write wait for room.
+/// Non-blocking descriptors have neither limit; make descriptors that
+/// others also use non-blocking.
+///
+/// # Buffer lengths
+///
+/// A read or write family operation (read, write, pread, pwrite, recv,
+/// send, recvmsg, sendmsg) asks the kernel for at most 0x7fff_f000 bytes
+/// (Linux's `MAX_RW_COUNT`), whatever its buffer's length: a larger buffer
+/// gets a short count on every backend, never `EINVAL`.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Op {
@@ -238,7 +283,7 @@ pub enum Op {
         /// The listening socket.
         fd: RawFd,
     },
-    /// Connect a (non-blocking) socket.
+    /// Connect a socket (blocking or not: see [`Op`](Op#blocking-descriptors)).
     Connect {
         /// The socket.
         fd: RawFd,

@@ -136,6 +136,69 @@ pub(crate) const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
 #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
 pub(crate) const SEND_FLAGS: libc::c_int = 0;
 
+/// The most bytes one read or write asks the kernel for: Linux's
+/// `MAX_RW_COUNT` (`INT_MAX` rounded down to a 4 KiB page), which Linux
+/// applies to every read and write anyway. A larger buffer gets a short
+/// count on every backend, instead of `EINVAL` from io_uring's 32-bit
+/// lengths or from systems that reject counts above `INT_MAX` (macOS).
+pub(crate) const MAX_IO_LEN: usize = 0x7fff_f000;
+
+/// `len` limited to [`MAX_IO_LEN`].
+pub(crate) fn io_len(len: usize) -> usize {
+    len.min(MAX_IO_LEN)
+}
+
+/// How a readiness backend performs a read, write or accept on a
+/// descriptor, so that the syscall never blocks (see [`fd_mode`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FdMode {
+    /// Non-blocking, or a kind of file that never waits for readiness (a
+    /// regular file, a block device, a directory), or a read or write the
+    /// descriptor's access mode refuses at once: the plain syscall.
+    Direct,
+    /// A blocking socket: a read or write goes through `recv`/`send` with
+    /// `MSG_DONTWAIT`; an accept waits until the socket polls readable.
+    Socket,
+    /// Any other blocking descriptor (a pipe, a tty, ...): the syscall only
+    /// once the descriptor polls ready, and a write of at most `PIPE_BUF`
+    /// bytes (what a pipe that polls writable takes without waiting).
+    Gated,
+}
+
+/// Classifies `fd` for a read (`write == false`) or a write (see
+/// [`FdMode`]): one `fcntl(F_GETFL)`, and an `fstat` only when the
+/// descriptor is blocking.
+pub(crate) fn fd_mode(fd: RawFd, write: bool) -> FdMode {
+    // SAFETY: fcntl on a descriptor number takes no pointers.
+    let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // A bad descriptor fails the syscall itself at once.
+    if fl < 0 || fl & libc::O_NONBLOCK != 0 {
+        return FdMode::Direct;
+    }
+    // So does a read of a write-only descriptor (and the reverse), which a
+    // readiness check would never find ready.
+    let refused = if write {
+        libc::O_RDONLY
+    } else {
+        libc::O_WRONLY
+    };
+    if fl & libc::O_ACCMODE == refused {
+        return FdMode::Direct;
+    }
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `st` is live, writable memory for one `stat`.
+    if unsafe { libc::fstat(fd, st.as_mut_ptr()) } < 0 {
+        return FdMode::Gated;
+    }
+    // SAFETY: fstat succeeded, so it initialised `st`.
+    let st = unsafe { st.assume_init() };
+    match st.st_mode & libc::S_IFMT {
+        libc::S_IFSOCK => FdMode::Socket,
+        libc::S_IFREG | libc::S_IFBLK | libc::S_IFDIR => FdMode::Direct,
+        _ => FdMode::Gated,
+    }
+}
+
 /// `accept` returning a non-blocking, close-on-exec socket.
 fn accept_nonblocking(fd: RawFd) -> isize {
     #[cfg(any(target_os = "linux", target_os = "freebsd"))]
@@ -177,28 +240,65 @@ pub(crate) fn wait_readable(fd: RawFd) {
     unsafe { libc::poll(&mut pfd, 1, -1) };
 }
 
+/// A buffer to read into: its address and its length, limited to
+/// [`MAX_IO_LEN`].
 fn buf_ptr(buf: &mut [u8]) -> (*mut libc::c_void, usize) {
-    (buf.as_mut_ptr().cast(), buf.len())
+    (buf.as_mut_ptr().cast(), io_len(buf.len()))
 }
 
 /// One attempt at the syscall of `core`'s operation. Returns the raw result
 /// (`-EAGAIN` when a non-blocking descriptor is not ready). Connect, poll,
 /// timer, noop and cancel are handled by their callers.
 ///
+/// `recv`, `send`, `recvmsg` and `sendmsg` pass `MSG_DONTWAIT`, so they
+/// never block, whatever the socket's mode; read, write and accept are the
+/// plain syscalls (see [`perform_as`] for blocking descriptors). Lengths are
+/// limited to [`MAX_IO_LEN`].
+///
 /// # Safety
 /// `core` is live and not accessed elsewhere during the call.
 pub(crate) unsafe fn perform(core: *mut Core) -> i32 {
+    // SAFETY: forwarded from the caller.
+    unsafe { perform_as(core, FdMode::Direct) }
+}
+
+/// [`perform`] for a read or write on a descriptor of the given mode (see
+/// [`fd_mode`]): on a blocking socket a read or write is a `recv` or `send`
+/// with `MSG_DONTWAIT` (and no other flag, as `read` and `write` have
+/// none); after a `Gated` descriptor polled writable a write asks for at
+/// most `PIPE_BUF` bytes. Waiting for readiness is the caller's part.
+///
+/// # Safety
+/// As for [`perform`].
+pub(crate) unsafe fn perform_as(core: *mut Core, mode: FdMode) -> i32 {
     // SAFETY: the caller gives us exclusive access to a live core; every
     // pointer passed to the kernel below points into its op's buffers, which
-    // live for the duration of the (synchronous) call.
+    // live for the duration of the (synchronous) call, and every length is
+    // at most the buffer's.
     unsafe {
         let r: isize = match &mut (*core).op {
             Op::Accept { fd } => accept_nonblocking(*fd),
             Op::Read { fd, buf } => {
                 let (p, n) = buf_ptr(buf);
-                libc::read(*fd, p, n)
+                // A read of nothing returns at once and, unlike a recv of
+                // nothing, never consumes a datagram.
+                if mode == FdMode::Socket && n > 0 {
+                    libc::recv(*fd, p, n, libc::MSG_DONTWAIT)
+                } else {
+                    libc::read(*fd, p, n)
+                }
             }
-            Op::Write { fd, buf } => libc::write(*fd, buf.as_ptr().cast(), buf.len()),
+            Op::Write { fd, buf } => {
+                let n = match mode {
+                    FdMode::Gated => buf.len().min(libc::PIPE_BUF),
+                    _ => io_len(buf.len()),
+                };
+                if mode == FdMode::Socket {
+                    libc::send(*fd, buf.as_ptr().cast(), n, libc::MSG_DONTWAIT)
+                } else {
+                    libc::write(*fd, buf.as_ptr().cast(), n)
+                }
+            }
             Op::Pread { fd, buf, offset } => {
                 let (p, n) = buf_ptr(buf);
                 match libc::off_t::try_from(*offset) {
@@ -207,21 +307,26 @@ pub(crate) unsafe fn perform(core: *mut Core) -> i32 {
                 }
             }
             Op::Pwrite { fd, buf, offset } => match libc::off_t::try_from(*offset) {
-                Ok(off) => libc::pwrite(*fd, buf.as_ptr().cast(), buf.len(), off),
+                Ok(off) => libc::pwrite(*fd, buf.as_ptr().cast(), io_len(buf.len()), off),
                 Err(_) => return -libc::EINVAL,
             },
             Op::Recv { fd, buf } => {
                 let (p, n) = buf_ptr(buf);
-                libc::recv(*fd, p, n, 0)
+                libc::recv(*fd, p, n, libc::MSG_DONTWAIT)
             }
-            Op::Send { fd, buf } => libc::send(*fd, buf.as_ptr().cast(), buf.len(), SEND_FLAGS),
+            Op::Send { fd, buf } => libc::send(
+                *fd,
+                buf.as_ptr().cast(),
+                io_len(buf.len()),
+                SEND_FLAGS | libc::MSG_DONTWAIT,
+            ),
             Op::Recvmsg(m) => {
                 let hdr = m.prepare(true);
-                libc::recvmsg(m.fd, hdr, 0)
+                libc::recvmsg(m.fd, hdr, libc::MSG_DONTWAIT)
             }
             Op::Sendmsg(m) => {
                 let hdr = m.prepare(false);
-                libc::sendmsg(m.fd, hdr, SEND_FLAGS)
+                libc::sendmsg(m.fd, hdr, SEND_FLAGS | libc::MSG_DONTWAIT)
             }
             Op::Shutdown { fd, how } => libc::shutdown(
                 *fd,
@@ -245,14 +350,55 @@ pub(crate) unsafe fn perform(core: *mut Core) -> i32 {
 }
 
 /// Starts a non-blocking connect. Returns 0, `-EINPROGRESS` or an error.
+///
+/// There is no per-call flag for a non-blocking connect: a blocking
+/// connection-oriented socket is made non-blocking for the `connect(2)`
+/// call only, and its flags are put back at once (the connection goes on in
+/// the kernel; its outcome is read with [`socket_error`] once the socket
+/// polls writable). Another thread starting a call on the same socket
+/// during that switch would see it non-blocking; a socket that is being
+/// connected has nothing to send or receive yet. Datagram sockets, whose
+/// connect never waits, and descriptors that are not sockets are never
+/// switched.
 pub(crate) fn connect_start(fd: RawFd, addr: &socket2::SockAddr) -> i32 {
+    // SAFETY: fcntl on a descriptor number takes no pointers.
+    let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    let switch = fl >= 0
+        && fl & libc::O_NONBLOCK == 0
+        && matches!(
+            socket_type(fd),
+            Some(libc::SOCK_STREAM) | Some(libc::SOCK_SEQPACKET)
+        );
+    // SAFETY: as above.
+    if switch && unsafe { libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) } < 0 {
+        return neg_errno();
+    }
     // SAFETY: `addr` points at a valid socket address of `addr.len()` bytes.
     let r = unsafe { libc::connect(fd, addr.as_ptr().cast(), addr.len()) };
-    if r < 0 {
-        neg_errno()
-    } else {
-        0
+    let res = if r < 0 { neg_errno() } else { 0 };
+    if switch {
+        // SAFETY: as above. Nothing better to do if it fails (it cannot on
+        // a descriptor that the first F_SETFL accepted).
+        unsafe { libc::fcntl(fd, libc::F_SETFL, fl) };
     }
+    res
+}
+
+/// A socket's type (`SO_TYPE`), or `None` when `fd` is not a socket.
+fn socket_type(fd: RawFd) -> Option<libc::c_int> {
+    let mut ty: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `ty` and `len` are live locals of the sizes given.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&mut ty as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (r == 0).then_some(ty)
 }
 
 /// The pending error of a socket (`SO_ERROR`), as a raw result.

@@ -22,6 +22,7 @@ use crate::backend::{Backend, CancelStart, Start};
 use crate::completion::Core;
 use crate::event_loop::Options;
 use crate::op::Op;
+use crate::sys;
 
 // User data is the completion's address. The special values below are
 // never the address of a (pointer-aligned) completion.
@@ -218,8 +219,11 @@ const fn libc_getevents() -> u32 {
     1
 }
 
+/// A buffer length for an entry: at most [`sys::MAX_IO_LEN`], so a larger
+/// buffer gets a short count (as on the other backends), not `EINVAL`.
 fn len32(len: usize) -> u32 {
-    u32::try_from(len).unwrap_or(u32::MAX)
+    // MAX_IO_LEN < 2^31, so the conversion never saturates.
+    u32::try_from(sys::io_len(len)).unwrap_or(u32::MAX)
 }
 
 impl Backend for IoUring {

@@ -9,6 +9,13 @@
 //!   only an `EAGAIN` makes it wait. Together with edge-triggered
 //!   registration this is also what keeps edges from being lost: any data
 //!   that arrived while nobody waited is found by the next attempt.
+//! - **Blocking descriptors never block the loop**: socket calls pass
+//!   `MSG_DONTWAIT`; a read, write or accept checks the descriptor's mode
+//!   when it starts, and on a blocking descriptor is made only once a
+//!   zero-timeout `poll` finds it ready (a read or write on a blocking
+//!   socket becomes `recv`/`send` with `MSG_DONTWAIT` instead); a connect
+//!   of a blocking socket switches it to non-blocking for the call. The
+//!   rule as users see it is on [`Op`](crate::Op#blocking-descriptors).
 //! - **Per-descriptor waiter lists**: any number of completions may wait on
 //!   one descriptor (a read and a write on one socket, say). On an event the
 //!   waiters whose direction is ready retry in order until one sees `EAGAIN`.
@@ -99,6 +106,41 @@ pub struct Readiness<P: Poller> {
 
 /// `scratch` value of a connect that is in progress.
 const CONNECTING: u64 = 1;
+/// `scratch` value of a read or write on a blocking socket (set by `start`,
+/// see [`sys::FdMode::Socket`]).
+const BLOCKING_SOCKET: u64 = 2;
+/// `scratch` value of a read or write on another blocking descriptor, or an
+/// accept on a blocking socket: its syscall is made only once the
+/// descriptor polls ready (see [`sys::FdMode::Gated`]). Every other
+/// operation leaves `scratch` at 0: its syscall never blocks.
+const GATED: u64 = 3;
+
+/// The `scratch` value of `op` on its descriptor as it is now: read,
+/// write and accept check the descriptor's mode (one `fcntl`, plus an
+/// `fstat` when it is blocking); every other operation's syscall never
+/// blocks (per-call `MSG_DONTWAIT`, `poll` with a zero timeout, `shutdown`;
+/// connect handles a blocking socket itself).
+fn blocking_mode(op: &Op) -> u64 {
+    let (fd, write) = match op {
+        Op::Read { fd, .. } => (*fd, false),
+        Op::Write { fd, .. } => (*fd, true),
+        Op::Accept { fd } => {
+            // Accept has no per-call non-blocking flag: on a blocking
+            // socket it waits for readiness. On anything else it fails at
+            // once (ENOTSOCK).
+            return match sys::fd_mode(*fd, false) {
+                sys::FdMode::Socket => GATED,
+                _ => 0,
+            };
+        }
+        _ => return 0,
+    };
+    match sys::fd_mode(fd, write) {
+        sys::FdMode::Direct => 0,
+        sys::FdMode::Socket => BLOCKING_SOCKET,
+        sys::FdMode::Gated => GATED,
+    }
+}
 
 /// The descriptor and direction an operation waits on.
 fn wait_target(op: &Op) -> Option<(RawFd, Interest)> {
@@ -233,7 +275,23 @@ impl<P: Poller> Readiness<P> {
                     }
                 }
                 _ => {
-                    let r = sys::perform(core);
+                    let mode = match (*core).scratch {
+                        BLOCKING_SOCKET => sys::FdMode::Socket,
+                        GATED => {
+                            // A blocking descriptor: the syscall only if it
+                            // is ready now (even after an event: another
+                            // waiter may have taken what the event was for).
+                            if let Some((fd, interest)) = wait_target(&(*core).op) {
+                                let ready = poll_now(fd, interest);
+                                if ready < 0 {
+                                    return ready;
+                                }
+                            }
+                            sys::FdMode::Gated
+                        }
+                        _ => sys::FdMode::Direct,
+                    };
+                    let r = sys::perform_as(core, mode);
                     // A pending socket error the poller reported (kqueue's
                     // EV_EOF fflags) wins over the end of file that a read
                     // then sees.
@@ -341,7 +399,7 @@ impl<P: Poller> Backend for Readiness<P> {
         let c = core.as_ptr();
         // SAFETY: the loop lends us exclusive access to a live core.
         unsafe {
-            (*c).scratch = 0;
+            (*c).scratch = blocking_mode(&(*c).op);
             match &(*c).op {
                 Op::Pread { .. } | Op::Pwrite { .. } => return Start::Pool,
                 Op::Close { fd } => {
