@@ -3747,6 +3747,162 @@ fn async_wake_consumed_by_a_dropped_loop_is_not_lost<B: Backend>() {
 }
 
 // ---------------------------------------------------------------------------
+// Closes and the events of other descriptors; order of a close and its victims
+// ---------------------------------------------------------------------------
+
+/// Pending operations on `fd` that the test keeps apart from others: a read
+/// and a readable poll.
+fn read_and_poll<B: Backend>(lp: &mut Loop<B>, fd: RawFd) -> (Pending, Pending) {
+    let rd = submit(
+        lp,
+        Op::Read {
+            fd,
+            buf: vec![0; 8],
+        },
+    );
+    let pl = submit(
+        lp,
+        Op::Poll {
+            fd,
+            interest: Interest::READABLE,
+        },
+    );
+    (rd, pl)
+}
+
+/// Closing one descriptor through the loop touches only that descriptor's
+/// registrations: a read pending on another pipe, whose data arrived while
+/// the loop was not polling (so its readiness event still waits in the
+/// backend when the close starts), completes all the same. kqueue under
+/// libkqueue lost it: the close's deregistration collected the pending
+/// event of the other pipe and dropped it.
+fn close_keeps_other_descriptors_events<B: Backend>() {
+    let mut lp = new_loop::<B>();
+    let (ra, _wa) = pipe();
+    let (rb, wb) = pipe();
+    let ra = ra.into_raw_fd();
+    let (rd_a, pl_a) = read_and_poll(&mut lp, ra);
+    let rd_b = submit(
+        &mut lp,
+        Op::Read {
+            fd: rb.as_raw_fd(),
+            buf: vec![0; 8],
+        },
+    );
+    lp.run(RunMode::NoWait).unwrap();
+    assert_eq!(rd_a.calls() + pl_a.calls() + rd_b.calls(), 0, "no data yet");
+    // B becomes readable while nobody polls; then A is closed.
+    assert_eq!(raw_write(wb.as_raw_fd(), b"for b"), 5);
+    let cl = submit(&mut lp, Op::Close { fd: ra });
+    run_until(&mut lp, "the read on B after A's close", || {
+        rd_b.done() && cl.done() && rd_a.done() && pl_a.done()
+    });
+    settle(&mut lp);
+    expect!(cl.take().0, OpResult::Close(Ok(())));
+    expect!(rd_a.take().0, OpResult::Read(Err(ReadError::Canceled)));
+    expect!(pl_a.take().0, OpResult::Poll(Err(PollError::Canceled)));
+    let (res, op) = rd_b.take();
+    let n = expect!(res, OpResult::Read(Ok(n)) => n);
+    assert_eq!(&op.buf().unwrap()[..n], b"for b");
+    assert_eq!(lp.active(), 0);
+}
+
+/// A pidfd for child `pid` (Linux), or -1 where process waits ignore it
+/// (kqueue watches the pid). `Err` where pidfds are forbidden.
+fn pidfd_for(pid: i32) -> Result<Option<OwnedFd>, std::io::Error> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: pidfd_open takes two integers and no pointers.
+        let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: a successful pidfd_open returns a new descriptor that
+        // nothing else owns.
+        Ok(Some(unsafe { OwnedFd::from_raw_fd(r as RawFd) }))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = pid;
+        Ok(None)
+    }
+}
+
+/// Blocks until child `pid` has exited, without reaping it.
+fn wait_exited_unreaped(pid: i32) {
+    loop {
+        // SAFETY: all-zero is a valid siginfo_t; waitid writes only into it.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is a live, writable siginfo_t.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if r == 0 {
+            return;
+        }
+        let e = std::io::Error::last_os_error();
+        assert_eq!(e.raw_os_error(), Some(libc::EINTR), "waitid: {e}");
+    }
+}
+
+/// Closing a pipe through the loop while a child's exit is being waited
+/// for, after the child exited but before the loop collected the exit:
+/// the exit is still delivered. kqueue under libkqueue lost it (its
+/// one-shot `EVFILT_PROC` event was collected and dropped by the close's
+/// deregistration).
+fn close_keeps_a_pending_process_exit<B: Backend>() {
+    let mut child = std::process::Command::new("sleep")
+        .arg("100")
+        .spawn()
+        .expect("spawning sleep");
+    let pid = child.id() as i32;
+    let pidfd = match pidfd_for(pid) {
+        Ok(fd) => fd,
+        Err(e) => {
+            eprintln!("pidfd_open unavailable here ({e}): skipping");
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return;
+        }
+    };
+    let mut lp = new_loop::<B>();
+    let (ra, _wa) = pipe();
+    let ra = ra.into_raw_fd();
+    let (rd_a, pl_a) = read_and_poll(&mut lp, ra);
+    let exit = submit(
+        &mut lp,
+        Op::ProcWait {
+            pid,
+            fd: pidfd.as_ref().map_or(-1, |fd| fd.as_raw_fd()),
+        },
+    );
+    lp.run(RunMode::NoWait).unwrap();
+    assert_eq!(rd_a.calls() + pl_a.calls() + exit.calls(), 0);
+    // The child exits while nobody polls; then the pipe is closed.
+    child.kill().unwrap();
+    wait_exited_unreaped(pid);
+    let cl = submit(&mut lp, Op::Close { fd: ra });
+    run_until(&mut lp, "the child's exit after the pipe's close", || {
+        exit.done() && cl.done() && rd_a.done() && pl_a.done()
+    });
+    settle(&mut lp);
+    expect!(exit.take().0, OpResult::ProcExit(Ok(())));
+    expect!(cl.take().0, OpResult::Close(Ok(())));
+    expect!(rd_a.take().0, OpResult::Read(Err(ReadError::Canceled)));
+    expect!(pl_a.take().0, OpResult::Poll(Err(PollError::Canceled)));
+    assert_eq!(lp.active(), 0);
+    // The wait did not reap the child: its status is still there.
+    use std::os::unix::process::ExitStatusExt;
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+}
+
+// ---------------------------------------------------------------------------
 // Instantiation
 // ---------------------------------------------------------------------------
 
@@ -3857,6 +4013,8 @@ macro_rules! backend_tests {
             fd_number_reused_after_loop_close,
             many_file_ops_concurrently,
             rearm_across_op_kinds,
+            close_keeps_other_descriptors_events,
+            close_keeps_a_pending_process_exit,
         );
     };
     (@tests $module:ident, $backend:ty, $probe:expr; $($name:ident),* $(,)?) => {
