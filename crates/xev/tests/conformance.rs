@@ -3902,6 +3902,64 @@ fn close_keeps_a_pending_process_exit<B: Backend>() {
     assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
 }
 
+/// A request that cancels others completes after them: the operations a
+/// close cancels (a read and a poll on its descriptor) get their
+/// `Canceled` callbacks before the close's own callback, on every backend
+/// (io_uring does it so; the readiness backends used to report the close
+/// first).
+fn close_completes_after_the_ops_it_cancels<B: Backend>() {
+    let mut lp = new_loop::<B>();
+    let log: Rc<RefCell<Vec<&'static str>>> = Rc::default();
+    let (r, _w) = pipe();
+    let rfd = r.into_raw_fd();
+    let ops = [
+        (
+            Op::Read {
+                fd: rfd,
+                buf: vec![0; 8],
+            },
+            "read",
+        ),
+        (
+            Op::Poll {
+                fd: rfd,
+                interest: Interest::READABLE,
+            },
+            "poll",
+        ),
+        (Op::Close { fd: rfd }, "close"),
+    ];
+    for (i, (op, name)) in ops.into_iter().enumerate() {
+        let l = log.clone();
+        lp.add(op, move |_, _, res| {
+            let ok = match name {
+                "read" => matches!(res, OpResult::Read(Err(ReadError::Canceled))),
+                "poll" => matches!(res, OpResult::Poll(Err(PollError::Canceled))),
+                _ => matches!(res, OpResult::Close(Ok(()))),
+            };
+            assert!(ok, "{name}: unexpected {res:?}");
+            l.borrow_mut().push(name);
+            Action::Disarm
+        });
+        if i == 1 {
+            // The read and the poll are waiting before the close starts.
+            lp.run(RunMode::NoWait).unwrap();
+            assert!(log.borrow().is_empty(), "no data yet: {:?}", log.borrow());
+        }
+    }
+    run_until(&mut lp, "the close and its victims", || {
+        log.borrow().len() == 3
+    });
+    settle(&mut lp);
+    let log = log.borrow();
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert_eq!(
+        log[2], "close",
+        "the close completed before the operations it canceled: {log:?}"
+    );
+    assert_eq!(lp.active(), 0);
+}
+
 // ---------------------------------------------------------------------------
 // Instantiation
 // ---------------------------------------------------------------------------
@@ -4015,6 +4073,7 @@ macro_rules! backend_tests {
             rearm_across_op_kinds,
             close_keeps_other_descriptors_events,
             close_keeps_a_pending_process_exit,
+            close_completes_after_the_ops_it_cancels,
         );
     };
     (@tests $module:ident, $backend:ty, $probe:expr; $($name:ident),* $(,)?) => {
