@@ -255,4 +255,11 @@ mod kqueue {
         assert_eq!(n, 10_100);
         assert_eq!(a, 0, "10,000 TCP round trips allocated {a} times");
     }
+
+    #[test]
+    fn adding_new_completions_allocates_nothing() {
+        let (n, a) = add_chain::<Kqueue>(1_000, 101_000).unwrap();
+        assert_eq!(n, 101_000);
+        assert_eq!(a, 0, "100,000 added completions allocated {a} times");
+    }
 }

@@ -193,3 +193,16 @@ fn tcp_echo_allocates_nothing_dynamic() {
     let a = tcp_echo::<Dynamic>(100, 10_100);
     assert_eq!(a, 0, "10,000 echoed messages allocated {a} times");
 }
+
+/// kqueue through libkqueue (`RUSTFLAGS="--cfg xev_libkqueue"`).
+#[cfg(xev_libkqueue)]
+mod kqueue {
+    use super::*;
+    use xev::backend::kqueue::Kqueue;
+
+    #[test]
+    fn tcp_echo_allocates_nothing() {
+        let a = tcp_echo::<Kqueue>(100, 10_100);
+        assert_eq!(a, 0, "10,000 echoed messages allocated {a} times");
+    }
+}

@@ -218,3 +218,20 @@ fn timer_resets_allocate_nothing_epoll() {
 fn timer_resets_allocate_nothing_dynamic() {
     check::<Dynamic>();
 }
+
+/// kqueue through libkqueue (`RUSTFLAGS="--cfg xev_libkqueue"`).
+#[cfg(xev_libkqueue)]
+mod kqueue {
+    use super::*;
+    use xev::backend::kqueue::Kqueue;
+
+    #[test]
+    fn udp_rearm_and_restart_allocate_nothing() {
+        check_udp::<Kqueue>();
+    }
+
+    #[test]
+    fn timer_resets_allocate_nothing() {
+        check::<Kqueue>();
+    }
+}

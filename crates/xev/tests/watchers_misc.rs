@@ -1292,8 +1292,8 @@ macro_rules! per_backend {
         // kqueue through libkqueue on Linux: RUSTFLAGS="--cfg xev_libkqueue".
         #[cfg(xev_libkqueue)]
         mod kqueue {
-            use super::*;
-            $( #[test] fn $name() { super::$name::<xev::backend::kqueue::Kqueue>() } )*
+            use xev::backend::kqueue::Kqueue;
+            $( #[test] fn $name() { super::$name::<Kqueue>() } )*
         }
     };
 }

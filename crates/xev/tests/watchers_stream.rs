@@ -56,7 +56,12 @@ fn new_loop<B: Backend>(pool: bool) -> OwnedLoop<B> {
     .expect("loop")
 }
 
-/// Runs the loop until `done()` holds; panics after 10 s.
+/// How long [`run_until`] waits before failing: 10 s, or a minute under
+/// Miri (which runs some of these tests on the real clock, ~100 times
+/// slower).
+const GUARD_MS: u64 = if cfg!(miri) { 60_000 } else { 10_000 };
+
+/// Runs the loop until `done()` holds; panics after [`GUARD_MS`].
 fn run_until<B: Backend>(lp: &mut Loop<B>, done: impl Fn() -> bool) {
     let fired = Rc::new(Cell::new(false));
     let f = fired.clone();
@@ -67,10 +72,10 @@ fn run_until<B: Backend>(lp: &mut Loop<B>, done: impl Fn() -> bool) {
         }
         Action::Disarm
     });
-    t.run(lp, 10_000).unwrap();
+    t.run(lp, GUARD_MS).unwrap();
     while !done() {
         lp.run(RunMode::Once).unwrap();
-        assert!(!fired.get(), "timed out after 10 s");
+        assert!(!fired.get(), "timed out after {GUARD_MS} ms");
     }
     let _ = t.cancel(lp);
     lp.run(RunMode::NoWait).unwrap();

@@ -40,7 +40,7 @@ pub type Kqueue = Readiness<KqueuePoller>;
 mod ffi {
     pub(super) use libc::{
         kevent, kqueue, EVFILT_PROC, EVFILT_READ, EVFILT_WRITE, EV_ADD, EV_CLEAR, EV_DELETE,
-        EV_EOF, EV_ERROR, EV_ONESHOT, NOTE_EXIT,
+        EV_EOF, EV_ERROR, EV_ONESHOT, EV_RECEIPT, NOTE_EXIT,
     };
     /// The `kevent` structure.
     pub(super) type Kevent = libc::kevent;
@@ -71,6 +71,7 @@ mod ffi {
     pub(super) const EV_DELETE: c_ushort = 0x0002;
     pub(super) const EV_ONESHOT: c_ushort = 0x0010;
     pub(super) const EV_CLEAR: c_ushort = 0x0020;
+    pub(super) const EV_RECEIPT: c_ushort = 0x0040;
     pub(super) const EV_ERROR: c_ushort = 0x4000;
     pub(super) const EV_EOF: c_ushort = 0x8000;
     pub(super) const NOTE_EXIT: c_uint = 0x8000_0000;
@@ -225,24 +226,31 @@ impl Poller for KqueuePoller {
                 && (c.filter == ffi::EVFILT_READ || c.filter == ffi::EVFILT_WRITE))
         });
         // libkqueue cannot see the close that follows: delete its filters
-        // now (one extra kevent call, on libkqueue only).
+        // now (one extra kevent call, on libkqueue only). This call must
+        // touch nothing but these two filters: with room in the event list
+        // after the changes, kevent would also collect pending events of
+        // other descriptors (or a child's one-shot exit), and they would be
+        // lost. `EV_RECEIPT` makes each change report one entry (success or
+        // error), so the two entries fill the list and nothing is collected.
         if cfg!(target_os = "linux") {
+            let flags = ffi::EV_DELETE | ffi::EV_RECEIPT;
             let dels = [ffi::EVFILT_READ, ffi::EVFILT_WRITE]
-                .map(|f| kev(fd as usize, f, ffi::EV_DELETE, 0, fd as usize));
+                .map(|f| kev(fd as usize, f, flags, 0, fd as usize));
             let mut out = [kev(0, 0, 0, 0, 0); 2];
             let zero = libc::timespec {
                 tv_sec: 0,
                 tv_nsec: 0,
             };
-            // SAFETY: two initialised changes in, room for two events out,
-            // a live zero timeout. Errors (nothing registered) are fine.
+            // SAFETY: two initialised changes in, room for their two
+            // receipts out, a live zero timeout. Errors (nothing registered)
+            // are fine: the goal is that nothing is registered.
             unsafe {
                 ffi::kevent(
                     std::os::fd::AsRawFd::as_raw_fd(&self.kq),
                     dels.as_ptr(),
-                    2,
+                    dels.len() as _,
                     out.as_mut_ptr(),
-                    2,
+                    out.len() as _,
                     &zero,
                 )
             };

@@ -96,8 +96,10 @@ struct FdEntry {
 pub struct Readiness<P: Poller> {
     poller: P,
     fds: Vec<FdEntry>,
-    /// Completions finished outside `poll` (waiters of a closed descriptor);
-    /// reported by the next `poll`.
+    /// Completions finished outside `poll`, reported by the next `poll` in
+    /// this order: the waiters of a closed descriptor (`-ECANCELED`), then
+    /// the close itself, so that a close completes after the operations it
+    /// canceled (as on io_uring).
     ready: Queue,
     /// Process waits registered natively (`Poller::NATIVE_PROC`).
     procs: Queue,
@@ -312,13 +314,15 @@ impl<P: Poller> Readiness<P> {
         Some(&mut self.fds[i])
     }
 
-    /// Finishes every waiter of `fd` with `-ECANCELED` and forgets the
-    /// descriptor (it is about to be closed).
-    fn forget_fd(&mut self, fd: RawFd) {
+    /// Finishes every waiter of `fd` with `-ECANCELED` (queued on `ready`)
+    /// and forgets the descriptor (it is about to be closed). Returns
+    /// whether it had waiters.
+    fn forget_fd(&mut self, fd: RawFd) -> bool {
         let Some(i) = usize::try_from(fd).ok().filter(|&i| i < self.fds.len()) else {
-            return;
+            return false;
         };
         let entry = &mut self.fds[i];
+        let had_waiters = !entry.waiters.is_empty();
         loop {
             let c = entry.waiters.pop_front();
             if c.is_null() {
@@ -334,10 +338,33 @@ impl<P: Poller> Readiness<P> {
             entry.registered = false;
             self.poller.deregister(fd);
         }
+        had_waiters
     }
 
-    /// Removes `target` from its waiter list. Returns whether it was there.
+    /// Removes `target` from `ready` (finished, result not yet reported).
+    /// Returns whether it was there.
+    ///
+    /// # Safety
+    /// `target` is live.
+    unsafe fn unlink_ready(&mut self, target: *mut Core) -> bool {
+        // SAFETY: `ready` holds live cores.
+        let found = !self.ready.is_empty() && unsafe { unlink_from(&mut self.ready, target) };
+        if found {
+            self.in_flight -= 1;
+        }
+        found
+    }
+
+    /// Removes `target` from the list that holds it (a waiter list, the
+    /// process waits, or `ready`). Returns whether it was there.
+    ///
+    /// # Safety
+    /// `target` is live.
     unsafe fn unlink(&mut self, target: *mut Core) -> bool {
+        // SAFETY: forwarded from the caller.
+        if unsafe { self.unlink_ready(target) } {
+            return true;
+        }
         // SAFETY: `target` is live (caller).
         if P::NATIVE_PROC && matches!(unsafe { &(*target).op }, Op::ProcWait { .. }) {
             // SAFETY: `procs` holds live cores.
@@ -358,18 +385,6 @@ impl<P: Poller> Readiness<P> {
             if c == target {
                 // SAFETY: `c` is in this list.
                 unsafe { entry.waiters.remove(c) };
-                self.in_flight -= 1;
-                return true;
-            }
-            // SAFETY: list members are live.
-            c = unsafe { (*c).next };
-        }
-        // It may be in `ready` (finished by a close, not yet reported).
-        let mut c = self.ready.front();
-        while !c.is_null() {
-            if c == target {
-                // SAFETY: `c` is in `ready`.
-                unsafe { self.ready.remove(c) };
                 self.in_flight -= 1;
                 return true;
             }
@@ -404,8 +419,17 @@ impl<P: Poller> Backend for Readiness<P> {
                 Op::Pread { .. } | Op::Pwrite { .. } => return Start::Pool,
                 Op::Close { fd } => {
                     let fd = *fd;
-                    self.forget_fd(fd);
-                    return Start::Done(sys::perform(c));
+                    let canceled_some = self.forget_fd(fd);
+                    let res = sys::perform(c);
+                    if !canceled_some {
+                        return Start::Done(res);
+                    }
+                    // The close completes after the waiters it canceled:
+                    // queued behind them on `ready`.
+                    (*c).res = res;
+                    self.ready.push_back(c);
+                    self.in_flight += 1;
+                    return Start::Pending;
                 }
                 _ => {}
             }
@@ -445,14 +469,27 @@ impl<P: Poller> Backend for Readiness<P> {
     }
 
     unsafe fn cancel(&mut self, target: NonNull<Core>) -> CancelStart {
+        let t = target.as_ptr();
+        // A target that already finished (canceled by a close, or a close
+        // itself) cannot be canceled: it is handed back with its result,
+        // before the cancel's own (`-ENOENT`, as io_uring reports it).
         // SAFETY: `target` is held by this backend (trait contract).
-        if unsafe { self.unlink(target.as_ptr()) } {
+        if unsafe { self.unlink_ready(t) } {
+            return CancelStart {
+                cancel: -libc::ENOENT,
+                // SAFETY: `t` is live; it was just taken off `ready`.
+                target: Some(unsafe { (*t).res }),
+            };
+        }
+        // SAFETY: `target` is held by this backend (trait contract).
+        if unsafe { self.unlink(t) } {
             CancelStart {
                 cancel: 0,
                 target: Some(-libc::ECANCELED),
             }
         } else {
-            // Its result is in our ready list already.
+            // Neither waiting nor finished: not ours (the loop lends only
+            // what it started here, so this does not happen).
             CancelStart {
                 cancel: -libc::ENOENT,
                 target: None,
