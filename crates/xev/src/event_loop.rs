@@ -157,8 +157,6 @@ pub(crate) enum Orphan<B: Backend> {
     Free(Id),
     /// Hand this to the loop at its next tick (a watcher's descriptor, to
     /// cancel what is pending on it and close it through the loop).
-    // Not used yet: the descriptor watchers' `Drop` moves onto it next.
-    #[allow(dead_code)]
     Adopt(Rc<dyn Adopt<B>>),
 }
 
