@@ -1097,6 +1097,22 @@ fn tcp_dropped_in_callback_or_without_loop<B: Backend>() {
     let (conn, mut peer) = tcp_with_peer::<B>();
     drop(conn);
     assert_eof(&mut peer, "dropped unused");
+
+    // The loop is dropped once the watcher's close is queued, before it
+    // started: the loop's drop closes the socket.
+    let (conn, mut peer) = tcp_with_peer::<B>();
+    {
+        let mut lp3 = new_loop::<B>(false);
+        let log: Log = Rc::default();
+        conn.read(&mut lp3, vec![0; 8], record_read(&log));
+        lp3.run(RunMode::NoWait).unwrap();
+        drop(conn);
+        // The read's `Canceled` runs (and queues the close) in a pass.
+        while log.borrow().is_empty() {
+            lp3.run(RunMode::Once).unwrap();
+        }
+    }
+    assert_eof(&mut peer, "loop dropped with the close queued");
 }
 
 /// A pipe `Stream` dropped with a read pending: one `Canceled`, the read

@@ -241,8 +241,8 @@ impl SharedFd {
                     fd: fd.into_raw_fd(),
                 };
                 // Cannot fail: `op_mut` just found the completion parked.
-                // (Were the loop dropped before it runs, the descriptor
-                // would leak, never be closed twice.)
+                // (Were the loop dropped before it starts, the loop's drop
+                // would close the descriptor.)
                 let _ = lp.restart(closer);
             }
             // The close completion is gone (its loop freed it): close
