@@ -157,8 +157,6 @@ pub(crate) enum Orphan<B: Backend> {
     Free(Id),
     /// Hand this to the loop at its next tick (a watcher's descriptor, to
     /// cancel what is pending on it and close it through the loop).
-    // Not used yet: the descriptor watchers' `Drop` moves onto it next.
-    #[allow(dead_code)]
     Adopt(Rc<dyn Adopt<B>>),
 }
 
@@ -1265,13 +1263,23 @@ impl<B: Backend> Drop for Inner<B> {
         let mut panicked = None;
         for c in live {
             // SAFETY: nothing references it anymore; it is dropped once,
-            // after being marked free.
+            // after being marked free. A queued close's descriptor was
+            // handed to the loop to close and the close never ran, so
+            // closing it here closes it once (as running it would have).
             let dropped = unsafe {
                 // An async wait that took a notification whose callback will
                 // never run gives it back, so the next wait sees it.
                 if let (State::Done, true, Op::AsyncWait(a)) = ((*c).state, (*c).res >= 0, &(*c).op)
                 {
                     a.restore();
+                }
+                // A close that was queued but never started still owns its
+                // descriptor, which nothing else will close: close it now
+                // (nothing of this loop waits on it anymore).
+                if let (State::Queued, Op::Close { fd }) = ((*c).state, &(*c).op) {
+                    if *fd >= 0 {
+                        libc::close(*fd);
+                    }
                 }
                 (*c).gen = (*c).gen.wrapping_add(1);
                 (*c).state = State::Free;

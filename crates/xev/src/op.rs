@@ -356,7 +356,9 @@ pub enum Op {
     },
     /// `close(2)`. Always close descriptors the loop has waited on through
     /// this operation (not behind the loop's back), so readiness backends
-    /// can forget the descriptor first.
+    /// can forget the descriptor first. The descriptor belongs to the
+    /// operation once it is queued: a loop dropped before starting it
+    /// closes it then (a parked close is left alone).
     Close {
         /// The file descriptor.
         fd: RawFd,

@@ -29,6 +29,10 @@ use xev::{
 
 const SAFETY_NET: Duration = Duration::from_secs(10);
 
+#[path = "support/fd_reuse.rs"]
+mod fd_reuse;
+use fd_reuse::{identity, read_on_reused_number, take_number};
+
 fn new_loop<B: Backend>() -> OwnedLoop<B> {
     Loop::new(Options::default()).expect("creating the loop")
 }
@@ -470,6 +474,53 @@ fn udp_park_restart<B: Backend>() {
     run_all(&mut lp, "udp close with a parked write");
     assert_eq!(closed.get(), 2);
     assert_eq!(b.in_flight(), 0);
+}
+
+/// Dropping a clone of a `Udp` leaves the socket to the other handles;
+/// dropping the last one with a read pending cancels the read (one
+/// `Canceled`, its `Rearm` ignored) and closes the socket through the loop,
+/// and its number works again on the same loop. A watcher dropped after
+/// its loop, or never used with one, closes the socket directly.
+fn udp_dropped_with_read_pending<B: Backend>() {
+    let mut lp = new_loop::<B>();
+    let a = bound_udp::<B>();
+    let fd = a.raw_fd().unwrap();
+    let id = identity(fd);
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let l = log.clone();
+    a.read(&mut lp, vec![0; 8], move |_, _, res| {
+        l.borrow_mut()
+            .push(res.map(|(n, _)| n).map_err(|e| e.to_string()));
+        Action::Rearm
+    });
+    lp.run(RunMode::NoWait).unwrap();
+    lp.run(RunMode::NoWait).unwrap();
+    let clone = a.clone();
+    drop(a);
+    settle(&mut lp);
+    assert!(log.borrow().is_empty(), "a clone still holds the socket");
+    assert_eq!((clone.in_flight(), identity(fd)), (1, id));
+    drop(clone);
+    run_all(&mut lp, "the dropped udp's Canceled");
+    settle(&mut lp);
+    assert_eq!(*log.borrow(), vec![Err(ReadError::Canceled.to_string())]);
+    assert_ne!(identity(fd), id, "the socket is closed");
+    read_on_reused_number(&mut lp, fd);
+
+    let u = bound_udp::<B>();
+    let (fd, id) = (u.raw_fd().unwrap(), identity(u.raw_fd().unwrap()));
+    {
+        let mut lp2 = new_loop::<B>();
+        u.read(&mut lp2, vec![0; 8], |_, _, _| panic!("never runs"));
+        lp2.run(RunMode::NoWait).unwrap();
+    }
+    drop(u);
+    assert_ne!(identity(fd), id, "dropped after its loop: closed");
+
+    let u = bound_udp::<B>();
+    let (fd, id) = (u.raw_fd().unwrap(), identity(u.raw_fd().unwrap()));
+    drop(u);
+    assert_ne!(identity(fd), id, "never used with a loop: closed");
 }
 
 fn udp_from_fd<B: Backend>() {
@@ -1172,6 +1223,48 @@ fn process_outlives_loop<B: Backend>() {
     assert_eq!(s.signal(), Some(libc::SIGKILL));
 }
 
+/// A `Process` dropped with a wait pending: the wait's callback runs once,
+/// with `Canceled` (its `Rearm` ignored), the pidfd is closed through the
+/// loop and its number works again; one dropped after its loop closes its
+/// pidfd directly. The child is left alone.
+fn process_dropped_with_wait_pending<B: Backend>() {
+    let mut lp = new_loop::<B>();
+    let mut child = Command::new("sleep").arg("60").spawn().unwrap();
+    let Some(p) = watch::<B>(child.id(), "process_dropped_with_wait_pending") else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return;
+    };
+    let fd = p.pidfd().expect("a pidfd");
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let l = log.clone();
+    p.wait(&mut lp, move |_, res| {
+        l.borrow_mut().push(res.map_err(|e| e.to_string()));
+        Action::Rearm
+    });
+    lp.run(RunMode::NoWait).unwrap();
+    lp.run(RunMode::NoWait).unwrap();
+    assert!(log.borrow().is_empty());
+    drop(p);
+    run_all(&mut lp, "the dropped process's Canceled");
+    settle(&mut lp);
+    assert_eq!(*log.borrow(), vec![Err(ProcessError::Canceled.to_string())]);
+    read_on_reused_number(&mut lp, fd);
+
+    let p = watch::<B>(child.id(), "process_dropped_with_wait_pending").unwrap();
+    let fd = p.pidfd().expect("a pidfd");
+    {
+        let mut lp2 = new_loop::<B>();
+        p.wait(&mut lp2, |_, _| panic!("never runs"));
+        lp2.run(RunMode::NoWait).unwrap();
+    }
+    drop(p);
+    drop(take_number(fd)); // handed out again: it was closed
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 // --------------------------------------------------- Dynamic backend
 
 /// Env var that turns [`dynamic_child_report`] from a no-op into the child
@@ -1309,6 +1402,7 @@ per_backend!(
     udp_from_fd,
     udp_outlives_loop,
     udp_park_restart,
+    udp_dropped_with_read_pending,
     timer_runs,
     timer_reset_moves_active,
     timer_reset_starts_dead,
@@ -1333,4 +1427,5 @@ per_backend!(
     process_close_cancels_wait,
     process_outlives_loop,
     process_park_restart,
+    process_dropped_with_wait_pending,
 );

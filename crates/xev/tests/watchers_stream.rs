@@ -12,11 +12,12 @@
 
 use std::cell::{Cell, RefCell};
 use std::fs::OpenOptions;
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::time::Duration;
 
 use xev::backend::{io_uring::IoUring, Backend};
 use xev::generic::{Loop, OwnedLoop};
@@ -25,9 +26,16 @@ use xev::watcher::stream::Stream;
 use xev::watcher::tcp::Tcp;
 use xev::watcher::Timer;
 use xev::{
-    AcceptError, Action, CancelError, Interest, Options, ReadError, RunMode, ThreadPool,
+    AcceptError, Action, CancelError, Interest, Op, Options, ReadError, RunMode, ThreadPool,
     ThreadPoolConfig, WriteError,
 };
+
+#[path = "support/fd_reuse.rs"]
+mod fd_reuse;
+use fd_reuse::{identity, read_on_reused_number};
+
+/// How long anything may take before a test fails instead of hanging.
+const SAFETY_NET: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -80,6 +88,69 @@ fn run_until<B: Backend>(lp: &mut Loop<B>, done: impl Fn() -> bool) {
     let _ = t.cancel(lp);
     lp.run(RunMode::NoWait).unwrap();
     let _ = t.free(lp);
+}
+
+/// Runs the loop until nothing but its safety timer is in flight; panics
+/// after 10 s.
+fn run_all<B: Backend>(lp: &mut Loop<B>) {
+    let fired = Rc::new(Cell::new(false));
+    let f = fired.clone();
+    let t = Timer::new(lp, move |lp, res| {
+        if res.is_ok() {
+            f.set(true);
+            lp.stop();
+        }
+        Action::Disarm
+    });
+    t.run(lp, SAFETY_NET.as_millis() as u64).unwrap();
+    while lp.active() > 1 {
+        lp.run(RunMode::Once).unwrap();
+        assert!(!fired.get(), "timed out after {SAFETY_NET:?}");
+    }
+    drop(t);
+    lp.run(RunMode::NoWait).unwrap();
+    assert_eq!(lp.active(), 0);
+}
+
+/// A few non-blocking passes (to let a late or duplicate callback show up).
+fn settle<B: Backend>(lp: &mut Loop<B>) {
+    for _ in 0..3 {
+        lp.run(RunMode::NoWait).unwrap();
+    }
+}
+
+/// A loopback TCP connection: (the accepted side as a watcher, the
+/// connecting side as a blocking std stream that fails after the safety
+/// net instead of blocking for ever).
+fn tcp_with_peer<B: Backend>() -> (Tcp<B>, TcpStream) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let peer = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (conn, _) = l.accept().unwrap();
+    peer.set_read_timeout(Some(SAFETY_NET)).unwrap();
+    (Tcp::from_fd(conn.into()).unwrap(), peer)
+}
+
+/// Asserts that the peer of a closed socket reads end of file.
+fn assert_eof(peer: &mut TcpStream, what: &str) {
+    let r = peer.read(&mut [0; 16]);
+    assert!(
+        matches!(r, Ok(0)),
+        "{what}: the peer reads {r:?}, not end of file"
+    );
+}
+
+type Log = Rc<RefCell<Vec<Result<usize, String>>>>;
+
+/// A read callback that records each result in `log` and rearms.
+fn record_read<B: Backend>(
+    log: &Log,
+) -> impl FnMut(&mut Loop<B>, &mut Vec<u8>, Result<usize, ReadError>) -> Action + 'static {
+    let log = log.clone();
+    move |_, _, res| {
+        log.borrow_mut().push(res.map_err(|e| e.to_string()));
+        // Ignored once the watcher is gone: the read ends.
+        Action::Rearm
+    }
 }
 
 /// A pipe: (read end, write end), blocking, close-on-exec.
@@ -891,31 +962,59 @@ fn close_and_drop_with_queued_writes<B: Backend>() {
         assert_eq!(res[2], (2, Err(canceled)));
     }
 
-    // Drop with writes queued: the ones behind the head fail with Canceled.
+    // `into_fd` hands the watcher back while writes are queued; dropping it
+    // then cancels every one (the head had not started: the loop did not
+    // run), in order, and closes the socket: the peer sees end of file.
     results.borrow_mut().clear();
     let (c2, d) = tcp_pair::<B>();
     for i in 0..3 {
         let r_ = results.clone();
         c2.queue_write(&mut lp, vec![i; 10], move |_, _, r| {
             r_.borrow_mut().push((i, r.map_err(|e| e.to_string())));
-            Action::Disarm
+            Action::Rearm // ignored: the watcher is gone
         });
     }
-    let fd = c2.into_fd(); // keep the socket open: only the watcher goes
+    let c2 = c2.into_fd().expect_err("writes are queued");
+    assert_eq!(c2.in_flight(), 3);
+    drop(c2);
     run_until(&mut lp, || results.borrow().len() == 3);
     {
         let res = results.borrow();
-        assert_eq!(res[0], (0, Ok(10)));
-        let canceled = WriteError::Canceled.to_string();
-        assert_eq!(res[1], (1, Err(canceled.clone())));
-        assert_eq!(res[2], (2, Err(canceled)));
+        let canceled = Err(WriteError::Canceled.to_string());
+        assert_eq!(
+            *res,
+            vec![(0, canceled.clone()), (1, canceled.clone()), (2, canceled)]
+        );
     }
+    let d = d.into_fd().expect("nothing in flight on d");
+    let mut peer = std::net::TcpStream::from(d);
+    peer.set_read_timeout(Some(SAFETY_NET)).unwrap();
+    assert_eq!(
+        peer.read(&mut [0; 32]).unwrap(),
+        0,
+        "the peer sees end of file"
+    );
+
+    // Once its writes are done, `into_fd` takes the descriptor back, open.
+    let (e, f) = tcp_pair::<B>();
+    let done = Rc::new(Cell::new(false));
+    let dn = done.clone();
+    e.queue_write(&mut lp, b"kept".to_vec(), move |_, _, r| {
+        assert_eq!(r.unwrap(), 4);
+        dn.set(true);
+        Action::Disarm
+    });
+    run_until(&mut lp, || done.get());
+    let fd = e.into_fd().expect("nothing in flight");
+    let got = read_into(&mut lp, &f, 4);
+    run_until(&mut lp, || got.borrow().len() == 4);
+    assert_eq!(&got.borrow()[..], b"kept");
     close_all(
         &mut lp,
         vec![
             Stream::from_fd(fd).unwrap(),
             b.into_stream(),
-            d.into_stream(),
+            f.into_stream(),
         ],
     );
 
@@ -923,6 +1022,192 @@ fn close_and_drop_with_queued_writes<B: Backend>() {
     let e = Tcp::<B>::from_fd(r).expect_err("a pipe is not a TCP socket");
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
     drop(w);
+}
+
+// ---------------------------------------------------------------------------
+// Dropping watchers (issue #8): the same on every backend
+// ---------------------------------------------------------------------------
+
+fn canceled() -> Result<usize, String> {
+    Err(ReadError::Canceled.to_string())
+}
+
+/// A `Tcp` dropped with a read pending: the read's callback runs once, with
+/// `Canceled` (its `Rearm` ignored); the socket is closed through the loop
+/// (the peer sees end of file); a new descriptor with the same number
+/// works on the same loop.
+fn tcp_dropped_with_read_pending<B: Backend>() {
+    let mut lp = new_loop::<B>(false);
+    let (conn, mut peer) = tcp_with_peer::<B>();
+    let fd = conn.as_raw_fd();
+    let log: Log = Rc::default();
+    conn.read(&mut lp, vec![0; 8], record_read(&log));
+    // Let the read find nothing and wait in the backend.
+    lp.run(RunMode::NoWait).unwrap();
+    lp.run(RunMode::NoWait).unwrap();
+    assert!(log.borrow().is_empty());
+    drop(conn);
+    run_all(&mut lp);
+    settle(&mut lp);
+    assert_eq!(*log.borrow(), vec![canceled()], "one Canceled callback");
+    assert_eof(&mut peer, "dropped with a read pending");
+    read_on_reused_number(&mut lp, fd);
+}
+
+/// A `Tcp` dropped from inside a callback is released right after that
+/// callback returns (the next callback of the same pass finds its read
+/// already canceled); one dropped after its loop was dropped, or never
+/// used with a loop, closes its socket directly.
+fn tcp_dropped_in_callback_or_without_loop<B: Backend>() {
+    let mut lp = new_loop::<B>(false);
+    let (conn, mut peer) = tcp_with_peer::<B>();
+    let log: Log = Rc::default();
+    let read = conn.read(&mut lp, vec![0; 8], record_read(&log));
+    lp.run(RunMode::NoWait).unwrap();
+    let slot = RefCell::new(Some(conn));
+    lp.add(Op::Noop, move |_, _, _| {
+        drop(slot.borrow_mut().take());
+        Action::Disarm
+    });
+    let next = Rc::new(RefCell::new(None));
+    let n = next.clone();
+    lp.add(Op::Noop, move |lp, _, _| {
+        *n.borrow_mut() = Some(lp.cancel(read));
+        Action::Disarm
+    });
+    lp.run(RunMode::NoWait).unwrap();
+    assert_eq!(
+        *next.borrow(),
+        Some(Err(CancelError::AlreadyFinished)),
+        "the read was canceled before the next callback"
+    );
+    run_all(&mut lp);
+    settle(&mut lp);
+    assert_eq!(*log.borrow(), vec![canceled()], "one Canceled callback");
+    assert_eof(&mut peer, "dropped in a callback");
+
+    // The loop goes first (with the read pending); then the watcher.
+    let (conn, mut peer) = tcp_with_peer::<B>();
+    {
+        let mut lp2 = new_loop::<B>(false);
+        conn.read(&mut lp2, vec![0; 8], |_, _, _| panic!("never runs"));
+        lp2.run(RunMode::NoWait).unwrap();
+        assert_eq!(conn.in_flight(), 1);
+    }
+    assert_eq!(conn.in_flight(), 0, "the loop's drop ended the read");
+    drop(conn);
+    assert_eof(&mut peer, "dropped after its loop");
+
+    // Never used with a loop.
+    let (conn, mut peer) = tcp_with_peer::<B>();
+    drop(conn);
+    assert_eof(&mut peer, "dropped unused");
+
+    // The loop is dropped once the watcher's close is queued, before it
+    // started: the loop's drop closes the socket.
+    let (conn, mut peer) = tcp_with_peer::<B>();
+    {
+        let mut lp3 = new_loop::<B>(false);
+        let log: Log = Rc::default();
+        conn.read(&mut lp3, vec![0; 8], record_read(&log));
+        lp3.run(RunMode::NoWait).unwrap();
+        drop(conn);
+        // The read's `Canceled` runs (and queues the close) in a pass.
+        while log.borrow().is_empty() {
+            lp3.run(RunMode::Once).unwrap();
+        }
+    }
+    assert_eof(&mut peer, "loop dropped with the close queued");
+}
+
+/// A pipe `Stream` dropped with a read pending: one `Canceled`, the read
+/// end is closed through the loop (writing to the pipe fails with EPIPE),
+/// and its number works again; one dropped after its loop closes directly.
+fn stream_dropped_with_read_pending<B: Backend>() {
+    let mut lp = new_loop::<B>(false);
+    let (r, w) = pipe();
+    let r: Stream<B> = Stream::from_fd(r).unwrap();
+    let mut w = std::fs::File::from(w);
+    let fd = r.fd();
+    let log: Log = Rc::default();
+    r.read(&mut lp, vec![0; 8], record_read(&log));
+    lp.run(RunMode::NoWait).unwrap();
+    lp.run(RunMode::NoWait).unwrap();
+    assert!(log.borrow().is_empty());
+    drop(r);
+    run_all(&mut lp);
+    settle(&mut lp);
+    assert_eq!(*log.borrow(), vec![canceled()], "one Canceled callback");
+    let e = w.write(b"x").expect_err("the read end is closed");
+    assert_eq!(e.raw_os_error(), Some(libc::EPIPE));
+    read_on_reused_number(&mut lp, fd);
+
+    let (r, w) = pipe();
+    let r: Stream<B> = Stream::from_fd(r).unwrap();
+    let mut w = std::fs::File::from(w);
+    {
+        let mut lp2 = new_loop::<B>(false);
+        r.read(&mut lp2, vec![0; 8], |_, _, _| panic!("never runs"));
+        lp2.run(RunMode::NoWait).unwrap();
+    }
+    drop(r);
+    let e = w.write(b"x").expect_err("the read end is closed");
+    assert_eq!(e.raw_os_error(), Some(libc::EPIPE));
+}
+
+/// A `File` dropped with requests added (a read, a pread and two queued
+/// writes): each callback runs once, with `Canceled`, nothing is written,
+/// and the file is closed through the loop; one dropped after its loop
+/// closes directly.
+fn file_dropped_with_requests_pending<B: Backend>() {
+    let mut lp = new_loop::<B>(true);
+    let path = temp_path("drop");
+    let open = || {
+        File::<B>::open(
+            &path,
+            OpenOptions::new().read(true).write(true).create(true),
+        )
+        .unwrap()
+    };
+    let f = open();
+    let fd = f.fd();
+    let id = identity(fd);
+    assert!(id.is_some());
+    let log: Log = Rc::default();
+    f.read(&mut lp, vec![0; 8], record_read(&log));
+    f.pread(&mut lp, vec![0; 8], 0, record_read(&log));
+    for i in 0..2u8 {
+        let l = log.clone();
+        f.queue_write(&mut lp, vec![i; 4], move |_, _, res| {
+            l.borrow_mut().push(res.map_err(|e| e.to_string()));
+            Action::Rearm
+        });
+    }
+    assert_eq!(f.in_flight(), 4);
+    let f = f.into_std().expect_err("requests are in flight");
+    // Dropped before the loop started them: they never run.
+    drop(f);
+    run_all(&mut lp);
+    settle(&mut lp);
+    let w = Err(WriteError::Canceled.to_string());
+    assert_eq!(*log.borrow(), vec![canceled(), canceled(), w.clone(), w]);
+    assert_ne!(identity(fd), id, "the file is closed");
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        0,
+        "nothing written"
+    );
+    read_on_reused_number(&mut lp, fd);
+
+    let f = open();
+    let (fd, id) = (f.fd(), identity(f.fd()));
+    {
+        let mut lp2 = new_loop::<B>(true);
+        f.pread(&mut lp2, vec![0; 8], 0, |_, _, _| panic!("never runs"));
+    }
+    drop(f);
+    assert_ne!(identity(fd), id, "the file is closed");
+    std::fs::remove_file(&path).unwrap();
 }
 
 // ---------------------------------------------------------------------------
@@ -987,4 +1272,8 @@ on_every_backend!(
     file_round_trip,
     file_without_pool,
     close_and_drop_with_queued_writes,
+    tcp_dropped_with_read_pending,
+    tcp_dropped_in_callback_or_without_loop,
+    stream_dropped_with_read_pending,
+    file_dropped_with_requests_pending,
 );

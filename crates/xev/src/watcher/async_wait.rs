@@ -59,7 +59,7 @@ impl crate::Async {
             move |lp: &mut Loop<B>, _: &mut Op, res: OpResult| {
                 let r = match res {
                     OpResult::Async(r) => r,
-                    other => Err(AsyncError::Io(super::udp::unexpected(&other))),
+                    other => Err(AsyncError::Io(super::shared_fd::unexpected(&other))),
                 };
                 cb(lp, r)
             },

@@ -14,17 +14,20 @@
 //! watcher does not make its descriptor non-blocking.
 //!
 //! Callbacks, actions and descriptor ownership work as for streams (see
-//! [`stream`](super::stream)); positional requests rearm at the next
-//! offset, see [`File::pread`].
+//! [`stream`](super::stream)): [`File::close`] and dropping the watcher
+//! cancel its requests in flight (a thread-pool request already running
+//! its syscall finishes first), then close the file through the loop;
+//! [`File::into_std`] takes the file back when nothing is in flight.
+//! Positional requests rearm at the next offset, see [`File::pread`].
 
 use std::fmt;
 use std::fs::OpenOptions;
 use std::io;
-use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
 
-use super::stream::{add_close, add_read, add_write, Sink, WriteQueue};
+use super::shared_fd::FdOwner;
+use super::stream::{add_read, add_write, Sink, WriteQueue};
 use crate::backend::Backend;
 use crate::completion::Action;
 use crate::error::{CloseError, ReadError, WriteError};
@@ -73,9 +76,8 @@ use crate::DefaultBackend;
 /// std::fs::remove_file(&path).unwrap();
 /// ```
 pub struct File<B: Backend = DefaultBackend> {
-    fd: OwnedFd,
+    owner: FdOwner<B>,
     queue: WriteQueue,
-    _backend: PhantomData<fn() -> B>,
 }
 
 impl<B: Backend> File<B> {
@@ -88,15 +90,20 @@ impl<B: Backend> File<B> {
     /// offset ([`File::queue_offset`]) starts at 0.
     pub fn from_std(file: std::fs::File) -> File<B> {
         File {
-            fd: OwnedFd::from(file),
+            owner: FdOwner::new(OwnedFd::from(file)),
             queue: WriteQueue::default(),
-            _backend: PhantomData,
         }
     }
 
     /// The raw descriptor (still owned by the watcher).
     pub fn fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.owner.share().raw()
+    }
+
+    /// Requests of this watcher that are in flight or parked (queued writes
+    /// included).
+    pub fn in_flight(&self) -> usize {
+        self.owner.share().in_flight()
     }
 
     /// Reads into the whole of `buf` at the file position, which advances.
@@ -108,7 +115,7 @@ impl<B: Backend> File<B> {
     where
         F: FnMut(&mut Loop<B>, &mut Vec<u8>, Result<usize, ReadError>) -> Action + 'static,
     {
-        add_read(lp, Op::Read { fd: self.fd(), buf }, cb)
+        add_read(lp, &self.owner, Op::Read { fd: self.fd(), buf }, cb)
     }
 
     /// Writes `buf` at the file position, which advances (a short count is
@@ -118,7 +125,7 @@ impl<B: Backend> File<B> {
     where
         F: FnMut(&mut Loop<B>, &mut Vec<u8>, Result<usize, WriteError>) -> Action + 'static,
     {
-        add_write(lp, Op::Write { fd: self.fd(), buf }, cb)
+        add_write(lp, &self.owner, Op::Write { fd: self.fd(), buf }, cb)
     }
 
     /// Reads into the whole of `buf` at `offset`, without moving the file
@@ -136,7 +143,7 @@ impl<B: Backend> File<B> {
             buf,
             offset,
         };
-        add_read(lp, op, cb)
+        add_read(lp, &self.owner, op, cb)
     }
 
     /// Writes `buf` at `offset`, without moving the file position (a short
@@ -153,7 +160,7 @@ impl<B: Backend> File<B> {
             buf,
             offset,
         };
-        add_write(lp, op, cb)
+        add_write(lp, &self.owner, op, cb)
     }
 
     /// Queues `buf` to be written completely at the queue offset
@@ -174,7 +181,8 @@ impl<B: Backend> File<B> {
     where
         F: FnMut(&mut Loop<B>, &mut Vec<u8>, Result<usize, WriteError>) -> Action + 'static,
     {
-        self.queue.push(lp, Sink::At(self.fd()), buf, cb)
+        self.queue
+            .push(lp, &self.owner, Sink::At(self.fd()), buf, cb)
     }
 
     /// Offset at which the next [`File::queue_write`] will write (0 for a
@@ -194,29 +202,38 @@ impl<B: Backend> File<B> {
         self.queue.len()
     }
 
-    /// Closes the file through the loop (consuming the watcher); the
-    /// callback runs once with the result. Queued writes that have not
-    /// started fail with [`WriteError::Canceled`] once the write in flight
-    /// finishes.
+    /// Closes the file through the loop (consuming the watcher), as
+    /// [`Stream::close`](super::stream::Stream::close) does: requests in
+    /// flight are canceled (a thread-pool request already running its
+    /// syscall finishes with its result), parked ones freed, queued writes
+    /// that have not started fail with [`WriteError::Canceled`], and once
+    /// the last has ended the file is closed and `cb` runs once with the
+    /// result. Dropping the watcher does the same, ignoring the result.
     pub fn close<F>(self, lp: &mut Loop<B>, cb: F) -> Id
     where
         F: FnOnce(&mut Loop<B>, Result<(), CloseError>) + 'static,
     {
-        // Dropping the queue handle marks the queue closed.
-        let File { fd, .. } = self;
-        add_close(lp, fd, cb)
+        self.owner.close(lp, cb)
     }
 
-    /// Takes the file back without closing it. Queued writes that have not
-    /// started fail with `Canceled` when the write in flight finishes.
-    pub fn into_std(self) -> std::fs::File {
-        std::fs::File::from(self.fd)
+    /// Takes the file back without closing it, when none of the watcher's
+    /// requests is in flight or parked ([`File::in_flight`] is 0).
+    /// Otherwise hands the watcher back unchanged.
+    pub fn into_std(self) -> Result<std::fs::File, File<B>> {
+        match self.owner.take_fd() {
+            Some(fd) => Ok(std::fs::File::from(fd)),
+            None => Err(self),
+        }
     }
 }
 
 impl<B: Backend> AsFd for File<B> {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        // SAFETY: the file stays open as long as the watcher exists: it
+        // leaves the watcher's share only through `close` or `into_std`,
+        // which consume the watcher, or when the loop adopts it after the
+        // watcher was dropped; the borrow of `self` bounds the result.
+        unsafe { BorrowedFd::borrow_raw(self.fd()) }
     }
 }
 
@@ -230,6 +247,7 @@ impl<B: Backend> fmt::Debug for File<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("File")
             .field("fd", &self.fd())
+            .field("in_flight", &self.in_flight())
             .field("queue_offset", &self.queue_offset())
             .field("queued_writes", &self.queued_writes())
             .finish()

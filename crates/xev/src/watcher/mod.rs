@@ -17,11 +17,19 @@
 //! per request in memory the loop recycles from finished completions of the
 //! same type. Each method returns the request's [`Id`](crate::Id), for
 //! [`Loop::cancel`](crate::generic::Loop::cancel).
+//!
+//! Dropping a watcher releases it the same way on every backend, at the
+//! loop's next tick (right after the callback that dropped it, if one
+//! did): its requests in flight end with `Canceled` (each callback runs
+//! once) and a descriptor watcher's descriptor is then closed through the
+//! loop; a watcher never used with a loop, or whose loop is gone, closes
+//! its descriptor directly.
 
 pub mod async_wait;
 pub mod file;
 #[cfg_attr(not(target_os = "linux"), path = "process_kqueue.rs")]
 pub mod process;
+mod shared_fd;
 pub mod stream;
 pub mod tcp;
 pub mod timer;

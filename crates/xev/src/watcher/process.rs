@@ -13,32 +13,34 @@
 //!
 //! # The pidfd's life
 //!
-//! Nothing but the watcher ever waits on its pidfd, so closing it directly
-//! is fine — except while one of the watcher's waits is in flight, whose
-//! poll uses the descriptor number. The pidfd is therefore shared with the
-//! callbacks of the waits in flight: dropping the watcher closes it
-//! directly once no wait uses it anymore, and [`Process::close`] cancels
-//! the waits in flight and closes it through the loop (see
-//! [`Udp::close`](super::udp::Udp::close), which works the same way).
+//! Nothing but the watcher ever waits on its pidfd, but a wait in flight
+//! polls its descriptor number, so the pidfd is shared with the callbacks
+//! of the waits in flight and stays open while any of them may use it.
+//! [`Process::close`] cancels the waits in flight (and frees parked ones)
+//! and closes the pidfd through the loop once the last has ended; dropping
+//! the watcher does the same at the loop's next tick (or right after the
+//! callback that dropped it), so a pending wait ends with `Canceled`, its
+//! callback running once. A watcher never used with a loop, or whose loop
+//! was dropped, closes the pidfd directly when dropped. Neither closing
+//! nor dropping kills or reaps the process.
 
 use std::cell::Cell;
 use std::fmt;
 use std::io;
-use std::marker::PhantomData;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ExitStatus};
 use std::rc::Rc;
 
-use super::udp::{unexpected, SharedFd};
+use super::shared_fd::{unexpected, FdOwner};
 use crate::backend::Backend;
 use crate::completion::Action;
 use crate::error::{CloseError, ProcessError};
 use crate::event_loop::Loop;
 use crate::op::{Id, Op, OpResult};
 
-/// A watcher for the exit of one child process, bound to one loop (see
-/// [`Udp`](super::udp::Udp) for why operations must all go to one loop).
+/// A watcher for the exit of one child process. Its waits go to one loop
+/// at a time (see [`Udp`](super::udp::Udp) for why).
 ///
 /// ```
 /// use std::os::unix::process::ExitStatusExt;
@@ -64,13 +66,13 @@ use crate::op::{Id, Op, OpResult};
 /// p.close(&mut lp, |_, res| res.unwrap());
 /// lp.run(RunMode::UntilDone).unwrap();
 /// ```
+#[must_use = "a process watcher does nothing until `wait`; dropping it stops watching"]
 pub struct Process<B: Backend> {
-    pidfd: Rc<SharedFd>,
+    pidfd: FdOwner<B>,
     pid: i32,
     /// The status, once reaped (a process is reaped once; later waits report
     /// it again). Shared with the callbacks of waits in flight.
     status: Rc<Cell<Option<ExitStatus>>>,
-    _backend: PhantomData<fn() -> B>,
 }
 
 impl<B: Backend> fmt::Debug for Process<B> {
@@ -124,10 +126,9 @@ impl<B: Backend> Process<B> {
         // reaped already.)
         check_child(pidfd.as_raw_fd())?;
         Ok(Process {
-            pidfd: Rc::new(SharedFd::new(pidfd)),
+            pidfd: FdOwner::new(pidfd),
             pid,
             status: Rc::new(Cell::new(None)),
-            _backend: PhantomData,
         })
     }
 
@@ -149,6 +150,12 @@ impl<B: Backend> Process<B> {
         self.status.get()
     }
 
+    /// The pidfd the watcher waits on (still owned by the watcher). `None`
+    /// on kqueue systems, which watch the pid itself.
+    pub fn pidfd(&self) -> Option<RawFd> {
+        Some(self.pidfd.share().raw()).filter(|&fd| fd >= 0)
+    }
+
     /// Waits for the process to exit (it may have exited already: the wait
     /// then completes on the next tick) and reaps it. `cb` gets its status;
     /// `Err(ProcessError::NotChild)` when something else reaped it first
@@ -166,9 +173,9 @@ impl<B: Backend> Process<B> {
         F: FnMut(&mut Loop<B>, Result<ExitStatus, ProcessError>) -> Action + 'static,
     {
         let status = Rc::clone(&self.status);
-        let fd = self.pidfd.raw();
+        let fd = self.pidfd.share().raw();
         let op = Op::ProcWait { pid: self.pid, fd };
-        SharedFd::track(&self.pidfd, lp, op, move |mut t| {
+        self.pidfd.track(lp, op, move |mut t| {
             move |lp: &mut Loop<B>, _: &mut Op, res: OpResult| {
                 let r = match res {
                     // The pidfd stays open while this wait is tracked, so
@@ -203,7 +210,8 @@ impl<B: Backend> Process<B> {
     /// Closes the pidfd through the loop: cancels the waits in flight
     /// (their callbacks run with `Canceled` unless they had finished) and
     /// frees parked ones, then closes it and calls `cb`. Does not kill or
-    /// reap the process.
+    /// reap the process. Dropping the watcher does the same, ignoring the
+    /// close's result.
     pub fn close<F>(self, lp: &mut Loop<B>, cb: F) -> Id
     where
         F: FnOnce(&mut Loop<B>, Result<(), CloseError>) + 'static,

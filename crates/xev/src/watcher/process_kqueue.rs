@@ -6,6 +6,12 @@
 //! `NOTE_EXIT`; once it fires the child is reaped with `waitpid(WNOHANG)`.
 //! The parent is the only one who can reap its child, so the pid cannot be
 //! reused before that reap.
+//!
+//! There is no descriptor to close: [`Process::close`] cancels the waits in
+//! flight (their callbacks run once, with `Canceled` unless they had
+//! finished) and frees parked ones, then calls its callback. Dropping the
+//! watcher does the same at the loop's next tick (or right after the
+//! callback that dropped it). Neither kills nor reaps the process.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -18,17 +24,29 @@ use std::rc::Rc;
 use crate::backend::Backend;
 use crate::completion::Action;
 use crate::error::{CloseError, ProcessError};
-use crate::event_loop::Loop;
+use crate::event_loop::{Loop, Orphan, Orphans};
 use crate::op::{Id, Op, OpResult};
 
-/// A watcher for the exit of one child process, bound to one loop.
+/// A watcher for the exit of one child process. Its waits go to one loop
+/// at a time.
+#[must_use = "a process watcher does nothing until `wait`; dropping it stops watching"]
 pub struct Process<B: Backend> {
     pid: i32,
     /// The status, once reaped; later waits report it again.
     status: Rc<Cell<Option<ExitStatus>>>,
-    /// Waits in flight, for `close`.
-    waits: Rc<RefCell<Vec<Id>>>,
+    /// Waits in flight or parked, for `close` and `Drop`.
+    waits: Rc<Waits>,
+    /// The inbox of the loop of the latest wait, for `Drop`.
+    orphans: RefCell<Option<Rc<Orphans<B>>>>,
     _backend: PhantomData<fn() -> B>,
+}
+
+/// The waits of a watcher, shared with their callbacks.
+#[derive(Default)]
+struct Waits {
+    ids: RefCell<Vec<Id>>,
+    /// Set by `close` and `Drop`: callbacks then end their waits.
+    closed: Cell<bool>,
 }
 
 impl<B: Backend> fmt::Debug for Process<B> {
@@ -63,7 +81,8 @@ impl<B: Backend> Process<B> {
         Ok(Process {
             pid,
             status: Rc::new(Cell::new(None)),
-            waits: Rc::new(RefCell::new(Vec::new())),
+            waits: Rc::default(),
+            orphans: RefCell::new(None),
             _backend: PhantomData,
         })
     }
@@ -84,8 +103,15 @@ impl<B: Backend> Process<B> {
         self.status.get()
     }
 
+    /// The pidfd the watcher waits on on Linux: always `None` here (kqueue
+    /// watches the pid itself).
+    pub fn pidfd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+
     /// Waits for the child to exit; `cb` gets its status (every later wait
-    /// reports it again), or `Err(ProcessError::Canceled)`.
+    /// reports it again), or `Err(ProcessError::Canceled)`. After
+    /// [`Process::close`] (or a drop) `Rearm` and `Park` end the wait.
     pub fn wait<F>(&self, lp: &mut Loop<B>, mut cb: F) -> Id
     where
         F: FnMut(&mut Loop<B>, Result<ExitStatus, ProcessError>) -> Action + 'static,
@@ -105,27 +131,42 @@ impl<B: Backend> Process<B> {
                 OpResult::ProcExit(Err(e)) => Err(e),
                 _ => Err(ProcessError::Io(io::Error::other("unexpected result"))),
             };
-            let action = cb(lp, r);
-            if action != Action::Rearm {
+            let mut action = cb(lp, r);
+            if waits.closed.get() {
+                action = Action::Disarm;
+            }
+            if action == Action::Disarm {
                 if let Some(me) = me.get() {
-                    waits.borrow_mut().retain(|w| *w != me);
+                    waits.ids.borrow_mut().retain(|w| *w != me);
                 }
             }
             action
         });
         id.set(Some(new));
-        self.waits.borrow_mut().push(new);
+        self.waits.ids.borrow_mut().push(new);
+        let inbox = lp.orphans();
+        let mut cur = self.orphans.borrow_mut();
+        if !cur.as_ref().is_some_and(|c| Rc::ptr_eq(c, &inbox)) {
+            *cur = Some(inbox);
+        }
         new
     }
 
-    /// Cancels the waits in flight (their callbacks run with `Canceled`)
-    /// and calls `cb` when that is done. Does not kill or reap the process.
+    /// Cancels the waits in flight (their callbacks run once, with
+    /// `Canceled` unless they had finished) and frees parked ones, then
+    /// calls `cb`. Does not kill or reap the process.
     pub fn close<F>(self, lp: &mut Loop<B>, cb: F) -> Id
     where
         F: FnOnce(&mut Loop<B>, Result<(), CloseError>) + 'static,
     {
-        for id in self.waits.borrow_mut().drain(..) {
-            let _ = lp.cancel(id);
+        self.waits.closed.set(true);
+        let ids = std::mem::take(&mut *self.waits.ids.borrow_mut());
+        for id in ids {
+            if lp.cancel(id).is_err() {
+                // Parked: freed now; finished or running: freed once its
+                // callback returns (or `Busy`, and it ends by itself).
+                let _ = lp.free(id);
+            }
         }
         let mut cb = Some(cb);
         lp.add(Op::Noop, move |lp, _, _| {
@@ -134,6 +175,22 @@ impl<B: Backend> Process<B> {
             }
             Action::Disarm
         })
+    }
+}
+
+impl<B: Backend> Drop for Process<B> {
+    fn drop(&mut self) {
+        if self.waits.closed.replace(true) {
+            return; // closed already
+        }
+        let ids = std::mem::take(&mut *self.waits.ids.borrow_mut());
+        if let Some(inbox) = self.orphans.get_mut().take() {
+            // Each wait is canceled (or freed, if parked) at the loop's next
+            // tick; when the loop is gone, so are the waits.
+            for id in ids {
+                let _ = inbox.push(Orphan::Free(id));
+            }
+        }
     }
 }
 

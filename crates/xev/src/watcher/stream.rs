@@ -23,25 +23,37 @@
 //!
 //! # Descriptor ownership
 //!
-//! A watcher owns its descriptor. Close it through the loop with
-//! [`Stream::close`]: that is required on readiness backends (epoll), which
-//! must forget a descriptor before it is closed, or a later descriptor that
-//! reuses its number could be mistaken for it. A watcher that is dropped
-//! instead closes its descriptor directly, like [`OwnedFd`]; that is sound
-//! (no memory is at risk) but on epoll any request still waiting on that
-//! descriptor then waits until canceled, so drop a watcher only when nothing
-//! is in flight on it, or use [`Stream::into_fd`] to take the descriptor
-//! back.
+//! A watcher owns its descriptor, and shares it with the callbacks of its
+//! requests: it stays open while any request may still use its number, so
+//! the number is never reused under a request in flight. Every request of a
+//! watcher goes to one loop at a time.
+//!
+//! - [`Stream::close`] closes it through the loop: the requests in flight
+//!   are canceled first (each callback runs once, with `Canceled`, or with
+//!   its result if that was already in), parked ones are freed, queued
+//!   writes that have not started fail with `Canceled`, and the descriptor
+//!   is closed once the last of them has ended; the callback gets the
+//!   close's result.
+//! - **Dropping** the watcher does the same, the same way on every
+//!   backend, at the next tick of the loop of its latest request (right
+//!   after the callback that dropped it, if one did), ignoring the close's
+//!   result. Closing through the loop is what lets readiness backends
+//!   (epoll, kqueue) forget the descriptor before its number is reused, and
+//!   a socket's peer sees end of file once the close ran. A watcher never
+//!   used with a loop, or whose loop was dropped first (which ended its
+//!   requests), closes its descriptor directly when dropped.
+//! - [`Stream::into_fd`] takes the descriptor back, open, when no request
+//!   is in flight or parked (else it hands the watcher back).
 
 use std::cell::{OnceCell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
-use std::marker::PhantomData;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileTypeExt;
 use std::rc::Rc;
 
+use super::shared_fd::{FdOwner, Tracked};
 use crate::backend::Backend;
 use crate::completion::Action;
 use crate::error::{CloseError, IdError, PollError, ReadError, ShutdownError, WriteError};
@@ -93,11 +105,11 @@ use crate::DefaultBackend;
 /// b.close(&mut lp, |_, res| res.unwrap());
 /// lp.run(RunMode::UntilDone).unwrap();
 /// ```
+#[must_use = "dropping a stream closes its descriptor"]
 pub struct Stream<B: Backend = DefaultBackend> {
-    fd: OwnedFd,
+    owner: FdOwner<B>,
     socket: bool,
     queue: WriteQueue,
-    _backend: PhantomData<fn() -> B>,
 }
 
 impl<B: Backend> Stream<B> {
@@ -114,16 +126,26 @@ impl<B: Backend> Stream<B> {
     /// Wraps a descriptor that is already non-blocking, without a syscall.
     pub(super) fn from_nonblocking(fd: OwnedFd, socket: bool) -> Stream<B> {
         Stream {
-            fd,
+            owner: FdOwner::new(fd),
             socket,
             queue: WriteQueue::default(),
-            _backend: PhantomData,
         }
     }
 
     /// The raw descriptor (still owned by the watcher).
     pub fn fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.owner.share().raw()
+    }
+
+    /// The watcher's ownership of its descriptor (for [`Tcp`](super::tcp::Tcp)).
+    pub(super) fn owner(&self) -> &FdOwner<B> {
+        &self.owner
+    }
+
+    /// Requests of this watcher that are in flight or parked (queued writes
+    /// included).
+    pub fn in_flight(&self) -> usize {
+        self.owner.share().in_flight()
     }
 
     /// Whether the descriptor is a socket (read and written with
@@ -147,7 +169,7 @@ impl<B: Backend> Stream<B> {
         } else {
             Op::Read { fd, buf }
         };
-        add_read(lp, op, cb)
+        add_read(lp, &self.owner, op, cb)
     }
 
     /// Writes `buf` with one syscall; the callback gets the buffer back and
@@ -162,7 +184,7 @@ impl<B: Backend> Stream<B> {
     where
         F: FnMut(&mut Loop<B>, &mut Vec<u8>, Result<usize, WriteError>) -> Action + 'static,
     {
-        add_write(lp, write_op(self.sink(), buf, 0), cb)
+        add_write(lp, &self.owner, write_op(self.sink(), buf, 0), cb)
     }
 
     /// Queues `buf` to be written completely, after every write queued
@@ -185,10 +207,11 @@ impl<B: Backend> Stream<B> {
     /// [`Action::Park`] both release the request.
     ///
     /// **Closing.** When the stream is closed ([`Stream::close`]) or dropped,
-    /// the write in flight finishes or fails on its own, and then the
-    /// queued writes that have not started fail with
-    /// [`WriteError::Canceled`], in order, without I/O; a `Rearm` returned
-    /// after the close is ignored.
+    /// the write in flight is canceled (its callback gets
+    /// [`WriteError::Canceled`], also when part of it was written, or its
+    /// result if it had already finished), and the queued writes that have
+    /// not started fail with [`WriteError::Canceled`], in order, without
+    /// I/O; a `Rearm` returned after the close is ignored.
     ///
     /// Steady state allocates nothing; the first short write of a queue
     /// allocates a reusable copy buffer of 256 KiB (the remaining bytes are
@@ -197,7 +220,7 @@ impl<B: Backend> Stream<B> {
     where
         F: FnMut(&mut Loop<B>, &mut Vec<u8>, Result<usize, WriteError>) -> Action + 'static,
     {
-        self.queue.push(lp, self.sink(), buf, cb)
+        self.queue.push(lp, &self.owner, self.sink(), buf, cb)
     }
 
     /// Queued writes not finished yet (including the one in flight).
@@ -215,12 +238,15 @@ impl<B: Backend> Stream<B> {
             fd: self.fd(),
             interest,
         };
-        lp.add(op, move |lp: &mut Loop<B>, _: &mut Op, res: OpResult| {
-            let res = match res {
-                OpResult::Poll(r) => r,
-                other => Err(PollError::Io(unexpected(&other))),
-            };
-            cb(lp, res)
+        self.owner.track(lp, op, move |mut t| {
+            move |lp: &mut Loop<B>, _: &mut Op, res: OpResult| {
+                let res = match res {
+                    OpResult::Poll(r) => r,
+                    other => Err(PollError::Io(unexpected(&other))),
+                };
+                let action = cb(lp, res);
+                t.settle(lp, action)
+            }
         })
     }
 
@@ -231,36 +257,45 @@ impl<B: Backend> Stream<B> {
         F: FnMut(&mut Loop<B>, Result<(), ShutdownError>) -> Action + 'static,
     {
         let op = Op::Shutdown { fd: self.fd(), how };
-        lp.add(op, move |lp: &mut Loop<B>, _: &mut Op, res: OpResult| {
-            let res = match res {
-                OpResult::Shutdown(r) => r,
-                other => Err(ShutdownError::Io(unexpected(&other))),
-            };
-            cb(lp, res)
+        self.owner.track(lp, op, move |mut t| {
+            move |lp: &mut Loop<B>, _: &mut Op, res: OpResult| {
+                let res = match res {
+                    OpResult::Shutdown(r) => r,
+                    other => Err(ShutdownError::Io(unexpected(&other))),
+                };
+                let action = cb(lp, res);
+                t.settle(lp, action)
+            }
         })
     }
 
-    /// Closes the descriptor through the loop (consuming the watcher); the
-    /// callback runs once with the result. Queued writes that have not
-    /// started fail with [`WriteError::Canceled`] once the write in flight
-    /// finishes (see [`Stream::queue_write`]). On epoll, requests still
-    /// waiting on the descriptor complete with `Canceled`; on io_uring a
-    /// request in flight is not stopped by a close (cancel it first if it
-    /// may never finish).
+    /// Closes the descriptor through the loop (consuming the watcher), the
+    /// same way on every backend: the watcher's requests in flight are
+    /// canceled (each callback runs once, with `Canceled`, or with its
+    /// result if that was already in; a `Rearm` or `Park` it returns is
+    /// ignored), its parked requests are freed, queued writes that have
+    /// not started fail with [`WriteError::Canceled`] (see
+    /// [`Stream::queue_write`]), and once the last of them has ended the
+    /// descriptor is closed and `cb` runs once with the result. Returns the
+    /// id of the close completion. Dropping the watcher does the same,
+    /// ignoring the result.
     pub fn close<F>(self, lp: &mut Loop<B>, cb: F) -> Id
     where
         F: FnOnce(&mut Loop<B>, Result<(), CloseError>) + 'static,
     {
-        // Dropping the queue handle marks the queue closed.
-        let Stream { fd, .. } = self;
-        add_close(lp, fd, cb)
+        self.owner.close(lp, cb)
     }
 
-    /// Takes the descriptor back without closing it (it stays non-blocking).
-    /// Queued writes that have not started fail with `Canceled` when the
-    /// write in flight finishes.
-    pub fn into_fd(self) -> OwnedFd {
-        self.fd
+    /// Takes the descriptor back without closing it (it stays
+    /// non-blocking), when none of the watcher's requests is in flight or
+    /// parked ([`Stream::in_flight`] is 0; cancel or free them and let
+    /// their callbacks run first). Otherwise hands the watcher back
+    /// unchanged.
+    pub fn into_fd(self) -> Result<OwnedFd, Stream<B>> {
+        match self.owner.take_fd() {
+            Some(fd) => Ok(fd),
+            None => Err(self),
+        }
     }
 
     /// Where writes of this stream go.
@@ -275,7 +310,11 @@ impl<B: Backend> Stream<B> {
 
 impl<B: Backend> AsFd for Stream<B> {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        // SAFETY: the descriptor stays open as long as the watcher exists:
+        // it leaves the watcher's share only through `close` or `into_fd`,
+        // which consume the watcher, or when the loop adopts it after the
+        // watcher was dropped; the borrow of `self` bounds the result.
+        unsafe { BorrowedFd::borrow_raw(self.fd()) }
     }
 }
 
@@ -290,6 +329,7 @@ impl<B: Backend> fmt::Debug for Stream<B> {
         f.debug_struct("Stream")
             .field("fd", &self.fd())
             .field("socket", &self.socket)
+            .field("in_flight", &self.in_flight())
             .field("queued_writes", &self.queue.len())
             .finish()
     }
@@ -339,29 +379,29 @@ fn advance(op: &mut Op, n: usize) {
     }
 }
 
-/// Adds a read-family operation whose callback gets the buffer and a read
-/// result. On [`Action::Rearm`] a positional read continues at
-/// `offset + n`.
-pub(super) fn add_read<B, F>(lp: &mut Loop<B>, op: Op, cb: F) -> Id
+/// Adds a read-family operation of `owner`'s descriptor whose callback gets
+/// the buffer and a read result. On [`Action::Rearm`] a positional read
+/// continues at `offset + n`.
+pub(super) fn add_read<B, F>(lp: &mut Loop<B>, owner: &FdOwner<B>, op: Op, cb: F) -> Id
 where
     B: Backend,
     F: FnMut(&mut Loop<B>, &mut Vec<u8>, Result<usize, ReadError>) -> Action + 'static,
 {
-    add_transfer(lp, op, cb, |res| match res {
+    add_transfer(lp, owner, op, cb, |res| match res {
         OpResult::Read(r) => r,
         other => Err(ReadError::Io(unexpected(&other))),
     })
 }
 
-/// Adds a write-family operation whose callback gets the buffer and a write
-/// result. On [`Action::Rearm`] a positional write continues at
-/// `offset + n`.
-pub(super) fn add_write<B, F>(lp: &mut Loop<B>, op: Op, cb: F) -> Id
+/// Adds a write-family operation of `owner`'s descriptor whose callback
+/// gets the buffer and a write result. On [`Action::Rearm`] a positional
+/// write continues at `offset + n`.
+pub(super) fn add_write<B, F>(lp: &mut Loop<B>, owner: &FdOwner<B>, op: Op, cb: F) -> Id
 where
     B: Backend,
     F: FnMut(&mut Loop<B>, &mut Vec<u8>, Result<usize, WriteError>) -> Action + 'static,
 {
-    add_transfer(lp, op, cb, |res| match res {
+    add_transfer(lp, owner, op, cb, |res| match res {
         OpResult::Write(r) => r,
         other => Err(WriteError::Io(unexpected(&other))),
     })
@@ -371,6 +411,7 @@ where
 /// result out of the loop's `OpResult`.
 fn add_transfer<B, E, F>(
     lp: &mut Loop<B>,
+    owner: &FdOwner<B>,
     op: Op,
     mut cb: F,
     typed: fn(OpResult) -> Result<usize, E>,
@@ -380,47 +421,30 @@ where
     E: 'static,
     F: FnMut(&mut Loop<B>, &mut Vec<u8>, Result<usize, E>) -> Action + 'static,
 {
-    lp.add(op, move |lp: &mut Loop<B>, op: &mut Op, res: OpResult| {
-        let res = typed(res);
-        let n = *res.as_ref().unwrap_or(&0);
-        let mut none = Vec::new();
-        let action = cb(lp, op.buf_mut().unwrap_or(&mut none), res);
-        if action == Action::Rearm {
-            advance(op, n);
+    owner.track(lp, op, move |mut t| {
+        move |lp: &mut Loop<B>, op: &mut Op, res: OpResult| {
+            let res = typed(res);
+            let n = *res.as_ref().unwrap_or(&0);
+            let mut none = Vec::new();
+            let action = cb(lp, op.buf_mut().unwrap_or(&mut none), res);
+            let action = t.settle(lp, action);
+            if action == Action::Rearm {
+                advance(op, n);
+            }
+            action
         }
-        action
-    })
-}
-
-/// Adds a close of `fd`; the one-shot callback gets the result.
-pub(super) fn add_close<B, F>(lp: &mut Loop<B>, fd: OwnedFd, cb: F) -> Id
-where
-    B: Backend,
-    F: FnOnce(&mut Loop<B>, Result<(), CloseError>) + 'static,
-{
-    let mut cb = Some(cb);
-    let op = Op::Close {
-        fd: fd.into_raw_fd(),
-    };
-    lp.add(op, move |lp: &mut Loop<B>, _: &mut Op, res: OpResult| {
-        let res = match res {
-            OpResult::Close(r) => r,
-            other => Err(CloseError::Io(unexpected(&other))),
-        };
-        if let Some(cb) = cb.take() {
-            cb(lp, res);
-        }
-        // Never rearm a close: the number may already name another file.
-        Action::Disarm
     })
 }
 
 // ---------------------------------------------------------------------------
 // The write queue.
 //
-// Each queued write is its own completion, added parked. The queue holds
-// their ids in order; the head is the only one in flight, and it restarts
-// the next one when it is done. A failed head *condemns* the rest: each is
+// Each queued write is its own completion, added parked and tracked by the
+// watcher's descriptor as a *managed* operation (a close cancels it only
+// while it is in flight, and never frees it: the queue ends it). The queue
+// holds their ids in order; the head is the only one in flight, and it
+// restarts the next one when it is done. A failed head (or one that ends
+// once the descriptor is closing) *condemns* the rest: each is
 // restarted and at once canceled (a queued completion is canceled without
 // reaching the backend, so no I/O happens) and its callback maps that
 // `Canceled` to the head's error, taken from `condemned`. The loop calls
@@ -461,8 +485,6 @@ struct QueueState {
     condemned: VecDeque<(Id, WriteError)>,
     /// Copy buffer for finishing short writes (taken by the head).
     scratch: Vec<u8>,
-    /// The watcher was closed or dropped.
-    closed: bool,
     /// Offset of the next positional queued write.
     next_offset: u64,
 }
@@ -485,33 +507,23 @@ impl QueueState {
 type Shared = Rc<RefCell<QueueState>>;
 
 /// The watcher's handle on its write queue, created on first use (so
-/// watchers that never queue allocate nothing for it). Dropping it (with
-/// the watcher) marks the queue closed.
+/// watchers that never queue allocate nothing for it). The queue is closed
+/// when the watcher's descriptor is.
 #[derive(Default)]
 pub(super) struct WriteQueue {
-    cell: OnceCell<Handle>,
-}
-
-struct Handle(Shared);
-
-impl Drop for Handle {
-    fn drop(&mut self) {
-        if let Ok(mut q) = self.0.try_borrow_mut() {
-            q.closed = true;
-        }
-    }
+    cell: OnceCell<Shared>,
 }
 
 impl WriteQueue {
     fn shared(&self) -> &Shared {
-        &self.cell.get_or_init(|| Handle(Rc::default())).0
+        self.cell.get_or_init(Rc::default)
     }
 
     /// Queued writes not finished yet.
     pub(super) fn len(&self) -> usize {
         self.cell
             .get()
-            .and_then(|h| h.0.try_borrow().ok().map(|q| q.ids.len()))
+            .and_then(|q| q.try_borrow().ok().map(|q| q.ids.len()))
             .unwrap_or(0)
     }
 
@@ -519,7 +531,7 @@ impl WriteQueue {
     pub(super) fn next_offset(&self) -> u64 {
         self.cell
             .get()
-            .and_then(|h| h.0.try_borrow().ok().map(|q| q.next_offset))
+            .and_then(|q| q.try_borrow().ok().map(|q| q.next_offset))
             .unwrap_or(0)
     }
 
@@ -530,26 +542,38 @@ impl WriteQueue {
         }
     }
 
-    /// Queues a write of `buf` to `sink`; see [`Stream::queue_write`].
-    pub(super) fn push<B, F>(&self, lp: &mut Loop<B>, sink: Sink, buf: Vec<u8>, cb: F) -> Id
+    /// Queues a write of `buf` to `sink` (`owner`'s descriptor); see
+    /// [`Stream::queue_write`].
+    pub(super) fn push<B, F>(
+        &self,
+        lp: &mut Loop<B>,
+        owner: &FdOwner<B>,
+        sink: Sink,
+        buf: Vec<u8>,
+        cb: F,
+    ) -> Id
     where
         B: Backend,
         F: FnMut(&mut Loop<B>, &mut Vec<u8>, Result<usize, WriteError>) -> Action + 'static,
     {
         let q = self.shared();
         let base = q.borrow_mut().reserve(sink, buf.len());
-        let mut w = Queued {
-            q: q.clone(),
-            sink,
-            base,
-            off: 0,
-            held: None,
-            cb,
-        };
-        let id = lp.add_parked_callback(
-            write_op(sink, buf, base),
-            move |lp: &mut Loop<B>, op: &mut Op, res: OpResult| w.complete(lp, op, res),
-        );
+        let shared = q.clone();
+        let id = owner.track_parked(lp, write_op(sink, buf, base), move |t| {
+            let mut w = Queued {
+                q: shared,
+                t,
+                sink,
+                base,
+                off: 0,
+                held: None,
+                cb,
+            };
+            move |lp: &mut Loop<B>, op: &mut Op, res: OpResult| {
+                let action = w.complete(lp, op, res);
+                w.t.settle(lp, action)
+            }
+        });
         let first = {
             let mut s = q.borrow_mut();
             s.ids.push_back(id);
@@ -621,6 +645,9 @@ enum Progress {
 /// One queued write's state (its completion's callback).
 struct Queued<F> {
     q: Shared,
+    /// Its tracking by the watcher's descriptor (which tells whether the
+    /// watcher is closing).
+    t: Tracked,
     sink: Sink,
     /// Offset of the write's first byte (positional sinks).
     base: u64,
@@ -647,8 +674,11 @@ impl<F> Queued<F> {
                 return self.deliver(lp, op, me, Err(err));
             }
         }
+        let closed = self.t.share().is_closing();
         let res = match res {
             Ok(n) => match self.progress(op, n) {
+                // Closing: the rest of the buffer is not written.
+                Progress::More if closed => Err(WriteError::Canceled),
                 Progress::More => return Action::Rearm,
                 Progress::Done(total) => Ok(total),
                 Progress::Stalled => Err(WriteError::Io(io::ErrorKind::WriteZero.into())),
@@ -659,10 +689,7 @@ impl<F> Queued<F> {
         // This is the head: leave the queue, then start the next write or
         // fail the rest, before the callback runs (so that writes it queues
         // go behind them).
-        let (me, closed) = {
-            let mut s = self.q.borrow_mut();
-            (s.ids.pop_front(), s.closed)
-        };
+        let me = self.q.borrow_mut().ids.pop_front();
         match &res {
             Err(e) => condemn(lp, &self.q, e),
             Ok(_) if closed => condemn(lp, &self.q, &WriteError::Canceled),
@@ -765,10 +792,10 @@ impl<F> Queued<F> {
             return Action::Disarm;
         }
         // Queue the buffer again, at the back.
-        let mut s = self.q.borrow_mut();
-        if s.closed {
+        if self.t.share().is_closing() {
             return Action::Disarm;
         }
+        let mut s = self.q.borrow_mut();
         let buf = op.take_buf().unwrap_or_default();
         self.base = s.reserve(self.sink, buf.len());
         self.off = 0;

@@ -5,6 +5,12 @@
 //! Sockets are created non-blocking and close-on-exec; accepted sockets
 //! come from the backend already non-blocking and close-on-exec, so
 //! accepting costs no extra syscall.
+//!
+//! Closing or dropping a `Tcp` (a listener's pending accepts included)
+//! works as for a [`Stream`]: requests in flight end with `Canceled`, then
+//! the socket is closed through the loop, so the peer sees end of file and
+//! the descriptor number is safe to reuse (see
+//! [descriptor ownership](super::stream#descriptor-ownership)).
 
 use std::fmt;
 use std::io;
@@ -157,17 +163,20 @@ impl<B: Backend> Tcp<B> {
         F: FnMut(&mut Loop<B>, Result<Tcp<B>, AcceptError>) -> Action + 'static,
     {
         let op = Op::Accept { fd: self.fd() };
-        lp.add(op, move |lp: &mut Loop<B>, _: &mut Op, res: OpResult| {
-            let res = match res {
-                OpResult::Accept(r) => r.map(|fd| Tcp {
-                    stream: Stream::from_nonblocking(fd, true),
-                }),
-                other => Err(AcceptError::Io(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("xev watcher: unexpected result {other:?}"),
-                ))),
-            };
-            cb(lp, res)
+        self.owner().track(lp, op, move |mut t| {
+            move |lp: &mut Loop<B>, _: &mut Op, res: OpResult| {
+                let res = match res {
+                    OpResult::Accept(r) => r.map(|fd| Tcp {
+                        stream: Stream::from_nonblocking(fd, true),
+                    }),
+                    other => Err(AcceptError::Io(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("xev watcher: unexpected result {other:?}"),
+                    ))),
+                };
+                let action = cb(lp, res);
+                t.settle(lp, action)
+            }
         })
     }
 
@@ -178,15 +187,18 @@ impl<B: Backend> Tcp<B> {
         F: FnMut(&mut Loop<B>, Result<(), ConnectError>) -> Action + 'static,
     {
         let op = Op::connect(self.fd(), addr);
-        lp.add(op, move |lp: &mut Loop<B>, _: &mut Op, res: OpResult| {
-            let res = match res {
-                OpResult::Connect(r) => r,
-                other => Err(ConnectError::Io(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("xev watcher: unexpected result {other:?}"),
-                ))),
-            };
-            cb(lp, res)
+        self.owner().track(lp, op, move |mut t| {
+            move |lp: &mut Loop<B>, _: &mut Op, res: OpResult| {
+                let res = match res {
+                    OpResult::Connect(r) => r,
+                    other => Err(ConnectError::Io(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("xev watcher: unexpected result {other:?}"),
+                    ))),
+                };
+                let action = cb(lp, res);
+                t.settle(lp, action)
+            }
         })
     }
 
@@ -203,10 +215,11 @@ impl<B: Backend> Tcp<B> {
         self.stream
     }
 
-    /// Takes the descriptor back without closing it; see
-    /// [`Stream::into_fd`].
-    pub fn into_fd(self) -> OwnedFd {
-        self.stream.into_fd()
+    /// Takes the descriptor back without closing it, when nothing is in
+    /// flight or parked on it; see [`Stream::into_fd`]. Otherwise hands the
+    /// watcher back unchanged.
+    pub fn into_fd(self) -> Result<OwnedFd, Tcp<B>> {
+        self.stream.into_fd().map_err(|stream| Tcp { stream })
     }
 }
 
@@ -221,8 +234,8 @@ fn as_inet(addr: socket2::SockAddr) -> io::Result<SocketAddr> {
 }
 
 /// A `Tcp` is a [`Stream`] on a socket: all stream requests work on it.
-/// (Dropping a `Tcp` closes the socket directly; see [`Stream`] on
-/// descriptor ownership.)
+/// (Closing and dropping a `Tcp` work as for a [`Stream`]: see
+/// [descriptor ownership](super::stream#descriptor-ownership).)
 impl<B: Backend> Deref for Tcp<B> {
     type Target = Stream<B>;
 
