@@ -994,10 +994,11 @@ impl<B: Backend> Loop<B> {
         unsafe {
             let waiting = self
                 .lookup(target)
-                .is_some_and(|t| matches!((*t).state, State::Backend | State::Pool));
+                .is_some_and(|t| matches!((*t).state, State::Backend | State::Pool | State::CancelWait));
             if waiting {
                 // The target's result is still on its way (io_uring's CQE,
-                // a pool task): the cancel completes after it, with `res`.
+                // a pool task, or the target is itself a cancel waiting for
+                // its own target): the cancel completes after it, with `res`.
                 (*cancel).res = res;
                 (*cancel).state = State::CancelWait;
                 self.s.cancels_waiting.push_back(cancel);
@@ -1024,7 +1025,7 @@ impl<B: Backend> Loop<B> {
                 };
                 let pending = self
                     .lookup(target)
-                    .is_some_and(|t| matches!((*t).state, State::Backend | State::Pool));
+                    .is_some_and(|t| matches!((*t).state, State::Backend | State::Pool | State::CancelWait));
                 if !pending {
                     self.s.cancels_waiting.remove(c);
                     Self::finish(&mut self.s.completions, c, (*c).res);

@@ -469,27 +469,17 @@ impl<P: Poller> Backend for Readiness<P> {
     }
 
     unsafe fn cancel(&mut self, target: NonNull<Core>) -> CancelStart {
-        let t = target.as_ptr();
-        // A target that already finished (canceled by a close, or a close
-        // itself) cannot be canceled: it is handed back with its result,
-        // before the cancel's own (`-ENOENT`, as io_uring reports it).
         // SAFETY: `target` is held by this backend (trait contract).
-        if unsafe { self.unlink_ready(t) } {
-            return CancelStart {
-                cancel: -libc::ENOENT,
-                // SAFETY: `t` is live; it was just taken off `ready`.
-                target: Some(unsafe { (*t).res }),
-            };
-        }
-        // SAFETY: `target` is held by this backend (trait contract).
-        if unsafe { self.unlink(t) } {
+        if unsafe { self.unlink(target.as_ptr()) } {
             CancelStart {
                 cancel: 0,
                 target: Some(-libc::ECANCELED),
             }
         } else {
-            // Neither waiting nor finished: not ours (the loop lends only
-            // what it started here, so this does not happen).
+            // It already finished (its result waits in `ready`, behind
+            // what it must follow: a close behind the operations it
+            // canceled): too late, and it stays where it is, so the order
+            // of results holds; the loop delivers the cancel after it.
             CancelStart {
                 cancel: -libc::ENOENT,
                 target: None,
