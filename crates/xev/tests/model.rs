@@ -82,6 +82,16 @@ const NHANDLES: usize = 2;
 /// timing assumption: no correct run in this test blocks for more than a
 /// few milliseconds).
 const RESCUE_AFTER: Duration = Duration::from_secs(10);
+/// The same while shrinking (the failure is established by then).
+const RESCUE_AFTER_SHRINKING: Duration = Duration::from_secs(2);
+
+fn rescue_after() -> Duration {
+    if QUIET.with(|q| q.get()) {
+        RESCUE_AFTER_SHRINKING
+    } else {
+        RESCUE_AFTER
+    }
+}
 /// No step may take this long (a hang outside the loop's wait: abort).
 const STALL_ABORT: Duration = Duration::from_secs(120);
 /// The whole run of one backend (shrinking included) may take this long.
@@ -760,7 +770,44 @@ impl Model {
     /// Whether some completion is certain to finish soon (so that
     /// `run(Once)` returns without an outside event).
     fn certain(&self, notifying: Option<usize>) -> bool {
-        self.comps.iter().any(|c| {
+        self.comps.iter().any(|c| self.certain_one(c, notifying))
+    }
+
+    /// What the model expected to finish (for a hang's message).
+    fn certain_list(&self, notifying: Option<usize>) -> String {
+        let mut out = Vec::new();
+        for (k, c) in self.comps.iter().enumerate() {
+            if self.certain_one(c, notifying) {
+                let mut d = format!("{:?} #{k} {:?}", c.kind, c.st);
+                if c.done {
+                    d += " (result in)";
+                }
+                match c.kind {
+                    Kind::Timer | Kind::Watcher => d += &format!(" deadline {:?}", c.dl),
+                    Kind::Read | Kind::Close => {
+                        let p = &self.pipes[c.pipe];
+                        d += &format!(
+                            " pipe {} ({} bytes undelivered, victim {})",
+                            c.pipe,
+                            p.fed - p.delivered,
+                            c.victim
+                        );
+                    }
+                    Kind::Async => d += &format!(" handle {}", c.handle),
+                    _ => {}
+                }
+                out.push(d);
+            }
+            if out.len() >= 8 {
+                out.push("...".into());
+                break;
+            }
+        }
+        out.join(", ")
+    }
+
+    fn certain_one(&self, c: &Comp, notifying: Option<usize>) -> bool {
+        {
             let live = matches!(c.st, St::Queued | St::Started);
             live && (c.done
                 || match c.kind {
@@ -771,7 +818,7 @@ impl Model {
                         self.flags[c.handle] == Flag::Known(true) || notifying == Some(c.handle)
                     }
                 })
-        })
+        }
     }
 
     fn live_count(&self) -> usize {
@@ -1059,7 +1106,7 @@ struct Env {
     backend: &'static str,
     notify_tx: mpsc::Sender<(Async, u16)>,
     ack_rx: mpsc::Receiver<()>,
-    /// Armed while a `run(Once)` runs: when it started and the rescue pipe.
+    /// Armed while a `run(Once)` runs: when to feed the rescue pipe, and it.
     rescue: Arc<Mutex<Option<(Instant, RawFd)>>>,
     /// Milliseconds since `start` at the last step, and what is running.
     progress: Arc<AtomicU64>,
@@ -1094,8 +1141,8 @@ impl Env {
             }
             {
                 let mut g = r2.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some((since, wfd)) = *g {
-                    if since.elapsed() > RESCUE_AFTER {
+                if let Some((until, wfd)) = *g {
+                    if Instant::now() > until {
                         // SAFETY: writing one byte from a live local to the
                         // rescue pipe's write end, which the segment keeps
                         // open while it is registered here (under this lock).
@@ -1741,6 +1788,11 @@ impl<'e, B: Backend> Segment<'e, B> {
     /// `NoWait`), then checks every callback and the run's promises.
     fn run(&mut self, once: bool, notifying: Option<usize>) {
         let once = once && self.m.certain(notifying);
+        let expected = if once {
+            self.m.certain_list(notifying)
+        } else {
+            String::new()
+        };
         let mode = if once { RunMode::Once } else { RunMode::NoWait };
         let now0 = self.lp.now();
         let flags0 = self.m.flags.clone();
@@ -1764,7 +1816,8 @@ impl<'e, B: Backend> Segment<'e, B> {
             .map(|h| u32::from(flags0[h] != Flag::Known(false)) + u32::from(notifying == Some(h)))
             .collect();
         if once {
-            *self.env.rescue.lock().unwrap() = Some((Instant::now(), self.rescue_w));
+            let until = Instant::now() + rescue_after();
+            *self.env.rescue.lock().unwrap() = Some((until, self.rescue_w));
         }
         bump(if once {
             &self.env.stats.runs_once
@@ -1779,7 +1832,8 @@ impl<'e, B: Backend> Segment<'e, B> {
         }
         check!(
             !self.rescued.get(),
-            "HANG: run(Once) made no progress for {RESCUE_AFTER:?} though the model says something had to finish (a lost wakeup?)"
+            "HANG: run(Once) blocked for {:?} though the model says these had to finish: {expected}",
+            rescue_after()
         );
         let events = std::mem::take(&mut self.ctl.borrow_mut().events);
         let mut ok_async = vec![0u32; NHANDLES];
