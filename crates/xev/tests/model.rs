@@ -94,8 +94,10 @@ fn rescue_after() -> Duration {
 }
 /// No step may take this long (a hang outside the loop's wait: abort).
 const STALL_ABORT: Duration = Duration::from_secs(120);
-/// The whole run of one backend (shrinking included) may take this long.
-const TOTAL_ABORT: Duration = Duration::from_secs(30 * 60);
+/// The whole run of one backend (shrinking included) may take this long,
+/// plus [`ABORT_PER_STEP`] per step (a default release run takes ~15 s).
+const TOTAL_ABORT: Duration = Duration::from_secs(5 * 60);
+const ABORT_PER_STEP: Duration = Duration::from_micros(100);
 /// Time spent shrinking a failing segment.
 const SHRINK_BUDGET: Duration = Duration::from_secs(60);
 /// `run(Once)` calls a quiesce may make before it fails.
@@ -1115,7 +1117,8 @@ struct Env {
 }
 
 impl Env {
-    fn new(backend: &'static str) -> Env {
+    fn new(backend: &'static str, ops: usize) -> Env {
+        let total_abort = TOTAL_ABORT + ABORT_PER_STEP * ops as u32;
         let (notify_tx, notify_rx) = mpsc::channel::<(Async, u16)>();
         let (ack_tx, ack_rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -1153,11 +1156,11 @@ impl Env {
             }
             let last = Duration::from_millis(p2.load(Ordering::Relaxed));
             let el = start.elapsed();
-            if el > TOTAL_ABORT || el.saturating_sub(last) > STALL_ABORT {
+            if el > total_abort || el.saturating_sub(last) > STALL_ABORT {
                 let i = i2.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 eprintln!(
                     "model[{backend}]: WATCHDOG: {} (elapsed {el:?}); at {i}; aborting",
-                    if el > TOTAL_ABORT {
+                    if el > total_abort {
                         "the whole run took too long"
                     } else {
                         "no progress for too long"
@@ -2158,7 +2161,7 @@ fn run_backend<B: Backend>(name: &'static str) {
         "model[{name}]: {ops} steps, seeds [{}] (replay one with XEV_MODEL_SEED=SEED or SEED:SEGMENT)",
         list.join(", ")
     );
-    let env = Env::new(name);
+    let env = Env::new(name, ops);
     let started = Instant::now();
     let mut total = 0usize;
     for &seed in &seeds {
