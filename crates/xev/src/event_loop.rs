@@ -992,9 +992,9 @@ impl<B: Backend> Loop<B> {
         };
         // SAFETY: `cancel` is live and in no queue; `lookup` finds live cores.
         unsafe {
-            let waiting = self
-                .lookup(target)
-                .is_some_and(|t| matches!((*t).state, State::Backend | State::Pool | State::CancelWait));
+            let waiting = self.lookup(target).is_some_and(|t| {
+                matches!((*t).state, State::Backend | State::Pool | State::CancelWait)
+            });
             if waiting {
                 // The target's result is still on its way (io_uring's CQE,
                 // a pool task, or the target is itself a cancel waiting for
@@ -1023,9 +1023,9 @@ impl<B: Backend> Loop<B> {
                     Op::Cancel { target } => *target,
                     _ => Id::DETACHED,
                 };
-                let pending = self
-                    .lookup(target)
-                    .is_some_and(|t| matches!((*t).state, State::Backend | State::Pool | State::CancelWait));
+                let pending = self.lookup(target).is_some_and(|t| {
+                    matches!((*t).state, State::Backend | State::Pool | State::CancelWait)
+                });
                 if !pending {
                     self.s.cancels_waiting.remove(c);
                     Self::finish(&mut self.s.completions, c, (*c).res);

@@ -55,7 +55,7 @@ use xev::{
 /// watcher's timer keeps running and its completion lives until the loop
 /// is dropped. With this off, watchers are released with `Timer::free`
 /// only while idle; switch it on once the drop behaviour lands.
-const TIMER_WATCHER_DROP_CANCELS: bool = false;
+const TIMER_WATCHER_DROP_CANCELS: bool = true;
 
 /// Checks named in `XEV_MODEL_SKIP` (comma-separated failure kinds, as
 /// printed before the first ':' of a failure, e.g. `CLOSE-BEFORE-VICTIM`)
@@ -1263,6 +1263,9 @@ struct Segment<'e, B: Backend> {
     rescue_w: RawFd,
     /// Watchers dropped while idle, to be freed by the end of the next run.
     dropped_idle: Vec<usize>,
+    /// Watchers dropped with work in flight since the last run (their
+    /// release, a cancel, happens when the loop next runs).
+    dropped_busy: Vec<usize>,
 }
 
 impl<'e, B: Backend> Segment<'e, B> {
@@ -1328,6 +1331,7 @@ impl<'e, B: Backend> Segment<'e, B> {
             rescued,
             rescue_w: rw,
             dropped_idle: Vec::new(),
+            dropped_busy: Vec::new(),
         }
     }
 
@@ -1387,13 +1391,20 @@ impl<'e, B: Backend> Segment<'e, B> {
     fn pick(&self, pick: u32) -> Option<usize> {
         let sel = pick % 100;
         let idx = (pick / 100) as usize;
-        if sel < 80 && !self.m.live.is_empty() {
+        let k = if sel < 80 && !self.m.live.is_empty() {
             Some(self.m.live[idx % self.m.live.len()])
         } else if sel < 96 && !self.m.comps.is_empty() {
             Some(idx % self.m.comps.len())
         } else {
             None
-        }
+        };
+        // A dropped timer watcher is released when the loop next runs;
+        // until then its id still names its completion (a reset would
+        // start a parked one, a cancel would answer Ok before the release
+        // does). The model does not use such an id in between (it stands
+        // for another loop's id instead): it checks that the release
+        // happens and what the callback gets.
+        k.filter(|k| !self.dropped_idle.contains(k) && !self.dropped_busy.contains(k))
     }
 
     fn id_of(&self, k: Option<usize>) -> Id {
@@ -1741,6 +1752,7 @@ impl<'e, B: Backend> Segment<'e, B> {
                     match st {
                         St::Parked => self.dropped_idle.push(k),
                         St::Queued | St::Started => {
+                            self.dropped_busy.push(k);
                             let c = &mut self.m.comps[k];
                             c.dropped = true;
                             c.done = true;
@@ -1912,6 +1924,8 @@ impl<'e, B: Backend> Segment<'e, B> {
                 self.m.flags[h]
             };
         }
+        // Watchers dropped while busy were released (canceled) by now.
+        self.dropped_busy.clear();
         // Watchers dropped while idle are freed by now.
         for k in std::mem::take(&mut self.dropped_idle) {
             check!(

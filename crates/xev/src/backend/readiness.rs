@@ -89,6 +89,11 @@ pub trait Poller: Sized + 'static {
 #[derive(Default)]
 struct FdEntry {
     registered: bool,
+    /// A read or write found it is not a socket: later ones skip the
+    /// socket call ([`TRY_SOCKET`]). Only a hint, right either way (a
+    /// socket that reuses the number is still read correctly, with its
+    /// mode checked); forgotten when the loop closes the descriptor.
+    not_socket: bool,
     waiters: Queue,
 }
 
@@ -117,12 +122,31 @@ const BLOCKING_SOCKET: u64 = 2;
 /// operation leaves `scratch` at 0: its syscall never blocks.
 const GATED: u64 = 3;
 
-/// The `scratch` value of `op` on its descriptor as it is now: read,
-/// write and accept check the descriptor's mode (one `fcntl`, plus an
-/// `fstat` when it is blocking); every other operation's syscall never
+/// `scratch` value of a read (into a non-empty buffer) or a write not yet
+/// classified: it is first tried as a `recv`/`send` with `MSG_DONTWAIT`,
+/// which never blocks and costs nothing extra on a socket; a descriptor
+/// that is not a socket answers `ENOTSOCK` at once, and only then is its
+/// mode checked ([`checked_mode`]).
+const TRY_SOCKET: u64 = 4;
+
+/// The `scratch` value of `op` when it starts: reads and writes are first
+/// tried as socket calls ([`TRY_SOCKET`]); an empty read (a `recv` of
+/// nothing would swallow a datagram) and an accept have their
+/// descriptor's mode checked now; every other operation's syscall never
 /// blocks (per-call `MSG_DONTWAIT`, `poll` with a zero timeout, `shutdown`;
 /// connect handles a blocking socket itself).
 fn blocking_mode(op: &Op) -> u64 {
+    match op {
+        Op::Read { buf, .. } if !buf.is_empty() => TRY_SOCKET,
+        Op::Write { .. } => TRY_SOCKET,
+        _ => checked_mode(op),
+    }
+}
+
+/// The `scratch` value of `op` on its descriptor as it is now: read,
+/// write and accept check the descriptor's mode (one `fcntl`, plus an
+/// `fstat` when it is blocking); every other operation gets 0.
+fn checked_mode(op: &Op) -> u64 {
     let (fd, write) = match op {
         Op::Read { fd, .. } => (*fd, false),
         Op::Write { fd, .. } => (*fd, true),
@@ -277,23 +301,22 @@ impl<P: Poller> Readiness<P> {
                     }
                 }
                 _ => {
-                    let mode = match (*core).scratch {
-                        BLOCKING_SOCKET => sys::FdMode::Socket,
-                        GATED => {
-                            // A blocking descriptor: the syscall only if it
-                            // is ready now (even after an event: another
-                            // waiter may have taken what the event was for).
-                            if let Some((fd, interest)) = wait_target(&(*core).op) {
-                                let ready = poll_now(fd, interest);
-                                if ready < 0 {
-                                    return ready;
-                                }
+                    let mut tried = None;
+                    if (*core).scratch == TRY_SOCKET {
+                        match sys::perform_as(core, sys::FdMode::Socket) {
+                            // Not a socket: check what it is, then go on.
+                            r if r == -libc::ENOTSOCK => {
+                                (*core).scratch = checked_mode(&(*core).op);
                             }
-                            sys::FdMode::Gated
+                            // A socket (or a bad descriptor): done, or
+                            // waiting; it stays a socket call.
+                            r => tried = Some(r),
                         }
-                        _ => sys::FdMode::Direct,
+                    }
+                    let r = match tried {
+                        Some(r) => r,
+                        None => Self::perform_checked(core),
                     };
-                    let r = sys::perform_as(core, mode);
                     // A pending socket error the poller reported (kqueue's
                     // EV_EOF fflags) wins over the end of file that a read
                     // then sees.
@@ -303,6 +326,34 @@ impl<P: Poller> Readiness<P> {
                     }
                 }
             }
+        }
+    }
+
+    /// Performs the operation of `core` as its checked `scratch` mode says.
+    ///
+    /// # Safety
+    /// As for [`sys::perform`]: `core` is live and held by this backend.
+    unsafe fn perform_checked(core: *mut Core) -> i32 {
+        // SAFETY: per the contract; the op is read, not borrowed across the
+        // syscall.
+        unsafe {
+            let mode = match (*core).scratch {
+                BLOCKING_SOCKET => sys::FdMode::Socket,
+                GATED => {
+                    // A blocking descriptor: the syscall only if it is ready
+                    // now (even after an event: another waiter may have
+                    // taken what the event was for).
+                    if let Some((fd, interest)) = wait_target(&(*core).op) {
+                        let ready = poll_now(fd, interest);
+                        if ready < 0 {
+                            return ready;
+                        }
+                    }
+                    sys::FdMode::Gated
+                }
+                _ => sys::FdMode::Direct,
+            };
+            sys::perform_as(core, mode)
         }
     }
 
@@ -322,6 +373,7 @@ impl<P: Poller> Readiness<P> {
             return false;
         };
         let entry = &mut self.fds[i];
+        entry.not_socket = false;
         let had_waiters = !entry.waiters.is_empty();
         loop {
             let c = entry.waiters.pop_front();
@@ -414,7 +466,16 @@ impl<P: Poller> Backend for Readiness<P> {
         let c = core.as_ptr();
         // SAFETY: the loop lends us exclusive access to a live core.
         unsafe {
-            (*c).scratch = blocking_mode(&(*c).op);
+            let hint = wait_target(&(*c).op)
+                .and_then(|(fd, _)| usize::try_from(fd).ok())
+                .and_then(|i| self.fds.get(i))
+                .is_some_and(|e| e.not_socket);
+            (*c).scratch = if hint {
+                checked_mode(&(*c).op)
+            } else {
+                blocking_mode(&(*c).op)
+            };
+            let tried_socket = (*c).scratch == TRY_SOCKET;
             match &(*c).op {
                 Op::Pread { .. } | Op::Pwrite { .. } => return Start::Pool,
                 Op::Close { fd } => {
@@ -434,6 +495,11 @@ impl<P: Poller> Backend for Readiness<P> {
                 _ => {}
             }
             let res = Self::attempt(c, None);
+            if tried_socket && (*c).scratch != TRY_SOCKET {
+                if let Some(e) = wait_target(&(*c).op).and_then(|(fd, _)| self.entry(fd)) {
+                    e.not_socket = true;
+                }
+            }
             if res != -libc::EAGAIN {
                 return Start::Done(res);
             }
