@@ -26,7 +26,7 @@ use std::io;
 use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::event_loop::Shared;
+use crate::shared::Shared;
 
 /// A cross-thread wakeup handle. Cheap to clone; `Send + Sync`.
 ///

@@ -82,26 +82,32 @@ compile_error!("xev supports Linux (io_uring, epoll), macOS and FreeBSD (kqueue)
 
 mod async_handle;
 pub mod backend;
-mod completion;
 pub mod error;
 mod event_loop;
+mod id;
 mod mpsc;
 mod op;
+mod options;
 mod queue;
+mod record;
 mod recycle;
+mod shared;
 mod sys;
 mod thread_pool;
 mod timer_wheel;
 pub mod watcher;
 
 pub use async_handle::Async;
-pub use completion::{Action, Callback};
 pub use error::{
     AcceptError, AsyncError, CancelError, CloseError, ConnectError, IdError, NoopError, PollError,
     ProcessError, ReadError, ShutdownError, TimerError, WriteError,
 };
-pub use event_loop::{Options, RunMode};
-pub use op::{Id, Interest, Msg, Op, OpKind, OpResult, Readiness};
+pub use event_loop::completion::Callback;
+pub use event_loop::RunMode;
+pub use id::Id;
+pub use op::{Interest, Msg, Op, OpKind, OpResult, Readiness};
+pub use options::Options;
+pub use record::Action;
 pub use thread_pool::{Config as ThreadPoolConfig, ThreadPool};
 
 /// A timer watcher on the default backend.
@@ -120,7 +126,7 @@ pub type Process = watcher::Process<DefaultBackend>;
 /// The backend-generic types, for code that picks its backend (or works
 /// with any).
 pub mod generic {
-    pub use crate::completion::Completion;
+    pub use crate::event_loop::completion::Completion;
     pub use crate::event_loop::{Loop, OwnedLoop};
 }
 

@@ -19,58 +19,8 @@ use crate::error::{
     AcceptError, AsyncError, CancelError, CloseError, ConnectError, NoopError, PollError,
     ProcessError, ReadError, ShutdownError, TimerError, WriteError, NO_THREAD_POOL,
 };
+use crate::id::Id;
 use crate::Async;
-
-/// Identifies a completion owned by a loop. Copyable; becomes stale (and
-/// every request made with it fails with [`crate::IdError::Stale`] or
-/// [`CancelError::NotFound`]) once the completion is freed.
-///
-/// An id is the completion's address in the loop's completion memory, the
-/// generation of that memory when the completion was added, and the loop's
-/// tag. The loop keeps that memory until it is dropped, so it can always
-/// check an id of its own (an id of another loop has another tag and is
-/// never followed).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Id {
-    pub(crate) ptr: *mut crate::completion::Core,
-    pub(crate) gen: u32,
-    pub(crate) tag: u32,
-}
-
-// SAFETY: an id is an inert handle: only the loop whose tag it carries ever
-// follows its pointer, on that loop's own thread, after checking it.
-unsafe impl Send for Id {}
-// SAFETY: as above; an id has no interior mutability.
-unsafe impl Sync for Id {}
-
-impl Id {
-    /// Names no completion of any loop (loop tags start at 1): a
-    /// placeholder that is always stale.
-    pub(crate) const DETACHED: Id = Id {
-        ptr: std::ptr::null_mut(),
-        gen: 0,
-        tag: 0,
-    };
-
-    pub(crate) fn new(core: *mut crate::completion::Core, gen: u32, tag: u32) -> Id {
-        Id {
-            ptr: core,
-            gen,
-            tag,
-        }
-    }
-
-    /// The completion's address (check `gen` and `tag` before use).
-    pub(crate) fn core(self) -> *mut crate::completion::Core {
-        self.ptr
-    }
-}
-
-impl fmt::Debug for Id {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Id({:p}v{}@{})", self.ptr, self.gen, self.tag)
-    }
-}
 
 /// `POLLRDHUP` where it exists (Linux); elsewhere no such bit.
 #[cfg(target_os = "linux")]

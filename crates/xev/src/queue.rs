@@ -7,7 +7,7 @@
 
 use std::ptr;
 
-use crate::completion::Core;
+use crate::record::Core;
 
 /// FIFO of `Core`s linked through `next`/`prev`.
 pub(crate) struct Queue {

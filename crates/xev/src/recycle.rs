@@ -19,7 +19,7 @@
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
 use std::ptr::{self, NonNull};
 
-use crate::completion::{Core, State};
+use crate::record::{Core, State};
 
 /// The largest chunk, in bytes.
 const MAX_CHUNK: usize = 1 << 20;

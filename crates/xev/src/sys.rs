@@ -7,9 +7,8 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use crate::backend::{neg_errno, syscall_result};
-use crate::completion::Core;
 use crate::op::Op;
+use crate::record::Core;
 
 /// A wakeup descriptor: readable after `signal`, until `drain`. Any number
 /// of signals before a drain count as one. On Linux it is one eventfd; on
@@ -476,5 +475,21 @@ pub(crate) fn nonblocking_socket(
         // No MSG_NOSIGNAL here: keep a dead peer from raising SIGPIPE.
         s.set_nosigpipe(true)?;
         Ok(s)
+    }
+}
+
+/// The thread's last OS error as a negated errno.
+pub(crate) fn neg_errno() -> i32 {
+    -io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+/// Turns a syscall's return value into a raw result.
+pub(crate) fn syscall_result(r: isize) -> i32 {
+    if r < 0 {
+        neg_errno()
+    } else {
+        r.min(i32::MAX as isize) as i32
     }
 }

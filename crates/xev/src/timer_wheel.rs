@@ -19,9 +19,9 @@
 //! number; every slot list is kept sorted by it (appending keeps it sorted,
 //! and moving a slot's timers down a level merges two sorted lists).
 
-use crate::completion::Core;
 use crate::op::Op;
 use crate::queue::Queue;
+use crate::record::Core;
 
 const BITS: u32 = 6;
 const SLOTS: usize = 1 << BITS;

@@ -19,7 +19,7 @@ use std::time::Duration;
 use super::epoll::Epoll;
 use super::io_uring::IoUring;
 use super::{Backend, CancelStart, Core, Start};
-use crate::event_loop::Options;
+use crate::options::Options;
 
 /// Which backend [`Dynamic`] picks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

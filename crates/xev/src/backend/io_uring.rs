@@ -19,9 +19,9 @@ use std::time::Duration;
 use io_uring::{cqueue, opcode, squeue, types, IoUring as Ring};
 
 use crate::backend::{Backend, CancelStart, Start};
-use crate::completion::Core;
-use crate::event_loop::Options;
 use crate::op::Op;
+use crate::options::Options;
+use crate::record::Core;
 use crate::sys;
 
 // User data is the completion's address. The special values below are

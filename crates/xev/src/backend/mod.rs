@@ -21,8 +21,8 @@ use std::os::fd::RawFd;
 use std::ptr::NonNull;
 use std::time::Duration;
 
-pub use crate::completion::Core;
-use crate::event_loop::Options;
+use crate::options::Options;
+pub use crate::record::Core;
 
 #[cfg(target_os = "linux")]
 pub mod dynamic;
@@ -138,21 +138,5 @@ pub(crate) fn timeout_ms(timeout: Option<Duration>) -> i32 {
             let ms = d.as_millis() + u128::from(d.subsec_nanos() % 1_000_000 != 0);
             ms.min(i32::MAX as u128) as i32
         }
-    }
-}
-
-/// The thread's last OS error as a negated errno.
-pub(crate) fn neg_errno() -> i32 {
-    -io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
-}
-
-/// Turns a syscall's return value into a raw result.
-pub(crate) fn syscall_result(r: isize) -> i32 {
-    if r < 0 {
-        neg_errno()
-    } else {
-        r.min(i32::MAX as isize) as i32
     }
 }

@@ -34,10 +34,10 @@ use std::ptr::NonNull;
 use std::time::Duration;
 
 use crate::backend::{Backend, CancelStart, Start};
-use crate::completion::Core;
-use crate::event_loop::Options;
 use crate::op::{Interest, Op};
+use crate::options::Options;
 use crate::queue::Queue;
+use crate::record::Core;
 use crate::sys;
 
 /// What a poller saw on one descriptor.
@@ -225,7 +225,7 @@ fn poll_now(fd: RawFd, interest: Interest) -> i32 {
     // SAFETY: `pfd` is a live array of one pollfd.
     let r = unsafe { libc::poll(&mut pfd, 1, 0) };
     if r < 0 {
-        super::neg_errno()
+        crate::sys::neg_errno()
     } else if pfd.revents & libc::POLLNVAL != 0 {
         -libc::EBADF
     } else if r == 0 {

@@ -8,10 +8,11 @@
 //! is added — makes the next wait fire, so none is lost.
 
 use crate::backend::Backend;
-use crate::completion::Action;
 use crate::error::AsyncError;
 use crate::event_loop::Loop;
-use crate::op::{Id, Op, OpResult};
+use crate::id::Id;
+use crate::op::{Op, OpResult};
+use crate::record::Action;
 
 impl crate::Async {
     /// Waits on `lp` until this handle is notified (now or later; notifies

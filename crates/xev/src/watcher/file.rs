@@ -29,10 +29,11 @@ use std::path::Path;
 use super::shared_fd::FdOwner;
 use super::stream::{add_read, add_write, Sink, WriteQueue};
 use crate::backend::Backend;
-use crate::completion::Action;
 use crate::error::{CloseError, ReadError, WriteError};
 use crate::event_loop::Loop;
-use crate::op::{Id, Op};
+use crate::id::Id;
+use crate::op::Op;
+use crate::record::Action;
 use crate::DefaultBackend;
 
 /// A file bound to loops of backend `B`.

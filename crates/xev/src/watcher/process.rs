@@ -34,10 +34,11 @@ use std::rc::Rc;
 
 use super::shared_fd::{unexpected, FdOwner};
 use crate::backend::Backend;
-use crate::completion::Action;
 use crate::error::{CloseError, ProcessError};
 use crate::event_loop::Loop;
-use crate::op::{Id, Op, OpResult};
+use crate::id::Id;
+use crate::op::{Op, OpResult};
+use crate::record::Action;
 
 /// A watcher for the exit of one child process. Its waits go to one loop
 /// at a time (see [`Udp`](super::udp::Udp) for why).

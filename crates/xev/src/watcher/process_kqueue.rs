@@ -22,10 +22,12 @@ use std::process::{Child, ExitStatus};
 use std::rc::Rc;
 
 use crate::backend::Backend;
-use crate::completion::Action;
 use crate::error::{CloseError, ProcessError};
-use crate::event_loop::{Loop, Orphan, Orphans};
-use crate::op::{Id, Op, OpResult};
+use crate::event_loop::orphans::{Orphan, Orphans};
+use crate::event_loop::Loop;
+use crate::id::Id;
+use crate::op::{Op, OpResult};
+use crate::record::Action;
 
 /// A watcher for the exit of one child process. Its waits go to one loop
 /// at a time.

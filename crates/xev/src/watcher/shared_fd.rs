@@ -29,10 +29,12 @@ use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 
 use crate::backend::Backend;
-use crate::completion::Action;
 use crate::error::CloseError;
-use crate::event_loop::{Adopt, Loop, Orphan, Orphans};
-use crate::op::{Id, Op, OpResult};
+use crate::event_loop::orphans::{Adopt, Orphan, Orphans};
+use crate::event_loop::Loop;
+use crate::id::Id;
+use crate::op::{Op, OpResult};
+use crate::record::Action;
 
 /// The error for a result of the wrong kind (never happens: a watcher's
 /// completion only ever holds its own kind of operation).

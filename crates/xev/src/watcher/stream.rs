@@ -55,10 +55,11 @@ use std::rc::Rc;
 
 use super::shared_fd::{FdOwner, Tracked};
 use crate::backend::Backend;
-use crate::completion::Action;
 use crate::error::{CloseError, IdError, PollError, ReadError, ShutdownError, WriteError};
 use crate::event_loop::Loop;
-use crate::op::{Id, Interest, Op, OpResult, Readiness};
+use crate::id::Id;
+use crate::op::{Interest, Op, OpResult, Readiness};
+use crate::record::Action;
 use crate::DefaultBackend;
 
 /// A stream of bytes on a non-blocking file descriptor, bound to loops of

@@ -22,10 +22,11 @@ use socket2::{Domain, SockRef, Type};
 
 use super::stream::{is_socket, set_nonblocking, Stream};
 use crate::backend::Backend;
-use crate::completion::Action;
 use crate::error::{AcceptError, CloseError, ConnectError};
 use crate::event_loop::Loop;
-use crate::op::{Id, Op, OpResult};
+use crate::id::Id;
+use crate::op::{Op, OpResult};
+use crate::record::Action;
 use crate::DefaultBackend;
 
 /// A TCP socket (listening or connected) bound to loops of backend `B`.

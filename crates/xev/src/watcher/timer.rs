@@ -10,10 +10,12 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 
 use crate::backend::Backend;
-use crate::completion::Action;
 use crate::error::{CancelError, IdError, TimerError};
-use crate::event_loop::{Loop, Orphan, Orphans};
-use crate::op::{Id, Op, OpResult};
+use crate::event_loop::orphans::{Orphan, Orphans};
+use crate::event_loop::Loop;
+use crate::id::Id;
+use crate::op::{Op, OpResult};
+use crate::record::Action;
 
 /// A timer bound to one loop. Its completion is allocated once, in
 /// [`Timer::new`]; `run`, `reset`, `cancel` and rearming allocate nothing.

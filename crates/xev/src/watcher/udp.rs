@@ -40,10 +40,11 @@ use std::rc::Rc;
 use socket2::{Domain, Protocol, SockRef, Type};
 
 use crate::backend::Backend;
-use crate::completion::Action;
 use crate::error::{CloseError, ReadError, WriteError};
 use crate::event_loop::Loop;
-use crate::op::{Id, Msg, Op, OpResult};
+use crate::id::Id;
+use crate::op::{Msg, Op, OpResult};
+use crate::record::Action;
 use crate::watcher::shared_fd::{unexpected, FdOwner};
 
 /// A UDP socket driven by a loop. Cheap to clone: clones share the socket

@@ -8,29 +8,37 @@
 //! callbacks of everything that finished, in the order it finished.
 
 use std::alloc::Layout;
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
 use std::rc::Rc;
-use std::sync::atomic::{fence, AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub(crate) mod completion;
+mod handoff;
+pub(crate) mod orphans;
+
 use crate::backend::{Backend, Start};
-use crate::completion::{
-    Action, Callback, Completion, Core, State, FLAG_CANCELING, FLAG_FREE, FLAG_RESET, FLAG_TIMER,
-};
 use crate::error::{CancelError, IdError, NO_THREAD_POOL};
+use crate::id::Id;
 use crate::mpsc::Mpsc;
-use crate::op::{Id, Op, OpResult};
+use crate::op::{Op, OpResult};
+use crate::options::Options;
 use crate::queue::Queue;
+use crate::record::{Action, Core, State, FLAG_CANCELING, FLAG_FREE, FLAG_RESET, FLAG_TIMER};
 use crate::recycle::Recycler;
+use crate::shared::Shared;
 use crate::sys::WakeFd;
-use crate::thread_pool::{Batch, Task, ThreadPool};
+use crate::thread_pool::{Batch, ThreadPool};
 use crate::timer_wheel::TimerWheel;
+use completion::{Callback, Completion};
+use handoff::{POOL_CANCELED, POOL_QUEUED};
+use orphans::{Orphan, Orphans};
 
 /// How long [`Loop::run`] runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,179 +51,6 @@ pub enum RunMode {
     Once,
     /// Run until no completion is in flight (or [`Loop::stop`] is called).
     UntilDone,
-}
-
-/// Options for [`Loop::new`].
-#[derive(Clone, Debug)]
-pub struct Options {
-    /// Submission-queue entries (io_uring). Rounded up to a power of two by
-    /// the kernel. Default 256.
-    pub entries: u32,
-    /// The thread pool for operations a backend cannot do asynchronously
-    /// (file pread/pwrite on epoll). Without one those operations fail with
-    /// `NoThreadPool`.
-    pub thread_pool: Option<ThreadPool>,
-}
-
-impl Default for Options {
-    fn default() -> Options {
-        Options {
-            entries: 256,
-            thread_pool: None,
-        }
-    }
-}
-
-/// State shared with other threads: thread-pool workers hand finished tasks
-/// back through `done`, and they and [`Async`](crate::Async) notifiers wake
-/// the loop through `wake` (notifiers only while `parked`).
-pub(crate) struct Shared {
-    done: Mpsc,
-    wake: WakeFd,
-    parked: AtomicBool,
-}
-
-impl fmt::Debug for Shared {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Shared")
-            .field("parked", &self.is_parked())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Shared {
-    /// Whether the loop is (about to be) blocked in its backend's wait.
-    pub(crate) fn is_parked(&self) -> bool {
-        self.parked.load(Ordering::SeqCst)
-    }
-
-    /// Wakes the loop's blocking wait.
-    pub(crate) fn wake(&self) -> io::Result<()> {
-        self.wake.signal()
-    }
-
-    /// Announces that the loop is about to block. Pairs with the fence in
-    /// `Async::notify`: after this, the loop re-checks its async waits.
-    fn park(&self) {
-        self.parked.store(true, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-    }
-
-    fn unpark(&self) {
-        self.parked.store(false, Ordering::Relaxed);
-    }
-}
-
-const POOL_QUEUED: u8 = 0;
-const POOL_RUNNING: u8 = 1;
-const POOL_CANCELED: u8 = 2;
-
-/// Runs on a pool thread: performs the blocking operation of the completion
-/// that embeds `task`, then hands it back to its loop.
-///
-/// # Safety
-/// `task` overlays the links of a live `Core` handed to the pool by
-/// `Loop::start` (see `Core::as_task`), whose `scratch` holds a pointer to
-/// the loop's live `Shared`; the loop does not touch the core until it pops
-/// it from `Shared::done`.
-pub(crate) unsafe fn run_pool_task(task: NonNull<Task>) {
-    let core = task.cast::<Core>().as_ptr();
-    // SAFETY: per the contract the core is live and ours until pushed back;
-    // the task pointer was derived from the whole core (`Core::as_task`).
-    unsafe {
-        let res = if (*core)
-            .pool_state
-            .compare_exchange(
-                POOL_QUEUED,
-                POOL_RUNNING,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok()
-        {
-            crate::sys::perform(core)
-        } else {
-            -libc::ECANCELED
-        };
-        (*core).res = res;
-        let shared = (*core).scratch as usize as *const Shared;
-        // Keep `Shared` alive past the push: once the loop pops the task it
-        // may drop itself (and its `Arc<Shared>`) before we signal.
-        Arc::increment_strong_count(shared);
-        let shared = Arc::from_raw(shared);
-        shared.done.push(task);
-        // Cannot fail on a live descriptor (full counts as signaled).
-        let _ = shared.wake.signal();
-    }
-}
-
-/// What a watcher dropped without its loop at hand leaves for the loop: see
-/// [`Orphans`].
-pub(crate) enum Orphan<B: Backend> {
-    /// Free this completion ([`Loop::detach`]): cancel it if in flight,
-    /// drop it once its callback ran.
-    Free(Id),
-    /// Hand this to the loop at its next tick (a watcher's descriptor, to
-    /// cancel what is pending on it and close it through the loop).
-    Adopt(Rc<dyn Adopt<B>>),
-}
-
-/// Something a dropped watcher hands to its loop (see [`Orphan::Adopt`]).
-pub(crate) trait Adopt<B: Backend> {
-    /// Called once, from the loop's next tick.
-    fn adopt(self: Rc<Self>, lp: &mut Loop<B>);
-}
-
-/// The loop's inbox for dropped watchers. A watcher's `Drop` has no loop to
-/// call, so it pushes what must be released here (watchers keep an `Rc` of
-/// it, taken when they first use a loop); the loop handles it at its next
-/// tick, so that in-flight operations end with `Canceled` and descriptors
-/// are closed through the loop, never behind its back. Pushing allocates
-/// only while the inbox grows past its largest size so far.
-pub(crate) struct Orphans<B: Backend> {
-    /// False once the loop is dropped: then watchers release directly.
-    alive: Cell<bool>,
-    /// Whether `list` may be non-empty (one load to check, per callback).
-    pending: Cell<bool>,
-    list: RefCell<Vec<Orphan<B>>>,
-}
-
-impl<B: Backend> Orphans<B> {
-    fn new() -> Orphans<B> {
-        Orphans {
-            alive: Cell::new(true),
-            pending: Cell::new(false),
-            list: RefCell::new(Vec::new()),
-        }
-    }
-
-    /// Hands `o` to the loop; gives it back when the loop is gone.
-    pub(crate) fn push(&self, o: Orphan<B>) -> Result<(), Orphan<B>> {
-        if !self.alive.get() {
-            return Err(o);
-        }
-        match self.list.try_borrow_mut() {
-            Ok(mut l) => {
-                l.push(o);
-                self.pending.set(true);
-                Ok(())
-            }
-            // Only while the loop is taking an orphan out: never.
-            Err(_) => Err(o),
-        }
-    }
-
-    fn pop(&self) -> Option<Orphan<B>> {
-        if !self.pending.get() {
-            return None;
-        }
-        let mut l = self.list.borrow_mut();
-        let o = l.pop();
-        if l.is_empty() {
-            self.pending.set(false);
-        }
-        o
-    }
 }
 
 /// At most this many ticks in a row skip the backend's poll while callbacks
@@ -973,7 +808,7 @@ impl<B: Backend> Loop<B> {
                             // free: it carries the way back to this loop.
                             (*core).scratch = Arc::as_ptr(&self.s.shared) as usize as u64;
                             self.s.pool_in_flight += 1;
-                            self.s.pool_batch.push(Core::as_task(core));
+                            self.s.pool_batch.push(handoff::as_task(core));
                         } else {
                             Self::finish(&mut self.s.completions, core, NO_THREAD_POOL);
                         }

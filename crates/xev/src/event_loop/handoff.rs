@@ -1,0 +1,77 @@
+//! The hand-off between a loop and the thread pool: a completion's queue
+//! links become the pool's task node ([`as_task`]); a worker performs the
+//! blocking operation and pushes the task back through the loop's
+//! [`Shared`] queue; `pool_state` settles the race between a worker
+//! starting the task and the loop canceling it.
+
+use std::ptr::NonNull;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::record::Core;
+use crate::shared::Shared;
+use crate::thread_pool::Task;
+
+/// `pool_state`: waiting in the pool's queue.
+pub(crate) const POOL_QUEUED: u8 = 0;
+/// `pool_state`: a worker is performing it.
+const POOL_RUNNING: u8 = 1;
+/// `pool_state`: canceled before a worker took it.
+pub(crate) const POOL_CANCELED: u8 = 2;
+
+/// Runs on a pool thread: performs the blocking operation of the completion
+/// that embeds `task`, then hands it back to its loop.
+///
+/// # Safety
+/// `task` overlays the links of a live `Core` handed to the pool by
+/// `Loop::start` (see [`as_task`]), whose `scratch` holds a pointer to
+/// the loop's live `Shared`; the loop does not touch the core until it pops
+/// it from `Shared::done`.
+unsafe fn run_pool_task(task: NonNull<Task>) {
+    let core = task.cast::<Core>().as_ptr();
+    // SAFETY: per the contract the core is live and ours until pushed back;
+    // the task pointer was derived from the whole core (`Core::as_task`).
+    unsafe {
+        let res = if (*core)
+            .pool_state
+            .compare_exchange(
+                POOL_QUEUED,
+                POOL_RUNNING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+        {
+            crate::sys::perform(core)
+        } else {
+            -libc::ECANCELED
+        };
+        (*core).res = res;
+        let shared = (*core).scratch as usize as *const Shared;
+        // Keep `Shared` alive past the push: once the loop pops the task it
+        // may drop itself (and its `Arc<Shared>`) before we signal.
+        Arc::increment_strong_count(shared);
+        let shared = Arc::from_raw(shared);
+        shared.done.push(task);
+        // Cannot fail on a live descriptor (full counts as signaled).
+        let _ = shared.wake.signal();
+    }
+}
+
+/// Turns the queue links of `c` into a thread-pool task node and
+/// returns it.
+///
+/// # Safety
+/// `c` is live and in no loop queue (its links are free).
+pub(crate) unsafe fn as_task(c: *mut Core) -> NonNull<Task> {
+    let t = c.cast::<Task>();
+    // SAFETY: `Task` is #[repr(C)], 16 bytes, pointer-aligned, and `next`
+    // and `prev` are the first 16 bytes of the #[repr(C)] `Core` (checked
+    // above); nobody reads them as links until the pool hands the task
+    // back and the loop relinks it. The pointer is derived from the whole
+    // core, so the pool's `run` may reach the other fields.
+    unsafe {
+        t.write(Task::new(run_pool_task));
+        NonNull::new_unchecked(t)
+    }
+}
