@@ -72,13 +72,35 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+/// Applies the targets xev supports to every item of the crate, so that
+/// any other target stops at the one `compile_error!` below instead of at
+/// dozens of missing platform items.
+macro_rules! supported {
+    ($($item:item)*) => {
+        $(
+            #[cfg(any(
+                target_os = "linux",
+                target_os = "macos",
+                target_os = "ios",
+                target_os = "freebsd"
+            ))]
+            $item
+        )*
+    };
+}
+
 #[cfg(not(any(
     target_os = "linux",
     target_os = "macos",
     target_os = "ios",
     target_os = "freebsd"
 )))]
-compile_error!("xev supports Linux (io_uring, epoll), macOS and FreeBSD (kqueue) so far");
+compile_error!(
+    "xev supports Linux (io_uring, epoll), macOS and FreeBSD (kqueue) so far; \
+     Windows (IOCP) and WASI (poll_oneoff) backends are not built yet"
+);
+
+supported! {
 
 mod async_handle;
 pub mod backend;
@@ -158,3 +180,4 @@ pub type OwnedLoop = generic::OwnedLoop<DefaultBackend>;
 
 /// A completion for a loop on the default backend.
 pub type Completion<F> = generic::Completion<DefaultBackend, F>;
+}
