@@ -128,15 +128,3 @@ pub trait Backend: Sized + 'static {
     fn drain(&mut self, sink: &mut dyn FnMut(NonNull<Core>, i32));
 }
 
-/// Converts a `Duration` timeout into whole milliseconds for `epoll_wait`,
-/// rounding up so a timer is never woken early, and saturating.
-#[cfg(target_os = "linux")]
-pub(crate) fn timeout_ms(timeout: Option<Duration>) -> i32 {
-    match timeout {
-        None => -1,
-        Some(d) => {
-            let ms = d.as_millis() + u128::from(d.subsec_nanos() % 1_000_000 != 0);
-            ms.min(i32::MAX as u128) as i32
-        }
-    }
-}

@@ -39,52 +39,7 @@ use crate::options::Options;
 use crate::queue::Queue;
 use crate::record::Core;
 use crate::sys;
-
-/// What a poller saw on one descriptor.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Event {
-    /// The descriptor.
-    pub fd: RawFd,
-    /// Readable.
-    pub readable: bool,
-    /// Writable.
-    pub writable: bool,
-    /// Hung up (peer closed, or read half shut).
-    pub hangup: bool,
-    /// Error pending (or, for a registration the kernel refused, `errno`).
-    pub error: bool,
-    /// The errno of a refused registration (0 otherwise).
-    pub errno: i32,
-    /// A process exited; `fd` holds its pid (pollers with `NATIVE_PROC`).
-    pub proc_exit: bool,
-}
-
-/// The kernel-facing part of a readiness backend.
-pub trait Poller: Sized + 'static {
-    /// The backend's name.
-    const NAME: &'static str;
-    /// Creates the poller; `wake_fd` must be watched (level-triggered) and
-    /// reported through `wait`'s return value.
-    fn new(wake_fd: RawFd) -> io::Result<Self>;
-    /// Starts watching `fd` for both directions, edge-triggered, and re-arms
-    /// the edge. `believed_registered` says whether the backend thinks `fd`
-    /// is registered already (it may have been closed and reused since).
-    fn register(&mut self, fd: RawFd, believed_registered: bool) -> io::Result<()>;
-    /// Stops watching `fd` (before it is closed).
-    fn deregister(&mut self, fd: RawFd);
-    /// Whether the poller watches process exits itself
-    /// ([`Poller::register_proc`]); otherwise a process wait waits for its
-    /// pidfd to become readable.
-    const NATIVE_PROC: bool = false;
-    /// Reports (once) when child `pid` exits, as an event with `proc_exit`.
-    fn register_proc(&mut self, pid: i32) -> io::Result<()> {
-        let _ = pid;
-        Err(io::Error::from(io::ErrorKind::Unsupported))
-    }
-    /// Waits up to `timeout` and reports events; returns whether the wake
-    /// fd fired.
-    fn wait(&mut self, timeout: Option<Duration>, f: &mut dyn FnMut(Event)) -> io::Result<bool>;
-}
+pub use crate::sys::unix::poller::{Event, Poller};
 
 #[derive(Default)]
 struct FdEntry {

@@ -27,7 +27,7 @@
 use std::cell::Cell;
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ExitStatus};
 use std::rc::Rc;
@@ -100,27 +100,11 @@ impl<B: Backend> Process<B> {
                 format!("xev::Process: invalid pid {pid} (must be positive)"),
             )));
         }
-        // SAFETY: pidfd_open takes two integers and no pointers.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_open,
-                libc::c_long::from(pid),
-                0 as libc::c_long,
-            )
-        };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            return Err(match e.raw_os_error() {
-                Some(libc::ENOSYS) | Some(libc::EPERM) => ProcessError::Unsupported,
-                Some(libc::ESRCH) => ProcessError::NotChild,
-                _ => ProcessError::Io(e),
-            });
-        }
-        let raw = RawFd::try_from(r)
-            .map_err(|_| ProcessError::Io(io::Error::other("pidfd_open returned a bad fd")))?;
-        // SAFETY: a successful pidfd_open returns a new descriptor (already
-        // close-on-exec) that nothing else owns.
-        let pidfd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let pidfd = crate::sys::pidfd_open(pid).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOSYS) | Some(libc::EPERM) => ProcessError::Unsupported,
+            Some(libc::ESRCH) => ProcessError::NotChild,
+            _ => ProcessError::Io(e),
+        })?;
         // The pidfd names exactly the process we will wait for: ask the
         // kernel whether it is our child without reaping it. (`waitid`
         // answers ECHILD for a process that is not our child, or that was
@@ -221,33 +205,9 @@ impl<B: Backend> Process<B> {
     }
 }
 
-fn zeroed_siginfo() -> libc::siginfo_t {
-    // SAFETY: siginfo_t is a plain C struct (integers and a union of
-    // integers and pointers) for which all-zero bytes are a valid value.
-    unsafe { std::mem::zeroed() }
-}
-
-/// `waitid` on a pidfd, retrying on EINTR.
-fn waitid_pidfd(pidfd: RawFd, flags: libc::c_int) -> io::Result<libc::siginfo_t> {
-    let id = libc::id_t::try_from(pidfd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
-    loop {
-        let mut info = zeroed_siginfo();
-        // SAFETY: `info` is a live, writable siginfo_t; waitid writes only
-        // into it and keeps no pointer.
-        let r = unsafe { libc::waitid(libc::P_PIDFD, id, &mut info, flags) };
-        if r == 0 {
-            return Ok(info);
-        }
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINTR) {
-            return Err(e);
-        }
-    }
-}
-
 /// Whether the process behind `pidfd` is our child, without reaping it.
 fn check_child(pidfd: RawFd) -> Result<(), ProcessError> {
-    match waitid_pidfd(pidfd, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) {
+    match crate::sys::waitid_pidfd(pidfd, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) {
         Ok(_) => Ok(()),
         Err(e) => Err(match e.raw_os_error() {
             Some(libc::ECHILD) => ProcessError::NotChild,
@@ -263,7 +223,7 @@ fn check_child(pidfd: RawFd) -> Result<(), ProcessError> {
 /// Reaps the process behind `pidfd` if it has exited: `Ok(None)` when it
 /// has not.
 fn reap(pidfd: RawFd) -> Result<Option<ExitStatus>, ProcessError> {
-    let info = waitid_pidfd(pidfd, libc::WEXITED | libc::WNOHANG).map_err(|e| {
+    let info = crate::sys::waitid_pidfd(pidfd, libc::WEXITED | libc::WNOHANG).map_err(|e| {
         if e.raw_os_error() == Some(libc::ECHILD) {
             ProcessError::NotChild
         } else {

@@ -198,23 +198,12 @@ impl<B: Backend> Drop for Process<B> {
 
 /// Reaps `pid`, which kqueue reported as exited.
 fn reap(pid: i32) -> Result<ExitStatus, ProcessError> {
-    loop {
-        let mut status: libc::c_int = 0;
-        // SAFETY: `status` is a live int for waitpid to fill.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            return Ok(ExitStatus::from_raw(status));
-        }
-        if r == 0 {
-            return Err(ProcessError::Io(io::Error::other(
-                "the child was reported exited but cannot be reaped yet",
-            )));
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::ECHILD) => return Err(ProcessError::NotChild),
-            _ => return Err(ProcessError::Io(e)),
-        }
+    match crate::sys::waitpid_nohang(pid) {
+        Ok(Some(status)) => Ok(ExitStatus::from_raw(status)),
+        Ok(None) => Err(ProcessError::Io(io::Error::other(
+            "the child was reported exited but cannot be reaped yet",
+        ))),
+        Err(e) if e.raw_os_error() == Some(libc::ECHILD) => Err(ProcessError::NotChild),
+        Err(e) => Err(ProcessError::Io(e)),
     }
 }

@@ -338,20 +338,7 @@ impl<B: Backend> fmt::Debug for Stream<B> {
 
 /// Sets `O_NONBLOCK` on `fd`'s open file description.
 pub(super) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
-    let raw = fd.as_raw_fd();
-    // SAFETY: F_GETFL takes no pointer argument; `raw` is open while `fd`
-    // is borrowed.
-    let flags = unsafe { libc::fcntl(raw, libc::F_GETFL) };
-    if flags < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if flags & libc::O_NONBLOCK == 0 {
-        // SAFETY: F_SETFL takes an integer argument; `raw` is open.
-        if unsafe { libc::fcntl(raw, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
+    crate::sys::set_nonblocking(fd.as_raw_fd())
 }
 
 /// Whether `fd` is a socket (`fstat`), handing the descriptor back.

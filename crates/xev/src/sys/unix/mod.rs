@@ -1,89 +1,32 @@
-//! Thin, direct syscall helpers shared by the loop, the readiness backends
-//! and the thread pool: one attempt at an operation's syscall (which the
-//! readiness backends retry when the descriptor becomes ready, and the thread
-//! pool runs blocking), the wakeup descriptor (an eventfd on Linux, a pipe
-//! elsewhere), and the few calls whose spelling differs between systems.
+//! The Unix system interface: one attempt at an operation's syscall (which
+//! the readiness backends retry when the descriptor becomes ready, and the
+//! thread pool runs blocking), descriptor and socket helpers, and the few
+//! calls whose spelling differs between systems. Submodules: the wakeup
+//! descriptor ([`wake`]), the readiness pollers (`epoll` on Linux, `kqueue`
+//! on the BSDs and macOS, or on Linux against libkqueue) and child
+//! processes ([`process`]).
+
+#[cfg(target_os = "linux")]
+pub(crate) mod epoll;
+#[cfg(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    all(target_os = "linux", xev_libkqueue)
+))]
+pub(crate) mod kqueue;
+pub(crate) mod poller;
+pub(crate) mod process;
+pub(crate) mod wake;
+
+pub(crate) use process::*;
+pub(crate) use wake::WakeFd;
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use crate::op::Op;
 use crate::record::Core;
-
-/// A wakeup descriptor: readable after `signal`, until `drain`. Any number
-/// of signals before a drain count as one. On Linux it is one eventfd; on
-/// other systems a non-blocking pipe (read end watched, write end signaled).
-#[derive(Debug)]
-pub(crate) struct WakeFd {
-    read: OwnedFd,
-    #[cfg(not(target_os = "linux"))]
-    write: OwnedFd,
-}
-
-impl WakeFd {
-    /// Creates a non-blocking, close-on-exec wakeup descriptor.
-    #[cfg(target_os = "linux")]
-    pub(crate) fn new() -> io::Result<WakeFd> {
-        // SAFETY: eventfd takes no pointers.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a new descriptor that nothing else owns.
-        let read = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(WakeFd { read })
-    }
-
-    /// Creates a non-blocking, close-on-exec wakeup descriptor.
-    #[cfg(not(target_os = "linux"))]
-    pub(crate) fn new() -> io::Result<WakeFd> {
-        let (read, write) = pipe()?;
-        Ok(WakeFd { read, write })
-    }
-
-    /// The descriptor to wait on (readable when signaled).
-    pub(crate) fn read_fd(&self) -> RawFd {
-        self.read.as_raw_fd()
-    }
-
-    /// Signals. A full counter or pipe (EAGAIN) already means "signaled",
-    /// so that is success too.
-    pub(crate) fn signal(&self) -> io::Result<()> {
-        let one: u64 = 1;
-        #[cfg(target_os = "linux")]
-        let (fd, len) = (self.read.as_raw_fd(), 8);
-        #[cfg(not(target_os = "linux"))]
-        let (fd, len) = (self.write.as_raw_fd(), 1);
-        // SAFETY: writes `len` (<= 8) bytes from a live local.
-        let r = unsafe { libc::write(fd, (&one as *const u64).cast(), len) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EAGAIN) {
-                return Err(e);
-            }
-        }
-        Ok(())
-    }
-
-    /// Resets to "not signaled" (non-blocking): one read resets an
-    /// eventfd; a pipe is read until it is empty.
-    pub(crate) fn drain(&self) {
-        let mut buf = [0u64; 8];
-        loop {
-            // SAFETY: reads at most 64 bytes into a live local array.
-            let r = unsafe {
-                libc::read(
-                    self.read.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    std::mem::size_of_val(&buf),
-                )
-            };
-            if r <= 0 || cfg!(target_os = "linux") {
-                return;
-            }
-        }
-    }
-}
 
 /// A non-blocking, close-on-exec pipe: (read end, write end).
 #[cfg_attr(target_os = "linux", allow(dead_code))]
@@ -108,6 +51,17 @@ pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     }
     // SAFETY: both descriptors are new and owned by nothing else.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Sets `O_NONBLOCK` on `fd`'s open file description (other descriptors
+/// sharing it see the change).
+pub(crate) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // fcntl's F_GETFL and F_SETFL take integers only.
+    let flags = syscall!(fcntl(fd, libc::F_GETFL))?;
+    if flags & libc::O_NONBLOCK == 0 {
+        syscall!(fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK))?;
+    }
+    Ok(())
 }
 
 /// Sets `O_NONBLOCK` and `FD_CLOEXEC` on `fd`.
@@ -418,41 +372,6 @@ pub(crate) fn socket_error(fd: RawFd) -> i32 {
         neg_errno()
     } else {
         -err
-    }
-}
-
-/// Whether child `pid` has exited, without reaping it: `Some(0)` when it
-/// has, `None` while it runs, `Some(-errno)` when it cannot be waited for
-/// (`-ECHILD`: not our child, or already reaped).
-pub(crate) fn proc_exited(pid: i32) -> Option<i32> {
-    if pid <= 0 {
-        return Some(-libc::ECHILD);
-    }
-    // `id_t` is unsigned on some systems and 64-bit on others; a positive
-    // pid fits in all of them.
-    let id = pid as libc::id_t;
-    loop {
-        // SAFETY: all-zero is a valid siginfo_t; waitid writes only into it.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: `info` is a live, writable siginfo_t.
-        let r = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                id,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            )
-        };
-        if r < 0 {
-            let e = neg_errno();
-            if e == -libc::EINTR {
-                continue;
-            }
-            return Some(e);
-        }
-        // SAFETY: waitid filled `info` (or left it zeroed: nothing exited).
-        let exited_pid = unsafe { info.si_pid() };
-        return if exited_pid == 0 { None } else { Some(0) };
     }
 }
 

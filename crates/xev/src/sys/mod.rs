@@ -1,0 +1,31 @@
+//! The operating system boundary. Only this folder calls the OS (the
+//! io_uring backend talks to the kernel through the `io-uring` crate's ring
+//! instead); everything above it, the loop, the readiness machinery and the
+//! watchers, calls the functions here. One folder per platform family:
+//! `unix` today (with Linux- and BSD-specific parts inside); `windows` and
+//! `wasi` go beside it.
+//!
+//! [`syscall!`] is the one way a libc call that returns -1 on error is made
+//! here: it gives an `io::Result` of the call's value.
+
+/// Calls `libc::$fn(args..)` and returns `Ok(value)`, or
+/// `Err(io::Error::last_os_error())` when it returned -1.
+macro_rules! syscall {
+    ($fn:ident($($arg:expr),* $(,)?)) => {{
+        // SAFETY: the caller's `syscall!` site states why the call is sound
+        // (arguments are plain integers or point at live, sized memory).
+        let r = unsafe { libc::$fn($($arg),*) };
+        if r == -1 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(r)
+        }
+    }};
+}
+#[allow(unused_imports)] // used as the platform modules move onto it
+pub(crate) use syscall;
+
+#[cfg(unix)]
+pub(crate) mod unix;
+#[cfg(unix)]
+pub(crate) use unix::*;

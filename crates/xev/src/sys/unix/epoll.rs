@@ -1,0 +1,127 @@
+//! epoll, the Linux [`Poller`]: descriptors are registered edge-triggered
+//! for both directions, with the descriptor number as the event's data.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use super::poller::{Event, Poller};
+
+/// Data of the wake fd's registration.
+const WAKE: u64 = u64::MAX;
+
+/// The epoll instance and its event buffer.
+pub struct EpollPoller {
+    epfd: OwnedFd,
+    events: Vec<libc::epoll_event>,
+}
+
+impl EpollPoller {
+    fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, data: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events, u64: data };
+        // SAFETY: `ev` is a live epoll_event; epoll_ctl does not keep it.
+        let r = unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), op, fd, &mut ev) };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Poller for EpollPoller {
+    const NAME: &'static str = "epoll";
+
+    fn new(wake_fd: RawFd) -> io::Result<Self> {
+        // SAFETY: epoll_create1 takes no pointers.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is new and owned by nothing else.
+        let epfd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let p = EpollPoller {
+            epfd,
+            events: Vec::with_capacity(256),
+        };
+        // Edge-triggered: every eventfd write is an edge, and the loop drains it.
+        p.ctl(
+            libc::EPOLL_CTL_ADD,
+            wake_fd,
+            (libc::EPOLLIN | libc::EPOLLET) as u32,
+            WAKE,
+        )?;
+        Ok(p)
+    }
+
+    fn register(&mut self, fd: RawFd, believed_registered: bool) -> io::Result<()> {
+        let events = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+        let (first, second, retry_on) = if believed_registered {
+            (libc::EPOLL_CTL_MOD, libc::EPOLL_CTL_ADD, libc::ENOENT)
+        } else {
+            (libc::EPOLL_CTL_ADD, libc::EPOLL_CTL_MOD, libc::EEXIST)
+        };
+        match self.ctl(first, fd, events, fd as u64) {
+            Err(e) if e.raw_os_error() == Some(retry_on) => self.ctl(second, fd, events, fd as u64),
+            r => r,
+        }
+    }
+
+    fn deregister(&mut self, fd: RawFd) {
+        // Failure means it is not registered anymore, which is the goal.
+        let _ = self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0);
+    }
+
+    fn wait(&mut self, timeout: Option<Duration>, f: &mut dyn FnMut(Event)) -> io::Result<bool> {
+        let cap = self.events.capacity();
+        // SAFETY: the kernel writes at most `cap` events into the buffer.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.epfd.as_raw_fd(),
+                self.events.as_mut_ptr(),
+                cap as libc::c_int,
+                timeout_ms(timeout),
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.raw_os_error() == Some(libc::EINTR) {
+                Ok(false)
+            } else {
+                Err(e)
+            };
+        }
+        // SAFETY: the kernel initialised the first `n` entries.
+        unsafe { self.events.set_len(n as usize) };
+        let mut woken = false;
+        for ev in self.events.drain(..) {
+            let (bits, data) = (ev.events, ev.u64);
+            if data == WAKE {
+                woken = true;
+                continue;
+            }
+            f(Event {
+                fd: data as RawFd,
+                readable: bits & (libc::EPOLLIN | libc::EPOLLRDHUP) as u32 != 0,
+                writable: bits & libc::EPOLLOUT as u32 != 0,
+                hangup: bits & (libc::EPOLLHUP | libc::EPOLLRDHUP) as u32 != 0,
+                error: bits & libc::EPOLLERR as u32 != 0,
+                errno: 0,
+                proc_exit: false,
+            });
+        }
+        Ok(woken)
+    }
+}
+
+/// Converts a `Duration` timeout into whole milliseconds for `epoll_wait`,
+/// rounding up so a timer is never woken early, and saturating.
+pub(crate) fn timeout_ms(timeout: Option<Duration>) -> i32 {
+    match timeout {
+        None => -1,
+        Some(d) => {
+            let ms = d.as_millis() + u128::from(d.subsec_nanos() % 1_000_000 != 0);
+            ms.min(i32::MAX as u128) as i32
+        }
+    }
+}
