@@ -11,7 +11,7 @@
 //! # How the pieces fit
 //!
 //! The caller links [`Task`]s into a [`Batch`] (module `task`, which also
-//! holds the chain reversal the run queue uses).
+//! holds the chain reversal shared with the loop's MPSC queue).
 //! [`ThreadPool::schedule`] pushes the whole batch onto the global run queue
 //! with one compare-and-swap, then calls `Core::notify`. The run queues
 //! (module `queue`) are that global intrusive stack plus, per worker, a
@@ -25,7 +25,8 @@
 //! semaphore. Dropping the last handle (module `shutdown`) sets the state
 //! word's `SHUTDOWN` flag, wakes every sleeper and joins the threads once
 //! the queues are empty. The [`Core`] defined here is the state all of them
-//! share: every handle and every worker holds an `Arc` of it.
+//! share: the handles (through the shutdown module's `Inner`) and every
+//! worker hold an `Arc` of it.
 //!
 //! # Failure to spawn a thread
 //!
@@ -59,7 +60,7 @@ mod worker;
 
 use queue::{Injector, Worker};
 use shutdown::Inner;
-pub(crate) use task::{Batch, Task};
+pub(crate) use task::{reverse, Batch, Task};
 use worker::{spawned, Semaphore, MAX_THREADS};
 
 /// Thread pool configuration, for [`ThreadPool::new`].

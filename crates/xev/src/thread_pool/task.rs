@@ -4,7 +4,9 @@
 //! A task lives in memory owned by whoever schedules it and is linked into
 //! queues through its own [`Task::next`] field, so nothing here allocates.
 //! These are the types the rest of the crate builds work from (the pool's run
-//! queues and the loop's [`Mpsc`](crate::mpsc::Mpsc) queue both link them).
+//! queues and the loop's [`Mpsc`](crate::mpsc::Mpsc) queue both link them);
+//! [`reverse`] is shared by every queue that is a Treiber stack drained with
+//! one swap.
 
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicPtr, Ordering};
