@@ -12,7 +12,8 @@
 //! the new node in front of the current head and publishes it with a
 //! `Release` compare-and-swap. [`Mpsc::pop_all`] swaps the head with null
 //! (`Acquire`), which detaches the whole chain at once, then reverses that
-//! private chain so the returned [`TaskList`] yields nodes oldest first.
+//! private chain (with the thread pool's [`reverse`], as its global run queue
+//! does) so the returned [`TaskList`] yields nodes oldest first.
 //! Because nodes are only ever removed as a whole chain, there is no ABA
 //! problem and no node is read after another thread could have reused it.
 
@@ -20,7 +21,7 @@ use std::iter::FusedIterator;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
-use crate::thread_pool::Task;
+use crate::thread_pool::{reverse, Task};
 
 /// Intrusive lock-free multi-producer single-consumer queue of [`Task`] nodes.
 ///
@@ -98,21 +99,13 @@ impl Mpsc {
         // `Acquire` pairs with the `Release` exchange of every push whose node
         // is in the chain (the exchanges form one release sequence on `head`),
         // so all their `next` links and task contents are visible here.
-        let mut node = self.head.swap(ptr::null_mut(), Ordering::Acquire);
+        let chain = self.head.swap(ptr::null_mut(), Ordering::Acquire);
         // Reverse the detached (newest-first) chain into push order.
-        let mut reversed: *mut Task = ptr::null_mut();
-        while let Some(current) = NonNull::new(node) {
-            // SAFETY: `current` was pushed under `push`'s contract, so it is
-            // valid until handed out; the swap above made this thread the sole
-            // owner of the chain, so nobody else touches its links.
-            let task = unsafe { current.as_ref() };
-            node = task.next.load(Ordering::Relaxed);
-            task.next.store(reversed, Ordering::Relaxed);
-            // Keep the original pointer (not one derived from `task`): it carries
-            // the provenance of the caller's whole enclosing struct.
-            reversed = current.as_ptr();
-        }
-        TaskList { head: reversed }
+        // SAFETY: every node of the chain was pushed under `push`'s contract,
+        // so it is valid until handed out; the swap above made this thread the
+        // sole owner of the chain, so nobody else touches its links.
+        let head = unsafe { reverse(chain) };
+        TaskList { head }
     }
 }
 
