@@ -14,7 +14,10 @@ use xev::backend::Backend;
 use xev::generic::Loop;
 use xev::{Action, Async, Op, OpResult};
 
-use crate::common::{close, ctx, eventfd, eventfd_read, eventfd_write, Epoll, Meter, Outcome, Res};
+use crate::common::{
+    close, ctx, eventfd, eventfd_read, eventfd_write, tokio_rt, xev_options, Epoll, Meter, Outcome,
+    Res,
+};
 
 fn join_all(handles: Vec<thread::JoinHandle<Res<u64>>>, n: u64) -> Res<()> {
     for h in handles {
@@ -38,7 +41,7 @@ fn finish(meter: Meter, main_sent: &[u64], n: u64) -> Res<Outcome> {
 
 /// xev on backend `B`: `Op::AsyncWait` completions rearmed, `Async::notify`.
 pub fn xev<B: Backend>(threads: usize, n: u64) -> Res<Outcome> {
-    let mut lp = Loop::<B>::new(crate::xev_options()).map_err(ctx("loop"))?;
+    let mut lp = Loop::<B>::new(xev_options()).map_err(ctx("loop"))?;
     let mut handles = Vec::new();
     let mut counters = Vec::new();
     let failed = Rc::new(Cell::new(false));
@@ -61,7 +64,7 @@ pub fn xev<B: Backend>(threads: usize, n: u64) -> Res<Outcome> {
             }
         });
         handles.push(thread::spawn(move || -> Res<u64> {
-            let mut wl = Loop::<B>::new(crate::xev_options()).map_err(ctx("worker loop"))?;
+            let mut wl = Loop::<B>::new(xev_options()).map_err(ctx("worker loop"))?;
             main_async.notify().map_err(ctx("notify"))?;
             let sent = Rc::new(Cell::new(0u64));
             let failed = Rc::new(Cell::new(false));
@@ -99,7 +102,7 @@ pub fn xev<B: Backend>(threads: usize, n: u64) -> Res<Outcome> {
 /// pairs, one spawned task per worker on the main runtime.
 pub fn tokio(threads: usize, n: u64) -> Res<Outcome> {
     use tokio::sync::Notify;
-    let rt = crate::tokio_rt()?;
+    let rt = tokio_rt()?;
     let mut handles = Vec::new();
     let mut pairs = Vec::new();
     for _ in 0..threads {
@@ -107,7 +110,7 @@ pub fn tokio(threads: usize, n: u64) -> Res<Outcome> {
         let worker_n = Arc::new(Notify::new());
         pairs.push((main_n.clone(), worker_n.clone()));
         handles.push(thread::spawn(move || -> Res<u64> {
-            let rt = crate::tokio_rt()?;
+            let rt = tokio_rt()?;
             Ok(rt.block_on(async move {
                 main_n.notify_one();
                 let mut sent = 0u64;

@@ -16,7 +16,10 @@ use xev::backend::Backend;
 use xev::generic::Loop;
 use xev::{Action, Async, Op, OpResult};
 
-use crate::common::{close, ctx, eventfd, eventfd_read, eventfd_write, Epoll, Meter, Outcome, Res};
+use crate::common::{
+    close, ctx, eventfd, eventfd_read, eventfd_write, tokio_rt, xev_options, Epoll, Meter, Outcome,
+    Res,
+};
 
 type Notifiers = Vec<thread::JoinHandle<Res<u64>>>;
 
@@ -57,7 +60,7 @@ fn finish(meter: Meter, handles: Notifiers, callbacks: u64, n: u64) -> Res<Outco
 /// xev on backend `B`: one `Op::AsyncWait` completion rearmed; the threads
 /// call `Async::notify`.
 pub fn xev<B: Backend>(threads: usize, n: u64) -> Res<Outcome> {
-    let mut lp = Loop::<B>::new(crate::xev_options()).map_err(ctx("loop"))?;
+    let mut lp = Loop::<B>::new(xev_options()).map_err(ctx("loop"))?;
     let notifier = Async::new().map_err(ctx("async"))?;
     let stop = Arc::new(AtomicBool::new(false));
     let callbacks = Rc::new(Cell::new(0u64));
@@ -92,7 +95,7 @@ pub fn xev<B: Backend>(threads: usize, n: u64) -> Res<Outcome> {
 /// tokio: the threads call `Notify::notify_one`; a loop of
 /// `notified().await` in the main runtime counts.
 pub fn tokio(threads: usize, n: u64) -> Res<Outcome> {
-    let rt = crate::tokio_rt()?;
+    let rt = tokio_rt()?;
     let notify = Arc::new(tokio::sync::Notify::new());
     let stop = Arc::new(AtomicBool::new(false));
     let nt = notify.clone();

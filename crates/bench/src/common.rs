@@ -1,5 +1,6 @@
 //! What every workload shares: the result a child process reports, CPU-time
-//! measurement, and small socket and syscall helpers.
+//! measurement, the xev loop options and tokio runtime every contender of
+//! its kind uses, and small socket and syscall helpers.
 
 use std::fmt::Write as _;
 use std::io;
@@ -63,11 +64,16 @@ impl Outcome {
 
     /// An extra figure by name.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.extra
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        extra(&self.extra, key)
     }
+}
+
+/// A named extra figure's value among `(name, value)` pairs.
+pub fn extra<'a>(extras: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    extras
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 /// CPU seconds (user + system) used so far by this whole process, all
@@ -79,11 +85,16 @@ pub fn cpu_seconds() -> f64 {
         libc::getrusage(libc::RUSAGE_SELF, &mut ru);
         ru
     };
+    rusage_cpu(&ru)
+}
+
+/// The CPU seconds (user + system) an `rusage` records.
+pub fn rusage_cpu(ru: &libc::rusage) -> f64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 /// A `timeval` in seconds.
-pub fn tv(t: libc::timeval) -> f64 {
+fn tv(t: libc::timeval) -> f64 {
     t.tv_sec as f64 + t.tv_usec as f64 / 1e6
 }
 
@@ -114,23 +125,21 @@ impl Meter {
 
     /// Stops: an outcome with `count` events whose figure is events/s.
     pub fn rate(&self, count: u64) -> Outcome {
-        let elapsed = self.elapsed();
-        let cpu = cpu_seconds() - self.cpu;
-        Outcome {
-            figure: count as f64 / elapsed,
-            elapsed,
-            cpu,
-            count,
-            extra: Vec::new(),
-        }
+        self.stop(count, |elapsed| count as f64 / elapsed)
     }
 
     /// Stops: an outcome whose figure is the elapsed seconds.
     pub fn seconds(&self, count: u64) -> Outcome {
+        self.stop(count, |elapsed| elapsed)
+    }
+
+    /// Stops: an outcome whose figure `figure` makes of the elapsed
+    /// seconds.
+    fn stop(&self, count: u64, figure: impl FnOnce(f64) -> f64) -> Outcome {
         let elapsed = self.elapsed();
-        let cpu = cpu_seconds() - self.cpu;
+        let cpu = self.cpu();
         Outcome {
-            figure: elapsed,
+            figure: figure(elapsed),
             elapsed,
             cpu,
             count,
@@ -141,6 +150,24 @@ impl Meter {
 
 /// A result of the benchmark's own code: errors are messages.
 pub type Res<T> = Result<T, String>;
+
+/// The loop options every xev contender uses: libxev's benchmarks use 4096
+/// submission-queue entries; everything else is the default.
+pub fn xev_options() -> xev::Options {
+    xev::Options {
+        entries: 4096,
+        ..Default::default()
+    }
+}
+
+/// A current-thread tokio runtime with its I/O and time drivers, as
+/// `#[tokio::main(flavor = "current_thread")]` builds it.
+pub fn tokio_rt() -> Res<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ctx("tokio runtime"))
+}
 
 /// Converts any displayable error into a message with context.
 pub fn ctx<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> String {
@@ -332,5 +359,31 @@ pub fn raw_addr(addr: std::net::SocketAddr) -> (libc::sockaddr_storage, libc::so
             sa.len() as usize,
         );
         (st, sa.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_round_trips_through_its_encoding() {
+        let o = Outcome {
+            figure: 1234.5,
+            elapsed: 2.0,
+            cpu: 1.5,
+            count: 42,
+            extra: vec![
+                ("backend".into(), "io_uring".into()),
+                ("init_s".into(), "0.1".into()),
+            ],
+        };
+        let d = Outcome::decode(&o.encode()).unwrap();
+        assert_eq!(
+            (d.figure, d.elapsed, d.cpu, d.count),
+            (1234.5, 2.0, 1.5, 42)
+        );
+        assert_eq!(d.get("backend"), Some("io_uring"));
+        assert_eq!(d.get("init_s"), Some("0.1"));
     }
 }

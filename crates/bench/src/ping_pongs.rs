@@ -17,7 +17,9 @@ use xev::backend::Backend;
 use xev::generic::Loop;
 use xev::{Action, Op, OpResult, ReadError};
 
-use crate::common::{ctx, read_fd, scan_pings, write_all_fd, Epoll, Meter, Outcome, Res, PING};
+use crate::common::{
+    ctx, read_fd, scan_pings, tokio_rt, write_all_fd, xev_options, Epoll, Meter, Outcome, Res, PING,
+};
 
 fn listen() -> Res<(TcpListener, SocketAddr)> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(ctx("bind"))?;
@@ -89,7 +91,7 @@ fn xev_write<B: Backend>(
 }
 
 fn xev_server<B: Backend>(listener: TcpListener) -> Res<u64> {
-    let mut lp = Loop::<B>::new(crate::xev_options()).map_err(ctx("server loop"))?;
+    let mut lp = Loop::<B>::new(xev_options()).map_err(ctx("server loop"))?;
     listener.set_nonblocking(true).map_err(ctx("nonblocking"))?;
     let err: Shared<Option<String>> = Rc::default();
     let echoed = Rc::new(Cell::new(0u64));
@@ -160,7 +162,7 @@ fn xev_server<B: Backend>(listener: TcpListener) -> Res<u64> {
 pub fn xev<B: Backend>(n: u64) -> Res<Outcome> {
     let (listener, addr) = listen()?;
     let server = thread::spawn(move || xev_server::<B>(listener));
-    let mut lp = Loop::<B>::new(crate::xev_options()).map_err(ctx("client loop"))?;
+    let mut lp = Loop::<B>::new(xev_options()).map_err(ctx("client loop"))?;
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
         .map_err(ctx("socket"))?;
     sock.set_nonblocking(true).map_err(ctx("nonblocking"))?;
@@ -243,7 +245,7 @@ pub fn tokio(n: u64) -> Res<Outcome> {
     let (listener, addr) = listen()?;
     listener.set_nonblocking(true).map_err(ctx("nonblocking"))?;
     let server = thread::spawn(move || -> Res<u64> {
-        let rt = crate::tokio_rt()?;
+        let rt = tokio_rt()?;
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).map_err(ctx("listener"))?;
             let (mut s, _) = listener.accept().await.map_err(ctx("accept"))?;
@@ -261,7 +263,7 @@ pub fn tokio(n: u64) -> Res<Outcome> {
             Ok(echoed)
         })
     });
-    let rt = crate::tokio_rt()?;
+    let rt = tokio_rt()?;
     let meter = Meter::start();
     let pongs = rt.block_on(async move {
         let mut s = tokio::net::TcpStream::connect(addr)

@@ -14,7 +14,9 @@ use xev::backend::Backend;
 use xev::generic::Loop;
 use xev::{Action, Msg, Op, OpResult};
 
-use crate::common::{check, ctx, raw_addr, scan_pings, Epoll, Meter, Outcome, Res, PING};
+use crate::common::{
+    check, ctx, raw_addr, scan_pings, tokio_rt, xev_options, Epoll, Meter, Outcome, Res, PING,
+};
 
 fn socket() -> Res<(UdpSocket, SocketAddr)> {
     let s = UdpSocket::bind("127.0.0.1:0").map_err(ctx("bind"))?;
@@ -37,7 +39,7 @@ pub fn xev<B: Backend>(n: u64) -> Res<Outcome> {
     let (sock, addr) = socket()?;
     sock.set_nonblocking(true).map_err(ctx("nonblocking"))?;
     let fd = sock.into_raw_fd(); // closed by the loop (Op::Close)
-    let mut lp = Loop::<B>::new(crate::xev_options()).map_err(ctx("loop"))?;
+    let mut lp = Loop::<B>::new(xev_options()).map_err(ctx("loop"))?;
     let err: Rc<Cell<Option<&'static str>>> = Rc::default();
     let ops = Rc::new(Cell::new(0u8));
     let closed = Rc::new(Cell::new(false));
@@ -123,7 +125,7 @@ pub fn xev<B: Backend>(n: u64) -> Res<Outcome> {
 pub fn tokio(n: u64) -> Res<Outcome> {
     let (sock, addr) = socket()?;
     sock.set_nonblocking(true).map_err(ctx("nonblocking"))?;
-    let rt = crate::tokio_rt()?;
+    let rt = tokio_rt()?;
     let meter = Meter::start();
     let pongs = rt.block_on(async move {
         let sock = tokio::net::UdpSocket::from_std(sock).map_err(ctx("socket"))?;

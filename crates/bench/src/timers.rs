@@ -16,7 +16,7 @@ use xev::backend::Backend;
 use xev::generic::Loop;
 use xev::{Action, Op, OpResult};
 
-use crate::common::{ctx, Epoll, Meter, Outcome, Res};
+use crate::common::{ctx, tokio_rt, xev_options, Epoll, Meter, Outcome, Res};
 
 /// The deadline offsets (ms) in the order the timers are added.
 fn offsets(n: u64) -> impl Iterator<Item = u64> {
@@ -60,7 +60,7 @@ thread_local! {
 pub fn xev<B: Backend>(n: u64) -> Res<Outcome> {
     FIRED.with(|c| c.set(0));
     FAILED.with(|c| c.set(0));
-    let mut lp = Loop::<B>::new(crate::xev_options()).map_err(ctx("loop"))?;
+    let mut lp = Loop::<B>::new(xev_options()).map_err(ctx("loop"))?;
     let meter = Meter::start();
     let base = lp.now();
     for off in offsets(n) {
@@ -94,7 +94,7 @@ static TOKIO_DONE: tokio::sync::Notify = tokio::sync::Notify::const_new();
 /// one to fire wakes the main future.
 pub fn tokio(n: u64) -> Res<Outcome> {
     TOKIO_FIRED.store(0, Ordering::Relaxed);
-    let rt = crate::tokio_rt()?;
+    let rt = tokio_rt()?;
     let (meter, init) = rt.block_on(async move {
         let meter = Meter::start();
         let base = tokio::time::Instant::now();

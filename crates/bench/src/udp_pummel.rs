@@ -19,7 +19,7 @@ use xev::backend::Backend;
 use xev::generic::Loop;
 use xev::{Action, Msg, Op, OpResult};
 
-use crate::common::{ctx, os_err, raw_addr, Meter, Outcome, Res};
+use crate::common::{ctx, os_err, raw_addr, tokio_rt, xev_options, Meter, Outcome, Res};
 use crate::ping_udp::msghdr;
 
 /// The payload (45 bytes).
@@ -54,7 +54,7 @@ pub fn xev<B: Backend>(n: u64) -> Res<Outcome> {
     let (rs, ss, addr) = sockets()?;
     rs.set_nonblocking(true).map_err(ctx("nonblocking"))?;
     ss.set_nonblocking(true).map_err(ctx("nonblocking"))?;
-    let mut lp = Loop::<B>::new(crate::xev_options()).map_err(ctx("loop"))?;
+    let mut lp = Loop::<B>::new(xev_options()).map_err(ctx("loop"))?;
     let err: Rc<Cell<Option<&'static str>>> = Rc::default();
     let sent = Rc::new(Cell::new(0u64));
     let received = Rc::new(Cell::new(0u64));
@@ -112,7 +112,7 @@ pub fn tokio(n: u64) -> Res<Outcome> {
     let (rs, ss, addr) = sockets()?;
     rs.set_nonblocking(true).map_err(ctx("nonblocking"))?;
     ss.set_nonblocking(true).map_err(ctx("nonblocking"))?;
-    let rt = crate::tokio_rt()?;
+    let rt = tokio_rt()?;
     let received = Arc::new(AtomicU64::new(0));
     let bad = Arc::new(AtomicBool::new(false));
     let meter = Meter::start();

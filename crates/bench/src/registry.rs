@@ -1,0 +1,255 @@
+//! The registry: which workloads there are (with their sizes, units and
+//! which way is better), which contenders there are, how `--only` and
+//! `--contenders` patterns select among them, and how one contender runs
+//! one workload in this process.
+
+use xev::backend::{dynamic::Dynamic, epoll::Epoll, io_uring::IoUring};
+
+use crate::common::{ctx, Outcome, Res};
+use crate::{async_ping, async_pummel, ping_pongs, ping_udp, timers, udp_pummel};
+
+/// Which workload module runs a workload (and its thread count, if any).
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    PingPongs,
+    PingUdp1,
+    UdpPummel,
+    MillionTimers,
+    Async(usize),
+    AsyncPummel(usize),
+}
+
+/// One workload as the suite knows it.
+pub struct Workload {
+    pub name: &'static str,
+    pub kind: Kind,
+    /// libxev's size (what the figure means: see `unit`).
+    pub full: u64,
+    /// The size under `--quick`.
+    pub quick: u64,
+    pub unit: &'static str,
+    pub higher_is_better: bool,
+}
+
+impl Workload {
+    /// The size a run uses: `quick` under `--quick`, libxev's otherwise.
+    pub fn size(&self, quick: bool) -> u64 {
+        if quick {
+            self.quick
+        } else {
+            self.full
+        }
+    }
+}
+
+pub const WORKLOADS: &[Workload] = &[
+    Workload {
+        name: "ping-pongs",
+        kind: Kind::PingPongs,
+        full: 500_000,
+        quick: 20_000,
+        unit: "round trips/s",
+        higher_is_better: true,
+    },
+    Workload {
+        name: "ping-udp1",
+        kind: Kind::PingUdp1,
+        full: 500_000,
+        quick: 20_000,
+        unit: "round trips/s",
+        higher_is_better: true,
+    },
+    Workload {
+        name: "udp_pummel_1v1",
+        kind: Kind::UdpPummel,
+        full: 1_000_000,
+        quick: 50_000,
+        unit: "received/s",
+        higher_is_better: true,
+    },
+    Workload {
+        name: "million-timers",
+        kind: Kind::MillionTimers,
+        full: 10_000_000,
+        quick: 200_000,
+        unit: "s total",
+        higher_is_better: false,
+    },
+    Workload {
+        name: "async1",
+        kind: Kind::Async(1),
+        full: 1_000_000,
+        quick: 20_000,
+        unit: "round trips/s",
+        higher_is_better: true,
+    },
+    Workload {
+        name: "async2",
+        kind: Kind::Async(2),
+        full: 1_000_000,
+        quick: 20_000,
+        unit: "round trips/s",
+        higher_is_better: true,
+    },
+    Workload {
+        name: "async4",
+        kind: Kind::Async(4),
+        full: 1_000_000,
+        quick: 20_000,
+        unit: "round trips/s",
+        higher_is_better: true,
+    },
+    Workload {
+        name: "async8",
+        kind: Kind::Async(8),
+        full: 1_000_000,
+        quick: 20_000,
+        unit: "round trips/s",
+        higher_is_better: true,
+    },
+    Workload {
+        name: "async_pummel_1",
+        kind: Kind::AsyncPummel(1),
+        full: 1_000_000,
+        quick: 50_000,
+        unit: "callbacks/s",
+        higher_is_better: true,
+    },
+    Workload {
+        name: "async_pummel_2",
+        kind: Kind::AsyncPummel(2),
+        full: 1_000_000,
+        quick: 50_000,
+        unit: "callbacks/s",
+        higher_is_better: true,
+    },
+    Workload {
+        name: "async_pummel_4",
+        kind: Kind::AsyncPummel(4),
+        full: 1_000_000,
+        quick: 50_000,
+        unit: "callbacks/s",
+        higher_is_better: true,
+    },
+    Workload {
+        name: "async_pummel_8",
+        kind: Kind::AsyncPummel(8),
+        full: 1_000_000,
+        quick: 50_000,
+        unit: "callbacks/s",
+        higher_is_better: true,
+    },
+];
+
+pub const CONTENDERS: &[&str] = &[
+    "xev-io_uring",
+    "xev-epoll",
+    "xev-dynamic",
+    "tokio",
+    "floor-io_uring",
+    "floor-epoll",
+];
+
+/// Whether a contender can only run where io_uring is available.
+pub fn needs_io_uring(contender: &str) -> bool {
+    contender.ends_with("io_uring")
+}
+
+/// A workload by its exact name.
+pub fn workload(name: &str) -> Option<&'static Workload> {
+    WORKLOADS.iter().find(|w| w.name == name)
+}
+
+/// Whether an `--only` pattern names a workload: exactly, or by the prefix
+/// before a trailing `*`.
+pub fn workload_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
+    }
+}
+
+/// Whether a `--contenders` pattern names a contender: exactly, or as the
+/// group before a `-` (`xev`, `floor`).
+pub fn contender_matches(pattern: &str, name: &str) -> bool {
+    pattern == name
+        || name
+            .strip_prefix(pattern)
+            .is_some_and(|rest| rest.starts_with('-'))
+}
+
+macro_rules! contenders {
+    ($c:expr, $module:ident ( $($arg:expr),* )) => {
+        match $c {
+            "xev-io_uring" => $module::xev::<IoUring>($($arg),*),
+            "xev-epoll" => $module::xev::<Epoll>($($arg),*),
+            "xev-dynamic" => $module::xev::<Dynamic>($($arg),*),
+            "tokio" => $module::tokio($($arg),*),
+            "floor-io_uring" => $module::floor_uring($($arg),*),
+            "floor-epoll" => $module::floor_epoll($($arg),*),
+            other => Err(format!("unknown contender {other}")),
+        }
+    };
+}
+
+/// Runs `contender` once on workload `w` at size `n`, in this process.
+/// `xev-dynamic`'s outcome also names the backend it picked.
+pub fn run_workload(w: &Workload, contender: &str, n: u64) -> Res<Outcome> {
+    let out = match w.kind {
+        Kind::PingPongs => contenders!(contender, ping_pongs(n)),
+        Kind::PingUdp1 => contenders!(contender, ping_udp(n)),
+        Kind::UdpPummel => contenders!(contender, udp_pummel(n)),
+        Kind::MillionTimers => contenders!(contender, timers(n)),
+        Kind::Async(t) => contenders!(contender, async_ping(t, n)),
+        Kind::AsyncPummel(t) => contenders!(contender, async_pummel(t, n)),
+    }?;
+    Ok(if contender == "xev-dynamic" {
+        let chosen = match xev::backend::dynamic::choose().map_err(ctx("XEV_BACKEND"))? {
+            xev::backend::dynamic::Kind::IoUring => "io_uring",
+            xev::backend::dynamic::Kind::Epoll => "epoll",
+        };
+        out.with("backend", chosen)
+    } else {
+        out
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every workload on every contender, in-process and tiny: each one
+    /// completes and verifies its own counts (speed is not looked at).
+    #[test]
+    fn every_contender_completes_every_workload() {
+        let uring = IoUring::probe().is_ok();
+        let mut failures = Vec::new();
+        for w in WORKLOADS {
+            let n = match w.kind {
+                Kind::MillionTimers => 3_000,
+                _ => 300,
+            };
+            for c in CONTENDERS {
+                if needs_io_uring(c) && !uring {
+                    eprintln!("io_uring unavailable: skipping {} on {c}", w.name);
+                    continue;
+                }
+                match run_workload(w, c, n) {
+                    Ok(o) if o.figure.is_finite() && o.figure > 0.0 => {}
+                    Ok(o) => failures.push(format!("{} {c}: bad figure {}", w.name, o.figure)),
+                    Err(e) => failures.push(format!("{} {c}: {e}", w.name)),
+                }
+            }
+        }
+        assert!(failures.is_empty(), "failures: {failures:#?}");
+    }
+
+    #[test]
+    fn patterns() {
+        assert!(workload_matches("async*", "async_pummel_8"));
+        assert!(!workload_matches("async", "async1"));
+        assert!(contender_matches("xev", "xev-epoll"));
+        assert!(contender_matches("floor-epoll", "floor-epoll"));
+        assert!(!contender_matches("floor-e", "floor-epoll"));
+    }
+}
