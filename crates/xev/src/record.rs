@@ -8,6 +8,7 @@
 use std::sync::atomic::AtomicU8;
 
 use crate::op::{Op, OpResult};
+use crate::shared::Shared;
 use crate::thread_pool::Task;
 
 /// What the loop should do with a completion after its callback returns.
@@ -58,7 +59,8 @@ pub(crate) enum State {
 /// after the callback returns.
 pub(crate) const FLAG_FREE: u8 = 1;
 /// Set by [`crate::generic::Loop::timer_reset`] on a running timer: rearm it
-/// with the deadline kept in `scratch` after the callback returns.
+/// with the deadline kept in `slot.reset_deadline` after the callback
+/// returns.
 pub(crate) const FLAG_RESET: u8 = 2;
 /// Set on a completion held by the backend or the pool once a cancel of it
 /// succeeded, until its callback runs: a second cancel is too late.
@@ -108,12 +110,36 @@ pub struct Core {
     pub(crate) pool_state: AtomicU8,
     /// Which timer-wheel list holds the completion while `state == Timer`.
     pub(crate) timer_slot: u16,
-    /// Per-state scratch word: a timer's sequence number in the wheel or
-    /// the deadline of a reset requested while its callback runs; a
-    /// readiness backend's per-operation state (a connect in progress); the
-    /// loop's `Shared` while in the thread pool.
-    pub(crate) scratch: u64,
+    /// What the completion's current holder keeps in it (see [`Slot`]).
+    pub(crate) slot: Slot,
     pub(crate) op: Op,
+}
+
+/// Per-holder data of a completion. Which field is live is decided by
+/// [`Core::state`] (and, for the loop's own fields, a flag), so no tag is
+/// stored; each holder writes its field before it reads it.
+///
+/// A backend that needs a platform record per operation (an `OVERLAPPED`
+/// on Windows, say) adds its field here; the union grows only on that
+/// platform.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) union Slot {
+    /// Nothing stored (a fresh or parked completion).
+    pub(crate) none: (),
+    /// `State::Timer`: the timer's insertion sequence number in the wheel
+    /// (equal deadlines fire in insertion order).
+    pub(crate) timer_seq: u64,
+    /// `FLAG_RESET`: the deadline of a `timer_reset` requested while the
+    /// timer's callback runs or its result waits; applied when the callback
+    /// returns.
+    pub(crate) reset_deadline: u64,
+    /// `State::Backend` on a readiness backend: the operation's mode (a
+    /// connect in progress, how a blocking descriptor is handled).
+    pub(crate) readiness: u64,
+    /// `State::Pool`: the loop's [`Shared`], through which the worker hands
+    /// the task back (a pointer, so its provenance travels with it).
+    pub(crate) pool: *const Shared,
 }
 
 // The thread pool's task node overlays `next` and `prev` (two pointers, on
@@ -149,7 +175,7 @@ impl Core {
             flags: 0,
             pool_state: AtomicU8::new(0),
             timer_slot: 0,
-            scratch: 0,
+            slot: Slot { none: () },
             op,
         }
     }

@@ -62,11 +62,13 @@ unsafe fn deadline(c: *mut Core) -> u64 {
     }
 }
 
-/// The sequence number of a timer core (kept in its scratch word).
+/// The sequence number of a timer core (kept in its slot while it is in
+/// the wheel).
 #[inline]
 unsafe fn seq(c: *mut Core) -> u64 {
-    // SAFETY: the caller passes a live core.
-    unsafe { (*c).scratch }
+    // SAFETY: the caller passes a live core in the wheel, whose slot holds
+    // the sequence number `push` wrote.
+    unsafe { (*c).slot.timer_seq }
 }
 
 impl TimerWheel {
@@ -131,7 +133,7 @@ impl TimerWheel {
         self.seq += 1;
         // SAFETY: per the contract.
         unsafe {
-            (*c).scratch = self.seq;
+            (*c).slot.timer_seq = self.seq;
             self.place(c);
         }
         self.len += 1;

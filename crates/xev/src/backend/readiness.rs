@@ -66,25 +66,25 @@ pub struct Readiness<P: Poller> {
     in_flight: usize,
 }
 
-/// `scratch` value of a connect that is in progress.
+/// `slot.readiness` value of a connect that is in progress.
 const CONNECTING: u64 = 1;
-/// `scratch` value of a read or write on a blocking socket (set by `start`,
+/// `slot.readiness` value of a read or write on a blocking socket (set by `start`,
 /// see [`sys::FdMode::Socket`]).
 const BLOCKING_SOCKET: u64 = 2;
-/// `scratch` value of a read or write on another blocking descriptor, or an
+/// `slot.readiness` value of a read or write on another blocking descriptor, or an
 /// accept on a blocking socket: its syscall is made only once the
 /// descriptor polls ready (see [`sys::FdMode::Gated`]). Every other
-/// operation leaves `scratch` at 0: its syscall never blocks.
+/// operation leaves it at 0: its syscall never blocks.
 const GATED: u64 = 3;
 
-/// `scratch` value of a read (into a non-empty buffer) or a write not yet
+/// `slot.readiness` value of a read (into a non-empty buffer) or a write not yet
 /// classified: it is first tried as a `recv`/`send` with `MSG_DONTWAIT`,
 /// which never blocks and costs nothing extra on a socket; a descriptor
 /// that is not a socket answers `ENOTSOCK` at once, and only then is its
 /// mode checked ([`checked_mode`]).
 const TRY_SOCKET: u64 = 4;
 
-/// The `scratch` value of `op` when it starts: reads and writes are first
+/// The `slot.readiness` value of `op` when it starts: reads and writes are first
 /// tried as socket calls ([`TRY_SOCKET`]); an empty read (a `recv` of
 /// nothing would swallow a datagram) and an accept have their
 /// descriptor's mode checked now; every other operation's syscall never
@@ -98,7 +98,7 @@ fn blocking_mode(op: &Op) -> u64 {
     }
 }
 
-/// The `scratch` value of `op` on its descriptor as it is now: read,
+/// The `slot.readiness` value of `op` on its descriptor as it is now: read,
 /// write and accept check the descriptor's mode (one `fcntl`, plus an
 /// `fstat` when it is blocking); every other operation gets 0.
 fn checked_mode(op: &Op) -> u64 {
@@ -236,7 +236,7 @@ impl<P: Poller> Readiness<P> {
                     }
                 }
                 Op::Connect { fd, addr } => {
-                    if (*core).scratch == CONNECTING {
+                    if (*core).slot.readiness == CONNECTING {
                         if let Some(ev) = ev {
                             match sys::socket_error(*fd) {
                                 0 if ev.errno != 0 => -ev.errno,
@@ -248,7 +248,7 @@ impl<P: Poller> Readiness<P> {
                     } else {
                         match sys::connect_start(*fd, addr) {
                             r if r == -libc::EINPROGRESS => {
-                                (*core).scratch = CONNECTING;
+                                (*core).slot.readiness = CONNECTING;
                                 -libc::EAGAIN
                             }
                             r => r,
@@ -257,11 +257,11 @@ impl<P: Poller> Readiness<P> {
                 }
                 _ => {
                     let mut tried = None;
-                    if (*core).scratch == TRY_SOCKET {
+                    if (*core).slot.readiness == TRY_SOCKET {
                         match sys::perform_as(core, sys::FdMode::Socket) {
                             // Not a socket: check what it is, then go on.
                             r if r == -libc::ENOTSOCK => {
-                                (*core).scratch = checked_mode(&(*core).op);
+                                (*core).slot.readiness = checked_mode(&(*core).op);
                             }
                             // A socket (or a bad descriptor): done, or
                             // waiting; it stays a socket call.
@@ -284,7 +284,7 @@ impl<P: Poller> Readiness<P> {
         }
     }
 
-    /// Performs the operation of `core` as its checked `scratch` mode says.
+    /// Performs the operation of `core` as its checked `slot.readiness` mode says.
     ///
     /// # Safety
     /// As for [`sys::perform`]: `core` is live and held by this backend.
@@ -292,7 +292,7 @@ impl<P: Poller> Readiness<P> {
         // SAFETY: per the contract; the op is read, not borrowed across the
         // syscall.
         unsafe {
-            let mode = match (*core).scratch {
+            let mode = match (*core).slot.readiness {
                 BLOCKING_SOCKET => sys::FdMode::Socket,
                 GATED => {
                     // A blocking descriptor: the syscall only if it is ready
@@ -425,12 +425,12 @@ impl<P: Poller> Backend for Readiness<P> {
                 .and_then(|(fd, _)| usize::try_from(fd).ok())
                 .and_then(|i| self.fds.get(i))
                 .is_some_and(|e| e.not_socket);
-            (*c).scratch = if hint {
+            (*c).slot.readiness = if hint {
                 checked_mode(&(*c).op)
             } else {
                 blocking_mode(&(*c).op)
             };
-            let tried_socket = (*c).scratch == TRY_SOCKET;
+            let tried_socket = (*c).slot.readiness == TRY_SOCKET;
             match &(*c).op {
                 Op::Pread { .. } | Op::Pwrite { .. } => return Start::Pool,
                 Op::Close { fd } => {
@@ -450,7 +450,7 @@ impl<P: Poller> Backend for Readiness<P> {
                 _ => {}
             }
             let res = Self::attempt(c, None);
-            if tried_socket && (*c).scratch != TRY_SOCKET {
+            if tried_socket && (*c).slot.readiness != TRY_SOCKET {
                 if let Some(e) = wait_target(&(*c).op).and_then(|(fd, _)| self.entry(fd)) {
                     e.not_socket = true;
                 }

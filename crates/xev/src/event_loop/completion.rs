@@ -106,7 +106,7 @@ impl<B: Backend, F: Callback<B>> VT<B, F> {
 unsafe fn call<B: Backend, F: Callback<B>>(c: *mut Core, lp: *mut (), res: OpResult) -> Action {
     let c = c.cast::<Completion<B, F>>();
     // SAFETY: per the contract; `op` and `cb` are disjoint fields, and the
-    // loop touches only other fields (state, flags, scratch) meanwhile.
+    // loop touches only other fields (state, flags, slot) meanwhile.
     unsafe {
         let op = &mut *std::ptr::addr_of_mut!((*c).core.op);
         let cb = &mut *std::ptr::addr_of_mut!((*c).cb);

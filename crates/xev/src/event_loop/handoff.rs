@@ -1,7 +1,7 @@
 //! The hand-off between a loop and the thread pool: a completion's queue
 //! links become the pool's task node ([`as_task`]); a worker performs the
 //! blocking operation and pushes the task back through the loop's
-//! [`Shared`] queue; `pool_state` settles the race between a worker
+//! [`Shared`](crate::shared::Shared) queue; `pool_state` settles the race between a worker
 //! starting the task and the loop canceling it.
 
 use std::ptr::NonNull;
@@ -9,7 +9,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::record::Core;
-use crate::shared::Shared;
 use crate::thread_pool::Task;
 
 /// `pool_state`: waiting in the pool's queue.
@@ -24,7 +23,7 @@ pub(crate) const POOL_CANCELED: u8 = 2;
 ///
 /// # Safety
 /// `task` overlays the links of a live `Core` handed to the pool by
-/// `Loop::start` (see [`as_task`]), whose `scratch` holds a pointer to
+/// `Loop::start` (see [`as_task`]), whose `slot.pool` points at
 /// the loop's live `Shared`; the loop does not touch the core until it pops
 /// it from `Shared::done`.
 unsafe fn run_pool_task(task: NonNull<Task>) {
@@ -47,7 +46,7 @@ unsafe fn run_pool_task(task: NonNull<Task>) {
             -libc::ECANCELED
         };
         (*core).res = res;
-        let shared = (*core).scratch as usize as *const Shared;
+        let shared = (*core).slot.pool;
         // Keep `Shared` alive past the push: once the loop pops the task it
         // may drop itself (and its `Arc<Shared>`) before we signal.
         Arc::increment_strong_count(shared);

@@ -555,8 +555,8 @@ impl<B: Backend> Loop<B> {
                     return Err(IdError::WrongKind);
                 }
                 (*core).flags |= FLAG_RESET;
-                // A running timer is in no wheel list: `scratch` is free.
-                (*core).scratch = deadline;
+                // A running timer is in no wheel list: its slot is free.
+                (*core).slot.reset_deadline = deadline;
                 return Ok(());
             }
             let Op::Timer { deadline: d } = &mut (*core).op else {
@@ -578,7 +578,7 @@ impl<B: Backend> Loop<B> {
                 // callback.
                 State::Done if (*core).res == -libc::ECANCELED => {
                     (*core).flags |= FLAG_RESET;
-                    (*core).scratch = deadline;
+                    (*core).slot.reset_deadline = deadline;
                 }
                 State::Done => {
                     *d = deadline;
@@ -804,9 +804,8 @@ impl<B: Backend> Loop<B> {
                         if self.s.pool.is_some() {
                             (*core).state = State::Pool;
                             (*core).pool_state.store(POOL_QUEUED, Ordering::Relaxed);
-                            // Pool operations (pread/pwrite) leave `scratch`
-                            // free: it carries the way back to this loop.
-                            (*core).scratch = Arc::as_ptr(&self.s.shared) as usize as u64;
+                            // The way back to this loop, for the worker.
+                            (*core).slot.pool = Arc::as_ptr(&self.s.shared);
                             self.s.pool_in_flight += 1;
                             self.s.pool_batch.push(handoff::as_task(core));
                         } else {
@@ -988,7 +987,7 @@ impl<B: Backend> Loop<B> {
             // SAFETY: completed cores are live and owned by the loop. During
             // the callback the loop reaches this completion only through raw
             // pointers to fields other than `op` and the callback (state,
-            // flags, scratch, gen), so the two `&mut` borrows the vtable's
+            // flags, slot, gen), so the two `&mut` borrows the vtable's
             // `call` hands to the callback are never aliased; `self` is not
             // used while the callback holds the loop.
             unsafe {
@@ -1009,7 +1008,7 @@ impl<B: Backend> Loop<B> {
                 if flags & FLAG_FREE != 0 {
                     self.release(core);
                 } else if flags & FLAG_RESET != 0 {
-                    let deadline = (*core).scratch;
+                    let deadline = (*core).slot.reset_deadline;
                     if let Op::Timer { deadline: d } = &mut (*core).op {
                         *d = deadline;
                     }
