@@ -11,7 +11,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 
 use socket2::SockAddr;
 
@@ -20,6 +20,7 @@ use crate::error::{
     ProcessError, ReadError, ShutdownError, TimerError, WriteError, NO_THREAD_POOL,
 };
 use crate::id::Id;
+use crate::sys::RawHandle;
 use crate::Async;
 
 /// `POLLRDHUP` where it exists (Linux); elsewhere no such bit.
@@ -94,7 +95,7 @@ impl Readiness {
 /// stay small.
 pub struct Msg {
     /// The socket.
-    pub fd: RawFd,
+    pub fd: RawHandle,
     /// Data to send, or the buffer to receive into (its whole length).
     pub buf: Vec<u8>,
     /// Destination (send) or, after a receive, the sender.
@@ -105,17 +106,17 @@ pub struct Msg {
 
 impl Msg {
     /// A `sendto`: send `buf` to `addr`.
-    pub fn send_to(fd: RawFd, buf: Vec<u8>, addr: SocketAddr) -> Box<Msg> {
+    pub fn send_to(fd: RawHandle, buf: Vec<u8>, addr: SocketAddr) -> Box<Msg> {
         Self::boxed(fd, buf, SockAddr::from(addr))
     }
 
     /// A `recvfrom`: receive into `buf` (its whole length) and record the sender.
-    pub fn recv_from(fd: RawFd, buf: Vec<u8>) -> Box<Msg> {
+    pub fn recv_from(fd: RawHandle, buf: Vec<u8>) -> Box<Msg> {
         let unspecified: SocketAddr = ([0u8; 4], 0).into();
         Self::boxed(fd, buf, SockAddr::from(unspecified))
     }
 
-    fn boxed(fd: RawFd, buf: Vec<u8>, addr: SockAddr) -> Box<Msg> {
+    fn boxed(fd: RawHandle, buf: Vec<u8>, addr: SockAddr) -> Box<Msg> {
         // SAFETY: msghdr and iovec are plain C structs for which all-zero is
         // a valid (empty) value; `prepare` fills them before each use.
         let (iov, hdr) = unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
@@ -231,33 +232,33 @@ pub enum Op {
     /// non-blocking and close-on-exec.
     Accept {
         /// The listening socket.
-        fd: RawFd,
+        fd: RawHandle,
     },
     /// Connect a socket (blocking or not: see [`Op`](Op#blocking-descriptors)).
     Connect {
         /// The socket.
-        fd: RawFd,
+        fd: RawHandle,
         /// The peer address.
         addr: Box<SockAddr>,
     },
     /// `read(2)` into the whole of `buf`.
     Read {
         /// The file descriptor.
-        fd: RawFd,
+        fd: RawHandle,
         /// The buffer; its length is the most that is read.
         buf: Vec<u8>,
     },
     /// `write(2)` of the whole of `buf` (the result may be a short count).
     Write {
         /// The file descriptor.
-        fd: RawFd,
+        fd: RawHandle,
         /// The data.
         buf: Vec<u8>,
     },
     /// `pread(2)` at `offset`.
     Pread {
         /// The file descriptor.
-        fd: RawFd,
+        fd: RawHandle,
         /// The buffer; its length is the most that is read.
         buf: Vec<u8>,
         /// File offset.
@@ -266,7 +267,7 @@ pub enum Op {
     /// `pwrite(2)` at `offset`.
     Pwrite {
         /// The file descriptor.
-        fd: RawFd,
+        fd: RawHandle,
         /// The data.
         buf: Vec<u8>,
         /// File offset.
@@ -275,14 +276,14 @@ pub enum Op {
     /// `recv(2)` into the whole of `buf`.
     Recv {
         /// The socket.
-        fd: RawFd,
+        fd: RawHandle,
         /// The buffer.
         buf: Vec<u8>,
     },
     /// `send(2)` of the whole of `buf` (with `MSG_NOSIGNAL` where it exists).
     Send {
         /// The socket.
-        fd: RawFd,
+        fd: RawHandle,
         /// The data.
         buf: Vec<u8>,
     },
@@ -293,14 +294,14 @@ pub enum Op {
     /// Wait until the file descriptor is ready.
     Poll {
         /// The file descriptor.
-        fd: RawFd,
+        fd: RawHandle,
         /// What to wait for.
         interest: Interest,
     },
     /// `shutdown(2)`.
     Shutdown {
         /// The socket.
-        fd: RawFd,
+        fd: RawHandle,
         /// Which half (or both).
         how: std::net::Shutdown,
     },
@@ -311,7 +312,7 @@ pub enum Op {
     /// closes it then (a parked close is left alone).
     Close {
         /// The file descriptor.
-        fd: RawFd,
+        fd: RawHandle,
     },
     /// Fire at an absolute deadline on the loop's millisecond clock
     /// ([`crate::Loop::now`]). Deadlines in the past fire on the next tick;
@@ -338,13 +339,13 @@ pub enum Op {
         /// The child's process id.
         pid: i32,
         /// Its pidfd on Linux, else -1.
-        fd: RawFd,
+        fd: RawHandle,
     },
 }
 
 impl Op {
     /// A `connect` to `addr`.
-    pub fn connect(fd: RawFd, addr: SocketAddr) -> Op {
+    pub fn connect(fd: RawHandle, addr: SocketAddr) -> Op {
         Op::Connect {
             fd,
             addr: Box::new(SockAddr::from(addr)),

@@ -43,7 +43,7 @@ unsafe fn run_pool_task(task: NonNull<Task>) {
         {
             crate::sys::perform(core)
         } else {
-            -libc::ECANCELED
+            crate::sys::CANCELED
         };
         (*core).res = res;
         let shared = (*core).slot.pool;

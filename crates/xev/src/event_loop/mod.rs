@@ -33,7 +33,7 @@ use crate::queue::Queue;
 use crate::record::{Action, Core, State, FLAG_CANCELING, FLAG_FREE, FLAG_RESET, FLAG_TIMER};
 use crate::recycle::Recycler;
 use crate::shared::Shared;
-use crate::sys::WakeFd;
+use crate::sys::{self, WakeFd};
 use crate::thread_pool::{Batch, ThreadPool};
 use crate::timer_wheel::TimerWheel;
 use completion::{Callback, Completion};
@@ -576,7 +576,7 @@ impl<B: Backend> Loop<B> {
                 // cancel stands (its callback gets it), then the timer is
                 // re-armed with the new deadline, as from inside its
                 // callback.
-                State::Done if (*core).res == -libc::ECANCELED => {
+                State::Done if (*core).res == sys::CANCELED => {
                     (*core).flags |= FLAG_RESET;
                     (*core).slot.reset_deadline = deadline;
                 }
@@ -819,8 +819,8 @@ impl<B: Backend> Loop<B> {
 
     unsafe fn start_cancel(&mut self, cancel: *mut Core, target: Id) {
         let res = match self.lookup(target) {
-            None => -libc::ENOENT,
-            Some(t) if t == cancel => -libc::ENOENT,
+            None => sys::NOT_FOUND,
+            Some(t) if t == cancel => sys::NOT_FOUND,
             // SAFETY: `t` is live (from lookup).
             Some(t) => unsafe { self.cancel_target(t) },
         };
@@ -879,24 +879,24 @@ impl<B: Backend> Loop<B> {
         // structure that holds it before finishing it.
         unsafe {
             if (*t).flags & FLAG_CANCELING != 0 {
-                return -libc::EALREADY;
+                return sys::TOO_LATE;
             }
             match (*t).state {
-                State::Dead | State::Free => -libc::ENOENT,
-                State::Done | State::Running | State::CancelWait => -libc::EALREADY,
+                State::Dead | State::Free => sys::NOT_FOUND,
+                State::Done | State::Running | State::CancelWait => sys::TOO_LATE,
                 State::Queued => {
                     self.s.submissions.remove(t);
-                    Self::finish(&mut self.s.completions, t, -libc::ECANCELED);
+                    Self::finish(&mut self.s.completions, t, sys::CANCELED);
                     0
                 }
                 State::Timer => {
                     self.s.timers.remove(t);
-                    Self::finish(&mut self.s.completions, t, -libc::ECANCELED);
+                    Self::finish(&mut self.s.completions, t, sys::CANCELED);
                     0
                 }
                 State::Async => {
                     self.s.async_waits.remove(t);
-                    Self::finish(&mut self.s.completions, t, -libc::ECANCELED);
+                    Self::finish(&mut self.s.completions, t, sys::CANCELED);
                     0
                 }
                 State::Pool => {
@@ -910,7 +910,7 @@ impl<B: Backend> Loop<B> {
                             (*t).flags |= FLAG_CANCELING;
                             0
                         }
-                        Err(_) => -libc::EALREADY,
+                        Err(_) => sys::TOO_LATE,
                     }
                 }
                 State::Backend => {
@@ -922,8 +922,8 @@ impl<B: Backend> Loop<B> {
                     }
                     // The loop lent it to the backend, which no longer
                     // has it pending: its result is in.
-                    if r.cancel == -libc::ENOENT {
-                        -libc::EALREADY
+                    if r.cancel == sys::NOT_FOUND {
+                        sys::TOO_LATE
                     } else {
                         r.cancel
                     }
@@ -1112,9 +1112,7 @@ impl<B: Backend> Drop for Inner<B> {
                 // descriptor, which nothing else will close: close it now
                 // (nothing of this loop waits on it anymore).
                 if let (State::Queued, Op::Close { fd }) = ((*c).state, &(*c).op) {
-                    if *fd >= 0 {
-                        libc::close(*fd);
-                    }
+                    sys::close_quietly(*fd);
                 }
                 (*c).gen = (*c).gen.wrapping_add(1);
                 (*c).state = State::Free;

@@ -53,6 +53,27 @@ pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
+/// What operations name the file, socket or pipe they act on: a file
+/// descriptor on Unix (a `SOCKET` or `HANDLE` on Windows).
+pub type RawHandle = RawFd;
+
+/// The raw result of an operation canceled before it finished.
+pub(crate) const CANCELED: i32 = -libc::ECANCELED;
+/// The raw result of a cancel whose target is not in flight.
+pub(crate) const NOT_FOUND: i32 = -libc::ENOENT;
+/// The raw result of a cancel that came too late (the target finishes on
+/// its own).
+pub(crate) const TOO_LATE: i32 = -libc::EALREADY;
+
+/// Closes `fd`, ignoring the result (for descriptors nothing else will
+/// close, when the loop is dropped).
+pub(crate) fn close_quietly(fd: RawHandle) {
+    if fd >= 0 {
+        // SAFETY: close takes an integer; the caller owns `fd`.
+        unsafe { libc::close(fd) };
+    }
+}
+
 /// Sets `O_NONBLOCK` on `fd`'s open file description (other descriptors
 /// sharing it see the change).
 pub(crate) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
