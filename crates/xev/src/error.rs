@@ -233,9 +233,8 @@ impl From<CancelError> for io::Error {
 #[non_exhaustive]
 pub enum IdError {
     /// The id does not name a live completion of this loop: it was freed
-    /// (disarmed). Ids are not tied to their loop, so an id from another
-    /// loop is not detected: it names whatever this loop holds in the same
-    /// slot and generation, if anything.
+    /// (disarmed), or it belongs to another loop (ids carry their loop's
+    /// tag, so another loop's id is recognised and never followed).
     Stale,
     /// The completion is in flight; the request needs it dead (parked).
     Busy,
