@@ -1,5 +1,6 @@
 //! Readiness-to-completion machinery shared by the readiness backends
-//! (epoll and kqueue today, their kernel-facing `Poller`s in `sys`; WASI poll is meant to plug in the same way).
+//! (epoll and kqueue today, their kernel-facing `Poller`s in `sys`; WASI
+//! poll is meant to plug in the same way).
 //!
 //! A readiness backend cannot hand an operation to the kernel; it performs
 //! the non-blocking syscall itself when the descriptor is ready. This module
