@@ -14,7 +14,9 @@ use std::fmt;
 /// never followed).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Id {
-    pub(crate) ptr: *mut crate::record::Core,
+    /// The completion's address, type-erased (only its loop casts it back,
+    /// after checking the tag).
+    pub(crate) ptr: *mut (),
     pub(crate) gen: u32,
     pub(crate) tag: u32,
 }
@@ -34,7 +36,7 @@ impl Id {
         tag: 0,
     };
 
-    pub(crate) fn new(core: *mut crate::record::Core, gen: u32, tag: u32) -> Id {
+    pub(crate) fn new(core: *mut (), gen: u32, tag: u32) -> Id {
         Id {
             ptr: core,
             gen,
@@ -43,7 +45,7 @@ impl Id {
     }
 
     /// The completion's address (check `gen` and `tag` before use).
-    pub(crate) fn core(self) -> *mut crate::record::Core {
+    pub(crate) fn addr(self) -> *mut () {
         self.ptr
     }
 }

@@ -370,7 +370,7 @@ impl<B: Backend> Loop<B> {
         // SAFETY: `core` is live and ours alone.
         unsafe {
             (*core).state = State::Dead;
-            Id::new(core, (*core).gen, self.s.tag)
+            Id::new(core.cast(), (*core).gen, self.s.tag)
         }
     }
 
@@ -644,7 +644,7 @@ impl<B: Backend> Loop<B> {
         if id.tag != self.s.tag {
             return None; // another loop's id: never followed
         }
-        let c = id.core();
+        let c = id.addr().cast::<Core>();
         // SAFETY: every id this loop handed out points at a block of its
         // recycler, which stays allocated (and its `gen` and `state`
         // initialised) until the loop is dropped; reading two fields through
