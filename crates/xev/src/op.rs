@@ -357,6 +357,47 @@ impl Op {
         Op::Timer { deadline }
     }
 
+    /// How this operation is carried out (see [`Plan`]): the one table that
+    /// every backend and the loop dispatch on, so that a new operation is a
+    /// compile error here first and then at each site that must perform it.
+    pub(crate) fn plan(&self) -> Plan<'_> {
+        match self {
+            Op::Noop => Plan::Noop,
+            Op::Timer { .. } => Plan::Timer,
+            Op::Cancel { target } => Plan::Cancel(*target),
+            Op::AsyncWait(a) => Plan::AsyncWait(a),
+            Op::Accept { fd } | Op::Read { fd, .. } | Op::Recv { fd, .. } => Plan::Ready {
+                fd: *fd,
+                interest: Interest::READABLE,
+            },
+            Op::Recvmsg(m) => Plan::Ready {
+                fd: m.fd,
+                interest: Interest::READABLE,
+            },
+            Op::Write { fd, .. } | Op::Send { fd, .. } | Op::Connect { fd, .. } => Plan::Ready {
+                fd: *fd,
+                interest: Interest::WRITABLE,
+            },
+            Op::Sendmsg(m) => Plan::Ready {
+                fd: m.fd,
+                interest: Interest::WRITABLE,
+            },
+            Op::Poll { fd, interest } => Plan::Ready {
+                fd: *fd,
+                interest: *interest,
+            },
+            // A process wait waits for its pidfd to become readable (or,
+            // on kqueue, for `EVFILT_PROC` on the pid).
+            Op::ProcWait { fd, .. } => Plan::Ready {
+                fd: *fd,
+                interest: Interest::READABLE,
+            },
+            Op::Shutdown { .. } => Plan::Once,
+            Op::Pread { .. } | Op::Pwrite { .. } => Plan::File,
+            Op::Close { fd } => Plan::Close { fd: *fd },
+        }
+    }
+
     /// The kind of this operation, for diagnostics.
     pub fn kind(&self) -> OpKind {
         match self {
@@ -482,6 +523,41 @@ impl Op {
             }),
         }
     }
+}
+
+/// How an operation is carried out, per family of backend: what the loop
+/// does itself, and what goes to a backend and how (see [`Op::plan`]).
+#[derive(Debug)]
+pub(crate) enum Plan<'a> {
+    /// Completes on the loop's next tick.
+    Noop,
+    /// Enters the loop's timing wheel.
+    Timer,
+    /// Resolved by the loop against its target.
+    Cancel(Id),
+    /// Waits in the loop's list of async waits.
+    AsyncWait(&'a Async),
+    /// I/O on a descriptor: a completion backend submits it to the kernel;
+    /// a readiness backend attempts it, and waits until `fd` is ready for
+    /// `interest` when it would block.
+    Ready {
+        /// The descriptor.
+        fd: RawHandle,
+        /// What it waits for.
+        interest: Interest,
+    },
+    /// I/O that never waits for readiness (shutdown): in the kernel on a
+    /// completion backend, attempted once on a readiness backend.
+    Once,
+    /// Positional file I/O: in the kernel on a completion backend, on the
+    /// thread pool on a readiness backend (regular files are never "not
+    /// ready").
+    File,
+    /// A close: the backend ends what waits on `fd` first.
+    Close {
+        /// The descriptor.
+        fd: RawHandle,
+    },
 }
 
 /// The kind of an [`Op`].

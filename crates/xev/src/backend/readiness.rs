@@ -35,7 +35,7 @@ use std::ptr::NonNull;
 use std::time::Duration;
 
 use crate::backend::{Backend, CancelStart, Start};
-use crate::op::{Interest, Op};
+use crate::op::{Plan, Interest, Op};
 use crate::options::Options;
 use crate::queue::Queue;
 use crate::record::Core;
@@ -95,7 +95,23 @@ fn blocking_mode(op: &Op) -> u64 {
     match op {
         Op::Read { buf, .. } if !buf.is_empty() => TRY_SOCKET,
         Op::Write { .. } => TRY_SOCKET,
-        _ => checked_mode(op),
+        Op::Read { .. }
+        | Op::Accept { .. }
+        | Op::Connect { .. }
+        | Op::Recv { .. }
+        | Op::Send { .. }
+        | Op::Recvmsg(_)
+        | Op::Sendmsg(_)
+        | Op::Poll { .. }
+        | Op::Shutdown { .. }
+        | Op::ProcWait { .. }
+        | Op::Pread { .. }
+        | Op::Pwrite { .. }
+        | Op::Close { .. }
+        | Op::Noop
+        | Op::Timer { .. }
+        | Op::Cancel { .. }
+        | Op::AsyncWait(_) => checked_mode(op),
     }
 }
 
@@ -112,10 +128,27 @@ fn checked_mode(op: &Op) -> u64 {
             // once (ENOTSOCK).
             return match sys::fd_mode(*fd, false) {
                 sys::FdMode::Socket => GATED,
-                _ => 0,
+                sys::FdMode::Direct | sys::FdMode::Gated => 0,
             };
         }
-        _ => return 0,
+        // Their syscalls never block whatever the mode (per-call flags,
+        // a zero-timeout poll, shutdown), or they never reach a syscall
+        // here.
+        Op::Connect { .. }
+        | Op::Recv { .. }
+        | Op::Send { .. }
+        | Op::Recvmsg(_)
+        | Op::Sendmsg(_)
+        | Op::Poll { .. }
+        | Op::Shutdown { .. }
+        | Op::ProcWait { .. }
+        | Op::Pread { .. }
+        | Op::Pwrite { .. }
+        | Op::Close { .. }
+        | Op::Noop
+        | Op::Timer { .. }
+        | Op::Cancel { .. }
+        | Op::AsyncWait(_) => return 0,
     };
     match sys::fd_mode(fd, write) {
         sys::FdMode::Direct => 0,
@@ -124,19 +157,19 @@ fn checked_mode(op: &Op) -> u64 {
     }
 }
 
-/// The descriptor and direction an operation waits on.
+/// The descriptor and direction an operation waits on (from the table in
+/// [`Op::plan`]).
 fn wait_target(op: &Op) -> Option<(RawFd, Interest)> {
-    Some(match op {
-        Op::Accept { fd } | Op::Read { fd, .. } | Op::Recv { fd, .. } => (*fd, Interest::READABLE),
-        Op::Recvmsg(m) => (m.fd, Interest::READABLE),
-        Op::Write { fd, .. } | Op::Send { fd, .. } | Op::Connect { fd, .. } => {
-            (*fd, Interest::WRITABLE)
-        }
-        Op::Sendmsg(m) => (m.fd, Interest::WRITABLE),
-        Op::Poll { fd, interest } => (*fd, *interest),
-        Op::ProcWait { fd, .. } => (*fd, Interest::READABLE),
-        _ => return None,
-    })
+    match op.plan() {
+        Plan::Ready { fd, interest } => Some((fd, interest)),
+        Plan::Once
+        | Plan::File
+        | Plan::Close { .. }
+        | Plan::Noop
+        | Plan::Timer
+        | Plan::Cancel(_)
+        | Plan::AsyncWait(_) => None,
+    }
 }
 
 /// `poll(2)` bits for an event, limited to what `interest` asked for
@@ -256,7 +289,23 @@ impl<P: Poller> Readiness<P> {
                         }
                     }
                 }
-                _ => {
+                // Never attempted here: the loop, the pool or `start` does
+                // them.
+                Op::Noop
+                | Op::Timer { .. }
+                | Op::Cancel { .. }
+                | Op::AsyncWait(_)
+                | Op::Pread { .. }
+                | Op::Pwrite { .. }
+                | Op::Close { .. } => -libc::EINVAL,
+                Op::Read { .. }
+                | Op::Write { .. }
+                | Op::Recv { .. }
+                | Op::Send { .. }
+                | Op::Recvmsg(_)
+                | Op::Sendmsg(_)
+                | Op::Accept { .. }
+                | Op::Shutdown { .. } => {
                     let mut tried = None;
                     if (*core).slot.readiness == TRY_SOCKET {
                         match sys::perform_as(core, sys::FdMode::Socket) {
@@ -432,10 +481,9 @@ impl<P: Poller> Backend for Readiness<P> {
                 blocking_mode(&(*c).op)
             };
             let tried_socket = (*c).slot.readiness == TRY_SOCKET;
-            match &(*c).op {
-                Op::Pread { .. } | Op::Pwrite { .. } => return Start::Pool,
-                Op::Close { fd } => {
-                    let fd = *fd;
+            match (*c).op.plan() {
+                Plan::File => return Start::Pool,
+                Plan::Close { fd } => {
                     let canceled_some = self.forget_fd(fd);
                     let res = sys::perform(c);
                     if !canceled_some {
@@ -448,7 +496,11 @@ impl<P: Poller> Backend for Readiness<P> {
                     self.in_flight += 1;
                     return Start::Pending;
                 }
-                _ => {}
+                Plan::Ready { .. } | Plan::Once => {}
+                // The loop handles these itself.
+                Plan::Noop | Plan::Timer | Plan::Cancel(_) | Plan::AsyncWait(_) => {
+                    return Start::Done(-libc::EINVAL)
+                }
             }
             let res = Self::attempt(c, None);
             if tried_socket && (*c).slot.readiness != TRY_SOCKET {

@@ -27,7 +27,7 @@ use crate::backend::{Backend, Start};
 use crate::error::{CancelError, IdError, NO_THREAD_POOL};
 use crate::id::Id;
 use crate::mpsc::Mpsc;
-use crate::op::{Op, OpResult};
+use crate::op::{Op, OpResult, Plan};
 use crate::options::Options;
 use crate::queue::Queue;
 use crate::record::{Action, Core, State, FLAG_CANCELING, FLAG_FREE, FLAG_RESET, FLAG_TIMER};
@@ -778,17 +778,14 @@ impl<B: Backend> Loop<B> {
         // SAFETY: `core` is live and was just popped from the submission
         // queue, so it is in no queue.
         unsafe {
-            match &(*core).op {
-                Op::Noop => Self::finish(&mut self.s.completions, core, 0),
-                Op::Timer { .. } => {
+            match (*core).op.plan() {
+                Plan::Noop => Self::finish(&mut self.s.completions, core, 0),
+                Plan::Timer => {
                     (*core).state = State::Timer;
                     self.s.timers.push(core);
                 }
-                Op::Cancel { target } => {
-                    let target = *target;
-                    self.start_cancel(core, target);
-                }
-                Op::AsyncWait(a) => {
+                Plan::Cancel(target) => self.start_cancel(core, target),
+                Plan::AsyncWait(a) => {
                     a.register(&self.s.shared);
                     if a.consume() {
                         Self::finish(&mut self.s.completions, core, 0);
@@ -797,7 +794,11 @@ impl<B: Backend> Loop<B> {
                         self.s.async_waits.push_back(core);
                     }
                 }
-                _ => match self.s.backend.start(NonNull::new_unchecked(core)) {
+                Plan::Ready { .. } | Plan::Once | Plan::File | Plan::Close { .. } => match self
+                    .s
+                    .backend
+                    .start(NonNull::new_unchecked(core))
+                {
                     Start::Pending => (*core).state = State::Backend,
                     Start::Done(res) => Self::finish(&mut self.s.completions, core, res),
                     Start::Pool => {
