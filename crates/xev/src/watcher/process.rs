@@ -32,7 +32,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ExitStatus};
 use std::rc::Rc;
 
-use super::shared_fd::{unexpected, FdOwner};
+use super::request::unexpected;
+use super::shared_fd::FdOwner;
 use crate::backend::Backend;
 use crate::error::{CloseError, ProcessError};
 use crate::event_loop::Loop;

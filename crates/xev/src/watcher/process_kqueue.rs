@@ -21,6 +21,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ExitStatus};
 use std::rc::Rc;
 
+use super::request::unexpected;
 use crate::backend::Backend;
 use crate::error::{CloseError, ProcessError};
 use crate::event_loop::orphans::{Orphan, Orphans};
@@ -131,7 +132,7 @@ impl<B: Backend> Process<B> {
                     status.get().ok_or(ProcessError::NotChild)
                 }
                 OpResult::ProcExit(Err(e)) => Err(e),
-                _ => Err(ProcessError::Io(io::Error::other("unexpected result"))),
+                other => Err(ProcessError::Io(unexpected(&other))),
             };
             let mut action = cb(lp, r);
             if waits.closed.get() {
