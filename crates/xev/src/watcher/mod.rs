@@ -28,7 +28,6 @@
 pub mod async_wait;
 mod descriptor;
 pub mod file;
-#[cfg_attr(not(target_os = "linux"), path = "process_kqueue.rs")]
 pub mod process;
 mod request;
 mod shared_fd;
