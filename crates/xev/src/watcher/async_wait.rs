@@ -7,6 +7,7 @@
 //! notify that arrives at any time after that — even before the next wait
 //! is added — makes the next wait fire, so none is lost.
 
+use super::request::unexpected;
 use crate::backend::Backend;
 use crate::error::AsyncError;
 use crate::event_loop::Loop;
@@ -60,7 +61,7 @@ impl crate::Async {
             move |lp: &mut Loop<B>, _: &mut Op, res: OpResult| {
                 let r = match res {
                     OpResult::Async(r) => r,
-                    other => Err(AsyncError::Io(super::shared_fd::unexpected(&other))),
+                    other => Err(AsyncError::Io(unexpected(&other))),
                 };
                 cb(lp, r)
             },

@@ -26,8 +26,9 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
 
+use super::request::{add_read, add_write};
 use super::shared_fd::FdOwner;
-use super::stream::{add_read, add_write, Sink, WriteQueue};
+use super::write_queue::{Sink, WriteQueue};
 use crate::backend::Backend;
 use crate::error::{CloseError, ReadError, WriteError};
 use crate::event_loop::Loop;

@@ -26,14 +26,16 @@
 //! its descriptor directly.
 
 pub mod async_wait;
+mod descriptor;
 pub mod file;
-#[cfg_attr(not(target_os = "linux"), path = "process_kqueue.rs")]
 pub mod process;
+mod request;
 mod shared_fd;
 pub mod stream;
 pub mod tcp;
 pub mod timer;
 pub mod udp;
+mod write_queue;
 
 pub use file::File;
 pub use process::Process;

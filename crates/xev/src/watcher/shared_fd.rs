@@ -28,6 +28,7 @@ use std::io;
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 
+use super::request::unexpected;
 use crate::backend::Backend;
 use crate::error::CloseError;
 use crate::event_loop::orphans::{Adopt, Orphan, Orphans};
@@ -35,12 +36,6 @@ use crate::event_loop::Loop;
 use crate::id::Id;
 use crate::op::{Op, OpResult};
 use crate::record::Action;
-
-/// The error for a result of the wrong kind (never happens: a watcher's
-/// completion only ever holds its own kind of operation).
-pub(crate) fn unexpected(res: &OpResult) -> io::Error {
-    io::Error::other(format!("xev watcher: unexpected result {res:?}"))
-}
 
 /// A descriptor shared by a watcher's handles and the callbacks of its
 /// tracked operations (see the module documentation).

@@ -20,7 +20,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use socket2::{Domain, SockRef, Type};
 
-use super::stream::{is_socket, set_nonblocking, Stream};
+use super::descriptor::{is_socket, set_nonblocking};
+use super::request::unexpected;
+use super::stream::Stream;
 use crate::backend::Backend;
 use crate::error::{AcceptError, CloseError, ConnectError};
 use crate::event_loop::Loop;
@@ -170,10 +172,7 @@ impl<B: Backend> Tcp<B> {
                     OpResult::Accept(r) => r.map(|fd| Tcp {
                         stream: Stream::from_nonblocking(fd, true),
                     }),
-                    other => Err(AcceptError::Io(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("xev watcher: unexpected result {other:?}"),
-                    ))),
+                    other => Err(AcceptError::Io(unexpected(&other))),
                 };
                 let action = cb(lp, res);
                 t.settle(lp, action)
@@ -192,10 +191,7 @@ impl<B: Backend> Tcp<B> {
             move |lp: &mut Loop<B>, _: &mut Op, res: OpResult| {
                 let res = match res {
                     OpResult::Connect(r) => r,
-                    other => Err(ConnectError::Io(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("xev watcher: unexpected result {other:?}"),
-                    ))),
+                    other => Err(ConnectError::Io(unexpected(&other))),
                 };
                 let action = cb(lp, res);
                 t.settle(lp, action)

@@ -1,0 +1,219 @@
+//! The process watcher: wait for a child process to exit without blocking
+//! the loop, and get its [`ExitStatus`].
+//!
+//! One [`Process`] type with one API on every platform; how it waits is
+//! platform-specific, behind the private `Watch` of each platform module:
+//!
+//! - **Linux** (`pidfd.rs`): as in libxev, the watcher holds a pidfd
+//!   (`pidfd_open(2)`, Linux 5.3; waiting uses `waitid(P_PIDFD)`, Linux
+//!   5.4). A wait polls the pidfd for readability through the loop (so it
+//!   works the same on io_uring and epoll), then reaps the child with
+//!   `waitid(P_PIDFD, WEXITED | WNOHANG)`: reaping through the pidfd, not by
+//!   pid number, can never reap an unrelated process that reused the
+//!   number. The status is rebuilt from the kernel's `siginfo` so that
+//!   [`ExitStatus::code`] and [`ExitStatusExt::signal`](std::os::unix::process::ExitStatusExt::signal) report exactly what
+//!   happened (exit code, or the signal that killed the child, and whether
+//!   it dumped core).
+//! - **kqueue systems** (macOS, FreeBSD; `kqueue.rs`): no pidfd. A wait is
+//!   an [`Op::ProcWait`](crate::Op::ProcWait) on the pid, which kqueue watches with `EVFILT_PROC`
+//!   and `NOTE_EXIT`; once it fires the child is reaped with
+//!   `waitpid(WNOHANG)`. The parent is the only one who can reap its child,
+//!   so the pid cannot be reused before that reap.
+//!
+//! # Closing and dropping
+//!
+//! [`Process::close`] cancels the waits in flight (their callbacks run
+//! once, with `Canceled` unless they had finished) and frees parked ones;
+//! dropping the watcher does the same at the loop's next tick (or right
+//! after the callback that dropped it). Neither closing nor dropping kills
+//! or reaps the process.
+//!
+//! On Linux there is also the pidfd to close. Nothing but the watcher ever
+//! waits on it, but a wait in flight polls its descriptor number, so the
+//! pidfd is shared with the callbacks of the waits in flight and stays
+//! open while any of them may use it: it is closed through the loop once
+//! the last has ended. A watcher never used with a loop, or whose loop was
+//! dropped, closes the pidfd directly when dropped. On kqueue systems there
+//! is no descriptor: `close` calls its callback once the waits are ended.
+
+use std::cell::Cell;
+use std::fmt;
+use std::io;
+use std::os::fd::RawFd;
+use std::process::{Child, ExitStatus};
+use std::rc::Rc;
+
+use super::request::unexpected;
+use crate::backend::Backend;
+use crate::error::{CloseError, ProcessError};
+use crate::event_loop::Loop;
+use crate::id::Id;
+use crate::op::OpResult;
+use crate::record::Action;
+
+#[cfg(not(target_os = "linux"))]
+mod kqueue;
+#[cfg(target_os = "linux")]
+mod pidfd;
+
+#[cfg(not(target_os = "linux"))]
+use kqueue::Watch;
+#[cfg(target_os = "linux")]
+use pidfd::Watch;
+
+/// A watcher for the exit of one child process. Its waits go to one loop
+/// at a time (see [`Udp`](super::udp::Udp) for why).
+///
+/// ```
+/// use std::os::unix::process::ExitStatusExt;
+/// use std::process::Command;
+/// use xev::watcher::process::Process;
+/// use xev::{Action, Loop, RunMode};
+///
+/// let mut lp = Loop::new(Default::default()).unwrap();
+/// let child = Command::new("sh").args(["-c", "exit 7"]).spawn().unwrap();
+/// let p = match Process::from_child(&child) {
+///     Ok(p) => p,
+///     Err(xev::ProcessError::Unsupported) => return, // no pidfd in this sandbox
+///     Err(e) => panic!("{e}"),
+/// };
+/// p.wait(&mut lp, |_lp, res| {
+///     let status = res.unwrap();
+///     assert_eq!(status.code(), Some(7));
+///     assert_eq!(status.signal(), None);
+///     Action::Disarm
+/// });
+/// lp.run(RunMode::UntilDone).unwrap();
+/// assert_eq!(p.exit_status().and_then(|s| s.code()), Some(7));
+/// p.close(&mut lp, |_, res| res.unwrap());
+/// lp.run(RunMode::UntilDone).unwrap();
+/// ```
+#[must_use = "a process watcher does nothing until `wait`; dropping it stops watching"]
+pub struct Process<B: Backend> {
+    pid: i32,
+    /// The status, once reaped (a process is reaped once; later waits report
+    /// it again). Shared with the callbacks of waits in flight.
+    status: Rc<Cell<Option<ExitStatus>>>,
+    /// The platform's way of waiting (and what `close` and `Drop` release).
+    watch: Watch<B>,
+}
+
+impl<B: Backend> fmt::Debug for Process<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Process")
+            .field("pid", &self.pid)
+            .field("status", &self.status.get())
+            .finish()
+    }
+}
+
+impl<B: Backend> Process<B> {
+    /// Watches the child process `pid`.
+    ///
+    /// Errors: [`ProcessError::NotChild`] when no such process exists or it
+    /// is not a child of this process (or was reaped already);
+    /// [`ProcessError::Unsupported`] (Linux only) when the kernel or a
+    /// sandbox refuses pidfds (`ENOSYS`/`EPERM`, or `waitid` without
+    /// `P_PIDFD`); an `InvalidInput` [`ProcessError::Io`] for a pid that is
+    /// not positive.
+    pub fn new(pid: i32) -> Result<Process<B>, ProcessError> {
+        if pid <= 0 {
+            return Err(ProcessError::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("xev::Process: invalid pid {pid} (must be positive)"),
+            )));
+        }
+        Ok(Process {
+            pid,
+            status: Rc::new(Cell::new(None)),
+            watch: Watch::new(pid)?,
+        })
+    }
+
+    /// Watches a child spawned with [`std::process::Command`]. Once the
+    /// watcher has reaped it, do not call `Child::wait`/`try_wait`/`kill`
+    /// (the pid is free for reuse then); `Child::kill` before that is fine.
+    pub fn from_child(child: &Child) -> Result<Process<B>, ProcessError> {
+        let pid = i32::try_from(child.id()).map_err(|_| ProcessError::NotChild)?;
+        Self::new(pid)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The exit status, once a wait has reaped the process.
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        self.status.get()
+    }
+
+    /// The pidfd the watcher waits on, on Linux (still owned by the
+    /// watcher). `None` on kqueue systems, which watch the pid itself.
+    pub fn pidfd(&self) -> Option<RawFd> {
+        self.watch.pidfd()
+    }
+
+    /// Waits for the process to exit (it may have exited already: the wait
+    /// then completes on the next tick) and reaps it. `cb` gets its status;
+    /// `Err(ProcessError::NotChild)` when something else reaped it first
+    /// (`Child::wait`, a `waitpid(-1)` or `SIGCHLD` set to `SIG_IGN`);
+    /// `Err(ProcessError::Canceled)` when canceled or closed.
+    ///
+    /// Once the status is known every wait (a second one, or a rearmed
+    /// one: [`Action::Rearm`] waits again) reports it again at once.
+    /// [`Action::Disarm`] ends the wait; [`Action::Park`] keeps its
+    /// completion parked for [`Loop::restart`] with the returned id (freed
+    /// by [`Process::close`]). After [`Process::close`] (or a drop)
+    /// `Rearm` and `Park` end the wait. Each call adds one completion
+    /// (memory recycled by the loop).
+    pub fn wait<F>(&self, lp: &mut Loop<B>, cb: F) -> Id
+    where
+        F: FnMut(&mut Loop<B>, Result<ExitStatus, ProcessError>) -> Action + 'static,
+    {
+        self.watch.wait(lp, self.pid, Rc::clone(&self.status), cb)
+    }
+
+    /// Stops watching: cancels the waits in flight (their callbacks run
+    /// with `Canceled` unless they had finished) and frees parked ones,
+    /// then closes the pidfd through the loop (Linux; kqueue systems have
+    /// no descriptor) and calls `cb` with the result. Does not kill or reap
+    /// the process. Dropping the watcher does the same, ignoring the
+    /// result.
+    pub fn close<F>(self, lp: &mut Loop<B>, cb: F) -> Id
+    where
+        F: FnOnce(&mut Loop<B>, Result<(), CloseError>) + 'static,
+    {
+        self.watch.close(lp, cb)
+    }
+}
+
+/// The result of a wait whose completion ended with `res`, the same on
+/// every platform: the cached status once known, else what `reap` (the
+/// platform's reaping) gives, cached. `None` when the loop reported the
+/// exit but `reap` found the child not reapable yet (`Ok(None)`); the
+/// platform decides what that means.
+fn wait_result(
+    res: OpResult,
+    status: &Cell<Option<ExitStatus>>,
+    reap: impl FnOnce() -> Result<Option<ExitStatus>, ProcessError>,
+) -> Option<Result<ExitStatus, ProcessError>> {
+    Some(match res {
+        OpResult::ProcExit(Ok(())) => match status.get() {
+            Some(s) => Ok(s),
+            None => match reap() {
+                Ok(Some(s)) => {
+                    status.set(Some(s));
+                    Ok(s)
+                }
+                Ok(None) => return None,
+                Err(e) => Err(e),
+            },
+        },
+        // Already reaped by an earlier wait: kqueue then finds no such
+        // child; the cached status is the answer.
+        OpResult::ProcExit(Err(ProcessError::NotChild)) => status.get().ok_or(ProcessError::NotChild),
+        OpResult::ProcExit(Err(e)) => Err(e),
+        other => Err(ProcessError::Io(unexpected(&other))),
+    })
+}
