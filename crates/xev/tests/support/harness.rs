@@ -105,7 +105,7 @@ pub fn watchdog_limit(limit: Duration) {
 /// ([`WATCHDOG`] unless raised): a hang that the tests' own guard timers
 /// cannot catch, e.g. inside `Drop` or a blocking system call. Dropping it
 /// (the test ended, or is unwinding) stops the watchdog thread.
-pub struct Watchdog(#[allow(dead_code)] mpsc::Sender<Duration>);
+pub struct Watchdog(mpsc::Sender<Duration>);
 
 impl Watchdog {
     pub fn start(test: &'static str) -> Watchdog {
@@ -160,7 +160,6 @@ pub fn run(backend: &'static str, test: &'static str, f: fn()) {
 /// this host can run (see the module documentation). Each function must be
 /// `fn NAME<B: Backend>() { ... }` (attributes and doc comments allowed),
 /// with `Backend` (`xev::backend::Backend`) in scope.
-#[allow(unused_macros)] // tests/backends.rs includes the harness for `probe`
 macro_rules! for_each_backend {
     (@backend $module:ident, $backend:ty; $($name:ident)*) => {
         mod $module {
