@@ -1,12 +1,18 @@
 //! Proves that steady-state operations allocate nothing: a counting global
 //! allocator (per thread, so other tests running in parallel don't count)
-//! measures 100,000 timer fire/rearm cycles and 10,000 TCP write/read round
-//! trips over loopback after warm-up, on every backend this host can run.
+//! measures 100,000 timer fire/rearm cycles, 10,000 TCP write/read round
+//! trips over loopback and 100,000 newly added completions after warm-up,
+//! on every backend this host can run (`tests/support/harness.rs`:
+//! `BACKEND::NAME`).
 
 // Linux-hosted: these instantiate io_uring, epoll and the dynamic backend
 // (and kqueue through libkqueue); kqueue on macOS and FreeBSD is covered by
 // the portable conformance suite.
 #![cfg(target_os = "linux")]
+
+#[path = "support/harness.rs"]
+#[macro_use]
+mod harness;
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -14,23 +20,13 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 
-use xev::backend::{epoll::Epoll, io_uring::IoUring, Backend};
+use xev::backend::Backend;
 use xev::generic::Loop;
 use xev::{Action, Op, OpResult, Options, RunMode};
 
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
 use counting_alloc::allocs;
-
-fn io_uring_available(test: &str) -> bool {
-    match IoUring::probe() {
-        Ok(()) => true,
-        Err(e) => {
-            eprintln!("io_uring unavailable here ({e}): skipping {test}");
-            false
-        }
-    }
-}
 
 /// Fires one timer `cycles` times by rearming it; returns the allocations
 /// made during the last `cycles - warmup` cycles.
@@ -152,40 +148,6 @@ fn tcp_round_trips<B: Backend>(warmup: u64, trips: u64) -> io::Result<(u64, u64)
     Ok((done.get(), end.get() - mark))
 }
 
-#[test]
-fn timers_allocate_nothing_io_uring() {
-    if !io_uring_available("timers_allocate_nothing_io_uring") {
-        return;
-    }
-    let (n, a) = timer_cycles::<IoUring>(1_000, 101_000).unwrap();
-    assert_eq!(n, 101_000);
-    assert_eq!(a, 0, "100,000 timer cycles allocated {a} times");
-}
-
-#[test]
-fn timers_allocate_nothing_epoll() {
-    let (n, a) = timer_cycles::<Epoll>(1_000, 101_000).unwrap();
-    assert_eq!(n, 101_000);
-    assert_eq!(a, 0, "100,000 timer cycles allocated {a} times");
-}
-
-#[test]
-fn tcp_round_trips_allocate_nothing_io_uring() {
-    if !io_uring_available("tcp_round_trips_allocate_nothing_io_uring") {
-        return;
-    }
-    let (n, a) = tcp_round_trips::<IoUring>(100, 10_100).unwrap();
-    assert_eq!(n, 10_100);
-    assert_eq!(a, 0, "10,000 TCP round trips allocated {a} times");
-}
-
-#[test]
-fn tcp_round_trips_allocate_nothing_epoll() {
-    let (n, a) = tcp_round_trips::<Epoll>(100, 10_100).unwrap();
-    assert_eq!(n, 10_100);
-    assert_eq!(a, 0, "10,000 TCP round trips allocated {a} times");
-}
-
 /// Each noop's callback adds a brand-new completion (a different closure
 /// each time would be a different type; here it is one type) and disarms
 /// itself: the loop recycles the memory of the finished one.
@@ -219,47 +181,26 @@ fn add_chain<B: Backend>(warmup: u64, total: u64) -> io::Result<(u64, u64)> {
     Ok((n.get(), mark.get()))
 }
 
-#[test]
-fn adding_new_completions_allocates_nothing_io_uring() {
-    if !io_uring_available("adding_new_completions_allocates_nothing_io_uring") {
-        return;
-    }
-    let (n, a) = add_chain::<IoUring>(1_000, 101_000).unwrap();
-    assert_eq!(n, 101_000);
-    assert_eq!(a, 0, "100,000 added completions allocated {a} times");
-}
+// ---------------------------------------------------------------------------
+// Tests, on every backend
+// ---------------------------------------------------------------------------
 
-#[test]
-fn adding_new_completions_allocates_nothing_epoll() {
-    let (n, a) = add_chain::<Epoll>(1_000, 101_000).unwrap();
-    assert_eq!(n, 101_000);
-    assert_eq!(a, 0, "100,000 added completions allocated {a} times");
-}
-
-/// kqueue through libkqueue (`RUSTFLAGS="--cfg xev_libkqueue"`).
-#[cfg(xev_libkqueue)]
-mod kqueue {
-    use super::*;
-    use xev::backend::kqueue::Kqueue;
-
-    #[test]
-    fn timers_allocate_nothing() {
-        let (n, a) = timer_cycles::<Kqueue>(1_000, 101_000).unwrap();
+for_each_backend!(
+    fn timers_allocate_nothing<B: Backend>() {
+        let (n, a) = timer_cycles::<B>(1_000, 101_000).unwrap();
         assert_eq!(n, 101_000);
         assert_eq!(a, 0, "100,000 timer cycles allocated {a} times");
     }
 
-    #[test]
-    fn tcp_round_trips_allocate_nothing() {
-        let (n, a) = tcp_round_trips::<Kqueue>(100, 10_100).unwrap();
+    fn tcp_round_trips_allocate_nothing<B: Backend>() {
+        let (n, a) = tcp_round_trips::<B>(100, 10_100).unwrap();
         assert_eq!(n, 10_100);
         assert_eq!(a, 0, "10,000 TCP round trips allocated {a} times");
     }
 
-    #[test]
-    fn adding_new_completions_allocates_nothing() {
-        let (n, a) = add_chain::<Kqueue>(1_000, 101_000).unwrap();
+    fn adding_new_completions_allocates_nothing<B: Backend>() {
+        let (n, a) = add_chain::<B>(1_000, 101_000).unwrap();
         assert_eq!(n, 101_000);
         assert_eq!(a, 0, "100,000 added completions allocated {a} times");
     }
-}
+);

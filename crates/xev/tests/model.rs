@@ -25,6 +25,13 @@
 //! builds, 20,000 in debug builds), `XEV_MODEL_SEED` (`SEED` replays a whole
 //! run, `SEED:SEGMENT` one segment; seeds are printed at start),
 //! `XEV_MODEL_SKIP` (failure kinds not to enforce, see [`skipped`]).
+//!
+//! One test per backend this host can run (`tests/support/harness.rs`):
+//! `io_uring::model`, `epoll::model`, `dynamic::model`, `kqueue::model`.
+
+#[path = "support/harness.rs"]
+#[macro_use]
+mod harness;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -2223,38 +2230,12 @@ fn run_backend<B: Backend>(name: &'static str) {
 // One test per backend
 // ---------------------------------------------------------------------------
 
-macro_rules! backend_tests {
-    ($module:ident, $backend:ty, $probe:expr) => {
-        mod $module {
-            #[test]
-            fn model() {
-                let probe: std::io::Result<()> = $probe;
-                if let Err(e) = probe {
-                    eprintln!(
-                        "{} unavailable here ({e}): skipping the model test",
-                        stringify!($module)
-                    );
-                    return;
-                }
-                crate::run_backend::<$backend>(stringify!($module));
-            }
-        }
-    };
-}
-
-#[cfg(target_os = "linux")]
-backend_tests!(
-    io_uring,
-    xev::backend::io_uring::IoUring,
-    xev::backend::io_uring::IoUring::probe()
+for_each_backend!(
+    fn model<B: Backend>() {
+        // A million steps per backend in release builds take a while: a
+        // blocked run is caught by the model's own watchdog, so the
+        // harness's only has to catch a hang outside the loop.
+        harness::watchdog_limit(Duration::from_secs(900));
+        run_backend::<B>(harness::backend());
+    }
 );
-#[cfg(target_os = "linux")]
-backend_tests!(epoll, xev::backend::epoll::Epoll, Ok(()));
-#[cfg(target_os = "linux")]
-backend_tests!(
-    dynamic,
-    xev::backend::dynamic::Dynamic,
-    xev::backend::dynamic::choose().map(|_| ())
-);
-#[cfg(any(xev_libkqueue, target_os = "macos", target_os = "freebsd"))]
-backend_tests!(kqueue, xev::backend::kqueue::Kqueue, Ok(()));

@@ -2,19 +2,23 @@
 //! of 10,000 messages through `Tcp::read` / `Tcp::queue_write` (a fresh
 //! completion per request, recycled by the loop) is measured after warm-up
 //! with a counting global allocator (per thread, so tests running in
-//! parallel don't count), on io_uring (when this host can run it), epoll and
-//! the dynamic backend.
+//! parallel don't count), on every backend this host can run
+//! (`tests/support/harness.rs`: `BACKEND::NAME`).
 
 // Linux-hosted: these instantiate io_uring, epoll and the dynamic backend
 // (and kqueue through libkqueue); kqueue on macOS and FreeBSD is covered by
 // the portable conformance suite.
 #![cfg(target_os = "linux")]
 
+#[path = "support/harness.rs"]
+#[macro_use]
+mod harness;
+
 use std::cell::{Cell, RefCell};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::rc::Rc;
 
-use xev::backend::{dynamic::Dynamic, epoll::Epoll, io_uring::IoUring, Backend};
+use xev::backend::Backend;
 use xev::generic::Loop;
 use xev::watcher::tcp::Tcp;
 use xev::watcher::Timer;
@@ -172,37 +176,9 @@ fn tcp_echo<B: Backend>(warmup: u64, total: u64) -> u64 {
     allocated
 }
 
-#[test]
-fn tcp_echo_allocates_nothing_io_uring() {
-    if let Err(e) = IoUring::probe() {
-        eprintln!("io_uring unavailable here ({e}): skipping tcp_echo_allocates_nothing_io_uring");
-        return;
-    }
-    let a = tcp_echo::<IoUring>(100, 10_100);
-    assert_eq!(a, 0, "10,000 echoed messages allocated {a} times");
-}
-
-#[test]
-fn tcp_echo_allocates_nothing_epoll() {
-    let a = tcp_echo::<Epoll>(100, 10_100);
-    assert_eq!(a, 0, "10,000 echoed messages allocated {a} times");
-}
-
-#[test]
-fn tcp_echo_allocates_nothing_dynamic() {
-    let a = tcp_echo::<Dynamic>(100, 10_100);
-    assert_eq!(a, 0, "10,000 echoed messages allocated {a} times");
-}
-
-/// kqueue through libkqueue (`RUSTFLAGS="--cfg xev_libkqueue"`).
-#[cfg(xev_libkqueue)]
-mod kqueue {
-    use super::*;
-    use xev::backend::kqueue::Kqueue;
-
-    #[test]
-    fn tcp_echo_allocates_nothing() {
-        let a = tcp_echo::<Kqueue>(100, 10_100);
+for_each_backend!(
+    fn tcp_echo_allocates_nothing<B: Backend>() {
+        let a = tcp_echo::<B>(100, 10_100);
         assert_eq!(a, 0, "10,000 echoed messages allocated {a} times");
     }
-}
+);

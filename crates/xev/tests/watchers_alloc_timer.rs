@@ -1,21 +1,25 @@
 //! Proves that the Timer watcher allocates nothing in steady state: a
 //! counting global allocator (per thread, so tests running in parallel do
 //! not count each other) measures 100,000 `Timer::reset` calls after
-//! warm-up, and 10,000 fire-and-reset-from-the-callback cycles, on io_uring
-//! (skipped where unavailable), epoll and the dynamic backend. The same
-//! binary checks the UDP watcher's documented zero-allocation paths: a
-//! rearmed read and a parked-and-restarted write, in lock step.
+//! warm-up, and 10,000 fire-and-reset-from-the-callback cycles, on every
+//! backend this host can run (`tests/support/harness.rs`: `BACKEND::NAME`).
+//! The same binary checks the UDP watcher's documented zero-allocation
+//! paths: a rearmed read and a parked-and-restarted write, in lock step.
 
 // Linux-hosted: these instantiate io_uring, epoll and the dynamic backend
 // (and kqueue through libkqueue); kqueue on macOS and FreeBSD is covered by
 // the portable conformance suite.
 #![cfg(target_os = "linux")]
 
+#[path = "support/harness.rs"]
+#[macro_use]
+mod harness;
+
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use xev::backend::{dynamic::Dynamic, epoll::Epoll, io_uring::IoUring, Backend};
+use xev::backend::Backend;
 use xev::generic::Loop;
 use xev::watcher::udp::Udp;
 use xev::watcher::Timer;
@@ -183,55 +187,12 @@ fn check_udp<B: Backend>() {
     assert_eq!(a, 0, "10,000 UDP rearm/restart rounds allocated {a} times");
 }
 
-#[test]
-fn udp_rearm_and_restart_allocate_nothing_io_uring() {
-    match IoUring::probe() {
-        Ok(()) => check_udp::<IoUring>(),
-        Err(e) => eprintln!("io_uring unavailable here ({e}): skipping"),
-    }
-}
-
-#[test]
-fn udp_rearm_and_restart_allocate_nothing_epoll() {
-    check_udp::<Epoll>();
-}
-
-#[test]
-fn udp_rearm_and_restart_allocate_nothing_dynamic() {
-    check_udp::<Dynamic>();
-}
-
-#[test]
-fn timer_resets_allocate_nothing_io_uring() {
-    match IoUring::probe() {
-        Ok(()) => check::<IoUring>(),
-        Err(e) => eprintln!("io_uring unavailable here ({e}): skipping"),
-    }
-}
-
-#[test]
-fn timer_resets_allocate_nothing_epoll() {
-    check::<Epoll>();
-}
-
-#[test]
-fn timer_resets_allocate_nothing_dynamic() {
-    check::<Dynamic>();
-}
-
-/// kqueue through libkqueue (`RUSTFLAGS="--cfg xev_libkqueue"`).
-#[cfg(xev_libkqueue)]
-mod kqueue {
-    use super::*;
-    use xev::backend::kqueue::Kqueue;
-
-    #[test]
-    fn udp_rearm_and_restart_allocate_nothing() {
-        check_udp::<Kqueue>();
+for_each_backend!(
+    fn udp_rearm_and_restart_allocate_nothing<B: Backend>() {
+        check_udp::<B>();
     }
 
-    #[test]
-    fn timer_resets_allocate_nothing() {
-        check::<Kqueue>();
+    fn timer_resets_allocate_nothing<B: Backend>() {
+        check::<B>();
     }
-}
+);

@@ -1,0 +1,157 @@
+//! Bad descriptors: every operation on -1 and on a closed number fails
+//! with an honest errno (never a hang or a wrong descriptor), and so does an
+//! operation on the wrong kind of descriptor.
+
+use crate::support::*;
+
+fn bad_fd_ops(fd: RawFd) -> Vec<(&'static str, Op)> {
+    let any: SocketAddr = ([127, 0, 0, 1], 9).into();
+    vec![
+        (
+            "read",
+            Op::Read {
+                fd,
+                buf: vec![0; 8],
+            },
+        ),
+        (
+            "write",
+            Op::Write {
+                fd,
+                buf: vec![0; 8],
+            },
+        ),
+        ("accept", Op::Accept { fd }),
+        ("connect", Op::connect(fd, any)),
+        (
+            "recv",
+            Op::Recv {
+                fd,
+                buf: vec![0; 8],
+            },
+        ),
+        (
+            "send",
+            Op::Send {
+                fd,
+                buf: vec![0; 8],
+            },
+        ),
+        ("recvmsg", Op::Recvmsg(Msg::recv_from(fd, vec![0; 8]))),
+        ("sendmsg", Op::Sendmsg(Msg::send_to(fd, vec![0; 8], any))),
+        (
+            "poll",
+            Op::Poll {
+                fd,
+                interest: Interest::READABLE,
+            },
+        ),
+        (
+            "shutdown",
+            Op::Shutdown {
+                fd,
+                how: Shutdown::Both,
+            },
+        ),
+        ("close", Op::Close { fd }),
+    ]
+}
+
+fn check_bad_fd<B: Backend>(fd: RawFd) {
+    let mut lp = new_loop_with_pool::<B>();
+    let mut ops = bad_fd_ops(fd);
+    ops.push((
+        "pread",
+        Op::Pread {
+            fd,
+            buf: vec![0; 8],
+            offset: 0,
+        },
+    ));
+    ops.push((
+        "pwrite",
+        Op::Pwrite {
+            fd,
+            buf: vec![0; 8],
+            offset: 0,
+        },
+    ));
+    let pending: Vec<(&str, Pending)> = ops
+        .into_iter()
+        .map(|(name, op)| (name, submit(&mut lp, op)))
+        .collect();
+    run_until(&mut lp, "bad-fd results", || {
+        pending.iter().all(|(_, p)| p.done())
+    });
+    settle(&mut lp);
+    let mut wrong = Vec::new();
+    for (name, p) in &pending {
+        assert_eq!(p.calls(), 1, "{name} on fd {fd}: callback must fire once");
+        let (res, _) = p.take();
+        if errno(&res) != Some(libc::EBADF) {
+            wrong.push(format!("{name}: {res:?}"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "expected EBADF on fd {fd}, got:\n{}",
+        wrong.join("\n")
+    );
+    assert_eq!(lp.active(), 0);
+}
+
+for_each_backend!(
+    fn bad_fd_minus_one<B: Backend>() {
+        check_bad_fd::<B>(-1);
+    }
+
+    fn bad_fd_closed_number<B: Backend>() {
+        check_bad_fd::<B>(closed_fd());
+    }
+
+    fn wrong_kind_of_fd_gives_honest_errno<B: Backend>() {
+        let mut lp = new_loop::<B>();
+        let (r, w) = pipe();
+        let (res, _) = run_op(
+            &mut lp,
+            Op::Accept { fd: r.as_raw_fd() },
+            "accept on a pipe",
+        );
+        assert_eq!(errno(&res), Some(libc::ENOTSOCK), "{res:?}");
+        let (res, _) = run_op(
+            &mut lp,
+            Op::Recv {
+                fd: r.as_raw_fd(),
+                buf: vec![0; 4],
+            },
+            "recv on a pipe",
+        );
+        assert_eq!(errno(&res), Some(libc::ENOTSOCK), "{res:?}");
+        let (res, _) = run_op(
+            &mut lp,
+            Op::Send {
+                fd: w.as_raw_fd(),
+                buf: vec![0; 4],
+            },
+            "send on a pipe",
+        );
+        assert_eq!(errno(&res), Some(libc::ENOTSOCK), "{res:?}");
+        let (res, _) = run_op(
+            &mut lp,
+            Op::Read {
+                fd: w.as_raw_fd(),
+                buf: vec![0; 4],
+            },
+            "read a write end",
+        );
+        assert_eq!(errno(&res), Some(libc::EBADF), "{res:?}");
+        // Accept on a socket that is not listening.
+        let s = tcp_socket();
+        let (res, _) = run_op(
+            &mut lp,
+            Op::Accept { fd: s.as_raw_fd() },
+            "accept, not listening",
+        );
+        assert_eq!(errno(&res), Some(libc::EINVAL), "{res:?}");
+    }
+);

@@ -1,0 +1,246 @@
+//! Regular files: `pread`/`pwrite` with and without a thread pool, reads
+//! and writes at the file cursor, offsets out of range, and many file
+//! operations at once.
+
+use crate::support::*;
+
+fn file_pread_pwrite_round_trip(lp: &mut Loop<impl Backend>) {
+    let f = temp_file("p");
+    let fd = f.as_raw_fd();
+    let (res, _) = run_op(
+        lp,
+        Op::Pwrite {
+            fd,
+            buf: b"0123456789".to_vec(),
+            offset: 0,
+        },
+        "pwrite",
+    );
+    assert_eq!(expect!(res, OpResult::Write(Ok(n)) => n), 10);
+    let (res, _) = run_op(
+        lp,
+        Op::Pwrite {
+            fd,
+            buf: b"abc".to_vec(),
+            offset: 20,
+        },
+        "pwrite",
+    );
+    assert_eq!(expect!(res, OpResult::Write(Ok(n)) => n), 3);
+    let (res, op) = run_op(
+        lp,
+        Op::Pread {
+            fd,
+            buf: vec![0; 4],
+            offset: 3,
+        },
+        "pread",
+    );
+    let n = expect!(res, OpResult::Read(Ok(n)) => n);
+    assert_eq!(&op.buf().unwrap()[..n], b"3456");
+    let (res, op) = run_op(
+        lp,
+        Op::Pread {
+            fd,
+            buf: vec![9; 32],
+            offset: 8,
+        },
+        "pread",
+    );
+    let n = expect!(res, OpResult::Read(Ok(n)) => n);
+    assert_eq!(n, 15, "short read to the end of the file");
+    assert_eq!(&op.buf().unwrap()[..n], b"89\0\0\0\0\0\0\0\0\0\0abc");
+    let (res, _) = run_op(
+        lp,
+        Op::Pread {
+            fd,
+            buf: vec![0; 8],
+            offset: 23,
+        },
+        "pread at end",
+    );
+    expect!(res, OpResult::Read(Err(ReadError::Eof)));
+    let (res, _) = run_op(
+        lp,
+        Op::Pread {
+            fd,
+            buf: vec![0; 8],
+            offset: 1 << 40,
+        },
+        "pread past end",
+    );
+    expect!(res, OpResult::Read(Err(ReadError::Eof)));
+    // The file really holds what the loop wrote.
+    let mut data = vec![0u8; 64];
+    // SAFETY: `fd` is open for the whole call; the File is never dropped
+    // (ManuallyDrop), so it does not close a descriptor it does not own.
+    let file = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) });
+    let n = std::os::unix::fs::FileExt::read_at(&*file, &mut data, 0).unwrap();
+    assert_eq!(&data[..n], b"0123456789\0\0\0\0\0\0\0\0\0\0abc");
+}
+
+for_each_backend!(
+    fn file_pread_pwrite<B: Backend>() {
+        // io_uring does file I/O natively; readiness backends need a pool.
+        let mut lp = new_loop_with_pool::<B>();
+        file_pread_pwrite_round_trip(&mut lp);
+    }
+
+    fn file_pread_pwrite_without_pool<B: Backend>() {
+        let mut lp = new_loop::<B>();
+        if lp.backend_name() == "io_uring" {
+            file_pread_pwrite_round_trip(&mut lp);
+            return;
+        }
+        let f = temp_file("np");
+        let fd = f.as_raw_fd();
+        let (res, op) = run_op(
+            &mut lp,
+            Op::Pwrite {
+                fd,
+                buf: b"x".to_vec(),
+                offset: 0,
+            },
+            "pwrite",
+        );
+        expect!(res, OpResult::Write(Err(WriteError::NoThreadPool)));
+        assert_eq!(op.buf().unwrap(), b"x", "the buffer comes back");
+        let (res, _) = run_op(
+            &mut lp,
+            Op::Pread {
+                fd,
+                buf: vec![0; 8],
+                offset: 0,
+            },
+            "pread",
+        );
+        expect!(res, OpResult::Read(Err(ReadError::NoThreadPool)));
+        assert_eq!(f.metadata().unwrap().len(), 0, "nothing was written");
+    }
+
+    fn file_read_write_at_cursor<B: Backend>() {
+        let mut lp = new_loop::<B>();
+        let f = temp_file("c");
+        let fd = f.as_raw_fd();
+        let (res, _) = run_op(
+            &mut lp,
+            Op::Write {
+                fd,
+                buf: b"hello ".to_vec(),
+            },
+            "write",
+        );
+        assert_eq!(expect!(res, OpResult::Write(Ok(n)) => n), 6);
+        let (res, _) = run_op(
+            &mut lp,
+            Op::Write {
+                fd,
+                buf: b"world".to_vec(),
+            },
+            "write",
+        );
+        assert_eq!(expect!(res, OpResult::Write(Ok(n)) => n), 5);
+        // SAFETY: lseek takes no pointers.
+        let pos = unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) };
+        assert_eq!(pos, 11, "cursor advanced");
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::lseek(fd, 0, libc::SEEK_SET) }, 0);
+        let (res, op) = run_op(
+            &mut lp,
+            Op::Read {
+                fd,
+                buf: vec![0; 7],
+            },
+            "read",
+        );
+        let n = expect!(res, OpResult::Read(Ok(n)) => n);
+        assert_eq!(&op.buf().unwrap()[..n], b"hello w");
+        let (res, op) = run_op(
+            &mut lp,
+            Op::Read {
+                fd,
+                buf: vec![0; 7],
+            },
+            "read",
+        );
+        let n = expect!(res, OpResult::Read(Ok(n)) => n);
+        assert_eq!(&op.buf().unwrap()[..n], b"orld");
+        let (res, _) = run_op(
+            &mut lp,
+            Op::Read {
+                fd,
+                buf: vec![0; 7],
+            },
+            "read at eof",
+        );
+        expect!(res, OpResult::Read(Err(ReadError::Eof)));
+    }
+
+    fn pread_offset_out_of_range_is_einval<B: Backend>() {
+        let mut lp = new_loop_with_pool::<B>();
+        let f = temp_file("o");
+        let fd = f.as_raw_fd();
+        let off = i64::MAX as u64 + 1;
+        let (res, _) = run_op(
+            &mut lp,
+            Op::Pread {
+                fd,
+                buf: vec![0; 4],
+                offset: off,
+            },
+            "pread",
+        );
+        assert_eq!(errno(&res), Some(libc::EINVAL), "{res:?}");
+        let (res, _) = run_op(
+            &mut lp,
+            Op::Pwrite {
+                fd,
+                buf: vec![0; 4],
+                offset: u64::MAX,
+            },
+            "pwrite",
+        );
+        assert_eq!(errno(&res), Some(libc::EINVAL), "{res:?}");
+    }
+
+    /// Many file operations at once (thread pool on readiness backends).
+    fn many_file_ops_concurrently<B: Backend>() {
+        const N: usize = 48;
+        let mut lp = new_loop_with_pool::<B>();
+        let f = temp_file("m");
+        let fd = f.as_raw_fd();
+        let writes: Vec<Pending> = (0..N)
+            .map(|i| {
+                let op = Op::Pwrite {
+                    fd,
+                    buf: vec![i as u8; 512],
+                    offset: (i * 512) as u64,
+                };
+                submit(&mut lp, op)
+            })
+            .collect();
+        run_until(&mut lp, "all pwrites", || writes.iter().all(|p| p.done()));
+        settle(&mut lp);
+        for p in &writes {
+            assert_eq!(expect!(p.take().0, OpResult::Write(Ok(n)) => n), 512);
+        }
+        let reads: Vec<Pending> = (0..N)
+            .map(|i| {
+                let op = Op::Pread {
+                    fd,
+                    buf: vec![0xff; 512],
+                    offset: (i * 512) as u64,
+                };
+                submit(&mut lp, op)
+            })
+            .collect();
+        run_until(&mut lp, "all preads", || reads.iter().all(|p| p.done()));
+        settle(&mut lp);
+        for (i, p) in reads.iter().enumerate() {
+            let (res, op) = p.take();
+            assert_eq!(expect!(res, OpResult::Read(Ok(n)) => n), 512);
+            assert!(op.buf().unwrap().iter().all(|&b| b == i as u8), "block {i}");
+        }
+        assert_eq!(lp.active(), 0);
+    }
+);

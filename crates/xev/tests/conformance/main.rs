@@ -1,0 +1,37 @@
+//! Backend conformance suite: what every backend must do the same way,
+//! split by topic (one module per file of this directory).
+//!
+//! Every test is written once, generic over `B: xev::backend::Backend`,
+//! inside its topic's `for_each_backend!` (`tests/support/harness.rs`),
+//! which instantiates it for every backend this host can run:
+//! `TOPIC::io_uring::NAME`, `TOPIC::epoll::NAME`, `TOPIC::dynamic::NAME`
+//! and, under libkqueue or on macOS and FreeBSD, `TOPIC::kqueue::NAME`. A
+//! backend that cannot run here (io_uring forbidden by the kernel or a
+//! sandbox) has its tests skipped with a message on stderr.
+//!
+//! Safety nets: waits go through [`support::run_until`], which arms a 5 s
+//! timer that stops the loop and fails the test instead of hanging; every
+//! test also runs under the harness's watchdog thread, which aborts the
+//! process if a test hangs outside the loop's own waiting (in a drop, say).
+
+#[path = "../support/harness.rs"]
+#[macro_use]
+mod harness;
+
+#[macro_use]
+mod support;
+
+mod async_wait;
+mod bad_fds;
+mod blocking;
+mod cancel;
+mod close;
+mod completions;
+mod drop_safety;
+mod files;
+mod pipes;
+mod poll;
+mod run_modes;
+mod sockets;
+mod stale_completions;
+mod timers;

@@ -1,0 +1,327 @@
+//! What the conformance tests share: loops, the guarded [`run_until`],
+//! [`submit`] and [`Pending`] (an operation whose callback records its
+//! result), [`expect!`], errno helpers, and the descriptors the tests work
+//! on (pipes, sockets, files, closed and high descriptor numbers). Every
+//! topic module glob-imports it, together with the `std`, `socket2` and
+//! `xev` names re-exported here.
+
+pub use std::cell::{Cell, RefCell};
+pub use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+pub use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+pub use std::rc::Rc;
+pub use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+pub use std::sync::Arc;
+pub use std::time::{Duration, Instant};
+
+pub use socket2::{Domain, SockRef, Socket, Type};
+pub use xev::backend::Backend;
+pub use xev::generic::{Loop, OwnedLoop};
+pub use xev::{
+    AcceptError, Action, Async, AsyncError, CancelError, ConnectError, Id, IdError, Interest, Msg,
+    NoopError, Op, OpResult, Options, PollError, ReadError, RunMode, ThreadPool, TimerError,
+    WriteError,
+};
+
+// ---------------------------------------------------------------------------
+// Loops and operations
+// ---------------------------------------------------------------------------
+
+/// How long one wait may take before the test fails (loop milliseconds).
+/// Under Miri, which runs some tests on the real clock and is ~100 times
+/// slower, a minute.
+pub const GUARD_MS: u64 = if cfg!(miri) { 60_000 } else { 5_000 };
+
+pub fn new_loop<B: Backend>() -> OwnedLoop<B> {
+    Loop::<B>::new(Options::default()).expect("creating the loop")
+}
+
+pub fn new_loop_with_pool<B: Backend>() -> OwnedLoop<B> {
+    let pool = ThreadPool::new(Default::default()).expect("creating the thread pool");
+    Loop::<B>::new(Options {
+        thread_pool: Some(pool),
+        ..Options::default()
+    })
+    .expect("creating the loop")
+}
+
+/// Runs the loop (`RunMode::Once` at a time) until `done()` holds. A guard
+/// timer fails the test after [`GUARD_MS`]; it is canceled (and its cancel
+/// delivered) before returning, so the loop holds nothing extra afterwards.
+pub fn run_until<B: Backend>(lp: &mut Loop<B>, what: &str, mut done: impl FnMut() -> bool) {
+    lp.update_now();
+    let tripped = Rc::new(Cell::new(false));
+    let gone = Rc::new(Cell::new(false));
+    let (t, g) = (tripped.clone(), gone.clone());
+    let guard = lp.add(Op::timer(lp.now() + GUARD_MS), move |lp, _, res| {
+        if matches!(res, OpResult::Timer(Ok(()))) {
+            t.set(true);
+            lp.stop();
+        }
+        g.set(true);
+        Action::Disarm
+    });
+    while !done() {
+        assert!(
+            !tripped.get(),
+            "[{}] timed out after {GUARD_MS} ms waiting for {what}",
+            lp.backend_name()
+        );
+        lp.run(RunMode::Once).expect("Loop::run");
+    }
+    // Done only because the guard's wakeup let it through is a failure too
+    // (a lost wakeup, say).
+    assert!(
+        !tripped.get(),
+        "[{}] {what} happened only when the {GUARD_MS} ms guard fired",
+        lp.backend_name()
+    );
+    if !gone.get() {
+        lp.add(Op::Cancel { target: guard }, |_, _, _| Action::Disarm);
+        for _ in 0..100 {
+            if gone.get() {
+                break;
+            }
+            lp.run(RunMode::NoWait).expect("Loop::run");
+        }
+        assert!(gone.get(), "the guard timer could not be canceled");
+    }
+}
+
+/// Runs a few non-blocking passes (to let a duplicate callback show up).
+pub fn settle<B: Backend>(lp: &mut Loop<B>) {
+    for _ in 0..3 {
+        lp.run(RunMode::NoWait).expect("Loop::run");
+    }
+}
+
+/// One submitted operation whose callback records every result it gets
+/// (together with the operation, buffer included) and disarms.
+pub struct Pending {
+    pub id: Id,
+    out: Rc<RefCell<Vec<(OpResult, Op)>>>,
+    pub calls: Rc<Cell<usize>>,
+}
+
+impl Pending {
+    pub fn calls(&self) -> usize {
+        self.calls.get()
+    }
+
+    pub fn done(&self) -> bool {
+        self.calls.get() > 0
+    }
+
+    pub fn take(&self) -> (OpResult, Op) {
+        assert_eq!(self.calls.get(), 1, "callback must fire exactly once");
+        self.out.borrow_mut().pop().expect("a recorded result")
+    }
+}
+
+pub fn submit<B: Backend>(lp: &mut Loop<B>, op: Op) -> Pending {
+    let out: Rc<RefCell<Vec<(OpResult, Op)>>> = Rc::default();
+    let calls = Rc::new(Cell::new(0));
+    let (o, c) = (out.clone(), calls.clone());
+    let id = lp.add(op, move |_, op, res| {
+        c.set(c.get() + 1);
+        o.borrow_mut().push((res, std::mem::replace(op, Op::Noop)));
+        Action::Disarm
+    });
+    Pending { id, out, calls }
+}
+
+/// Waits for `p`, checks that its callback fired exactly once, returns its
+/// result and operation.
+pub fn wait<B: Backend>(lp: &mut Loop<B>, p: &Pending, what: &str) -> (OpResult, Op) {
+    run_until(lp, what, || p.done());
+    settle(lp);
+    p.take()
+}
+
+pub fn run_op<B: Backend>(lp: &mut Loop<B>, op: Op, what: &str) -> (OpResult, Op) {
+    let p = submit(lp, op);
+    wait(lp, &p, what)
+}
+
+/// Counts how many times it was dropped: proves a callback's closure was
+/// dropped exactly once.
+pub struct DropCount(pub Rc<Cell<usize>>);
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+/// `match` with a readable failure: `expect!(res, Pattern => value)`.
+macro_rules! expect {
+    ($e:expr, $p:pat => $v:expr) => {
+        match $e {
+            $p => $v,
+            #[allow(unreachable_patterns)]
+            other => panic!("expected {}, got {:?}", stringify!($p), other),
+        }
+    };
+    ($e:expr, $p:pat) => {
+        expect!($e, $p => ())
+    };
+}
+
+/// The errno inside an operation's error, if any.
+pub fn errno(res: &OpResult) -> Option<i32> {
+    match res {
+        OpResult::Accept(Err(e)) => e.raw_os_error(),
+        OpResult::Connect(Err(e)) => e.raw_os_error(),
+        OpResult::Read(Err(e)) | OpResult::RecvFrom(Err(e)) => e.raw_os_error(),
+        OpResult::Write(Err(e)) => e.raw_os_error(),
+        OpResult::Poll(Err(e)) => e.raw_os_error(),
+        OpResult::Shutdown(Err(e)) => e.raw_os_error(),
+        OpResult::Close(Err(e)) => e.raw_os_error(),
+        OpResult::Timer(Err(e)) => e.raw_os_error(),
+        OpResult::Async(Err(e)) => e.raw_os_error(),
+        _ => None,
+    }
+}
+
+pub fn errno_name(e: i32) -> String {
+    format!("{} ({e})", std::io::Error::from_raw_os_error(e))
+}
+
+// ---------------------------------------------------------------------------
+// Descriptors
+// ---------------------------------------------------------------------------
+
+/// A non-blocking, close-on-exec pipe: (read end, write end). `pipe2`
+/// where it exists (one syscall, and one Miri supports), else `pipe` and
+/// `fcntl`.
+pub fn pipe() -> (OwnedFd, OwnedFd) {
+    let mut fds = [0 as libc::c_int; 2];
+    #[cfg(any(target_os = "linux", target_os = "freebsd"))]
+    {
+        // SAFETY: `fds` is a live array of two ints for the kernel to fill.
+        let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+        assert_eq!(r, 0, "pipe2: {}", std::io::Error::last_os_error());
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
+    {
+        // SAFETY: `fds` is a live array of two ints for the kernel to fill.
+        let r = unsafe { libc::pipe(fds.as_mut_ptr()) };
+        assert_eq!(r, 0, "pipe: {}", std::io::Error::last_os_error());
+        for fd in fds {
+            // SAFETY: fcntl on descriptors this function just created.
+            unsafe {
+                let fl = libc::fcntl(fd, libc::F_GETFL);
+                assert!(fl >= 0 && libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) == 0);
+                assert_eq!(libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC), 0);
+            }
+        }
+    }
+    // SAFETY: both descriptors are new and owned by nothing else.
+    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+}
+
+/// Blocking-free `write(2)` from the test side; returns bytes written.
+pub fn raw_write(fd: RawFd, data: &[u8]) -> isize {
+    // SAFETY: writes from a live slice of the given length.
+    unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) }
+}
+
+/// `read(2)` from the test side; returns bytes read (or -1).
+pub fn raw_read(fd: RawFd, buf: &mut [u8]) -> isize {
+    // SAFETY: reads into a live mutable slice of the given length.
+    unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) }
+}
+
+/// Fills a non-blocking pipe (or socket) until it would block.
+pub fn fill(fd: RawFd) {
+    let chunk = [0x55u8; 4096];
+    loop {
+        if raw_write(fd, &chunk) < 0 {
+            let e = std::io::Error::last_os_error();
+            assert_eq!(e.raw_os_error(), Some(libc::EAGAIN), "filling: {e}");
+            return;
+        }
+    }
+}
+
+/// A connected loopback TCP pair, both non-blocking: (client, server).
+pub fn tcp_pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let client = TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
+    let (server, _) = listener.accept().expect("accept");
+    client.set_nonblocking(true).unwrap();
+    server.set_nonblocking(true).unwrap();
+    (client, server)
+}
+
+/// A non-blocking TCP socket, not connected.
+pub fn tcp_socket() -> OwnedFd {
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    s.set_nonblocking(true).unwrap();
+    s.into()
+}
+
+/// A non-blocking UDP socket bound to an ephemeral loopback port.
+pub fn udp_socket() -> (UdpSocket, SocketAddr) {
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+    s.set_nonblocking(true).unwrap();
+    let a = s.local_addr().unwrap();
+    (s, a)
+}
+
+/// A high descriptor number that nothing holds and no other test thread
+/// will be handed (descriptors are allocated lowest first), distinct for
+/// every call so that tests running in parallel never share one.
+pub fn high_fd_number() -> RawFd {
+    static NEXT: AtomicUsize = AtomicUsize::new(8);
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a live rlimit for the kernel to fill.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    let top = lim.rlim_cur.min(65_536) as usize;
+    let fd = top - NEXT.fetch_add(1, Ordering::Relaxed);
+    assert!(fd > 512, "descriptor limit too low for this test");
+    fd as RawFd
+}
+
+/// A descriptor number that is certainly closed: a pipe end is duplicated
+/// to a fresh high number and closed again.
+pub fn closed_fd() -> RawFd {
+    let hi = high_fd_number();
+    let (r, _w) = pipe();
+    // SAFETY: plain descriptor syscalls; `hi` is unused by anyone else.
+    unsafe {
+        assert_eq!(libc::dup2(r.as_raw_fd(), hi), hi, "dup2");
+        assert_eq!(libc::close(hi), 0, "close");
+    }
+    hi
+}
+
+/// A temporary read-write file, already unlinked.
+pub fn temp_file(tag: &str) -> std::fs::File {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "xev-conformance-{}-{tag}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .expect("creating a temp file");
+    std::fs::remove_file(&path).expect("unlinking the temp file");
+    f
+}
+
+pub fn fd_flags(fd: RawFd) -> (libc::c_int, libc::c_int) {
+    // SAFETY: fcntl queries take no pointers.
+    unsafe {
+        (
+            libc::fcntl(fd, libc::F_GETFL),
+            libc::fcntl(fd, libc::F_GETFD),
+        )
+    }
+}

@@ -1,0 +1,194 @@
+//! The one per-backend test harness of xev's integration tests: the list of
+//! backends this host can run, the one probe that says why a backend is
+//! skipped, the watchdog that aborts a hung test, and [`for_each_backend!`],
+//! which instantiates a module's tests for every backend.
+//!
+//! Each test binary includes this file as its `harness` module, at its root
+//! and before anything that uses the macro:
+//!
+//! ```ignore
+//! #[path = "support/harness.rs"] // "../support/harness.rs" from tests/NAME/main.rs
+//! #[macro_use]
+//! mod harness;
+//! ```
+//!
+//! and writes its tests once, as generic functions inside the macro (one
+//! invocation per module):
+//!
+//! ```ignore
+//! for_each_backend!(
+//!     /// Doc comments and attributes are kept.
+//!     fn timers_fire_in_order<B: Backend>() {
+//!         let mut lp = new_loop::<B>();
+//!         // ...
+//!     }
+//! );
+//! ```
+//!
+//! which keeps the functions as written and adds, next to them, one module
+//! per backend (`io_uring`, `epoll`, `dynamic` on Linux; `kqueue` under
+//! `cfg(any(xev_libkqueue, target_os = "macos", target_os = "freebsd"))`)
+//! with a `#[test] fn timers_fire_in_order()` that runs it on that backend
+//! through [`run`]: the test is skipped, with a message on stderr, when
+//! [`probe`] says the backend cannot run here, and runs under a [`Watchdog`]
+//! otherwise. Every test name is written once; the macro accepts nothing
+//! but test functions of exactly that shape (helpers live outside it), and
+//! a test function written outside it is never called, which the
+//! `dead_code` lint reports (and CI denies).
+
+use std::cell::Cell;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The backends this build instantiates tests for, by module name, in the
+/// order [`for_each_backend!`] declares them (`tests/backends.rs` prints
+/// what [`probe`] says of each).
+#[allow(dead_code)] // read by tests/backends.rs only
+pub const BACKENDS: &[&str] = &[
+    #[cfg(target_os = "linux")]
+    "io_uring",
+    #[cfg(target_os = "linux")]
+    "epoll",
+    #[cfg(target_os = "linux")]
+    "dynamic",
+    #[cfg(any(xev_libkqueue, target_os = "macos", target_os = "freebsd"))]
+    "kqueue",
+];
+
+/// Whether `backend` (a module name of [`BACKENDS`]) can run on this host:
+/// io_uring where a real ring works (`kernel.io_uring_disabled` and seccomp
+/// profiles often forbid it), the dynamic backend when its choice (from
+/// `XEV_BACKEND`, or io_uring else epoll) is valid here; epoll and kqueue
+/// always.
+pub fn probe(backend: &str) -> std::io::Result<()> {
+    match backend {
+        #[cfg(target_os = "linux")]
+        "io_uring" => xev::backend::io_uring::IoUring::probe(),
+        #[cfg(target_os = "linux")]
+        "dynamic" => xev::backend::dynamic::choose().map(|_| ()),
+        _ => Ok(()),
+    }
+}
+
+/// How long one test may run before its [`Watchdog`] aborts the test
+/// binary: a minute (ten under Miri, which is ~100 times slower). A test
+/// that legitimately runs longer raises its own limit with
+/// [`watchdog_limit`].
+pub const WATCHDOG: Duration = Duration::from_secs(if cfg!(miri) { 600 } else { 60 });
+
+thread_local! {
+    /// The backend the test running on this thread was instantiated for.
+    static BACKEND: Cell<&'static str> = const { Cell::new("") };
+    /// The running test's watchdog, to raise its limit.
+    static LIMIT: Cell<Option<mpsc::Sender<Duration>>> = const { Cell::new(None) };
+}
+
+/// The module name of the backend the current test runs on (`"io_uring"`,
+/// `"epoll"`, `"dynamic"`, `"kqueue"`); empty outside a harness test.
+#[allow(dead_code)] // not every test binary asks
+pub fn backend() -> &'static str {
+    BACKEND.with(Cell::get)
+}
+
+/// Lets the current test run for `limit` in all (counted from its start)
+/// before its watchdog aborts the binary.
+#[allow(dead_code)] // not every test binary needs it
+pub fn watchdog_limit(limit: Duration) {
+    LIMIT.with(|l| {
+        let tx = l.take().expect("watchdog_limit outside a harness test");
+        tx.send(limit).expect("the watchdog thread is gone");
+        l.set(Some(tx));
+    });
+}
+
+/// Aborts the process if the test it guards runs for longer than its limit
+/// ([`WATCHDOG`] unless raised): a hang that the tests' own guard timers
+/// cannot catch, e.g. inside `Drop` or a blocking system call. Dropping it
+/// (the test ended, or is unwinding) stops the watchdog thread.
+pub struct Watchdog(mpsc::Sender<Duration>);
+
+impl Watchdog {
+    pub fn start(test: &'static str) -> Watchdog {
+        let (tx, rx) = mpsc::channel::<Duration>();
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut limit = WATCHDOG;
+            loop {
+                let left = limit.saturating_sub(start.elapsed());
+                match rx.recv_timeout(left) {
+                    Ok(new) => limit = new,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        eprintln!("test {test} hung for {limit:?}: aborting the test binary");
+                        std::process::abort();
+                    }
+                }
+            }
+        });
+        Watchdog(tx)
+    }
+}
+
+/// Clears the thread's record of the running test when it ends (or
+/// unwinds).
+struct Current;
+
+impl Drop for Current {
+    fn drop(&mut self) {
+        BACKEND.with(|b| b.set(""));
+        LIMIT.with(|l| l.set(None));
+    }
+}
+
+/// Runs one instantiated test: `test` (its full path, for messages) on
+/// `backend`, by calling `f`. Skips it with a message on stderr when
+/// [`probe`] says the backend cannot run here; otherwise runs it under a
+/// [`Watchdog`].
+pub fn run(backend: &'static str, test: &'static str, f: fn()) {
+    if let Err(e) = probe(backend) {
+        eprintln!("{backend} unavailable here ({e}): skipping {test}");
+        return;
+    }
+    let watchdog = Watchdog::start(test);
+    BACKEND.with(|b| b.set(backend));
+    LIMIT.with(|l| l.set(Some(watchdog.0.clone())));
+    let _current = Current;
+    f();
+}
+
+/// Instantiates the test functions written inside it for every backend
+/// this host can run (see the module documentation). Each function must be
+/// `fn NAME<B: Backend>() { ... }` (attributes and doc comments allowed),
+/// with `Backend` (`xev::backend::Backend`) in scope.
+macro_rules! for_each_backend {
+    (@backend $module:ident, $backend:ty; $($name:ident)*) => {
+        mod $module {
+            $(
+                #[test]
+                fn $name() {
+                    $crate::harness::run(
+                        stringify!($module),
+                        concat!(module_path!(), "::", stringify!($name)),
+                        super::$name::<$backend>,
+                    );
+                }
+            )*
+        }
+    };
+    ($($(#[$attr:meta])* fn $name:ident<B: Backend>() $body:block)*) => {
+        $($(#[$attr])* fn $name<B: Backend>() $body)*
+
+        #[cfg(target_os = "linux")]
+        for_each_backend!(@backend io_uring, xev::backend::io_uring::IoUring; $($name)*);
+        #[cfg(target_os = "linux")]
+        for_each_backend!(@backend epoll, xev::backend::epoll::Epoll; $($name)*);
+        // Whichever of the two this host allows (or XEV_BACKEND forces):
+        // every test must hold for it too.
+        #[cfg(target_os = "linux")]
+        for_each_backend!(@backend dynamic, xev::backend::dynamic::Dynamic; $($name)*);
+        // Natively on macOS and FreeBSD; through libkqueue on Linux
+        // (RUSTFLAGS="--cfg xev_libkqueue", see the README).
+        #[cfg(any(xev_libkqueue, target_os = "macos", target_os = "freebsd"))]
+        for_each_backend!(@backend kqueue, xev::backend::kqueue::Kqueue; $($name)*);
+    };
+}
