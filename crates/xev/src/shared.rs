@@ -9,14 +9,14 @@ use std::io;
 use std::sync::atomic::{fence, AtomicBool, Ordering};
 
 use crate::mpsc::Mpsc;
-use crate::sys::WakeFd;
+use crate::sys::Waker;
 
 /// State shared with other threads: thread-pool workers hand finished tasks
 /// back through `done`, and they and [`Async`](crate::Async) notifiers wake
 /// the loop through `wake` (notifiers only while `parked`).
 pub(crate) struct Shared {
     pub(crate) done: Mpsc,
-    pub(crate) wake: WakeFd,
+    pub(crate) wake: Waker,
     pub(crate) parked: AtomicBool,
 }
 

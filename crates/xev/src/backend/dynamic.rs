@@ -11,14 +11,13 @@
 //! per call into the backend.
 
 use std::io;
-use std::os::fd::RawFd;
 use std::ptr::NonNull;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::epoll::Epoll;
 use super::io_uring::IoUring;
-use super::{Backend, CancelStart, Core, Start};
+use super::{Backend, CancelStart, Core, Start, Waker};
 use crate::options::Options;
 
 /// Which backend [`Dynamic`] picks.
@@ -90,10 +89,16 @@ impl Dynamic {
 }
 
 impl Backend for Dynamic {
-    fn new(opts: &Options, wake_fd: RawFd) -> io::Result<Self> {
+    fn new(opts: &Options) -> io::Result<(Self, Waker)> {
         Ok(match choose()? {
-            Kind::IoUring => Dynamic::IoUring(IoUring::new(opts, wake_fd)?),
-            Kind::Epoll => Dynamic::Epoll(Epoll::new(opts, wake_fd)?),
+            Kind::IoUring => {
+                let (b, w) = IoUring::new(opts)?;
+                (Dynamic::IoUring(b), w)
+            }
+            Kind::Epoll => {
+                let (b, w) = Epoll::new(opts)?;
+                (Dynamic::Epoll(b), w)
+            }
         })
     }
 

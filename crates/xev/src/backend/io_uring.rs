@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring as Ring};
 
-use crate::backend::{Backend, CancelStart, Start};
+use crate::backend::{Backend, CancelStart, Start, Waker};
 use crate::op::Op;
 use crate::options::Options;
 use crate::record::Core;
@@ -227,7 +227,9 @@ fn len32(len: usize) -> u32 {
 }
 
 impl Backend for IoUring {
-    fn new(opts: &Options, wake_fd: RawFd) -> io::Result<IoUring> {
+    fn new(opts: &Options) -> io::Result<(IoUring, Waker)> {
+        let waker = Waker::new()?;
+        let wake_fd = waker.read_fd();
         let entries = opts.entries.clamp(2, 32768);
         let ring = Ring::builder()
             .setup_coop_taskrun()
@@ -240,12 +242,13 @@ impl Backend for IoUring {
             ));
         }
         check_sync_cancel(&ring)?;
-        Ok(IoUring {
+        let backend = IoUring {
             ring,
             in_flight: 0,
             wake_fd,
             wake_armed: false,
-        })
+        };
+        Ok((backend, waker))
     }
 
     fn name(&self) -> &'static str {

@@ -17,11 +17,11 @@
 //!   readiness-based on the same shared machinery as epoll.
 
 use std::io;
-use std::os::fd::RawFd;
 use std::ptr::NonNull;
 use std::time::Duration;
 
 use crate::options::Options;
+pub use crate::sys::unix::Waker;
 pub use crate::record::Core;
 
 #[cfg(target_os = "linux")]
@@ -71,11 +71,15 @@ pub struct CancelStart {
 /// itself (`Done`/`Pool`), from [`Backend::cancel`] (`Done` with a target
 /// result), or through the sink of [`Backend::poll`] or [`Backend::drain`].
 pub trait Backend: Sized + 'static {
-    /// Creates the backend. `wake_fd` is the loop's wakeup descriptor (an
-    /// eventfd on Linux, a pipe's read end elsewhere): when it becomes
-    /// readable, `poll` must return (without reporting it as a completion)
-    /// and report `woken = true`.
-    fn new(opts: &Options, wake_fd: RawFd) -> io::Result<Self>;
+    /// Creates the backend and the waker through which other threads wake
+    /// its blocking `poll` (thread-pool hand-backs, `Async` notifies of a
+    /// parked loop): an eventfd on Linux, a pipe on the BSDs, the completion
+    /// port itself on Windows. When the waker is signaled, `poll` must
+    /// return (without reporting it as a completion) and report
+    /// `woken = true`; the loop then resets it.
+    fn new(opts: &Options) -> io::Result<(Self, Waker)>
+    where
+        Self: Sized;
 
     /// The backend's name ("io_uring", "epoll", ...).
     fn name(&self) -> &'static str;

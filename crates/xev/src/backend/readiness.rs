@@ -34,7 +34,7 @@ use std::os::fd::RawFd;
 use std::ptr::NonNull;
 use std::time::Duration;
 
-use crate::backend::{Backend, CancelStart, Start};
+use crate::backend::{Backend, CancelStart, Start, Waker};
 use crate::op::{Plan, Interest, Op};
 use crate::options::Options;
 use crate::queue::Queue;
@@ -453,14 +453,16 @@ impl<P: Poller> Readiness<P> {
 }
 
 impl<P: Poller> Backend for Readiness<P> {
-    fn new(_opts: &Options, wake_fd: RawFd) -> io::Result<Self> {
-        Ok(Readiness {
-            poller: P::new(wake_fd)?,
+    fn new(_opts: &Options) -> io::Result<(Self, Waker)> {
+        let waker = Waker::new()?;
+        let backend = Readiness {
+            poller: P::new(waker.read_fd())?,
             fds: Vec::new(),
             ready: Queue::new(),
             procs: Queue::new(),
             in_flight: 0,
-        })
+        };
+        Ok((backend, waker))
     }
 
     fn name(&self) -> &'static str {

@@ -33,7 +33,7 @@ use crate::queue::Queue;
 use crate::record::{Action, Core, State, FLAG_CANCELING, FLAG_FREE, FLAG_RESET, FLAG_TIMER};
 use crate::recycle::Recycler;
 use crate::shared::Shared;
-use crate::sys::{self, WakeFd};
+use crate::sys;
 use crate::thread_pool::{Batch, ThreadPool};
 use crate::timer_wheel::TimerWheel;
 use completion::{Callback, Completion};
@@ -251,8 +251,7 @@ impl<B: Backend> OwnedLoop<B> {
 impl<B: Backend> OwnedLoop<B> {
     /// Creates a loop (the same as [`Loop::new`]).
     pub fn new(opts: Options) -> io::Result<OwnedLoop<B>> {
-        let wake = WakeFd::new()?;
-        let backend = B::new(&opts, wake.read_fd())?;
+        let (backend, wake) = B::new(&opts)?;
         Ok(OwnedLoop {
             s: Inner {
                 backend,
@@ -1085,8 +1084,7 @@ impl<B: Backend> Drop for Inner<B> {
             let n = self.shared.done.pop_all().count();
             self.pool_in_flight -= n;
             if self.pool_in_flight > 0 {
-                crate::sys::wait_readable(self.shared.wake.read_fd());
-                self.shared.wake.drain();
+                self.shared.wake.wait();
             }
         }
         // 3. Every completion is ours alone now: drop them all (their

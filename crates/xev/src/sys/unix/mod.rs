@@ -20,7 +20,7 @@ pub(crate) mod process;
 pub(crate) mod wake;
 
 pub(crate) use process::*;
-pub(crate) use wake::WakeFd;
+pub use wake::Waker;
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};

@@ -1,6 +1,6 @@
-//! The loop's wakeup descriptor: an eventfd on Linux, a non-blocking pipe
-//! elsewhere. Thread-pool workers and `Async` notifiers signal it; the
-//! backend watches it and reports that it fired.
+//! The waker of a loop on Unix: an eventfd on Linux, a non-blocking pipe
+//! elsewhere. The backend creates it and watches its read side; thread-pool
+//! workers and `Async` notifiers signal it; the loop resets it.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -12,16 +12,16 @@ use super::pipe;
 /// of signals before a drain count as one. On Linux it is one eventfd; on
 /// other systems a non-blocking pipe (read end watched, write end signaled).
 #[derive(Debug)]
-pub(crate) struct WakeFd {
+pub struct Waker {
     read: OwnedFd,
     #[cfg(not(target_os = "linux"))]
     write: OwnedFd,
 }
 
-impl WakeFd {
+impl Waker {
     /// Creates a non-blocking, close-on-exec wakeup descriptor.
     #[cfg(target_os = "linux")]
-    pub(crate) fn new() -> io::Result<WakeFd> {
+    pub(crate) fn new() -> io::Result<Waker> {
         // SAFETY: eventfd takes no pointers.
         let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
         if fd < 0 {
@@ -29,14 +29,14 @@ impl WakeFd {
         }
         // SAFETY: `fd` is a new descriptor that nothing else owns.
         let read = unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) };
-        Ok(WakeFd { read })
+        Ok(Waker { read })
     }
 
     /// Creates a non-blocking, close-on-exec wakeup descriptor.
     #[cfg(not(target_os = "linux"))]
-    pub(crate) fn new() -> io::Result<WakeFd> {
+    pub(crate) fn new() -> io::Result<Waker> {
         let (read, write) = pipe()?;
-        Ok(WakeFd { read, write })
+        Ok(Waker { read, write })
     }
 
     /// The descriptor to wait on (readable when signaled).
@@ -61,6 +61,13 @@ impl WakeFd {
             }
         }
         Ok(())
+    }
+
+    /// Blocks until signaled, then resets (used only when a loop is dropped
+    /// while thread-pool tasks are still running).
+    pub(crate) fn wait(&self) {
+        super::wait_readable(self.read_fd());
+        self.drain();
     }
 
     /// Resets to "not signaled" (non-blocking): one read resets an
