@@ -8,8 +8,9 @@
 //! timers cost no kernel objects. Cancellation is a synchronous cancel
 //! (`IORING_REGISTER_SYNC_CANCEL`, Linux 6.0) naming the target's user
 //! data, so its answer is known at once as on the readiness backends; the
-//! target's `-ECANCELED` follows through the completion queue. The loop's wakeup eventfd (thread-pool
-//! hand-back, notifies of a parked loop) is watched by one multishot poll.
+//! target's `-ECANCELED` follows through the completion queue. The
+//! backend's waker, an eventfd (thread-pool hand-back, notifies of a parked
+//! loop), is watched by one multishot poll.
 
 use std::io;
 use std::os::fd::RawFd;
