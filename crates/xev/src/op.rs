@@ -10,6 +10,7 @@
 //! every backend, is documented on [`Op`].
 
 use std::fmt;
+use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, OwnedFd};
 
@@ -638,4 +639,15 @@ impl OpResult {
                 | OpResult::ProcExit(Err(ProcessError::Canceled))
         )
     }
+}
+
+/// The error handed to a callback whose operation produced a result of the
+/// wrong kind (impossible unless the operation was replaced behind the
+/// watcher's back: a watcher's completion only ever holds its own kind of
+/// operation).
+pub(crate) fn unexpected(res: &OpResult) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("xev watcher: unexpected result {res:?}"),
+    )
 }

@@ -7,7 +7,7 @@
 //! notify that arrives at any time after that — even before the next wait
 //! is added — makes the next wait fire, so none is lost.
 
-use super::request::unexpected;
+use crate::op::unexpected;
 use crate::backend::Backend;
 use crate::error::AsyncError;
 use crate::event_loop::Loop;

@@ -6,7 +6,6 @@
 //! rearm), and [`unexpected`], the one error every watcher reports for a
 //! result of the wrong kind.
 
-use std::io;
 
 use super::shared_fd::FdOwner;
 use crate::backend::Backend;
@@ -14,18 +13,8 @@ use crate::error::{ReadError, WriteError};
 use crate::event_loop::Loop;
 use crate::id::Id;
 use crate::op::{Op, OpResult};
+use crate::op::unexpected;
 use crate::record::Action;
-
-/// The error handed to a callback whose operation produced a result of the
-/// wrong kind (impossible unless the operation was replaced behind the
-/// watcher's back: a watcher's completion only ever holds its own kind of
-/// operation).
-pub(super) fn unexpected(res: &OpResult) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("xev watcher: unexpected result {res:?}"),
-    )
-}
 
 /// After a positional operation moved `n` bytes, a rearm continues right
 /// after them.

@@ -28,7 +28,7 @@ use std::io;
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 
-use super::request::unexpected;
+use crate::op::unexpected;
 use crate::backend::Backend;
 use crate::error::CloseError;
 use crate::event_loop::orphans::{Adopt, Orphan, Orphans};

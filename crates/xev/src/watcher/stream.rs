@@ -50,7 +50,8 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use super::descriptor::{is_socket, set_nonblocking};
-use super::request::{add_read, add_write, unexpected};
+use super::request::{add_read, add_write};
+use crate::op::unexpected;
 use super::shared_fd::FdOwner;
 use super::write_queue::{write_op, Sink, WriteQueue};
 use crate::backend::Backend;

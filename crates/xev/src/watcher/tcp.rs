@@ -21,7 +21,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use socket2::{Domain, SockRef, Type};
 
 use super::descriptor::{is_socket, set_nonblocking};
-use super::request::unexpected;
+use crate::op::unexpected;
 use super::stream::Stream;
 use crate::backend::Backend;
 use crate::error::{AcceptError, CloseError, ConnectError};

@@ -45,7 +45,7 @@ use crate::event_loop::Loop;
 use crate::id::Id;
 use crate::op::{Msg, Op, OpResult};
 use crate::record::Action;
-use crate::watcher::request::unexpected;
+use crate::op::unexpected;
 use crate::watcher::shared_fd::FdOwner;
 
 /// A UDP socket driven by a loop. Cheap to clone: clones share the socket

@@ -27,7 +27,7 @@ use std::io;
 use std::os::fd::RawFd;
 use std::rc::Rc;
 
-use super::request::unexpected;
+use crate::op::unexpected;
 use super::shared_fd::{FdOwner, Tracked};
 use crate::backend::Backend;
 use crate::error::{IdError, WriteError};

@@ -43,7 +43,7 @@ use std::os::fd::RawFd;
 use std::process::{Child, ExitStatus};
 use std::rc::Rc;
 
-use super::request::unexpected;
+use crate::op::unexpected;
 use crate::backend::Backend;
 use crate::error::{CloseError, ProcessError};
 use crate::event_loop::Loop;
