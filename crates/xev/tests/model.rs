@@ -29,6 +29,8 @@
 //! One test per backend this host can run (`tests/support/harness.rs`):
 //! `io_uring::model`, `epoll::model`, `dynamic::model`, `kqueue::model`.
 
+#[path = "support/pipes.rs"]
+mod test_pipes;
 #[path = "support/harness.rs"]
 #[macro_use]
 mod harness;
@@ -36,7 +38,7 @@ mod harness;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
-use std::os::fd::RawFd;
+use std::os::fd::{IntoRawFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -1203,28 +1205,8 @@ impl Env {
 // ---------------------------------------------------------------------------
 
 fn make_pipe() -> (RawFd, RawFd) {
-    let mut fds = [0 as libc::c_int; 2];
-    #[cfg(any(target_os = "linux", target_os = "freebsd"))]
-    {
-        // SAFETY: `fds` is a live array of two ints for the kernel to fill.
-        let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
-        assert_eq!(r, 0, "pipe2: {}", std::io::Error::last_os_error());
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
-    {
-        // SAFETY: `fds` is a live array of two ints for the kernel to fill.
-        let r = unsafe { libc::pipe(fds.as_mut_ptr()) };
-        assert_eq!(r, 0, "pipe: {}", std::io::Error::last_os_error());
-        for fd in fds {
-            // SAFETY: fcntl on descriptors this function just created.
-            unsafe {
-                let fl = libc::fcntl(fd, libc::F_GETFL);
-                assert!(fl >= 0 && libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) == 0);
-                assert_eq!(libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC), 0);
-            }
-        }
-    }
-    (fds[0], fds[1])
+    let (r, w) = test_pipes::pipe();
+    (r.into_raw_fd(), w.into_raw_fd())
 }
 
 fn close_fd(fd: RawFd) {

@@ -95,23 +95,8 @@ fn blocking_mode(op: &Op) -> u64 {
     match op {
         Op::Read { buf, .. } if !buf.is_empty() => TRY_SOCKET,
         Op::Write { .. } => TRY_SOCKET,
-        Op::Read { .. }
-        | Op::Accept { .. }
-        | Op::Connect { .. }
-        | Op::Recv { .. }
-        | Op::Send { .. }
-        | Op::Recvmsg(_)
-        | Op::Sendmsg(_)
-        | Op::Poll { .. }
-        | Op::Shutdown { .. }
-        | Op::ProcWait { .. }
-        | Op::Pread { .. }
-        | Op::Pwrite { .. }
-        | Op::Close { .. }
-        | Op::Noop
-        | Op::Timer { .. }
-        | Op::Cancel { .. }
-        | Op::AsyncWait(_) => checked_mode(op),
+        // Every other operation: `checked_mode` lists them all.
+        other => checked_mode(other),
     }
 }
 

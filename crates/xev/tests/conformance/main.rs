@@ -14,6 +14,8 @@
 //! test also runs under the harness's watchdog thread, which aborts the
 //! process if a test hangs outside the loop's own waiting (in a drop, say).
 
+#[path = "../support/pipes.rs"]
+mod test_pipes;
 #[path = "../support/harness.rs"]
 #[macro_use]
 mod harness;

@@ -190,34 +190,7 @@ pub fn errno_name(e: i32) -> String {
 // Descriptors
 // ---------------------------------------------------------------------------
 
-/// A non-blocking, close-on-exec pipe: (read end, write end). `pipe2`
-/// where it exists (one syscall, and one Miri supports), else `pipe` and
-/// `fcntl`.
-pub fn pipe() -> (OwnedFd, OwnedFd) {
-    let mut fds = [0 as libc::c_int; 2];
-    #[cfg(any(target_os = "linux", target_os = "freebsd"))]
-    {
-        // SAFETY: `fds` is a live array of two ints for the kernel to fill.
-        let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
-        assert_eq!(r, 0, "pipe2: {}", std::io::Error::last_os_error());
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
-    {
-        // SAFETY: `fds` is a live array of two ints for the kernel to fill.
-        let r = unsafe { libc::pipe(fds.as_mut_ptr()) };
-        assert_eq!(r, 0, "pipe: {}", std::io::Error::last_os_error());
-        for fd in fds {
-            // SAFETY: fcntl on descriptors this function just created.
-            unsafe {
-                let fl = libc::fcntl(fd, libc::F_GETFL);
-                assert!(fl >= 0 && libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) == 0);
-                assert_eq!(libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC), 0);
-            }
-        }
-    }
-    // SAFETY: both descriptors are new and owned by nothing else.
-    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
-}
+pub use crate::test_pipes::pipe;
 
 /// Blocking-free `write(2)` from the test side; returns bytes written.
 pub fn raw_write(fd: RawFd, data: &[u8]) -> isize {
