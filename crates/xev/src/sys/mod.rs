@@ -5,8 +5,9 @@
 //! `unix` today (with Linux- and BSD-specific parts inside); `windows` and
 //! `wasi` go beside it.
 //!
-//! [`syscall!`] is the one way a libc call that returns -1 on error is made
-//! here: it gives an `io::Result` of the call's value.
+//! `syscall!` is the one way a libc call that returns -1 on error is made
+//! here: it gives an `io::Result` of the call's value. It is in scope in
+//! every module below this one (textual macro scope).
 
 /// Calls `libc::$fn(args..)` and returns `Ok(value)`, or
 /// `Err(io::Error::last_os_error())` when it returned -1.
@@ -22,8 +23,6 @@ macro_rules! syscall {
         }
     }};
 }
-#[allow(unused_imports)] // used as the platform modules move onto it
-pub(crate) use syscall;
 
 #[cfg(unix)]
 pub(crate) mod unix;

@@ -19,13 +19,8 @@ pub struct EpollPoller {
 impl EpollPoller {
     fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, data: u64) -> io::Result<()> {
         let mut ev = libc::epoll_event { events, u64: data };
-        // SAFETY: `ev` is a live epoll_event; epoll_ctl does not keep it.
-        let r = unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), op, fd, &mut ev) };
-        if r < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
+        // `ev` is a live epoll_event; epoll_ctl does not keep it.
+        syscall!(epoll_ctl(self.epfd.as_raw_fd(), op, fd, &mut ev)).map(drop)
     }
 }
 
@@ -33,11 +28,8 @@ impl Poller for EpollPoller {
     const NAME: &'static str = "epoll";
 
     fn new(wake_fd: RawFd) -> io::Result<Self> {
-        // SAFETY: epoll_create1 takes no pointers.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // epoll_create1 takes no pointers.
+        let fd = syscall!(epoll_create1(libc::EPOLL_CLOEXEC))?;
         // SAFETY: `fd` is new and owned by nothing else.
         let epfd = unsafe { OwnedFd::from_raw_fd(fd) };
         let p = EpollPoller {

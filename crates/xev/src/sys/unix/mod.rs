@@ -32,19 +32,12 @@ use crate::record::Core;
 #[cfg_attr(target_os = "linux", allow(dead_code))]
 pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
+    // `fds` is a live array of two ints for the kernel to fill.
     #[cfg(any(target_os = "linux", target_os = "freebsd"))]
-    {
-        // SAFETY: `fds` is a live array of two ints for the kernel to fill.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
+    syscall!(pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC))?;
     #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
     {
-        // SAFETY: `fds` is a live array of two ints for the kernel to fill.
-        if unsafe { libc::pipe(fds.as_mut_ptr()) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        syscall!(pipe(fds.as_mut_ptr()))?;
         for fd in fds {
             set_nonblocking_cloexec(fd)?;
         }
@@ -88,17 +81,10 @@ pub(crate) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
 /// Sets `O_NONBLOCK` and `FD_CLOEXEC` on `fd`.
 #[cfg_attr(any(target_os = "linux", target_os = "freebsd"), allow(dead_code))]
 pub(crate) fn set_nonblocking_cloexec(fd: RawFd) -> io::Result<()> {
-    // SAFETY: fcntl on a descriptor number takes no pointers.
-    unsafe {
-        let fl = libc::fcntl(fd, libc::F_GETFL);
-        if fl < 0 || libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let fd_fl = libc::fcntl(fd, libc::F_GETFD);
-        if fd_fl < 0 || libc::fcntl(fd, libc::F_SETFD, fd_fl | libc::FD_CLOEXEC) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
+    set_nonblocking(fd)?;
+    // fcntl's F_GETFD and F_SETFD take integers only.
+    let fd_fl = syscall!(fcntl(fd, libc::F_GETFD))?;
+    syscall!(fcntl(fd, libc::F_SETFD, fd_fl | libc::FD_CLOEXEC))?;
     Ok(())
 }
 

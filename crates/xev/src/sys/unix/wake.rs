@@ -22,11 +22,8 @@ impl Waker {
     /// Creates a non-blocking, close-on-exec wakeup descriptor.
     #[cfg(target_os = "linux")]
     pub(crate) fn new() -> io::Result<Waker> {
-        // SAFETY: eventfd takes no pointers.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // eventfd takes no pointers.
+        let fd = syscall!(eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC))?;
         // SAFETY: `fd` is a new descriptor that nothing else owns.
         let read = unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) };
         Ok(Waker { read })
