@@ -129,7 +129,7 @@ pub use event_loop::RunMode;
 pub use id::Id;
 pub use op::{Interest, Msg, Op, OpKind, OpResult, Readiness};
 pub use options::Options;
-pub use sys::unix::RawHandle;
+pub use op::RawHandle;
 pub use record::Action;
 pub use thread_pool::{Config as ThreadPoolConfig, ThreadPool};
 

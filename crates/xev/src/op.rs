@@ -21,8 +21,23 @@ use crate::error::{
     ProcessError, ReadError, ShutdownError, TimerError, WriteError, NO_THREAD_POOL,
 };
 use crate::id::Id;
-use crate::sys::RawHandle;
 use crate::Async;
+
+/// What operations name the file, socket or pipe they act on: a file
+/// descriptor on Unix (a `SOCKET` or `HANDLE` on Windows).
+pub type RawHandle = std::os::fd::RawFd;
+
+/// The most bytes one read or write asks the kernel for: Linux's
+/// `MAX_RW_COUNT` (`INT_MAX` rounded down to a 4 KiB page), which Linux
+/// applies to every read and write anyway. A larger buffer gets a short
+/// count on every backend, instead of `EINVAL` from io_uring's 32-bit
+/// lengths or from systems that reject counts above `INT_MAX` (macOS).
+pub(crate) const MAX_IO_LEN: usize = 0x7fff_f000;
+
+/// `len` limited to [`MAX_IO_LEN`].
+pub(crate) fn io_len(len: usize) -> usize {
+    len.min(MAX_IO_LEN)
+}
 
 /// `POLLRDHUP` where it exists (Linux); elsewhere no such bit.
 #[cfg(target_os = "linux")]
@@ -145,7 +160,7 @@ impl Msg {
     /// the message reached its final address.
     pub(crate) fn prepare(&mut self, receiving: bool) -> *mut libc::msghdr {
         self.iov.iov_base = self.buf.as_mut_ptr().cast();
-        self.iov.iov_len = crate::sys::io_len(self.buf.len());
+        self.iov.iov_len = io_len(self.buf.len());
         self.hdr.msg_iov = &mut self.iov;
         self.hdr.msg_iovlen = 1;
         self.hdr.msg_name = self.addr.as_ptr() as *mut libc::c_void;

@@ -20,10 +20,9 @@ use std::time::Duration;
 use io_uring::{cqueue, opcode, squeue, types, IoUring as Ring};
 
 use crate::backend::{Backend, CancelStart, Start, Waker};
-use crate::op::Op;
+use crate::op::{io_len, Op};
 use crate::options::Options;
 use crate::record::Core;
-use crate::sys;
 
 // User data is the completion's address. The special values below are
 // never the address of a (pointer-aligned) completion.
@@ -224,7 +223,7 @@ const fn libc_getevents() -> u32 {
 /// buffer gets a short count (as on the other backends), not `EINVAL`.
 fn len32(len: usize) -> u32 {
     // MAX_IO_LEN < 2^31, so the conversion never saturates.
-    u32::try_from(sys::io_len(len)).unwrap_or(u32::MAX)
+    u32::try_from(io_len(len)).unwrap_or(u32::MAX)
 }
 
 impl Backend for IoUring {

@@ -19,36 +19,17 @@ pub(crate) mod poller;
 pub(crate) mod process;
 pub(crate) mod wake;
 
+pub(crate) mod fd;
+
+pub(crate) use fd::*;
 pub(crate) use process::*;
 pub use wake::Waker;
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 
-use crate::op::Op;
+use crate::op::{io_len, Op};
 use crate::record::Core;
-
-/// A non-blocking, close-on-exec pipe: (read end, write end).
-#[cfg_attr(target_os = "linux", allow(dead_code))]
-pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as libc::c_int; 2];
-    // `fds` is a live array of two ints for the kernel to fill.
-    #[cfg(any(target_os = "linux", target_os = "freebsd"))]
-    syscall!(pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC))?;
-    #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
-    {
-        syscall!(pipe(fds.as_mut_ptr()))?;
-        for fd in fds {
-            set_nonblocking_cloexec(fd)?;
-        }
-    }
-    // SAFETY: both descriptors are new and owned by nothing else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-/// What operations name the file, socket or pipe they act on: a file
-/// descriptor on Unix (a `SOCKET` or `HANDLE` on Windows).
-pub type RawHandle = RawFd;
 
 /// The raw result of an operation canceled before it finished.
 pub(crate) const CANCELED: i32 = -libc::ECANCELED;
@@ -58,36 +39,6 @@ pub(crate) const NOT_FOUND: i32 = -libc::ENOENT;
 /// its own).
 pub(crate) const TOO_LATE: i32 = -libc::EALREADY;
 
-/// Closes `fd`, ignoring the result (for descriptors nothing else will
-/// close, when the loop is dropped).
-pub(crate) fn close_quietly(fd: RawHandle) {
-    if fd >= 0 {
-        // SAFETY: close takes an integer; the caller owns `fd`.
-        unsafe { libc::close(fd) };
-    }
-}
-
-/// Sets `O_NONBLOCK` on `fd`'s open file description (other descriptors
-/// sharing it see the change).
-pub(crate) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
-    // fcntl's F_GETFL and F_SETFL take integers only.
-    let flags = syscall!(fcntl(fd, libc::F_GETFL))?;
-    if flags & libc::O_NONBLOCK == 0 {
-        syscall!(fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK))?;
-    }
-    Ok(())
-}
-
-/// Sets `O_NONBLOCK` and `FD_CLOEXEC` on `fd`.
-#[cfg_attr(any(target_os = "linux", target_os = "freebsd"), allow(dead_code))]
-pub(crate) fn set_nonblocking_cloexec(fd: RawFd) -> io::Result<()> {
-    set_nonblocking(fd)?;
-    // fcntl's F_GETFD and F_SETFD take integers only.
-    let fd_fl = syscall!(fcntl(fd, libc::F_GETFD))?;
-    syscall!(fcntl(fd, libc::F_SETFD, fd_fl | libc::FD_CLOEXEC))?;
-    Ok(())
-}
-
 /// `send`/`sendmsg` flags: no SIGPIPE where the flag exists (elsewhere Rust
 /// programs ignore SIGPIPE by default, and EPIPE comes back as an error).
 #[cfg(any(target_os = "linux", target_os = "freebsd"))]
@@ -95,18 +46,6 @@ pub(crate) const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
 /// `send`/`sendmsg` flags (see the Linux variant).
 #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
 pub(crate) const SEND_FLAGS: libc::c_int = 0;
-
-/// The most bytes one read or write asks the kernel for: Linux's
-/// `MAX_RW_COUNT` (`INT_MAX` rounded down to a 4 KiB page), which Linux
-/// applies to every read and write anyway. A larger buffer gets a short
-/// count on every backend, instead of `EINVAL` from io_uring's 32-bit
-/// lengths or from systems that reject counts above `INT_MAX` (macOS).
-pub(crate) const MAX_IO_LEN: usize = 0x7fff_f000;
-
-/// `len` limited to [`MAX_IO_LEN`].
-pub(crate) fn io_len(len: usize) -> usize {
-    len.min(MAX_IO_LEN)
-}
 
 /// How a readiness backend performs a read, write or accept on a
 /// descriptor, so that the syscall never blocks (see [`fd_mode`]).
@@ -186,18 +125,6 @@ fn accept_nonblocking(fd: RawFd) -> isize {
         }
         new as isize
     }
-}
-
-/// Blocks until `fd` is readable (used only when a loop is dropped while
-/// thread-pool tasks are still running).
-pub(crate) fn wait_readable(fd: RawFd) {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: `pfd` is a live pollfd array of length 1.
-    unsafe { libc::poll(&mut pfd, 1, -1) };
 }
 
 /// A buffer to read into: its address and its length, limited to
@@ -404,18 +331,3 @@ pub(crate) fn nonblocking_socket(
     }
 }
 
-/// The thread's last OS error as a negated errno.
-pub(crate) fn neg_errno() -> i32 {
-    -io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
-}
-
-/// Turns a syscall's return value into a raw result.
-pub(crate) fn syscall_result(r: isize) -> i32 {
-    if r < 0 {
-        neg_errno()
-    } else {
-        r.min(i32::MAX as isize) as i32
-    }
-}

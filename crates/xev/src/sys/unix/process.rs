@@ -6,7 +6,7 @@ use std::io;
 #[cfg(target_os = "linux")]
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
-use super::neg_errno;
+use super::fd::neg_errno;
 
 /// Opens a pidfd for `pid` (Linux 5.3+). The descriptor is close-on-exec.
 #[cfg(target_os = "linux")]

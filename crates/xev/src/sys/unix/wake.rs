@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 #[cfg(not(target_os = "linux"))]
-use super::pipe;
+use super::fd::pipe;
 
 /// A wakeup descriptor: readable after `signal`, until `drain`. Any number
 /// of signals before a drain count as one. On Linux it is one eventfd; on
@@ -63,7 +63,7 @@ impl Waker {
     /// Blocks until signaled, then resets (used only when a loop is dropped
     /// while thread-pool tasks are still running).
     pub(crate) fn wait(&self) {
-        super::wait_readable(self.read_fd());
+        super::fd::wait_readable(self.read_fd());
         self.drain();
     }
 

@@ -16,7 +16,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::rc::Rc;
 
-use super::wait_result;
+use super::status::wait_result;
 use crate::backend::Backend;
 use crate::error::{CloseError, ProcessError};
 use crate::event_loop::orphans::{Orphan, Orphans};

@@ -43,18 +43,17 @@ use std::os::fd::RawFd;
 use std::process::{Child, ExitStatus};
 use std::rc::Rc;
 
-use crate::op::unexpected;
 use crate::backend::Backend;
 use crate::error::{CloseError, ProcessError};
 use crate::event_loop::Loop;
 use crate::id::Id;
-use crate::op::OpResult;
 use crate::record::Action;
 
 #[cfg(not(target_os = "linux"))]
 mod kqueue;
 #[cfg(target_os = "linux")]
 mod pidfd;
+mod status;
 
 #[cfg(not(target_os = "linux"))]
 use kqueue::Watch;
@@ -188,32 +187,3 @@ impl<B: Backend> Process<B> {
     }
 }
 
-/// The result of a wait whose completion ended with `res`, the same on
-/// every platform: the cached status once known, else what `reap` (the
-/// platform's reaping) gives, cached. `None` when the loop reported the
-/// exit but `reap` found the child not reapable yet (`Ok(None)`); the
-/// platform decides what that means.
-fn wait_result(
-    res: OpResult,
-    status: &Cell<Option<ExitStatus>>,
-    reap: impl FnOnce() -> Result<Option<ExitStatus>, ProcessError>,
-) -> Option<Result<ExitStatus, ProcessError>> {
-    Some(match res {
-        OpResult::ProcExit(Ok(())) => match status.get() {
-            Some(s) => Ok(s),
-            None => match reap() {
-                Ok(Some(s)) => {
-                    status.set(Some(s));
-                    Ok(s)
-                }
-                Ok(None) => return None,
-                Err(e) => Err(e),
-            },
-        },
-        // Already reaped by an earlier wait: kqueue then finds no such
-        // child; the cached status is the answer.
-        OpResult::ProcExit(Err(ProcessError::NotChild)) => status.get().ok_or(ProcessError::NotChild),
-        OpResult::ProcExit(Err(e)) => Err(e),
-        other => Err(ProcessError::Io(unexpected(&other))),
-    })
-}

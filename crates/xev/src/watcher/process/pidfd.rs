@@ -15,7 +15,7 @@ use std::process::ExitStatus;
 use std::rc::Rc;
 
 use super::super::shared_fd::FdOwner;
-use super::wait_result;
+use super::status::wait_result;
 use crate::backend::Backend;
 use crate::error::{CloseError, ProcessError};
 use crate::event_loop::Loop;
