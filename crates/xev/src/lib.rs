@@ -4,9 +4,11 @@
 //! deadline, accept a connection...) to a [`Loop`], each with a callback, and
 //! the loop calls the callback with the operation's typed result when it
 //! finishes. On Linux it runs on io_uring (the kernel does the I/O) or epoll
-//! (the loop does non-blocking I/O when descriptors become ready), behind one
-//! API. It follows the design of libxev: caller-allocated completions, an
-//! explicit run mode, rearm by return value, and no allocation at run time.
+//! (the loop does non-blocking I/O when descriptors become ready), on macOS
+//! and FreeBSD on kqueue, behind one API. It follows the design of libxev
+//! (completions, an explicit run mode, rearm by return value, no allocation
+//! at run time), except that the loop owns the completions' memory, so that
+//! safe code can never free or move what the kernel may still write.
 //!
 //! ```
 //! use xev::{Action, Loop, Op, OpResult, RunMode};
