@@ -57,7 +57,8 @@ pub(super) fn spawned(state: usize) -> usize {
 
 /// Outcome of [`Core::wait_for_work`].
 enum Wake {
-    /// Found a task; the flag says whether a wake-up permit was consumed.
+    /// Found a task; the flag says whether a notifier had claimed this
+    /// worker (its notification is taken over).
     Task(NonNull<Task>, bool),
     /// Woken up (or shutting down): search again.
     Woken,
@@ -173,12 +174,17 @@ impl Core {
         fence(Ordering::SeqCst);
         if let Some(task) = self.find_task(me) {
             // Withdraw the idle registration. If a notifier already claimed
-            // an idle worker (the count is anonymous), it has posted, or is
-            // about to post, a permit that accounts for us: take it.
+            // an idle worker (the count is anonymous, so possibly us), it has
+            // posted, or is about to post, a permit. Do not wait for that
+            // permit while holding a task: permits are anonymous too, and
+            // another worker going back to sleep may take it, which would
+            // leave this task stranded (a lost wake-up, seen in a stress
+            // test). Take over the notification instead; the permit wakes a
+            // sleeper, or the next worker to sleep, for one search that
+            // finds nothing (harmless).
             let mut state = self.state.load(Ordering::SeqCst);
             loop {
                 if idle(state) == 0 {
-                    self.sleep.wait();
                     return Wake::Task(task, true);
                 }
                 match self.state.compare_exchange_weak(
