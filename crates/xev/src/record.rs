@@ -153,6 +153,21 @@ const _: () = {
 };
 
 impl Core {
+    /// Marks `c` freed: bumps its generation and sets `Free`, so that every
+    /// id naming it is stale and the loop's teardown skips it. Done before
+    /// its value is dropped, so that a panicking user `Drop` can never lead
+    /// to a second drop.
+    ///
+    /// # Safety
+    /// `c` is a live core that nothing else is using.
+    pub(crate) unsafe fn mark_free(c: *mut Core) {
+        // SAFETY: per the contract; two plain fields outside the value.
+        unsafe {
+            (*c).gen = (*c).gen.wrapping_add(1);
+            (*c).state = State::Free;
+        }
+    }
+
     /// A bare core, for data-structure unit tests.
     #[cfg(test)]
     pub(crate) fn new_for_tests(op: Op) -> Core {

@@ -458,7 +458,10 @@ impl<P: Poller> Backend for Readiness<P> {
         let c = core.as_ptr();
         // SAFETY: the loop lends us exclusive access to a live core.
         unsafe {
-            let hint = wait_target(&(*c).op)
+            // What it waits on, if it ever does (the op's descriptor and
+            // direction do not change while it is started).
+            let target = wait_target(&(*c).op);
+            let hint = target
                 .and_then(|(fd, _)| usize::try_from(fd).ok())
                 .and_then(|i| self.fds.get(i))
                 .is_some_and(|e| e.not_socket);
@@ -491,7 +494,7 @@ impl<P: Poller> Backend for Readiness<P> {
             }
             let res = Self::attempt(c, None);
             if tried_socket && (*c).slot.readiness != TRY_SOCKET {
-                if let Some(e) = wait_target(&(*c).op).and_then(|(fd, _)| self.entry(fd)) {
+                if let Some(e) = target.and_then(|(fd, _)| self.entry(fd)) {
                     e.not_socket = true;
                 }
             }
@@ -506,7 +509,7 @@ impl<P: Poller> Backend for Readiness<P> {
                 self.in_flight += 1;
                 return Start::Pending;
             }
-            let Some((fd, _)) = wait_target(&(*c).op) else {
+            let Some((fd, _)) = target else {
                 return Start::Done(res);
             };
             let Some(entry) = self.entry(fd) else {

@@ -164,10 +164,11 @@ impl<B: Backend> std::ops::Deref for OwnedLoop<B> {
     type Target = Loop<B>;
 
     fn deref(&self) -> &Loop<B> {
-        let p = ptr::slice_from_raw_parts(ptr::addr_of!(self.s).cast::<()>(), 0) as *const Loop<B>;
+        let p = Inner::as_loop(ptr::addr_of!(self.s).cast_mut());
         // SAFETY: `Loop<B>` is #[repr(C)] with `Inner<B>` at offset 0 and an
         // empty tail, so a zero-length view of our `Inner` is a valid
-        // `Loop` covering exactly its bytes; the borrow of `self` bounds it.
+        // `Loop` covering exactly its bytes; only a shared reference is made
+        // from it, and the borrow of `self` bounds it.
         unsafe { &*p }
     }
 }
@@ -826,10 +827,7 @@ impl<B: Backend> Loop<B> {
         };
         // SAFETY: `cancel` is live and in no queue; `lookup` finds live cores.
         unsafe {
-            let waiting = self.lookup(target).is_some_and(|t| {
-                matches!((*t).state, State::Backend | State::Pool | State::CancelWait)
-            });
-            if waiting {
+            if self.result_pending(target) {
                 // The target's result is still on its way (io_uring's CQE,
                 // a pool task, or the target is itself a cancel waiting for
                 // its own target): the cancel completes after it, with `res`.
@@ -840,6 +838,16 @@ impl<B: Backend> Loop<B> {
                 Self::finish(&mut self.s.completions, cancel, res);
             }
         }
+    }
+
+    /// Whether `id` names a completion whose result has not arrived yet
+    /// from where it is performed (the backend, the pool) or that is itself
+    /// a cancel waiting for its target: a cancel of it completes after it.
+    fn result_pending(&self, id: Id) -> bool {
+        // SAFETY: `lookup` returns live cores only; reading the state.
+        self.lookup(id).is_some_and(|t| unsafe {
+            matches!((*t).state, State::Backend | State::Pool | State::CancelWait)
+        })
     }
 
     /// Finishes the cancels whose targets have delivered their results
@@ -857,10 +865,7 @@ impl<B: Backend> Loop<B> {
                     Op::Cancel { target } => *target,
                     _ => Id::DETACHED,
                 };
-                let pending = self.lookup(target).is_some_and(|t| {
-                    matches!((*t).state, State::Backend | State::Pool | State::CancelWait)
-                });
-                if !pending {
+                if !self.result_pending(target) {
                     self.s.cancels_waiting.remove(c);
                     Self::finish(&mut self.s.completions, c, (*c).res);
                 }
@@ -1047,8 +1052,7 @@ unsafe fn drop_completion(recycler: &mut Recycler, c: *mut Core) {
     // when it is dropped).
     unsafe {
         let vt = (*c).vtable;
-        (*c).gen = (*c).gen.wrapping_add(1);
-        (*c).state = State::Free;
+        Core::mark_free(c);
         (vt.drop)(c);
         recycler.free(NonNull::new_unchecked(c), vt.layout);
     }
@@ -1113,8 +1117,7 @@ impl<B: Backend> Drop for Inner<B> {
                 if let (State::Queued, Op::Close { fd }) = ((*c).state, &(*c).op) {
                     sys::close_quietly(*fd);
                 }
-                (*c).gen = (*c).gen.wrapping_add(1);
-                (*c).state = State::Free;
+                Core::mark_free(c);
                 let drop = (*c).vtable.drop;
                 panic::catch_unwind(AssertUnwindSafe(|| drop(c)))
             };
