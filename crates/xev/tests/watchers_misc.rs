@@ -253,6 +253,24 @@ fn raw_recvmsg_empty_datagram_is_not_eof() {
 // Tests, on every backend
 // ---------------------------------------------------------------------------
 
+/// A timer whose callback records each result (`Err(true)`: Canceled)
+/// and rearms, holding a guard that counts the callback's drops.
+#[allow(clippy::type_complexity)]
+fn rearming_timer<B: Backend>(
+    lp: &mut Loop<B>,
+) -> (Timer<B>, Rc<Cell<u32>>, Rc<RefCell<Vec<Result<(), bool>>>>) {
+    let drops = Rc::new(Cell::new(0));
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let (g, s) = (Dropped(drops.clone()), seen.clone());
+    let t = Timer::new(lp, move |_, res| {
+        let _keep = &g;
+        s.borrow_mut()
+            .push(res.map_err(|e| matches!(e, TimerError::Canceled)));
+        Action::Rearm
+    });
+    (t, drops, seen)
+}
+
 for_each_backend!(
     // ---------------------------------------------------------------- UDP
 
@@ -809,15 +827,7 @@ for_each_backend!(
     /// released; nothing stays in the loop.
     fn timer_dropped_while_pending_is_canceled_and_freed<B: Backend>() {
         let mut lp = new_loop::<B>();
-        let drops = Rc::new(Cell::new(0));
-        let seen = Rc::new(RefCell::new(Vec::new()));
-        let (g, s) = (Dropped(drops.clone()), seen.clone());
-        let t = Timer::new(&mut lp, move |_, res| {
-            let _keep = &g;
-            s.borrow_mut()
-                .push(res.map_err(|e| matches!(e, TimerError::Canceled)));
-            Action::Rearm
-        });
+        let (t, drops, seen) = rearming_timer(&mut lp);
         t.run(&mut lp, 3_600_000).unwrap();
         lp.run(RunMode::NoWait).unwrap();
         assert_eq!(lp.active(), 1);
@@ -866,15 +876,7 @@ for_each_backend!(
     /// `free` of a pending timer cancels it (one `Canceled`) and frees it.
     fn timer_free_while_pending_cancels_then_frees<B: Backend>() {
         let mut lp = new_loop::<B>();
-        let drops = Rc::new(Cell::new(0));
-        let seen = Rc::new(RefCell::new(Vec::new()));
-        let (g, s) = (Dropped(drops.clone()), seen.clone());
-        let t = Timer::new(&mut lp, move |_, res| {
-            let _keep = &g;
-            s.borrow_mut()
-                .push(res.map_err(|e| matches!(e, TimerError::Canceled)));
-            Action::Rearm
-        });
+        let (t, drops, seen) = rearming_timer(&mut lp);
         t.run(&mut lp, 3_600_000).unwrap();
         let id = t.id();
         t.free(&mut lp).unwrap();
