@@ -10,6 +10,8 @@
 use std::fmt;
 use std::io;
 
+use crate::sys::types as sys;
+
 /// Raw result code used by backends for "this operation needs a thread pool
 /// and the loop has none". Never a valid errno.
 pub(crate) const NO_THREAD_POOL: i32 = i32::MIN;
@@ -17,7 +19,7 @@ pub(crate) const NO_THREAD_POOL: i32 = i32::MIN;
 /// `io::ErrorKind::ResourceBusy`, which cannot be named before Rust 1.83
 /// (the crate's MSRV is older); the kind `EBUSY` decodes to is that variant.
 fn resource_busy() -> io::ErrorKind {
-    io::Error::from_raw_os_error(libc::EBUSY).kind()
+    io::Error::from_raw_os_error(sys::BUSY_CODE).kind()
 }
 
 /// Builds the `io::Error` for a negative raw result (a negated errno).
@@ -46,7 +48,7 @@ macro_rules! error_family {
             /// Converts a negative raw result (a negated errno) into this error.
             #[allow(dead_code)]
             pub(crate) fn from_raw(res: i32) -> Self {
-                if res == -libc::ECANCELED {
+                if res == sys::CANCELED {
                     $name::Canceled
                 } else {
                     $name::Io(errno_error(res))
@@ -197,10 +199,10 @@ pub enum CancelError {
 
 impl CancelError {
     pub(crate) fn from_raw(res: i32) -> Self {
-        match -res {
-            libc::ENOENT => CancelError::NotFound,
-            libc::EALREADY => CancelError::AlreadyFinished,
-            e => CancelError::Os(e),
+        match res {
+            sys::NOT_FOUND => CancelError::NotFound,
+            sys::TOO_LATE => CancelError::AlreadyFinished,
+            e => CancelError::Os(-e),
         }
     }
 }
@@ -273,17 +275,20 @@ mod tests {
     #[test]
     fn raw_results_map_to_typed_errors() {
         assert!(matches!(
-            ReadError::from_raw(-libc::ECANCELED),
+            ReadError::from_raw(sys::CANCELED),
             ReadError::Canceled
         ));
-        let e = WriteError::from_raw(-libc::EPIPE);
-        assert_eq!(e.raw_os_error(), Some(libc::EPIPE));
-        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+        #[cfg(unix)]
+        {
+            let e = WriteError::from_raw(-libc::EPIPE);
+            assert_eq!(e.raw_os_error(), Some(libc::EPIPE));
+            assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+        }
         let io: io::Error = ReadError::Eof.into();
         assert_eq!(io.kind(), io::ErrorKind::UnexpectedEof);
-        assert_eq!(CancelError::from_raw(-libc::ENOENT), CancelError::NotFound);
+        assert_eq!(CancelError::from_raw(sys::NOT_FOUND), CancelError::NotFound);
         assert_eq!(
-            CancelError::from_raw(-libc::EALREADY),
+            CancelError::from_raw(sys::TOO_LATE),
             CancelError::AlreadyFinished
         );
     }

@@ -12,7 +12,6 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, OwnedFd};
 
 use socket2::SockAddr;
 
@@ -21,11 +20,10 @@ use crate::error::{
     ProcessError, ReadError, ShutdownError, TimerError, WriteError, NO_THREAD_POOL,
 };
 use crate::id::Id;
+use crate::sys::types::{self as sys, MsgHeader};
 use crate::Async;
 
-/// What operations name the file, socket or pipe they act on: a file
-/// descriptor on Unix (a `SOCKET` or `HANDLE` on Windows).
-pub type RawHandle = std::os::fd::RawFd;
+pub use crate::sys::types::{OwnedHandle, RawHandle};
 
 /// The most bytes one read or write asks the kernel for: Linux's
 /// `MAX_RW_COUNT` (`INT_MAX` rounded down to a 4 KiB page), which Linux
@@ -38,12 +36,6 @@ pub(crate) const MAX_IO_LEN: usize = 0x7fff_f000;
 pub(crate) fn io_len(len: usize) -> usize {
     len.min(MAX_IO_LEN)
 }
-
-/// `POLLRDHUP` where it exists (Linux); elsewhere no such bit.
-#[cfg(target_os = "linux")]
-const POLLRDHUP: i16 = libc::POLLRDHUP;
-#[cfg(not(target_os = "linux"))]
-const POLLRDHUP: i16 = 0;
 
 /// Readiness a `poll` operation waits for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,16 +59,9 @@ impl Interest {
         self.0 & 2 != 0
     }
 
-    /// The `poll(2)` event mask for this interest.
+    /// The platform's poll event mask for this interest.
     pub(crate) fn poll_mask(self) -> u32 {
-        let mut m = 0;
-        if self.is_readable() {
-            m |= libc::POLLIN as u32;
-        }
-        if self.is_writable() {
-            m |= libc::POLLOUT as u32;
-        }
-        m
+        sys::poll_mask(self.is_readable(), self.is_writable())
     }
 }
 
@@ -94,13 +79,14 @@ pub struct Readiness {
 }
 
 impl Readiness {
+    /// Decodes a poll operation's raw result (the platform's event mask).
     pub(crate) fn from_poll_mask(m: i32) -> Readiness {
-        let m = m as i16;
+        let (readable, writable, hangup, error) = sys::poll_bits(m);
         Readiness {
-            readable: m & (libc::POLLIN | libc::POLLHUP | POLLRDHUP) != 0,
-            writable: m & libc::POLLOUT != 0,
-            hangup: m & (libc::POLLHUP | POLLRDHUP) != 0,
-            error: m & libc::POLLERR != 0,
+            readable,
+            writable,
+            hangup,
+            error,
         }
     }
 }
@@ -116,8 +102,8 @@ pub struct Msg {
     pub buf: Vec<u8>,
     /// Destination (send) or, after a receive, the sender.
     addr: SockAddr,
-    pub(crate) iov: libc::iovec,
-    pub(crate) hdr: libc::msghdr,
+    /// The platform's message header, pointing at `buf` and `addr`.
+    hdr: MsgHeader,
 }
 
 impl Msg {
@@ -133,15 +119,11 @@ impl Msg {
     }
 
     fn boxed(fd: RawHandle, buf: Vec<u8>, addr: SockAddr) -> Box<Msg> {
-        // SAFETY: msghdr and iovec are plain C structs for which all-zero is
-        // a valid (empty) value; `prepare` fills them before each use.
-        let (iov, hdr) = unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
         Box::new(Msg {
             fd,
             buf,
             addr,
-            iov,
-            hdr,
+            hdr: MsgHeader::new(),
         })
     }
 
@@ -158,26 +140,14 @@ impl Msg {
     /// Points the message header at this message's buffer and address. Must
     /// be called (by the backend) right before the kernel sees `hdr`, after
     /// the message reached its final address.
-    pub(crate) fn prepare(&mut self, receiving: bool) -> *mut libc::msghdr {
-        self.iov.iov_base = self.buf.as_mut_ptr().cast();
-        self.iov.iov_len = io_len(self.buf.len());
-        self.hdr.msg_iov = &mut self.iov;
-        self.hdr.msg_iovlen = 1;
-        self.hdr.msg_name = self.addr.as_ptr() as *mut libc::c_void;
-        self.hdr.msg_namelen = if receiving {
-            std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t
-        } else {
-            self.addr.len()
-        };
-        self.hdr.msg_control = std::ptr::null_mut();
-        self.hdr.msg_controllen = 0;
-        self.hdr.msg_flags = 0;
-        &mut self.hdr
+    pub(crate) fn prepare(&mut self, receiving: bool) -> *mut sys::RawMsg {
+        self.hdr
+            .prepare(&mut self.buf, MAX_IO_LEN, &mut self.addr, receiving)
     }
 
     /// After a receive: record the address length the kernel wrote.
     pub(crate) fn finish_recv(&mut self) {
-        let len = self.hdr.msg_namelen;
+        let len = self.hdr.name_len();
         // SAFETY: the kernel wrote a valid socket address of `len` bytes
         // into the storage that `prepare` pointed `msg_name` at.
         unsafe { self.addr.set_length(len) };
@@ -499,9 +469,9 @@ impl Op {
         match self {
             Op::Noop => OpResult::Noop(unit(res, NoopError::from_raw)),
             Op::Accept { .. } => OpResult::Accept(if res >= 0 {
-                // SAFETY: a non-negative accept result is a new descriptor
-                // that nothing else owns.
-                Ok(unsafe { OwnedFd::from_raw_fd(res) })
+                // SAFETY: a non-negative accept result is a new handle that
+                // nothing else owns.
+                Ok(unsafe { sys::owned_handle(res) })
             } else {
                 Err(AcceptError::from_raw(res))
             }),
@@ -514,7 +484,7 @@ impl Op {
                 // A zero-length datagram carries its sender's address and is
                 // not an end of file; zero bytes with no address (a stream
                 // socket) is.
-                let datagram = res == 0 && m.hdr.msg_namelen > 0;
+                let datagram = res == 0 && m.hdr.name_len() > 0;
                 let r = read(res, m.buf.is_empty() || datagram);
                 if r.is_ok() {
                     m.finish_recv();
@@ -534,7 +504,7 @@ impl Op {
             Op::AsyncWait(_) => OpResult::Async(unit(res, AsyncError::from_raw)),
             Op::ProcWait { .. } => OpResult::ProcExit(match res {
                 r if r >= 0 => Ok(()),
-                r if r == -libc::ECHILD || r == -libc::ESRCH => Err(ProcessError::NotChild),
+                r if sys::is_not_child(r) => Err(ProcessError::NotChild),
                 r => Err(ProcessError::from_raw(r)),
             }),
         }
@@ -608,7 +578,7 @@ pub enum OpResult {
     /// before the loop started it).
     Noop(Result<(), NoopError>),
     /// An accept: the new connection (non-blocking, close-on-exec).
-    Accept(Result<OwnedFd, AcceptError>),
+    Accept(Result<OwnedHandle, AcceptError>),
     /// A connect.
     Connect(Result<(), ConnectError>),
     /// A read, pread or recv: bytes read; end of file is [`ReadError::Eof`].

@@ -128,7 +128,7 @@ impl SharedFd {
     pub(crate) fn with_fd<R>(&self, f: impl FnOnce(&OwnedFd) -> io::Result<R>) -> io::Result<R> {
         match &*self.fd.borrow() {
             Some(fd) if !self.is_closing() => f(fd),
-            _ => Err(io::Error::from_raw_os_error(libc::EBADF)),
+            _ => Err(io::Error::from_raw_os_error(crate::sys::types::BAD_HANDLE_CODE)),
         }
     }
 

@@ -20,8 +20,10 @@ pub(crate) mod process;
 pub(crate) mod wake;
 
 pub(crate) mod fd;
+pub(crate) mod types;
 
 pub(crate) use fd::*;
+pub(crate) use types::*;
 pub(crate) use process::*;
 pub use wake::Waker;
 
@@ -30,14 +32,6 @@ use std::os::fd::RawFd;
 
 use crate::op::{io_len, Op};
 use crate::record::Core;
-
-/// The raw result of an operation canceled before it finished.
-pub(crate) const CANCELED: i32 = -libc::ECANCELED;
-/// The raw result of a cancel whose target is not in flight.
-pub(crate) const NOT_FOUND: i32 = -libc::ENOENT;
-/// The raw result of a cancel that came too late (the target finishes on
-/// its own).
-pub(crate) const TOO_LATE: i32 = -libc::EALREADY;
 
 /// `send`/`sendmsg` flags: no SIGPIPE where the flag exists (elsewhere Rust
 /// programs ignore SIGPIPE by default, and EPIPE comes back as an error).

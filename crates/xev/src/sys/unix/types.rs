@@ -1,0 +1,131 @@
+//! The Unix spelling of the few platform facts that the portable layer
+//! (operations, results, errors) names: what a handle is, the raw error
+//! codes the loop and the typed errors distinguish, the readiness bits of a
+//! poll, and the message header of `sendmsg`/`recvmsg`. It depends on
+//! nothing of xev's, so `op.rs` and `error.rs` can use it while the rest of
+//! `sys` depends on them. A Windows or WASI build brings its own file with
+//! the same names.
+
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+use socket2::SockAddr;
+
+/// What operations name the file, socket or pipe they act on: a file
+/// descriptor on Unix.
+pub type RawHandle = RawFd;
+
+/// An owned handle (closed when dropped), as an accept returns it: an
+/// [`OwnedFd`] on Unix.
+pub type OwnedHandle = OwnedFd;
+
+/// Takes ownership of the handle in a non-negative raw result.
+///
+/// # Safety
+/// `raw` is a new descriptor that nothing else owns.
+pub(crate) unsafe fn owned_handle(raw: i32) -> OwnedHandle {
+    // SAFETY: per the contract.
+    unsafe { OwnedFd::from_raw_fd(raw) }
+}
+
+/// The raw result of an operation canceled before it finished.
+pub(crate) const CANCELED: i32 = -libc::ECANCELED;
+/// The raw result of a cancel whose target is not in flight.
+pub(crate) const NOT_FOUND: i32 = -libc::ENOENT;
+/// The raw result of a cancel that came too late (the target finishes on
+/// its own).
+pub(crate) const TOO_LATE: i32 = -libc::EALREADY;
+/// The error code ("device or resource busy") whose `io::ErrorKind` is
+/// `ResourceBusy`.
+pub(crate) const BUSY_CODE: i32 = libc::EBUSY;
+
+/// The error code of an operation on a handle that is closed or invalid
+/// (`EBADF`).
+pub(crate) const BAD_HANDLE_CODE: i32 = libc::EBADF;
+
+/// Whether a process wait's raw result says the process is not a child of
+/// this one (or no longer exists as one).
+pub(crate) fn is_not_child(res: i32) -> bool {
+    res == -libc::ECHILD || res == -libc::ESRCH
+}
+
+/// `POLLRDHUP` where it exists (Linux); elsewhere no such bit.
+#[cfg(target_os = "linux")]
+const POLLRDHUP: i16 = libc::POLLRDHUP;
+#[cfg(not(target_os = "linux"))]
+const POLLRDHUP: i16 = 0;
+
+/// The `poll(2)` event mask asking for readability and/or writability.
+pub(crate) fn poll_mask(readable: bool, writable: bool) -> u32 {
+    let mut m = 0;
+    if readable {
+        m |= libc::POLLIN as u32;
+    }
+    if writable {
+        m |= libc::POLLOUT as u32;
+    }
+    m
+}
+
+/// Decodes a `poll(2)` result mask (as a poll operation's raw result) into
+/// (readable, writable, hung up, error).
+pub(crate) fn poll_bits(m: i32) -> (bool, bool, bool, bool) {
+    let m = m as i16;
+    (
+        m & (libc::POLLIN | libc::POLLHUP | POLLRDHUP) != 0,
+        m & libc::POLLOUT != 0,
+        m & (libc::POLLHUP | POLLRDHUP) != 0,
+        m & libc::POLLERR != 0,
+    )
+}
+
+/// The header `sendmsg`/`recvmsg` take.
+pub(crate) type RawMsg = libc::msghdr;
+
+/// The kernel's view of a one-buffer message with a peer address: the
+/// `msghdr` and its one `iovec`. It lives inside the message operation,
+/// whose box keeps it at a stable address while the kernel reads it.
+pub(crate) struct MsgHeader {
+    iov: libc::iovec,
+    hdr: libc::msghdr,
+}
+
+impl MsgHeader {
+    /// An empty header (filled by [`MsgHeader::prepare`] before each use).
+    pub(crate) fn new() -> MsgHeader {
+        // SAFETY: msghdr and iovec are plain C structs for which all-zero
+        // is a valid (empty) value.
+        unsafe { std::mem::zeroed() }
+    }
+
+    /// Points the header at `buf` (at most `len` bytes of it) and `addr`,
+    /// and returns it for `sendmsg`/`recvmsg`. Called right before the
+    /// kernel sees the header, once the message reached its final address.
+    pub(crate) fn prepare(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        addr: &mut SockAddr,
+        receiving: bool,
+    ) -> *mut RawMsg {
+        self.iov.iov_base = buf.as_mut_ptr().cast();
+        self.iov.iov_len = len.min(buf.len());
+        self.hdr.msg_iov = &mut self.iov;
+        self.hdr.msg_iovlen = 1;
+        self.hdr.msg_name = addr.as_ptr() as *mut libc::c_void;
+        self.hdr.msg_namelen = if receiving {
+            std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t
+        } else {
+            addr.len()
+        };
+        self.hdr.msg_control = std::ptr::null_mut();
+        self.hdr.msg_controllen = 0;
+        self.hdr.msg_flags = 0;
+        &mut self.hdr
+    }
+
+    /// After a receive: the length of the sender's address the kernel
+    /// wrote (0 when it wrote none, as on a stream socket).
+    pub(crate) fn name_len(&self) -> libc::socklen_t {
+        self.hdr.msg_namelen
+    }
+}
