@@ -16,6 +16,11 @@ use crate::sys::types as sys;
 /// and the loop has none". Never a valid errno.
 pub(crate) const NO_THREAD_POOL: i32 = i32::MIN;
 
+/// Raw result code used by backends for "this backend cannot perform this
+/// operation" (see the README's table of operations and backends). Never a
+/// valid error code.
+pub(crate) const UNSUPPORTED: i32 = i32::MIN + 1;
+
 /// `io::ErrorKind::ResourceBusy`, which cannot be named before Rust 1.83
 /// (the crate's MSRV is older); the kind `EBUSY` decodes to is that variant.
 fn resource_busy() -> io::ErrorKind {
@@ -39,6 +44,9 @@ macro_rules! error_family {
             /// The operation was canceled by a cancel completion or by a
             /// timer reset/removal before it finished.
             Canceled,
+            /// The backend cannot perform this operation on this platform
+            /// (the README's table of operations and backends says which).
+            Unsupported,
             $( $(#[$vmeta])* $variant, )*
             /// Any other operating-system error.
             Io(io::Error),
@@ -50,6 +58,8 @@ macro_rules! error_family {
             pub(crate) fn from_raw(res: i32) -> Self {
                 if res == sys::CANCELED {
                     $name::Canceled
+                } else if res == UNSUPPORTED {
+                    $name::Unsupported
                 } else {
                     $name::Io(errno_error(res))
                 }
@@ -67,6 +77,7 @@ macro_rules! error_family {
             pub fn kind(&self) -> io::ErrorKind {
                 match self {
                     $name::Canceled => io::ErrorKind::Interrupted,
+                    $name::Unsupported => io::ErrorKind::Unsupported,
                     $( $name::$variant => io::ErrorKind::$kind, )*
                     $name::Io(e) => e.kind(),
                 }
@@ -77,6 +88,9 @@ macro_rules! error_family {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 match self {
                     $name::Canceled => f.write_str("operation canceled"),
+                    $name::Unsupported => {
+                        f.write_str("operation not supported by this backend on this platform")
+                    }
                     $( $name::$variant => f.write_str($msg), )*
                     $name::Io(e) => fmt::Display::fmt(e, f),
                 }
@@ -174,9 +188,6 @@ error_family! {
     ProcessError {
         /// The process is not a child of this process (or was already reaped).
         NotChild => "the process is not a child of this process", NotFound;
-        /// The kernel has no pidfd support (Linux older than 5.3, or a
-        /// sandbox that forbids `pidfd_open`).
-        Unsupported => "process watching is not supported by this kernel", Unsupported;
     }
 }
 

@@ -84,7 +84,8 @@ macro_rules! supported {
                 target_os = "linux",
                 target_os = "macos",
                 target_os = "ios",
-                target_os = "freebsd"
+                target_os = "freebsd",
+                windows
             ))]
             $item
         )*
@@ -95,7 +96,8 @@ macro_rules! supported {
     target_os = "linux",
     target_os = "macos",
     target_os = "ios",
-    target_os = "freebsd"
+    target_os = "freebsd",
+    windows
 )))]
 compile_error!(
     "xev supports Linux (io_uring, epoll), macOS and FreeBSD (kqueue) so far; \
@@ -138,14 +140,19 @@ pub use thread_pool::{Config as ThreadPoolConfig, ThreadPool};
 /// A timer watcher on the default backend.
 pub type Timer = watcher::Timer<DefaultBackend>;
 /// A TCP watcher on the default backend.
+#[cfg(unix)]
 pub type Tcp = watcher::Tcp<DefaultBackend>;
 /// A UDP watcher on the default backend.
+#[cfg(unix)]
 pub type Udp = watcher::Udp<DefaultBackend>;
 /// A stream (pipe, tty, any fd) watcher on the default backend.
+#[cfg(unix)]
 pub type Stream = watcher::Stream<DefaultBackend>;
 /// A file watcher on the default backend.
+#[cfg(unix)]
 pub type File = watcher::File<DefaultBackend>;
 /// A process watcher on the default backend.
+#[cfg(unix)]
 pub type Process = watcher::Process<DefaultBackend>;
 
 /// The backend-generic types, for code that picks its backend (or works
@@ -165,8 +172,12 @@ pub mod generic {
 pub type DefaultBackend = backend::dynamic::Dynamic;
 
 /// The target's default backend: kqueue on macOS and FreeBSD.
-#[cfg(not(target_os = "linux"))]
+#[cfg(all(unix, not(target_os = "linux")))]
 pub type DefaultBackend = backend::kqueue::Kqueue;
+
+/// The target's default backend: IOCP on Windows.
+#[cfg(windows)]
+pub type DefaultBackend = backend::iocp::Iocp;
 
 /// The README's code blocks, compiled and run as doctests.
 #[cfg(doctest)]

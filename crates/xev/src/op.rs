@@ -60,6 +60,7 @@ impl Interest {
     }
 
     /// The platform's poll event mask for this interest.
+    #[cfg(unix)]
     pub(crate) fn poll_mask(self) -> u32 {
         sys::poll_mask(self.is_readable(), self.is_writable())
     }
@@ -140,7 +141,7 @@ impl Msg {
     /// Points the message header at this message's buffer and address. Must
     /// be called (by the backend) right before the kernel sees `hdr`, after
     /// the message reached its final address.
-    pub(crate) fn prepare(&mut self, receiving: bool) -> *mut sys::RawMsg {
+    pub(crate) fn prepare(&mut self, receiving: bool) -> sys::RawMsg {
         self.hdr
             .prepare(&mut self.buf, MAX_IO_LEN, &mut self.addr, receiving)
     }
@@ -384,6 +385,27 @@ impl Op {
         }
     }
 
+    /// The handle this operation acts on, if any.
+    #[cfg_attr(not(windows), allow(dead_code))]
+    pub(crate) fn handle(&self) -> Option<RawHandle> {
+        match self {
+            Op::Accept { fd }
+            | Op::Connect { fd, .. }
+            | Op::Read { fd, .. }
+            | Op::Write { fd, .. }
+            | Op::Pread { fd, .. }
+            | Op::Pwrite { fd, .. }
+            | Op::Recv { fd, .. }
+            | Op::Send { fd, .. }
+            | Op::Poll { fd, .. }
+            | Op::Shutdown { fd, .. }
+            | Op::Close { fd }
+            | Op::ProcWait { fd, .. } => Some(*fd),
+            Op::Recvmsg(m) | Op::Sendmsg(m) => Some(m.fd),
+            Op::Noop | Op::Timer { .. } | Op::Cancel { .. } | Op::AsyncWait(_) => None,
+        }
+    }
+
     /// The kind of this operation, for diagnostics.
     pub fn kind(&self) -> OpKind {
         match self {
@@ -514,6 +536,8 @@ impl Op {
 /// How an operation is carried out, per family of backend: what the loop
 /// does itself, and what goes to a backend and how (see [`Op::plan`]).
 #[derive(Debug)]
+// The readiness backends read the descriptors; IOCP reads the op itself.
+#[cfg_attr(windows, allow(dead_code))]
 pub(crate) enum Plan<'a> {
     /// Completes on the loop's next tick.
     Noop,

@@ -140,6 +140,10 @@ pub(crate) union Slot {
     /// `State::Pool`: the loop's [`Shared`], through which the worker hands
     /// the task back (a pointer, so its provenance travels with it).
     pub(crate) pool: *const Shared,
+    /// `State::Backend` on the IOCP backend: the operation's `OVERLAPPED`
+    /// and extras.
+    #[cfg(windows)]
+    pub(crate) iocp: crate::sys::types::IocpSlot,
 }
 
 // The thread pool's task node overlays `next` and `prev` (two pointers, on

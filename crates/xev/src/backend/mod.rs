@@ -15,13 +15,18 @@
 //! - [`dynamic`]: io_uring or epoll, chosen at run time.
 //! - `kqueue` (macOS, FreeBSD; on Linux with `--cfg xev_libkqueue`):
 //!   readiness-based on the same shared machinery as epoll.
+//! - `iocp` (Windows): completion-based; the kernel performs the
+//!   operations and posts packets to the loop's completion port.
 
 use std::io;
 use std::ptr::NonNull;
 use std::time::Duration;
 
 use crate::options::Options;
+#[cfg(unix)]
 pub use crate::sys::unix::Waker;
+#[cfg(windows)]
+pub use crate::sys::windows::Waker;
 pub use crate::record::Core;
 
 #[cfg(target_os = "linux")]
@@ -37,6 +42,9 @@ pub mod io_uring;
     all(target_os = "linux", xev_libkqueue)
 ))]
 pub mod kqueue;
+#[cfg(windows)]
+pub mod iocp;
+#[cfg(unix)]
 pub mod readiness;
 
 /// How [`Backend::start`] went.

@@ -867,7 +867,19 @@ impl<B: Backend> Loop<B> {
                 };
                 if !self.result_pending(target) {
                     self.s.cancels_waiting.remove(c);
-                    Self::finish(&mut self.s.completions, c, (*c).res);
+                    // A cancel the backend accepted can still lose the race
+                    // on a completion port (the operation finished before
+                    // the kernel stopped it): when the target's result is
+                    // not a cancellation, the cancel came too late.
+                    let mut res = (*c).res;
+                    if res == 0 {
+                        if let Some(t) = self.lookup(target) {
+                            if (*t).state == State::Done && (*t).res != sys::CANCELED {
+                                res = sys::TOO_LATE;
+                            }
+                        }
+                    }
+                    Self::finish(&mut self.s.completions, c, res);
                 }
                 c = next;
             }
@@ -1085,6 +1097,10 @@ impl<B: Backend> Drop for Inner<B> {
         //    in the pool come back before we free their memory.
         self.pool_batch = Batch::new();
         while self.pool_in_flight > 0 {
+            // Reset the waker before looking, so that a task handed back
+            // after the look signals it anew (the backend's drain may have
+            // consumed an earlier signal).
+            self.shared.wake.drain();
             let n = self.shared.done.pop_all().count();
             self.pool_in_flight -= n;
             if self.pool_in_flight > 0 {

@@ -11,6 +11,7 @@
 
 /// Calls `libc::$fn(args..)` and returns `Ok(value)`, or
 /// `Err(io::Error::last_os_error())` when it returned -1.
+#[cfg(unix)]
 macro_rules! syscall {
     ($fn:ident($($arg:expr),* $(,)?)) => {{
         // SAFETY: the caller's `syscall!` site states why the call is sound
@@ -28,3 +29,7 @@ macro_rules! syscall {
 pub(crate) mod unix;
 #[cfg(unix)]
 pub(crate) use unix::*;
+#[cfg(windows)]
+pub(crate) mod windows;
+#[cfg(windows)]
+pub(crate) use windows::*;

@@ -26,20 +26,34 @@
 //! its descriptor directly.
 
 pub mod async_wait;
+#[cfg(unix)]
 mod descriptor;
+#[cfg(unix)]
 pub mod file;
+#[cfg(unix)]
 pub mod process;
+#[cfg(unix)]
 mod request;
+#[cfg(unix)]
 mod shared_fd;
+#[cfg(unix)]
 pub mod stream;
+#[cfg(unix)]
 pub mod tcp;
 pub mod timer;
+#[cfg(unix)]
 pub mod udp;
+#[cfg(unix)]
 mod write_queue;
 
+#[cfg(unix)]
 pub use file::File;
+#[cfg(unix)]
 pub use process::Process;
+#[cfg(unix)]
 pub use stream::Stream;
+#[cfg(unix)]
 pub use tcp::Tcp;
 pub use timer::Timer;
+#[cfg(unix)]
 pub use udp::Udp;

@@ -208,6 +208,7 @@ fn clone_error(e: &WriteError) -> WriteError {
     match e {
         WriteError::Canceled => WriteError::Canceled,
         WriteError::NoThreadPool => WriteError::NoThreadPool,
+        WriteError::Unsupported => WriteError::Unsupported,
         WriteError::Io(e) => WriteError::Io(match e.raw_os_error() {
             Some(n) => io::Error::from_raw_os_error(n),
             None => io::Error::new(e.kind(), e.to_string()),

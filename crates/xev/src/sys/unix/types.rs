@@ -78,8 +78,8 @@ pub(crate) fn poll_bits(m: i32) -> (bool, bool, bool, bool) {
     )
 }
 
-/// The header `sendmsg`/`recvmsg` take.
-pub(crate) type RawMsg = libc::msghdr;
+/// What `sendmsg`/`recvmsg` take: a pointer to the header.
+pub(crate) type RawMsg = *mut libc::msghdr;
 
 /// The kernel's view of a one-buffer message with a peer address: the
 /// `msghdr` and its one `iovec`. It lives inside the message operation,
@@ -106,7 +106,7 @@ impl MsgHeader {
         len: usize,
         addr: &mut SockAddr,
         receiving: bool,
-    ) -> *mut RawMsg {
+    ) -> RawMsg {
         self.iov.iov_base = buf.as_mut_ptr().cast();
         self.iov.iov_len = len.min(buf.len());
         self.hdr.msg_iov = &mut self.iov;

@@ -1,0 +1,372 @@
+//! The Windows system interface: the completion port and its waker, the
+//! overlapped calls the IOCP backend starts (sockets through WinSock, files
+//! and pipes through `ReadFile`/`WriteFile`), how a finished `OVERLAPPED`
+//! turns into a raw result, and the synchronous calls (shutdown, close).
+
+pub(crate) mod types;
+
+pub(crate) use types::*;
+
+use std::io;
+use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle as OwnedPort};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use windows_sys::Win32::Foundation::{
+    CloseHandle, GetLastError, ERROR_BROKEN_PIPE, ERROR_HANDLE_EOF, ERROR_INVALID_PARAMETER,
+    HANDLE, INVALID_HANDLE_VALUE, WAIT_TIMEOUT,
+};
+use windows_sys::Win32::Networking::WinSock as ws;
+use windows_sys::Win32::System::IO::{
+    CreateIoCompletionPort, GetOverlappedResult, GetQueuedCompletionStatus,
+    GetQueuedCompletionStatusEx, PostQueuedCompletionStatus, OVERLAPPED, OVERLAPPED_ENTRY,
+};
+
+use crate::error::UNSUPPORTED;
+use crate::record::Core;
+
+/// The completion key of the waker's packets (I/O packets carry key 0).
+pub(crate) const WAKE_KEY: usize = 1;
+
+/// The negated last Win32 error, as a raw result.
+pub(crate) fn neg_last_error() -> i32 {
+    // SAFETY: reads the calling thread's last-error value.
+    -(unsafe { GetLastError() } as i32)
+}
+
+/// The negated last WinSock error, as a raw result.
+pub(crate) fn neg_wsa_error() -> i32 {
+    // SAFETY: reads the calling thread's WinSock error value.
+    -unsafe { ws::WSAGetLastError() }
+}
+
+/// A completion port, shared by the backend that waits on it and the
+/// waker that posts to it (closed when both are gone).
+#[derive(Debug)]
+pub(crate) struct Port(OwnedPort);
+
+impl Port {
+    /// A new completion port for one waiting thread.
+    pub(crate) fn new() -> io::Result<Arc<Port>> {
+        // SAFETY: creates a new port; no handle or pointer is passed.
+        let h = unsafe { CreateIoCompletionPort(INVALID_HANDLE_VALUE, std::ptr::null_mut(), 0, 1) };
+        if h.is_null() {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `h` is a new handle that nothing else owns.
+        Ok(Arc::new(Port(unsafe { OwnedPort::from_raw_handle(h) })))
+    }
+
+    fn handle(&self) -> HANDLE {
+        self.0.as_raw_handle()
+    }
+
+    /// Associates `h` with the port (key 0), so that its overlapped
+    /// operations post their packets here. Once per handle: a handle that
+    /// is already associated answers `ERROR_INVALID_PARAMETER`, which is
+    /// success here (a handle belongs to one port for its whole life).
+    pub(crate) fn associate(&self, h: RawHandle) -> Result<(), i32> {
+        // SAFETY: `h` is an integer the kernel checks; the port is live.
+        let r = unsafe { CreateIoCompletionPort(h as HANDLE, self.handle(), 0, 0) };
+        if r.is_null() {
+            let e = neg_last_error();
+            if e != -(ERROR_INVALID_PARAMETER as i32) {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout` (`None`: forever) for packets, filling
+    /// `entries`; returns how many arrived (0 on timeout).
+    pub(crate) fn wait(
+        &self,
+        entries: &mut [OVERLAPPED_ENTRY],
+        timeout: Option<Duration>,
+    ) -> io::Result<usize> {
+        let ms = match timeout {
+            None => u32::MAX, // INFINITE
+            // Round up, so that a timer is never woken for early.
+            Some(t) => u32::try_from(t.as_nanos().div_ceil(1_000_000))
+                .unwrap_or(u32::MAX - 1),
+        };
+        let mut n = 0u32;
+        // SAFETY: `entries` is live writable memory for `entries.len()`
+        // entries; `n` is a live local.
+        let ok = unsafe {
+            GetQueuedCompletionStatusEx(
+                self.handle(),
+                entries.as_mut_ptr(),
+                entries.len() as u32,
+                &mut n,
+                ms,
+                0,
+            )
+        };
+        if ok == 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(WAIT_TIMEOUT as i32) {
+                return Ok(0);
+            }
+            return Err(e);
+        }
+        Ok(n as usize)
+    }
+
+    /// Posts a packet with `key` and no `OVERLAPPED`, or with `ov` (then
+    /// it completes that operation with `bytes`).
+    pub(crate) fn post(&self, key: usize, bytes: u32, ov: *mut OVERLAPPED) -> io::Result<()> {
+        // SAFETY: the port is live; `ov` is null or an OVERLAPPED that
+        // stays live until its packet is dequeued (the caller's part).
+        if unsafe { PostQueuedCompletionStatus(self.handle(), bytes, key, ov) } == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// The waker of a loop on Windows: a packet with [`WAKE_KEY`] posted to the
+/// loop's completion port. Signals before a drain count as one (one packet
+/// in the port at a time).
+#[derive(Debug)]
+pub struct Waker {
+    port: Arc<Port>,
+    posted: AtomicBool,
+}
+
+impl Waker {
+    /// A waker posting to `port`.
+    pub(crate) fn for_port(port: Arc<Port>) -> Waker {
+        Waker {
+            port,
+            posted: AtomicBool::new(false),
+        }
+    }
+
+    /// Signals: posts a wake packet unless one is already pending.
+    pub(crate) fn signal(&self) -> io::Result<()> {
+        if !self.posted.swap(true, Ordering::AcqRel) {
+            if let Err(e) = self.port.post(WAKE_KEY, 0, std::ptr::null_mut()) {
+                self.posted.store(false, Ordering::Release);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Resets to "not signaled" (the backend took the packet).
+    pub(crate) fn drain(&self) {
+        self.posted.store(false, Ordering::Release);
+    }
+
+    /// Blocks until a wake packet arrives, then resets (used only when a
+    /// loop is dropped while thread-pool tasks are still running; the
+    /// backend holds no operation then, so only wake packets arrive).
+    pub(crate) fn wait(&self) {
+        let (mut bytes, mut key, mut ov) = (0u32, 0usize, std::ptr::null_mut());
+        loop {
+            // SAFETY: the out-pointers are live locals; the port is live.
+            let ok = unsafe {
+                GetQueuedCompletionStatus(self.port.handle(), &mut bytes, &mut key, &mut ov, u32::MAX)
+            };
+            if (ok != 0 && key == WAKE_KEY) || (ok == 0 && ov.is_null()) {
+                break;
+            }
+        }
+        self.drain();
+    }
+}
+
+/// The raw result of a finished overlapped operation on `h` (a socket when
+/// `socket`): the bytes transferred, or the negated error. End of file and
+/// a pipe whose writer is gone read as 0 bytes, as on Unix.
+///
+/// # Safety
+/// `ov` is the operation's `OVERLAPPED`, and the operation has finished
+/// (its packet was dequeued).
+pub(crate) unsafe fn overlapped_result(h: RawHandle, ov: *const OVERLAPPED, socket: bool) -> i32 {
+    let mut bytes = 0u32;
+    let res = if socket {
+        let mut flags = 0u32;
+        // SAFETY: per the contract; the out-pointers are live locals. The
+        // call does not wait (`fWait` false) for a finished operation.
+        let ok = unsafe { ws::WSAGetOverlappedResult(h, ov, &mut bytes, 0, &mut flags) };
+        if ok == 0 {
+            neg_wsa_error()
+        } else {
+            0
+        }
+    } else {
+        // SAFETY: as above.
+        let ok = unsafe { GetOverlappedResult(h as HANDLE, ov, &mut bytes, 0) };
+        if ok == 0 {
+            neg_last_error()
+        } else {
+            0
+        }
+    };
+    match res {
+        0 => bytes.min(i32::MAX as u32) as i32,
+        e => eof_as_zero(e),
+    }
+}
+
+/// Closes `h`: a socket with `closesocket`, anything else with
+/// `CloseHandle`. Returns the raw result.
+pub(crate) fn close(h: RawHandle) -> i32 {
+    // SAFETY: closes an integer handle the caller owns.
+    if unsafe { ws::closesocket(h) } == 0 {
+        return 0;
+    }
+    let e = neg_wsa_error();
+    if e != -ws::WSAENOTSOCK {
+        return e;
+    }
+    // SAFETY: as above.
+    if unsafe { CloseHandle(h as HANDLE) } == 0 {
+        return neg_last_error();
+    }
+    0
+}
+
+/// Closes `h`, ignoring the result (for handles nothing else will close,
+/// when the loop is dropped).
+pub(crate) fn close_quietly(h: RawHandle) {
+    let _ = close(h);
+}
+
+/// `shutdown` of a socket, as a raw result.
+pub(crate) fn shutdown(s: RawHandle, how: std::net::Shutdown) -> i32 {
+    let how = match how {
+        std::net::Shutdown::Read => ws::SD_RECEIVE,
+        std::net::Shutdown::Write => ws::SD_SEND,
+        std::net::Shutdown::Both => ws::SD_BOTH,
+    };
+    // SAFETY: takes integers only.
+    if unsafe { ws::shutdown(s, how) } != 0 {
+        return neg_wsa_error();
+    }
+    0
+}
+
+/// One synchronous attempt at `core`'s operation, for the thread pool.
+/// The IOCP backend performs every operation itself (overlapped), so
+/// nothing reaches the pool on Windows; anything that does is refused.
+///
+/// # Safety
+/// `core` is live and not accessed elsewhere during the call.
+pub(crate) unsafe fn perform(_core: *mut Core) -> i32 {
+    UNSUPPORTED
+}
+
+/// End of file, or a pipe whose writer is gone, as 0 bytes (as on Unix);
+/// any other raw result unchanged.
+pub(crate) fn eof_as_zero(res: i32) -> i32 {
+    if res == -(ERROR_HANDLE_EOF as i32) || res == -(ERROR_BROKEN_PIPE as i32) {
+        0
+    } else {
+        res
+    }
+}
+
+/// Starts WinSock for this process (once; `WSAStartup` counts, and the
+/// standard library does the same before its first socket call).
+pub(crate) fn winsock_init() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        // SAFETY: `data` is a live local for WSAStartup to fill.
+        unsafe {
+            let mut data: ws::WSADATA = std::mem::zeroed();
+            ws::WSAStartup(0x202, &mut data);
+        }
+    });
+}
+
+/// The address `s` is bound to, as raw storage and length.
+fn local_addr(s: RawHandle) -> Result<(ws::SOCKADDR_STORAGE, i32), i32> {
+    // SAFETY: SOCKADDR_STORAGE is plain data; all zero is valid.
+    let mut st: ws::SOCKADDR_STORAGE = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<ws::SOCKADDR_STORAGE>() as i32;
+    // SAFETY: `st` and `len` are live locals of the sizes given.
+    if unsafe { ws::getsockname(s, (&raw mut st).cast(), &mut len) } != 0 {
+        return Err(neg_wsa_error());
+    }
+    Ok((st, len))
+}
+
+/// A new overlapped, non-inheritable stream socket of the same family as
+/// the listening socket `listener`, for `AcceptEx`.
+pub(crate) fn socket_like(listener: RawHandle) -> Result<RawHandle, i32> {
+    let (st, _) = local_addr(listener)?;
+    // SAFETY: takes integers and a null protocol-info pointer.
+    let s = unsafe {
+        ws::WSASocketW(
+            st.ss_family as i32,
+            ws::SOCK_STREAM,
+            ws::IPPROTO_TCP,
+            std::ptr::null(),
+            0,
+            ws::WSA_FLAG_OVERLAPPED | ws::WSA_FLAG_NO_HANDLE_INHERIT,
+        )
+    };
+    if s == ws::INVALID_SOCKET {
+        return Err(neg_wsa_error());
+    }
+    Ok(s)
+}
+
+/// `ConnectEx` needs a bound socket: binds `s` to the unspecified address
+/// of `peer`'s family unless it is bound already.
+pub(crate) fn bind_unspecified_if_unbound(s: RawHandle, peer: &socket2::SockAddr) -> Result<(), i32> {
+    match local_addr(s) {
+        Ok(_) => return Ok(()),
+        Err(e) if e == -ws::WSAEINVAL => {}
+        Err(e) => return Err(e),
+    }
+    let any: std::net::SocketAddr = if peer.is_ipv6() {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    };
+    let any = socket2::SockAddr::from(any);
+    // SAFETY: `any` is a valid address of `any.len()` bytes.
+    if unsafe { ws::bind(s, any.as_ptr().cast(), any.len()) } != 0 {
+        return Err(neg_wsa_error());
+    }
+    Ok(())
+}
+
+/// After `AcceptEx` succeeded: gives the accepted socket `s` the listening
+/// socket's context (so that `getpeername`, `shutdown`... work on it) and
+/// returns it as a raw result.
+pub(crate) fn finish_accept(listener: RawHandle, s: RawHandle) -> i32 {
+    // SAFETY: the option value is a live local of the size given.
+    let r = unsafe {
+        ws::setsockopt(
+            s,
+            ws::SOL_SOCKET,
+            ws::SO_UPDATE_ACCEPT_CONTEXT,
+            (&raw const listener).cast(),
+            std::mem::size_of::<RawHandle>() as i32,
+        )
+    };
+    if r != 0 {
+        return neg_wsa_error();
+    }
+    // Raw results are 32-bit; handle values use their low 32 bits only,
+    // but refuse rather than truncate one that would not fit.
+    i32::try_from(s).unwrap_or(-ws::WSAEMFILE)
+}
+
+/// After `ConnectEx` succeeded: gives `s` its connected context.
+pub(crate) fn finish_connect(s: RawHandle) -> i32 {
+    // SAFETY: no option value.
+    let r = unsafe {
+        ws::setsockopt(s, ws::SOL_SOCKET, ws::SO_UPDATE_CONNECT_CONTEXT, std::ptr::null(), 0)
+    };
+    if r != 0 {
+        return neg_wsa_error();
+    }
+    0
+}

@@ -1,0 +1,137 @@
+//! The Windows spelling of the platform facts that the portable layer
+//! (operations, results, errors, the completion record) names: what a
+//! handle is, the raw error codes the loop and the typed errors
+//! distinguish, the message header of `WSASendTo`/`WSARecvFrom`, and the
+//! per-operation record the IOCP backend keeps in a completion (its
+//! `OVERLAPPED`). It depends on nothing of xev's, like its Unix twin.
+//!
+//! Raw results are as on Unix: a non-negative value, or a negated Win32
+//! (or WinSock) error code, which `std::io::Error::from_raw_os_error`
+//! understands.
+
+use std::os::windows::io::{FromRawSocket, OwnedSocket, RawSocket};
+
+use socket2::SockAddr;
+use windows_sys::Win32::Foundation::{
+    ERROR_BUSY, ERROR_INVALID_HANDLE, ERROR_NOT_FOUND, ERROR_OPERATION_ABORTED,
+};
+use windows_sys::Win32::Networking::WinSock::{WSABUF, WSAEALREADY};
+use windows_sys::Win32::System::IO::OVERLAPPED;
+
+/// What operations name the file, socket or pipe they act on: a `SOCKET`,
+/// or a `HANDLE` (whose value only ever uses its low 32 bits), as an
+/// integer.
+pub type RawHandle = usize;
+
+/// An owned socket (closed when dropped), as an accept returns it.
+pub type OwnedHandle = OwnedSocket;
+
+/// Takes ownership of the socket in a non-negative raw result.
+///
+/// # Safety
+/// `raw` is a new socket that nothing else owns.
+pub(crate) unsafe fn owned_handle(raw: i32) -> OwnedHandle {
+    // SAFETY: per the contract.
+    unsafe { OwnedSocket::from_raw_socket(raw as u32 as RawSocket) }
+}
+
+/// The raw result of an operation canceled before it finished.
+pub(crate) const CANCELED: i32 = -(ERROR_OPERATION_ABORTED as i32);
+/// The raw result of a cancel whose target is not in flight.
+pub(crate) const NOT_FOUND: i32 = -(ERROR_NOT_FOUND as i32);
+/// The raw result of a cancel that came too late (the target finishes on
+/// its own).
+pub(crate) const TOO_LATE: i32 = -WSAEALREADY;
+/// The error code whose `io::ErrorKind` is `ResourceBusy`.
+pub(crate) const BUSY_CODE: i32 = ERROR_BUSY as i32;
+/// The error code of an operation on a closed or invalid handle.
+#[allow(dead_code)] // used by the Unix watchers; Windows ones come next
+pub(crate) const BAD_HANDLE_CODE: i32 = ERROR_INVALID_HANDLE as i32;
+
+/// Whether a process wait's raw result says the process is not ours.
+pub(crate) fn is_not_child(res: i32) -> bool {
+    res == -(windows_sys::Win32::Foundation::ERROR_INVALID_PARAMETER as i32)
+}
+
+/// Poll has no IOCP equivalent (it answers `Unsupported` there); these
+/// bits only give the portable `Readiness` a meaning.
+pub(crate) fn poll_bits(m: i32) -> (bool, bool, bool, bool) {
+    (m & 1 != 0, m & 2 != 0, m & 4 != 0, m & 8 != 0)
+}
+
+/// What the backend passes to `WSASendTo`/`WSARecvFrom`.
+pub(crate) struct RawMsg {
+    /// The one buffer.
+    pub(crate) buf: WSABUF,
+    /// The address.
+    pub(crate) addr: *mut SockAddr,
+    /// The address length; the kernel writes the sender's length into it
+    /// when the receive completes, so it lives in the boxed message.
+    pub(crate) addr_len: *mut i32,
+}
+
+/// The address length of a message (in the boxed message, where a
+/// receive's `lpFromlen` must stay until the receive completes).
+pub(crate) struct MsgHeader {
+    addr_len: i32,
+}
+
+impl MsgHeader {
+    /// An empty header.
+    pub(crate) fn new() -> MsgHeader {
+        MsgHeader { addr_len: 0 }
+    }
+
+    /// The buffer (at most `len` bytes of it) and address for a send or a
+    /// receive.
+    pub(crate) fn prepare(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        addr: &mut SockAddr,
+        receiving: bool,
+    ) -> RawMsg {
+        self.addr_len = if receiving {
+            std::mem::size_of::<windows_sys::Win32::Networking::WinSock::SOCKADDR_STORAGE>()
+                as i32
+        } else {
+            addr.len()
+        };
+        RawMsg {
+            buf: WSABUF {
+                len: len.min(buf.len()) as u32,
+                buf: buf.as_mut_ptr(),
+            },
+            addr,
+            addr_len: &mut self.addr_len,
+        }
+    }
+
+    /// After a receive: the length of the sender's address.
+    pub(crate) fn name_len(&self) -> socket2::socklen_t {
+        self.addr_len.max(0)
+    }
+}
+
+/// The bytes `AcceptEx` needs for the two addresses it writes (local and
+/// remote, each the largest address plus 16).
+pub(crate) const ACCEPT_ADDRS: usize = 2 * (28 + 16);
+
+/// What the IOCP backend keeps in a completion while the kernel holds it:
+/// the `OVERLAPPED` the kernel writes the outcome into (the completion's
+/// address follows from its address), and the per-operation extras.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct IocpSlot {
+    /// The kernel's record of the operation.
+    pub(crate) ov: OVERLAPPED,
+    /// An accept's new socket, created before `AcceptEx`.
+    pub(crate) accept: usize,
+    /// `WSARecv`/`WSARecvFrom` flags, written by the kernel.
+    pub(crate) flags: u32,
+    /// Set once the backend asked the kernel to cancel the operation: any
+    /// failure it then reports is a cancellation.
+    pub(crate) canceled: bool,
+    /// `AcceptEx`'s address buffer.
+    pub(crate) addrs: [u8; ACCEPT_ADDRS],
+}
