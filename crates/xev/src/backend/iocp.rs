@@ -70,6 +70,7 @@ fn fresh_slot() -> IocpSlot {
         accept: ws::INVALID_SOCKET,
         flags: 0,
         canceled: false,
+        owner: 0,
         addrs: [0; ACCEPT_ADDRS],
     }
 }
@@ -156,6 +157,14 @@ impl Iocp {
                 Some(fd) => fd,
                 None => return Start::Done(UNSUPPORTED),
             };
+            (*slot).owner = Arc::as_ptr(&self.port) as usize;
+            if matches!(
+                (*c).op,
+                Op::Read { .. } | Op::Write { .. } | Op::Pread { .. } | Op::Pwrite { .. }
+            ) && sys::is_synchronous(fd)
+            {
+                return Start::Pool;
+            }
             if let Err(e) = self.port.associate(fd) {
                 return Start::Done(e);
             }
@@ -439,8 +448,17 @@ impl Backend for Iocp {
             }
             let c = core_of(e.lpOverlapped);
             // SAFETY: every packet with key 0 carries the OVERLAPPED of a
-            // completion we started; its packet is dequeued, so the
-            // kernel is done with it.
+            // completion some loop started, which stays live until that
+            // loop gets its packet back; `owner` was written before the
+            // operation started.
+            if unsafe { (*c).slot.iocp.owner } != Arc::as_ptr(&self.port) as usize {
+                // Another loop's operation on a handle associated with
+                // this port first: not ours to touch (that loop never
+                // sees it complete; a handle serves one loop).
+                continue;
+            }
+            // SAFETY: ours, and its packet is dequeued, so the kernel is
+            // done with it.
             let res = unsafe { Self::finish_io(c) };
             self.in_flight -= 1;
             // SAFETY: `c` is a live completion (non-null: it was started).

@@ -14,6 +14,7 @@
 //! test also runs under the harness's watchdog thread, which aborts the
 //! process if a test hangs outside the loop's own waiting (in a drop, say).
 
+#[cfg(unix)]
 #[path = "../support/pipes.rs"]
 mod test_pipes;
 #[path = "../support/harness.rs"]
@@ -24,16 +25,24 @@ mod harness;
 mod support;
 
 mod async_wait;
+#[cfg(unix)]
 mod bad_fds;
+#[cfg(unix)]
 mod blocking;
 mod cancel;
+#[cfg(unix)]
 mod close;
 mod completions;
 mod drop_safety;
+#[cfg(unix)]
 mod files;
+mod net;
+#[cfg(unix)]
 mod pipes;
+#[cfg(unix)]
 mod poll;
 mod run_modes;
+#[cfg(unix)]
 mod sockets;
 mod stale_completions;
 mod timers;

@@ -7,6 +7,7 @@
 
 pub use std::cell::{Cell, RefCell};
 pub use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+#[cfg(unix)]
 pub use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 pub use std::rc::Rc;
 pub use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -167,6 +168,7 @@ macro_rules! expect {
 }
 
 /// The errno inside an operation's error, if any.
+#[cfg_attr(windows, allow(dead_code))] // used by Unix-only topics
 pub fn errno(res: &OpResult) -> Option<i32> {
     match res {
         OpResult::Accept(Err(e)) => e.raw_os_error(),
@@ -182,6 +184,7 @@ pub fn errno(res: &OpResult) -> Option<i32> {
     }
 }
 
+#[cfg_attr(windows, allow(dead_code))]
 pub fn errno_name(e: i32) -> String {
     format!("{} ({e})", std::io::Error::from_raw_os_error(e))
 }
@@ -190,20 +193,24 @@ pub fn errno_name(e: i32) -> String {
 // Descriptors
 // ---------------------------------------------------------------------------
 
+#[cfg(unix)]
 pub use crate::test_pipes::pipe;
 
+#[cfg(unix)]
 /// Blocking-free `write(2)` from the test side; returns bytes written.
 pub fn raw_write(fd: RawFd, data: &[u8]) -> isize {
     // SAFETY: writes from a live slice of the given length.
     unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) }
 }
 
+#[cfg(unix)]
 /// `read(2)` from the test side; returns bytes read (or -1).
 pub fn raw_read(fd: RawFd, buf: &mut [u8]) -> isize {
     // SAFETY: reads into a live mutable slice of the given length.
     unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) }
 }
 
+#[cfg(unix)]
 /// Fills a non-blocking pipe (or socket) until it would block.
 pub fn fill(fd: RawFd) {
     let chunk = [0x55u8; 4096];
@@ -241,6 +248,7 @@ pub fn udp_socket() -> (UdpSocket, SocketAddr) {
     (s, a)
 }
 
+#[cfg(unix)]
 /// A high descriptor number that nothing holds and no other test thread
 /// will be handed (descriptors are allocated lowest first), distinct for
 /// every call so that tests running in parallel never share one.
@@ -258,6 +266,7 @@ pub fn high_fd_number() -> RawFd {
     fd as RawFd
 }
 
+#[cfg(unix)]
 /// A descriptor number that is certainly closed: a pipe end is duplicated
 /// to a fresh high number and closed again.
 pub fn closed_fd() -> RawFd {
@@ -289,6 +298,7 @@ pub fn temp_file(tag: &str) -> std::fs::File {
     f
 }
 
+#[cfg(unix)]
 pub fn fd_flags(fd: RawFd) -> (libc::c_int, libc::c_int) {
     // SAFETY: fcntl queries take no pointers.
     unsafe {
@@ -298,3 +308,109 @@ pub fn fd_flags(fd: RawFd) -> (libc::c_int, libc::c_int) {
         )
     }
 }
+
+/// The raw handle of a socket, as operations take it: its descriptor on
+/// Unix, its `SOCKET` on Windows.
+pub fn raw<S: AsRawSock>(s: &S) -> xev::RawHandle {
+    s.raw_sock()
+}
+
+/// A socket with a raw handle (see [`raw`]).
+pub trait AsRawSock {
+    fn raw_sock(&self) -> xev::RawHandle;
+}
+
+#[cfg(unix)]
+impl<T: std::os::fd::AsRawFd> AsRawSock for T {
+    fn raw_sock(&self) -> xev::RawHandle {
+        self.as_raw_fd()
+    }
+}
+
+#[cfg(windows)]
+impl<T: std::os::windows::io::AsRawSocket> AsRawSock for T {
+    fn raw_sock(&self) -> xev::RawHandle {
+        self.as_raw_socket() as xev::RawHandle
+    }
+}
+
+/// On Windows the tests' "descriptors" are sockets: the Unix names the
+/// topics use (`RawFd`, `OwnedFd`, `as_raw_fd`, `into_raw_fd`, `pipe`,
+/// `raw_write`, `raw_read`, `fill`) stand for a socket's handle, an owned
+/// socket, and a connected non-blocking loopback TCP pair, so that a topic
+/// written against a pipe runs unchanged on IOCP.
+#[cfg(windows)]
+mod windows_names {
+    use std::os::windows::io::{AsRawSocket, IntoRawSocket, OwnedSocket};
+
+    use windows_sys::Win32::Networking::WinSock as ws;
+
+    pub type RawFd = xev::RawHandle;
+    pub type OwnedFd = OwnedSocket;
+
+    pub trait AsRawFd {
+        fn as_raw_fd(&self) -> RawFd;
+    }
+
+    macro_rules! sockets {
+        ($($t:ty),*) => {$(
+            impl AsRawFd for $t {
+                fn as_raw_fd(&self) -> RawFd {
+                    self.as_raw_socket() as RawFd
+                }
+            }
+        )*};
+    }
+    sockets!(
+        OwnedSocket,
+        std::net::TcpStream,
+        std::net::TcpListener,
+        std::net::UdpSocket,
+        socket2::Socket
+    );
+
+    impl AsRawFd for std::fs::File {
+        fn as_raw_fd(&self) -> RawFd {
+            std::os::windows::io::AsRawHandle::as_raw_handle(self) as RawFd
+        }
+    }
+
+    pub trait IntoRawFd {
+        fn into_raw_fd(self) -> RawFd;
+    }
+
+    impl<T: IntoRawSocket> IntoRawFd for T {
+        fn into_raw_fd(self) -> RawFd {
+            self.into_raw_socket() as RawFd
+        }
+    }
+
+    /// A connected, non-blocking loopback TCP pair standing in for a pipe:
+    /// (read end, write end); both ends can do both.
+    pub fn pipe() -> (OwnedFd, OwnedFd) {
+        let (a, b) = super::tcp_pair();
+        (a.into(), b.into())
+    }
+
+    /// `send` from the test side; returns bytes written or -1.
+    pub fn raw_write(fd: RawFd, data: &[u8]) -> isize {
+        // SAFETY: sends from a live slice of the given length.
+        unsafe { ws::send(fd, data.as_ptr(), data.len() as i32, 0) as isize }
+    }
+
+    /// `recv` from the test side; returns bytes read or -1.
+    pub fn raw_read(fd: RawFd, buf: &mut [u8]) -> isize {
+        // SAFETY: receives into a live mutable slice of the given length.
+        unsafe { ws::recv(fd, buf.as_mut_ptr(), buf.len() as i32, 0) as isize }
+    }
+
+    /// Fills a non-blocking socket until it would block.
+    pub fn fill(fd: RawFd) {
+        let chunk = [0x55u8; 4096];
+        while raw_write(fd, &chunk) >= 0 {}
+        // SAFETY: reads the thread's WinSock error.
+        assert_eq!(unsafe { ws::WSAGetLastError() }, ws::WSAEWOULDBLOCK);
+    }
+}
+#[cfg(windows)]
+pub use windows_names::*;

@@ -53,6 +53,8 @@ pub const BACKENDS: &[&str] = &[
     "dynamic",
     #[cfg(any(xev_libkqueue, target_os = "macos", target_os = "freebsd"))]
     "kqueue",
+    #[cfg(windows)]
+    "iocp",
 ];
 
 /// Whether `backend` (a module name of [`BACKENDS`]) can run on this host:
@@ -70,6 +72,28 @@ pub fn probe(backend: &str) -> std::io::Result<()> {
     }
 }
 
+/// Tests that cannot apply on a backend, each with the reason: the one
+/// list of them (matched against the end of the test's path,
+/// `TOPIC::BACKEND::NAME`). [`run`] skips them with the reason on stderr.
+pub const NOT_APPLICABLE: &[(&str, &str)] = &[
+    (
+        "cancel::iocp::cancel_pending_poll",
+        "poll is Unsupported on IOCP (net::poll_is_readiness_or_unsupported checks that)",
+    ),
+    (
+        "completions::iocp::more_ops_than_ring_entries",
+        "it keeps half its operations pending with polls, Unsupported on IOCP",
+    ),
+    (
+        "completions::iocp::rearm_across_op_kinds",
+        "one of the kinds it rearms through is a poll, Unsupported on IOCP",
+    ),
+    (
+        "drop_safety::iocp::drop_loop_with_many_kinds_in_flight",
+        "one of the kinds it leaves in flight is a poll, Unsupported on IOCP",
+    ),
+];
+
 /// How long one test may run before its [`Watchdog`] aborts the test
 /// binary: a minute (ten under Miri, which is ~100 times slower). A test
 /// that legitimately runs longer raises its own limit with
@@ -84,7 +108,7 @@ thread_local! {
 }
 
 /// The module name of the backend the current test runs on (`"io_uring"`,
-/// `"epoll"`, `"dynamic"`, `"kqueue"`); empty outside a harness test.
+/// `"epoll"`, `"dynamic"`, `"kqueue"`, `"iocp"`); empty outside a harness test.
 #[allow(dead_code)] // not every test binary asks
 pub fn backend() -> &'static str {
     BACKEND.with(Cell::get)
@@ -149,6 +173,10 @@ pub fn run(backend: &'static str, test: &'static str, f: fn()) {
         eprintln!("{backend} unavailable here ({e}): skipping {test}");
         return;
     }
+    if let Some((_, why)) = NOT_APPLICABLE.iter().find(|(t, _)| test.ends_with(t)) {
+        eprintln!("not applicable: skipping {test}: {why}");
+        return;
+    }
     let watchdog = Watchdog::start(test);
     BACKEND.with(|b| b.set(backend));
     LIMIT.with(|l| l.set(Some(watchdog.0.clone())));
@@ -190,5 +218,7 @@ macro_rules! for_each_backend {
         // (RUSTFLAGS="--cfg xev_libkqueue", see the README).
         #[cfg(any(xev_libkqueue, target_os = "macos", target_os = "freebsd"))]
         for_each_backend!(@backend kqueue, xev::backend::kqueue::Kqueue; $($name)*);
+        #[cfg(windows)]
+        for_each_backend!(@backend iocp, xev::backend::iocp::Iocp; $($name)*);
     };
 }

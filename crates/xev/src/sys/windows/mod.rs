@@ -14,8 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use windows_sys::Win32::Foundation::{
-    CloseHandle, GetLastError, ERROR_BROKEN_PIPE, ERROR_HANDLE_EOF, ERROR_INVALID_PARAMETER,
-    HANDLE, INVALID_HANDLE_VALUE, WAIT_TIMEOUT,
+    CloseHandle, GetLastError, ERROR_BROKEN_PIPE, ERROR_HANDLE_EOF, ERROR_INVALID_HANDLE,
+    ERROR_INVALID_PARAMETER, HANDLE, INVALID_HANDLE_VALUE, STATUS_CANCELLED,
+    STATUS_HANDLES_CLOSED, WAIT_TIMEOUT,
 };
 use windows_sys::Win32::Networking::WinSock as ws;
 use windows_sys::Win32::System::IO::{
@@ -24,6 +25,7 @@ use windows_sys::Win32::System::IO::{
 };
 
 use crate::error::UNSUPPORTED;
+use crate::op::{io_len, Op};
 use crate::record::Core;
 
 /// The completion key of the waker's packets (I/O packets carry key 0).
@@ -180,36 +182,45 @@ impl Waker {
 
 /// The raw result of a finished overlapped operation on `h` (a socket when
 /// `socket`): the bytes transferred, or the negated error. End of file and
-/// a pipe whose writer is gone read as 0 bytes, as on Unix.
+/// a pipe whose writer is gone read as 0 bytes, as on Unix. An operation
+/// stopped by `CancelIoEx` or by closing its handle (whatever status the
+/// kernel gave it then) is cancelled.
 ///
 /// # Safety
 /// `ov` is the operation's `OVERLAPPED`, and the operation has finished
 /// (its packet was dequeued).
 pub(crate) unsafe fn overlapped_result(h: RawHandle, ov: *const OVERLAPPED, socket: bool) -> i32 {
-    let mut bytes = 0u32;
-    let res = if socket {
+    // SAFETY: per the contract the kernel is done writing `ov`.
+    let (status, bytes) = unsafe { ((*ov).Internal as u32, (*ov).InternalHigh) };
+    if status == 0 {
+        return bytes.min(i32::MAX as usize) as i32;
+    }
+    if status == STATUS_CANCELLED as u32 || status == STATUS_HANDLES_CLOSED as u32 {
+        return CANCELED;
+    }
+    // The error in the socket's or file's own terms (a WinSock code for a
+    // socket), read while the handle is still open.
+    let mut n = 0u32;
+    let err = if socket {
         let mut flags = 0u32;
         // SAFETY: per the contract; the out-pointers are live locals. The
         // call does not wait (`fWait` false) for a finished operation.
-        let ok = unsafe { ws::WSAGetOverlappedResult(h, ov, &mut bytes, 0, &mut flags) };
-        if ok == 0 {
-            neg_wsa_error()
-        } else {
-            0
+        match unsafe { ws::WSAGetOverlappedResult(h, ov, &mut n, 0, &mut flags) } {
+            0 => neg_wsa_error(),
+            _ => return n.min(i32::MAX as u32) as i32,
         }
     } else {
         // SAFETY: as above.
-        let ok = unsafe { GetOverlappedResult(h as HANDLE, ov, &mut bytes, 0) };
-        if ok == 0 {
-            neg_last_error()
-        } else {
-            0
+        match unsafe { GetOverlappedResult(h as HANDLE, ov, &mut n, 0) } {
+            0 => neg_last_error(),
+            _ => return n.min(i32::MAX as u32) as i32,
         }
     };
-    match res {
-        0 => bytes.min(i32::MAX as u32) as i32,
-        e => eof_as_zero(e),
+    if err == -ws::WSAENOTSOCK || err == -(ERROR_INVALID_HANDLE as i32) {
+        // The handle is gone: closed while the operation was pending.
+        return CANCELED;
     }
+    eof_as_zero(err)
 }
 
 /// Closes `h`: a socket with `closesocket`, anything else with
@@ -250,14 +261,75 @@ pub(crate) fn shutdown(s: RawHandle, how: std::net::Shutdown) -> i32 {
     0
 }
 
-/// One synchronous attempt at `core`'s operation, for the thread pool.
-/// The IOCP backend performs every operation itself (overlapped), so
-/// nothing reaches the pool on Windows; anything that does is refused.
+/// Whether `h` was opened for synchronous I/O (no `FILE_FLAG_OVERLAPPED`,
+/// as `std::fs::File` opens files, and console handles): its reads and
+/// writes block the calling thread and post no packet, so the IOCP
+/// backend hands them to the thread pool.
+pub(crate) fn is_synchronous(h: RawHandle) -> bool {
+    use windows_sys::Wdk::Storage::FileSystem::{
+        NtQueryInformationFile, FileModeInformation, FILE_MODE_INFORMATION,
+        FILE_SYNCHRONOUS_IO_ALERT, FILE_SYNCHRONOUS_IO_NONALERT,
+    };
+    let mut info = FILE_MODE_INFORMATION { Mode: 0 };
+    // SAFETY: IO_STATUS_BLOCK is plain data; all zero is valid.
+    let mut iosb: windows_sys::Win32::System::IO::IO_STATUS_BLOCK = unsafe { std::mem::zeroed() };
+    // SAFETY: `iosb` and `info` are live locals of the sizes given.
+    let status = unsafe {
+        NtQueryInformationFile(
+            h as HANDLE,
+            &mut iosb,
+            (&raw mut info).cast(),
+            std::mem::size_of::<FILE_MODE_INFORMATION>() as u32,
+            FileModeInformation,
+        )
+    };
+    status >= 0 && info.Mode & (FILE_SYNCHRONOUS_IO_ALERT | FILE_SYNCHRONOUS_IO_NONALERT) != 0
+}
+
+/// One synchronous attempt at `core`'s operation, for the thread pool:
+/// reads and writes on handles opened for synchronous I/O (see
+/// [`is_synchronous`]); a positional one passes its offset in an
+/// `OVERLAPPED`, a plain one uses the handle's file position, as on Unix.
+/// Nothing else reaches the pool on Windows; anything that does is
+/// refused.
 ///
 /// # Safety
 /// `core` is live and not accessed elsewhere during the call.
-pub(crate) unsafe fn perform(_core: *mut Core) -> i32 {
-    UNSUPPORTED
+pub(crate) unsafe fn perform(core: *mut Core) -> i32 {
+    use windows_sys::Win32::Storage::FileSystem::{ReadFile, WriteFile};
+    // SAFETY: exclusive access to a live core (the contract); the buffers
+    // live for the duration of the synchronous call.
+    unsafe {
+        let (h, offset, read, ptr, len) = match &mut (*core).op {
+            Op::Read { fd, buf } => (*fd, None, true, buf.as_mut_ptr(), buf.len()),
+            Op::Pread { fd, buf, offset } => (*fd, Some(*offset), true, buf.as_mut_ptr(), buf.len()),
+            Op::Write { fd, buf } => (*fd, None, false, buf.as_mut_ptr(), buf.len()),
+            Op::Pwrite { fd, buf, offset } => {
+                (*fd, Some(*offset), false, buf.as_mut_ptr(), buf.len())
+            }
+            _ => return UNSUPPORTED,
+        };
+        let mut ov: OVERLAPPED = std::mem::zeroed();
+        let ovp: *mut OVERLAPPED = match offset {
+            Some(o) => {
+                ov.Anonymous.Anonymous.Offset = o as u32;
+                ov.Anonymous.Anonymous.OffsetHigh = (o >> 32) as u32;
+                &mut ov
+            }
+            None => std::ptr::null_mut(),
+        };
+        let n = io_len(len) as u32;
+        let mut done = 0u32;
+        let ok = if read {
+            ReadFile(h as HANDLE, ptr, n, &mut done, ovp)
+        } else {
+            WriteFile(h as HANDLE, ptr, n, &mut done, ovp)
+        };
+        if ok == 0 {
+            return eof_as_zero(neg_last_error());
+        }
+        done as i32
+    }
 }
 
 /// End of file, or a pipe whose writer is gone, as 0 bytes (as on Unix);

@@ -132,6 +132,10 @@ pub(crate) struct IocpSlot {
     /// Set once the backend asked the kernel to cancel the operation: any
     /// failure it then reports is a cancellation.
     pub(crate) canceled: bool,
+    /// The port of the loop that started the operation: a packet that
+    /// reaches another loop's port (its handle was associated with that
+    /// port first) is not that loop's to touch.
+    pub(crate) owner: usize,
     /// `AcceptEx`'s address buffer.
     pub(crate) addrs: [u8; ACCEPT_ADDRS],
 }

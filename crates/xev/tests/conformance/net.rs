@@ -1,0 +1,237 @@
+//! Sockets through raw operations, written once for every platform (the
+//! sockets come from `std` and `socket2`, their handles through
+//! [`raw`]): accept and connect, send and recv with end of file, datagrams
+//! with their sender, cancelling and closing with a receive pending, and a
+//! poll, which IOCP answers with a typed `Unsupported`.
+
+use super::support::*;
+
+/// A loopback listener and a connected pair made through the loop:
+/// (listener, client, accepted server side).
+fn connect_through<B: Backend>(lp: &mut Loop<B>) -> (TcpListener, Socket, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let client = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    client.set_nonblocking(true).unwrap();
+    let acc = submit(lp, Op::Accept { fd: raw(&listener) });
+    let con = submit(lp, Op::connect(raw(&client), addr));
+    run_until(lp, "accept and connect", || acc.done() && con.done());
+    settle(lp);
+    expect!(con.take().0, OpResult::Connect(Ok(())));
+    let server = expect!(acc.take().0, OpResult::Accept(Ok(s)) => TcpStream::from(s));
+    assert_eq!(
+        server.peer_addr().unwrap(),
+        client.local_addr().unwrap().as_socket().unwrap(),
+        "the accepted socket knows its peer"
+    );
+    (listener, client, server)
+}
+
+for_each_backend!(
+    /// Accept and connect through the loop, then bytes both ways with send
+    /// and recv, then end of file once the peer shuts its side down.
+    fn tcp_round_trip_and_eof<B: Backend>() {
+        let mut lp = new_loop::<B>();
+        let (_l, client, server) = connect_through(&mut lp);
+        let (res, _) = run_op(
+            &mut lp,
+            Op::Send {
+                fd: raw(&client),
+                buf: b"ping".to_vec(),
+            },
+            "send",
+        );
+        expect!(res, OpResult::Write(Ok(4)));
+        let (res, op) = run_op(
+            &mut lp,
+            Op::Recv {
+                fd: raw(&server),
+                buf: vec![0; 16],
+            },
+            "recv",
+        );
+        let n = expect!(res, OpResult::Read(Ok(n)) => n);
+        assert_eq!(&op.buf().unwrap()[..n], b"ping");
+
+        // The other way, with write and read.
+        let (res, _) = run_op(
+            &mut lp,
+            Op::Write {
+                fd: raw(&server),
+                buf: b"pong!".to_vec(),
+            },
+            "write",
+        );
+        expect!(res, OpResult::Write(Ok(5)));
+        let mut got = Vec::new();
+        while got.len() < 5 {
+            let (res, op) = run_op(
+                &mut lp,
+                Op::Read {
+                    fd: raw(&client),
+                    buf: vec![0; 16],
+                },
+                "read",
+            );
+            let n = expect!(res, OpResult::Read(Ok(n)) => n);
+            got.extend_from_slice(&op.buf().unwrap()[..n]);
+        }
+        assert_eq!(got, b"pong!");
+
+        let (res, _) = run_op(
+            &mut lp,
+            Op::Shutdown {
+                fd: raw(&client),
+                how: Shutdown::Write,
+            },
+            "shutdown",
+        );
+        expect!(res, OpResult::Shutdown(Ok(())));
+        let (res, _) = run_op(
+            &mut lp,
+            Op::Recv {
+                fd: raw(&server),
+                buf: vec![0; 16],
+            },
+            "recv at eof",
+        );
+        expect!(res, OpResult::Read(Err(ReadError::Eof)));
+    }
+
+    /// A datagram and its sender's address, and a zero-length datagram,
+    /// which is not an end of file.
+    fn udp_send_to_and_recv_from<B: Backend>() {
+        let mut lp = new_loop::<B>();
+        let (a, a_addr) = udp_socket();
+        let (b, b_addr) = udp_socket();
+        let rx = submit(&mut lp, Op::Recvmsg(Msg::recv_from(raw(&a), vec![0; 64])));
+        let tx = submit(
+            &mut lp,
+            Op::Sendmsg(Msg::send_to(raw(&b), b"datagram".to_vec(), a_addr)),
+        );
+        run_until(&mut lp, "sendto and recvfrom", || rx.done() && tx.done());
+        settle(&mut lp);
+        expect!(tx.take().0, OpResult::Write(Ok(8)));
+        let (res, op) = rx.take();
+        let (n, from) = expect!(res, OpResult::RecvFrom(Ok(v)) => v);
+        assert_eq!(from, Some(b_addr));
+        assert_eq!(&op.buf().unwrap()[..n], b"datagram");
+
+        let rx = submit(&mut lp, Op::Recvmsg(Msg::recv_from(raw(&a), vec![0; 64])));
+        let (res, _) = run_op(
+            &mut lp,
+            Op::Sendmsg(Msg::send_to(raw(&b), Vec::new(), a_addr)),
+            "empty sendto",
+        );
+        expect!(res, OpResult::Write(Ok(0)));
+        let (res, _) = wait(&mut lp, &rx, "empty datagram");
+        let (n, from) = expect!(res, OpResult::RecvFrom(Ok(v)) => v);
+        assert_eq!((n, from), (0, Some(b_addr)));
+    }
+
+    /// A receive with nothing to read is cancelled by a cancel: the receive
+    /// reports `Canceled`, the cancel `Ok`, and the cancel's callback runs
+    /// after the receive's. The socket stays usable.
+    fn cancel_pending_recv<B: Backend>() {
+        let mut lp = new_loop::<B>();
+        let (_l, client, server) = connect_through(&mut lp);
+        let rx = submit(
+            &mut lp,
+            Op::Recv {
+                fd: raw(&server),
+                buf: vec![0; 16],
+            },
+        );
+        lp.run(RunMode::NoWait).unwrap();
+        assert!(!rx.done(), "nothing was sent");
+        let order = Rc::new(RefCell::new(Vec::new()));
+        let o = order.clone();
+        let rx_calls = rx.calls.clone();
+        let target = rx.id;
+        lp.add(Op::Cancel { target }, move |_, _, res| {
+            o.borrow_mut().push((rx_calls.get(), res));
+            Action::Disarm
+        });
+        run_until(&mut lp, "the cancel", || !order.borrow().is_empty());
+        settle(&mut lp);
+        expect!(rx.take().0, OpResult::Read(Err(ReadError::Canceled)));
+        let (recv_calls_then, res) = order.borrow_mut().pop().unwrap();
+        assert_eq!(recv_calls_then, 1, "the cancel completes after its target");
+        expect!(res, OpResult::Cancel(Ok(())));
+
+        let (res, _) = run_op(
+            &mut lp,
+            Op::Send {
+                fd: raw(&client),
+                buf: b"still".to_vec(),
+            },
+            "send after cancel",
+        );
+        expect!(res, OpResult::Write(Ok(5)));
+        let (res, op) = run_op(
+            &mut lp,
+            Op::Recv {
+                fd: raw(&server),
+                buf: vec![0; 16],
+            },
+            "recv after cancel",
+        );
+        let n = expect!(res, OpResult::Read(Ok(n)) => n);
+        assert_eq!(&op.buf().unwrap()[..n], b"still");
+    }
+
+    /// Closing a socket through the loop ends the receive pending on it
+    /// with `Canceled`, and the close reports `Ok`.
+    fn close_ends_pending_recv<B: Backend>() {
+        let mut lp = new_loop::<B>();
+        let (_l, _client, server) = connect_through(&mut lp);
+        let fd = raw(&server);
+        // The loop owns the socket from here: it closes it.
+        std::mem::forget(server);
+        let rx = submit(
+            &mut lp,
+            Op::Recv {
+                fd,
+                buf: vec![0; 16],
+            },
+        );
+        lp.run(RunMode::NoWait).unwrap();
+        let cl = submit(&mut lp, Op::Close { fd });
+        run_until(&mut lp, "close and the receive", || cl.done() && rx.done());
+        settle(&mut lp);
+        expect!(rx.take().0, OpResult::Read(Err(ReadError::Canceled)));
+        expect!(cl.take().0, OpResult::Close(Ok(())));
+    }
+
+    /// A poll reports readiness where the backend can tell it honestly
+    /// (every readiness backend and io_uring) and a typed `Unsupported` on
+    /// IOCP, at once and without disturbing the loop.
+    fn poll_is_readiness_or_unsupported<B: Backend>() {
+        let mut lp = new_loop::<B>();
+        let (_l, client, server) = connect_through(&mut lp);
+        let (res, _) = run_op(
+            &mut lp,
+            Op::Send {
+                fd: raw(&client),
+                buf: b"x".to_vec(),
+            },
+            "send",
+        );
+        expect!(res, OpResult::Write(Ok(1)));
+        let (res, _) = run_op(
+            &mut lp,
+            Op::Poll {
+                fd: raw(&server),
+                interest: Interest::READABLE,
+            },
+            "poll",
+        );
+        if lp.backend_name() == "iocp" {
+            expect!(res, OpResult::Poll(Err(PollError::Unsupported)));
+        } else {
+            let r = expect!(res, OpResult::Poll(Ok(r)) => r);
+            assert!(r.readable);
+        }
+    }
+);
