@@ -5,6 +5,9 @@
 //! parallel don't count), on every backend this host can run
 //! (`tests/support/harness.rs`: `BACKEND::NAME`).
 
+// Unix only until its descriptors are ported to Windows (the conformance
+// suite runs on IOCP already).
+#![cfg(unix)]
 // Linux-hosted: these instantiate io_uring, epoll and the dynamic backend
 // (and kqueue through libkqueue); kqueue on macOS and FreeBSD is covered by
 // the portable conformance suite.

@@ -91,7 +91,7 @@ fn wsa_start(r: i32) -> Start {
     if pending(e) {
         Start::Pending
     } else {
-        Start::Done(e)
+        Start::Done(-sys::socket_code(-e))
     }
 }
 
@@ -105,7 +105,7 @@ fn file_start(ok: i32) -> Start {
         return Start::Pending;
     }
     // End of file (or a pipe whose writer is gone) at once: 0 bytes.
-    match sys::eof_as_zero(e) {
+    match sys::eof_as_zero(-sys::socket_code(-e)) {
         0 => Start::Done(0),
         e => Start::Done(e),
     }
@@ -158,11 +158,37 @@ impl Iocp {
                 None => return Start::Done(UNSUPPORTED),
             };
             (*slot).owner = Arc::as_ptr(&self.port) as usize;
-            if matches!(
+            match &(*c).op {
+                // Readiness has no honest completion-port equivalent, and
+                // process exits need a job object (not built yet).
+                Op::Poll { .. } | Op::ProcWait { .. } => return Start::Done(UNSUPPORTED),
+                // Windows reads the offset u64::MAX as "at the end of the
+                // file"; offsets are signed 64-bit everywhere else.
+                Op::Pread { offset, .. } | Op::Pwrite { offset, .. } if *offset > i64::MAX as u64 => {
+                    return Start::Done(sys::INVALID_ARGUMENT);
+                }
+                _ => {}
+            }
+            // Negative values are pseudo-handles (the current process or
+            // thread) or INVALID_HANDLE_VALUE, never a file or socket.
+            if (fd as isize) < 0 {
+                return Start::Done(-(sys::BAD_HANDLE_CODE));
+            }
+            // A handle opened for synchronous I/O (no FILE_FLAG_OVERLAPPED,
+            // as `std::fs::File` opens files) posts no packet: as on the
+            // readiness backends, a plain read or write of a disk file runs
+            // on the loop thread, positional file I/O on the thread pool,
+            // and anything else that could wait (a pipe, a console) on the
+            // pool too.
+            let file_op = matches!(
                 (*c).op,
                 Op::Read { .. } | Op::Write { .. } | Op::Pread { .. } | Op::Pwrite { .. }
-            ) && sys::is_synchronous(fd)
-            {
+            );
+            if file_op && sys::is_synchronous(fd) {
+                let plain = matches!((*c).op, Op::Read { .. } | Op::Write { .. });
+                if plain && sys::is_disk_file(fd) {
+                    return Start::Done(sys::perform(c));
+                }
                 return Start::Pool;
             }
             if let Err(e) = self.port.associate(fd) {
@@ -294,8 +320,7 @@ impl Iocp {
                         Err(_) => Start::Done((*slot).flags as i32),
                     }
                 }
-                // Readiness has no honest completion-port equivalent, and
-                // process exits need a job object (not built yet).
+                // Answered above.
                 Op::Poll { .. } | Op::ProcWait { .. } => Start::Done(UNSUPPORTED),
                 // The loop handles these itself.
                 Op::Noop | Op::Timer { .. } | Op::Cancel { .. } | Op::AsyncWait(_) => {

@@ -88,7 +88,13 @@ fn check_bad_fd<B: Backend>(fd: RawFd) {
     for (name, p) in &pending {
         assert_eq!(p.calls(), 1, "{name} on fd {fd}: callback must fire once");
         let (res, _) = p.take();
-        if errno(&res) != Some(libc::EBADF) {
+        // IOCP has no poll: it answers Unsupported before looking at the
+        // handle.
+        if name == &"poll" && lp.backend_name() == "iocp" {
+            if !matches!(res, OpResult::Poll(Err(PollError::Unsupported))) {
+                wrong.push(format!("{name}: {res:?}"));
+            }
+        } else if !is_bad_handle(errno(&res)) {
             wrong.push(format!("{name}: {res:?}"));
         }
     }
@@ -102,7 +108,7 @@ fn check_bad_fd<B: Backend>(fd: RawFd) {
 
 for_each_backend!(
     fn bad_fd_minus_one<B: Backend>() {
-        check_bad_fd::<B>(-1);
+        check_bad_fd::<B>(invalid_handle());
     }
 
     fn bad_fd_closed_number<B: Backend>() {
@@ -144,7 +150,7 @@ for_each_backend!(
             },
             "read a write end",
         );
-        assert_eq!(errno(&res), Some(libc::EBADF), "{res:?}");
+        assert!(is_bad_handle(errno(&res)), "{res:?}");
         // Accept on a socket that is not listening.
         let s = tcp_socket();
         let (res, _) = run_op(

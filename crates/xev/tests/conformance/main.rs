@@ -25,7 +25,6 @@ mod harness;
 mod support;
 
 mod async_wait;
-#[cfg(unix)]
 mod bad_fds;
 #[cfg(unix)]
 mod blocking;
@@ -34,15 +33,11 @@ mod cancel;
 mod close;
 mod completions;
 mod drop_safety;
-#[cfg(unix)]
 mod files;
 mod net;
-#[cfg(unix)]
 mod pipes;
-#[cfg(unix)]
 mod poll;
 mod run_modes;
-#[cfg(unix)]
 mod sockets;
 mod stale_completions;
 mod timers;

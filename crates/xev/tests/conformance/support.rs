@@ -184,6 +184,21 @@ pub fn errno(res: &OpResult) -> Option<i32> {
     }
 }
 
+/// Whether `code` is the platform's "bad descriptor or handle" error:
+/// `EBADF` on Unix; on Windows `ERROR_INVALID_HANDLE` (file calls) or
+/// `WSAENOTSOCK` (WinSock calls, which is what an invalid socket gets).
+pub fn is_bad_handle(code: Option<i32>) -> bool {
+    #[cfg(unix)]
+    return code == Some(libc::EBADF);
+    #[cfg(windows)]
+    return matches!(code, Some(6) | Some(10038));
+}
+
+/// The `io::ErrorKind` of the OS error inside a result, if any.
+pub fn error_kind(res: &OpResult) -> Option<std::io::ErrorKind> {
+    errno(res).map(|e| std::io::Error::from_raw_os_error(e).kind())
+}
+
 #[cfg_attr(windows, allow(dead_code))]
 pub fn errno_name(e: i32) -> String {
     format!("{} ({e})", std::io::Error::from_raw_os_error(e))
@@ -414,3 +429,42 @@ mod windows_names {
 }
 #[cfg(windows)]
 pub use windows_names::*;
+
+/// A handle number that no one holds: handle values are small multiples
+/// of four, allocated lowest first, so this one is never reached by a
+/// test process.
+#[cfg(windows)]
+pub fn closed_fd() -> RawFd {
+    0x0fff_fffc
+}
+
+/// The open file `fd`, as a `File` that is never dropped (it does not own
+/// the descriptor or handle).
+pub fn borrow_file(fd: RawFd) -> std::mem::ManuallyDrop<std::fs::File> {
+    // SAFETY: the caller keeps `fd` open while the File is used; the File
+    // is never dropped, so it never closes what it does not own.
+    #[cfg(unix)]
+    let f = unsafe { std::fs::File::from_raw_fd(fd) };
+    // SAFETY: as above.
+    #[cfg(windows)]
+    let f = unsafe { std::os::windows::io::FromRawHandle::from_raw_handle(fd as _) };
+    std::mem::ManuallyDrop::new(f)
+}
+
+/// Reads `buf.len()` bytes at most at `offset` of `f` from the test side.
+pub fn read_file_at(f: &std::fs::File, buf: &mut [u8], offset: u64) -> usize {
+    #[cfg(unix)]
+    let r = std::os::unix::fs::FileExt::read_at(f, buf, offset);
+    #[cfg(windows)]
+    let r = std::os::windows::fs::FileExt::seek_read(f, buf, offset);
+    r.expect("reading the file from the test side")
+}
+
+/// A handle value that is never valid: -1 on Unix, `INVALID_SOCKET` on
+/// Windows.
+pub fn invalid_handle() -> RawFd {
+    #[cfg(unix)]
+    return -1;
+    #[cfg(windows)]
+    return usize::MAX;
+}

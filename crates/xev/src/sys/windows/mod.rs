@@ -220,12 +220,36 @@ pub(crate) unsafe fn overlapped_result(h: RawHandle, ov: *const OVERLAPPED, sock
         // The handle is gone: closed while the operation was pending.
         return CANCELED;
     }
-    eof_as_zero(err)
+    // Read and write may be on a socket too: its network failures read
+    // in WinSock's terms whichever call reported them.
+    eof_as_zero(-socket_code(-err))
+}
+
+/// A socket operation's error in WinSock's terms: the kernel reports some
+/// socket failures with the general Win32 code of the NTSTATUS it got
+/// (wine and Windows both, depending on the call), which would read
+/// differently from the same failure reported synchronously.
+pub(crate) fn socket_code(code: i32) -> i32 {
+    use windows_sys::Win32::Foundation as f;
+    match code as u32 {
+        f::ERROR_NETNAME_DELETED | f::ERROR_PORT_UNREACHABLE => ws::WSAECONNRESET,
+        f::ERROR_CONNECTION_REFUSED => ws::WSAECONNREFUSED,
+        f::ERROR_CONNECTION_ABORTED | f::ERROR_REQUEST_ABORTED => ws::WSAECONNABORTED,
+        f::ERROR_NETWORK_UNREACHABLE => ws::WSAENETUNREACH,
+        f::ERROR_HOST_UNREACHABLE => ws::WSAEHOSTUNREACH,
+        f::ERROR_SEM_TIMEOUT => ws::WSAETIMEDOUT,
+        f::ERROR_MORE_DATA => ws::WSAEMSGSIZE,
+        _ => code,
+    }
 }
 
 /// Closes `h`: a socket with `closesocket`, anything else with
-/// `CloseHandle`. Returns the raw result.
+/// `CloseHandle`. Returns the raw result. Negative values (pseudo-handles,
+/// `INVALID_HANDLE_VALUE`) are refused, never passed to `CloseHandle`.
 pub(crate) fn close(h: RawHandle) -> i32 {
+    if (h as isize) < 0 {
+        return -BAD_HANDLE_CODE;
+    }
     // SAFETY: closes an integer handle the caller owns.
     if unsafe { ws::closesocket(h) } == 0 {
         return 0;
@@ -259,6 +283,14 @@ pub(crate) fn shutdown(s: RawHandle, how: std::net::Shutdown) -> i32 {
         return neg_wsa_error();
     }
     0
+}
+
+/// Whether `h` is a disk file (whose reads and writes never wait for a
+/// peer).
+pub(crate) fn is_disk_file(h: RawHandle) -> bool {
+    use windows_sys::Win32::Storage::FileSystem::{GetFileType, FILE_TYPE_DISK};
+    // SAFETY: takes an integer handle.
+    unsafe { GetFileType(h as HANDLE) == FILE_TYPE_DISK }
 }
 
 /// Whether `h` was opened for synchronous I/O (no `FILE_FLAG_OVERLAPPED`,
@@ -309,6 +341,9 @@ pub(crate) unsafe fn perform(core: *mut Core) -> i32 {
             }
             _ => return UNSUPPORTED,
         };
+        if offset.is_some_and(|o| o > i64::MAX as u64) {
+            return INVALID_ARGUMENT;
+        }
         let mut ov: OVERLAPPED = std::mem::zeroed();
         let ovp: *mut OVERLAPPED = match offset {
             Some(o) => {

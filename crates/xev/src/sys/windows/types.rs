@@ -45,8 +45,10 @@ pub(crate) const TOO_LATE: i32 = -WSAEALREADY;
 /// The error code whose `io::ErrorKind` is `ResourceBusy`.
 pub(crate) const BUSY_CODE: i32 = ERROR_BUSY as i32;
 /// The error code of an operation on a closed or invalid handle.
-#[allow(dead_code)] // used by the Unix watchers; Windows ones come next
 pub(crate) const BAD_HANDLE_CODE: i32 = ERROR_INVALID_HANDLE as i32;
+/// The raw result of an invalid argument (an offset out of range).
+pub(crate) const INVALID_ARGUMENT: i32 =
+    -(windows_sys::Win32::Foundation::ERROR_INVALID_PARAMETER as i32);
 
 /// Whether a process wait's raw result says the process is not ours.
 pub(crate) fn is_not_child(res: i32) -> bool {
