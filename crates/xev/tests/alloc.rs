@@ -5,13 +5,10 @@
 //! on every backend this host can run (`tests/support/harness.rs`:
 //! `BACKEND::NAME`).
 
-// Unix only until its descriptors are ported to Windows (the conformance
-// suite runs on IOCP already).
-#![cfg(unix)]
-// Linux-hosted: these instantiate io_uring, epoll and the dynamic backend
-// (and kqueue through libkqueue); kqueue on macOS and FreeBSD is covered by
-// the portable conformance suite.
-#![cfg(target_os = "linux")]
+// Linux-hosted (io_uring, epoll, dynamic, and kqueue through libkqueue) and
+// Windows (IOCP, under wine in CI); kqueue on macOS and FreeBSD is covered
+// by the portable conformance suite.
+#![cfg(any(target_os = "linux", windows))]
 
 #[path = "support/harness.rs"]
 #[macro_use]
@@ -20,7 +17,6 @@ mod harness;
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 
 use xev::backend::Backend;
@@ -57,6 +53,14 @@ fn timer_cycles<B: Backend>(warmup: u64, cycles: u64) -> io::Result<(u64, u64)> 
     Ok((fired.get(), end.get() - mark.get()))
 }
 
+/// A socket's handle as operations take it.
+fn raw(s: &TcpStream) -> xev::RawHandle {
+    #[cfg(unix)]
+    return std::os::fd::AsRawFd::as_raw_fd(s);
+    #[cfg(windows)]
+    return std::os::windows::io::AsRawSocket::as_raw_socket(s) as xev::RawHandle;
+}
+
 fn nonblocking_pair() -> io::Result<(TcpStream, TcpStream)> {
     let l = TcpListener::bind("127.0.0.1:0")?;
     let a = TcpStream::connect(l.local_addr()?)?;
@@ -73,7 +77,7 @@ fn nonblocking_pair() -> io::Result<(TcpStream, TcpStream)> {
 /// its read into a write (and back) and rearms.
 fn tcp_round_trips<B: Backend>(warmup: u64, trips: u64) -> io::Result<(u64, u64)> {
     let (client, server) = nonblocking_pair()?;
-    let (cfd, sfd): (RawFd, RawFd) = (client.as_raw_fd(), server.as_raw_fd());
+    let (cfd, sfd) = (raw(&client), raw(&server));
     let mut lp = Loop::<B>::new(Options::default())?;
     let done = Rc::new(Cell::new(0u64));
     let mark = Rc::new(RefCell::new(0u64));

@@ -29,10 +29,7 @@
 //! One test per backend this host can run (`tests/support/harness.rs`):
 //! `io_uring::model`, `epoll::model`, `dynamic::model`, `kqueue::model`.
 
-// Unix only until its descriptors are ported to Windows (the conformance
-// suite runs on IOCP already).
-#![cfg(unix)]
-
+#[cfg(unix)]
 #[path = "support/pipes.rs"]
 mod test_pipes;
 #[path = "support/harness.rs"]
@@ -42,7 +39,6 @@ mod harness;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
-use std::os::fd::{IntoRawFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -332,7 +328,7 @@ fn classify(res: &OpResult) -> Res {
         | OpResult::Async(Ok(()))
         | OpResult::Close(Ok(())) => Res::Ok(0),
         OpResult::Read(Ok(n)) => Res::Ok(*n),
-        OpResult::Cancel(Err(CancelError::Os(e))) if *e == libc::ECANCELED => Res::Canceled,
+        OpResult::Cancel(Err(CancelError::Os(e))) if *e == os::CANCELED_CODE => Res::Canceled,
         OpResult::Cancel(r) => Res::Cancel(*r),
         r if r.is_canceled() => Res::Canceled,
         OpResult::Read(Err(ReadError::Eof)) => Res::Other("end of file".into()),
@@ -1159,10 +1155,10 @@ impl Env {
                 let mut g = r2.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some((until, wfd)) = *g {
                     if Instant::now() > until {
-                        // SAFETY: writing one byte from a live local to the
-                        // rescue pipe's write end, which the segment keeps
-                        // open while it is registered here (under this lock).
-                        unsafe { libc::write(wfd, [0u8].as_ptr().cast(), 1) };
+                        // The rescue pipe's write end, which the segment
+                        // keeps open while it is registered here (under
+                        // this lock).
+                        os::write(wfd, &[0u8]);
                         *g = None;
                     }
                 }
@@ -1208,14 +1204,68 @@ impl Env {
 // A segment: one loop, its pipes and handles, the model
 // ---------------------------------------------------------------------------
 
-fn make_pipe() -> (RawFd, RawFd) {
-    let (r, w) = test_pipes::pipe();
-    (r.into_raw_fd(), w.into_raw_fd())
-}
+use os::{close_fd, make_pipe, RawFd};
 
-fn close_fd(fd: RawFd) {
-    // SAFETY: the caller owns `fd` and nothing uses it afterwards.
-    unsafe { libc::close(fd) };
+/// The model's descriptors: pipes on Unix; on Windows, which has no
+/// non-blocking anonymous pipes for sockets' operations, a connected
+/// loopback TCP pair stands in for each pipe.
+mod os {
+    pub type RawFd = xev::RawHandle;
+
+    /// `ECANCELED` in the platform's error codes.
+    #[cfg(unix)]
+    pub const CANCELED_CODE: i32 = libc::ECANCELED;
+    /// `ERROR_OPERATION_ABORTED`.
+    #[cfg(windows)]
+    pub const CANCELED_CODE: i32 = 995;
+
+    /// A non-blocking pipe (or its stand-in): (read end, write end).
+    pub fn make_pipe() -> (RawFd, RawFd) {
+        #[cfg(unix)]
+        {
+            use std::os::fd::IntoRawFd;
+            let (r, w) = crate::test_pipes::pipe();
+            (r.into_raw_fd(), w.into_raw_fd())
+        }
+        #[cfg(windows)]
+        {
+            use std::os::windows::io::IntoRawSocket;
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let w = std::net::TcpStream::connect(l.local_addr().unwrap()).expect("connect");
+            let (r, _) = l.accept().expect("accept");
+            r.set_nonblocking(true).unwrap();
+            w.set_nonblocking(true).unwrap();
+            (r.into_raw_socket() as RawFd, w.into_raw_socket() as RawFd)
+        }
+    }
+
+    /// Closes a descriptor the caller owns and nothing uses afterwards.
+    pub fn close_fd(fd: RawFd) {
+        // SAFETY: per the above.
+        #[cfg(unix)]
+        unsafe {
+            libc::close(fd)
+        };
+        // SAFETY: as above.
+        #[cfg(windows)]
+        unsafe {
+            windows_sys::Win32::Networking::WinSock::closesocket(fd)
+        };
+    }
+
+    /// A non-blocking write of `buf` to `fd` (open, the caller's);
+    /// returns bytes written or -1.
+    pub fn write(fd: RawFd, buf: &[u8]) -> isize {
+        // SAFETY: writes from a live buffer of its own length.
+        #[cfg(unix)]
+        return unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        // SAFETY: as above.
+        #[cfg(windows)]
+        return unsafe {
+            windows_sys::Win32::Networking::WinSock::send(fd, buf.as_ptr(), buf.len() as i32, 0)
+                as isize
+        };
+    }
 }
 
 /// Descriptors the segment closes when it ends (also when unwinding),
@@ -1647,9 +1697,8 @@ impl<'e, B: Backend> Segment<'e, B> {
                 }
                 let pm = &mut self.m.pipes[p];
                 let buf: Vec<u8> = (0..u64::from(len)).map(|i| (pm.fed + i) as u8).collect();
-                // SAFETY: writing from a live buffer of `buf.len()` bytes to
-                // the write end of a pipe this segment owns.
-                let n = unsafe { libc::write(pm.wfd, buf.as_ptr().cast(), buf.len()) };
+                // The write end of a pipe this segment owns.
+                let n = os::write(pm.wfd, &buf);
                 if n > 0 {
                     pm.fed += n as u64;
                 }

@@ -443,6 +443,10 @@ impl Backend for Iocp {
             Some(fd) => match unsafe { CancelIoEx(fd as HANDLE, ov) } {
                 0 => match sys::neg_last_error() {
                     e if e == -(ERROR_NOT_FOUND as i32) => sys::NOT_FOUND,
+                    // The handle was closed (through the loop, or behind
+                    // its back): that already ends the operation, whose
+                    // packet is on its way. Too late to cancel.
+                    e if e == -sys::BAD_HANDLE_CODE => sys::TOO_LATE,
                     e => e,
                 },
                 _ => {
