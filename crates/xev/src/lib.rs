@@ -140,10 +140,8 @@ pub use thread_pool::{Config as ThreadPoolConfig, ThreadPool};
 /// A timer watcher on the default backend.
 pub type Timer = watcher::Timer<DefaultBackend>;
 /// A TCP watcher on the default backend.
-#[cfg(unix)]
 pub type Tcp = watcher::Tcp<DefaultBackend>;
 /// A UDP watcher on the default backend.
-#[cfg(unix)]
 pub type Udp = watcher::Udp<DefaultBackend>;
 /// A stream (pipe, tty, any fd) watcher on the default backend.
 #[cfg(unix)]

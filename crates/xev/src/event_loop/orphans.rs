@@ -16,7 +16,6 @@ pub(crate) enum Orphan<B: Backend> {
     Free(Id),
     /// Hand this to the loop at its next tick (a watcher's descriptor, to
     /// cancel what is pending on it and close it through the loop).
-    #[cfg_attr(windows, allow(dead_code))] // only the Unix watchers adopt yet
     Adopt(Rc<dyn Adopt<B>>),
 }
 

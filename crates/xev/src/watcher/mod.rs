@@ -32,18 +32,12 @@ mod descriptor;
 pub mod file;
 #[cfg(unix)]
 pub mod process;
-#[cfg(unix)]
 mod request;
-#[cfg(unix)]
 mod shared_fd;
-#[cfg(unix)]
 pub mod stream;
-#[cfg(unix)]
 pub mod tcp;
 pub mod timer;
-#[cfg(unix)]
 pub mod udp;
-#[cfg(unix)]
 mod write_queue;
 
 #[cfg(unix)]
@@ -52,8 +46,6 @@ pub use file::File;
 pub use process::Process;
 #[cfg(unix)]
 pub use stream::Stream;
-#[cfg(unix)]
 pub use tcp::Tcp;
 pub use timer::Timer;
-#[cfg(unix)]
 pub use udp::Udp;

@@ -25,7 +25,8 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use crate::op::{OwnedHandle as OwnedFd, RawHandle as RawFd};
+use crate::sys::types::{into_raw, raw_of, INVALID_RAW};
 use std::rc::Rc;
 
 use crate::op::unexpected;
@@ -119,9 +120,9 @@ impl SharedFd {
     /// `EBADF`) once `close` was called or the descriptor was taken back.
     pub(crate) fn raw(&self) -> RawFd {
         if self.is_closing() {
-            return -1;
+            return INVALID_RAW;
         }
-        self.fd.borrow().as_ref().map_or(-1, AsRawFd::as_raw_fd)
+        self.fd.borrow().as_ref().map_or(INVALID_RAW, raw_of)
     }
 
     /// Runs `f` on the open descriptor; `EBADF` once `close` was called.
@@ -193,9 +194,9 @@ impl SharedFd {
             Action::Disarm
         };
         if !self.is_open() {
-            return lp.add(Op::Close { fd: -1 }, callback);
+            return lp.add(Op::Close { fd: INVALID_RAW }, callback);
         }
-        let id = lp.add_parked_callback(Op::Close { fd: -1 }, callback);
+        let id = lp.add_parked_callback(Op::Close { fd: INVALID_RAW }, callback);
         self.closer.set(Some(id));
         let n = self.ops.borrow().slots.len();
         for i in 0..n {
@@ -235,7 +236,7 @@ impl SharedFd {
         match lp.op_mut(closer) {
             Ok(op) => {
                 *op = Op::Close {
-                    fd: fd.into_raw_fd(),
+                    fd: into_raw(fd),
                 };
                 // Cannot fail: `op_mut` just found the completion parked.
                 // (Were the loop dropped before it starts, the loop's drop

@@ -46,10 +46,14 @@
 //!   is in flight or parked (else it hands the watcher back).
 
 use std::fmt;
+#[cfg(unix)]
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+#[cfg(unix)]
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
+#[cfg(unix)]
 use super::descriptor::{is_socket, set_nonblocking};
+use crate::op::{OwnedHandle as OwnedFd, RawHandle as RawFd};
 use super::request::{add_read, add_write};
 use crate::op::unexpected;
 use super::shared_fd::FdOwner;
@@ -118,6 +122,7 @@ impl<B: Backend> Stream<B> {
     /// file description, so other descriptors sharing it see the change).
     /// Errors when `fd` cannot be inspected or changed (the descriptor is
     /// then closed).
+    #[cfg(unix)]
     pub fn from_fd(fd: OwnedFd) -> io::Result<Stream<B>> {
         set_nonblocking(fd.as_fd())?;
         let socket = is_socket(fd)?;
@@ -309,6 +314,7 @@ impl<B: Backend> Stream<B> {
     }
 }
 
+#[cfg(unix)]
 impl<B: Backend> AsFd for Stream<B> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         // SAFETY: the descriptor stays open as long as the watcher exists:
@@ -319,9 +325,26 @@ impl<B: Backend> AsFd for Stream<B> {
     }
 }
 
+#[cfg(unix)]
 impl<B: Backend> AsRawFd for Stream<B> {
     fn as_raw_fd(&self) -> RawFd {
         self.fd()
+    }
+}
+
+#[cfg(windows)]
+impl<B: Backend> std::os::windows::io::AsSocket for Stream<B> {
+    fn as_socket(&self) -> std::os::windows::io::BorrowedSocket<'_> {
+        // SAFETY: as for `AsFd` on Unix: the socket stays open as long as
+        // the watcher exists, and the borrow of `self` bounds the result.
+        unsafe { std::os::windows::io::BorrowedSocket::borrow_raw(self.fd() as u64) }
+    }
+}
+
+#[cfg(windows)]
+impl<B: Backend> std::os::windows::io::AsRawSocket for Stream<B> {
+    fn as_raw_socket(&self) -> std::os::windows::io::RawSocket {
+        self.fd() as u64
     }
 }
 

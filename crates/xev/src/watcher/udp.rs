@@ -34,7 +34,7 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{OwnedFd, RawFd};
+use crate::op::{OwnedHandle as OwnedFd, RawHandle as RawFd};
 use std::rc::Rc;
 
 use socket2::{Domain, Protocol, SockRef, Type};
@@ -146,6 +146,7 @@ impl<B: Backend> Udp<B> {
                 ));
             }
             sock.set_nonblocking(true)?;
+            #[cfg(unix)]
             sock.set_cloexec(true)?;
         }
         Ok(Self::from_owned(fd))
@@ -181,7 +182,7 @@ impl<B: Backend> Udp<B> {
     /// The socket's descriptor, or `None` once [`Udp::close`] was called
     /// (by this handle or a clone).
     pub fn raw_fd(&self) -> Option<RawFd> {
-        Some(self.owner.share().raw()).filter(|&fd| fd >= 0)
+        Some(self.owner.share().raw()).filter(|&fd| fd != crate::sys::types::INVALID_RAW)
     }
 
     /// How many operations of this watcher (and its clones) the watcher

@@ -24,7 +24,7 @@
 use std::cell::{OnceCell, RefCell};
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::RawFd;
+use crate::op::RawHandle as RawFd;
 use std::rc::Rc;
 
 use crate::op::unexpected;
@@ -47,6 +47,7 @@ pub(super) enum Sink {
     /// `send(2)` with `MSG_NOSIGNAL`.
     Socket(RawFd),
     /// `pwrite(2)` at an offset.
+    #[cfg_attr(windows, allow(dead_code))] // the File watcher's; Unix-only so far
     At(RawFd),
 }
 
@@ -111,6 +112,7 @@ impl WriteQueue {
     }
 
     /// Offset of the next positional write.
+    #[cfg_attr(windows, allow(dead_code))] // the File watcher's
     pub(super) fn next_offset(&self) -> u64 {
         self.cell
             .get()
@@ -119,6 +121,7 @@ impl WriteQueue {
     }
 
     /// Sets the offset of the next positional write.
+    #[cfg_attr(windows, allow(dead_code))] // the File watcher's
     pub(super) fn set_next_offset(&self, offset: u64) {
         if let Ok(mut q) = self.shared().try_borrow_mut() {
             q.next_offset = offset;

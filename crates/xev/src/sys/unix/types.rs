@@ -18,6 +18,19 @@ pub type RawHandle = RawFd;
 /// [`OwnedFd`] on Unix.
 pub type OwnedHandle = OwnedFd;
 
+/// The value that names no handle (-1).
+pub(crate) const INVALID_RAW: RawHandle = -1;
+
+/// The raw handle of an owned one.
+pub(crate) fn raw_of(h: &OwnedHandle) -> RawHandle {
+    std::os::fd::AsRawFd::as_raw_fd(h)
+}
+
+/// Gives up ownership of `h`, returning its raw handle.
+pub(crate) fn into_raw(h: OwnedHandle) -> RawHandle {
+    std::os::fd::IntoRawFd::into_raw_fd(h)
+}
+
 /// Takes ownership of the handle in a non-negative raw result.
 ///
 /// # Safety

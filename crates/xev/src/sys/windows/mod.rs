@@ -477,3 +477,16 @@ pub(crate) fn finish_connect(s: RawHandle) -> i32 {
     }
     0
 }
+
+/// A new socket for the watchers: overlapped and not inherited by child
+/// processes (socket2 creates sockets that way on Windows), and
+/// non-blocking, as on Unix, so that a direct call on it never blocks.
+pub(crate) fn nonblocking_socket(
+    domain: socket2::Domain,
+    ty: socket2::Type,
+    protocol: Option<socket2::Protocol>,
+) -> io::Result<socket2::Socket> {
+    let s = socket2::Socket::new(domain, ty, protocol)?;
+    s.set_nonblocking(true)?;
+    Ok(s)
+}

@@ -26,6 +26,19 @@ pub type RawHandle = usize;
 /// An owned socket (closed when dropped), as an accept returns it.
 pub type OwnedHandle = OwnedSocket;
 
+/// The value that names no handle (`INVALID_SOCKET`).
+pub(crate) const INVALID_RAW: RawHandle = usize::MAX;
+
+/// The raw handle of an owned one.
+pub(crate) fn raw_of(h: &OwnedHandle) -> RawHandle {
+    std::os::windows::io::AsRawSocket::as_raw_socket(h) as RawHandle
+}
+
+/// Gives up ownership of `h`, returning its raw handle.
+pub(crate) fn into_raw(h: OwnedHandle) -> RawHandle {
+    std::os::windows::io::IntoRawSocket::into_raw_socket(h) as RawHandle
+}
+
 /// Takes ownership of the socket in a non-negative raw result.
 ///
 /// # Safety
