@@ -150,7 +150,6 @@ pub type Stream = watcher::Stream<DefaultBackend>;
 #[cfg(unix)]
 pub type File = watcher::File<DefaultBackend>;
 /// A process watcher on the default backend.
-#[cfg(unix)]
 pub type Process = watcher::Process<DefaultBackend>;
 
 /// The backend-generic types, for code that picks its backend (or works

@@ -36,8 +36,9 @@ use crate::backend::{Backend, CancelStart, Start, Waker};
 use crate::error::UNSUPPORTED;
 use crate::op::{io_len, Op};
 use crate::options::Options;
-use crate::record::{Core, Slot};
-use crate::sys::{self, IocpSlot, Port, ACCEPT_ADDRS, WAKE_KEY};
+use crate::record::{Core, Slot, State};
+use crate::sys::{self, IocpSlot, Port, RawHandle, ACCEPT_ADDRS, WAKE_KEY};
+use windows_sys::Win32::System::SystemServices::JOB_OBJECT_MSG_ACTIVE_PROCESS_ZERO;
 
 /// Packets taken from the port per wait.
 const BATCH: usize = 128;
@@ -68,6 +69,7 @@ fn fresh_slot() -> IocpSlot {
         // value.
         ov: unsafe { std::mem::zeroed() },
         accept: ws::INVALID_SOCKET,
+        job: 0,
         flags: 0,
         canceled: false,
         owner: 0,
@@ -159,9 +161,9 @@ impl Iocp {
             };
             (*slot).owner = Arc::as_ptr(&self.port) as usize;
             match &(*c).op {
-                // Readiness has no honest completion-port equivalent, and
-                // process exits need a job object (not built yet).
-                Op::Poll { .. } | Op::ProcWait { .. } => return Start::Done(UNSUPPORTED),
+                // Readiness has no honest completion-port equivalent.
+                Op::Poll { .. } => return Start::Done(UNSUPPORTED),
+                Op::ProcWait { fd, .. } => return self.start_proc_wait(c, *fd),
                 // Windows reads the offset u64::MAX as "at the end of the
                 // file"; offsets are signed 64-bit everywhere else.
                 Op::Pread { offset, .. } | Op::Pwrite { offset, .. } if *offset > i64::MAX as u64 => {
@@ -321,12 +323,73 @@ impl Iocp {
                     }
                 }
                 // Answered above.
-                Op::Poll { .. } | Op::ProcWait { .. } => Start::Done(UNSUPPORTED),
+                Op::Poll { .. } => Start::Done(UNSUPPORTED),
+                Op::ProcWait { .. } => Start::Done(UNSUPPORTED),
                 // The loop handles these itself.
                 Op::Noop | Op::Timer { .. } | Op::Cancel { .. } | Op::AsyncWait(_) => {
                     Start::Done(UNSUPPORTED)
                 }
             }
+        }
+    }
+
+    /// Starts waiting for the exit of process `h` (a process handle): a job
+    /// object holding the process reports to the port, with `c`'s address
+    /// as the packet's key, once the process is gone. A process that has
+    /// exited already completes at once.
+    ///
+    /// # Safety
+    /// As for [`Iocp::start_io`].
+    unsafe fn start_proc_wait(&mut self, c: *mut Core, h: RawHandle) -> Start {
+        if (h as isize) < 0 {
+            return Start::Done(-sys::BAD_HANDLE_CODE);
+        }
+        if sys::process_exited(h) {
+            return Start::Done(0);
+        }
+        match sys::watch_exit(self.port.handle(), c as usize, h) {
+            Ok(job) => {
+                // SAFETY: the caller's exclusive access to `c`.
+                unsafe { (*c).slot.iocp.job = job };
+                Start::Pending
+            }
+            // A process that exited in between cannot join a job.
+            Err(_) if sys::process_exited(h) => Start::Done(0),
+            Err(e) => Start::Done(e),
+        }
+    }
+
+    /// A job-object packet (`key` is the completion whose wait made the
+    /// job, `msg` the job message): completes that wait once its process
+    /// has really exited. Stale packets (a wait cancelled, its completion
+    /// reused) are recognised and dropped: the completion's memory stays
+    /// with the loop for the loop's whole life, so reading it is sound.
+    fn job_packet(&mut self, key: usize, msg: u32, sink: &mut dyn FnMut(NonNull<Core>, i32)) {
+        if msg != JOB_OBJECT_MSG_ACTIVE_PROCESS_ZERO {
+            return;
+        }
+        let c = key as *mut Core;
+        // SAFETY: `key` is the address of a completion of this loop (only
+        // this backend creates jobs reporting to its port), whose memory
+        // the loop keeps; while it is held by the backend nothing else
+        // touches it.
+        unsafe {
+            if (*c).state != State::Backend
+                || (*c).slot.iocp.owner != Arc::as_ptr(&self.port) as usize
+                || (*c).slot.iocp.job == 0
+            {
+                return;
+            }
+            let Op::ProcWait { fd, .. } = (*c).op else {
+                return;
+            };
+            if !sys::process_exited(fd) {
+                return;
+            }
+            sys::close_job((*c).slot.iocp.job);
+            (*c).slot.iocp.job = 0;
+            self.in_flight -= 1;
+            sink(NonNull::new_unchecked(c), 0);
         }
     }
 
@@ -424,6 +487,21 @@ impl Backend for Iocp {
 
     unsafe fn cancel(&mut self, target: NonNull<Core>) -> CancelStart {
         let c = target.as_ptr();
+        // A process wait ends when its job is closed: the job sends
+        // nothing more, and a packet already queued is recognised as
+        // stale (see `job_packet`).
+        // SAFETY: `target` is live and held by us (trait contract).
+        unsafe {
+            if let Op::ProcWait { .. } = (*c).op {
+                sys::close_job((*c).slot.iocp.job);
+                (*c).slot.iocp.job = 0;
+                self.in_flight -= 1;
+                return CancelStart {
+                    cancel: 0,
+                    target: Some(sys::CANCELED),
+                };
+            }
+        }
         // SAFETY: `target` is live and held by us (trait contract).
         let (fd, ov) = unsafe {
             (
@@ -470,9 +548,14 @@ impl Backend for Iocp {
     ) -> io::Result<bool> {
         let n = self.port.wait(&mut self.entries[..], timeout)?;
         let mut woken = false;
-        for e in &self.entries[..n] {
+        for i in 0..n {
+            let e = self.entries[i];
             if e.lpCompletionKey == WAKE_KEY {
                 woken = true;
+                continue;
+            }
+            if e.lpCompletionKey != 0 {
+                self.job_packet(e.lpCompletionKey, e.dwNumberOfBytesTransferred, sink);
                 continue;
             }
             let c = core_of(e.lpOverlapped);

@@ -30,7 +30,6 @@ pub mod async_wait;
 mod descriptor;
 #[cfg(unix)]
 pub mod file;
-#[cfg(unix)]
 pub mod process;
 mod request;
 mod shared_fd;
@@ -42,7 +41,6 @@ mod write_queue;
 
 #[cfg(unix)]
 pub use file::File;
-#[cfg(unix)]
 pub use process::Process;
 #[cfg(unix)]
 pub use stream::Stream;

@@ -135,6 +135,24 @@ impl<B: Backend> Tcp<B> {
         })
     }
 
+    /// Wraps a stream socket (a `std::net::TcpListener` or `TcpStream`
+    /// converted with `.into()`, say), making it non-blocking. Errors with
+    /// `InvalidInput` when `socket` is not a stream socket.
+    #[cfg(windows)]
+    pub fn from_socket(socket: std::os::windows::io::OwnedSocket) -> io::Result<Tcp<B>> {
+        let s = SockRef::from(&socket);
+        if s.r#type()? != Type::STREAM {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "Tcp::from_socket: not a stream socket",
+            ));
+        }
+        s.set_nonblocking(true)?;
+        Ok(Tcp {
+            stream: Stream::from_nonblocking(socket, true),
+        })
+    }
+
     /// Binds the socket to `addr`, with `SO_REUSEADDR` set first (as
     /// libxev does) so that a restarted server can bind its port at once.
     pub fn bind(&self, addr: SocketAddr) -> io::Result<()> {

@@ -3,8 +3,10 @@
 //! and pipes through `ReadFile`/`WriteFile`), how a finished `OVERLAPPED`
 //! turns into a raw result, and the synchronous calls (shutdown, close).
 
+pub(crate) mod process;
 pub(crate) mod types;
 
+pub(crate) use process::*;
 pub(crate) use types::*;
 
 use std::io;
@@ -60,7 +62,7 @@ impl Port {
         Ok(Arc::new(Port(unsafe { OwnedPort::from_raw_handle(h) })))
     }
 
-    fn handle(&self) -> HANDLE {
+    pub(crate) fn handle(&self) -> HANDLE {
         self.0.as_raw_handle()
     }
 

@@ -142,6 +142,8 @@ pub(crate) struct IocpSlot {
     pub(crate) ov: OVERLAPPED,
     /// An accept's new socket, created before `AcceptEx`.
     pub(crate) accept: usize,
+    /// A process wait's job object (0 when none).
+    pub(crate) job: usize,
     /// `WSARecv`/`WSARecvFrom` flags, written by the kernel.
     pub(crate) flags: u32,
     /// Set once the backend asked the kernel to cancel the operation: any

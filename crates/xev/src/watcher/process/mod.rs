@@ -14,6 +14,12 @@
 //!   [`ExitStatus::code`] and [`ExitStatusExt::signal`](std::os::unix::process::ExitStatusExt::signal) report exactly what
 //!   happened (exit code, or the signal that killed the child, and whether
 //!   it dumped core).
+//! - **Windows** (`windows.rs`): the watcher opens the process (a handle,
+//!   so a reused process id can never redirect it); a wait is an
+//!   [`Op::ProcWait`](crate::Op::ProcWait) on the handle, which the IOCP
+//!   backend turns into a job object reporting to the loop's completion
+//!   port (`JOB_OBJECT_MSG_ACTIVE_PROCESS_ZERO`); the exit code is read
+//!   with `GetExitCodeProcess`.
 //! - **kqueue systems** (macOS, FreeBSD; `kqueue.rs`): no pidfd. A wait is
 //!   an [`Op::ProcWait`](crate::Op::ProcWait) on the pid, which kqueue watches with `EVFILT_PROC`
 //!   and `NOTE_EXIT`; once it fires the child is reaped with
@@ -39,7 +45,7 @@
 use std::cell::Cell;
 use std::fmt;
 use std::io;
-use std::os::fd::RawFd;
+use crate::op::RawHandle as RawFd;
 use std::process::{Child, ExitStatus};
 use std::rc::Rc;
 
@@ -49,16 +55,20 @@ use crate::event_loop::Loop;
 use crate::id::Id;
 use crate::record::Action;
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(all(unix, not(target_os = "linux")))]
 mod kqueue;
 #[cfg(target_os = "linux")]
 mod pidfd;
 mod status;
+#[cfg(windows)]
+mod windows;
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(all(unix, not(target_os = "linux")))]
 use kqueue::Watch;
 #[cfg(target_os = "linux")]
 use pidfd::Watch;
+#[cfg(windows)]
+use windows::Watch;
 
 /// A watcher for the exit of one child process. Its waits go to one loop
 /// at a time (see [`Udp`](super::udp::Udp) for why).
