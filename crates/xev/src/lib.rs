@@ -147,7 +147,6 @@ pub type Udp = watcher::Udp<DefaultBackend>;
 #[cfg(unix)]
 pub type Stream = watcher::Stream<DefaultBackend>;
 /// A file watcher on the default backend.
-#[cfg(unix)]
 pub type File = watcher::File<DefaultBackend>;
 /// A process watcher on the default backend.
 pub type Process = watcher::Process<DefaultBackend>;

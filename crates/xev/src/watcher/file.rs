@@ -23,7 +23,10 @@
 use std::fmt;
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+#[cfg(unix)]
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+use crate::op::RawHandle as RawFd;
 use std::path::Path;
 
 use super::request::{add_read, add_write};
@@ -92,7 +95,7 @@ impl<B: Backend> File<B> {
     /// offset ([`File::queue_offset`]) starts at 0.
     pub fn from_std(file: std::fs::File) -> File<B> {
         File {
-            owner: FdOwner::new(OwnedFd::from(file)),
+            owner: FdOwner::new(file.into()),
             queue: WriteQueue::default(),
         }
     }
@@ -222,13 +225,14 @@ impl<B: Backend> File<B> {
     /// requests is in flight or parked ([`File::in_flight`] is 0).
     /// Otherwise hands the watcher back unchanged.
     pub fn into_std(self) -> Result<std::fs::File, File<B>> {
-        match self.owner.take_fd() {
-            Some(fd) => Ok(std::fs::File::from(fd)),
+        match self.owner.take_fd(crate::sys::types::to_file) {
+            Some(file) => Ok(file),
             None => Err(self),
         }
     }
 }
 
+#[cfg(unix)]
 impl<B: Backend> AsFd for File<B> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         // SAFETY: the file stays open as long as the watcher exists: it
@@ -239,9 +243,17 @@ impl<B: Backend> AsFd for File<B> {
     }
 }
 
+#[cfg(unix)]
 impl<B: Backend> AsRawFd for File<B> {
     fn as_raw_fd(&self) -> RawFd {
         self.fd()
+    }
+}
+
+#[cfg(windows)]
+impl<B: Backend> std::os::windows::io::AsRawHandle for File<B> {
+    fn as_raw_handle(&self) -> std::os::windows::io::RawHandle {
+        self.fd() as std::os::windows::io::RawHandle
     }
 }
 

@@ -28,7 +28,6 @@
 pub mod async_wait;
 #[cfg(unix)]
 mod descriptor;
-#[cfg(unix)]
 pub mod file;
 pub mod process;
 mod request;
@@ -39,7 +38,6 @@ pub mod timer;
 pub mod udp;
 mod write_queue;
 
-#[cfg(unix)]
 pub use file::File;
 pub use process::Process;
 #[cfg(unix)]

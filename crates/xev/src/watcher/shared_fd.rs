@@ -25,7 +25,8 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
-use crate::op::{OwnedHandle as OwnedFd, RawHandle as RawFd};
+use crate::op::RawHandle as RawFd;
+use crate::sys::types::Owned as OwnedFd;
 use crate::sys::types::{into_raw, raw_of, INVALID_RAW};
 use std::rc::Rc;
 
@@ -379,11 +380,18 @@ impl<B: Backend> FdOwner<B> {
     /// Takes the descriptor back, when no operation is tracked (`None`
     /// otherwise, or when it is closing). Dropping the owner afterwards
     /// does nothing more.
-    pub(crate) fn take_fd(&self) -> Option<OwnedFd> {
+    pub(crate) fn take_fd<T>(&self, convert: impl FnOnce(OwnedFd) -> Result<T, OwnedFd>) -> Option<T> {
         if self.share.is_closing() || self.share.in_flight() != 0 {
             return None;
         }
-        self.share.fd.borrow_mut().take()
+        let mut slot = self.share.fd.borrow_mut();
+        match convert(slot.take()?) {
+            Ok(t) => Some(t),
+            Err(back) => {
+                *slot = Some(back);
+                None
+            }
+        }
     }
 }
 

@@ -54,6 +54,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 #[cfg(unix)]
 use super::descriptor::{is_socket, set_nonblocking};
 use crate::op::{OwnedHandle as OwnedFd, RawHandle as RawFd};
+use crate::sys::types::Owned;
 use super::request::{add_read, add_write};
 use crate::op::unexpected;
 use super::shared_fd::FdOwner;
@@ -130,7 +131,7 @@ impl<B: Backend> Stream<B> {
     }
 
     /// Wraps a descriptor that is already non-blocking, without a syscall.
-    pub(super) fn from_nonblocking(fd: OwnedFd, socket: bool) -> Stream<B> {
+    pub(super) fn from_nonblocking(fd: Owned, socket: bool) -> Stream<B> {
         Stream {
             owner: FdOwner::new(fd),
             socket,
@@ -298,7 +299,7 @@ impl<B: Backend> Stream<B> {
     /// their callbacks run first). Otherwise hands the watcher back
     /// unchanged.
     pub fn into_fd(self) -> Result<OwnedFd, Stream<B>> {
-        match self.owner.take_fd() {
+        match self.owner.take_fd(crate::sys::types::to_public) {
             Some(fd) => Ok(fd),
             None => Err(self),
         }

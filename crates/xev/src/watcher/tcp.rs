@@ -113,7 +113,7 @@ impl<B: Backend> Tcp<B> {
             Some(socket2::Protocol::TCP),
         )?;
         Ok(Tcp {
-            stream: Stream::from_nonblocking(OwnedFd::from(sock), true),
+            stream: Stream::from_nonblocking(sock.into(), true),
         })
     }
 
@@ -149,7 +149,7 @@ impl<B: Backend> Tcp<B> {
         }
         s.set_nonblocking(true)?;
         Ok(Tcp {
-            stream: Stream::from_nonblocking(socket, true),
+            stream: Stream::from_nonblocking(socket.into(), true),
         })
     }
 
@@ -193,7 +193,7 @@ impl<B: Backend> Tcp<B> {
             move |lp: &mut Loop<B>, _: &mut Op, res: OpResult| {
                 let res = match res {
                     OpResult::Accept(r) => r.map(|fd| Tcp {
-                        stream: Stream::from_nonblocking(fd, true),
+                        stream: Stream::from_nonblocking(crate::sys::types::owned(fd), true),
                     }),
                     other => Err(AcceptError::Io(unexpected(&other))),
                 };

@@ -129,7 +129,7 @@ impl<B: Backend> Udp<B> {
             Type::DGRAM,
             Some(Protocol::UDP),
         )?;
-        Ok(Self::from_owned(OwnedFd::from(sock)))
+        Ok(Self::from_owned(sock.into()))
     }
 
     /// Wraps an existing datagram socket (a `std::net::UdpSocket`, say),
@@ -149,10 +149,10 @@ impl<B: Backend> Udp<B> {
             #[cfg(unix)]
             sock.set_cloexec(true)?;
         }
-        Ok(Self::from_owned(fd))
+        Ok(Self::from_owned(crate::sys::types::owned(fd)))
     }
 
-    fn from_owned(fd: OwnedFd) -> Udp<B> {
+    fn from_owned(fd: crate::sys::types::Owned) -> Udp<B> {
         Udp {
             owner: Rc::new(FdOwner::new(fd)),
         }
@@ -164,7 +164,7 @@ impl<B: Backend> Udp<B> {
     /// another UDP socket that also sets it bind the same address.
     pub fn bind(&self, addr: SocketAddr) -> io::Result<()> {
         self.owner.share().with_fd(|fd| {
-            let sock = SockRef::from(fd);
+            let sock = crate::sys::types::sock(fd)?;
             sock.set_reuse_address(true)?;
             sock.bind(&addr.into())
         })
@@ -173,7 +173,7 @@ impl<B: Backend> Udp<B> {
     /// The address the socket is bound to.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.owner.share().with_fd(|fd| {
-            SockRef::from(fd).local_addr()?.as_socket().ok_or_else(|| {
+            crate::sys::types::sock(fd)?.local_addr()?.as_socket().ok_or_else(|| {
                 io::Error::new(io::ErrorKind::InvalidData, "not an IP socket address")
             })
         })

@@ -47,7 +47,6 @@ pub(super) enum Sink {
     /// `send(2)` with `MSG_NOSIGNAL`.
     Socket(RawFd),
     /// `pwrite(2)` at an offset.
-    #[cfg_attr(windows, allow(dead_code))] // the File watcher's; Unix-only so far
     At(RawFd),
 }
 
@@ -112,7 +111,6 @@ impl WriteQueue {
     }
 
     /// Offset of the next positional write.
-    #[cfg_attr(windows, allow(dead_code))] // the File watcher's
     pub(super) fn next_offset(&self) -> u64 {
         self.cell
             .get()
@@ -121,7 +119,6 @@ impl WriteQueue {
     }
 
     /// Sets the offset of the next positional write.
-    #[cfg_attr(windows, allow(dead_code))] // the File watcher's
     pub(super) fn set_next_offset(&self, offset: u64) {
         if let Ok(mut q) = self.shared().try_borrow_mut() {
             q.next_offset = offset;

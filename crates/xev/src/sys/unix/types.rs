@@ -18,6 +18,29 @@ pub type RawHandle = RawFd;
 /// [`OwnedFd`] on Unix.
 pub type OwnedHandle = OwnedFd;
 
+/// What a watcher owns: a descriptor.
+pub(crate) type Owned = OwnedFd;
+
+/// A public owned handle as what a watcher owns (the same on Unix).
+pub(crate) fn owned(h: OwnedHandle) -> Owned {
+    h
+}
+
+/// A watcher's handle as the public owned type (the same on Unix).
+pub(crate) fn to_public(h: Owned) -> Result<OwnedHandle, Owned> {
+    Ok(h)
+}
+
+/// A watcher's handle as a file.
+pub(crate) fn to_file(h: Owned) -> Result<std::fs::File, Owned> {
+    Ok(h.into())
+}
+
+/// A watcher's handle as a socket, for socket options and addresses.
+pub(crate) fn sock(h: &Owned) -> std::io::Result<socket2::SockRef<'_>> {
+    Ok(socket2::SockRef::from(h))
+}
+
 /// The value that names no handle (-1).
 pub(crate) const INVALID_RAW: RawHandle = -1;
 

@@ -29,14 +29,85 @@ pub type OwnedHandle = OwnedSocket;
 /// The value that names no handle (`INVALID_SOCKET`).
 pub(crate) const INVALID_RAW: RawHandle = usize::MAX;
 
+/// What a watcher owns: a socket, or another kernel handle (a file, a
+/// pipe), which close differently.
+#[derive(Debug)]
+pub(crate) enum Owned {
+    /// A socket (`closesocket`).
+    Socket(OwnedSocket),
+    /// A file, pipe or other handle (`CloseHandle`).
+    Handle(std::os::windows::io::OwnedHandle),
+}
+
+impl From<OwnedSocket> for Owned {
+    fn from(s: OwnedSocket) -> Owned {
+        Owned::Socket(s)
+    }
+}
+
+impl From<socket2::Socket> for Owned {
+    fn from(s: socket2::Socket) -> Owned {
+        Owned::Socket(s.into())
+    }
+}
+
+impl From<std::fs::File> for Owned {
+    fn from(f: std::fs::File) -> Owned {
+        Owned::Handle(f.into())
+    }
+}
+
+/// A handle that is not a socket where a socket is needed.
+fn not_a_socket() -> std::io::Error {
+    std::io::Error::from_raw_os_error(windows_sys::Win32::Networking::WinSock::WSAENOTSOCK)
+}
+
+/// A public owned handle (a socket) as what a watcher owns.
+pub(crate) fn owned(h: OwnedHandle) -> Owned {
+    Owned::Socket(h)
+}
+
+/// A watcher's handle as the public owned type (a socket), or back when
+/// it is not one.
+pub(crate) fn to_public(h: Owned) -> Result<OwnedHandle, Owned> {
+    match h {
+        Owned::Socket(s) => Ok(s),
+        other => Err(other),
+    }
+}
+
+/// A watcher's handle as a file, or back when it is a socket.
+pub(crate) fn to_file(h: Owned) -> Result<std::fs::File, Owned> {
+    match h {
+        Owned::Handle(h) => Ok(h.into()),
+        other => Err(other),
+    }
+}
+
+/// A watcher's handle as a socket, for socket options and addresses.
+pub(crate) fn sock(h: &Owned) -> std::io::Result<socket2::SockRef<'_>> {
+    match h {
+        Owned::Socket(s) => Ok(socket2::SockRef::from(s)),
+        Owned::Handle(_) => Err(not_a_socket()),
+    }
+}
+
 /// The raw handle of an owned one.
-pub(crate) fn raw_of(h: &OwnedHandle) -> RawHandle {
-    std::os::windows::io::AsRawSocket::as_raw_socket(h) as RawHandle
+pub(crate) fn raw_of(h: &Owned) -> RawHandle {
+    use std::os::windows::io::{AsRawHandle, AsRawSocket};
+    match h {
+        Owned::Socket(s) => s.as_raw_socket() as RawHandle,
+        Owned::Handle(h) => h.as_raw_handle() as RawHandle,
+    }
 }
 
 /// Gives up ownership of `h`, returning its raw handle.
-pub(crate) fn into_raw(h: OwnedHandle) -> RawHandle {
-    std::os::windows::io::IntoRawSocket::into_raw_socket(h) as RawHandle
+pub(crate) fn into_raw(h: Owned) -> RawHandle {
+    use std::os::windows::io::{IntoRawHandle, IntoRawSocket};
+    match h {
+        Owned::Socket(s) => s.into_raw_socket() as RawHandle,
+        Owned::Handle(h) => h.into_raw_handle() as RawHandle,
+    }
 }
 
 /// Takes ownership of the socket in a non-negative raw result.

@@ -1,7 +1,8 @@
-//! The TCP and UDP watchers, written once for every platform (IOCP
+//! The TCP, UDP and file watchers, written once for every platform (IOCP
 //! included): an echo conversation through `Tcp` (accept, connect, reads,
 //! queued writes, end of file, close), closing a listener with an accept
-//! pending, and datagrams through `Udp` with their sender. Each test runs on
+//! pending, datagrams through `Udp` with their sender, and a file written
+//! through its queue and read back at offsets. Each test runs on
 //! every backend this host can run (`tests/support/harness.rs`).
 
 #[path = "support/harness.rs"]
@@ -14,8 +15,8 @@ use std::rc::Rc;
 
 use xev::backend::Backend;
 use xev::generic::Loop;
-use xev::watcher::{Tcp, Udp};
-use xev::{AcceptError, Action, Op, OpResult, Options, ReadError, RunMode};
+use xev::watcher::{File, Tcp, Udp};
+use xev::{AcceptError, Action, Op, OpResult, Options, ReadError, RunMode, ThreadPool};
 
 /// Runs `lp` until `done()` holds; a guard timer fails the test after 10 s
 /// instead of hanging.
@@ -221,5 +222,68 @@ for_each_backend!(
         }
         run_until(&mut lp, "the closes", || closed.get() == 2);
         assert_eq!(lp.active(), 0);
+    }
+
+    /// A file written through the watcher's queue (in order, at the queue
+    /// offset), then read back at offsets with `pread` (on the thread pool
+    /// where the backend needs one), end of file included.
+    fn file_queue_then_pread<B: Backend>() {
+        let pool = ThreadPool::new(Default::default()).unwrap();
+        let mut lp = Loop::<B>::new(Options {
+            thread_pool: Some(pool),
+            ..Options::default()
+        })
+        .unwrap();
+        let path = std::env::temp_dir().join(format!(
+            "xev-watchers-portable-{}-{}",
+            std::process::id(),
+            harness::backend()
+        ));
+        let f: File<B> = File::open(
+            &path,
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true),
+        )
+        .unwrap();
+        let written = Rc::new(Cell::new(0));
+        for part in ["first ", "second ", "third"] {
+            let w = written.clone();
+            f.queue_write(&mut lp, part.as_bytes().to_vec(), move |_, _, r| {
+                w.set(w.get() + r.expect("queued write"));
+                Action::Disarm
+            });
+        }
+        run_until(&mut lp, "the queued writes", || written.get() == 18);
+        assert_eq!(f.queue_offset(), 18);
+
+        let got = Rc::new(RefCell::new(Vec::new()));
+        let eof = Rc::new(Cell::new(false));
+        let (g, e) = (got.clone(), eof.clone());
+        f.pread(&mut lp, vec![0; 5], 6, move |_, buf, res| match res {
+            Ok(n) => {
+                g.borrow_mut().extend_from_slice(&buf[..n]);
+                Action::Rearm
+            }
+            Err(ReadError::Eof) => {
+                e.set(true);
+                Action::Disarm
+            }
+            Err(err) => panic!("pread: {err}"),
+        });
+        run_until(&mut lp, "the reads up to end of file", || eof.get());
+        assert_eq!(&got.borrow()[..], b"second third");
+
+        let closed = Rc::new(Cell::new(false));
+        let c = closed.clone();
+        f.close(&mut lp, move |_, r| {
+            r.expect("close");
+            c.set(true);
+        });
+        run_until(&mut lp, "the close", || closed.get());
+        assert_eq!(std::fs::read(&path).unwrap(), b"first second third");
+        std::fs::remove_file(&path).unwrap();
     }
 );
