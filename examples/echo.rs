@@ -12,7 +12,6 @@
 use std::cell::Cell;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -21,7 +20,7 @@ use xev::backend::Backend;
 #[cfg(target_os = "linux")]
 use xev::backend::{epoll::Epoll, io_uring::IoUring};
 use xev::generic::Loop;
-use xev::{Action, Op, OpResult, Options, RunMode};
+use xev::{Action, Op, OpResult, Options, RawHandle, RunMode};
 
 const MSG: usize = 64;
 
@@ -59,7 +58,7 @@ fn parse_args() -> Result<Args, String> {
 
 /// Server side of one connection: read -> write back -> read ... until EOF,
 /// then close. One completion, rearmed with a changed operation.
-fn serve<B: Backend>(lp: &mut Loop<B>, fd: RawFd) {
+fn serve<B: Backend>(lp: &mut Loop<B>, fd: RawHandle) {
     lp.add(
         Op::Read {
             fd,
@@ -104,7 +103,7 @@ fn client<B: Backend>(
     let sock = Socket::new(Domain::IPV4, Type::STREAM, None)?;
     sock.set_nonblocking(true)?;
     sock.set_tcp_nodelay(true)?;
-    let fd = sock.into_raw_fd();
+    let fd = into_raw(sock);
     let mut sent = 0u64;
     let mut got = 0usize;
     let expected = move |sent: u64| -> [u8; MSG] {
@@ -158,7 +157,7 @@ fn run<B: Backend>(args: &Args) -> io::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    let lfd = listener.as_raw_fd();
+    let lfd = raw(&listener);
     let mut lp = Loop::<B>::new(Options::default())?;
     println!("xev echo: backend {}, server on {addr}", lp.backend_name());
 
@@ -166,7 +165,7 @@ fn run<B: Backend>(args: &Args) -> io::Result<()> {
     let mut to_accept = args.clients;
     lp.add(Op::Accept { fd: lfd }, move |lp, _, res| match res {
         OpResult::Accept(Ok(conn)) => {
-            serve(lp, conn.into_raw_fd());
+            serve(lp, into_raw(conn));
             to_accept -= 1;
             if to_accept == 0 {
                 Action::Disarm
@@ -224,4 +223,28 @@ fn main() {
         eprintln!("echo failed: {e}");
         std::process::exit(1);
     }
+}
+
+/// A socket's raw handle (a descriptor on Unix, a `SOCKET` on Windows).
+#[cfg(unix)]
+fn raw<T: std::os::fd::AsRawFd>(s: &T) -> RawHandle {
+    s.as_raw_fd()
+}
+
+/// Gives up a socket, returning its raw handle (the loop closes it).
+#[cfg(unix)]
+fn into_raw<T: std::os::fd::IntoRawFd>(s: T) -> RawHandle {
+    s.into_raw_fd()
+}
+
+/// A socket's raw handle (a descriptor on Unix, a `SOCKET` on Windows).
+#[cfg(windows)]
+fn raw<T: std::os::windows::io::AsRawSocket>(s: &T) -> RawHandle {
+    s.as_raw_socket() as RawHandle
+}
+
+/// Gives up a socket, returning its raw handle (the loop closes it).
+#[cfg(windows)]
+fn into_raw<T: std::os::windows::io::IntoRawSocket>(s: T) -> RawHandle {
+    s.into_raw_socket() as RawHandle
 }

@@ -1,13 +1,16 @@
 //! Waiting for child processes on an xev loop with the `Process` watcher:
-//! one child exits with status 3, another (`sleep 30`) is killed with
-//! SIGKILL once the first has been reaped. Both statuses are printed as
-//! the watcher reports them.
+//! one child exits with status 3, another (sleeping 30 s) is killed once
+//! the first has been reaped (SIGKILL on Unix, `TerminateProcess` on
+//! Windows). Both statuses are printed as the watcher reports them. The
+//! children are this program itself, run with `--child-exit 3` and
+//! `--child-sleep`, so it needs no shell and runs on every platform.
 //!
 //! ```text
 //! cargo run --example process_wait
 //! ```
 
 use std::cell::RefCell;
+#[cfg(unix)]
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, ExitCode, ExitStatus};
 use std::rc::Rc;
@@ -15,12 +18,34 @@ use std::rc::Rc;
 use xev::watcher::process::Process;
 use xev::{Action, Loop, ProcessError, RunMode};
 
+/// The signal that killed the child (Unix only).
+#[cfg(unix)]
+fn signal(s: &ExitStatus) -> Option<i32> {
+    s.signal()
+}
+
+/// The signal that killed the child (Unix only).
+#[cfg(not(unix))]
+fn signal(_: &ExitStatus) -> Option<i32> {
+    None
+}
+
+/// Whether the child was the one killed: by SIGKILL on Unix; on Windows
+/// `Child::kill` ends it with exit code 1.
+fn was_killed(s: &ExitStatus) -> bool {
+    if cfg!(unix) {
+        signal(s) == Some(9)
+    } else {
+        s.code() == Some(1)
+    }
+}
+
 fn describe(s: &ExitStatus) -> String {
-    match (s.code(), s.signal()) {
+    match (s.code(), signal(s)) {
         (Some(code), _) => format!("exited with code {code}"),
         (None, Some(sig)) => format!(
             "killed by signal {sig}{}",
-            if s.core_dumped() {
+            if core_dumped(s) {
                 " (core dumped)"
             } else {
                 ""
@@ -30,7 +55,27 @@ fn describe(s: &ExitStatus) -> String {
     }
 }
 
+/// Whether the child dumped core (Unix only).
+fn core_dumped(s: &ExitStatus) -> bool {
+    #[cfg(unix)]
+    return s.core_dumped();
+    #[cfg(not(unix))]
+    return s.code().is_none();
+}
+
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("--child-exit") => {
+            let code = args.get(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+            std::process::exit(code);
+        }
+        Some("--child-sleep") => {
+            std::thread::sleep(std::time::Duration::from_secs(30));
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -43,8 +88,9 @@ fn main() -> ExitCode {
 fn run() -> std::io::Result<()> {
     let mut lp = Loop::new(Default::default())?;
     println!("backend: {}", lp.backend_name());
-    let exits = Command::new("sh").args(["-c", "exit 3"]).spawn()?;
-    let sleeper = Rc::new(RefCell::new(Command::new("sleep").arg("30").spawn()?));
+    let me = std::env::current_exe()?;
+    let exits = Command::new(&me).args(["--child-exit", "3"]).spawn()?;
+    let sleeper = Rc::new(RefCell::new(Command::new(&me).arg("--child-sleep").spawn()?));
     let p_exit = match Process::from_child(&exits) {
         Ok(p) => p,
         Err(ProcessError::Unsupported) => {
@@ -57,7 +103,7 @@ fn run() -> std::io::Result<()> {
     };
     let p_sleep = Process::from_child(&sleeper.borrow())?;
     println!(
-        "spawned pid {} (sh -c 'exit 3') and pid {} (sleep 30)",
+        "spawned pid {} (exits with 3) and pid {} (sleeps 30 s)",
         p_exit.pid(),
         p_sleep.pid()
     );
@@ -68,10 +114,10 @@ fn run() -> std::io::Result<()> {
     p_sleep.wait(&mut lp, move |_, res| {
         match res {
             Ok(s) => {
-                println!("sleep 30: {}", describe(&s));
+                println!("sleeper: {}", describe(&s));
                 st.borrow_mut().push(("sleep".into(), s));
             }
-            Err(e) => eprintln!("sleep 30: {e}"),
+            Err(e) => eprintln!("sleeper: {e}"),
         }
         Action::Disarm
     });
@@ -80,13 +126,13 @@ fn run() -> std::io::Result<()> {
     p_exit.wait(&mut lp, move |_, res| {
         match res {
             Ok(s) => {
-                println!("sh -c 'exit 3': {}", describe(&s));
-                st.borrow_mut().push(("sh".into(), s));
+                println!("exit 3: {}", describe(&s));
+                st.borrow_mut().push(("exit".into(), s));
             }
-            Err(e) => eprintln!("sh: {e}"),
+            Err(e) => eprintln!("exit 3: {e}"),
         }
         // Now kill the sleeper (it has not been reaped, so its pid is still
-        // its own); its watcher reports the signal.
+        // its own); its watcher reports how it ended.
         if let Err(e) = victim.borrow_mut().kill() {
             eprintln!("kill: {e}");
         }
@@ -107,10 +153,10 @@ fn run() -> std::io::Result<()> {
     let ok = statuses.len() == 2
         && statuses
             .iter()
-            .any(|(n, s)| n == "sh" && s.code() == Some(3))
+            .any(|(n, s)| n == "exit" && s.code() == Some(3))
         && statuses
             .iter()
-            .any(|(n, s)| n == "sleep" && s.signal() == Some(libc::SIGKILL));
+            .any(|(n, s)| n == "sleep" && was_killed(s));
     if ok {
         Ok(())
     } else {
