@@ -19,7 +19,24 @@ use std::time::{Duration, Instant};
 
 use xev::{Action, Async, Loop, RunMode};
 
+const USAGE: &str = "\
+async_wakeup: wakes an xev loop from another thread N times (default 1000)
+through an Async handle and counts the wakeups (notifies coalesce).
+
+usage: async_wakeup [N]
+
+The backend is the default one; XEV_BACKEND forces io_uring or epoll on Linux.";
+
+/// Prints the usage and exits with status 0 when `-h` or `--help` is given.
+fn help_if_asked() {
+    if std::env::args().skip(1).any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        std::process::exit(0);
+    }
+}
+
 fn main() -> ExitCode {
+    help_if_asked();
     let n: u64 = match std::env::args().nth(1).map(|a| a.parse()) {
         None => 1_000,
         Some(Ok(n)) => n,

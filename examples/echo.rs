@@ -8,6 +8,9 @@
 //! ```text
 //! cargo run --release --example echo -- [--backend io_uring|epoll] [--clients N] [--messages N]
 //! ```
+//!
+//! Without `--backend` it runs on the default backend, which honours
+//! `XEV_BACKEND` like every xev program.
 
 use std::cell::Cell;
 use std::io;
@@ -24,15 +27,26 @@ use xev::{Action, Op, OpResult, Options, RawHandle, RunMode};
 
 const MSG: usize = 64;
 
+const USAGE: &str = "\
+echo: a TCP echo server and its clients on one xev loop, over loopback;
+every echoed byte is checked.
+
+usage: echo [--backend io_uring|epoll] [--clients N] [--messages N]
+
+  --backend B    io_uring or epoll (Linux); default: the default backend,
+                 which XEV_BACKEND can force
+  --clients N    concurrent clients (default 4)
+  --messages N   64-byte messages per client (default 20000)";
+
 struct Args {
-    backend: String,
+    backend: Option<String>,
     clients: usize,
     messages: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
-        backend: String::from("io_uring"),
+        backend: None,
         clients: 4,
         messages: 20_000,
     };
@@ -40,17 +54,16 @@ fn parse_args() -> Result<Args, String> {
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
-            "--backend" => a.backend = value()?,
+            "--backend" => a.backend = Some(value()?),
             "--clients" => a.clients = value()?.parse().map_err(|e| format!("--clients: {e}"))?,
             "--messages" => {
                 a.messages = value()?.parse().map_err(|e| format!("--messages: {e}"))?
             }
             "-h" | "--help" => {
-                return Err(
-                    "usage: echo [--backend io_uring|epoll] [--clients N] [--messages N]".into(),
-                )
+                println!("{USAGE}");
+                std::process::exit(0);
             }
-            other => return Err(format!("unknown argument {other}")),
+            other => return Err(format!("unknown argument {other}\n\n{USAGE}")),
         }
     }
     Ok(a)
@@ -203,19 +216,31 @@ fn main() {
         }
     };
     #[cfg(not(target_os = "linux"))]
-    let r = run::<xev::DefaultBackend>(&args);
+    let r = match args.backend.as_deref() {
+        None => run::<xev::DefaultBackend>(&args),
+        Some(other) => {
+            eprintln!("echo: --backend {other}: only the default backend is built here");
+            std::process::exit(2);
+        }
+    };
     #[cfg(target_os = "linux")]
-    let r = match args.backend.as_str() {
-        "io_uring" => match IoUring::probe() {
+    let r = match args
+        .backend
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None => run::<xev::DefaultBackend>(&args),
+        Some("io_uring") => match IoUring::probe() {
             Ok(()) => run::<IoUring>(&args),
             Err(e) => {
                 eprintln!("io_uring unavailable ({e}); using epoll");
                 run::<Epoll>(&args)
             }
         },
-        "epoll" => run::<Epoll>(&args),
-        other => {
-            eprintln!("unknown backend {other} (io_uring or epoll)");
+        Some("epoll") => run::<Epoll>(&args),
+        Some(other) => {
+            eprintln!("echo: unknown backend {other} (io_uring or epoll)");
             std::process::exit(2);
         }
     };

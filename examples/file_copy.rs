@@ -22,6 +22,23 @@ use std::time::Instant;
 use xev::watcher::file::File;
 use xev::{Action, Loop, Options, ReadError, RunMode, ThreadPool, ThreadPoolConfig};
 
+const USAGE: &str = "\
+file_copy: copies a file with pread/pwrite through an xev loop, several
+chunks in flight, and checks the copy. Without arguments it copies a
+temporary file of a few MiB and removes both afterwards.
+
+usage: file_copy [SRC DST]
+
+The backend is the default one; XEV_BACKEND forces io_uring or epoll on Linux.";
+
+/// Prints the usage and exits with status 0 when `-h` or `--help` is given.
+fn help_if_asked() {
+    if std::env::args().skip(1).any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        std::process::exit(0);
+    }
+}
+
 /// Bytes per read/write request.
 const CHUNK: usize = 256 * 1024;
 /// Chunks in flight at once.
@@ -188,7 +205,18 @@ fn make_source(path: &Path, len: usize) -> io::Result<()> {
     std::fs::write(path, data)
 }
 
-fn main() -> io::Result<()> {
+fn main() -> std::process::ExitCode {
+    help_if_asked();
+    match run_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("file_copy: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_main() -> io::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (src, dst, temporary) = match args.as_slice() {
         [] => {

@@ -18,6 +18,22 @@ use std::rc::Rc;
 use xev::watcher::process::Process;
 use xev::{Action, Loop, ProcessError, RunMode};
 
+const USAGE: &str = "\
+process_wait: waits for two child processes with the Process watcher: one
+exits with 3, the other is killed once the first has exited.
+
+usage: process_wait
+
+The backend is the default one; XEV_BACKEND forces io_uring or epoll on Linux.";
+
+/// Prints the usage and exits with status 0 when `-h` or `--help` is given.
+fn help_if_asked() {
+    if std::env::args().skip(1).any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        std::process::exit(0);
+    }
+}
+
 /// The signal that killed the child (Unix only).
 #[cfg(unix)]
 fn signal(s: &ExitStatus) -> Option<i32> {
@@ -45,11 +61,7 @@ fn describe(s: &ExitStatus) -> String {
         (Some(code), _) => format!("exited with code {code}"),
         (None, Some(sig)) => format!(
             "killed by signal {sig}{}",
-            if core_dumped(s) {
-                " (core dumped)"
-            } else {
-                ""
-            }
+            if core_dumped(s) { " (core dumped)" } else { "" }
         ),
         _ => format!("{s}"),
     }
@@ -64,6 +76,7 @@ fn core_dumped(s: &ExitStatus) -> bool {
 }
 
 fn main() -> ExitCode {
+    help_if_asked();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("--child-exit") => {
@@ -90,7 +103,9 @@ fn run() -> std::io::Result<()> {
     println!("backend: {}", lp.backend_name());
     let me = std::env::current_exe()?;
     let exits = Command::new(&me).args(["--child-exit", "3"]).spawn()?;
-    let sleeper = Rc::new(RefCell::new(Command::new(&me).arg("--child-sleep").spawn()?));
+    let sleeper = Rc::new(RefCell::new(
+        Command::new(&me).arg("--child-sleep").spawn()?,
+    ));
     let p_exit = match Process::from_child(&exits) {
         Ok(p) => p,
         Err(ProcessError::Unsupported) => {
@@ -154,9 +169,7 @@ fn run() -> std::io::Result<()> {
         && statuses
             .iter()
             .any(|(n, s)| n == "exit" && s.code() == Some(3))
-        && statuses
-            .iter()
-            .any(|(n, s)| n == "sleep" && was_killed(s));
+        && statuses.iter().any(|(n, s)| n == "sleep" && was_killed(s));
     if ok {
         Ok(())
     } else {

@@ -21,6 +21,22 @@ use std::time::Instant;
 use xev::watcher::tcp::Tcp;
 use xev::{Action, Loop, ReadError, RunMode};
 
+const USAGE: &str = "\
+tcp_echo: a TCP echo server and its clients on one xev loop, written with
+the Tcp watcher; every echoed byte is checked.
+
+usage: tcp_echo
+
+The backend is the default one; XEV_BACKEND forces io_uring or epoll on Linux.";
+
+/// Prints the usage and exits with status 0 when `-h` or `--help` is given.
+fn help_if_asked() {
+    if std::env::args().skip(1).any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        std::process::exit(0);
+    }
+}
+
 const CLIENTS: usize = 4;
 const MESSAGES: usize = 1_000;
 
@@ -160,7 +176,18 @@ fn client(lp: &mut Loop, addr: SocketAddr, id: usize, ok: Rc<Cell<usize>>) -> io
     Ok(())
 }
 
-fn main() -> io::Result<()> {
+fn main() -> std::process::ExitCode {
+    help_if_asked();
+    match run_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tcp_echo: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_main() -> io::Result<()> {
     let mut lp = Loop::new(Default::default())?;
     let server: Tcp = Tcp::new("127.0.0.1:0".parse().map_err(io::Error::other)?)?;
     server.bind("127.0.0.1:0".parse().map_err(io::Error::other)?)?;

@@ -13,7 +13,34 @@ use std::time::Instant;
 
 use xev::{Action, Loop, RunMode, Timer};
 
-fn main() -> std::io::Result<()> {
+const USAGE: &str = "\
+timer: a repeating timer (every 20 ms, five times) and a timer reset on
+an xev loop.
+
+usage: timer
+
+The backend is the default one; XEV_BACKEND forces io_uring or epoll on Linux.";
+
+/// Prints the usage and exits with status 0 when `-h` or `--help` is given.
+fn help_if_asked() {
+    if std::env::args().skip(1).any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        std::process::exit(0);
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    help_if_asked();
+    match run_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("timer: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_main() -> std::io::Result<()> {
     let mut lp = Loop::new(Default::default())?;
     let start = Instant::now();
     println!("backend: {}", lp.backend_name());

@@ -18,7 +18,24 @@ use std::time::Instant;
 use xev::watcher::udp::Udp;
 use xev::{Action, Loop, RunMode};
 
+const USAGE: &str = "\
+udp_ping: UDP ping-pong between two Udp watchers on one xev loop; prints
+the round-trip rate.
+
+usage: udp_ping [ROUNDS]   (default 10000)
+
+The backend is the default one; XEV_BACKEND forces io_uring or epoll on Linux.";
+
+/// Prints the usage and exits with status 0 when `-h` or `--help` is given.
+fn help_if_asked() {
+    if std::env::args().skip(1).any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        std::process::exit(0);
+    }
+}
+
 fn main() -> ExitCode {
+    help_if_asked();
     let rounds: u64 = match std::env::args().nth(1).map(|a| a.parse()) {
         None => 10_000,
         Some(Ok(n)) if n > 0 => n,

@@ -33,22 +33,34 @@ pub enum Kind {
 pub const ENV: &str = "XEV_BACKEND";
 
 /// The backend a new [`Dynamic`] loop would use here: `XEV_BACKEND` when
-/// set, else io_uring when the probe succeeds (probed once per process),
-/// else epoll. An unknown `XEV_BACKEND` value is an `InvalidInput` error.
+/// set (`io_uring` or `epoll`, in any case; `io-uring` and `iouring` too),
+/// else io_uring when the probe succeeds (probed once per process), else
+/// epoll. An unknown `XEV_BACKEND` value is an `InvalidInput` error whose
+/// message names the accepted values.
 pub fn choose() -> io::Result<Kind> {
     match std::env::var(ENV) {
-        Ok(v) => match v.as_str() {
-            "io_uring" | "iouring" | "io-uring" => Ok(Kind::IoUring),
-            "epoll" => Ok(Kind::Epoll),
-            "" => Ok(auto()),
-            other => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{ENV}={other}: expected io_uring or epoll"),
-            )),
-        },
+        Ok(v) => parse(&v).map(|k| k.unwrap_or_else(auto)),
         Err(_) => Ok(auto()),
     }
 }
+
+/// A value of `XEV_BACKEND`: `Some` backend, `None` for the automatic
+/// choice (an empty value), or an error that names the accepted values.
+pub fn parse(value: &str) -> io::Result<Option<Kind>> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "io_uring" | "iouring" | "io-uring" => Ok(Some(Kind::IoUring)),
+        "epoll" => Ok(Some(Kind::Epoll)),
+        "" => Ok(None),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{ENV} is {value:?}, which is not a backend: use io_uring or epoll \
+                 (any case), or unset it to let xev choose"
+            ),
+        )),
+    }
+}
+
 
 fn auto() -> Kind {
     static PROBED: OnceLock<Kind> = OnceLock::new();
@@ -141,5 +153,22 @@ impl Backend for Dynamic {
 
     fn drain(&mut self, sink: &mut dyn FnMut(NonNull<Core>, i32)) {
         each!(self, b => b.drain(sink))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_names_in_any_case() {
+        assert_eq!(parse("IO_URING").unwrap(), Some(Kind::IoUring));
+        assert_eq!(parse("Epoll").unwrap(), Some(Kind::Epoll));
+        assert_eq!(parse(" io-uring ").unwrap(), Some(Kind::IoUring));
+        assert_eq!(parse("").unwrap(), None);
+        let e = parse("kqueue").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        let msg = e.to_string();
+        assert!(msg.contains("io_uring or epoll") && msg.contains("\"kqueue\""), "{msg}");
     }
 }

@@ -38,7 +38,7 @@ use crate::record::Action;
 /// Dropping a `Timer` (instead of calling [`Timer::free`]) releases it the
 /// same way at the loop's next tick: nothing leaks.
 #[must_use = "a timer does nothing until `run`, and dropping it releases it"]
-pub struct Timer<B: Backend> {
+pub struct Timer<B: Backend = crate::DefaultBackend> {
     id: Id,
     interval: Rc<Cell<u64>>,
     /// The loop's inbox, for `Drop`.

@@ -96,7 +96,7 @@ use crate::watcher::shared_fd::FdOwner;
 /// client.close(&mut lp, |_, res| res.unwrap());
 /// lp.run(RunMode::UntilDone).unwrap();
 /// ```
-pub struct Udp<B: Backend> {
+pub struct Udp<B: Backend = crate::DefaultBackend> {
     /// Shared by the clones: the last one dropped drops the owner, which
     /// hands the socket to the loop.
     owner: Rc<FdOwner<B>>,

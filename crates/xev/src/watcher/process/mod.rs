@@ -98,7 +98,7 @@ use windows::Watch;
 /// lp.run(RunMode::UntilDone).unwrap();
 /// ```
 #[must_use = "a process watcher does nothing until `wait`; dropping it stops watching"]
-pub struct Process<B: Backend> {
+pub struct Process<B: Backend = crate::DefaultBackend> {
     pid: i32,
     /// The status, once reaped (a process is reaped once; later waits report
     /// it again). Shared with the callbacks of waits in flight.
