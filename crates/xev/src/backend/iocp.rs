@@ -153,8 +153,8 @@ impl Iocp {
         // stays in place until its packet is dequeued; every pointer handed
         // to the kernel points into it (its slot or its op's buffers).
         unsafe {
-            let slot = &raw mut (*c).slot.iocp;
-            let ov = &raw mut (*slot).ov;
+            let slot = std::ptr::addr_of_mut!((*c).slot.iocp);
+            let ov = std::ptr::addr_of_mut!((*slot).ov);
             let fd = match (*c).op.handle() {
                 Some(fd) => fd,
                 None => return Start::Done(UNSUPPORTED),
@@ -208,7 +208,7 @@ impl Iocp {
                     let ok = ws::AcceptEx(
                         *fd,
                         s,
-                        (&raw mut (*slot).addrs).cast(),
+                        (std::ptr::addr_of_mut!((*slot).addrs)).cast(),
                         0,
                         addr_len,
                         addr_len,
@@ -265,7 +265,7 @@ impl Iocp {
                         &b,
                         1,
                         std::ptr::null_mut(),
-                        &raw mut (*slot).flags,
+                        std::ptr::addr_of_mut!((*slot).flags),
                         ov,
                         None,
                     );
@@ -286,7 +286,7 @@ impl Iocp {
                         &raw.buf,
                         1,
                         std::ptr::null_mut(),
-                        &raw mut (*slot).flags,
+                        std::ptr::addr_of_mut!((*slot).flags),
                         raw.addr.cast(),
                         raw.addr_len,
                         ov,
@@ -404,8 +404,8 @@ impl Iocp {
         // SAFETY: per the contract: the kernel is done with `c`, which is
         // live and ours.
         unsafe {
-            let slot = &raw mut (*c).slot.iocp;
-            let ov = &raw const (*slot).ov;
+            let slot = std::ptr::addr_of_mut!((*c).slot.iocp);
+            let ov = std::ptr::addr_of!((*slot).ov);
             let op = &(*c).op;
             if let Op::Close { .. } = op {
                 return (*slot).flags as i32;
@@ -506,7 +506,7 @@ impl Backend for Iocp {
         let (fd, ov) = unsafe {
             (
                 (*c).op.handle(),
-                &raw mut (*c).slot.iocp.ov,
+                std::ptr::addr_of_mut!((*c).slot.iocp.ov),
             )
         };
         let cancel = match fd {

@@ -312,7 +312,7 @@ pub(crate) fn is_synchronous(h: RawHandle) -> bool {
         NtQueryInformationFile(
             h as HANDLE,
             &mut iosb,
-            (&raw mut info).cast(),
+            (std::ptr::addr_of_mut!(info)).cast(),
             std::mem::size_of::<FILE_MODE_INFORMATION>() as u32,
             FileModeInformation,
         )
@@ -398,7 +398,7 @@ fn local_addr(s: RawHandle) -> Result<(ws::SOCKADDR_STORAGE, i32), i32> {
     let mut st: ws::SOCKADDR_STORAGE = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<ws::SOCKADDR_STORAGE>() as i32;
     // SAFETY: `st` and `len` are live locals of the sizes given.
-    if unsafe { ws::getsockname(s, (&raw mut st).cast(), &mut len) } != 0 {
+    if unsafe { ws::getsockname(s, (std::ptr::addr_of_mut!(st)).cast(), &mut len) } != 0 {
         return Err(neg_wsa_error());
     }
     Ok((st, len))
@@ -456,7 +456,7 @@ pub(crate) fn finish_accept(listener: RawHandle, s: RawHandle) -> i32 {
             s,
             ws::SOL_SOCKET,
             ws::SO_UPDATE_ACCEPT_CONTEXT,
-            (&raw const listener).cast(),
+            (std::ptr::addr_of!(listener)).cast(),
             std::mem::size_of::<RawHandle>() as i32,
         )
     };

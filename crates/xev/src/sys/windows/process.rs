@@ -68,7 +68,7 @@ pub(crate) fn watch_exit(port: HANDLE, key: usize, h: RawHandle) -> Result<RawHa
         SetInformationJobObject(
             job,
             JobObjectAssociateCompletionPortInformation,
-            (&raw const info).cast(),
+            (std::ptr::addr_of!(info)).cast(),
             std::mem::size_of::<JOBOBJECT_ASSOCIATE_COMPLETION_PORT>() as u32,
         ) != 0
             && AssignProcessToJobObject(job, h as HANDLE) != 0
