@@ -72,6 +72,7 @@
 //! ```
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 /// Applies the targets xev supports to every item of the crate, so that
@@ -133,22 +134,30 @@ pub use event_loop::RunMode;
 pub use id::Id;
 pub use op::{Interest, Msg, Op, OpKind, OpResult, Readiness};
 pub use options::Options;
-pub use op::RawHandle;
+pub use op::{OwnedHandle, RawHandle};
+/// The socket address type of [`Op::Connect`] (from `socket2`).
+pub use socket2::SockAddr;
 pub use record::Action;
 pub use thread_pool::{Config as ThreadPoolConfig, ThreadPool};
 
-/// A timer watcher on the default backend.
+/// A timer watcher on the default backend: [`watcher::Timer`] (whose page lists its
+/// methods) with [`DefaultBackend`].
 pub type Timer = watcher::Timer<DefaultBackend>;
-/// A TCP watcher on the default backend.
+/// A TCP watcher on the default backend: [`watcher::Tcp`] (whose page lists its
+/// methods) with [`DefaultBackend`].
 pub type Tcp = watcher::Tcp<DefaultBackend>;
-/// A UDP watcher on the default backend.
+/// A UDP watcher on the default backend: [`watcher::Udp`] (whose page lists its
+/// methods) with [`DefaultBackend`].
 pub type Udp = watcher::Udp<DefaultBackend>;
-/// A stream (pipe, tty, any fd) watcher on the default backend.
+/// A stream (pipe, tty, any fd) watcher on the default backend:
+/// [`watcher::Stream`] (whose page lists its methods) with [`DefaultBackend`].
 #[cfg(unix)]
 pub type Stream = watcher::Stream<DefaultBackend>;
-/// A file watcher on the default backend.
+/// A file watcher on the default backend: [`watcher::File`] (whose page lists its
+/// methods) with [`DefaultBackend`].
 pub type File = watcher::File<DefaultBackend>;
-/// A process watcher on the default backend.
+/// A process watcher on the default backend: [`watcher::Process`] (whose page lists its
+/// methods) with [`DefaultBackend`].
 pub type Process = watcher::Process<DefaultBackend>;
 
 /// The backend-generic types, for code that picks its backend (or works
@@ -181,7 +190,8 @@ pub type DefaultBackend = backend::iocp::Iocp;
 pub struct ReadmeDoctests;
 
 /// A loop on the default backend: what callbacks receive and watcher
-/// methods take. [`Loop::new`](generic::Loop::new) returns an [`OwnedLoop`].
+/// methods take: [`generic::Loop`] (whose page lists its methods) with
+/// [`DefaultBackend`]. [`Loop::new`](generic::Loop::new) returns an [`OwnedLoop`].
 pub type Loop = generic::Loop<DefaultBackend>;
 
 /// An owned loop on the default backend: runs and drops the loop, and

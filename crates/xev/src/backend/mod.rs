@@ -30,10 +30,13 @@ pub use crate::sys::windows::Waker;
 pub use crate::record::Core;
 
 #[cfg(target_os = "linux")]
+#[cfg_attr(docsrs, doc(cfg(target_os = "linux")))]
 pub mod dynamic;
 #[cfg(target_os = "linux")]
+#[cfg_attr(docsrs, doc(cfg(target_os = "linux")))]
 pub mod epoll;
 #[cfg(target_os = "linux")]
+#[cfg_attr(docsrs, doc(cfg(target_os = "linux")))]
 pub mod io_uring;
 #[cfg(any(
     target_os = "macos",
@@ -41,8 +44,10 @@ pub mod io_uring;
     target_os = "freebsd",
     all(target_os = "linux", xev_libkqueue)
 ))]
+#[cfg_attr(docsrs, doc(cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))))]
 pub mod kqueue;
 #[cfg(windows)]
+#[cfg_attr(docsrs, doc(cfg(windows)))]
 pub mod iocp;
 #[cfg(unix)]
 pub mod readiness;
