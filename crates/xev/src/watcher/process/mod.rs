@@ -60,6 +60,8 @@ mod kqueue;
 #[cfg(target_os = "linux")]
 mod pidfd;
 mod status;
+#[cfg(not(target_os = "linux"))]
+mod waits;
 #[cfg(windows)]
 mod windows;
 
