@@ -28,31 +28,35 @@ fn connect_through<B: Backend>(lp: &mut Loop<B>) -> (TcpListener, Socket, TcpStr
     (listener, client, server)
 }
 
+/// Sends `data` on `fd` with a send operation; checks it all went.
+fn send_all<B: Backend>(lp: &mut Loop<B>, fd: xev::RawHandle, data: &[u8]) {
+    let op = Op::Send {
+        fd,
+        buf: data.to_vec(),
+    };
+    let (res, _) = run_op(lp, op, "send");
+    assert_eq!(expect!(res, OpResult::Write(Ok(n)) => n), data.len());
+}
+
+/// One recv operation of at most 16 bytes on `fd`: what it got.
+fn recv_some<B: Backend>(lp: &mut Loop<B>, fd: xev::RawHandle) -> Vec<u8> {
+    let op = Op::Recv {
+        fd,
+        buf: vec![0; 16],
+    };
+    let (res, op) = run_op(lp, op, "recv");
+    let n = expect!(res, OpResult::Read(Ok(n)) => n);
+    op.buf().unwrap()[..n].to_vec()
+}
+
 for_each_backend!(
     /// Accept and connect through the loop, then bytes both ways with send
     /// and recv, then end of file once the peer shuts its side down.
     fn tcp_round_trip_and_eof<B: Backend>() {
         let mut lp = new_loop::<B>();
         let (_l, client, server) = connect_through(&mut lp);
-        let (res, _) = run_op(
-            &mut lp,
-            Op::Send {
-                fd: raw(&client),
-                buf: b"ping".to_vec(),
-            },
-            "send",
-        );
-        expect!(res, OpResult::Write(Ok(4)));
-        let (res, op) = run_op(
-            &mut lp,
-            Op::Recv {
-                fd: raw(&server),
-                buf: vec![0; 16],
-            },
-            "recv",
-        );
-        let n = expect!(res, OpResult::Read(Ok(n)) => n);
-        assert_eq!(&op.buf().unwrap()[..n], b"ping");
+        send_all(&mut lp, raw(&client), b"ping");
+        assert_eq!(recv_some(&mut lp, raw(&server)), b"ping");
 
         // The other way, with write and read.
         let (res, _) = run_op(
@@ -160,25 +164,8 @@ for_each_backend!(
         assert_eq!(recv_calls_then, 1, "the cancel completes after its target");
         expect!(res, OpResult::Cancel(Ok(())));
 
-        let (res, _) = run_op(
-            &mut lp,
-            Op::Send {
-                fd: raw(&client),
-                buf: b"still".to_vec(),
-            },
-            "send after cancel",
-        );
-        expect!(res, OpResult::Write(Ok(5)));
-        let (res, op) = run_op(
-            &mut lp,
-            Op::Recv {
-                fd: raw(&server),
-                buf: vec![0; 16],
-            },
-            "recv after cancel",
-        );
-        let n = expect!(res, OpResult::Read(Ok(n)) => n);
-        assert_eq!(&op.buf().unwrap()[..n], b"still");
+        send_all(&mut lp, raw(&client), b"still");
+        assert_eq!(recv_some(&mut lp, raw(&server)), b"still");
     }
 
     /// Closing a socket through the loop ends the receive pending on it
@@ -210,15 +197,7 @@ for_each_backend!(
     fn poll_is_readiness_or_unsupported<B: Backend>() {
         let mut lp = new_loop::<B>();
         let (_l, client, server) = connect_through(&mut lp);
-        let (res, _) = run_op(
-            &mut lp,
-            Op::Send {
-                fd: raw(&client),
-                buf: b"x".to_vec(),
-            },
-            "send",
-        );
-        expect!(res, OpResult::Write(Ok(1)));
+        send_all(&mut lp, raw(&client), b"x");
         let (res, _) = run_op(
             &mut lp,
             Op::Poll {
