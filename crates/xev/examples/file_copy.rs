@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
 
-use xev::watcher::file::File;
+use xev::watcher::File;
 use xev::{Action, Loop, Options, ReadError, RunMode, ThreadPool, ThreadPoolConfig};
 
 const USAGE: &str = "\

@@ -15,7 +15,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, ExitCode, ExitStatus};
 use std::rc::Rc;
 
-use xev::watcher::process::Process;
+use xev::watcher::Process;
 use xev::{Action, Loop, ProcessError, RunMode};
 
 const USAGE: &str = "\

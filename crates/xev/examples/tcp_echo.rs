@@ -18,7 +18,7 @@ use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
 use std::time::Instant;
 
-use xev::watcher::tcp::Tcp;
+use xev::watcher::Tcp;
 use xev::{Action, Loop, ReadError, RunMode};
 
 const USAGE: &str = "\

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Instant;
 
-use xev::watcher::udp::Udp;
+use xev::watcher::Udp;
 use xev::{Action, Loop, RunMode};
 
 const USAGE: &str = "\

@@ -151,7 +151,6 @@ pub type Tcp = watcher::Tcp<DefaultBackend>;
 pub type Udp = watcher::Udp<DefaultBackend>;
 /// A stream (pipe, tty, any fd) watcher on the default backend:
 /// [`watcher::Stream`] (whose page lists its methods) with [`DefaultBackend`].
-#[cfg(unix)]
 pub type Stream = watcher::Stream<DefaultBackend>;
 /// A file watcher on the default backend: [`watcher::File`] (whose page lists its
 /// methods) with [`DefaultBackend`].

@@ -318,7 +318,7 @@ pub enum Op {
     AsyncWait(Async),
     /// Wait until the child process `pid` exits, without reaping it (the
     /// caller reaps it, e.g. with `waitid`/`waitpid`; the
-    /// [`Process`](crate::watcher::process::Process) watcher does). On
+    /// [`Process`](crate::watcher::Process) watcher does). On
     /// Linux `fd` is the process's pidfd, which io_uring and epoll watch;
     /// kqueue watches the pid itself (`EVFILT_PROC`, `NOTE_EXIT`) and
     /// ignores `fd` (pass -1 where there are no pidfds).

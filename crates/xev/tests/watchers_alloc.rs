@@ -23,7 +23,7 @@ use std::rc::Rc;
 
 use xev::backend::Backend;
 use xev::generic::Loop;
-use xev::watcher::tcp::Tcp;
+use xev::watcher::Tcp;
 use xev::watcher::Timer;
 use xev::{Action, Options, ReadError, RunMode};
 

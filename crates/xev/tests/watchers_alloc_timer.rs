@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use xev::backend::Backend;
 use xev::generic::Loop;
-use xev::watcher::udp::Udp;
 use xev::watcher::Timer;
+use xev::watcher::Udp;
 use xev::{Action, Options, RunMode};
 
 #[path = "support/counting_alloc.rs"]

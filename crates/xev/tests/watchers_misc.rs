@@ -29,9 +29,9 @@ use std::time::{Duration, Instant};
 
 use xev::backend::{dynamic::Dynamic, epoll::Epoll, io_uring::IoUring, Backend};
 use xev::generic::{Loop, OwnedLoop};
-use xev::watcher::process::Process;
-use xev::watcher::udp::Udp;
+use xev::watcher::Process;
 use xev::watcher::Timer;
+use xev::watcher::Udp;
 use xev::{
     Action, Async, CloseError, IdError, Op, Options, ProcessError, ReadError, RunMode, TimerError,
 };

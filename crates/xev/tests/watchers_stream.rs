@@ -30,9 +30,9 @@ use std::time::Duration;
 
 use xev::backend::Backend;
 use xev::generic::{Loop, OwnedLoop};
-use xev::watcher::file::File;
-use xev::watcher::stream::Stream;
-use xev::watcher::tcp::Tcp;
+use xev::watcher::File;
+use xev::watcher::Stream;
+use xev::watcher::Tcp;
 use xev::watcher::Timer;
 use xev::{
     AcceptError, Action, CancelError, Interest, Op, Options, ReadError, RunMode, ThreadPool,

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use super::epoll::Epoll;
 use super::io_uring::IoUring;
-use super::{Backend, CancelStart, Core, Start, Waker};
+use super::{Backend, CancelStart, Start, Waker};
+use crate::record::Core;
 use crate::options::Options;
 
 /// Which backend [`Dynamic`] picks.

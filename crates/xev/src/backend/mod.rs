@@ -1,4 +1,9 @@
-//! Backends: the part of the loop that talks to the kernel.
+//! Backends: which kernel interface a loop runs on. Pick one as the `B` of
+//! the generic types (`xev::generic::Loop<B>`, `xev::watcher::Tcp<B>`...),
+//! or use [`DefaultBackend`](crate::DefaultBackend) through the plain
+//! `xev::Loop`, `xev::Tcp`...; [`Backend`] is the bound for code generic
+//! over them. What a backend must do, for people who write or review one,
+//! is in [`contract`].
 //!
 //! Every backend implements [`Backend`], the one contract the loop (and so
 //! every watcher) is written against. The loop itself handles what is the
@@ -9,25 +14,21 @@
 //! (non-negative values or negated errnos, as io_uring does) when they
 //! finish.
 //!
-//! - [`io_uring`]: completion-based; the kernel performs the operations.
-//! - [`epoll`]: readiness-based, built on the shared [`readiness`] machinery
-//!   that performs non-blocking syscalls when descriptors become ready.
-//! - [`dynamic`]: io_uring or epoll, chosen at run time.
+//! - `io_uring` (Linux): completion-based; the kernel performs the
+//!   operations.
+//! - `epoll` (Linux): readiness-based, built on the shared readiness
+//!   machinery (`contract::Readiness`, Unix only) that performs non-blocking
+//!   syscalls when descriptors become ready.
+//! - `dynamic` (Linux): io_uring or epoll, chosen at run time.
 //! - `kqueue` (macOS, FreeBSD; on Linux with `--cfg xev_libkqueue`):
 //!   readiness-based on the same shared machinery as epoll.
 //! - `iocp` (Windows): completion-based; the kernel performs the
 //!   operations and posts packets to the loop's completion port.
 
-use std::io;
-use std::ptr::NonNull;
-use std::time::Duration;
+pub mod contract;
 
-use crate::options::Options;
-#[cfg(unix)]
-pub use crate::sys::unix::Waker;
-#[cfg(windows)]
-pub use crate::sys::windows::Waker;
-pub use crate::record::Core;
+pub use contract::Backend;
+pub(crate) use contract::{CancelStart, Start, Waker};
 
 #[cfg(target_os = "linux")]
 #[cfg_attr(docsrs, doc(cfg(target_os = "linux")))]
@@ -50,98 +51,5 @@ pub mod kqueue;
 #[cfg_attr(docsrs, doc(cfg(windows)))]
 pub mod iocp;
 #[cfg(unix)]
-pub mod readiness;
-
-/// How [`Backend::start`] went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Start {
-    /// In flight; the result arrives through [`Backend::poll`].
-    Pending,
-    /// Finished at once with this raw result.
-    Done(i32),
-    /// The backend cannot do this asynchronously: run it on the thread pool.
-    Pool,
-}
-
-/// How [`Backend::cancel`] went: backends answer at once (io_uring with a
-/// synchronous cancel), so that a cancel means the same on every backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CancelStart {
-    /// The cancel's raw result: 0 (the target will complete with
-    /// `-ECANCELED`), `-ENOENT` (the backend no longer has it pending: its
-    /// result is already in), `-EALREADY` (it cannot be stopped and
-    /// completes on its own), or another negated errno.
-    pub cancel: i32,
-    /// The target's raw result, when the backend let go of it at once
-    /// (otherwise it arrives through [`Backend::poll`]).
-    pub target: Option<i32>,
-}
-
-/// The contract between the loop and a kernel interface.
-///
-/// The loop owns every completion; it lends one to the backend with
-/// [`Backend::start`] and gets it back exactly once, either from `start`
-/// itself (`Done`/`Pool`), from [`Backend::cancel`] (`Done` with a target
-/// result), or through the sink of [`Backend::poll`] or [`Backend::drain`].
-pub trait Backend: Sized + 'static {
-    /// Creates the backend and the waker through which other threads wake
-    /// its blocking `poll` (thread-pool hand-backs, `Async` notifies of a
-    /// parked loop): an eventfd on Linux, a pipe on the BSDs, the completion
-    /// port itself on Windows. When the waker is signaled, `poll` must
-    /// return (without reporting it as a completion) and report
-    /// `woken = true`; the loop then resets it.
-    fn new(opts: &Options) -> io::Result<(Self, Waker)>
-    where
-        Self: Sized;
-
-    /// The backend's name ("io_uring", "epoll", ...).
-    fn name(&self) -> &'static str;
-
-    /// Starts the I/O operation of `core` (never a noop, timer or cancel:
-    /// the loop handles those).
-    ///
-    /// # Safety
-    /// `core` is valid, is not accessed by anyone but the backend until the
-    /// backend hands it back (see the trait docs), and does not move.
-    unsafe fn start(&mut self, core: NonNull<Core>) -> Start;
-
-    /// Cancels `target`, which this backend holds (started and not handed
-    /// back), and says at once how it went.
-    ///
-    /// # Safety
-    /// `target` was started on this backend and not handed back yet.
-    unsafe fn cancel(&mut self, target: NonNull<Core>) -> CancelStart;
-
-    /// Submits pending work, waits up to `timeout` (`None`: forever;
-    /// zero: do not block) for results, and hands each finished operation
-    /// back to `sink` as `(completion, raw result)`. Returns whether the
-    /// wake fd fired.
-    fn poll(
-        &mut self,
-        timeout: Option<Duration>,
-        sink: &mut dyn FnMut(NonNull<Core>, i32),
-    ) -> io::Result<bool>;
-
-    /// Whether any operation is held by the backend.
-    fn in_flight(&self) -> usize;
-
-    /// Whether `poll` has work to do even without waiting: submissions to
-    /// hand to the kernel, or results already available to report. When
-    /// it has none and callbacks are ready, the loop may skip a
-    /// zero-timeout poll.
-    fn has_pending(&mut self) -> bool;
-
-    /// Called for each completion the backend holds when the loop is
-    /// dropped: stop it (its result is discarded, through `drain`).
-    ///
-    /// # Safety
-    /// `target` was started on this backend and not handed back yet.
-    unsafe fn abandon(&mut self, target: NonNull<Core>);
-
-    /// Called when the loop is dropped, after `abandon`: waits until the
-    /// kernel no longer touches any completion, passing each one it lets go
-    /// of to `sink` (whose results are discarded). Afterwards `in_flight`
-    /// is 0, unless the kernel interface failed.
-    fn drain(&mut self, sink: &mut dyn FnMut(NonNull<Core>, i32));
-}
+mod readiness;
 

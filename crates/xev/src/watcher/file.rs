@@ -1,24 +1,7 @@
 //! The file watcher: reads and writes on regular files (and block devices),
 //! at the file position or at explicit offsets, plus an ordered queue of
 //! positional writes.
-//!
-//! On io_uring the kernel performs every request. On epoll, which cannot
-//! wait on regular files, `read`/`write` at the file position run right
-//! away on the loop's thread (a regular file is always "ready"), and
-//! `pread`/`pwrite` (and queued writes) run on the loop's thread pool
-//! ([`Options::thread_pool`](crate::Options::thread_pool)); without one they
-//! fail with [`ReadError::NoThreadPool`] / [`WriteError::NoThreadPool`],
-//! which the callback receives like any other error.
-//!
-//! For pipes, ttys and sockets use [`Stream`](super::stream::Stream): this
-//! watcher does not make its descriptor non-blocking.
-//!
-//! Callbacks, actions and descriptor ownership work as for streams (see
-//! [`stream`](super::stream)): [`File::close`] and dropping the watcher
-//! cancel its requests in flight (a thread-pool request already running
-//! its syscall finishes first), then close the file through the loop;
-//! [`File::into_std`] takes the file back when nothing is in flight.
-//! Positional requests rearm at the next offset, see [`File::pread`].
+//! (The whole story is on [`File`](super::File).)
 
 use std::fmt;
 use std::fs::OpenOptions;
@@ -40,13 +23,35 @@ use crate::op::Op;
 use crate::record::Action;
 use crate::DefaultBackend;
 
+/// The file watcher: reads and writes on regular files (and block devices),
+/// at the file position or at explicit offsets, plus an ordered queue of
+/// positional writes.
+///
+/// On io_uring the kernel performs every request. On epoll, which cannot
+/// wait on regular files, `read`/`write` at the file position run right
+/// away on the loop's thread (a regular file is always "ready"), and
+/// `pread`/`pwrite` (and queued writes) run on the loop's thread pool
+/// ([`Options::thread_pool`](crate::Options::thread_pool)); without one they
+/// fail with [`ReadError::NoThreadPool`] / [`WriteError::NoThreadPool`],
+/// which the callback receives like any other error.
+///
+/// For pipes, ttys and sockets use [`Stream`](super::Stream): this
+/// watcher does not make its descriptor non-blocking.
+///
+/// Callbacks, actions and descriptor ownership work as for streams (see
+/// [`Stream`](super::Stream)): [`File::close`] and dropping the watcher
+/// cancel its requests in flight (a thread-pool request already running
+/// its syscall finishes first), then close the file through the loop;
+/// [`File::into_std`] takes the file back when nothing is in flight.
+/// Positional requests rearm at the next offset, see [`File::pread`].
+///
 /// A file bound to loops of backend `B`.
 ///
 /// ```
 /// use std::cell::Cell;
 /// use std::fs::OpenOptions;
 /// use std::rc::Rc;
-/// use xev::watcher::file::File;
+/// use xev::watcher::File;
 /// use xev::{Action, Loop, Options, RunMode, ThreadPool, ThreadPoolConfig};
 ///
 /// // A thread pool lets epoll (the fallback backend) do positional I/O.
@@ -176,7 +181,7 @@ impl<B: Backend> File<B> {
     /// starts, and the callback gets `Ok(buf.len())` and its buffer back.
     /// [`Action::Rearm`] queues the buffer again at the then current queue
     /// offset. Errors, cancellation and closing behave as for
-    /// [`Stream::queue_write`](super::stream::Stream::queue_write): a failed
+    /// [`Stream::queue_write`](super::Stream::queue_write): a failed
     /// write fails every write queued behind it with the same error. On
     /// epoll the writes run on the thread pool.
     ///
@@ -208,7 +213,7 @@ impl<B: Backend> File<B> {
     }
 
     /// Closes the file through the loop (consuming the watcher), as
-    /// [`Stream::close`](super::stream::Stream::close) does: requests in
+    /// [`Stream::close`](super::Stream::close) does: requests in
     /// flight are canceled (a thread-pool request already running its
     /// syscall finishes with its result), parked ones freed, queued writes
     /// that have not started fail with [`WriteError::Canceled`], and once

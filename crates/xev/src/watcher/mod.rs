@@ -4,9 +4,9 @@
 //!
 //! - [`Timer`]: run, reset, cancel, repeat by rearm.
 //! - [`Async::wait`](crate::Async::wait): cross-thread wakeups.
-//! - [`tcp::Tcp`], [`udp::Udp`], [`stream::Stream`] (pipes, ttys, any fd),
-//!   [`file::File`]: reads, writes, write queues, close.
-//! - [`process::Process`]: wait for a child's exit and read its status.
+//! - [`Tcp`], [`Udp`], [`Stream`] (pipes, ttys, any fd),
+//!   [`File`]: reads, writes, write queues, close.
+//! - [`Process`]: wait for a child's exit and read its status.
 //!
 //! Every request takes a closure that receives the loop and a typed result
 //! (and, for reads and writes, the buffer it lent to the kernel) and returns
@@ -25,22 +25,21 @@
 //! loop; a watcher never used with a loop, or whose loop is gone, closes
 //! its descriptor directly.
 
-pub mod async_wait;
+mod async_wait;
 #[cfg(unix)]
 mod descriptor;
-pub mod file;
-pub mod process;
+mod file;
+mod process;
 mod request;
 mod shared_fd;
-pub mod stream;
-pub mod tcp;
-pub mod timer;
-pub mod udp;
+mod stream;
+mod tcp;
+mod timer;
+mod udp;
 mod write_queue;
 
 pub use file::File;
 pub use process::Process;
-#[cfg(unix)]
 pub use stream::Stream;
 pub use tcp::Tcp;
 pub use timer::Timer;

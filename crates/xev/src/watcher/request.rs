@@ -1,6 +1,6 @@
 //! Adding a watcher's requests to the loop, shared by the descriptor
-//! watchers: the reads and writes of [`Stream`](super::stream::Stream),
-//! [`Tcp`](super::tcp::Tcp) and [`File`](super::file::File) (one completion
+//! watchers: the reads and writes of [`Stream`](super::Stream),
+//! [`Tcp`](super::Tcp) and [`File`](super::File) (one completion
 //! each, tracked by the watcher's descriptor, its callback given the buffer
 //! and a typed result; positional ones continue at the next offset on
 //! rearm), and [`unexpected`], the one error every watcher reports for a

@@ -1,49 +1,7 @@
 //! The stream watcher: reads, writes, ordered write queues, readiness polls,
 //! shutdown and close on any non-blocking file descriptor (pipes, ttys,
 //! sockets, character devices).
-//!
-//! Every request is one completion added with [`Loop::add`] (or, for queued
-//! writes, [`Loop::add_parked_callback`]); the loop recycles the memory of
-//! finished completions, so steady-state requests allocate nothing. Each
-//! method returns the [`Id`] of its completion, which [`Loop::cancel`]
-//! accepts.
-//!
-//! # Callbacks and actions
-//!
-//! A callback gets the loop, the request's buffer back (by `&mut`, so it can
-//! be inspected, refilled, resized or taken with [`std::mem::take`]) and a
-//! typed result. What it returns decides what happens next:
-//!
-//! - [`Action::Rearm`] repeats the request with the buffer as the callback
-//!   left it (a read reads again into it, a write writes it again);
-//! - [`Action::Disarm`] ends the request; its completion is released;
-//! - [`Action::Park`] keeps the completion parked in the loop: restart it
-//!   with [`Loop::restart`] or release it with [`Loop::free`] (queued writes
-//!   treat `Park` as `Disarm`, see [`Stream::queue_write`]).
-//!
-//! # Descriptor ownership
-//!
-//! A watcher owns its descriptor, and shares it with the callbacks of its
-//! requests: it stays open while any request may still use its number, so
-//! the number is never reused under a request in flight. Every request of a
-//! watcher goes to one loop at a time.
-//!
-//! - [`Stream::close`] closes it through the loop: the requests in flight
-//!   are canceled first (each callback runs once, with `Canceled`, or with
-//!   its result if that was already in), parked ones are freed, queued
-//!   writes that have not started fail with `Canceled`, and the descriptor
-//!   is closed once the last of them has ended; the callback gets the
-//!   close's result.
-//! - **Dropping** the watcher does the same, the same way on every
-//!   backend, at the next tick of the loop of its latest request (right
-//!   after the callback that dropped it, if one did), ignoring the close's
-//!   result. Closing through the loop is what lets readiness backends
-//!   (epoll, kqueue) forget the descriptor before its number is reused, and
-//!   a socket's peer sees end of file once the close ran. A watcher never
-//!   used with a loop, or whose loop was dropped first (which ended its
-//!   requests), closes its descriptor directly when dropped.
-//! - [`Stream::into_fd`] takes the descriptor back, open, when no request
-//!   is in flight or parked (else it hands the watcher back).
+//! (The whole story is on [`Stream`](super::Stream).)
 
 use std::fmt;
 #[cfg(unix)]
@@ -67,6 +25,53 @@ use crate::op::{Interest, Op, OpResult, Readiness};
 use crate::record::Action;
 use crate::DefaultBackend;
 
+/// The stream watcher: reads, writes, ordered write queues, readiness polls,
+/// shutdown and close on any non-blocking file descriptor (pipes, ttys,
+/// sockets, character devices).
+///
+/// Every request is one completion added with [`Loop::add`] (or, for queued
+/// writes, [`Loop::add_parked_callback`]); the loop recycles the memory of
+/// finished completions, so steady-state requests allocate nothing. Each
+/// method returns the [`Id`] of its completion, which [`Loop::cancel`]
+/// accepts.
+///
+/// # Callbacks and actions
+///
+/// A callback gets the loop, the request's buffer back (by `&mut`, so it can
+/// be inspected, refilled, resized or taken with [`std::mem::take`]) and a
+/// typed result. What it returns decides what happens next:
+///
+/// - [`Action::Rearm`] repeats the request with the buffer as the callback
+///   left it (a read reads again into it, a write writes it again);
+/// - [`Action::Disarm`] ends the request; its completion is released;
+/// - [`Action::Park`] keeps the completion parked in the loop: restart it
+///   with [`Loop::restart`] or release it with [`Loop::free`] (queued writes
+///   treat `Park` as `Disarm`, see [`Stream::queue_write`]).
+///
+/// # Descriptor ownership
+///
+/// A watcher owns its descriptor, and shares it with the callbacks of its
+/// requests: it stays open while any request may still use its number, so
+/// the number is never reused under a request in flight. Every request of a
+/// watcher goes to one loop at a time.
+///
+/// - [`Stream::close`] closes it through the loop: the requests in flight
+///   are canceled first (each callback runs once, with `Canceled`, or with
+///   its result if that was already in), parked ones are freed, queued
+///   writes that have not started fail with `Canceled`, and the descriptor
+///   is closed once the last of them has ended; the callback gets the
+///   close's result.
+/// - **Dropping** the watcher does the same, the same way on every
+///   backend, at the next tick of the loop of its latest request (right
+///   after the callback that dropped it, if one did), ignoring the close's
+///   result. Closing through the loop is what lets readiness backends
+///   (epoll, kqueue) forget the descriptor before its number is reused, and
+///   a socket's peer sees end of file once the close ran. A watcher never
+///   used with a loop, or whose loop was dropped first (which ended its
+///   requests), closes its descriptor directly when dropped.
+/// - [`Stream::into_fd`] takes the descriptor back, open, when no request
+///   is in flight or parked (else it hands the watcher back).
+///
 /// A stream of bytes on a non-blocking file descriptor, bound to loops of
 /// backend `B`.
 ///
@@ -78,7 +83,7 @@ use crate::DefaultBackend;
 /// use std::cell::RefCell;
 /// use std::os::unix::net::UnixStream;
 /// use std::rc::Rc;
-/// use xev::watcher::stream::Stream;
+/// use xev::watcher::Stream;
 /// use xev::{Action, Loop, RunMode};
 ///
 /// let mut lp = Loop::new(Default::default()).unwrap();
@@ -144,7 +149,7 @@ impl<B: Backend> Stream<B> {
         self.owner.share().raw()
     }
 
-    /// The watcher's ownership of its descriptor (for [`Tcp`](super::tcp::Tcp)).
+    /// The watcher's ownership of its descriptor (for [`Tcp`](super::Tcp)).
     pub(super) fn owner(&self) -> &FdOwner<B> {
         &self.owner
     }

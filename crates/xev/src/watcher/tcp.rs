@@ -1,16 +1,7 @@
 //! The TCP watcher: a non-blocking TCP socket that can listen and accept,
 //! connect, and do everything a [`Stream`] does (it dereferences to one:
 //! `read`, `write`, `queue_write`, `poll`, `shutdown`).
-//!
-//! Sockets are created non-blocking and close-on-exec; accepted sockets
-//! come from the backend already non-blocking and close-on-exec, so
-//! accepting costs no extra syscall.
-//!
-//! Closing or dropping a `Tcp` (a listener's pending accepts included)
-//! works as for a [`Stream`]: requests in flight end with `Canceled`, then
-//! the socket is closed through the loop, so the peer sees end of file and
-//! the descriptor number is safe to reuse (see
-//! [descriptor ownership](super::stream#descriptor-ownership)).
+//! (The whole story is on [`Tcp`](super::Tcp).)
 
 use std::fmt;
 use std::io;
@@ -26,7 +17,7 @@ use socket2::{Domain, SockRef, Type};
 #[cfg(unix)]
 use super::descriptor::{is_socket, set_nonblocking};
 use crate::op::unexpected;
-use super::stream::Stream;
+use super::Stream;
 use crate::backend::Backend;
 use crate::error::{AcceptError, CloseError, ConnectError};
 use crate::event_loop::Loop;
@@ -35,13 +26,27 @@ use crate::op::{Op, OpResult};
 use crate::record::Action;
 use crate::DefaultBackend;
 
+/// The TCP watcher: a non-blocking TCP socket that can listen and accept,
+/// connect, and do everything a [`Stream`] does (it dereferences to one:
+/// `read`, `write`, `queue_write`, `poll`, `shutdown`).
+///
+/// Sockets are created non-blocking and close-on-exec; accepted sockets
+/// come from the backend already non-blocking and close-on-exec, so
+/// accepting costs no extra syscall.
+///
+/// Closing or dropping a `Tcp` (a listener's pending accepts included)
+/// works as for a [`Stream`]: requests in flight end with `Canceled`, then
+/// the socket is closed through the loop, so the peer sees end of file and
+/// the descriptor number is safe to reuse (see
+/// [descriptor ownership](super::Stream#descriptor-ownership)).
+///
 /// A TCP socket (listening or connected) bound to loops of backend `B`.
 ///
 /// ```
 /// use std::cell::RefCell;
 /// use std::net::Shutdown;
 /// use std::rc::Rc;
-/// use xev::watcher::tcp::Tcp;
+/// use xev::watcher::Tcp;
 /// use xev::{Action, Loop, ReadError, RunMode};
 ///
 /// let mut lp = Loop::new(Default::default()).unwrap();
@@ -255,7 +260,7 @@ fn as_inet(addr: socket2::SockAddr) -> io::Result<SocketAddr> {
 
 /// A `Tcp` is a [`Stream`] on a socket: all stream requests work on it.
 /// (Closing and dropping a `Tcp` work as for a [`Stream`]: see
-/// [descriptor ownership](super::stream#descriptor-ownership).)
+/// [descriptor ownership](super::Stream#descriptor-ownership).)
 impl<B: Backend> Deref for Tcp<B> {
     type Target = Stream<B>;
 

@@ -3,6 +3,7 @@
 //! returning `Rearm`. Dropping a timer releases it: a pending one is
 //! canceled (its callback runs once with `Canceled`) and its completion is
 //! freed, all at the loop's next tick.
+//! (The whole story is on [`Timer`](super::Timer).)
 
 use std::cell::Cell;
 use std::fmt;
@@ -17,6 +18,12 @@ use crate::id::Id;
 use crate::op::{Op, OpResult};
 use crate::record::Action;
 
+/// The timer watcher: fire a callback after a number of milliseconds, reset
+/// it (move an active timer, start an idle one), cancel it, or repeat it by
+/// returning `Rearm`. Dropping a timer releases it: a pending one is
+/// canceled (its callback runs once with `Canceled`) and its completion is
+/// freed, all at the loop's next tick.
+///
 /// A timer bound to one loop. Its completion is allocated once, in
 /// [`Timer::new`]; `run`, `reset`, `cancel` and rearming allocate nothing.
 ///

@@ -1,35 +1,7 @@
 //! The UDP watcher: receive datagrams together with their sender
 //! (`recvmsg`) and send datagrams to any address (`sendmsg`), on every
 //! backend.
-//!
-//! # Per-operation state
-//!
-//! libxev's UDP watcher needs a caller-provided `State` per operation in
-//! flight, because `sendmsg`/`recvmsg` read a message header (buffer
-//! pointers and the peer address) that must stay put until the kernel is
-//! done with it. Here that state is the boxed [`Msg`] inside each
-//! operation: every [`Udp::read`] and [`Udp::write`] call is its own
-//! completion with its own `Msg`, so any number of sends and receives may
-//! be in flight at once on one socket, and the loop keeps each header alive
-//! and in place until its operation finishes. A call allocates that one
-//! `Msg` (its completion's memory is recycled by the loop); returning
-//! [`Action::Rearm`] from the callback repeats the operation with the same
-//! `Msg` and allocates nothing, and so does [`Action::Park`] followed by
-//! [`Loop::restart`] with the operation's id.
-//!
-//! # The socket's life
-//!
-//! The socket is shared by the watcher, its clones, and the callbacks of its
-//! operations in flight, so it stays open while any operation may still use
-//! its descriptor number (closing it behind an in-flight operation would let
-//! the number be reused under it). [`Udp::close`] cancels the watcher's
-//! operations in flight (and frees its parked ones) and closes the socket
-//! through the loop once the last of them has ended. Dropping the last
-//! handle without `close` does the same at the loop's next tick (right
-//! after the callback that dropped it, if one did), with a close whose
-//! result is ignored: pending operations end with `Canceled`, each callback
-//! running once. A watcher never used with a loop, or whose loop was
-//! dropped, closes the socket directly when its last handle is dropped.
+//! (The whole story is on [`Udp`](super::Udp).)
 
 use std::fmt;
 use std::io;
@@ -48,6 +20,39 @@ use crate::record::Action;
 use crate::op::unexpected;
 use crate::watcher::shared_fd::FdOwner;
 
+/// The UDP watcher: receive datagrams together with their sender
+/// (`recvmsg`) and send datagrams to any address (`sendmsg`), on every
+/// backend.
+///
+/// # Per-operation state
+///
+/// libxev's UDP watcher needs a caller-provided `State` per operation in
+/// flight, because `sendmsg`/`recvmsg` read a message header (buffer
+/// pointers and the peer address) that must stay put until the kernel is
+/// done with it. Here that state is the boxed [`Msg`] inside each
+/// operation: every [`Udp::read`] and [`Udp::write`] call is its own
+/// completion with its own `Msg`, so any number of sends and receives may
+/// be in flight at once on one socket, and the loop keeps each header alive
+/// and in place until its operation finishes. A call allocates that one
+/// `Msg` (its completion's memory is recycled by the loop); returning
+/// [`Action::Rearm`] from the callback repeats the operation with the same
+/// `Msg` and allocates nothing, and so does [`Action::Park`] followed by
+/// [`Loop::restart`] with the operation's id.
+///
+/// # The socket's life
+///
+/// The socket is shared by the watcher, its clones, and the callbacks of its
+/// operations in flight, so it stays open while any operation may still use
+/// its descriptor number (closing it behind an in-flight operation would let
+/// the number be reused under it). [`Udp::close`] cancels the watcher's
+/// operations in flight (and frees its parked ones) and closes the socket
+/// through the loop once the last of them has ended. Dropping the last
+/// handle without `close` does the same at the loop's next tick (right
+/// after the callback that dropped it, if one did), with a close whose
+/// result is ignored: pending operations end with `Canceled`, each callback
+/// running once. A watcher never used with a loop, or whose loop was
+/// dropped, closes the socket directly when its last handle is dropped.
+///
 /// A UDP socket driven by a loop. Cheap to clone: clones share the socket
 /// (so a callback can send on the socket it received from).
 ///
@@ -59,7 +64,7 @@ use crate::watcher::shared_fd::FdOwner;
 ///
 /// ```
 /// use std::net::SocketAddr;
-/// use xev::watcher::udp::Udp;
+/// use xev::watcher::Udp;
 /// use xev::{Action, Loop, RunMode};
 ///
 /// let mut lp = Loop::new(Default::default()).unwrap();

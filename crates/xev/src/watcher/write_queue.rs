@@ -1,6 +1,6 @@
 //! The write queue of the stream and file watchers
-//! ([`Stream::queue_write`](super::stream::Stream::queue_write),
-//! [`File::queue_write`](super::file::File::queue_write)): whole buffers
+//! ([`Stream::queue_write`](super::Stream::queue_write),
+//! [`File::queue_write`](super::File::queue_write)): whole buffers
 //! written in order, one in flight at a time, short writes finished before
 //! the next starts, and a failure failing everything queued behind it.
 //!
@@ -126,7 +126,7 @@ impl WriteQueue {
     }
 
     /// Queues a write of `buf` to `sink` (`owner`'s descriptor); see
-    /// [`Stream::queue_write`](super::stream::Stream::queue_write).
+    /// [`Stream::queue_write`](super::Stream::queue_write).
     pub(super) fn push<B, F>(
         &self,
         lp: &mut Loop<B>,

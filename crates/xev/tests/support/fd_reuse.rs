@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use xev::backend::Backend;
 use xev::generic::Loop;
-use xev::watcher::stream::Stream;
+use xev::watcher::Stream;
 use xev::watcher::Timer;
 use xev::{Action, RunMode};
 

@@ -130,7 +130,7 @@ impl Port {
     }
 }
 
-/// The waker of a loop on Windows: a packet with [`WAKE_KEY`] posted to the
+/// The waker of a loop on Windows: a packet with `WAKE_KEY` posted to the
 /// loop's completion port. Signals before a drain count as one (one packet
 /// in the port at a time).
 #[derive(Debug)]

@@ -1,46 +1,6 @@
 //! The process watcher: wait for a child process to exit without blocking
 //! the loop, and get its [`ExitStatus`].
-//!
-//! One [`Process`] type with one API on every platform; how it waits is
-//! platform-specific, behind the private `Watch` of each platform module:
-//!
-//! - **Linux** (`pidfd.rs`): as in libxev, the watcher holds a pidfd
-//!   (`pidfd_open(2)`, Linux 5.3; waiting uses `waitid(P_PIDFD)`, Linux
-//!   5.4). A wait polls the pidfd for readability through the loop (so it
-//!   works the same on io_uring and epoll), then reaps the child with
-//!   `waitid(P_PIDFD, WEXITED | WNOHANG)`: reaping through the pidfd, not by
-//!   pid number, can never reap an unrelated process that reused the
-//!   number. The status is rebuilt from the kernel's `siginfo` so that
-//!   [`ExitStatus::code`] and [`ExitStatusExt::signal`](std::os::unix::process::ExitStatusExt::signal) report exactly what
-//!   happened (exit code, or the signal that killed the child, and whether
-//!   it dumped core).
-//! - **Windows** (`windows.rs`): the watcher opens the process (a handle,
-//!   so a reused process id can never redirect it); a wait is an
-//!   [`Op::ProcWait`](crate::Op::ProcWait) on the handle, which the IOCP
-//!   backend turns into a job object reporting to the loop's completion
-//!   port (`JOB_OBJECT_MSG_ACTIVE_PROCESS_ZERO`); the exit code is read
-//!   with `GetExitCodeProcess`.
-//! - **kqueue systems** (macOS, FreeBSD; `kqueue.rs`): no pidfd. A wait is
-//!   an [`Op::ProcWait`](crate::Op::ProcWait) on the pid, which kqueue watches with `EVFILT_PROC`
-//!   and `NOTE_EXIT`; once it fires the child is reaped with
-//!   `waitpid(WNOHANG)`. The parent is the only one who can reap its child,
-//!   so the pid cannot be reused before that reap.
-//!
-//! # Closing and dropping
-//!
-//! [`Process::close`] cancels the waits in flight (their callbacks run
-//! once, with `Canceled` unless they had finished) and frees parked ones;
-//! dropping the watcher does the same at the loop's next tick (or right
-//! after the callback that dropped it). Neither closing nor dropping kills
-//! or reaps the process.
-//!
-//! On Linux there is also the pidfd to close. Nothing but the watcher ever
-//! waits on it, but a wait in flight polls its descriptor number, so the
-//! pidfd is shared with the callbacks of the waits in flight and stays
-//! open while any of them may use it: it is closed through the loop once
-//! the last has ended. A watcher never used with a loop, or whose loop was
-//! dropped, closes the pidfd directly when dropped. On kqueue systems there
-//! is no descriptor: `close` calls its callback once the waits are ended.
+//! (The whole story is on [`Process`](super::Process).)
 
 use std::cell::Cell;
 use std::fmt;
@@ -72,13 +32,57 @@ use pidfd::Watch;
 #[cfg(windows)]
 use windows::Watch;
 
+/// The process watcher: wait for a child process to exit without blocking
+/// the loop, and get its [`ExitStatus`].
+///
+/// One [`Process`] type with one API on every platform; how it waits is
+/// platform-specific, behind the private `Watch` of each platform module:
+///
+/// - **Linux** (`pidfd.rs`): as in libxev, the watcher holds a pidfd
+///   (`pidfd_open(2)`, Linux 5.3; waiting uses `waitid(P_PIDFD)`, Linux
+///   5.4). A wait polls the pidfd for readability through the loop (so it
+///   works the same on io_uring and epoll), then reaps the child with
+///   `waitid(P_PIDFD, WEXITED | WNOHANG)`: reaping through the pidfd, not by
+///   pid number, can never reap an unrelated process that reused the
+///   number. The status is rebuilt from the kernel's `siginfo` so that
+///   [`ExitStatus::code`] and `ExitStatusExt::signal` (Unix) report exactly what
+///   happened (exit code, or the signal that killed the child, and whether
+///   it dumped core).
+/// - **Windows** (`windows.rs`): the watcher opens the process (a handle,
+///   so a reused process id can never redirect it); a wait is an
+///   [`Op::ProcWait`](crate::Op::ProcWait) on the handle, which the IOCP
+///   backend turns into a job object reporting to the loop's completion
+///   port (`JOB_OBJECT_MSG_ACTIVE_PROCESS_ZERO`); the exit code is read
+///   with `GetExitCodeProcess`.
+/// - **kqueue systems** (macOS, FreeBSD; `kqueue.rs`): no pidfd. A wait is
+///   an [`Op::ProcWait`](crate::Op::ProcWait) on the pid, which kqueue watches with `EVFILT_PROC`
+///   and `NOTE_EXIT`; once it fires the child is reaped with
+///   `waitpid(WNOHANG)`. The parent is the only one who can reap its child,
+///   so the pid cannot be reused before that reap.
+///
+/// # Closing and dropping
+///
+/// [`Process::close`] cancels the waits in flight (their callbacks run
+/// once, with `Canceled` unless they had finished) and frees parked ones;
+/// dropping the watcher does the same at the loop's next tick (or right
+/// after the callback that dropped it). Neither closing nor dropping kills
+/// or reaps the process.
+///
+/// On Linux there is also the pidfd to close. Nothing but the watcher ever
+/// waits on it, but a wait in flight polls its descriptor number, so the
+/// pidfd is shared with the callbacks of the waits in flight and stays
+/// open while any of them may use it: it is closed through the loop once
+/// the last has ended. A watcher never used with a loop, or whose loop was
+/// dropped, closes the pidfd directly when dropped. On kqueue systems there
+/// is no descriptor: `close` calls its callback once the waits are ended.
+///
 /// A watcher for the exit of one child process. Its waits go to one loop
-/// at a time (see [`Udp`](super::udp::Udp) for why).
+/// at a time (see [`Udp`](super::Udp) for why).
 ///
 /// ```
 /// use std::os::unix::process::ExitStatusExt;
 /// use std::process::Command;
-/// use xev::watcher::process::Process;
+/// use xev::watcher::Process;
 /// use xev::{Action, Loop, RunMode};
 ///
 /// let mut lp = Loop::new(Default::default()).unwrap();
