@@ -5,7 +5,7 @@
 //! the loop calls the callback with the operation's typed result when it
 //! finishes. On Linux it runs on io_uring (the kernel does the I/O) or epoll
 //! (the loop does non-blocking I/O when descriptors become ready), on macOS
-//! and FreeBSD on kqueue, behind one API. It follows the design of libxev
+//! and FreeBSD on kqueue, on Windows on IOCP, behind one API. It follows the design of libxev
 //! (completions, an explicit run mode, rearm by return value, no allocation
 //! at run time), except that the loop owns the completions' memory, so that
 //! safe code can never free or move what the kernel may still write.
@@ -27,6 +27,19 @@
 //! });
 //! lp.run(RunMode::UntilDone).unwrap();
 //! ```
+//!
+//! ## Where to look
+//!
+//! 1. **The loop**: [`Loop`] (what callbacks get; its methods are on
+//!    [`generic::Loop`]), [`OwnedLoop`] (what [`Loop::new`](generic::Loop::new)
+//!    returns), [`Options`], [`RunMode`], [`Action`].
+//! 2. **Watchers**, what most programs use: [`Tcp`], [`Udp`], [`File`],
+//!    [`Stream`], [`Process`], [`Timer`], and [`Async`] for wakeups from
+//!    other threads ([`Async::wait`]); generic versions in [`watcher`].
+//! 3. **Operations**, the layer underneath: [`Op`], [`OpResult`], [`Id`].
+//! 4. **Errors**: one enum per operation family, in [`error`].
+//! 5. **Backends**: [`backend`] (and [`backend::contract`] for people who
+//!    write one); [`DefaultBackend`] is what the plain types use.
 //!
 //! ## Safety model
 //!
