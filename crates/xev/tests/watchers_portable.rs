@@ -1,8 +1,9 @@
 //! The TCP, UDP and file watchers, written once for every platform (IOCP
 //! included): an echo conversation through `Tcp` (accept, connect, reads,
 //! queued writes, end of file, close), closing a listener with an accept
-//! pending, datagrams through `Udp` with their sender, and a file written
-//! through its queue and read back at offsets. Each test runs on
+//! pending, datagrams through `Udp` with their sender, a file written
+//! through its queue and read back at offsets, and a pipe made by
+//! `Stream::pipe` (bytes, end of file, a pending read ended by close). Each test runs on
 //! every backend this host can run (`tests/support/harness.rs`).
 
 #[path = "support/harness.rs"]
@@ -15,7 +16,7 @@ use std::rc::Rc;
 
 use xev::backend::Backend;
 use xev::generic::Loop;
-use xev::watcher::{File, Tcp, Udp};
+use xev::watcher::{File, Stream, Tcp, Udp};
 use xev::{AcceptError, Action, Op, OpResult, Options, ReadError, RunMode, ThreadPool};
 
 /// Runs `lp` until `done()` holds; a guard timer fails the test after 10 s
@@ -285,5 +286,65 @@ for_each_backend!(
         run_until(&mut lp, "the close", || closed.get());
         assert_eq!(std::fs::read(&path).unwrap(), b"first second third");
         std::fs::remove_file(&path).unwrap();
+    }
+
+    /// A pipe from `Stream::pipe`: queued writes arrive in order at the
+    /// read end, end of file follows the write end's close, and closing a
+    /// read end with a read pending ends that read with `Canceled`.
+    fn pipe_stream_bytes_eof_and_close<B: Backend>() {
+        let mut lp = Loop::<B>::new(Options::default()).unwrap();
+        let (r, w) = Stream::<B>::pipe().unwrap();
+        for part in ["one ", "two ", "three"] {
+            w.queue_write(&mut lp, part.as_bytes().to_vec(), |_, _, res| {
+                res.expect("pipe write");
+                Action::Disarm
+            });
+        }
+        let got = Rc::new(RefCell::new(Vec::new()));
+        let eof = Rc::new(Cell::new(false));
+        let (g, e) = (got.clone(), eof.clone());
+        r.read(&mut lp, vec![0; 8], move |_, buf, res| match res {
+            Ok(n) => {
+                g.borrow_mut().extend_from_slice(&buf[..n]);
+                Action::Rearm
+            }
+            Err(ReadError::Eof) => {
+                e.set(true);
+                Action::Disarm
+            }
+            Err(err) => panic!("pipe read: {err}"),
+        });
+        run_until(&mut lp, "the bytes", || got.borrow().len() == 13);
+        assert_eq!(&got.borrow()[..], b"one two three");
+        let closed = Rc::new(Cell::new(0));
+        let c = closed.clone();
+        w.close(&mut lp, move |_, res| {
+            res.expect("close");
+            c.set(c.get() + 1);
+        });
+        run_until(&mut lp, "end of file", || eof.get() && closed.get() == 1);
+
+        let (r2, _w2) = Stream::<B>::pipe().unwrap();
+        let ended = Rc::new(RefCell::new(None));
+        let en = ended.clone();
+        r2.read(&mut lp, vec![0; 8], move |_, _, res| {
+            *en.borrow_mut() = Some(res.map(|_| ()));
+            Action::Disarm
+        });
+        lp.run(RunMode::NoWait).unwrap();
+        assert!(ended.borrow().is_none(), "nothing was written");
+        for s in [r, r2] {
+            let c = closed.clone();
+            s.close(&mut lp, move |_, res| {
+                res.expect("close");
+                c.set(c.get() + 1);
+            });
+        }
+        run_until(&mut lp, "the closes", || closed.get() == 3);
+        assert!(
+            matches!(*ended.borrow(), Some(Err(ReadError::Canceled))),
+            "{:?}",
+            ended.borrow()
+        );
     }
 );

@@ -4,7 +4,6 @@
 //! (The whole story is on [`Stream`](super::Stream).)
 
 use std::fmt;
-#[cfg(unix)]
 use std::io;
 #[cfg(unix)]
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
@@ -133,6 +132,36 @@ impl<B: Backend> Stream<B> {
         set_nonblocking(fd.as_fd())?;
         let socket = is_socket(fd)?;
         Ok(Stream::from_nonblocking(socket.0, socket.1))
+    }
+
+    /// Wraps a pipe, console or other non-socket handle (an anonymous pipe
+    /// from `std::io::pipe`, a named pipe, a child's stdio...). Handles
+    /// opened for overlapped I/O are read and written by the kernel
+    /// through the loop's completion port; synchronous ones (anonymous
+    /// pipes, consoles) on the loop's thread pool, so the loop needs one
+    /// (`Options::thread_pool`; without it requests fail with
+    /// `NoThreadPool`). A read of a synchronous handle that already runs
+    /// on the pool cannot be interrupted: closing the stream ends it only
+    /// when data or end of file arrives (and dropping the loop waits for
+    /// it). [`Stream::pipe`] makes pipes without that limit.
+    #[cfg(windows)]
+    pub fn from_handle(handle: std::os::windows::io::OwnedHandle) -> Stream<B> {
+        Stream::from_nonblocking(Owned::Handle(handle), false)
+    }
+
+    /// A new pipe, as two streams: (read end, write end). Both ends are
+    /// non-blocking and close-on-exec on Unix; on Windows they are the two
+    /// ends of a local named pipe opened for overlapped I/O, so that reads
+    /// and writes go through the completion port and can be cancelled.
+    pub fn pipe() -> io::Result<(Stream<B>, Stream<B>)> {
+        #[cfg(unix)]
+        let (r, w) = crate::sys::pipe()?;
+        #[cfg(windows)]
+        let (r, w) = {
+            let (r, w) = crate::sys::overlapped_pipe()?;
+            (Owned::Handle(r), Owned::Handle(w))
+        };
+        Ok((Stream::from_nonblocking(r, false), Stream::from_nonblocking(w, false)))
     }
 
     /// Wraps a descriptor that is already non-blocking, without a syscall.

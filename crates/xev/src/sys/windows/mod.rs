@@ -492,3 +492,72 @@ pub(crate) fn nonblocking_socket(
     s.set_nonblocking(true)?;
     Ok(s)
 }
+
+/// A pipe whose two ends are opened for overlapped I/O, so that their
+/// reads and writes go through the completion port (anonymous pipes
+/// cannot be): a byte-mode named pipe with one instance and a unique
+/// local name, refusing remote clients. Returns (read end, write end).
+pub(crate) fn overlapped_pipe() -> io::Result<(
+    std::os::windows::io::OwnedHandle,
+    std::os::windows::io::OwnedHandle,
+)> {
+    use std::os::windows::ffi::OsStrExt;
+    use std::sync::atomic::AtomicU64;
+    use windows_sys::Win32::Foundation::GENERIC_WRITE;
+    use windows_sys::Win32::Storage::FileSystem::{
+        CreateFileW, FILE_FLAG_FIRST_PIPE_INSTANCE, FILE_FLAG_OVERLAPPED, OPEN_EXISTING,
+        PIPE_ACCESS_INBOUND,
+    };
+    use windows_sys::Win32::System::Pipes::{
+        CreateNamedPipeW, PIPE_READMODE_BYTE, PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE,
+        PIPE_WAIT,
+    };
+    static N: AtomicU64 = AtomicU64::new(0);
+    let name = format!(
+        r"\\.\pipe\xev-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let wide: Vec<u16> = std::ffi::OsStr::new(&name)
+        .encode_wide()
+        .chain(Some(0))
+        .collect();
+    // SAFETY: `wide` is a live, NUL-terminated UTF-16 name; null security
+    // attributes are allowed.
+    let r = unsafe {
+        CreateNamedPipeW(
+            wide.as_ptr(),
+            PIPE_ACCESS_INBOUND | FILE_FLAG_OVERLAPPED | FILE_FLAG_FIRST_PIPE_INSTANCE,
+            PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS,
+            1,
+            64 * 1024,
+            64 * 1024,
+            0,
+            std::ptr::null(),
+        )
+    };
+    if r == INVALID_HANDLE_VALUE {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `r` is a new handle that nothing else owns.
+    let read = unsafe { std::os::windows::io::OwnedHandle::from_raw_handle(r) };
+    // SAFETY: as for CreateNamedPipeW; the pipe exists and waits for this
+    // one client.
+    let w = unsafe {
+        CreateFileW(
+            wide.as_ptr(),
+            GENERIC_WRITE,
+            0,
+            std::ptr::null(),
+            OPEN_EXISTING,
+            FILE_FLAG_OVERLAPPED,
+            std::ptr::null_mut(),
+        )
+    };
+    if w == INVALID_HANDLE_VALUE {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `w` is a new handle that nothing else owns.
+    let write = unsafe { std::os::windows::io::OwnedHandle::from_raw_handle(w) };
+    Ok((read, write))
+}
