@@ -5,13 +5,10 @@
 //! parallel don't count), on every backend this host can run
 //! (`tests/support/harness.rs`: `BACKEND::NAME`).
 
-// Unix only until its descriptors are ported to Windows (the conformance
-// suite runs on IOCP already).
-#![cfg(unix)]
-// Linux-hosted: these instantiate io_uring, epoll and the dynamic backend
-// (and kqueue through libkqueue); kqueue on macOS and FreeBSD is covered by
-// the portable conformance suite.
-#![cfg(target_os = "linux")]
+// Linux-hosted (io_uring, epoll, dynamic, and kqueue through libkqueue) and
+// Windows (IOCP, under wine in CI); kqueue on macOS and FreeBSD is covered
+// by the portable conformance suite.
+#![cfg(any(target_os = "linux", windows))]
 
 #[path = "support/harness.rs"]
 #[macro_use]

@@ -6,13 +6,10 @@
 //! The same binary checks the UDP watcher's documented zero-allocation
 //! paths: a rearmed read and a parked-and-restarted write, in lock step.
 
-// Unix only until its descriptors are ported to Windows (the conformance
-// suite runs on IOCP already).
-#![cfg(unix)]
-// Linux-hosted: these instantiate io_uring, epoll and the dynamic backend
-// (and kqueue through libkqueue); kqueue on macOS and FreeBSD is covered by
-// the portable conformance suite.
-#![cfg(target_os = "linux")]
+// Linux-hosted (io_uring, epoll, dynamic, and kqueue through libkqueue) and
+// Windows (IOCP, under wine in CI); kqueue on macOS and FreeBSD is covered
+// by the portable conformance suite.
+#![cfg(any(target_os = "linux", windows))]
 
 #[path = "support/harness.rs"]
 #[macro_use]

@@ -142,19 +142,19 @@ impl<B: Backend> Tcp<B> {
 
     /// Wraps a stream socket (a `std::net::TcpListener` or `TcpStream`
     /// converted with `.into()`, say), making it non-blocking. Errors with
-    /// `InvalidInput` when `socket` is not a stream socket.
+    /// `InvalidInput` when `fd` is not a stream socket.
     #[cfg(windows)]
-    pub fn from_socket(socket: std::os::windows::io::OwnedSocket) -> io::Result<Tcp<B>> {
-        let s = SockRef::from(&socket);
+    pub fn from_fd(fd: crate::op::OwnedHandle) -> io::Result<Tcp<B>> {
+        let s = SockRef::from(&fd);
         if s.r#type()? != Type::STREAM {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "Tcp::from_socket: not a stream socket",
+                "Tcp::from_fd: not a stream socket",
             ));
         }
         s.set_nonblocking(true)?;
         Ok(Tcp {
-            stream: Stream::from_nonblocking(socket.into(), true),
+            stream: Stream::from_nonblocking(crate::sys::types::owned(fd), true),
         })
     }
 
