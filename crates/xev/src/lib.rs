@@ -114,8 +114,8 @@ macro_rules! supported {
     windows
 )))]
 compile_error!(
-    "xev supports Linux (io_uring, epoll), macOS and FreeBSD (kqueue) so far; \
-     Windows (IOCP) and WASI (poll_oneoff) backends are not built yet"
+    "xev supports Linux (io_uring, epoll), macOS and FreeBSD (kqueue) and \
+     Windows (IOCP) so far; the WASI backend (poll_oneoff) is not built yet"
 );
 
 supported! {
