@@ -1,10 +1,11 @@
 //! The backend contract, for people who write or review a backend: the
 //! [`Backend`] trait, what its calls answer ([`Start`], [`CancelStart`]),
-//! the completion record it is lent ([`Core`], opaque), the waker it
-//! creates ([`Waker`]), and, on Unix, the shared readiness-to-completion
-//! engine (`Readiness`) with the `Poller` contract that epoll and kqueue
-//! implement. Programs that only use xev need none of this beyond naming
-//! [`Backend`] as a bound (also at `xev::backend::Backend`).
+//! the completion record it is lent ([`Core`], opaque) and the waker it
+//! creates ([`Waker`]). On Unix the readiness backends share one engine
+//! (`Readiness`, in the crate-private `backend/readiness.rs`) over a small
+//! `Poller` contract that epoll and kqueue implement in `sys/`. Programs
+//! that only use xev need none of this beyond naming [`Backend`] as a
+//! bound (also at `xev::backend::Backend`).
 //!
 //! The backends live in this crate (the record's fields are private to
 //! it): a new one is a module beside the others; ARCHITECTURE.md has the
@@ -15,8 +16,6 @@ use std::ptr::NonNull;
 use std::time::Duration;
 
 use crate::options::Options;
-#[cfg(unix)]
-pub use super::readiness::{Event, Poller, Readiness};
 pub use crate::record::Core;
 #[cfg(unix)]
 pub use crate::sys::unix::Waker;

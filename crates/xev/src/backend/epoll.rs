@@ -3,7 +3,7 @@
 //! Descriptors are registered edge-triggered for both directions, with the
 //! descriptor number as the event's data; everything else (optimistic
 //! attempts, waiter lists, retries) is the shared
-//! [`readiness`](super::contract::Readiness) machinery. File `pread`/`pwrite` run on
+//! [`readiness`](super::contract) machinery. File `pread`/`pwrite` run on
 //! the loop's thread pool, since epoll cannot wait on regular files.
 
 pub use crate::sys::epoll::EpollPoller;

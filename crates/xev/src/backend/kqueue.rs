@@ -4,7 +4,7 @@
 //!
 //! Everything else (optimistic attempts, per-descriptor waiter lists,
 //! retries, timers, the thread pool for file I/O) is the shared
-//! [`readiness`](super::contract::Readiness) machinery, exactly as for epoll. What is
+//! [`readiness`](super::contract) machinery, exactly as for epoll. What is
 //! kqueue's own:
 //!
 //! - **One `kevent` call per tick.** Registrations are queued in a change

@@ -17,7 +17,7 @@
 //! - `io_uring` (Linux): completion-based; the kernel performs the
 //!   operations.
 //! - `epoll` (Linux): readiness-based, built on the shared readiness
-//!   machinery (`contract::Readiness`, Unix only) that performs non-blocking
+//!   machinery (see [`contract`]) that performs non-blocking
 //!   syscalls when descriptors become ready.
 //! - `dynamic` (Linux): io_uring or epoll, chosen at run time.
 //! - `kqueue` (macOS, FreeBSD; on Linux with `--cfg xev_libkqueue`):

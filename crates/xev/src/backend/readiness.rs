@@ -34,7 +34,7 @@ use std::os::fd::RawFd;
 use std::ptr::NonNull;
 use std::time::Duration;
 
-use crate::backend::{Backend, CancelStart, Start, Waker};
+use super::contract::{Backend, CancelStart, Start, Waker};
 use crate::op::{Plan, Interest, Op};
 use crate::options::Options;
 use crate::queue::Queue;

@@ -17,7 +17,7 @@ use socket2::{Domain, SockRef, Type};
 #[cfg(unix)]
 use super::descriptor::{is_socket, set_nonblocking};
 use crate::op::unexpected;
-use super::Stream;
+use super::stream::Stream;
 use crate::backend::Backend;
 use crate::error::{AcceptError, CloseError, ConnectError};
 use crate::event_loop::Loop;
