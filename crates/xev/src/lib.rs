@@ -194,6 +194,7 @@ pub type DefaultBackend = backend::kqueue::Kqueue;
 
 /// The target's default backend: IOCP on Windows.
 #[cfg(windows)]
+#[cfg_attr(docsrs, doc(cfg(windows)))]
 pub type DefaultBackend = backend::iocp::Iocp;
 
 /// The README's code blocks, compiled and run as doctests.

@@ -238,6 +238,7 @@ impl<B: Backend> File<B> {
 }
 
 #[cfg(unix)]
+#[cfg_attr(docsrs, doc(cfg(unix)))]
 impl<B: Backend> AsFd for File<B> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         // SAFETY: the file stays open as long as the watcher exists: it
@@ -249,6 +250,7 @@ impl<B: Backend> AsFd for File<B> {
 }
 
 #[cfg(unix)]
+#[cfg_attr(docsrs, doc(cfg(unix)))]
 impl<B: Backend> AsRawFd for File<B> {
     fn as_raw_fd(&self) -> RawFd {
         self.fd()
@@ -256,6 +258,7 @@ impl<B: Backend> AsRawFd for File<B> {
 }
 
 #[cfg(windows)]
+#[cfg_attr(docsrs, doc(cfg(windows)))]
 impl<B: Backend> std::os::windows::io::AsRawHandle for File<B> {
     fn as_raw_handle(&self) -> std::os::windows::io::RawHandle {
         self.fd() as std::os::windows::io::RawHandle

@@ -128,6 +128,7 @@ impl<B: Backend> Stream<B> {
     /// Errors when `fd` cannot be inspected or changed (the descriptor is
     /// then closed).
     #[cfg(unix)]
+    #[cfg_attr(docsrs, doc(cfg(unix)))]
     pub fn from_fd(fd: OwnedFd) -> io::Result<Stream<B>> {
         set_nonblocking(fd.as_fd())?;
         let socket = is_socket(fd)?;
@@ -145,6 +146,7 @@ impl<B: Backend> Stream<B> {
     /// when data or end of file arrives (and dropping the loop waits for
     /// it). [`Stream::pipe`] makes pipes without that limit.
     #[cfg(windows)]
+    #[cfg_attr(docsrs, doc(cfg(windows)))]
     pub fn from_handle(handle: std::os::windows::io::OwnedHandle) -> Stream<B> {
         Stream::from_nonblocking(Owned::Handle(handle), false)
     }
@@ -350,6 +352,7 @@ impl<B: Backend> Stream<B> {
 }
 
 #[cfg(unix)]
+#[cfg_attr(docsrs, doc(cfg(unix)))]
 impl<B: Backend> AsFd for Stream<B> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         // SAFETY: the descriptor stays open as long as the watcher exists:
@@ -361,6 +364,7 @@ impl<B: Backend> AsFd for Stream<B> {
 }
 
 #[cfg(unix)]
+#[cfg_attr(docsrs, doc(cfg(unix)))]
 impl<B: Backend> AsRawFd for Stream<B> {
     fn as_raw_fd(&self) -> RawFd {
         self.fd()
@@ -368,6 +372,7 @@ impl<B: Backend> AsRawFd for Stream<B> {
 }
 
 #[cfg(windows)]
+#[cfg_attr(docsrs, doc(cfg(windows)))]
 impl<B: Backend> std::os::windows::io::AsSocket for Stream<B> {
     fn as_socket(&self) -> std::os::windows::io::BorrowedSocket<'_> {
         // SAFETY: as for `AsFd` on Unix: the socket stays open as long as
@@ -377,6 +382,7 @@ impl<B: Backend> std::os::windows::io::AsSocket for Stream<B> {
 }
 
 #[cfg(windows)]
+#[cfg_attr(docsrs, doc(cfg(windows)))]
 impl<B: Backend> std::os::windows::io::AsRawSocket for Stream<B> {
     fn as_raw_socket(&self) -> std::os::windows::io::RawSocket {
         self.fd() as u64

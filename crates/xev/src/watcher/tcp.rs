@@ -126,6 +126,7 @@ impl<B: Backend> Tcp<B> {
     /// converted with `.into()`, say), making it non-blocking. Errors with
     /// `InvalidInput` when `fd` is not a stream socket.
     #[cfg(unix)]
+    #[cfg_attr(docsrs, doc(cfg(unix)))]
     pub fn from_fd(fd: OwnedFd) -> io::Result<Tcp<B>> {
         let (fd, socket) = is_socket(fd)?;
         if !socket || SockRef::from(&fd).r#type()? != Type::STREAM {
@@ -144,6 +145,7 @@ impl<B: Backend> Tcp<B> {
     /// converted with `.into()`, say), making it non-blocking. Errors with
     /// `InvalidInput` when `fd` is not a stream socket.
     #[cfg(windows)]
+    #[cfg_attr(docsrs, doc(cfg(windows)))]
     pub fn from_fd(fd: crate::op::OwnedHandle) -> io::Result<Tcp<B>> {
         let s = SockRef::from(&fd);
         if s.r#type()? != Type::STREAM {
@@ -270,6 +272,7 @@ impl<B: Backend> Deref for Tcp<B> {
 }
 
 #[cfg(unix)]
+#[cfg_attr(docsrs, doc(cfg(unix)))]
 impl<B: Backend> AsFd for Tcp<B> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.stream.as_fd()
@@ -277,6 +280,7 @@ impl<B: Backend> AsFd for Tcp<B> {
 }
 
 #[cfg(unix)]
+#[cfg_attr(docsrs, doc(cfg(unix)))]
 impl<B: Backend> AsRawFd for Tcp<B> {
     fn as_raw_fd(&self) -> RawFd {
         self.stream.fd()
