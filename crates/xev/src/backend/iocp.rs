@@ -186,12 +186,18 @@ impl Iocp {
                 (*c).op,
                 Op::Read { .. } | Op::Write { .. } | Op::Pread { .. } | Op::Pwrite { .. }
             );
+            let plain = matches!((*c).op, Op::Read { .. } | Op::Write { .. });
             if file_op && sys::is_synchronous(fd) {
-                let plain = matches!((*c).op, Op::Read { .. } | Op::Write { .. });
                 if plain && sys::is_disk_file(fd) {
                     return Start::Done(sys::perform(c));
                 }
                 return Start::Pool;
+            }
+            // A disk file opened for overlapped I/O has no file position:
+            // a plain read or write would silently act at offset 0.
+            // Positional I/O (pread, pwrite) is the honest way there.
+            if plain && sys::is_disk_file(fd) {
+                return Start::Done(UNSUPPORTED);
             }
             if let Err(e) = self.port.associate(fd) {
                 return Start::Done(e);
