@@ -213,4 +213,52 @@ for_each_backend!(
             assert!(r.readable);
         }
     }
+
+    /// Regression for libxev #227 (IOCP: a completion reused while its
+    /// previous packet was still queued gave a null result and orphaned
+    /// completions): one receive is rearmed from its own callback 200
+    /// times, and each callback sends the next byte only then, so every
+    /// rearm reuses the completion (and its `OVERLAPPED`) right after its
+    /// packet. Every byte arrives once, in order, one callback per byte.
+    fn rearmed_recv_reuses_its_completion_safely<B: Backend>() {
+        let mut lp = new_loop::<B>();
+        let (_l, client, server) = connect_through(&mut lp);
+        let cfd = raw(&client);
+        let got = Rc::new(RefCell::new(Vec::new()));
+        let g = got.clone();
+        lp.add(
+            Op::Recv {
+                fd: raw(&server),
+                buf: vec![0; 1],
+            },
+            move |lp, op, res| {
+                let n = expect!(res, OpResult::Read(Ok(n)) => n);
+                assert_eq!(n, 1);
+                g.borrow_mut().push(op.buf().unwrap()[0]);
+                let next = g.borrow().len();
+                if next == 200 {
+                    return Action::Disarm;
+                }
+                lp.add(
+                    Op::Send {
+                        fd: cfd,
+                        buf: vec![next as u8],
+                    },
+                    |_, _, res| {
+                        expect!(res, OpResult::Write(Ok(1)));
+                        Action::Disarm
+                    },
+                );
+                Action::Rearm
+            },
+        );
+        send_all(&mut lp, cfd, &[0]);
+        run_until(&mut lp, "200 single-byte receives", || {
+            got.borrow().len() == 200
+        });
+        let want: Vec<u8> = (0..200).map(|i| i as u8).collect();
+        assert_eq!(*got.borrow(), want);
+        settle(&mut lp);
+        assert_eq!(lp.active(), 0);
+    }
 );
