@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use super::epoll::Epoll;
 use super::io_uring::IoUring;
-use super::{Backend, CancelStart, Start, Waker};
+use super::contract::{Backend, CancelStart, Start, Waker};
 use crate::record::Core;
 use crate::options::Options;
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring as Ring};
 
-use crate::backend::{Backend, CancelStart, Start, Waker};
+use crate::backend::contract::{Backend, CancelStart, Start, Waker};
 use crate::op::{io_len, Op};
 use crate::options::Options;
 use crate::record::Core;

@@ -32,7 +32,7 @@ use windows_sys::Win32::Networking::WinSock as ws;
 use windows_sys::Win32::Storage::FileSystem::{ReadFile, WriteFile};
 use windows_sys::Win32::System::IO::{CancelIoEx, OVERLAPPED, OVERLAPPED_ENTRY};
 
-use crate::backend::{Backend, CancelStart, Start, Waker};
+use crate::backend::contract::{Backend, CancelStart, Start, Waker};
 use crate::error::UNSUPPORTED;
 use crate::op::{io_len, Op};
 use crate::options::Options;

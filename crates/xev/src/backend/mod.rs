@@ -28,7 +28,7 @@
 pub mod contract;
 
 pub use contract::Backend;
-pub(crate) use contract::{CancelStart, Start, Waker};
+pub(crate) use contract::Start;
 
 #[cfg(target_os = "linux")]
 #[cfg_attr(docsrs, doc(cfg(target_os = "linux")))]
