@@ -138,7 +138,7 @@ fn tcp_echo<B: Backend>(warmup: u64, total: u64) -> u64 {
         }
         Action::Disarm
     });
-    safety.run(&mut lp, 10_000).unwrap();
+    safety.run(&mut lp, 50_000).unwrap();
 
     let st = Rc::new(Client {
         sent: Cell::new(0),
@@ -153,7 +153,7 @@ fn tcp_echo<B: Backend>(warmup: u64, total: u64) -> u64 {
     client_write(&mut lp, client.clone(), st.clone(), Vec::with_capacity(MSG));
     while st.end.get().is_none() {
         lp.run(RunMode::Once).unwrap();
-        assert!(!timed_out.get(), "echo timed out after 10 s");
+        assert!(!timed_out.get(), "echo timed out after 50 s");
     }
     let _ = safety.cancel(&mut lp);
     lp.run(RunMode::UntilDone).unwrap(); // the server sees end of file
@@ -176,9 +176,13 @@ fn tcp_echo<B: Backend>(warmup: u64, total: u64) -> u64 {
     allocated
 }
 
+/// Messages echoed after the warm-up: fewer on Windows, whose tests run
+/// under wine at about a millisecond per socket operation.
+const MEASURED: u64 = if cfg!(windows) { 2_000 } else { 10_000 };
+
 for_each_backend!(
     fn tcp_echo_allocates_nothing<B: Backend>() {
-        let a = tcp_echo::<B>(100, 10_100);
-        assert_eq!(a, 0, "10,000 echoed messages allocated {a} times");
+        let a = tcp_echo::<B>(100, 100 + MEASURED);
+        assert_eq!(a, 0, "{MEASURED} echoed messages allocated {a} times");
     }
 );

@@ -15,11 +15,23 @@
 //! is already on its way. A close cancels what is pending on the handle by
 //! closing it, and completes through a packet posted after that.
 //!
-//! Every completion packet is always waited for (no
-//! `FILE_SKIP_COMPLETION_PORT_ON_SUCCESS`), so an operation that succeeds
-//! at once still completes through the port.
+//! A handle this backend associates is also put in
+//! `FILE_SKIP_COMPLETION_PORT_ON_SUCCESS` mode: an overlapped call that
+//! succeeds at once posts no packet, and its result is read from its
+//! `OVERLAPPED`. With no earlier operation of its lane (handle and
+//! direction) on its way, the operation completes at once, the kernel's
+//! packet and its dequeue saved (typical for a send with buffer space or a
+//! receive with data waiting); otherwise the backend posts the packet
+//! itself, behind those already queued, so that the operations of one
+//! lane complete in the order the kernel finished them. The association is
+//! attempted at each start (the kernel refuses a second one, cheaply):
+//! remembering handles instead would trust a number that a handle closed
+//! outside the loop can hand on to a new, unassociated one. A handle that
+//! refuses the mode (recorded in `no_skip`) completes through the port as
+//! every handle would without it.
 
 use std::io;
+use std::collections::HashMap;
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +71,13 @@ pub struct Iocp {
     /// `ConnectEx`, looked up on first use.
     connect_ex: ws::LPFN_CONNECTEX,
     entries: Box<[OVERLAPPED_ENTRY; BATCH]>,
+    /// Handles this backend associated that refused skip mode (rare:
+    /// empty unless a layered provider is installed).
+    no_skip: Vec<RawHandle>,
+    /// Operations whose packet is still to come, per handle and
+    /// direction (see [`lane`]); a handle with none is not in the map.
+    lanes: HashMap<(RawHandle, bool), u32>,
+    paths: Paths,
 }
 
 /// A slot for a new operation, with its `OVERLAPPED` zeroed (and so an
@@ -83,34 +102,82 @@ fn pending(err: i32) -> bool {
     err == -(ERROR_IO_PENDING as i32) || err == -ws::WSA_IO_PENDING
 }
 
-/// The raw result of starting an overlapped WinSock call that returned
-/// `r` (0 or `SOCKET_ERROR`): the packet follows unless it failed at once.
-fn wsa_start(r: i32) -> Start {
+/// How an overlapped call ended when it returned.
+enum Began {
+    /// Started: its packet follows.
+    Pending,
+    /// Finished successfully at once: its result is in the `OVERLAPPED`,
+    /// and a packet follows only if the handle is not in skip mode.
+    Succeeded,
+    /// Finished at once with this raw result; no packet follows.
+    Done(i32),
+}
+
+/// How an overlapped WinSock call that returned `r` (0 or
+/// `SOCKET_ERROR`) began.
+fn wsa_began(r: i32) -> Began {
     if r == 0 {
-        return Start::Pending;
+        return Began::Succeeded;
     }
     let e = sys::neg_wsa_error();
     if pending(e) {
-        Start::Pending
+        Began::Pending
     } else {
-        Start::Done(-sys::socket_code(-e))
+        Began::Done(-sys::socket_code(-e))
     }
 }
 
 /// The same for a file call (`ReadFile`/`WriteFile`) that returned `ok`.
-fn file_start(ok: i32) -> Start {
+fn file_began(ok: i32) -> Began {
     if ok != 0 {
-        return Start::Pending;
+        return Began::Succeeded;
     }
     let e = sys::neg_last_error();
     if pending(e) {
-        return Start::Pending;
+        return Began::Pending;
     }
     // End of file (or a pipe whose writer is gone) at once: 0 bytes.
-    match sys::eof_as_zero(-sys::socket_code(-e)) {
-        0 => Start::Done(0),
-        e => Start::Done(e),
+    Began::Done(sys::eof_as_zero(-sys::socket_code(-e)))
+}
+
+/// The lane of an operation: its handle and direction (`true`: out).
+/// The kernel finishes the operations of one lane in the order they
+/// started, and their callbacks run in that order; the two directions of
+/// a handle are independent. Only a close has no lane.
+fn lane(op: &Op) -> Option<(RawHandle, bool)> {
+    match op {
+        Op::Accept { fd }
+        | Op::Read { fd, .. }
+        | Op::Pread { fd, .. }
+        | Op::Recv { fd, .. }
+        | Op::Poll { fd, .. } => Some((*fd, false)),
+        Op::Recvmsg(m) => Some((m.fd, false)),
+        Op::Connect { fd, .. }
+        | Op::Write { fd, .. }
+        | Op::Pwrite { fd, .. }
+        | Op::Send { fd, .. }
+        | Op::Shutdown { fd, .. } => Some((*fd, true)),
+        Op::Sendmsg(m) => Some((m.fd, true)),
+        Op::ProcWait { .. }
+        | Op::Close { .. }
+        | Op::Noop
+        | Op::Timer { .. }
+        | Op::Cancel { .. }
+        | Op::AsyncWait(_) => None,
     }
+}
+
+/// How many operations completed by each path (see the module
+/// documentation), for tests.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Paths {
+    /// Succeeded at once in skip mode: no packet.
+    pub(crate) inline: u64,
+    /// Completed through a dequeued packet.
+    pub(crate) port: u64,
+    /// Of those, succeeded at once in skip mode while other operations
+    /// were on their way, so posted to the port by the backend.
+    pub(crate) reposted: u64,
 }
 
 impl Iocp {
@@ -199,10 +266,14 @@ impl Iocp {
             if plain && sys::is_disk_file(fd) {
                 return Start::Done(UNSUPPORTED);
             }
-            if let Err(e) = self.port.associate(fd) {
-                return Start::Done(e);
-            }
-            match &mut (*c).op {
+            // Its lane (handle and direction); only a close has none, and
+            // it completes through its own packet.
+            let lane = lane(&(*c).op).unwrap_or((fd, false));
+            let skip = match self.associate(fd) {
+                Ok(skip) => skip,
+                Err(e) => return Start::Done(e),
+            };
+            let began = match &mut (*c).op {
                 Op::Accept { fd } => {
                     let s = match sys::socket_like(*fd) {
                         Ok(s) => s,
@@ -221,11 +292,11 @@ impl Iocp {
                         &mut n,
                         ov,
                     );
-                    let st = wsa_start(if ok != 0 { 0 } else { ws::SOCKET_ERROR });
-                    if let Start::Done(_) = st {
+                    let began = wsa_began(if ok != 0 { 0 } else { ws::SOCKET_ERROR });
+                    if let Began::Done(_) = began {
                         sys::close_quietly(s);
                     }
-                    st
+                    began
                 }
                 Op::Connect { fd, addr } => {
                     if let Err(e) = sys::bind_unspecified_if_unbound(*fd, addr) {
@@ -245,21 +316,21 @@ impl Iocp {
                         std::ptr::null_mut(),
                         ov,
                     );
-                    wsa_start(if ok != 0 { 0 } else { ws::SOCKET_ERROR })
+                    wsa_began(if ok != 0 { 0 } else { ws::SOCKET_ERROR })
                 }
                 Op::Read { fd, buf } | Op::Pread { fd, buf, .. } => {
                     if let Op::Pread { offset, .. } = &(*c).op {
                         set_offset(ov, *offset);
                     }
                     let n = io_len(buf.len()) as u32;
-                    file_start(ReadFile(*fd as HANDLE, buf.as_mut_ptr(), n, std::ptr::null_mut(), ov))
+                    file_began(ReadFile(*fd as HANDLE, buf.as_mut_ptr(), n, std::ptr::null_mut(), ov))
                 }
                 Op::Write { fd, buf } | Op::Pwrite { fd, buf, .. } => {
                     if let Op::Pwrite { offset, .. } = &(*c).op {
                         set_offset(ov, *offset);
                     }
                     let n = io_len(buf.len()) as u32;
-                    file_start(WriteFile(*fd as HANDLE, buf.as_ptr(), n, std::ptr::null_mut(), ov))
+                    file_began(WriteFile(*fd as HANDLE, buf.as_ptr(), n, std::ptr::null_mut(), ov))
                 }
                 Op::Recv { fd, buf } => {
                     let b = ws::WSABUF {
@@ -275,14 +346,14 @@ impl Iocp {
                         ov,
                         None,
                     );
-                    wsa_start(r)
+                    wsa_began(r)
                 }
                 Op::Send { fd, buf } => {
                     let b = ws::WSABUF {
                         len: io_len(buf.len()) as u32,
                         buf: buf.as_ptr().cast_mut(),
                     };
-                    wsa_start(ws::WSASend(*fd, &b, 1, std::ptr::null_mut(), 0, ov, None))
+                    wsa_began(ws::WSASend(*fd, &b, 1, std::ptr::null_mut(), 0, ov, None))
                 }
                 Op::Recvmsg(m) => {
                     let fd = m.fd;
@@ -298,7 +369,7 @@ impl Iocp {
                         ov,
                         None,
                     );
-                    wsa_start(r)
+                    wsa_began(r)
                 }
                 Op::Sendmsg(m) => {
                     let fd = m.fd;
@@ -314,29 +385,81 @@ impl Iocp {
                         ov,
                         None,
                     );
-                    wsa_start(r)
+                    wsa_began(r)
                 }
-                Op::Shutdown { fd, how } => Start::Done(sys::shutdown(*fd, *how)),
+                Op::Shutdown { fd, how } => Began::Done(sys::shutdown(*fd, *how)),
                 Op::Close { fd } => {
                     // Closing ends what is pending on the handle (those
                     // operations' packets are queued as it closes); the
                     // close itself completes through a packet posted after
-                    // that, so it comes after them.
+                    // that, so it comes after them. Its number may now be
+                    // reused for a new handle.
+                    self.no_skip.retain(|&h| h != *fd);
                     (*slot).flags = sys::close(*fd) as u32;
                     match self.port.post(0, 0, ov) {
-                        Ok(()) => Start::Pending,
-                        Err(_) => Start::Done((*slot).flags as i32),
+                        Ok(()) => Began::Pending,
+                        Err(_) => Began::Done((*slot).flags as i32),
                     }
                 }
                 // Answered above.
-                Op::Poll { .. } => Start::Done(UNSUPPORTED),
-                Op::ProcWait { .. } => Start::Done(UNSUPPORTED),
+                Op::Poll { .. } => Began::Done(UNSUPPORTED),
+                Op::ProcWait { .. } => Began::Done(UNSUPPORTED),
                 // The loop handles these itself.
                 Op::Noop | Op::Timer { .. } | Op::Cancel { .. } | Op::AsyncWait(_) => {
-                    Start::Done(UNSUPPORTED)
+                    Began::Done(UNSUPPORTED)
                 }
+            };
+            match began {
+                Began::Pending => Start::Pending,
+                // In skip mode no packet follows: the operation is over
+                // and its result is in the OVERLAPPED. With no earlier
+                // operation of its lane on its way it completes now;
+                // otherwise it goes through the port behind the packets
+                // already queued there, so that the operations of one lane
+                // complete in the order the kernel finished them (a
+                // receive that succeeds at once never overtakes an earlier
+                // receive whose packet waits in the port).
+                Began::Succeeded if skip && !self.lanes.contains_key(&lane) => {
+                    self.paths.inline += 1;
+                    Start::Done(Self::finish_io(c))
+                }
+                Began::Succeeded if skip => match self.port.post(0, 0, ov) {
+                    Ok(()) => {
+                        self.paths.reposted += 1;
+                        Start::Pending
+                    }
+                    // The port refused a packet: better out of order than
+                    // lost.
+                    Err(_) => Start::Done(Self::finish_io(c)),
+                },
+                Began::Succeeded => Start::Pending,
+                Began::Done(res) => Start::Done(res),
             }
         }
+    }
+
+    /// Associates `h` with the port if it is not yet, putting it in skip
+    /// mode; answers whether `h` is in skip mode. A handle found
+    /// associated already was associated by this backend (its operations
+    /// could not complete here otherwise), so it is in skip mode unless it
+    /// refused it then.
+    fn associate(&mut self, h: RawHandle) -> Result<bool, i32> {
+        if !self.port.associate(h)? {
+            return Ok(!self.no_skip.contains(&h));
+        }
+        // A new handle with the number of one closed outside the loop.
+        self.no_skip.retain(|&x| x != h);
+        if sys::skip_completion_on_success(h) {
+            return Ok(true);
+        }
+        self.no_skip.push(h);
+        Ok(false)
+    }
+
+    /// How many operations completed by each path so far.
+    #[cfg(test)]
+    pub(crate) fn paths(&self) -> Paths {
+        self.paths
     }
 
     /// Starts waiting for the exit of process `h` (a process handle): a job
@@ -467,6 +590,9 @@ impl Backend for Iocp {
             // SAFETY: OVERLAPPED_ENTRY is a plain C struct; all zero is
             // valid.
             entries: Box::new(unsafe { std::mem::zeroed() }),
+            no_skip: Vec::new(),
+            lanes: HashMap::new(),
+            paths: Paths::default(),
         };
         Ok((backend, waker))
     }
@@ -487,6 +613,10 @@ impl Backend for Iocp {
         };
         if st == Start::Pending {
             self.in_flight += 1;
+            // SAFETY: as above.
+            if let Some(l) = lane(unsafe { &(*c).op }) {
+                *self.lanes.entry(l).or_insert(0) += 1;
+            }
         }
         st
     }
@@ -553,6 +683,39 @@ impl Backend for Iocp {
         sink: &mut dyn FnMut(NonNull<Core>, i32),
     ) -> io::Result<bool> {
         let n = self.port.wait(&mut self.entries[..], timeout)?;
+        Ok(self.take_packets(n, sink))
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    fn has_pending(&mut self) -> bool {
+        // Packets can only be learnt of by waiting (with a zero timeout).
+        self.in_flight > 0
+    }
+
+    unsafe fn abandon(&mut self, target: NonNull<Core>) {
+        // SAFETY: forwarded from the caller.
+        let _ = unsafe { self.cancel(target) };
+    }
+
+    fn drain(&mut self, sink: &mut dyn FnMut(NonNull<Core>, i32)) {
+        while self.in_flight > 0 {
+            if self.poll(None, sink).is_err() {
+                // The port itself failed: the loop sees in_flight > 0 and
+                // leaks the completions rather than free memory the kernel
+                // may still write.
+                break;
+            }
+        }
+    }
+}
+
+impl Iocp {
+    /// Handles the first `n` packets of `entries`; answers whether one was
+    /// the waker's.
+    fn take_packets(&mut self, n: usize, sink: &mut dyn FnMut(NonNull<Core>, i32)) -> bool {
         let mut woken = false;
         for i in 0..n {
             let e = self.entries[i];
@@ -579,34 +742,253 @@ impl Backend for Iocp {
             // done with it.
             let res = unsafe { Self::finish_io(c) };
             self.in_flight -= 1;
+            // SAFETY: as above.
+            if let Some(l) = lane(unsafe { &(*c).op }) {
+                if let Some(n) = self.lanes.get_mut(&l) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.lanes.remove(&l);
+                    }
+                }
+            }
+            self.paths.port += 1;
             // SAFETY: `c` is a live completion (non-null: it was started).
             sink(unsafe { NonNull::new_unchecked(c) }, res);
         }
-        Ok(woken)
+        woken
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The two ways an operation completes on IOCP: at once in skip mode
+    //! (no packet) and through a dequeued packet.
+
+    use std::cell::RefCell;
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream, UdpSocket};
+    use std::os::windows::io::AsRawSocket;
+    use std::rc::Rc;
+
+    use super::Iocp;
+    use crate::event_loop::Loop;
+    use crate::{Action, Op, OpResult, Options, RawHandle, RunMode};
+
+    /// A connected loopback pair of std (overlapped) sockets.
+    fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (b, _) = l.accept().unwrap();
+        (a, b)
     }
 
-    fn in_flight(&self) -> usize {
-        self.in_flight
+    /// Runs one receive of up to 16 bytes on `fd` to its end: what it got.
+    fn recv(lp: &mut Loop<Iocp>, fd: RawHandle) -> Vec<u8> {
+        let got = Rc::new(RefCell::new(None));
+        let g = Rc::clone(&got);
+        let op = Op::Recv {
+            fd,
+            buf: vec![0; 16],
+        };
+        lp.add(op, move |_, op, res| {
+            let OpResult::Read(Ok(n)) = res else {
+                panic!("recv: {res:?}");
+            };
+            *g.borrow_mut() = Some(op.buf().unwrap()[..n].to_vec());
+            Action::Disarm
+        });
+        lp.run(RunMode::UntilDone).unwrap();
+        let v = got.borrow_mut().take();
+        v.expect("the receive's callback ran")
     }
 
-    fn has_pending(&mut self) -> bool {
-        // Packets can only be learnt of by waiting (with a zero timeout).
-        self.in_flight > 0
-    }
+    #[test]
+    fn success_at_once_skips_the_port_and_pending_goes_through_it() {
+        let mut lp = Loop::<Iocp>::new(Options::default()).unwrap();
+        let (mut peer, ours) = pair();
+        let fd = ours.as_raw_socket() as RawHandle;
 
-    unsafe fn abandon(&mut self, target: NonNull<Core>) {
-        // SAFETY: forwarded from the caller.
-        let _ = unsafe { self.cancel(target) };
-    }
-
-    fn drain(&mut self, sink: &mut dyn FnMut(NonNull<Core>, i32)) {
-        while self.in_flight > 0 {
-            if self.poll(None, sink).is_err() {
-                // The port itself failed: the loop sees in_flight > 0 and
-                // leaks the completions rather than free memory the kernel
-                // may still write.
-                break;
+        // Nothing to read when it starts: pending, then a packet. The
+        // peer writes from another thread once the loop waits.
+        let t = std::thread::spawn({
+            let mut p = peer.try_clone().unwrap();
+            move || {
+                // Any time after the receive started is right; before it
+                // would also pass (the data then waits in the socket).
+                p.write_all(b"first").unwrap();
             }
+        });
+        let before = lp.backend().paths();
+        assert_eq!(recv(&mut lp, fd), b"first");
+        t.join().unwrap();
+        let after_first = lp.backend().paths();
+
+        // Data already waiting when the receive starts: it succeeds at
+        // once, and no packet follows.
+        peer.write_all(b"second").unwrap();
+        let mut probe = [0u8; 6];
+        // Blocks until the bytes have arrived (peek leaves them there).
+        while ours.peek(&mut probe).unwrap() < probe.len() {}
+        let mid = lp.backend().paths();
+        assert_eq!(recv(&mut lp, fd), b"second");
+        let end = lp.backend().paths();
+        assert_eq!(end.inline, mid.inline + 1, "data waiting: completed at once");
+        assert_eq!(end.port, mid.port, "data waiting: no packet");
+        // The first receive took whichever path its timing gave it; the
+        // two together used both.
+        assert_eq!(
+            (after_first.inline - before.inline) + (after_first.port - before.port),
+            1
+        );
+        drop(peer);
+        // After the peer is gone: end of file, at once or by packet.
+        let got = Rc::new(RefCell::new(None));
+        let g = Rc::clone(&got);
+        lp.add(
+            Op::Recv {
+                fd,
+                buf: vec![0; 16],
+            },
+            move |_, _, res| {
+                *g.borrow_mut() = Some(format!("{res:?}"));
+                Action::Disarm
+            },
+        );
+        lp.run(RunMode::UntilDone).unwrap();
+        assert!(got.borrow().as_deref().unwrap().contains("Eof"), "{:?}", got.borrow());
+    }
+
+    #[test]
+    fn another_handles_pending_operation_does_not_hold_back_a_success_at_once() {
+        let mut lp = Loop::<Iocp>::new(Options::default()).unwrap();
+        let (mut peer, ours) = pair();
+        let (_idle_peer, idle) = pair();
+        // A receive that stays pending on another socket.
+        let idle_res = Rc::new(RefCell::new(None));
+        let r = Rc::clone(&idle_res);
+        let idle_id = lp.add(
+            Op::Recv {
+                fd: idle.as_raw_socket() as RawHandle,
+                buf: vec![0; 16],
+            },
+            move |_, _, res| {
+                *r.borrow_mut() = Some(format!("{res:?}"));
+                Action::Disarm
+            },
+        );
+        lp.run(RunMode::NoWait).unwrap();
+        assert_eq!(lp.backend().in_flight, 1);
+
+        peer.write_all(b"ready").unwrap();
+        let mut probe = [0u8; 5];
+        while ours.peek(&mut probe).unwrap() < probe.len() {}
+        let before = lp.backend().paths();
+        let got = Rc::new(RefCell::new(None));
+        let g = Rc::clone(&got);
+        lp.add(
+            Op::Recv {
+                fd: ours.as_raw_socket() as RawHandle,
+                buf: vec![0; 16],
+            },
+            move |_, op, res| {
+                let OpResult::Read(Ok(n)) = res else {
+                    panic!("recv: {res:?}");
+                };
+                *g.borrow_mut() = Some(op.buf().unwrap()[..n].to_vec());
+                Action::Disarm
+            },
+        );
+        while got.borrow().is_none() {
+            lp.run(RunMode::Once).unwrap();
         }
+        assert_eq!(got.borrow().as_deref(), Some(&b"ready"[..]));
+        let after = lp.backend().paths();
+        assert_eq!(after.inline, before.inline + 1);
+        assert_eq!((after.port, after.reposted), (before.port, before.reposted));
+
+        lp.cancel(idle_id).unwrap();
+        lp.run(RunMode::UntilDone).unwrap();
+        assert!(idle_res.borrow().as_deref().unwrap().contains("Canceled"));
+    }
+
+    #[test]
+    fn a_success_at_once_behind_its_lanes_packet_completes_after_it() {
+        let mut lp = Loop::<Iocp>::new(Options::default()).unwrap();
+        let ours = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let fd = ours.as_raw_socket() as RawHandle;
+        let order = Rc::new(RefCell::new(Vec::new()));
+        let recv = |lp: &mut Loop<Iocp>, tag: u8| {
+            let o = Rc::clone(&order);
+            lp.add(
+                Op::Recv {
+                    fd,
+                    buf: vec![0; 16],
+                },
+                move |_, op, res| {
+                    let OpResult::Read(Ok(n)) = res else {
+                        panic!("recv: {res:?}");
+                    };
+                    o.borrow_mut().push((tag, op.buf().unwrap()[..n].to_vec()));
+                    Action::Disarm
+                },
+            );
+        };
+        // The first receive waits in the kernel.
+        recv(&mut lp, 1);
+        lp.run(RunMode::NoWait).unwrap();
+        assert_eq!(lp.backend().in_flight, 1);
+        // Two datagrams: the first completes the waiting receive (its
+        // packet is queued, not yet taken), the second waits in the socket
+        // (peek returns once it is there, the first being taken).
+        let to = ours.local_addr().unwrap();
+        peer.send_to(b"one", to).unwrap();
+        peer.send_to(b"two", to).unwrap();
+        let mut probe = [0u8; 3];
+        while !matches!(ours.peek(&mut probe), Ok(3) if &probe == b"two") {}
+        let before = lp.backend().paths();
+        // The second succeeds at once, behind the first's packet.
+        recv(&mut lp, 2);
+        lp.run(RunMode::UntilDone).unwrap();
+        let after = lp.backend().paths();
+        assert_eq!(
+            *order.borrow(),
+            vec![(1, b"one".to_vec()), (2, b"two".to_vec())]
+        );
+        assert_eq!(after.inline, before.inline, "its lane had a packet on its way");
+        assert_eq!(after.reposted, before.reposted + 1);
+        assert_eq!(after.port, before.port + 2);
+    }
+
+    #[test]
+    fn a_receive_started_before_the_data_completes_through_the_port() {
+        let mut lp = Loop::<Iocp>::new(Options::default()).unwrap();
+        let (peer, ours) = pair();
+        let fd = ours.as_raw_socket() as RawHandle;
+        let got = Rc::new(RefCell::new(None));
+        let g = Rc::clone(&got);
+        lp.add(
+            Op::Recv {
+                fd,
+                buf: vec![0; 16],
+            },
+            move |_, op, res| {
+                let OpResult::Read(Ok(n)) = res else {
+                    panic!("recv: {res:?}");
+                };
+                *g.borrow_mut() = Some(op.buf().unwrap()[..n].to_vec());
+                Action::Disarm
+            },
+        );
+        // Start the receive (nothing to read yet: it stays pending).
+        lp.run(RunMode::NoWait).unwrap();
+        assert!(got.borrow().is_none());
+        assert_eq!(lp.backend().in_flight, 1, "the receive is pending in the kernel");
+        let before = lp.backend().paths();
+        (&peer).write_all(b"late").unwrap();
+        lp.run(RunMode::UntilDone).unwrap();
+        assert_eq!(got.borrow().as_deref(), Some(&b"late"[..]));
+        let after = lp.backend().paths();
+        assert_eq!((after.port - before.port, after.inline - before.inline), (1, 0));
     }
 }

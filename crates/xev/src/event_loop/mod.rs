@@ -300,6 +300,12 @@ impl<B: Backend> Loop<B> {
         self.s.backend.name()
     }
 
+    /// The backend itself, for the crate's unit tests.
+    #[cfg(all(test, windows))]
+    pub(crate) fn backend(&self) -> &B {
+        &self.s.backend
+    }
+
     /// Adds a new completion for `op`; `cb` runs when it finishes. The
     /// completion lives in memory the loop recycles from finished
     /// completions of the same type, so this allocates nothing in steady

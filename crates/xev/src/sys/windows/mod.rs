@@ -178,6 +178,21 @@ pub(crate) fn is_synchronous(h: RawHandle) -> bool {
     status >= 0 && info.Mode & (FILE_SYNCHRONOUS_IO_ALERT | FILE_SYNCHRONOUS_IO_NONALERT) != 0
 }
 
+/// Puts `h` in the mode where an overlapped call that succeeds at once
+/// posts no packet (`FILE_SKIP_COMPLETION_PORT_ON_SUCCESS`; its result is
+/// in the `OVERLAPPED` when the call returns) and does not signal the
+/// handle (`FILE_SKIP_SET_EVENT_ON_HANDLE`). Answers whether the mode is
+/// now on (a socket behind a non-IFS layered provider refuses it).
+pub(crate) fn skip_completion_on_success(h: RawHandle) -> bool {
+    use windows_sys::Win32::Storage::FileSystem::SetFileCompletionNotificationModes;
+    use windows_sys::Win32::System::WindowsProgramming::{
+        FILE_SKIP_COMPLETION_PORT_ON_SUCCESS, FILE_SKIP_SET_EVENT_ON_HANDLE,
+    };
+    let flags = (FILE_SKIP_COMPLETION_PORT_ON_SUCCESS | FILE_SKIP_SET_EVENT_ON_HANDLE) as u8;
+    // SAFETY: takes an integer handle and flags.
+    unsafe { SetFileCompletionNotificationModes(h as HANDLE, flags) != 0 }
+}
+
 /// One synchronous attempt at `core`'s operation, for the thread pool:
 /// reads and writes on handles opened for synchronous I/O (see
 /// [`is_synchronous`]); a positional one passes its offset in an

@@ -42,10 +42,12 @@ impl Port {
     }
 
     /// Associates `h` with the port (key 0), so that its overlapped
-    /// operations post their packets here. Once per handle: a handle that
-    /// is already associated answers `ERROR_INVALID_PARAMETER`, which is
-    /// success here (a handle belongs to one port for its whole life).
-    pub(crate) fn associate(&self, h: RawHandle) -> Result<(), i32> {
+    /// operations post their packets here. Answers whether this call made
+    /// the association (`true`), or the handle was associated already
+    /// (`false`: the kernel refuses a second association with
+    /// `ERROR_INVALID_PARAMETER`; a handle belongs to one port for its
+    /// whole life).
+    pub(crate) fn associate(&self, h: RawHandle) -> Result<bool, i32> {
         // SAFETY: `h` is an integer the kernel checks; the port is live.
         let r = unsafe { CreateIoCompletionPort(h as HANDLE, self.handle(), 0, 0) };
         if r.is_null() {
@@ -54,8 +56,9 @@ impl Port {
             if e != -(ERROR_INVALID_PARAMETER as i32) {
                 return Err(e);
             }
+            return Ok(false);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Waits up to `timeout` (`None`: forever) for packets, filling
