@@ -761,8 +761,9 @@ impl Iocp {
 
 #[cfg(test)]
 mod tests {
-    //! The two ways an operation completes on IOCP: at once in skip mode
-    //! (no packet) and through a dequeued packet.
+    //! The ways an operation completes on IOCP: at once in skip mode (no
+    //! packet), through the kernel's packet, or through a packet the
+    //! backend posts behind its lane's queued packets.
 
     use std::cell::RefCell;
     use std::io::Write;
@@ -771,8 +772,16 @@ mod tests {
     use std::rc::Rc;
 
     use super::Iocp;
-    use crate::event_loop::Loop;
-    use crate::{Action, Op, OpResult, Options, RawHandle, RunMode};
+    use crate::event_loop::{Loop, OwnedLoop};
+    use crate::{Action, Id, Op, OpResult, Options, RawHandle, RunMode};
+
+    /// What the receives of a test got, in callback order: a tag and the
+    /// bytes, or the result printed when it was not data.
+    type Log = Rc<RefCell<Vec<(u8, Result<Vec<u8>, String>)>>>;
+
+    fn new_loop() -> OwnedLoop<Iocp> {
+        Loop::<Iocp>::new(Options::default()).unwrap()
+    }
 
     /// A connected loopback pair of std (overlapped) sockets.
     fn pair() -> (TcpStream, TcpStream) {
@@ -782,160 +791,110 @@ mod tests {
         (a, b)
     }
 
-    /// Runs one receive of up to 16 bytes on `fd` to its end: what it got.
-    fn recv(lp: &mut Loop<Iocp>, fd: RawHandle) -> Vec<u8> {
-        let got = Rc::new(RefCell::new(None));
-        let g = Rc::clone(&got);
+    fn raw(s: &impl AsRawSocket) -> RawHandle {
+        s.as_raw_socket() as RawHandle
+    }
+
+    /// Adds a receive of up to 16 bytes on `fd` that logs its outcome.
+    fn recv(lp: &mut Loop<Iocp>, fd: RawHandle, log: &Log, tag: u8) -> Id {
+        let log = Rc::clone(log);
         let op = Op::Recv {
             fd,
             buf: vec![0; 16],
         };
         lp.add(op, move |_, op, res| {
-            let OpResult::Read(Ok(n)) = res else {
-                panic!("recv: {res:?}");
+            let got = match res {
+                OpResult::Read(Ok(n)) => Ok(op.buf().unwrap()[..n].to_vec()),
+                other => Err(format!("{other:?}")),
             };
-            *g.borrow_mut() = Some(op.buf().unwrap()[..n].to_vec());
+            log.borrow_mut().push((tag, got));
             Action::Disarm
-        });
-        lp.run(RunMode::UntilDone).unwrap();
-        let v = got.borrow_mut().take();
-        v.expect("the receive's callback ran")
+        })
+    }
+
+    /// Blocks until `s` holds `want` (peek leaves it there).
+    fn wait_for(s: &TcpStream, want: &[u8]) {
+        let mut probe = vec![0u8; want.len()];
+        while s.peek(&mut probe).unwrap() < want.len() {}
+        assert_eq!(probe, want);
     }
 
     #[test]
-    fn success_at_once_skips_the_port_and_pending_goes_through_it() {
-        let mut lp = Loop::<Iocp>::new(Options::default()).unwrap();
+    fn data_waiting_completes_at_once_without_a_packet() {
+        let mut lp = new_loop();
         let (mut peer, ours) = pair();
-        let fd = ours.as_raw_socket() as RawHandle;
-
-        // Nothing to read when it starts: pending, then a packet. The
-        // peer writes from another thread once the loop waits.
-        let t = std::thread::spawn({
-            let mut p = peer.try_clone().unwrap();
-            move || {
-                // Any time after the receive started is right; before it
-                // would also pass (the data then waits in the socket).
-                p.write_all(b"first").unwrap();
-            }
-        });
+        let log = Log::default();
+        peer.write_all(b"ready").unwrap();
+        wait_for(&ours, b"ready");
         let before = lp.backend().paths();
-        assert_eq!(recv(&mut lp, fd), b"first");
-        t.join().unwrap();
-        let after_first = lp.backend().paths();
-
-        // Data already waiting when the receive starts: it succeeds at
-        // once, and no packet follows.
-        peer.write_all(b"second").unwrap();
-        let mut probe = [0u8; 6];
-        // Blocks until the bytes have arrived (peek leaves them there).
-        while ours.peek(&mut probe).unwrap() < probe.len() {}
-        let mid = lp.backend().paths();
-        assert_eq!(recv(&mut lp, fd), b"second");
-        let end = lp.backend().paths();
-        assert_eq!(end.inline, mid.inline + 1, "data waiting: completed at once");
-        assert_eq!(end.port, mid.port, "data waiting: no packet");
-        // The first receive took whichever path its timing gave it; the
-        // two together used both.
-        assert_eq!(
-            (after_first.inline - before.inline) + (after_first.port - before.port),
-            1
-        );
-        drop(peer);
-        // After the peer is gone: end of file, at once or by packet.
-        let got = Rc::new(RefCell::new(None));
-        let g = Rc::clone(&got);
-        lp.add(
-            Op::Recv {
-                fd,
-                buf: vec![0; 16],
-            },
-            move |_, _, res| {
-                *g.borrow_mut() = Some(format!("{res:?}"));
-                Action::Disarm
-            },
-        );
+        recv(&mut lp, raw(&ours), &log, 1);
         lp.run(RunMode::UntilDone).unwrap();
-        assert!(got.borrow().as_deref().unwrap().contains("Eof"), "{:?}", got.borrow());
+        let after = lp.backend().paths();
+        assert_eq!(*log.borrow(), [(1, Ok(b"ready".to_vec()))]);
+        assert_eq!(after.inline, before.inline + 1);
+        assert_eq!((after.port, after.reposted), (before.port, before.reposted));
+
+        // End of file, once the peer is gone, whichever path it takes.
+        drop(peer);
+        recv(&mut lp, raw(&ours), &log, 2);
+        lp.run(RunMode::UntilDone).unwrap();
+        let (tag, eof) = log.borrow()[1].clone();
+        assert!(tag == 2 && eof.unwrap_err().contains("Eof"));
+    }
+
+    #[test]
+    fn a_receive_started_before_the_data_completes_through_the_port() {
+        let mut lp = new_loop();
+        let (peer, ours) = pair();
+        let log = Log::default();
+        recv(&mut lp, raw(&ours), &log, 1);
+        // Start the receive: nothing to read yet, so it stays pending.
+        lp.run(RunMode::NoWait).unwrap();
+        assert!(log.borrow().is_empty());
+        assert_eq!(lp.backend().in_flight, 1, "the receive waits in the kernel");
+        let before = lp.backend().paths();
+        (&peer).write_all(b"late").unwrap();
+        lp.run(RunMode::UntilDone).unwrap();
+        assert_eq!(*log.borrow(), [(1, Ok(b"late".to_vec()))]);
+        let after = lp.backend().paths();
+        assert_eq!((after.port - before.port, after.inline - before.inline), (1, 0));
     }
 
     #[test]
     fn another_handles_pending_operation_does_not_hold_back_a_success_at_once() {
-        let mut lp = Loop::<Iocp>::new(Options::default()).unwrap();
+        let mut lp = new_loop();
         let (mut peer, ours) = pair();
         let (_idle_peer, idle) = pair();
+        let log = Log::default();
         // A receive that stays pending on another socket.
-        let idle_res = Rc::new(RefCell::new(None));
-        let r = Rc::clone(&idle_res);
-        let idle_id = lp.add(
-            Op::Recv {
-                fd: idle.as_raw_socket() as RawHandle,
-                buf: vec![0; 16],
-            },
-            move |_, _, res| {
-                *r.borrow_mut() = Some(format!("{res:?}"));
-                Action::Disarm
-            },
-        );
+        let idle_id = recv(&mut lp, raw(&idle), &log, 1);
         lp.run(RunMode::NoWait).unwrap();
         assert_eq!(lp.backend().in_flight, 1);
 
         peer.write_all(b"ready").unwrap();
-        let mut probe = [0u8; 5];
-        while ours.peek(&mut probe).unwrap() < probe.len() {}
+        wait_for(&ours, b"ready");
         let before = lp.backend().paths();
-        let got = Rc::new(RefCell::new(None));
-        let g = Rc::clone(&got);
-        lp.add(
-            Op::Recv {
-                fd: ours.as_raw_socket() as RawHandle,
-                buf: vec![0; 16],
-            },
-            move |_, op, res| {
-                let OpResult::Read(Ok(n)) = res else {
-                    panic!("recv: {res:?}");
-                };
-                *g.borrow_mut() = Some(op.buf().unwrap()[..n].to_vec());
-                Action::Disarm
-            },
-        );
-        while got.borrow().is_none() {
-            lp.run(RunMode::Once).unwrap();
-        }
-        assert_eq!(got.borrow().as_deref(), Some(&b"ready"[..]));
+        recv(&mut lp, raw(&ours), &log, 2);
+        lp.run(RunMode::NoWait).unwrap();
         let after = lp.backend().paths();
+        assert_eq!(*log.borrow(), [(2, Ok(b"ready".to_vec()))]);
         assert_eq!(after.inline, before.inline + 1);
         assert_eq!((after.port, after.reposted), (before.port, before.reposted));
 
         lp.cancel(idle_id).unwrap();
         lp.run(RunMode::UntilDone).unwrap();
-        assert!(idle_res.borrow().as_deref().unwrap().contains("Canceled"));
+        let (tag, res) = log.borrow()[1].clone();
+        assert!(tag == 1 && res.unwrap_err().contains("Canceled"));
     }
 
     #[test]
     fn a_success_at_once_behind_its_lanes_packet_completes_after_it() {
-        let mut lp = Loop::<Iocp>::new(Options::default()).unwrap();
+        let mut lp = new_loop();
         let ours = UdpSocket::bind("127.0.0.1:0").unwrap();
         let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let fd = ours.as_raw_socket() as RawHandle;
-        let order = Rc::new(RefCell::new(Vec::new()));
-        let recv = |lp: &mut Loop<Iocp>, tag: u8| {
-            let o = Rc::clone(&order);
-            lp.add(
-                Op::Recv {
-                    fd,
-                    buf: vec![0; 16],
-                },
-                move |_, op, res| {
-                    let OpResult::Read(Ok(n)) = res else {
-                        panic!("recv: {res:?}");
-                    };
-                    o.borrow_mut().push((tag, op.buf().unwrap()[..n].to_vec()));
-                    Action::Disarm
-                },
-            );
-        };
+        let log = Log::default();
         // The first receive waits in the kernel.
-        recv(&mut lp, 1);
+        recv(&mut lp, raw(&ours), &log, 1);
         lp.run(RunMode::NoWait).unwrap();
         assert_eq!(lp.backend().in_flight, 1);
         // Two datagrams: the first completes the waiting receive (its
@@ -948,47 +907,15 @@ mod tests {
         while !matches!(ours.peek(&mut probe), Ok(3) if &probe == b"two") {}
         let before = lp.backend().paths();
         // The second succeeds at once, behind the first's packet.
-        recv(&mut lp, 2);
+        recv(&mut lp, raw(&ours), &log, 2);
         lp.run(RunMode::UntilDone).unwrap();
         let after = lp.backend().paths();
         assert_eq!(
-            *order.borrow(),
-            vec![(1, b"one".to_vec()), (2, b"two".to_vec())]
+            *log.borrow(),
+            [(1, Ok(b"one".to_vec())), (2, Ok(b"two".to_vec()))]
         );
         assert_eq!(after.inline, before.inline, "its lane had a packet on its way");
         assert_eq!(after.reposted, before.reposted + 1);
         assert_eq!(after.port, before.port + 2);
-    }
-
-    #[test]
-    fn a_receive_started_before_the_data_completes_through_the_port() {
-        let mut lp = Loop::<Iocp>::new(Options::default()).unwrap();
-        let (peer, ours) = pair();
-        let fd = ours.as_raw_socket() as RawHandle;
-        let got = Rc::new(RefCell::new(None));
-        let g = Rc::clone(&got);
-        lp.add(
-            Op::Recv {
-                fd,
-                buf: vec![0; 16],
-            },
-            move |_, op, res| {
-                let OpResult::Read(Ok(n)) = res else {
-                    panic!("recv: {res:?}");
-                };
-                *g.borrow_mut() = Some(op.buf().unwrap()[..n].to_vec());
-                Action::Disarm
-            },
-        );
-        // Start the receive (nothing to read yet: it stays pending).
-        lp.run(RunMode::NoWait).unwrap();
-        assert!(got.borrow().is_none());
-        assert_eq!(lp.backend().in_flight, 1, "the receive is pending in the kernel");
-        let before = lp.backend().paths();
-        (&peer).write_all(b"late").unwrap();
-        lp.run(RunMode::UntilDone).unwrap();
-        assert_eq!(got.borrow().as_deref(), Some(&b"late"[..]));
-        let after = lp.backend().paths();
-        assert_eq!((after.port - before.port, after.inline - before.inline), (1, 0));
     }
 }
