@@ -9,15 +9,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::thread;
 
-use io_uring::{opcode, types, IoUring};
 use xev::backend::Backend;
 use xev::generic::Loop;
 use xev::{Action, Async, Op, OpResult};
 
-use crate::common::{
-    close, ctx, eventfd, eventfd_read, eventfd_write, tokio_rt, xev_options, Epoll, Meter, Outcome,
-    Res,
-};
+use crate::common::{ctx, tokio_rt, xev_options, Meter, Outcome, Res};
 
 fn join_all(handles: Vec<thread::JoinHandle<Res<u64>>>, n: u64) -> Res<()> {
     for h in handles {
@@ -149,140 +145,149 @@ pub fn tokio(threads: usize, n: u64) -> Res<Outcome> {
     finish(meter, &sent, n)
 }
 
-/// Floor on io_uring: blocking eventfds, one 8-byte read of each in flight,
-/// answered with a `write(2)` to the other side's eventfd.
-pub fn floor_uring(threads: usize, n: u64) -> Res<Outcome> {
-    let mut main_fds = Vec::new();
-    let mut handles = Vec::new();
-    let mut worker_fds = Vec::new();
-    for _ in 0..threads {
-        let (mfd, wfd) = (eventfd(false)?, eventfd(false)?);
-        main_fds.push(mfd);
-        worker_fds.push(wfd);
-        handles.push(thread::spawn(move || -> Res<u64> {
-            let mut ring = IoUring::new(8).map_err(ctx("io_uring"))?;
-            let mut val = 0u64;
-            let read = opcode::Read::new(types::Fd(wfd), (&mut val as *mut u64).cast(), 8)
-                .build()
-                .user_data(0);
-            eventfd_write(mfd)?;
-            let mut sent = 0u64;
-            while sent < n {
-                // SAFETY: `val` outlives the read: we reap it before moving on.
-                unsafe { ring.submission().push(&read).map_err(ctx("sq full"))? };
-                ring.submit_and_wait(1).map_err(ctx("enter"))?;
-                let cqe = ring.completion().next().ok_or("no completion")?;
-                if cqe.result() != 8 {
-                    return Err(format!("worker read: result {}", cqe.result()));
-                }
-                eventfd_write(mfd)?;
-                sent += 1;
-            }
-            Ok(sent)
-        }));
-    }
-    let meter = Meter::start();
-    let mut ring = IoUring::new(64).map_err(ctx("io_uring"))?;
-    let mut vals = vec![0u64; threads];
-    let mut sent = vec![0u64; threads];
-    let read = |i: usize, v: *mut u64| {
-        opcode::Read::new(types::Fd(main_fds[i]), v.cast(), 8)
-            .build()
-            .user_data(i as u64)
-    };
-    for (i, v) in vals.iter_mut().enumerate() {
-        // SAFETY: `vals` lives (unmoved) until every read is reaped.
-        unsafe {
-            ring.submission()
-                .push(&read(i, v))
-                .map_err(ctx("sq full"))?
-        };
-    }
-    let mut pending = threads;
-    let mut done: Vec<(usize, i32)> = Vec::with_capacity(64);
-    while pending > 0 {
-        ring.submit_and_wait(1).map_err(ctx("enter"))?;
-        done.clear();
-        done.extend(
-            ring.completion()
-                .map(|c| (c.user_data() as usize, c.result())),
-        );
-        for &(i, res) in &done {
-            if res != 8 {
-                return Err(format!("main read: result {res}"));
-            }
-            eventfd_write(worker_fds[i])?;
-            sent[i] += 1;
-            if sent[i] < n {
-                // SAFETY: as above.
-                unsafe {
-                    ring.submission()
-                        .push(&read(i, &mut vals[i]))
-                        .map_err(ctx("sq full"))?
-                };
-            } else {
-                pending -= 1;
-            }
-        }
-    }
-    join_all(handles, n)?;
-    let out = finish(meter, &sent, n);
-    for fd in main_fds.into_iter().chain(worker_fds) {
-        close(fd);
-    }
-    out
-}
+/// The raw floors: the thinnest correct code on io_uring and on epoll
+/// (Linux only).
+#[cfg(target_os = "linux")]
+pub(crate) mod floor {
+    use super::*;
+    use crate::floor_sys::*;
+    use io_uring::{opcode, types, IoUring};
 
-/// Floor on epoll: eventfds, `epoll_wait` then `read(2)`, answered with a
-/// `write(2)` to the other side's eventfd.
-pub fn floor_epoll(threads: usize, n: u64) -> Res<Outcome> {
-    let mut main_fds = Vec::new();
-    let mut handles = Vec::new();
-    let mut worker_fds = Vec::new();
-    let mut ep = Epoll::new()?;
-    for i in 0..threads {
-        let (mfd, wfd) = (eventfd(false)?, eventfd(false)?);
-        ep.add_in(mfd, i as u64)?;
-        main_fds.push(mfd);
-        worker_fds.push(wfd);
-        handles.push(thread::spawn(move || -> Res<u64> {
-            let mut ep = Epoll::new()?;
-            ep.add_in(wfd, 0)?;
-            eventfd_write(mfd)?;
-            let mut sent = 0u64;
-            while sent < n {
-                if ep.wait(-1)?.is_empty() {
-                    continue;
-                }
-                eventfd_read(wfd)?;
+    /// Floor on io_uring: blocking eventfds, one 8-byte read of each in flight,
+    /// answered with a `write(2)` to the other side's eventfd.
+    pub fn floor_uring(threads: usize, n: u64) -> Res<Outcome> {
+        let mut main_fds = Vec::new();
+        let mut handles = Vec::new();
+        let mut worker_fds = Vec::new();
+        for _ in 0..threads {
+            let (mfd, wfd) = (eventfd(false)?, eventfd(false)?);
+            main_fds.push(mfd);
+            worker_fds.push(wfd);
+            handles.push(thread::spawn(move || -> Res<u64> {
+                let mut ring = IoUring::new(8).map_err(ctx("io_uring"))?;
+                let mut val = 0u64;
+                let read = opcode::Read::new(types::Fd(wfd), (&mut val as *mut u64).cast(), 8)
+                    .build()
+                    .user_data(0);
                 eventfd_write(mfd)?;
-                sent += 1;
-            }
-            Ok(sent)
-        }));
-    }
-    let meter = Meter::start();
-    let mut sent = vec![0u64; threads];
-    let mut pending = threads;
-    let mut ready = Vec::with_capacity(threads);
-    while pending > 0 {
-        ready.clear();
-        ready.extend(ep.wait(-1)?.iter().map(|e| e.u64 as usize));
-        for &i in &ready {
-            eventfd_read(main_fds[i])?;
-            eventfd_write(worker_fds[i])?;
-            sent[i] += 1;
-            if sent[i] == n {
-                ep.ctl(libc::EPOLL_CTL_DEL, main_fds[i], 0, 0)?;
-                pending -= 1;
+                let mut sent = 0u64;
+                while sent < n {
+                    // SAFETY: `val` outlives the read: we reap it before moving on.
+                    unsafe { ring.submission().push(&read).map_err(ctx("sq full"))? };
+                    ring.submit_and_wait(1).map_err(ctx("enter"))?;
+                    let cqe = ring.completion().next().ok_or("no completion")?;
+                    if cqe.result() != 8 {
+                        return Err(format!("worker read: result {}", cqe.result()));
+                    }
+                    eventfd_write(mfd)?;
+                    sent += 1;
+                }
+                Ok(sent)
+            }));
+        }
+        let meter = Meter::start();
+        let mut ring = IoUring::new(64).map_err(ctx("io_uring"))?;
+        let mut vals = vec![0u64; threads];
+        let mut sent = vec![0u64; threads];
+        let read = |i: usize, v: *mut u64| {
+            opcode::Read::new(types::Fd(main_fds[i]), v.cast(), 8)
+                .build()
+                .user_data(i as u64)
+        };
+        for (i, v) in vals.iter_mut().enumerate() {
+            // SAFETY: `vals` lives (unmoved) until every read is reaped.
+            unsafe {
+                ring.submission()
+                    .push(&read(i, v))
+                    .map_err(ctx("sq full"))?
+            };
+        }
+        let mut pending = threads;
+        let mut done: Vec<(usize, i32)> = Vec::with_capacity(64);
+        while pending > 0 {
+            ring.submit_and_wait(1).map_err(ctx("enter"))?;
+            done.clear();
+            done.extend(
+                ring.completion()
+                    .map(|c| (c.user_data() as usize, c.result())),
+            );
+            for &(i, res) in &done {
+                if res != 8 {
+                    return Err(format!("main read: result {res}"));
+                }
+                eventfd_write(worker_fds[i])?;
+                sent[i] += 1;
+                if sent[i] < n {
+                    // SAFETY: as above.
+                    unsafe {
+                        ring.submission()
+                            .push(&read(i, &mut vals[i]))
+                            .map_err(ctx("sq full"))?
+                    };
+                } else {
+                    pending -= 1;
+                }
             }
         }
+        join_all(handles, n)?;
+        let out = finish(meter, &sent, n);
+        for fd in main_fds.into_iter().chain(worker_fds) {
+            close(fd);
+        }
+        out
     }
-    join_all(handles, n)?;
-    let out = finish(meter, &sent, n);
-    drop(ep);
-    for fd in main_fds.into_iter().chain(worker_fds) {
-        close(fd);
+
+    /// Floor on epoll: eventfds, `epoll_wait` then `read(2)`, answered with a
+    /// `write(2)` to the other side's eventfd.
+    pub fn floor_epoll(threads: usize, n: u64) -> Res<Outcome> {
+        let mut main_fds = Vec::new();
+        let mut handles = Vec::new();
+        let mut worker_fds = Vec::new();
+        let mut ep = Epoll::new()?;
+        for i in 0..threads {
+            let (mfd, wfd) = (eventfd(false)?, eventfd(false)?);
+            ep.add_in(mfd, i as u64)?;
+            main_fds.push(mfd);
+            worker_fds.push(wfd);
+            handles.push(thread::spawn(move || -> Res<u64> {
+                let mut ep = Epoll::new()?;
+                ep.add_in(wfd, 0)?;
+                eventfd_write(mfd)?;
+                let mut sent = 0u64;
+                while sent < n {
+                    if ep.wait(-1)?.is_empty() {
+                        continue;
+                    }
+                    eventfd_read(wfd)?;
+                    eventfd_write(mfd)?;
+                    sent += 1;
+                }
+                Ok(sent)
+            }));
+        }
+        let meter = Meter::start();
+        let mut sent = vec![0u64; threads];
+        let mut pending = threads;
+        let mut ready = Vec::with_capacity(threads);
+        while pending > 0 {
+            ready.clear();
+            ready.extend(ep.wait(-1)?.iter().map(|e| e.u64 as usize));
+            for &i in &ready {
+                eventfd_read(main_fds[i])?;
+                eventfd_write(worker_fds[i])?;
+                sent[i] += 1;
+                if sent[i] == n {
+                    ep.ctl(libc::EPOLL_CTL_DEL, main_fds[i], 0, 0)?;
+                    pending -= 1;
+                }
+            }
+        }
+        join_all(handles, n)?;
+        let out = finish(meter, &sent, n);
+        drop(ep);
+        for fd in main_fds.into_iter().chain(worker_fds) {
+            close(fd);
+        }
+        out
     }
-    out
 }

@@ -11,15 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 
-use io_uring::{opcode, types, IoUring};
 use xev::backend::Backend;
 use xev::generic::Loop;
 use xev::{Action, Async, Op, OpResult};
 
-use crate::common::{
-    close, ctx, eventfd, eventfd_read, eventfd_write, tokio_rt, xev_options, Epoll, Meter, Outcome,
-    Res,
-};
+use crate::common::{ctx, tokio_rt, xev_options, Meter, Outcome, Res};
 
 type Notifiers = Vec<thread::JoinHandle<Res<u64>>>;
 
@@ -116,76 +112,85 @@ pub fn tokio(threads: usize, n: u64) -> Res<Outcome> {
     finish(meter, handles, callbacks, n)
 }
 
-/// Floor on io_uring: one 8-byte read of a blocking eventfd in flight,
-/// resubmitted after each completion; the threads `write(2)` to it.
-pub fn floor_uring(threads: usize, n: u64) -> Res<Outcome> {
-    let efd = eventfd(false)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut ring = IoUring::new(8).map_err(ctx("io_uring"))?;
-    let mut val = 0u64;
-    let read = opcode::Read::new(types::Fd(efd), (&mut val as *mut u64).cast(), 8)
-        .build()
-        .user_data(0);
-    let handles = spawn_notifiers(threads, &stop, move || eventfd_write(efd));
-    let meter = Meter::start();
-    let mut callbacks = 0u64;
-    let mut res = Ok(());
-    while callbacks < n {
-        // SAFETY: `val` outlives the read: each one is reaped before the next.
-        if let Err(e) = unsafe { ring.submission().push(&read) } {
-            res = Err(format!("sq full: {e}"));
-            break;
-        }
-        if let Err(e) = ring.submit_and_wait(1) {
-            res = Err(format!("enter: {e}"));
-            break;
-        }
-        match ring.completion().next() {
-            Some(c) if c.result() == 8 => callbacks += 1,
-            Some(c) => {
-                res = Err(format!("read: result {}", c.result()));
-                break;
-            }
-            None => {
-                res = Err("no completion".into());
-                break;
-            }
-        }
-    }
-    stop.store(true, Ordering::Relaxed);
-    let out = res.and_then(|()| finish(meter, handles, callbacks, n));
-    drop(ring);
-    close(efd);
-    out
-}
+/// The raw floors: the thinnest correct code on io_uring and on epoll
+/// (Linux only).
+#[cfg(target_os = "linux")]
+pub(crate) mod floor {
+    use super::*;
+    use crate::floor_sys::*;
+    use io_uring::{opcode, types, IoUring};
 
-/// Floor on epoll: `epoll_wait` then `read(2)` of the eventfd.
-pub fn floor_epoll(threads: usize, n: u64) -> Res<Outcome> {
-    let efd = eventfd(false)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut ep = Epoll::new()?;
-    ep.add_in(efd, 0)?;
-    let handles = spawn_notifiers(threads, &stop, move || eventfd_write(efd));
-    let meter = Meter::start();
-    let mut callbacks = 0u64;
-    let mut res = Ok(());
-    while callbacks < n {
-        match ep.wait(-1) {
-            Ok([]) => continue,
-            Ok(_) => {}
-            Err(e) => {
+    /// Floor on io_uring: one 8-byte read of a blocking eventfd in flight,
+    /// resubmitted after each completion; the threads `write(2)` to it.
+    pub fn floor_uring(threads: usize, n: u64) -> Res<Outcome> {
+        let efd = eventfd(false)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut ring = IoUring::new(8).map_err(ctx("io_uring"))?;
+        let mut val = 0u64;
+        let read = opcode::Read::new(types::Fd(efd), (&mut val as *mut u64).cast(), 8)
+            .build()
+            .user_data(0);
+        let handles = spawn_notifiers(threads, &stop, move || eventfd_write(efd));
+        let meter = Meter::start();
+        let mut callbacks = 0u64;
+        let mut res = Ok(());
+        while callbacks < n {
+            // SAFETY: `val` outlives the read: each one is reaped before the next.
+            if let Err(e) = unsafe { ring.submission().push(&read) } {
+                res = Err(format!("sq full: {e}"));
+                break;
+            }
+            if let Err(e) = ring.submit_and_wait(1) {
+                res = Err(format!("enter: {e}"));
+                break;
+            }
+            match ring.completion().next() {
+                Some(c) if c.result() == 8 => callbacks += 1,
+                Some(c) => {
+                    res = Err(format!("read: result {}", c.result()));
+                    break;
+                }
+                None => {
+                    res = Err("no completion".into());
+                    break;
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let out = res.and_then(|()| finish(meter, handles, callbacks, n));
+        drop(ring);
+        close(efd);
+        out
+    }
+
+    /// Floor on epoll: `epoll_wait` then `read(2)` of the eventfd.
+    pub fn floor_epoll(threads: usize, n: u64) -> Res<Outcome> {
+        let efd = eventfd(false)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut ep = Epoll::new()?;
+        ep.add_in(efd, 0)?;
+        let handles = spawn_notifiers(threads, &stop, move || eventfd_write(efd));
+        let meter = Meter::start();
+        let mut callbacks = 0u64;
+        let mut res = Ok(());
+        while callbacks < n {
+            match ep.wait(-1) {
+                Ok([]) => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    res = Err(e);
+                    break;
+                }
+            }
+            if let Err(e) = eventfd_read(efd) {
                 res = Err(e);
                 break;
             }
+            callbacks += 1;
         }
-        if let Err(e) = eventfd_read(efd) {
-            res = Err(e);
-            break;
-        }
-        callbacks += 1;
+        stop.store(true, Ordering::Relaxed);
+        let out = res.and_then(|()| finish(meter, handles, callbacks, n));
+        close(efd);
+        out
     }
-    stop.store(true, Ordering::Relaxed);
-    let out = res.and_then(|()| finish(meter, handles, callbacks, n));
-    close(efd);
-    out
 }

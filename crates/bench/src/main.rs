@@ -1,6 +1,7 @@
 //! xev-bench: libxev's benchmark workloads on xev (io_uring, epoll and the
-//! dynamic backend), on tokio (current-thread runtimes) and on a "floor" (the
-//! thinnest correct code directly on io_uring and on epoll).
+//! dynamic backend on Linux; IOCP on Windows), on tokio (current-thread
+//! runtimes) and, on Linux, on a "floor" (the thinnest correct code directly
+//! on io_uring and on epoll).
 //!
 //! ```text
 //! cargo run --release -p xev-bench -- [--quick] [--runs N] [--only W,..]
@@ -9,8 +10,9 @@
 //!
 //! Every contender runs in a child process of its own (this binary, started
 //! with a hidden `__child` subcommand), so that one contender cannot disturb
-//! another's memory and so that the peak RSS (`ru_maxrss` from `wait4`) is
-//! the contender's own. Each child verifies its own work (counts, payloads)
+//! another's memory and so that the peak RSS (`ru_maxrss` from `wait4`; the
+//! peak working set on Windows, where the platform keeps it) is the
+//! contender's own. Each child verifies its own work (counts, payloads)
 //! and reports an error instead of a number when that fails. With `--runs N`
 //! the contenders of a workload run interleaved (A B C A B C ...) and the
 //! table shows medians. One run is only indicative: on a noisy machine (a
@@ -26,6 +28,8 @@ mod async_ping;
 mod async_pummel;
 mod cli;
 mod common;
+#[cfg(target_os = "linux")]
+mod floor_sys;
 mod ping_pongs;
 mod ping_udp;
 mod registry;

@@ -6,19 +6,16 @@
 //! flight and echoes every read with a separate write. Figure: round trips/s.
 
 use std::cell::{Cell, RefCell};
-use std::io::ErrorKind;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
+use std::net::{SocketAddr, TcpListener};
 use std::rc::Rc;
 use std::thread;
 
-use io_uring::{opcode, types, IoUring};
 use xev::backend::Backend;
 use xev::generic::Loop;
 use xev::{Action, Op, OpResult, ReadError};
 
 use crate::common::{
-    ctx, read_fd, scan_pings, tokio_rt, write_all_fd, xev_options, Epoll, Meter, Outcome, Res, PING,
+    ctx, into_raw, raw, scan_pings, tokio_rt, xev_options, Meter, Outcome, Res, PING,
 };
 
 fn listen() -> Res<(TcpListener, SocketAddr)> {
@@ -62,7 +59,7 @@ fn fail(err: &Shared<Option<String>>, msg: String) {
 /// the write is done.
 fn xev_write<B: Backend>(
     lp: &mut Loop<B>,
-    fd: RawFd,
+    fd: xev::RawHandle,
     data: &[u8],
     pool: &Shared<Vec<Vec<u8>>>,
     err: &Shared<Option<String>>,
@@ -97,59 +94,54 @@ fn xev_server<B: Backend>(listener: TcpListener) -> Res<u64> {
     let echoed = Rc::new(Cell::new(0u64));
     let pool: Shared<Vec<Vec<u8>>> = Rc::default();
     let (e, ec) = (err.clone(), echoed.clone());
-    lp.add(
-        Op::Accept {
-            fd: listener.as_raw_fd(),
-        },
-        move |lp, _, res| {
-            let fd = match res {
-                OpResult::Accept(Ok(conn)) => conn.into_raw_fd(),
-                other => {
-                    fail(&e, format!("accept: {other:?}"));
-                    return Action::Disarm;
+    lp.add(Op::Accept { fd: raw(&listener) }, move |lp, _, res| {
+        let fd = match res {
+            OpResult::Accept(Ok(conn)) => into_raw(conn),
+            other => {
+                fail(&e, format!("accept: {other:?}"));
+                return Action::Disarm;
+            }
+        };
+        // One read stays in flight; each read is echoed by its own write.
+        let (e, ec, pool) = (e.clone(), ec.clone(), pool.clone());
+        lp.add(
+            Op::Read {
+                fd,
+                buf: vec![0; 4096],
+            },
+            move |lp, op, res| match res {
+                OpResult::Read(Ok(n)) => {
+                    let data = &op.buf().expect("read has a buffer")[..n];
+                    xev_write(lp, fd, data, &pool, &e);
+                    ec.set(ec.get() + n as u64);
+                    Action::Rearm
                 }
-            };
-            // One read stays in flight; each read is echoed by its own write.
-            let (e, ec, pool) = (e.clone(), ec.clone(), pool.clone());
-            lp.add(
-                Op::Read {
-                    fd,
-                    buf: vec![0; 4096],
-                },
-                move |lp, op, res| match res {
-                    OpResult::Read(Ok(n)) => {
-                        let data = &op.buf().expect("read has a buffer")[..n];
-                        xev_write(lp, fd, data, &pool, &e);
-                        ec.set(ec.get() + n as u64);
-                        Action::Rearm
+                OpResult::Read(Err(ReadError::Eof)) => {
+                    *op = Op::Shutdown {
+                        fd,
+                        how: std::net::Shutdown::Both,
+                    };
+                    Action::Rearm
+                }
+                OpResult::Shutdown(_) => {
+                    *op = Op::Close { fd };
+                    Action::Rearm
+                }
+                OpResult::Close(r) => {
+                    if let Err(x) = r {
+                        fail(&e, format!("server close: {x:?}"));
                     }
-                    OpResult::Read(Err(ReadError::Eof)) => {
-                        *op = Op::Shutdown {
-                            fd,
-                            how: std::net::Shutdown::Both,
-                        };
-                        Action::Rearm
-                    }
-                    OpResult::Shutdown(_) => {
-                        *op = Op::Close { fd };
-                        Action::Rearm
-                    }
-                    OpResult::Close(r) => {
-                        if let Err(x) = r {
-                            fail(&e, format!("server close: {x:?}"));
-                        }
-                        Action::Disarm
-                    }
-                    other => {
-                        fail(&e, format!("server read: {other:?}"));
-                        *op = Op::Close { fd };
-                        Action::Rearm
-                    }
-                },
-            );
-            Action::Disarm
-        },
-    );
+                    Action::Disarm
+                }
+                other => {
+                    fail(&e, format!("server read: {other:?}"));
+                    *op = Op::Close { fd };
+                    Action::Rearm
+                }
+            },
+        );
+        Action::Disarm
+    });
     lp.run(xev::RunMode::UntilDone).map_err(ctx("server run"))?;
     let e = err.borrow_mut().take();
     match e {
@@ -166,7 +158,7 @@ pub fn xev<B: Backend>(n: u64) -> Res<Outcome> {
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
         .map_err(ctx("socket"))?;
     sock.set_nonblocking(true).map_err(ctx("nonblocking"))?;
-    let fd = sock.into_raw_fd();
+    let fd = into_raw(sock);
     let err: Shared<Option<String>> = Rc::default();
     let pongs = Rc::new(Cell::new(0u64));
     let pool: Shared<Vec<Vec<u8>>> = Rc::default();
@@ -301,140 +293,227 @@ pub fn tokio(n: u64) -> Res<Outcome> {
 
 // ------------------------------------------------------- floor: io_uring --
 
-const UD_READ: u64 = 1 << 32;
+/// The raw floors: the thinnest correct code on io_uring and on epoll
+/// (Linux only).
+#[cfg(target_os = "linux")]
+pub(crate) mod floor {
+    use super::*;
+    use crate::floor_sys::*;
+    use io_uring::{opcode, types, IoUring};
+    use std::io::ErrorKind;
+    use std::net::TcpStream;
+    use std::os::fd::AsRawFd;
 
-/// The server on a bare ring: one read always in flight, each read echoed by
-/// a write from one of a few buffers.
-fn uring_server(listener: TcpListener) -> Res<u64> {
-    let (conn, _) = listener.accept().map_err(ctx("accept"))?;
-    let fd = types::Fd(conn.as_raw_fd());
-    let mut ring = IoUring::new(256).map_err(ctx("io_uring"))?;
-    let (submitter, mut sq, mut cq) = ring.split();
-    let mut rbuf = [0u8; 4096];
-    const SLOTS: usize = 16;
-    let mut wbuf = vec![[0u8; 4096]; SLOTS];
-    let mut wlen = [0usize; SLOTS];
-    let mut woff = [0usize; SLOTS];
-    let mut free: Vec<usize> = (0..SLOTS).collect();
-    let mut echoed = 0u64;
-    let read = |rbuf: &mut [u8; 4096]| {
-        opcode::Read::new(fd, rbuf.as_mut_ptr(), rbuf.len() as u32)
-            .build()
-            .user_data(UD_READ)
-    };
-    // SAFETY: rbuf lives until the read's CQE is reaped (or the ring is gone).
-    unsafe { sq.push(&read(&mut rbuf)).map_err(ctx("sq full"))? };
-    sq.sync();
-    let mut eof = false;
-    let mut writes = 0usize;
-    while !eof || writes > 0 {
-        // Wait for everything in flight at once (the write completes at
-        // submission, the read when the next ping arrives): one enter per
-        // round trip.
-        let in_flight = writes + usize::from(!eof);
-        submitter.submit_and_wait(in_flight).map_err(ctx("enter"))?;
-        cq.sync();
-        for cqe in &mut cq {
-            let (ud, res) = (cqe.user_data(), cqe.result());
-            if res < 0 {
-                return Err(format!("server op {ud:#x}: errno {}", -res));
-            }
-            if ud == UD_READ {
-                let n = res as usize;
-                if n == 0 {
-                    eof = true;
-                    continue;
+    const UD_READ: u64 = 1 << 32;
+
+    /// The server on a bare ring: one read always in flight, each read echoed by
+    /// a write from one of a few buffers.
+    fn uring_server(listener: TcpListener) -> Res<u64> {
+        let (conn, _) = listener.accept().map_err(ctx("accept"))?;
+        let fd = types::Fd(conn.as_raw_fd());
+        let mut ring = IoUring::new(256).map_err(ctx("io_uring"))?;
+        let (submitter, mut sq, mut cq) = ring.split();
+        let mut rbuf = [0u8; 4096];
+        const SLOTS: usize = 16;
+        let mut wbuf = vec![[0u8; 4096]; SLOTS];
+        let mut wlen = [0usize; SLOTS];
+        let mut woff = [0usize; SLOTS];
+        let mut free: Vec<usize> = (0..SLOTS).collect();
+        let mut echoed = 0u64;
+        let read = |rbuf: &mut [u8; 4096]| {
+            opcode::Read::new(fd, rbuf.as_mut_ptr(), rbuf.len() as u32)
+                .build()
+                .user_data(UD_READ)
+        };
+        // SAFETY: rbuf lives until the read's CQE is reaped (or the ring is gone).
+        unsafe { sq.push(&read(&mut rbuf)).map_err(ctx("sq full"))? };
+        sq.sync();
+        let mut eof = false;
+        let mut writes = 0usize;
+        while !eof || writes > 0 {
+            // Wait for everything in flight at once (the write completes at
+            // submission, the read when the next ping arrives): one enter per
+            // round trip.
+            let in_flight = writes + usize::from(!eof);
+            submitter.submit_and_wait(in_flight).map_err(ctx("enter"))?;
+            cq.sync();
+            for cqe in &mut cq {
+                let (ud, res) = (cqe.user_data(), cqe.result());
+                if res < 0 {
+                    return Err(format!("server op {ud:#x}: errno {}", -res));
                 }
-                let i = free.pop().ok_or("out of write buffers")?;
-                wbuf[i][..n].copy_from_slice(&rbuf[..n]);
-                (wlen[i], woff[i]) = (n, 0);
-                echoed += n as u64;
-                writes += 1;
-                let w = opcode::Write::new(fd, wbuf[i].as_ptr(), n as u32)
-                    .build()
-                    .user_data(i as u64);
-                // SAFETY: the buffers live in this frame until their CQEs.
-                unsafe {
-                    sq.push(&w).map_err(ctx("sq full"))?;
-                    sq.push(&read(&mut rbuf)).map_err(ctx("sq full"))?;
-                }
-            } else {
-                let i = ud as usize;
-                woff[i] += res as usize;
-                if woff[i] < wlen[i] {
-                    let w = opcode::Write::new(
-                        fd,
-                        wbuf[i][woff[i]..].as_ptr(),
-                        (wlen[i] - woff[i]) as u32,
-                    )
-                    .build()
-                    .user_data(i as u64);
-                    // SAFETY: as above.
-                    unsafe { sq.push(&w).map_err(ctx("sq full"))? };
+                if ud == UD_READ {
+                    let n = res as usize;
+                    if n == 0 {
+                        eof = true;
+                        continue;
+                    }
+                    let i = free.pop().ok_or("out of write buffers")?;
+                    wbuf[i][..n].copy_from_slice(&rbuf[..n]);
+                    (wlen[i], woff[i]) = (n, 0);
+                    echoed += n as u64;
+                    writes += 1;
+                    let w = opcode::Write::new(fd, wbuf[i].as_ptr(), n as u32)
+                        .build()
+                        .user_data(i as u64);
+                    // SAFETY: the buffers live in this frame until their CQEs.
+                    unsafe {
+                        sq.push(&w).map_err(ctx("sq full"))?;
+                        sq.push(&read(&mut rbuf)).map_err(ctx("sq full"))?;
+                    }
                 } else {
-                    free.push(i);
-                    writes -= 1;
+                    let i = ud as usize;
+                    woff[i] += res as usize;
+                    if woff[i] < wlen[i] {
+                        let w = opcode::Write::new(
+                            fd,
+                            wbuf[i][woff[i]..].as_ptr(),
+                            (wlen[i] - woff[i]) as u32,
+                        )
+                        .build()
+                        .user_data(i as u64);
+                        // SAFETY: as above.
+                        unsafe { sq.push(&w).map_err(ctx("sq full"))? };
+                    } else {
+                        free.push(i);
+                        writes -= 1;
+                    }
                 }
             }
+            sq.sync();
+        }
+        let _ = conn.shutdown(std::net::Shutdown::Both);
+        Ok(echoed)
+    }
+
+    /// Floor: both sides directly on io_uring (one ring each), no abstraction;
+    /// each side waits for all of its operations in one `io_uring_enter`.
+    pub fn floor_uring(n: u64) -> Res<Outcome> {
+        let (listener, addr) = listen()?;
+        let server = thread::spawn(move || uring_server(listener));
+        let meter = Meter::start();
+        let conn = TcpStream::connect(addr).map_err(ctx("connect"))?;
+        let fd = types::Fd(conn.as_raw_fd());
+        let mut ring = IoUring::new(256).map_err(ctx("io_uring"))?;
+        let (submitter, mut sq, mut cq) = ring.split();
+        let mut rbuf = [0u8; 1024];
+        let write = || {
+            opcode::Write::new(fd, PING.as_ptr(), PING.len() as u32)
+                .build()
+                .user_data(0)
+        };
+        let read = |rbuf: &mut [u8; 1024]| {
+            opcode::Read::new(fd, rbuf.as_mut_ptr(), rbuf.len() as u32)
+                .build()
+                .user_data(UD_READ)
+        };
+        // SAFETY: PING is static; rbuf outlives the ring's use of it (we reap
+        // the last read before leaving).
+        unsafe {
+            sq.push(&write()).map_err(ctx("sq full"))?;
+            sq.push(&read(&mut rbuf)).map_err(ctx("sq full"))?;
         }
         sq.sync();
-    }
-    let _ = conn.shutdown(std::net::Shutdown::Both);
-    Ok(echoed)
-}
-
-/// Floor: both sides directly on io_uring (one ring each), no abstraction;
-/// each side waits for all of its operations in one `io_uring_enter`.
-pub fn floor_uring(n: u64) -> Res<Outcome> {
-    let (listener, addr) = listen()?;
-    let server = thread::spawn(move || uring_server(listener));
-    let meter = Meter::start();
-    let conn = TcpStream::connect(addr).map_err(ctx("connect"))?;
-    let fd = types::Fd(conn.as_raw_fd());
-    let mut ring = IoUring::new(256).map_err(ctx("io_uring"))?;
-    let (submitter, mut sq, mut cq) = ring.split();
-    let mut rbuf = [0u8; 1024];
-    let write = || {
-        opcode::Write::new(fd, PING.as_ptr(), PING.len() as u32)
-            .build()
-            .user_data(0)
-    };
-    let read = |rbuf: &mut [u8; 1024]| {
-        opcode::Read::new(fd, rbuf.as_mut_ptr(), rbuf.len() as u32)
-            .build()
-            .user_data(UD_READ)
-    };
-    // SAFETY: PING is static; rbuf outlives the ring's use of it (we reap
-    // the last read before leaving).
-    unsafe {
-        sq.push(&write()).map_err(ctx("sq full"))?;
-        sq.push(&read(&mut rbuf)).map_err(ctx("sq full"))?;
-    }
-    sq.sync();
-    let (mut state, mut pongs, mut writes) = (0usize, 0u64, 1usize);
-    let mut done = false;
-    while !done || writes > 0 {
-        // Wait for everything in flight at once: one enter per round trip.
-        let in_flight = writes + usize::from(!done);
-        submitter.submit_and_wait(in_flight).map_err(ctx("enter"))?;
-        cq.sync();
-        for cqe in &mut cq {
-            let res = cqe.result();
-            if res < 0 {
-                return Err(format!("client op: errno {}", -res));
-            }
-            if cqe.user_data() == 0 {
-                if res as usize != PING.len() {
-                    return Err(format!("short write of {res} bytes"));
+        let (mut state, mut pongs, mut writes) = (0usize, 0u64, 1usize);
+        let mut done = false;
+        while !done || writes > 0 {
+            // Wait for everything in flight at once: one enter per round trip.
+            let in_flight = writes + usize::from(!done);
+            submitter.submit_and_wait(in_flight).map_err(ctx("enter"))?;
+            cq.sync();
+            for cqe in &mut cq {
+                let res = cqe.result();
+                if res < 0 {
+                    return Err(format!("client op: errno {}", -res));
                 }
-                writes -= 1;
-                continue;
+                if cqe.user_data() == 0 {
+                    if res as usize != PING.len() {
+                        return Err(format!("short write of {res} bytes"));
+                    }
+                    writes -= 1;
+                    continue;
+                }
+                if res == 0 {
+                    return Err("client read: unexpected EOF".into());
+                }
+                let mut send = 0;
+                let more = scan_pings(&rbuf[..res as usize], &mut state, || {
+                    pongs += 1;
+                    if pongs > n {
+                        return false;
+                    }
+                    send += 1;
+                    true
+                })?;
+                for _ in 0..send {
+                    // SAFETY: PING is static.
+                    unsafe { sq.push(&write()).map_err(ctx("sq full"))? };
+                    writes += 1;
+                }
+                if more {
+                    // SAFETY: as above.
+                    unsafe { sq.push(&read(&mut rbuf)).map_err(ctx("sq full"))? };
+                } else {
+                    done = true;
+                }
             }
-            if res == 0 {
-                return Err("client read: unexpected EOF".into());
-            }
+            sq.sync();
+        }
+        drop((submitter, sq, cq));
+        drop(ring);
+        let _ = conn.shutdown(std::net::Shutdown::Both);
+        drop(conn);
+        finish(meter, server, pongs, n)
+    }
+
+    // ---------------------------------------------------------- floor: epoll --
+
+    fn epoll_server(listener: TcpListener) -> Res<u64> {
+        let (conn, _) = listener.accept().map_err(ctx("accept"))?;
+        conn.set_nonblocking(true).map_err(ctx("nonblocking"))?;
+        let fd = conn.as_raw_fd();
+        let mut ep = Epoll::new()?;
+        ep.add_in(fd, 0)?;
+        let mut buf = [0u8; 4096];
+        let mut echoed = 0u64;
+        loop {
+            ep.wait(-1)?;
+            let n = match read_fd(fd, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(format!("server read: {e}")),
+            };
+            write_all_fd(fd, &buf[..n]).map_err(ctx("server write"))?;
+            echoed += n as u64;
+        }
+        let _ = conn.shutdown(std::net::Shutdown::Both);
+        Ok(echoed)
+    }
+
+    /// Floor: both sides on a level-triggered epoll with non-blocking sockets.
+    pub fn floor_epoll(n: u64) -> Res<Outcome> {
+        let (listener, addr) = listen()?;
+        let server = thread::spawn(move || epoll_server(listener));
+        let meter = Meter::start();
+        let conn = TcpStream::connect(addr).map_err(ctx("connect"))?;
+        conn.set_nonblocking(true).map_err(ctx("nonblocking"))?;
+        let fd = conn.as_raw_fd();
+        let mut ep = Epoll::new()?;
+        ep.add_in(fd, 0)?;
+        let mut buf = [0u8; 1024];
+        let (mut state, mut pongs) = (0usize, 0u64);
+        write_all_fd(fd, PING).map_err(ctx("write"))?;
+        loop {
+            ep.wait(-1)?;
+            let len = match read_fd(fd, &mut buf) {
+                Ok(0) => return Err("client read: unexpected EOF".into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(format!("client read: {e}")),
+            };
             let mut send = 0;
-            let more = scan_pings(&rbuf[..res as usize], &mut state, || {
+            let more = scan_pings(&buf[..len], &mut state, || {
                 pongs += 1;
                 if pongs > n {
                     return false;
@@ -443,89 +522,14 @@ pub fn floor_uring(n: u64) -> Res<Outcome> {
                 true
             })?;
             for _ in 0..send {
-                // SAFETY: PING is static.
-                unsafe { sq.push(&write()).map_err(ctx("sq full"))? };
-                writes += 1;
+                write_all_fd(fd, PING).map_err(ctx("write"))?;
             }
-            if more {
-                // SAFETY: as above.
-                unsafe { sq.push(&read(&mut rbuf)).map_err(ctx("sq full"))? };
-            } else {
-                done = true;
+            if !more {
+                break;
             }
         }
-        sq.sync();
+        let _ = conn.shutdown(std::net::Shutdown::Both);
+        drop(conn);
+        finish(meter, server, pongs, n)
     }
-    drop((submitter, sq, cq));
-    drop(ring);
-    let _ = conn.shutdown(std::net::Shutdown::Both);
-    drop(conn);
-    finish(meter, server, pongs, n)
-}
-
-// ---------------------------------------------------------- floor: epoll --
-
-fn epoll_server(listener: TcpListener) -> Res<u64> {
-    let (conn, _) = listener.accept().map_err(ctx("accept"))?;
-    conn.set_nonblocking(true).map_err(ctx("nonblocking"))?;
-    let fd = conn.as_raw_fd();
-    let mut ep = Epoll::new()?;
-    ep.add_in(fd, 0)?;
-    let mut buf = [0u8; 4096];
-    let mut echoed = 0u64;
-    loop {
-        ep.wait(-1)?;
-        let n = match read_fd(fd, &mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(format!("server read: {e}")),
-        };
-        write_all_fd(fd, &buf[..n]).map_err(ctx("server write"))?;
-        echoed += n as u64;
-    }
-    let _ = conn.shutdown(std::net::Shutdown::Both);
-    Ok(echoed)
-}
-
-/// Floor: both sides on a level-triggered epoll with non-blocking sockets.
-pub fn floor_epoll(n: u64) -> Res<Outcome> {
-    let (listener, addr) = listen()?;
-    let server = thread::spawn(move || epoll_server(listener));
-    let meter = Meter::start();
-    let conn = TcpStream::connect(addr).map_err(ctx("connect"))?;
-    conn.set_nonblocking(true).map_err(ctx("nonblocking"))?;
-    let fd = conn.as_raw_fd();
-    let mut ep = Epoll::new()?;
-    ep.add_in(fd, 0)?;
-    let mut buf = [0u8; 1024];
-    let (mut state, mut pongs) = (0usize, 0u64);
-    write_all_fd(fd, PING).map_err(ctx("write"))?;
-    loop {
-        ep.wait(-1)?;
-        let len = match read_fd(fd, &mut buf) {
-            Ok(0) => return Err("client read: unexpected EOF".into()),
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(format!("client read: {e}")),
-        };
-        let mut send = 0;
-        let more = scan_pings(&buf[..len], &mut state, || {
-            pongs += 1;
-            if pongs > n {
-                return false;
-            }
-            send += 1;
-            true
-        })?;
-        for _ in 0..send {
-            write_all_fd(fd, PING).map_err(ctx("write"))?;
-        }
-        if !more {
-            break;
-        }
-    }
-    let _ = conn.shutdown(std::net::Shutdown::Both);
-    drop(conn);
-    finish(meter, server, pongs, n)
 }

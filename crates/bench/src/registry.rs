@@ -3,9 +3,12 @@
 //! `--contenders` patterns select among them, and how one contender runs
 //! one workload in this process.
 
+#[cfg(windows)]
+use xev::backend::iocp::Iocp;
+#[cfg(target_os = "linux")]
 use xev::backend::{dynamic::Dynamic, epoll::Epoll, io_uring::IoUring};
 
-use crate::common::{ctx, Outcome, Res};
+use crate::common::{Outcome, Res};
 use crate::{async_ping, async_pummel, ping_pongs, ping_udp, timers, udp_pummel};
 
 /// Which workload module runs a workload (and its thread count, if any).
@@ -141,6 +144,9 @@ pub const WORKLOADS: &[Workload] = &[
     },
 ];
 
+/// The contenders this platform has: xev on each of its backends, tokio,
+/// and (on Linux) the raw floors.
+#[cfg(target_os = "linux")]
 pub const CONTENDERS: &[&str] = &[
     "xev-io_uring",
     "xev-epoll",
@@ -149,6 +155,8 @@ pub const CONTENDERS: &[&str] = &[
     "floor-io_uring",
     "floor-epoll",
 ];
+#[cfg(windows)]
+pub const CONTENDERS: &[&str] = &["xev-iocp", "tokio"];
 
 /// Whether a contender can only run where io_uring is available.
 pub fn needs_io_uring(contender: &str) -> bool {
@@ -178,6 +186,7 @@ pub fn contender_matches(pattern: &str, name: &str) -> bool {
             .is_some_and(|rest| rest.starts_with('-'))
 }
 
+#[cfg(target_os = "linux")]
 macro_rules! contenders {
     ($c:expr, $module:ident ( $($arg:expr),* )) => {
         match $c {
@@ -185,8 +194,19 @@ macro_rules! contenders {
             "xev-epoll" => $module::xev::<Epoll>($($arg),*),
             "xev-dynamic" => $module::xev::<Dynamic>($($arg),*),
             "tokio" => $module::tokio($($arg),*),
-            "floor-io_uring" => $module::floor_uring($($arg),*),
-            "floor-epoll" => $module::floor_epoll($($arg),*),
+            "floor-io_uring" => $module::floor::floor_uring($($arg),*),
+            "floor-epoll" => $module::floor::floor_epoll($($arg),*),
+            other => Err(format!("unknown contender {other}")),
+        }
+    };
+}
+
+#[cfg(windows)]
+macro_rules! contenders {
+    ($c:expr, $module:ident ( $($arg:expr),* )) => {
+        match $c {
+            "xev-iocp" => $module::xev::<Iocp>($($arg),*),
+            "tokio" => $module::tokio($($arg),*),
             other => Err(format!("unknown contender {other}")),
         }
     };
@@ -203,15 +223,24 @@ pub fn run_workload(w: &Workload, contender: &str, n: u64) -> Res<Outcome> {
         Kind::Async(t) => contenders!(contender, async_ping(t, n)),
         Kind::AsyncPummel(t) => contenders!(contender, async_pummel(t, n)),
     }?;
-    Ok(if contender == "xev-dynamic" {
-        let chosen = match xev::backend::dynamic::choose().map_err(ctx("XEV_BACKEND"))? {
-            xev::backend::dynamic::Kind::IoUring => "io_uring",
-            xev::backend::dynamic::Kind::Epoll => "epoll",
-        };
-        out.with("backend", chosen)
-    } else {
-        out
-    })
+    #[cfg(target_os = "linux")]
+    if contender == "xev-dynamic" {
+        let chosen =
+            match xev::backend::dynamic::choose().map_err(crate::common::ctx("XEV_BACKEND"))? {
+                xev::backend::dynamic::Kind::IoUring => "io_uring",
+                xev::backend::dynamic::Kind::Epoll => "epoll",
+            };
+        return Ok(out.with("backend", chosen));
+    }
+    Ok(out)
+}
+
+/// Whether io_uring can run here, or why not (never off Linux).
+pub fn io_uring_available() -> Result<(), String> {
+    #[cfg(target_os = "linux")]
+    return IoUring::probe().map(drop).map_err(|e| e.to_string());
+    #[cfg(not(target_os = "linux"))]
+    Err("not on this platform".into())
 }
 
 #[cfg(test)]
@@ -222,7 +251,7 @@ mod tests {
     /// completes and verifies its own counts (speed is not looked at).
     #[test]
     fn every_contender_completes_every_workload() {
-        let uring = IoUring::probe().is_ok();
+        let uring = io_uring_available().is_ok();
         let mut failures = Vec::new();
         for w in WORKLOADS {
             let n = match w.kind {

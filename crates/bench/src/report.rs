@@ -8,23 +8,36 @@ use crate::common::Res;
 use crate::registry::Workload;
 use crate::stats::Row;
 
-/// The host in a few words: kernel release and CPU count.
+/// The host in a few words: the OS (with the kernel release on Unix) and
+/// the CPU count.
 pub fn host_description() -> String {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    format!("{}, {cpus} CPUs", os_description())
+}
+
+#[cfg(unix)]
+fn os_description() -> String {
     // SAFETY: uname fills the zeroed struct.
     let kernel = unsafe {
         let mut u: libc::utsname = std::mem::zeroed();
         if libc::uname(&mut u) == 0 {
-            std::ffi::CStr::from_ptr(u.release.as_ptr())
+            std::ffi::CStr::from_ptr(u.sysname.as_ptr())
                 .to_string_lossy()
                 .into_owned()
+                + " "
+                + &std::ffi::CStr::from_ptr(u.release.as_ptr()).to_string_lossy()
         } else {
             "?".into()
         }
     };
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    format!("Linux {kernel}, {cpus} CPUs")
+    kernel
+}
+
+#[cfg(not(unix))]
+fn os_description() -> String {
+    std::env::consts::OS.to_string()
 }
 
 /// A workload's figure as the table writes it: a rate in whole numbers
@@ -130,7 +143,10 @@ pub fn print_table(args: &Args, host: &str, rows: &[Row]) {
                 measured(fmt_figure(r.workload, r.figure)),
                 r.workload.unit.to_string(),
                 measured(format!("{:.2}", r.cpu)),
-                measured(format!("{:.1}", r.maxrss_mb)),
+                match r.maxrss_mb.is_finite() {
+                    true => measured(format!("{:.1}", r.maxrss_mb)),
+                    false => "-".into(),
+                },
                 ratio(r.vs_tokio),
                 ratio(r.vs_floor),
                 notes(r),

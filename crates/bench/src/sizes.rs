@@ -1,8 +1,8 @@
 //! `__sizes`: prints the memory per timer of the xev types million-timers
 //! uses (a diagnostic, not part of the suite).
 
-use xev::backend::epoll::Epoll;
 use xev::generic::Completion;
+use xev::DefaultBackend as Epoll;
 use xev::{Action, Op};
 
 pub fn print() {

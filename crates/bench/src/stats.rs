@@ -82,8 +82,11 @@ pub fn aggregate(w: &'static Workload, contender: &'static str, runs: &[RunResul
     row.cpu = median(oks.iter().map(|(o, _)| o.cpu).collect());
     row.cpu_process = median(oks.iter().map(|(_, r)| r.cpu_process).collect());
     row.elapsed = median(oks.iter().map(|(o, _)| o.elapsed).collect());
+    // 0: the platform did not say (wine keeps no peak for an exited
+    // process); the median of none is NaN, shown as "-".
     row.maxrss_mb = median(
         oks.iter()
+            .filter(|(_, r)| r.maxrss_kb > 0)
             .map(|(_, r)| r.maxrss_kb as f64 / 1024.0)
             .collect(),
     );

@@ -3,7 +3,8 @@
 //! contender cannot disturb another's memory and the peak RSS is the
 //! contender's own. The parent side interleaves the runs, reports progress
 //! on stderr, kills a child that outlives the timeout and reaps each one
-//! with `wait4` (its CPU time and peak RSS); the child side runs the
+//! with its CPU time and peak memory (`wait4` on Unix; on Windows the
+//! process's times and peak working set); the child side runs the
 //! contender and prints the one line the parent reads, `RESULT\t...` or
 //! `ERROR\t...`.
 
@@ -12,10 +13,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use xev::backend::io_uring::IoUring;
-
 use crate::cli::Args;
-use crate::common::{rusage_cpu, Outcome};
+use crate::common::Outcome;
 use crate::registry::{self, needs_io_uring, Workload};
 use crate::report::fmt_figure;
 use crate::stats::{aggregate, Row};
@@ -27,9 +26,9 @@ const ERROR: &str = "ERROR\t";
 /// One run of one contender, as the parent saw it.
 pub struct RunResult {
     pub outcome: Result<Outcome, String>,
-    /// CPU seconds of the whole child process (wait4).
+    /// CPU seconds of the whole child process.
     pub cpu_process: f64,
-    /// Peak RSS of the child, KiB.
+    /// Peak RSS of the child, KiB (0: the platform did not say).
     pub maxrss_kb: u64,
 }
 
@@ -41,15 +40,16 @@ pub struct RunResult {
 pub fn run_all(args: &Args, host: &str) -> Vec<Row> {
     let workloads = args.workloads();
     let contenders = args.contenders();
-    let uring = IoUring::probe().map_err(|e| e.to_string());
+    let uring = registry::io_uring_available();
     let timeout = args.timeout();
     eprintln!(
-        "xev-bench: {} mode, {} run(s) per contender, {host}; io_uring {}",
+        "xev-bench: {} mode, {} run(s) per contender, {host}{}",
         args.mode(),
         args.runs,
         match &uring {
-            Ok(()) => "available".to_string(),
-            Err(e) => format!("unavailable ({e})"),
+            _ if !cfg!(target_os = "linux") => String::new(),
+            Ok(()) => "; io_uring available".to_string(),
+            Err(e) => format!("; io_uring unavailable ({e})"),
         }
     );
     let runnable = |c: &str| !needs_io_uring(c) || uring.is_ok();
@@ -129,8 +129,57 @@ fn spawn_child(w: &Workload, contender: &str, n: u64, timeout: Duration) -> RunR
         Ok(c) => c,
         Err(e) => return failed(format!("spawn: {e}")),
     };
+    let stdout = child.stdout.take().expect("piped stdout");
+    let Reaped {
+        text,
+        ending,
+        cpu,
+        maxrss_kb,
+        timed_out,
+    } = match reap(child, stdout, timeout) {
+        Ok(r) => r,
+        Err(e) => return failed(e),
+    };
+    let last = |prefix: &str| text.lines().rev().find_map(|l| l.strip_prefix(prefix));
+    let outcome = if timed_out {
+        Err(format!("timed out after {} s", timeout.as_secs()))
+    } else if let Some(line) = last(RESULT) {
+        Outcome::decode(line)
+    } else if let Some(line) = last(ERROR) {
+        Err(line.to_string())
+    } else {
+        Err(format!("child {ending} without a result (panic?)"))
+    };
+    RunResult {
+        outcome,
+        cpu_process: cpu,
+        maxrss_kb,
+    }
+}
+
+/// What the parent learnt of a finished child.
+struct Reaped {
+    /// All it printed on stdout.
+    text: String,
+    /// How it ended, for messages ("exited with status 1", ...).
+    ending: String,
+    /// CPU seconds (user + system) of the whole process.
+    cpu: f64,
+    /// Its peak resident memory, in KiB.
+    maxrss_kb: u64,
+    /// Whether it was killed for outliving the timeout.
+    timed_out: bool,
+}
+
+/// Reads the child's stdout to its end and reaps it with `wait4` (CPU time
+/// and peak RSS), killing it if it outlives `timeout`.
+#[cfg(unix)]
+fn reap(
+    child: std::process::Child,
+    mut stdout: std::process::ChildStdout,
+    timeout: Duration,
+) -> Result<Reaped, String> {
     let pid = child.id() as libc::pid_t;
-    let mut stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut text = String::new();
@@ -154,30 +203,83 @@ fn spawn_child(w: &Workload, contender: &str, n: u64, timeout: Duration) -> RunR
             unsafe { libc::kill(pid, libc::SIGKILL) };
             match rx.recv() {
                 Ok((t, s, r)) => (t, s, r, true),
-                Err(_) => return failed("child lost".into()),
+                Err(_) => return Err("child lost".into()),
             }
         }
     };
-    let last = |prefix: &str| text.lines().rev().find_map(|l| l.strip_prefix(prefix));
-    let outcome = if timed_out {
-        Err(format!("timed out after {} s", timeout.as_secs()))
-    } else if let Some(line) = last(RESULT) {
-        Outcome::decode(line)
-    } else if let Some(line) = last(ERROR) {
-        Err(line.to_string())
-    } else if libc::WIFSIGNALED(status) {
-        Err(format!("child killed by signal {}", libc::WTERMSIG(status)))
+    let ending = if libc::WIFSIGNALED(status) {
+        format!("killed by signal {}", libc::WTERMSIG(status))
     } else {
-        Err(format!(
-            "child exited with status {} without a result (panic?)",
-            libc::WEXITSTATUS(status)
-        ))
+        format!("exited with status {}", libc::WEXITSTATUS(status))
     };
-    RunResult {
-        outcome,
-        cpu_process: rusage_cpu(&ru),
+    Ok(Reaped {
+        text,
+        ending,
+        cpu: crate::common::rusage_cpu(&ru),
         maxrss_kb: ru.ru_maxrss.max(0) as u64,
-    }
+        timed_out,
+    })
+}
+
+/// Reads the child's stdout to its end and waits for it, then reads its
+/// CPU times and peak working set from its process handle; kills it
+/// (`TerminateProcess`) if it outlives `timeout`.
+#[cfg(windows)]
+fn reap(
+    mut child: std::process::Child,
+    mut stdout: std::process::ChildStdout,
+    timeout: Duration,
+) -> Result<Reaped, String> {
+    use std::os::windows::io::AsRawHandle;
+    use windows_sys::Win32::System::ProcessStatus::{
+        K32GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS,
+    };
+    use windows_sys::Win32::System::Threading::TerminateProcess;
+
+    let handle = child.as_raw_handle() as usize;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        let status = child.wait();
+        let h = child.as_raw_handle();
+        let cpu = crate::common::process_cpu(h);
+        // SAFETY: PROCESS_MEMORY_COUNTERS is plain data; the handle is the
+        // child's, still open (the Child owns it until this thread ends).
+        let peak = unsafe {
+            let mut pmc: PROCESS_MEMORY_COUNTERS = std::mem::zeroed();
+            let size = std::mem::size_of::<PROCESS_MEMORY_COUNTERS>() as u32;
+            pmc.cb = size;
+            match K32GetProcessMemoryInfo(h, &mut pmc, size) {
+                0 => 0,
+                _ => pmc.PeakWorkingSetSize as u64 / 1024,
+            }
+        };
+        let _ = tx.send((text, status, cpu, peak));
+    });
+    let (text, status, cpu, peak, timed_out) = match rx.recv_timeout(timeout) {
+        Ok((t, s, c, p)) => (t, s, c, p, false),
+        Err(_) => {
+            // SAFETY: the handle is the child's, still open: the waiter
+            // thread owns the Child and has not returned.
+            unsafe { TerminateProcess(handle as _, 1) };
+            match rx.recv() {
+                Ok((t, s, c, p)) => (t, s, c, p, true),
+                Err(_) => return Err("child lost".into()),
+            }
+        }
+    };
+    let ending = match status {
+        Ok(s) => format!("exited with {s}"),
+        Err(e) => format!("could not be waited for ({e})"),
+    };
+    Ok(Reaped {
+        text,
+        ending,
+        cpu,
+        maxrss_kb: peak,
+        timed_out,
+    })
 }
 
 fn failed(msg: String) -> RunResult {

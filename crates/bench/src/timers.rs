@@ -6,17 +6,14 @@
 //! seconds; the parent adds the child's peak RSS.
 
 use std::cell::Cell;
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use io_uring::{types, IoUring};
 use xev::backend::Backend;
 use xev::generic::Loop;
 use xev::{Action, Op, OpResult};
 
-use crate::common::{ctx, tokio_rt, xev_options, Epoll, Meter, Outcome, Res};
+use crate::common::{ctx, tokio_rt, xev_options, Meter, Outcome, Res};
 
 /// The deadline offsets (ms) in the order the timers are added.
 fn offsets(n: u64) -> impl Iterator<Item = u64> {
@@ -120,53 +117,66 @@ pub fn tokio(n: u64) -> Res<Outcome> {
     out.map(|o| o.with("cleanup_s", format!("{cleanup:.4}")))
 }
 
-/// The floors' timer store: a binary min-heap of bare deadlines.
-fn floor(n: u64, mut wait: impl FnMut(u64) -> Res<()>) -> Res<Outcome> {
-    let meter = Meter::start();
-    let base = Instant::now();
-    let now = || base.elapsed().as_millis() as u64;
-    let mut heap = BinaryHeap::new();
-    for off in offsets(n) {
-        heap.push(Reverse(off));
-    }
-    let init = init_done(&meter);
-    let mut fired = 0u64;
-    while let Some(&Reverse(next)) = heap.peek() {
-        let t = now();
-        if next > t {
-            wait(next - t)?;
-            continue;
+/// The raw floors: the thinnest correct code on io_uring and on epoll
+/// (Linux only).
+#[cfg(target_os = "linux")]
+pub(crate) mod floor {
+    use super::*;
+    use crate::floor_sys::*;
+    use io_uring::{types, IoUring};
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+
+    /// The floors' timer store: a binary min-heap of bare deadlines.
+    fn floor(n: u64, mut wait: impl FnMut(u64) -> Res<()>) -> Res<Outcome> {
+        let meter = Meter::start();
+        let base = Instant::now();
+        let now = || base.elapsed().as_millis() as u64;
+        let mut heap = BinaryHeap::new();
+        for off in offsets(n) {
+            heap.push(Reverse(off));
         }
-        while let Some(&Reverse(d)) = heap.peek() {
-            if d > t {
-                break;
+        let init = init_done(&meter);
+        let mut fired = 0u64;
+        while let Some(&Reverse(next)) = heap.peek() {
+            let t = now();
+            if next > t {
+                wait(next - t)?;
+                continue;
             }
-            heap.pop();
-            fired += 1;
+            while let Some(&Reverse(d)) = heap.peek() {
+                if d > t {
+                    break;
+                }
+                heap.pop();
+                fired += 1;
+            }
         }
+        let out = finish(meter, init, fired, n);
+        drop(heap);
+        out
     }
-    let out = finish(meter, init, fired, n);
-    drop(heap);
-    out
-}
 
-/// Floor: a `BinaryHeap` of deadlines, sleeping in `epoll_wait`.
-pub fn floor_epoll(n: u64) -> Res<Outcome> {
-    let mut ep = Epoll::new()?;
-    floor(n, |ms| ep.wait(ms.min(i32::MAX as u64) as i32).map(|_| ()))
-}
+    /// Floor: a `BinaryHeap` of deadlines, sleeping in `epoll_wait`.
+    pub fn floor_epoll(n: u64) -> Res<Outcome> {
+        let mut ep = Epoll::new()?;
+        floor(n, |ms| ep.wait(ms.min(i32::MAX as u64) as i32).map(|_| ()))
+    }
 
-/// Floor: a `BinaryHeap` of deadlines, sleeping in `io_uring_enter` with a
-/// timeout (`EXT_ARG`).
-pub fn floor_uring(n: u64) -> Res<Outcome> {
-    let ring = IoUring::new(8).map_err(ctx("io_uring"))?;
-    floor(n, |ms| {
-        let ts = types::Timespec::from(Duration::from_millis(ms));
-        let args = types::SubmitArgs::new().timespec(&ts);
-        match ring.submitter().submit_with_args(1, &args) {
-            Ok(_) => Ok(()),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME) | Some(libc::EINTR)) => Ok(()),
-            Err(e) => Err(format!("io_uring_enter: {e}")),
-        }
-    })
+    /// Floor: a `BinaryHeap` of deadlines, sleeping in `io_uring_enter` with a
+    /// timeout (`EXT_ARG`).
+    pub fn floor_uring(n: u64) -> Res<Outcome> {
+        let ring = IoUring::new(8).map_err(ctx("io_uring"))?;
+        floor(n, |ms| {
+            let ts = types::Timespec::from(Duration::from_millis(ms));
+            let args = types::SubmitArgs::new().timespec(&ts);
+            match ring.submitter().submit_with_args(1, &args) {
+                Ok(_) => Ok(()),
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME) | Some(libc::EINTR)) => {
+                    Ok(())
+                }
+                Err(e) => Err(format!("io_uring_enter: {e}")),
+            }
+        })
+    }
 }

@@ -9,18 +9,17 @@
 
 use std::cell::Cell;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use io_uring::{opcode, types, IoUring};
 use xev::backend::Backend;
 use xev::generic::Loop;
 use xev::{Action, Msg, Op, OpResult};
 
-use crate::common::{ctx, os_err, raw_addr, tokio_rt, xev_options, Meter, Outcome, Res};
-use crate::ping_udp::msghdr;
+use crate::common::{ctx, raw, tokio_rt, xev_options, Meter, Outcome, Res};
+#[cfg(target_os = "linux")]
+use crate::ping_udp::floor::msghdr;
 
 /// The payload (45 bytes).
 pub const EXPECTED: &[u8] = b"RANG TANG DING DONG I AM THE JAPANESE SANDMAN";
@@ -61,7 +60,7 @@ pub fn xev<B: Backend>(n: u64) -> Res<Outcome> {
 
     let (e, r) = (err.clone(), received.clone());
     lp.add(
-        Op::Recvmsg(Msg::recv_from(rs.as_raw_fd(), vec![0; 65536])),
+        Op::Recvmsg(Msg::recv_from(raw(&rs), vec![0; 65536])),
         move |_, op, res| match res {
             OpResult::RecvFrom(Ok((len, _))) => {
                 if op.buf().map(|b| &b[..len]) != Some(EXPECTED) {
@@ -80,7 +79,7 @@ pub fn xev<B: Backend>(n: u64) -> Res<Outcome> {
     let (e, s) = (err.clone(), sent.clone());
     let mut counter = n;
     lp.add(
-        Op::Sendmsg(Msg::send_to(ss.as_raw_fd(), EXPECTED.to_vec(), addr)),
+        Op::Sendmsg(Msg::send_to(raw(&ss), EXPECTED.to_vec(), addr)),
         move |lp, _, res| {
             if !matches!(res, OpResult::Write(Ok(45))) {
                 e.set(Some("send failed or was short"));
@@ -152,151 +151,162 @@ pub fn tokio(n: u64) -> Res<Outcome> {
     out
 }
 
-/// Floor: one sendmsg and one recvmsg in flight on a bare ring, each
-/// resubmitted as soon as it completes.
-pub fn floor_uring(n: u64) -> Res<Outcome> {
-    let (rs, ss, addr) = sockets()?;
-    let mut ring = IoUring::new(256).map_err(ctx("io_uring"))?;
-    let (submitter, mut sq, mut cq) = ring.split();
-    let mut payload = EXPECTED.to_vec();
-    let mut rbuf = vec![0u8; 65536];
-    let (mut dst, dst_len) = raw_addr(addr);
-    // SAFETY: plain old data.
-    let mut src: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let mut wiov = libc::iovec {
-        iov_base: payload.as_mut_ptr().cast(),
-        iov_len: payload.len(),
-    };
-    let mut riov = libc::iovec {
-        iov_base: rbuf.as_mut_ptr().cast(),
-        iov_len: rbuf.len(),
-    };
-    let whdr = msghdr(&mut wiov, &mut dst, dst_len);
-    let src_len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    let mut rhdr = msghdr(&mut riov, &mut src, src_len);
-    let send = opcode::SendMsg::new(types::Fd(ss.as_raw_fd()), &whdr)
-        .build()
-        .user_data(0);
-    let recv = |h: *mut libc::msghdr| {
-        opcode::RecvMsg::new(types::Fd(rs.as_raw_fd()), h)
+/// The raw floors: the thinnest correct code on io_uring and on epoll
+/// (Linux only).
+#[cfg(target_os = "linux")]
+pub(crate) mod floor {
+    use super::*;
+    use crate::common::os_err;
+    use crate::floor_sys::*;
+    use io_uring::{opcode, types, IoUring};
+    use std::os::fd::AsRawFd;
+
+    /// Floor: one sendmsg and one recvmsg in flight on a bare ring, each
+    /// resubmitted as soon as it completes.
+    pub fn floor_uring(n: u64) -> Res<Outcome> {
+        let (rs, ss, addr) = sockets()?;
+        let mut ring = IoUring::new(256).map_err(ctx("io_uring"))?;
+        let (submitter, mut sq, mut cq) = ring.split();
+        let mut payload = EXPECTED.to_vec();
+        let mut rbuf = vec![0u8; 65536];
+        let (mut dst, dst_len) = raw_addr(addr);
+        // SAFETY: plain old data.
+        let mut src: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut wiov = libc::iovec {
+            iov_base: payload.as_mut_ptr().cast(),
+            iov_len: payload.len(),
+        };
+        let mut riov = libc::iovec {
+            iov_base: rbuf.as_mut_ptr().cast(),
+            iov_len: rbuf.len(),
+        };
+        let whdr = msghdr(&mut wiov, &mut dst, dst_len);
+        let src_len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let mut rhdr = msghdr(&mut riov, &mut src, src_len);
+        let send = opcode::SendMsg::new(types::Fd(ss.as_raw_fd()), &whdr)
             .build()
-            .user_data(1)
-    };
-    // SAFETY: the entries point at locals of this frame; the receive is
-    // canceled and reaped before the frame ends.
-    unsafe {
-        sq.push(&recv(&mut rhdr)).map_err(ctx("sq full"))?;
-        sq.push(&send).map_err(ctx("sq full"))?;
-    }
-    sq.sync();
-    let meter = Meter::start();
-    let (mut counter, mut sent, mut received) = (n, 0u64, 0u64);
-    let mut sending = true;
-    while sending {
-        submitter.submit_and_wait(1).map_err(ctx("enter"))?;
-        cq.sync();
-        for cqe in &mut cq {
-            let res = cqe.result();
-            if cqe.user_data() == 0 {
-                if res != EXPECTED.len() as i32 {
-                    return Err(format!("send: result {res}"));
-                }
-                if counter == 0 {
-                    sending = false;
-                    continue;
-                }
-                counter -= 1;
-                sent += 1;
-                // SAFETY: as above.
-                unsafe { sq.push(&send).map_err(ctx("sq full"))? };
-            } else {
-                if res < 0 || &rbuf[..res as usize] != EXPECTED {
-                    return Err(format!("receive: result {res} or unexpected data"));
-                }
-                received += 1;
-                rhdr.msg_namelen = src_len;
-                // SAFETY: as above.
-                unsafe { sq.push(&recv(&mut rhdr)).map_err(ctx("sq full"))? };
-            }
+            .user_data(0);
+        let recv = |h: *mut libc::msghdr| {
+            opcode::RecvMsg::new(types::Fd(rs.as_raw_fd()), h)
+                .build()
+                .user_data(1)
+        };
+        // SAFETY: the entries point at locals of this frame; the receive is
+        // canceled and reaped before the frame ends.
+        unsafe {
+            sq.push(&recv(&mut rhdr)).map_err(ctx("sq full"))?;
+            sq.push(&send).map_err(ctx("sq full"))?;
         }
         sq.sync();
-    }
-    let out = verify(meter, sent, received, n);
-    // Cancel the pending receive and wait for it before its buffer goes.
-    let cancel = opcode::AsyncCancel::new(1).build().user_data(2);
-    // SAFETY: a cancel references no memory.
-    unsafe { sq.push(&cancel).map_err(ctx("sq full"))? };
-    sq.sync();
-    let mut recv_gone = false;
-    while !recv_gone {
-        submitter.submit_and_wait(1).map_err(ctx("enter"))?;
-        cq.sync();
-        for cqe in &mut cq {
-            recv_gone |= cqe.user_data() == 1;
+        let meter = Meter::start();
+        let (mut counter, mut sent, mut received) = (n, 0u64, 0u64);
+        let mut sending = true;
+        while sending {
+            submitter.submit_and_wait(1).map_err(ctx("enter"))?;
+            cq.sync();
+            for cqe in &mut cq {
+                let res = cqe.result();
+                if cqe.user_data() == 0 {
+                    if res != EXPECTED.len() as i32 {
+                        return Err(format!("send: result {res}"));
+                    }
+                    if counter == 0 {
+                        sending = false;
+                        continue;
+                    }
+                    counter -= 1;
+                    sent += 1;
+                    // SAFETY: as above.
+                    unsafe { sq.push(&send).map_err(ctx("sq full"))? };
+                } else {
+                    if res < 0 || &rbuf[..res as usize] != EXPECTED {
+                        return Err(format!("receive: result {res} or unexpected data"));
+                    }
+                    received += 1;
+                    rhdr.msg_namelen = src_len;
+                    // SAFETY: as above.
+                    unsafe { sq.push(&recv(&mut rhdr)).map_err(ctx("sq full"))? };
+                }
+            }
+            sq.sync();
         }
+        let out = verify(meter, sent, received, n);
+        // Cancel the pending receive and wait for it before its buffer goes.
+        let cancel = opcode::AsyncCancel::new(1).build().user_data(2);
+        // SAFETY: a cancel references no memory.
+        unsafe { sq.push(&cancel).map_err(ctx("sq full"))? };
+        sq.sync();
+        let mut recv_gone = false;
+        while !recv_gone {
+            submitter.submit_and_wait(1).map_err(ctx("enter"))?;
+            cq.sync();
+            for cqe in &mut cq {
+                recv_gone |= cqe.user_data() == 1;
+            }
+        }
+        out
     }
-    out
-}
 
-/// Floor: non-blocking sendto and recvfrom on one thread, one receive
-/// attempt per send (epoll is consulted only when a send would block).
-pub fn floor_epoll(n: u64) -> Res<Outcome> {
-    let (rs, ss, addr) = sockets()?;
-    rs.set_nonblocking(true).map_err(ctx("nonblocking"))?;
-    ss.set_nonblocking(true).map_err(ctx("nonblocking"))?;
-    let (rfd, sfd) = (rs.as_raw_fd(), ss.as_raw_fd());
-    let (dst, dst_len) = raw_addr(addr);
-    let mut ep = crate::common::Epoll::new()?;
-    ep.ctl(libc::EPOLL_CTL_ADD, sfd, libc::EPOLLOUT as u32, 0)?;
-    let mut buf = vec![0u8; 65536];
-    let meter = Meter::start();
-    let (mut counter, mut sent, mut received) = (n, 0u64, 0u64);
-    loop {
-        // SAFETY: the payload and address are live for the call.
-        let w = unsafe {
-            libc::sendto(
-                sfd,
-                EXPECTED.as_ptr().cast(),
-                EXPECTED.len(),
-                0,
-                (&dst as *const libc::sockaddr_storage).cast(),
-                dst_len,
-            )
-        };
-        if w < 0 {
-            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
-                ep.wait(-1)?;
-                continue;
+    /// Floor: non-blocking sendto and recvfrom on one thread, one receive
+    /// attempt per send (epoll is consulted only when a send would block).
+    pub fn floor_epoll(n: u64) -> Res<Outcome> {
+        let (rs, ss, addr) = sockets()?;
+        rs.set_nonblocking(true).map_err(ctx("nonblocking"))?;
+        ss.set_nonblocking(true).map_err(ctx("nonblocking"))?;
+        let (rfd, sfd) = (rs.as_raw_fd(), ss.as_raw_fd());
+        let (dst, dst_len) = raw_addr(addr);
+        let mut ep = crate::floor_sys::Epoll::new()?;
+        ep.ctl(libc::EPOLL_CTL_ADD, sfd, libc::EPOLLOUT as u32, 0)?;
+        let mut buf = vec![0u8; 65536];
+        let meter = Meter::start();
+        let (mut counter, mut sent, mut received) = (n, 0u64, 0u64);
+        loop {
+            // SAFETY: the payload and address are live for the call.
+            let w = unsafe {
+                libc::sendto(
+                    sfd,
+                    EXPECTED.as_ptr().cast(),
+                    EXPECTED.len(),
+                    0,
+                    (&dst as *const libc::sockaddr_storage).cast(),
+                    dst_len,
+                )
+            };
+            if w < 0 {
+                if std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
+                    ep.wait(-1)?;
+                    continue;
+                }
+                return Err(os_err("sendto"));
             }
-            return Err(os_err("sendto"));
-        }
-        if w as usize != EXPECTED.len() {
-            return Err(format!("short send of {w} bytes"));
-        }
-        // SAFETY: buf is live and writable.
-        let r = unsafe {
-            libc::recvfrom(
-                rfd,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                0,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-            )
-        };
-        if r >= 0 {
-            if &buf[..r as usize] != EXPECTED {
-                return Err("unexpected data".into());
+            if w as usize != EXPECTED.len() {
+                return Err(format!("short send of {w} bytes"));
             }
-            received += 1;
-        } else if std::io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN) {
-            return Err(os_err("recvfrom"));
+            // SAFETY: buf is live and writable.
+            let r = unsafe {
+                libc::recvfrom(
+                    rfd,
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    0,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                )
+            };
+            if r >= 0 {
+                if &buf[..r as usize] != EXPECTED {
+                    return Err("unexpected data".into());
+                }
+                received += 1;
+            } else if std::io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN) {
+                return Err(os_err("recvfrom"));
+            }
+            if counter == 0 {
+                break;
+            }
+            counter -= 1;
+            sent += 1;
         }
-        if counter == 0 {
-            break;
-        }
-        counter -= 1;
-        sent += 1;
+        verify(meter, sent, received, n)
     }
-    verify(meter, sent, received, n)
 }
