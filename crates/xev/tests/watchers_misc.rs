@@ -2,17 +2,15 @@
 //! choice. Every scenario is written once, generic over the backend, in the
 //! `for_each_backend!` at the bottom (`tests/support/harness.rs`), which
 //! instantiates it as `BACKEND::NAME` for io_uring (skipped with a message
-//! where the kernel or a sandbox forbids it), epoll, the dynamic backend
-//! and kqueue through libkqueue. Every run has a 10 s safety net, so a hang
-//! fails instead of hanging, and the harness's watchdog besides.
-
-// Unix only until its descriptors are ported to Windows (the conformance
-// suite runs on IOCP already).
-#![cfg(unix)]
-// Linux-hosted: these instantiate io_uring, epoll and the dynamic backend
-// (and kqueue through libkqueue); kqueue on macOS and FreeBSD is covered by
-// the portable conformance suite.
-#![cfg(target_os = "linux")]
+//! where the kernel or a sandbox forbids it), epoll, the dynamic backend,
+//! kqueue through libkqueue and IOCP (under wine). Scenarios that need Unix
+//! (signals, pids of processes that are not ours, reaping behind the
+//! watcher's back, pidfd numbers) are `#[cfg(unix)]`; `watchers_process.rs`
+//! covers a killed, an already exited and a foreign process on Windows. The
+//! process scenarios' children are this test binary itself (re-run on an
+//! `#[ignore]`d helper test), so no shell is needed. Every run has a 10 s
+//! safety net, so a hang fails instead of hanging, and the harness's
+//! watchdog besides.
 
 #[path = "support/harness.rs"]
 #[macro_use]
@@ -20,14 +18,21 @@ mod harness;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
+#[cfg(unix)]
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, ExitStatus};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use xev::backend::{dynamic::Dynamic, epoll::Epoll, io_uring::IoUring, Backend};
+#[cfg(windows)]
+use xev::backend::iocp::Iocp as Plain;
+#[cfg(any(target_os = "macos", target_os = "freebsd"))]
+use xev::backend::kqueue::Kqueue as Plain;
+use xev::backend::Backend;
+#[cfg(target_os = "linux")]
+use xev::backend::{dynamic::Dynamic, epoll::Epoll as Plain, io_uring::IoUring};
 use xev::generic::{Loop, OwnedLoop};
 use xev::watcher::Process;
 use xev::watcher::Timer;
@@ -38,8 +43,10 @@ use xev::{
 
 const SAFETY_NET: Duration = Duration::from_secs(10);
 
+#[cfg(unix)]
 #[path = "support/fd_reuse.rs"]
 mod fd_reuse;
+#[cfg(unix)]
 use fd_reuse::{identity, read_on_reused_number, take_number};
 
 fn new_loop<B: Backend>() -> OwnedLoop<B> {
@@ -150,7 +157,69 @@ fn wait_status<B: Backend>(lp: &mut Loop<B>, p: &Process<B>, what: &str) -> Exit
     r.unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
+/// Set in the children's environment, so that the helpers act only there.
+const PROCESS_CHILD_ENV: &str = "XEV_WATCHERS_MISC_PROCESS_CHILD";
+
+/// Child helper: exits with the code in `XEV_WATCHERS_MISC_PROCESS_CHILD`.
+#[test]
+#[ignore = "a child process of the process tests"]
+fn child_exit_with_code() {
+    if let Ok(code) = std::env::var(PROCESS_CHILD_ENV) {
+        std::process::exit(code.parse().expect("an exit code"));
+    }
+}
+
+/// Child helper: sleeps (until killed).
+#[test]
+#[ignore = "a child process of the process tests"]
+fn child_sleep() {
+    if std::env::var(PROCESS_CHILD_ENV).is_ok() {
+        std::thread::sleep(Duration::from_secs(120));
+    }
+}
+
+/// A child that exits with `code`.
+fn child_exiting(code: i32) -> Child {
+    spawn_helper("child_exit_with_code", code)
+}
+
+/// A child that sleeps until killed (two minutes at most).
+fn child_sleeping() -> Child {
+    spawn_helper("child_sleep", 0)
+}
+
+fn spawn_helper(name: &str, code: i32) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", name, "--test-threads=1", "-q"])
+        .env(PROCESS_CHILD_ENV, code.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawning a child")
+}
+
+/// The signal that ended a process (never one on Windows).
+fn signal_of(s: &ExitStatus) -> Option<i32> {
+    #[cfg(unix)]
+    return s.signal();
+    #[cfg(not(unix))]
+    {
+        let _ = s;
+        None
+    }
+}
+
+/// Checks that `s` is the status of a child killed by `Child::kill`:
+/// SIGKILL on Unix, exit code 1 on Windows (`TerminateProcess`).
+fn assert_killed(s: &ExitStatus) {
+    #[cfg(unix)]
+    assert_eq!((s.signal(), s.code()), (Some(libc::SIGKILL), None), "{s:?}");
+    #[cfg(windows)]
+    assert_eq!(s.code(), Some(1), "{s:?}");
+}
+
 /// Whether `pid` is a zombie (exited, not reaped).
+#[cfg(target_os = "linux")]
 fn is_zombie(pid: u32) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // The state follows the parenthesised command name.
@@ -163,10 +232,12 @@ fn is_zombie(pid: u32) -> bool {
 
 /// Env var that turns [`dynamic_child_report`] from a no-op into the child
 /// side of [`dynamic_backend_env`].
+#[cfg(target_os = "linux")]
 const CHILD_ENV: &str = "XEV_WATCHERS_MISC_CHILD";
 
 /// In a child process (see `dynamic_backend_env`): reports which backend a
 /// `Dynamic` loop picked, or the error's kind.
+#[cfg(target_os = "linux")]
 #[test]
 fn dynamic_child_report() {
     if std::env::var_os(CHILD_ENV).is_none() {
@@ -178,6 +249,7 @@ fn dynamic_child_report() {
     }
 }
 
+#[cfg(target_os = "linux")]
 fn child_report(backend: &str) -> String {
     let out = Command::new(std::env::current_exe().unwrap())
         .args([
@@ -202,6 +274,7 @@ fn child_report(backend: &str) -> String {
         .unwrap_or_else(|| panic!("no report in {stdout}"))
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn dynamic_backend_env() {
     assert_eq!(child_report("epoll"), "BACKEND=epoll");
@@ -236,12 +309,15 @@ fn raw_recvmsg_empty_datagram_is_not_eof() {
     let b = std::net::UdpSocket::bind(localhost()).unwrap();
     b.set_nonblocking(true).unwrap();
     a.send_to(&[], b.local_addr().unwrap()).unwrap();
-    let mut lp = new_loop::<Epoll>();
+    let mut lp = new_loop::<Plain>();
     let got = Rc::new(RefCell::new(None));
     let g = got.clone();
-    use std::os::fd::AsRawFd;
+    #[cfg(unix)]
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&b);
+    #[cfg(windows)]
+    let fd = std::os::windows::io::AsRawSocket::as_raw_socket(&b) as xev::RawHandle;
     lp.add(
-        Op::Recvmsg(xev::Msg::recv_from(b.as_raw_fd(), vec![0; 8])),
+        Op::Recvmsg(xev::Msg::recv_from(fd, vec![0; 8])),
         move |_, _, res| {
             *g.borrow_mut() = Some(format!("{res:?}"));
             Action::Disarm
@@ -499,12 +575,13 @@ for_each_backend!(
         assert_eq!(*closed.borrow(), Some(Ok(())));
         assert_eq!(clone.in_flight(), 0);
 
-        // Operations on a closed watcher fail with EBADF; so does a second close.
+        // Operations on a closed watcher fail with EBADF (an invalid handle
+        // on Windows); so does a second close.
         let ebadf = Rc::new(Cell::new(0));
         let e = ebadf.clone();
         clone.read(&mut lp, vec![0; 8], move |_, _, res| {
             match res {
-                Err(ReadError::Io(err)) if err.raw_os_error() == Some(libc::EBADF) => {
+                Err(ReadError::Io(err)) if harness::is_bad_handle(err.raw_os_error()) => {
                     e.set(e.get() + 1)
                 }
                 other => panic!("read on a closed socket: {other:?}"),
@@ -513,14 +590,14 @@ for_each_backend!(
         });
         let e = ebadf.clone();
         clone.write(&mut lp, localhost(), vec![1], move |_, _, res| {
-            assert_eq!(res.unwrap_err().raw_os_error(), Some(libc::EBADF));
+            assert!(harness::is_bad_handle(res.unwrap_err().raw_os_error()));
             e.set(e.get() + 1);
             Action::Disarm
         });
         let e = ebadf.clone();
         let second = clone.clone();
         clone.close(&mut lp, move |_, res| match res {
-            Err(CloseError::Io(err)) if err.raw_os_error() == Some(libc::EBADF) => {
+            Err(CloseError::Io(err)) if harness::is_bad_handle(err.raw_os_error()) => {
                 e.set(e.get() + 1)
             }
             other => panic!("second close: {other:?}"),
@@ -661,7 +738,9 @@ for_each_backend!(
     /// dropping the last one with a read pending cancels the read (one
     /// `Canceled`, its `Rearm` ignored) and closes the socket through the loop,
     /// and its number works again on the same loop. A watcher dropped after
-    /// its loop, or never used with one, closes the socket directly.
+    /// its loop, or never used with one, closes the socket directly. (Unix:
+    /// it proves the closes by descriptor identity and number reuse.)
+    #[cfg(unix)]
     fn udp_dropped_with_read_pending<B: Backend>() {
         let mut lp = new_loop::<B>();
         let a = bound_udp::<B>();
@@ -1143,13 +1222,13 @@ for_each_backend!(
     #[allow(clippy::zombie_processes)]
     fn process_exit_0<B: Backend>() {
         let mut lp = new_loop::<B>();
-        let child = Command::new("true").spawn().unwrap();
+        let child = child_exiting(0);
         let Some(p) = watch::<B>(child.id(), "process_exit_0") else {
             return;
         };
         let s = wait_status(&mut lp, &p, "exit 0");
         assert!(s.success());
-        assert_eq!((s.code(), s.signal()), (Some(0), None));
+        assert_eq!((s.code(), signal_of(&s)), (Some(0), None));
         assert_eq!(p.exit_status(), Some(s));
         // A second wait reports the same status (the child is reaped only once).
         let again = wait_status(&mut lp, &p, "exit 0 again");
@@ -1167,7 +1246,7 @@ for_each_backend!(
     #[allow(clippy::zombie_processes)]
     fn process_exit_42<B: Backend>() {
         let mut lp = new_loop::<B>();
-        let child = Command::new("sh").args(["-c", "exit 42"]).spawn().unwrap();
+        let child = child_exiting(42);
         let p = match Process::<B>::from_child(&child) {
             Ok(p) => p,
             Err(ProcessError::Unsupported) => {
@@ -1178,9 +1257,14 @@ for_each_backend!(
         };
         assert_eq!(p.pid() as u32, child.id());
         let s = wait_status(&mut lp, &p, "exit 42");
-        assert_eq!((s.code(), s.signal(), s.success()), (Some(42), None, false));
+        assert_eq!(
+            (s.code(), signal_of(&s), s.success()),
+            (Some(42), None, false)
+        );
     }
 
+    /// (On Windows: `watchers_process.rs`.)
+    #[cfg(unix)]
     fn process_killed<B: Backend>() {
         let mut lp = new_loop::<B>();
         let mut child = Command::new("sleep").arg("10").spawn().unwrap();
@@ -1206,7 +1290,9 @@ for_each_backend!(
     }
 
     // The child is reaped by the Process watcher, not by `Child::wait`.
+    // (On Windows: `watchers_process.rs`.)
     #[allow(clippy::zombie_processes)]
+    #[cfg(target_os = "linux")]
     fn process_already_exited<B: Backend>() {
         let mut lp = new_loop::<B>();
         let child = Command::new("sh").args(["-c", "exit 5"]).spawn().unwrap();
@@ -1222,6 +1308,8 @@ for_each_backend!(
         assert_eq!(s.code(), Some(5));
     }
 
+    /// (On Windows: `watchers_process.rs`, with Windows' own pids.)
+    #[cfg(unix)]
     fn process_not_child<B: Backend>() {
         // pid 1 (init, or the container's first process) and ourselves exist
         // but are not our children; i32::MAX exceeds any pid_max.
@@ -1244,6 +1332,9 @@ for_each_backend!(
     }
 
     /// Something else reaps the child first: the wait reports NotChild.
+    /// (Unix: a Windows process handle keeps the exit code for every
+    /// holder, so nothing can take it from the watcher.)
+    #[cfg(unix)]
     fn process_reaped_elsewhere<B: Backend>() {
         let mut lp = new_loop::<B>();
         let mut child = Command::new("true").spawn().unwrap();
@@ -1265,7 +1356,7 @@ for_each_backend!(
     /// Closing cancels a wait in flight.
     fn process_close_cancels_wait<B: Backend>() {
         let mut lp = new_loop::<B>();
-        let mut child = Command::new("sleep").arg("10").spawn().unwrap();
+        let mut child = child_sleeping();
         let Some(p) = watch::<B>(child.id(), "process_close_cancels_wait") else {
             let _ = child.kill();
             let _ = child.wait();
@@ -1294,7 +1385,7 @@ for_each_backend!(
     #[allow(clippy::zombie_processes)] // reaped by the Process watcher
     fn process_park_restart<B: Backend>() {
         let mut lp = new_loop::<B>();
-        let child = Command::new("sh").args(["-c", "exit 9"]).spawn().unwrap();
+        let child = child_exiting(9);
         let Some(p) = watch::<B>(child.id(), "process_park_restart") else {
             return;
         };
@@ -1322,7 +1413,7 @@ for_each_backend!(
     /// A loop dropped with a wait in flight; the watcher then waits on a new
     /// loop.
     fn process_outlives_loop<B: Backend>() {
-        let mut child = Command::new("sleep").arg("10").spawn().unwrap();
+        let mut child = child_sleeping();
         let Some(p) = watch::<B>(child.id(), "process_outlives_loop") else {
             let _ = child.kill();
             let _ = child.wait();
@@ -1336,13 +1427,14 @@ for_each_backend!(
         child.kill().unwrap();
         let mut lp = new_loop::<B>();
         let s = wait_status(&mut lp, &p, "wait on a second loop");
-        assert_eq!(s.signal(), Some(libc::SIGKILL));
+        assert_killed(&s);
     }
 
     /// A `Process` dropped with a wait pending: the wait's callback runs once,
     /// with `Canceled` (its `Rearm` ignored), the pidfd is closed through the
     /// loop and its number works again; one dropped after its loop closes its
     /// pidfd directly. The child is left alone.
+    #[cfg(unix)]
     fn process_dropped_with_wait_pending<B: Backend>() {
         let mut lp = new_loop::<B>();
         let mut child = Command::new("sleep").arg("60").spawn().unwrap();

@@ -334,11 +334,20 @@ impl<B: Backend> FdOwner<B> {
     }
 
     /// Remembers `lp` as the loop to hand the descriptor to (an `Rc`
-    /// clone: no allocation).
+    /// clone: no allocation). On Windows, a watcher that moves to another
+    /// loop also ends its handle's association with the former loop's
+    /// completion port, so that its operations complete on the new one
+    /// (where the system can: see [`crate::sys::disassociate`]).
     fn bind(&self, lp: &Loop<B>) {
         let inbox = lp.orphans();
         let mut cur = self.orphans.borrow_mut();
         if !cur.as_ref().is_some_and(|c| Rc::ptr_eq(c, &inbox)) {
+            #[cfg(windows)]
+            if cur.is_some() {
+                if let Some(fd) = self.share.fd.borrow().as_ref() {
+                    crate::sys::disassociate(raw_of(fd));
+                }
+            }
             *cur = Some(inbox);
         }
     }

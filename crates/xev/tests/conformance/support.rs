@@ -184,15 +184,7 @@ pub fn errno(res: &OpResult) -> Option<i32> {
     }
 }
 
-/// Whether `code` is the platform's "bad descriptor or handle" error:
-/// `EBADF` on Unix; on Windows `ERROR_INVALID_HANDLE` (file calls) or
-/// `WSAENOTSOCK` (WinSock calls, which is what an invalid socket gets).
-pub fn is_bad_handle(code: Option<i32>) -> bool {
-    #[cfg(unix)]
-    return code == Some(libc::EBADF);
-    #[cfg(windows)]
-    return matches!(code, Some(6) | Some(10038));
-}
+pub use crate::harness::is_bad_handle;
 
 /// The `io::ErrorKind` of the OS error inside a result, if any.
 pub fn error_kind(res: &OpResult) -> Option<std::io::ErrorKind> {

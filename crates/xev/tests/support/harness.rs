@@ -183,6 +183,42 @@ impl Drop for Current {
     }
 }
 
+/// Whether `code` is the platform's "bad descriptor or handle" error:
+/// `EBADF` on Unix; on Windows `ERROR_INVALID_HANDLE` (file calls) or
+/// `WSAENOTSOCK` (WinSock calls, which is what an invalid socket gets).
+#[allow(dead_code)] // not every test binary needs it
+pub fn is_bad_handle(code: Option<i32>) -> bool {
+    #[cfg(unix)]
+    return code == Some(libc::EBADF);
+    #[cfg(windows)]
+    return matches!(code, Some(6) | Some(10038));
+}
+
+/// Tests that wine 8 cannot run (real Windows can), each with the reason;
+/// skipped only when the test runs under wine (see [`under_wine`]).
+pub const NOT_UNDER_WINE: &[(&str, &str)] = &[(
+    "::iocp::udp_outlives_loop",
+    "moving a handle to another loop's completion port needs FileReplaceCompletionInformation, which wine 8 does not implement",
+)];
+
+/// Whether this Windows test binary runs under wine (its ntdll exports
+/// `wine_get_version`).
+#[cfg(windows)]
+pub fn under_wine() -> bool {
+    use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleA, GetProcAddress};
+    // SAFETY: NUL-terminated names; ntdll is loaded in every process.
+    unsafe {
+        let ntdll = GetModuleHandleA(c"ntdll.dll".as_ptr().cast());
+        !ntdll.is_null() && GetProcAddress(ntdll, c"wine_get_version".as_ptr().cast()).is_some()
+    }
+}
+
+/// Whether this test binary runs under wine (never off Windows).
+#[cfg(not(windows))]
+pub fn under_wine() -> bool {
+    false
+}
+
 /// Runs one instantiated test: `test` (its full path, for messages) on
 /// `backend`, by calling `f`. Skips it with a message on stderr when
 /// [`probe`] says the backend cannot run here; otherwise runs it under a
@@ -199,6 +235,13 @@ pub fn run(backend: &'static str, test: &'static str, f: fn()) {
         eprintln!("not applicable: skipping {test}: {why}");
         return;
     }
+    if let Some((_, why)) = NOT_UNDER_WINE
+        .iter()
+        .find(|(t, _)| under_wine() && test.ends_with(t))
+    {
+        eprintln!("not under wine: skipping {test}: {why}");
+        return;
+    }
     let watchdog = Watchdog::start(test);
     BACKEND.with(|b| b.set(backend));
     LIMIT.with(|l| l.set(Some(watchdog.0.clone())));
@@ -209,11 +252,14 @@ pub fn run(backend: &'static str, test: &'static str, f: fn()) {
 /// Instantiates the test functions written inside it for every backend
 /// this host can run (see the module documentation). Each function must be
 /// `fn NAME<B: Backend>() { ... }` (attributes and doc comments allowed),
-/// with `Backend` (`xev::backend::Backend`) in scope.
+/// with `Backend` (`xev::backend::Backend`) in scope. A function's
+/// attributes also go on its instantiations, so a `#[cfg(unix)]` scenario
+/// is instantiated only where it compiles.
 macro_rules! for_each_backend {
-    (@backend $module:ident, $backend:ty; $($name:ident)*) => {
+    (@backend $module:ident, $backend:ty; $([$(#[$attr:meta])*] $name:ident)*) => {
         mod $module {
             $(
+                $(#[$attr])*
                 #[test]
                 fn $name() {
                     $crate::harness::run(
@@ -229,18 +275,18 @@ macro_rules! for_each_backend {
         $($(#[$attr])* fn $name<B: Backend>() $body)*
 
         #[cfg(target_os = "linux")]
-        for_each_backend!(@backend io_uring, xev::backend::io_uring::IoUring; $($name)*);
+        for_each_backend!(@backend io_uring, xev::backend::io_uring::IoUring; $([$(#[$attr])*] $name)*);
         #[cfg(target_os = "linux")]
-        for_each_backend!(@backend epoll, xev::backend::epoll::Epoll; $($name)*);
+        for_each_backend!(@backend epoll, xev::backend::epoll::Epoll; $([$(#[$attr])*] $name)*);
         // Whichever of the two this host allows (or XEV_BACKEND forces):
         // every test must hold for it too.
         #[cfg(target_os = "linux")]
-        for_each_backend!(@backend dynamic, xev::backend::dynamic::Dynamic; $($name)*);
+        for_each_backend!(@backend dynamic, xev::backend::dynamic::Dynamic; $([$(#[$attr])*] $name)*);
         // Natively on macOS and FreeBSD; through libkqueue on Linux
         // (RUSTFLAGS="--cfg xev_libkqueue", see the README).
         #[cfg(any(xev_libkqueue, target_os = "macos", target_os = "freebsd"))]
-        for_each_backend!(@backend kqueue, xev::backend::kqueue::Kqueue; $($name)*);
+        for_each_backend!(@backend kqueue, xev::backend::kqueue::Kqueue; $([$(#[$attr])*] $name)*);
         #[cfg(windows)]
-        for_each_backend!(@backend iocp, xev::backend::iocp::Iocp; $($name)*);
+        for_each_backend!(@backend iocp, xev::backend::iocp::Iocp; $([$(#[$attr])*] $name)*);
     };
 }

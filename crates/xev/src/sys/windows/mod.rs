@@ -178,6 +178,35 @@ pub(crate) fn is_synchronous(h: RawHandle) -> bool {
     status >= 0 && info.Mode & (FILE_SYNCHRONOUS_IO_ALERT | FILE_SYNCHRONOUS_IO_NONALERT) != 0
 }
 
+/// Ends `h`'s association with a completion port, so that the next
+/// operation on it associates it with the port of the loop it goes to
+/// (`FileReplaceCompletionInformation` with no port; Windows 8.1 and
+/// later; wine 8 answers `STATUS_NOT_IMPLEMENTED`). For a watcher that
+/// moves to another loop. Answers whether it worked.
+pub(crate) fn disassociate(h: RawHandle) -> bool {
+    use windows_sys::Wdk::Storage::FileSystem::{
+        FileReplaceCompletionInformation, NtSetInformationFile, FILE_COMPLETION_INFORMATION,
+    };
+    let info = FILE_COMPLETION_INFORMATION {
+        Port: std::ptr::null_mut(),
+        Key: std::ptr::null_mut(),
+    };
+    // SAFETY: IO_STATUS_BLOCK is plain data; all zero is valid.
+    let mut iosb: windows_sys::Win32::System::IO::IO_STATUS_BLOCK = unsafe { std::mem::zeroed() };
+    // SAFETY: `iosb` and `info` are live locals of the sizes given; the
+    // kernel checks the handle.
+    let status = unsafe {
+        NtSetInformationFile(
+            h as HANDLE,
+            &mut iosb,
+            (&info as *const FILE_COMPLETION_INFORMATION).cast(),
+            std::mem::size_of::<FILE_COMPLETION_INFORMATION>() as u32,
+            FileReplaceCompletionInformation,
+        )
+    };
+    status >= 0
+}
+
 /// Puts `h` in the mode where an overlapped call that succeeds at once
 /// posts no packet (`FILE_SKIP_COMPLETION_PORT_ON_SUCCESS`; its result is
 /// in the `OVERLAPPED` when the call returns) and does not signal the
