@@ -2,18 +2,13 @@
 //! backend in the `for_each_backend!` at the bottom
 //! (`tests/support/harness.rs`), which instantiates them as `BACKEND::NAME`
 //! for io_uring (skipped with a message when this host cannot run it),
-//! epoll, the dynamic backend and kqueue through libkqueue.
+//! epoll, the dynamic backend, kqueue through libkqueue and IOCP (under
+//! wine). Scenarios that prove closes by descriptor numbers and identities,
+//! or fill a pipe through a blocking duplicate of its descriptor, are
+//! `#[cfg(unix)]`; on Windows the pipes are `Stream::pipe()`'s named pipes.
 //!
 //! Every test runs its loop under a 10 s safety timer, so a hang fails
 //! instead of hanging, and under the harness's watchdog besides.
-
-// Unix only until its descriptors are ported to Windows (the conformance
-// suite runs on IOCP already).
-#![cfg(unix)]
-// Linux-hosted: these instantiate io_uring, epoll and the dynamic backend
-// (and kqueue through libkqueue); kqueue on macOS and FreeBSD is covered by
-// the portable conformance suite.
-#![cfg(target_os = "linux")]
 
 #[path = "support/harness.rs"]
 #[macro_use]
@@ -21,8 +16,11 @@ mod harness;
 
 use std::cell::{Cell, RefCell};
 use std::fs::OpenOptions;
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
+#[cfg(unix)]
+use std::io::Write as _;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+#[cfg(unix)]
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -39,8 +37,10 @@ use xev::{
     ThreadPoolConfig, WriteError,
 };
 
+#[cfg(unix)]
 #[path = "support/fd_reuse.rs"]
 mod fd_reuse;
+#[cfg(unix)]
 use fd_reuse::{identity, read_on_reused_number};
 
 /// How long anything may take before a test fails instead of hanging.
@@ -153,18 +153,32 @@ fn record_read<B: Backend>(
 }
 
 /// A pipe: (read end, write end), blocking, close-on-exec.
+#[cfg(unix)]
 fn pipe() -> (OwnedFd, OwnedFd) {
     let mut fds = [0; 2];
-    // SAFETY: `fds` is a live array of two ints for pipe2 to fill.
-    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-    assert_eq!(r, 0, "pipe2: {}", std::io::Error::last_os_error());
+    // SAFETY: `fds` is a live array of two ints for pipe to fill.
+    let r = unsafe { libc::pipe(fds.as_mut_ptr()) };
+    assert_eq!(r, 0, "pipe: {}", std::io::Error::last_os_error());
+    for fd in fds {
+        // SAFETY: sets a flag on a descriptor we own.
+        let r = unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        assert_eq!(r, 0);
+    }
     // SAFETY: both descriptors are new and owned by nothing else.
     unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
 }
 
+/// A pipe as two streams, (read end, write end): on Unix from blocking
+/// descriptors (the watcher makes them non-blocking); on Windows from
+/// [`Stream::pipe`] (a local named pipe opened for overlapped I/O).
 fn pipe_streams<B: Backend>() -> (Stream<B>, Stream<B>) {
-    let (r, w) = pipe();
-    (Stream::from_fd(r).unwrap(), Stream::from_fd(w).unwrap())
+    #[cfg(unix)]
+    {
+        let (r, w) = pipe();
+        (Stream::from_fd(r).unwrap(), Stream::from_fd(w).unwrap())
+    }
+    #[cfg(windows)]
+    Stream::pipe().unwrap()
 }
 
 /// A connected TCP pair over loopback: (client, server side).
@@ -176,6 +190,14 @@ fn tcp_pair<B: Backend>() -> (Tcp<B>, Tcp<B>) {
         Tcp::from_fd(a.into()).unwrap(),
         Tcp::from_fd(b.into()).unwrap(),
     )
+}
+
+/// The error code of a socket call on something that is not a socket.
+fn not_a_socket() -> i32 {
+    #[cfg(unix)]
+    return libc::ENOTSOCK;
+    #[cfg(windows)]
+    return 10038; // WSAENOTSOCK
 }
 
 fn localhost() -> SocketAddr {
@@ -402,24 +424,24 @@ for_each_backend!(
 
     /// Writes to a peer that is gone fail: EPIPE on a pipe (and the writes
     /// queued behind a failed one fail with the same error, in order), EPIPE or
-    /// ECONNRESET on TCP.
+    /// ECONNRESET on TCP (their Windows equivalents: a broken pipe,
+    /// WSAECONNRESET or WSAECONNABORTED).
     fn write_to_closed_peer<B: Backend>() {
         let mut lp = new_loop::<B>(false);
-        let (r, w) = pipe();
+        let (r, w) = pipe_streams::<B>();
         drop(r);
-        let w: Stream<B> = Stream::from_fd(w).unwrap();
         let errs = Rc::new(RefCell::new(Vec::new()));
         for i in 0..3 {
             let e = errs.clone();
             w.queue_write(&mut lp, vec![1; 10], move |_, buf, res| {
                 assert_eq!(buf.len(), 10);
                 let err = res.expect_err("write to a closed pipe succeeded");
-                e.borrow_mut().push((i, err.raw_os_error()));
+                e.borrow_mut().push((i, err.kind()));
                 Action::Disarm
             });
         }
         run_until(&mut lp, || errs.borrow().len() == 3);
-        let epipe = Some(libc::EPIPE);
+        let epipe = std::io::ErrorKind::BrokenPipe;
         assert_eq!(*errs.borrow(), vec![(0, epipe), (1, epipe), (2, epipe)]);
 
         let (a, b) = tcp_pair::<B>();
@@ -434,27 +456,35 @@ for_each_backend!(
                 Action::Rearm
             }
             Err(er) => {
-                e.set(Some(er.raw_os_error()));
+                e.set(Some(er.kind()));
                 Action::Disarm
             }
         });
         run_until(&mut lp, || err.get().is_some());
-        let errno = err.get().flatten();
+        use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+        let kind = err.get().unwrap();
         assert!(
-            errno == Some(libc::EPIPE) || errno == Some(libc::ECONNRESET),
-            "expected EPIPE or ECONNRESET, got {errno:?}"
+            matches!(kind, BrokenPipe | ConnectionReset)
+                || (cfg!(windows) && kind == ConnectionAborted),
+            "expected EPIPE or ECONNRESET, got {kind:?}"
         );
         close_all(&mut lp, vec![w, a.into_stream()]);
     }
 
-    /// A read on a pipe whose writer is gone reports `Eof`.
+    /// A read on a pipe whose writer is gone reports `Eof`, after the bytes
+    /// written before.
     fn read_sees_eof<B: Backend>() {
         let mut lp = new_loop::<B>(false);
-        let (r, w) = pipe();
-        let r: Stream<B> = Stream::from_fd(r).unwrap();
-        let mut wf = std::fs::File::from(w);
-        wf.write_all(b"last words").unwrap();
-        drop(wf);
+        let (r, w) = pipe_streams::<B>();
+        let wrote = Rc::new(Cell::new(false));
+        let wr = wrote.clone();
+        w.queue_write(&mut lp, b"last words".to_vec(), move |_, _, res| {
+            assert_eq!(res.unwrap(), 10);
+            wr.set(true);
+            Action::Disarm
+        });
+        run_until(&mut lp, || wrote.get());
+        close_all(&mut lp, vec![w]);
         let got = Rc::new(RefCell::new(Vec::new()));
         let eof = Rc::new(Cell::new(0));
         let (g, e) = (got.clone(), eof.clone());
@@ -524,6 +554,7 @@ for_each_backend!(
     /// Canceling the head of a write queue (blocked on a full pipe) fails it
     /// and every write behind it with `Canceled`, in order; only the head can
     /// be canceled; writes queued afterwards work.
+    #[cfg(unix)]
     fn cancel_queued_writes<B: Backend>() {
         let mut lp = new_loop::<B>(false);
         let (r, w) = pipe();
@@ -675,7 +706,7 @@ for_each_backend!(
             Action::Disarm
         });
         run_until(&mut lp, || err.get().is_some());
-        assert_eq!(err.get(), Some(Some(libc::ENOTSOCK)));
+        assert_eq!(err.get(), Some(Some(not_a_socket())));
         close_all(&mut lp, vec![a.into_stream(), b.into_stream(), r, w]);
     }
 
@@ -872,12 +903,14 @@ for_each_backend!(
     }
 
     /// Without a thread pool, positional file I/O fails with `NoThreadPool` on
-    /// epoll (and the queued write behind the failed one too), and works on
-    /// io_uring; reads at the position work everywhere.
+    /// epoll, kqueue and IOCP (and the queued write behind the failed one
+    /// too), and works on io_uring; reads at the position work everywhere.
     fn file_without_pool<B: Backend>() {
         let mut lp = new_loop::<B>(false);
-        // Readiness backends (epoll, kqueue) have no asynchronous file I/O.
-        let epoll = matches!(lp.backend_name(), "epoll" | "kqueue");
+        // Readiness backends (epoll, kqueue) have no asynchronous file I/O;
+        // on IOCP `File::open` opens files as std does, for synchronous I/O,
+        // whose positional reads and writes go to the pool too.
+        let epoll = matches!(lp.backend_name(), "epoll" | "kqueue" | "iocp");
         let path = temp_path("no-pool");
         std::fs::write(&path, b"abc").unwrap();
         let f: File<B> = File::open(&path, OpenOptions::new().read(true).write(true)).unwrap();
@@ -944,6 +977,7 @@ for_each_backend!(
     /// Closing a stream cancels the queued writes that have not started, and
     /// dropping one lets them fail with `Canceled` once the write in flight
     /// finishes; `from_fd` rejects non-sockets for `Tcp`.
+    #[cfg(unix)]
     fn close_and_drop_with_queued_writes<B: Backend>() {
         let mut lp = new_loop::<B>(false);
         let (a, b) = tcp_pair::<B>();
@@ -1040,6 +1074,7 @@ for_each_backend!(
     /// `Canceled` (its `Rearm` ignored); the socket is closed through the loop
     /// (the peer sees end of file); a new descriptor with the same number
     /// works on the same loop.
+    #[cfg(unix)]
     fn tcp_dropped_with_read_pending<B: Backend>() {
         let mut lp = new_loop::<B>(false);
         let (conn, mut peer) = tcp_with_peer::<B>();
@@ -1127,6 +1162,7 @@ for_each_backend!(
     /// A pipe `Stream` dropped with a read pending: one `Canceled`, the read
     /// end is closed through the loop (writing to the pipe fails with EPIPE),
     /// and its number works again; one dropped after its loop closes directly.
+    #[cfg(unix)]
     fn stream_dropped_with_read_pending<B: Backend>() {
         let mut lp = new_loop::<B>(false);
         let (r, w) = pipe();
@@ -1163,6 +1199,7 @@ for_each_backend!(
     /// writes): each callback runs once, with `Canceled`, nothing is written,
     /// and the file is closed through the loop; one dropped after its loop
     /// closes directly.
+    #[cfg(unix)]
     fn file_dropped_with_requests_pending<B: Backend>() {
         let mut lp = new_loop::<B>(true);
         let path = temp_path("drop");

@@ -96,6 +96,10 @@ pub const NOT_APPLICABLE: &[(&str, &str)] = &[
     ),
     ("poll::iocp::", "poll is Unsupported on IOCP"),
     (
+        "::iocp::poll_readiness",
+        "poll is Unsupported on IOCP (conformance net::poll_is_readiness_or_unsupported checks that)",
+    ),
+    (
         "cancel::iocp::cancel_pending_poll",
         "poll is Unsupported on IOCP (net::poll_is_readiness_or_unsupported checks that)",
     ),

@@ -140,9 +140,32 @@ pub(crate) fn shutdown(s: RawHandle, how: std::net::Shutdown) -> i32 {
     };
     // SAFETY: takes integers only.
     if unsafe { ws::shutdown(s, how) } != 0 {
-        return neg_wsa_error();
+        let e = neg_wsa_error();
+        // Something that is not a socket answers WSAENOTSOCK on Windows,
+        // WSAEOPNOTSUPP under wine: the same error, said one way.
+        if e != -ws::WSAENOTSOCK && !is_socket(s) {
+            return -ws::WSAENOTSOCK;
+        }
+        return e;
     }
     0
+}
+
+/// Whether `h` is a socket (it has a socket type).
+fn is_socket(h: RawHandle) -> bool {
+    let mut ty = 0i32;
+    let mut len = std::mem::size_of::<i32>() as i32;
+    // SAFETY: `ty` and `len` are live locals of the sizes given.
+    let r = unsafe {
+        ws::getsockopt(
+            h,
+            ws::SOL_SOCKET,
+            ws::SO_TYPE,
+            (&mut ty as *mut i32).cast(),
+            &mut len,
+        )
+    };
+    r == 0
 }
 
 /// Whether `h` is a disk file (whose reads and writes never wait for a
