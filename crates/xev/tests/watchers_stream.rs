@@ -16,9 +16,7 @@ mod harness;
 
 use std::cell::{Cell, RefCell};
 use std::fs::OpenOptions;
-use std::io::Read as _;
-#[cfg(unix)]
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 #[cfg(unix)]
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -275,6 +273,47 @@ for_each_backend!(
         assert_eq!(wrote.get(), Some(10));
         assert_eq!(&got.borrow()[..], b"hello pipe");
         close_all(&mut lp, vec![r, w]);
+    }
+
+    /// Windows: a pipe end opened for synchronous I/O (std's anonymous
+    /// pipe, like a child's stdout or a console handle) cannot go through
+    /// the completion port. Without a thread pool its read fails with
+    /// `NoThreadPool`; with one, it reads on the pool, then sees end of
+    /// file once the writer is gone.
+    #[cfg(windows)]
+    #[allow(clippy::incompatible_msrv)] // std::io::pipe: tests build on stable
+    fn synchronous_pipe_reads_go_to_the_pool<B: Backend>() {
+        let (r, mut w) = std::io::pipe().unwrap();
+        let r: Stream<B> = Stream::from_handle(r.into());
+        {
+            let mut lp = new_loop::<B>(false);
+            let res = Rc::new(RefCell::new(None));
+            let rs = res.clone();
+            r.read(&mut lp, vec![0; 8], move |_, _, got| {
+                *rs.borrow_mut() = Some(got.map_err(|e| e.to_string()));
+                Action::Disarm
+            });
+            run_until(&mut lp, || res.borrow().is_some());
+            assert_eq!(
+                *res.borrow(),
+                Some(Err(ReadError::NoThreadPool.to_string()))
+            );
+        }
+        let mut lp = new_loop::<B>(true);
+        w.write_all(b"via the pool").unwrap();
+        drop(w);
+        let got = read_into(&mut lp, &r, 12);
+        run_until(&mut lp, || got.borrow().len() == 12);
+        assert_eq!(&got.borrow()[..], b"via the pool");
+        let eof = Rc::new(Cell::new(false));
+        let e = eof.clone();
+        r.read(&mut lp, vec![0; 8], move |_, _, res| {
+            assert!(matches!(res, Err(ReadError::Eof)), "{res:?}");
+            e.set(true);
+            Action::Disarm
+        });
+        run_until(&mut lp, || eof.get());
+        close_all(&mut lp, vec![r]);
     }
 
     fn tcp_read_write<B: Backend>() {
