@@ -1,6 +1,7 @@
 //! The process watcher, written once for every platform (IOCP included):
 //! exit codes 0 and 42, a killed child, a child that exited before the
-//! watch began, and a process that is not ours. The children are this test
+//! watch began, a process that is not ours, and `Process::spawn` with
+//! piped stdio and `Process::kill`. The children are this test
 //! binary itself, re-run on one of the `#[ignore]`d helper tests below, so
 //! no shell is needed. Each test runs on every backend this host can run
 //! (`tests/support/harness.rs`).
@@ -13,14 +14,14 @@
 mod harness;
 
 use std::cell::RefCell;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::rc::Rc;
 
 use xev::backend::Backend;
 use xev::generic::{Loop, OwnedLoop};
-use xev::watcher::Process;
-use xev::{Action, Options, ProcessError, RunMode};
+use xev::watcher::{Process, Stream};
+use xev::{Action, Options, ProcessError, ReadError, RunMode};
 
 /// Set in the children's environment, so that the helpers act only there.
 const CHILD_ENV: &str = "XEV_PROCESS_TEST_CHILD";
@@ -41,6 +42,51 @@ fn child_sleep() {
     if std::env::var(CHILD_ENV).is_ok() {
         std::thread::sleep(std::time::Duration::from_secs(120));
     }
+}
+
+/// Child helper: copies stdin to stdout in capitals, writes a line to
+/// stderr, and exits with 3.
+#[test]
+#[ignore = "a child process of the tests below"]
+fn child_shout() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        let mut input = Vec::new();
+        std::io::stdin().read_to_end(&mut input).unwrap();
+        let mut out = std::io::stdout().lock();
+        out.write_all(&input.to_ascii_uppercase()).unwrap();
+        out.flush().unwrap();
+        // (Not eprint!: the test harness would capture it.)
+        std::io::stderr().write_all(b"to stderr").unwrap();
+        std::process::exit(3);
+    }
+}
+
+/// The command that runs this binary on helper `name`, with `code` in its
+/// environment.
+fn helper(name: &str, code: i32) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--ignored", "--exact", name, "--test-threads=1", "-q"])
+        .env(CHILD_ENV, code.to_string());
+    cmd
+}
+
+/// Reads `s` to its end through the loop; the bytes, once end of file
+/// came.
+fn read_to_end<B: Backend>(lp: &mut Loop<B>, s: &Stream<B>) -> Rc<RefCell<Option<Vec<u8>>>> {
+    let done = Rc::new(RefCell::new(None));
+    let (d, mut acc) = (done.clone(), Vec::new());
+    s.read(lp, vec![0; 256], move |_, buf, res| match res {
+        Ok(n) => {
+            acc.extend_from_slice(&buf[..n]);
+            Action::Rearm
+        }
+        Err(ReadError::Eof) => {
+            *d.borrow_mut() = Some(std::mem::take(&mut acc));
+            Action::Disarm
+        }
+        Err(e) => panic!("read: {e}"),
+    });
+    done
 }
 
 /// Spawns this binary running helper `name`, with `code` in its
@@ -146,6 +192,101 @@ for_each_backend!(
             return;
         };
         assert_eq!(res.expect("the wait").code(), Some(7));
+    }
+
+    /// `Process::spawn` with piped stdin, stdout and stderr: what the child
+    /// reads from the stdin stream comes back on the stdout stream, its
+    /// stderr on the stderr stream, and the wait reports its exit code.
+    fn spawn_with_pipes<B: Backend>() {
+        let mut lp = new_loop::<B>();
+        let mut cmd = helper("child_shout", 0);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let spawned = match Process::<B>::spawn(&mut cmd) {
+            Ok(s) => s,
+            Err(ProcessError::Unsupported) => return,
+            Err(e) => panic!("spawn: {e}"),
+        };
+        let (stdin, stdout, stderr) = (
+            spawned.stdin.expect("stdin piped"),
+            spawned.stdout.expect("stdout piped"),
+            spawned.stderr.expect("stderr piped"),
+        );
+        let wrote = Rc::new(RefCell::new(false));
+        let w = wrote.clone();
+        stdin.queue_write(&mut lp, b"quiet words".to_vec(), move |_, _, res| {
+            assert_eq!(res.expect("write to the child"), 11);
+            *w.borrow_mut() = true;
+            Action::Disarm
+        });
+        while !*wrote.borrow() {
+            lp.run(RunMode::Once).unwrap();
+        }
+        // End of file for the child (a close cancels writes not yet done,
+        // so it comes after the write).
+        stdin.close(&mut lp, |_, res| res.expect("close stdin"));
+        let out = read_to_end(&mut lp, &stdout);
+        let err = read_to_end(&mut lp, &stderr);
+        let status = Rc::new(RefCell::new(None));
+        let st = status.clone();
+        spawned.process.wait(&mut lp, move |_, res| {
+            *st.borrow_mut() = Some(res);
+            Action::Disarm
+        });
+        lp.run(RunMode::UntilDone).unwrap();
+        // The test harness of the child prints its header first.
+        let out = out.borrow().clone().expect("stdout to its end");
+        assert!(
+            out.ends_with(b"QUIET WORDS"),
+            "{:?}",
+            String::from_utf8_lossy(&out)
+        );
+        assert_eq!(err.borrow().as_deref(), Some(&b"to stderr"[..]));
+        let status = status.borrow_mut().take().unwrap().expect("the wait");
+        assert_eq!(status.code(), Some(3));
+        for s in [stdout, stderr] {
+            s.close(&mut lp, |_, res| res.expect("close"));
+        }
+        spawned.process.close(&mut lp, |_, r| r.expect("close"));
+        lp.run(RunMode::UntilDone).unwrap();
+        assert_eq!(lp.active(), 0);
+    }
+
+    /// `Process::kill` ends a running child (SIGKILL on Unix, exit code 1
+    /// on Windows); once the child is reaped, killing it again is a no-op
+    /// (`Ok`), as for `Child::kill`, and on Unix signalling it is refused.
+    fn spawn_then_kill<B: Backend>() {
+        let mut lp = new_loop::<B>();
+        let p = match Process::<B>::spawn(&mut helper("child_sleep", 0)) {
+            Ok(s) => s.process,
+            Err(ProcessError::Unsupported) => return,
+            Err(e) => panic!("spawn: {e}"),
+        };
+        let got = Rc::new(RefCell::new(None));
+        let g = got.clone();
+        p.wait(&mut lp, move |_, res| {
+            *g.borrow_mut() = Some(res);
+            Action::Disarm
+        });
+        lp.run(RunMode::NoWait).unwrap();
+        assert!(got.borrow().is_none(), "the sleeper is still running");
+        p.kill().expect("kill");
+        lp.run(RunMode::UntilDone).unwrap();
+        let status = got.borrow_mut().take().unwrap().expect("the wait");
+        #[cfg(unix)]
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
+        #[cfg(windows)]
+        assert_eq!(status.code(), Some(1));
+        assert_eq!(p.exit_status(), Some(status));
+        p.kill().expect("a second kill, after the reap");
+        #[cfg(unix)]
+        assert!(matches!(p.signal(15), Err(ProcessError::NotChild)));
+        p.close(&mut lp, |_, r| r.expect("close"));
+        lp.run(RunMode::UntilDone).unwrap();
     }
 
     /// A process that is not ours (pid 1: init on Unix, none on Windows)

@@ -39,7 +39,7 @@ mod udp;
 mod write_queue;
 
 pub use file::File;
-pub use process::Process;
+pub use process::{Process, Spawned};
 pub use stream::Stream;
 pub use tcp::Tcp;
 pub use timer::Timer;

@@ -110,3 +110,34 @@ pub(crate) fn proc_exited(pid: i32) -> Option<i32> {
         return if exited_pid == 0 { None } else { Some(0) };
     }
 }
+
+/// Sends `sig` to the process of `pidfd` (Linux 5.1+): never to another
+/// process, even once the pid number is reused.
+#[cfg(target_os = "linux")]
+pub(crate) fn pidfd_send_signal(pidfd: RawFd, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: four integers; no siginfo (null) and no flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            libc::c_long::from(pidfd),
+            libc::c_long::from(sig),
+            std::ptr::null::<libc::siginfo_t>(),
+            0 as libc::c_long,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sends `sig` to process `pid` (the caller makes sure the pid cannot have
+/// been reused: a child not yet reaped).
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn kill(pid: i32, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: takes two integers.
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -87,3 +87,22 @@ pub(crate) fn close_job(job: RawHandle) {
     // SAFETY: closes a handle the caller owns.
     unsafe { CloseHandle(job as HANDLE) };
 }
+
+/// Ends process `h` with exit code 1 (`TerminateProcess`, as
+/// `std::process::Child::kill` does). A process that has exited already
+/// is left as it is.
+pub(crate) fn terminate_process(h: RawHandle) -> io::Result<()> {
+    use windows_sys::Win32::System::Threading::TerminateProcess;
+    if process_exited(h) {
+        return Ok(());
+    }
+    // SAFETY: takes a handle and an integer.
+    if unsafe { TerminateProcess(h as HANDLE, 1) } == 0 {
+        // It may have exited meanwhile (access is then denied).
+        if process_exited(h) {
+            return Ok(());
+        }
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

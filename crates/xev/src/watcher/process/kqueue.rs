@@ -44,6 +44,12 @@ impl<B: Backend> Watch<B> {
         })
     }
 
+    /// Sends `sig` to `pid`, which the caller knows is not reaped yet (so
+    /// its number is still ours).
+    pub(super) fn signal(&self, pid: i32, sig: i32) -> io::Result<()> {
+        crate::sys::kill(pid, sig)
+    }
+
     /// No pidfd: kqueue watches the pid itself.
     pub(super) fn pidfd(&self) -> Option<RawFd> {
         None

@@ -6,7 +6,9 @@ use std::cell::Cell;
 use std::fmt;
 use std::io;
 use crate::op::RawHandle as RawFd;
-use std::process::{Child, ExitStatus};
+use std::process::{Child, Command, ExitStatus};
+
+use super::Stream;
 use std::rc::Rc;
 
 use crate::backend::Backend;
@@ -113,6 +115,33 @@ pub struct Process<B: Backend = crate::DefaultBackend> {
     watch: Watch<B>,
 }
 
+/// A child started by [`Process::spawn`]: its watcher, and the parent's
+/// ends of the pipes the command asked for, as streams (`None` for a
+/// stream that was not piped).
+#[derive(Debug)]
+pub struct Spawned<B: Backend = crate::DefaultBackend> {
+    /// The watcher of the child.
+    pub process: Process<B>,
+    /// Writes to the child's stdin (close it to send end of file).
+    pub stdin: Option<Stream<B>>,
+    /// Reads the child's stdout.
+    pub stdout: Option<Stream<B>>,
+    /// Reads the child's stderr.
+    pub stderr: Option<Stream<B>>,
+}
+
+/// The parent's end of a child's pipe as a stream.
+#[cfg(unix)]
+fn stream_of<B: Backend>(pipe: impl Into<std::os::fd::OwnedFd>) -> io::Result<Stream<B>> {
+    Stream::from_fd(pipe.into())
+}
+
+/// The parent's end of a child's pipe as a stream.
+#[cfg(windows)]
+fn stream_of<B: Backend>(pipe: impl Into<std::os::windows::io::OwnedHandle>) -> io::Result<Stream<B>> {
+    Ok(Stream::from_handle(pipe.into()))
+}
+
 impl<B: Backend> fmt::Debug for Process<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Process")
@@ -145,6 +174,43 @@ impl<B: Backend> Process<B> {
         })
     }
 
+    /// Spawns `cmd` and watches the child. The pipes the command asks for
+    /// (`Stdio::piped()` for stdin, stdout or stderr) come back as
+    /// [`Stream`]s, the parent's ends of them (non-blocking and
+    /// close-on-exec on Unix; on Windows as std creates them). The child's
+    /// [`std::process::Child`] is not returned: the watcher waits for and
+    /// reaps the child, and [`Process::kill`] ends it.
+    ///
+    /// Errors: a failed spawn is a [`ProcessError::Io`]; where the child
+    /// cannot be watched ([`ProcessError::Unsupported`], Linux without
+    /// pidfds) it is killed and reaped before the error is returned.
+    pub fn spawn(cmd: &mut Command) -> Result<Spawned<B>, ProcessError> {
+        let mut child = cmd.spawn().map_err(ProcessError::Io)?;
+        let process = match Process::from_child(&child) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
+        };
+        let stdin = child.stdin.take().map(stream_of).transpose();
+        let stdout = child.stdout.take().map(stream_of).transpose();
+        let stderr = child.stderr.take().map(stream_of).transpose();
+        match (stdin, stdout, stderr) {
+            (Ok(stdin), Ok(stdout), Ok(stderr)) => Ok(Spawned {
+                process,
+                stdin,
+                stdout,
+                stderr,
+            }),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                let _ = process.kill();
+                Err(ProcessError::Io(e))
+            }
+        }
+    }
+
     /// Watches a child spawned with [`std::process::Command`]. Once the
     /// watcher has reaped it, do not call `Child::wait`/`try_wait`/`kill`
     /// (the pid is free for reuse then); `Child::kill` before that is fine.
@@ -167,6 +233,47 @@ impl<B: Backend> Process<B> {
     /// watcher). `None` on kqueue systems, which watch the pid itself.
     pub fn pidfd(&self) -> Option<RawFd> {
         self.watch.pidfd()
+    }
+
+    /// Kills the process: `SIGKILL` on Unix, `TerminateProcess` (exit
+    /// code 1) on Windows, as [`std::process::Child::kill`] does. It can
+    /// never hit another process: on Linux the signal goes through the
+    /// pidfd; on kqueue systems by pid, but only while the watcher has not
+    /// reaped the child (the number cannot be reused before that); on
+    /// Windows through the watcher's process handle. A process that has
+    /// exited already is left alone and the answer is `Ok(())`, as for
+    /// `Child::kill`. A wait then reports the status (on Unix, killed by
+    /// `SIGKILL`; on Windows, exit code 1).
+    pub fn kill(&self) -> Result<(), ProcessError> {
+        if self.status.get().is_some() {
+            return Ok(());
+        }
+        #[cfg(unix)]
+        return match self.signal(libc::SIGKILL) {
+            // Exited, not reaped yet: already gone.
+            Err(ProcessError::Io(e)) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            r => r,
+        };
+        #[cfg(windows)]
+        return self.watch.kill().map_err(ProcessError::Io);
+    }
+
+    /// Sends signal `sig` to the process (Unix), with the same guarantee
+    /// as [`Process::kill`]: never to another process. Once the watcher has
+    /// reaped the child the answer is [`ProcessError::NotChild`] (it is no
+    /// longer ours to signal); for one that exited but is not reaped yet,
+    /// an `ESRCH` [`ProcessError::Io`] on Linux (the signal is lost).
+    #[cfg(unix)]
+    #[cfg_attr(docsrs, doc(cfg(unix)))]
+    pub fn signal(&self, sig: i32) -> Result<(), ProcessError> {
+        if self.status.get().is_some() {
+            return Err(ProcessError::NotChild);
+        }
+        #[cfg(target_os = "linux")]
+        let r = self.watch.signal(sig);
+        #[cfg(not(target_os = "linux"))]
+        let r = self.watch.signal(self.pid, sig);
+        r.map_err(ProcessError::Io)
     }
 
     /// Waits for the process to exit (it may have exited already: the wait

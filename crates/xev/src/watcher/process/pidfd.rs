@@ -46,6 +46,15 @@ impl<B: Backend> Watch<B> {
         })
     }
 
+    /// Sends `sig` through the pidfd. A process that exited (reaped or
+    /// not) makes the kernel answer `ESRCH`.
+    pub(super) fn signal(&self, sig: i32) -> io::Result<()> {
+        match self.pidfd() {
+            Some(fd) => crate::sys::pidfd_send_signal(fd, sig),
+            None => Err(io::Error::from_raw_os_error(libc::EBADF)),
+        }
+    }
+
     /// The pidfd, while the watcher has it.
     pub(super) fn pidfd(&self) -> Option<RawFd> {
         Some(self.pidfd.share().raw()).filter(|&fd| fd >= 0)

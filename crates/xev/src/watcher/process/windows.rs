@@ -43,6 +43,11 @@ impl<B: Backend> Watch<B> {
         })
     }
 
+    /// Terminates the process (exit code 1); nothing if it has exited.
+    pub(super) fn kill(&self) -> std::io::Result<()> {
+        crate::sys::terminate_process(self.process.as_raw_handle() as crate::op::RawHandle)
+    }
+
     /// No pidfd on Windows.
     pub(super) fn pidfd(&self) -> Option<crate::op::RawHandle> {
         None
