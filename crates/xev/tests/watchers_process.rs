@@ -289,6 +289,46 @@ for_each_backend!(
         lp.run(RunMode::UntilDone).unwrap();
     }
 
+    /// A watcher asked to kill on drop kills its child when dropped (a
+    /// second watcher of the same child sees it killed); one not asked
+    /// leaves the child running.
+    fn kill_on_drop<B: Backend>() {
+        let mut lp = new_loop::<B>();
+        let p = match Process::<B>::spawn(&mut helper("child_sleep", 0)) {
+            Ok(s) => s.process,
+            Err(ProcessError::Unsupported) => return,
+            Err(e) => panic!("spawn: {e}"),
+        };
+        let observer = Process::<B>::new(p.pid()).expect("a second watcher");
+        drop(p); // not asked: the child lives on
+        lp.run(RunMode::NoWait).unwrap();
+        let got = Rc::new(RefCell::new(None));
+        let g = got.clone();
+        observer.wait(&mut lp, move |_, res| {
+            *g.borrow_mut() = Some(res);
+            Action::Disarm
+        });
+        lp.run(RunMode::NoWait).unwrap();
+        assert!(
+            got.borrow().is_none(),
+            "dropping the watcher killed the child"
+        );
+        let killer = Process::<B>::new(observer.pid()).expect("a third watcher");
+        killer.kill_on_drop(true);
+        drop(killer);
+        lp.run(RunMode::UntilDone).unwrap();
+        let status = got.borrow_mut().take().unwrap().expect("the wait");
+        #[cfg(unix)]
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
+        #[cfg(windows)]
+        assert_eq!(status.code(), Some(1));
+        observer.close(&mut lp, |_, r| r.expect("close"));
+        lp.run(RunMode::UntilDone).unwrap();
+    }
+
     /// A process that is not ours (pid 1: init on Unix, none on Windows)
     /// is a typed error, not a panic or a hang.
     fn process_not_ours<B: Backend>() {

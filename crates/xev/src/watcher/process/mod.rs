@@ -111,8 +111,11 @@ pub struct Process<B: Backend = crate::DefaultBackend> {
     /// The status, once reaped (a process is reaped once; later waits report
     /// it again). Shared with the callbacks of waits in flight.
     status: Rc<Cell<Option<ExitStatus>>>,
-    /// The platform's way of waiting (and what `close` and `Drop` release).
-    watch: Watch<B>,
+    /// The platform's way of waiting (and what `close` and `Drop` release);
+    /// `None` only inside `close`.
+    watch: Option<Watch<B>>,
+    /// Whether closing or dropping the watcher kills a child not reaped yet.
+    kill_on_drop: Cell<bool>,
 }
 
 /// A child started by [`Process::spawn`]: its watcher, and the parent's
@@ -170,7 +173,8 @@ impl<B: Backend> Process<B> {
         Ok(Process {
             pid,
             status: Rc::new(Cell::new(None)),
-            watch: Watch::new(pid)?,
+            watch: Some(Watch::new(pid)?),
+            kill_on_drop: Cell::new(false),
         })
     }
 
@@ -232,7 +236,7 @@ impl<B: Backend> Process<B> {
     /// The pidfd the watcher waits on, on Linux (still owned by the
     /// watcher). `None` on kqueue systems, which watch the pid itself.
     pub fn pidfd(&self) -> Option<RawFd> {
-        self.watch.pidfd()
+        self.watch().pidfd()
     }
 
     /// Kills the process: `SIGKILL` on Unix, `TerminateProcess` (exit
@@ -255,7 +259,7 @@ impl<B: Backend> Process<B> {
             r => r,
         };
         #[cfg(windows)]
-        return self.watch.kill().map_err(ProcessError::Io);
+        return self.watch().kill().map_err(ProcessError::Io);
     }
 
     /// Sends signal `sig` to the process (Unix), with the same guarantee
@@ -270,9 +274,9 @@ impl<B: Backend> Process<B> {
             return Err(ProcessError::NotChild);
         }
         #[cfg(target_os = "linux")]
-        let r = self.watch.signal(sig);
+        let r = self.watch().signal(sig);
         #[cfg(not(target_os = "linux"))]
-        let r = self.watch.signal(self.pid, sig);
+        let r = self.watch().signal(self.pid, sig);
         r.map_err(ProcessError::Io)
     }
 
@@ -293,7 +297,7 @@ impl<B: Backend> Process<B> {
     where
         F: FnMut(&mut Loop<B>, Result<ExitStatus, ProcessError>) -> Action + 'static,
     {
-        self.watch.wait(lp, self.pid, Rc::clone(&self.status), cb)
+        self.watch().wait(lp, self.pid, Rc::clone(&self.status), cb)
     }
 
     /// Stops watching: cancels the waits in flight (their callbacks run
@@ -306,7 +310,38 @@ impl<B: Backend> Process<B> {
     where
         F: FnOnce(&mut Loop<B>, Result<(), CloseError>) + 'static,
     {
-        self.watch.close(lp, cb)
+        let mut this = self;
+        this.kill_if_asked();
+        match this.watch.take() {
+            Some(watch) => watch.close(lp, cb),
+            // Unreachable: only `close` takes it, and it consumes the watcher.
+            None => Id::DETACHED,
+        }
+    }
+
+    /// Whether closing or dropping this watcher kills the child if it has
+    /// not been reaped yet (default: no, as for `std::process::Child`).
+    /// For a supervisor that must not leave children behind.
+    pub fn kill_on_drop(&self, kill: bool) {
+        self.kill_on_drop.set(kill);
+    }
+
+    fn watch(&self) -> &Watch<B> {
+        self.watch.as_ref().expect("a process watcher has its watch until closed")
+    }
+
+    /// Kills the child if [`Process::kill_on_drop`] asked for it and it has
+    /// not been reaped (errors ignored: the watcher is going away).
+    fn kill_if_asked(&self) {
+        if self.kill_on_drop.get() && self.watch.is_some() {
+            let _ = self.kill();
+        }
+    }
+}
+
+impl<B: Backend> Drop for Process<B> {
+    fn drop(&mut self) {
+        self.kill_if_asked();
     }
 }
 
