@@ -68,7 +68,17 @@ use windows::Watch;
 /// once, with `Canceled` unless they had finished) and frees parked ones;
 /// dropping the watcher does the same at the loop's next tick (or right
 /// after the callback that dropped it). Neither closing nor dropping kills
-/// or reaps the process.
+/// or reaps the process, unless [`Process::kill_on_drop`] asked for the
+/// kill.
+///
+/// # Spawning and killing
+///
+/// [`Process::spawn`] starts a [`Command`] and hands back the watcher and
+/// the parent's ends of the pipes the command asked for as [`Stream`]s
+/// ([`Spawned`]). [`Process::kill`] (and `Process::signal` on Unix) can
+/// never reach another process that reused the pid: Linux signals through
+/// the pidfd, Windows terminates through the watcher's process handle, and
+/// kqueue systems signal the pid only while the child is not reaped.
 ///
 /// On Linux there is also the pidfd to close. Nothing but the watcher ever
 /// waits on it, but a wait in flight polls its descriptor number, so the
