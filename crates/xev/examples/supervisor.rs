@@ -1,7 +1,8 @@
 //! A process supervisor on one xev loop: spawns N children (50 by default)
 //! with `Process::spawn`, reads every byte of each child's stdout through a
 //! `Stream`, waits for each exit, and kills the laggards with a per-child
-//! timeout (a `Timer` armed when the child's first output arrives). Every
+//! timeout (a `Timer` armed when the child's first output arrives, which
+//! kills a child that has not written all its output by then). Every
 //! fifth child lags (it prints one line, then sleeps); the others print 100
 //! numbered lines and exit with code `index % 7`. At the end every exit code,
 //! every kill and every byte is checked. The children are this program
@@ -153,10 +154,16 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         let process = Rc::new(spawned.process);
         let stdout = spawned.stdout.ok_or("stdout was not piped")?;
 
-        // The timeout: kills the child if it has not exited by then.
+        // The timeout: kills the child if it has neither exited nor written
+        // all its output by then (one that has is only exiting: a loaded
+        // machine must not make it look like a laggard).
         let (k, p) = (kids.clone(), process.clone());
         let timer = Rc::new(Timer::new(&mut lp, move |_, res| {
-            if res.is_ok() && k.borrow()[index].status.is_none() {
+            let done = {
+                let kid = &k.borrow()[index];
+                kid.status.is_some() || kid.out == expected_output(index).as_bytes()
+            };
+            if res.is_ok() && !done {
                 k.borrow_mut()[index].killed = true;
                 if let Err(e) = p.kill() {
                     eprintln!("child {index}: kill: {e}");

@@ -20,7 +20,7 @@ use std::rc::Rc;
 
 use xev::backend::Backend;
 use xev::generic::{Loop, OwnedLoop};
-use xev::watcher::{Process, Stream};
+use xev::watcher::{Process, Stream, Timer};
 use xev::{Action, Options, ProcessError, ReadError, RunMode};
 
 /// Set in the children's environment, so that the helpers act only there.
@@ -59,6 +59,38 @@ fn child_shout() {
         std::io::stderr().write_all(b"to stderr").unwrap();
         std::process::exit(3);
     }
+}
+
+/// Child helper: prints `XEV_PROCESS_TEST_CHILD` numbered lines, then
+/// exits with that number modulo 7.
+#[test]
+#[ignore = "a child process of the tests below"]
+fn child_lines() {
+    if let Ok(n) = std::env::var(CHILD_ENV) {
+        let n: usize = n.parse().expect("a line count");
+        let mut out = std::io::stdout().lock();
+        // One write: the supervisor finds all of it in the pipe at once.
+        out.write_all(lines(n).as_bytes()).unwrap();
+        out.flush().unwrap();
+        std::process::exit((n % 7) as i32);
+    }
+}
+
+/// Child helper: prints that it lags, then sleeps (until killed).
+#[test]
+#[ignore = "a child process of the tests below"]
+fn child_lag() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        let mut out = std::io::stdout().lock();
+        out.write_all(b"lagging\n").unwrap();
+        out.flush().unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(120));
+    }
+}
+
+/// What `child_lines` prints for `n`.
+fn lines(n: usize) -> String {
+    (0..n).map(|k| format!("line {k} of {n}\n")).collect()
 }
 
 /// The command that runs this binary on helper `name`, with `code` in its
@@ -327,6 +359,111 @@ for_each_backend!(
         assert_eq!(status.code(), Some(1));
         observer.close(&mut lp, |_, r| r.expect("close"));
         lp.run(RunMode::UntilDone).unwrap();
+    }
+
+    /// A small supervisor: children spawned with piped stdout, every byte
+    /// of it read, exit codes checked, and the laggards (every third child
+    /// prints "lagging" and sleeps) killed by a per-child timer that starts
+    /// with the child's own first output. The timer kills only a child
+    /// whose output is still incomplete, so a slow machine cannot make a
+    /// well-behaved child look like a laggard. `examples/supervisor.rs`,
+    /// smaller.
+    fn supervisor<B: Backend>() {
+        #[derive(Default)]
+        struct Kid {
+            out: Vec<u8>,
+            status: Option<ExitStatus>,
+            killed: bool,
+        }
+        const CHILDREN: usize = 9;
+        let lags = |i: usize| i % 3 == 2;
+        let want = move |i: usize| match lags(i) {
+            true => None,
+            false => Some(lines(10 * i + 1)),
+        };
+        let complete =
+            move |i: usize, out: &[u8]| want(i).is_some_and(|w| out.ends_with(w.as_bytes()));
+        let mut lp = new_loop::<B>();
+        let kids: Rc<RefCell<Vec<Kid>>> = Rc::default();
+        let mut keep = Vec::new();
+        for i in 0..CHILDREN {
+            let mut cmd = match lags(i) {
+                true => helper("child_lag", 0),
+                false => helper("child_lines", 10 * i as i32 + 1),
+            };
+            let spawned = match Process::<B>::spawn(cmd.stdout(Stdio::piped())) {
+                Ok(s) => s,
+                Err(ProcessError::Unsupported) => return,
+                Err(e) => panic!("spawn: {e}"),
+            };
+            kids.borrow_mut().push(Kid::default());
+            let p = Rc::new(spawned.process);
+            let out = spawned.stdout.expect("stdout piped");
+            let (k, pk) = (kids.clone(), p.clone());
+            let timer = Rc::new(Timer::<B>::new(&mut lp, move |_, res| {
+                let kid = &mut k.borrow_mut()[i];
+                if res.is_ok() && kid.status.is_none() && !complete(i, &kid.out) {
+                    kid.killed = true;
+                    pk.kill().expect("kill");
+                }
+                Action::Disarm
+            }));
+            let (k, t) = (kids.clone(), timer.clone());
+            let mut armed = false;
+            out.read(&mut lp, vec![0; 4096], move |lp, buf, res| match res {
+                Ok(n) => {
+                    k.borrow_mut()[i].out.extend_from_slice(&buf[..n]);
+                    // The child's own output (after its test harness's
+                    // header) starts the clock.
+                    let own = |o: &[u8]| o.windows(4).any(|w| w == b"line" || w == b"lagg");
+                    if !armed && own(&k.borrow()[i].out) {
+                        armed = true;
+                        t.run(lp, 200).unwrap();
+                    }
+                    Action::Rearm
+                }
+                Err(ReadError::Eof) => Action::Disarm,
+                Err(e) => panic!("read: {e}"),
+            });
+            let (k, t) = (kids.clone(), timer.clone());
+            p.wait(&mut lp, move |lp, res| {
+                k.borrow_mut()[i].status = Some(res.expect("the wait"));
+                let _ = t.cancel(lp);
+                Action::Disarm
+            });
+            keep.push((p, out, timer));
+        }
+        lp.run(RunMode::UntilDone).unwrap();
+        for (i, kid) in kids.borrow().iter().enumerate() {
+            let status = kid.status.expect("every child reported");
+            let out = String::from_utf8_lossy(&kid.out);
+            if lags(i) {
+                assert!(
+                    kid.killed && out.ends_with("lagging\n"),
+                    "child {i}: {out:?}"
+                );
+                #[cfg(unix)]
+                assert_eq!(
+                    std::os::unix::process::ExitStatusExt::signal(&status),
+                    Some(9)
+                );
+                #[cfg(windows)]
+                assert_eq!(status.code(), Some(1));
+            } else {
+                assert!(complete(i, &kid.out), "child {i}: {out:?}");
+                let code = ((10 * i + 1) % 7) as i32;
+                assert_eq!((status.code(), kid.killed), (Some(code), false));
+            }
+        }
+        for (p, out, timer) in keep {
+            out.close(&mut lp, |_, r| r.expect("close"));
+            drop(timer);
+            if let Ok(p) = Rc::try_unwrap(p) {
+                p.close(&mut lp, |_, r| r.expect("close"));
+            }
+        }
+        lp.run(RunMode::UntilDone).unwrap();
+        assert_eq!(lp.active(), 0);
     }
 
     /// A process that is not ours (pid 1: init on Unix, none on Windows)
