@@ -39,25 +39,31 @@ fn lags(index: usize) -> bool {
     index % 5 == 4
 }
 
-/// What child `index` prints, all of it (a laggard: its first line only).
-fn expected_output(index: usize) -> String {
-    if lags(index) {
-        return format!("child {index} is lagging\n");
-    }
+/// The output of a child that finishes its work.
+fn full_output(index: usize) -> String {
     (0..LINES)
         .map(|k| format!("child {index} line {k}\n"))
         .collect()
 }
 
-/// The child side: prints its output, then exits or lags.
+/// What a laggard prints before it stalls.
+fn lag_line(index: usize) -> String {
+    format!("child {index} is lagging\n")
+}
+
+/// The child side: prints its output and exits; a laggard first says so
+/// and stalls (for ten minutes) before it would.
 fn child(index: usize) -> ! {
     let mut out = std::io::stdout().lock();
-    out.write_all(expected_output(index).as_bytes())
-        .expect("writing to the supervisor");
-    out.flush().expect("flushing to the supervisor");
     if lags(index) {
+        out.write_all(lag_line(index).as_bytes())
+            .and_then(|()| out.flush())
+            .expect("writing to the supervisor");
         std::thread::sleep(std::time::Duration::from_secs(600));
     }
+    out.write_all(full_output(index).as_bytes())
+        .and_then(|()| out.flush())
+        .expect("writing to the supervisor");
     std::process::exit((index % 7) as i32)
 }
 
@@ -161,7 +167,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         let timer = Rc::new(Timer::new(&mut lp, move |_, res| {
             let done = {
                 let kid = &k.borrow()[index];
-                kid.status.is_some() || kid.out == expected_output(index).as_bytes()
+                kid.status.is_some() || kid.out.ends_with(full_output(index).as_bytes())
             };
             if res.is_ok() && !done {
                 k.borrow_mut()[index].killed = true;
@@ -216,7 +222,11 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let (mut exited, mut killed, mut bytes) = (0, 0, 0);
     for (index, kid) in kids.iter().enumerate() {
         bytes += kid.out.len();
-        if kid.out != expected_output(index).as_bytes() || !kid.eof {
+        let want = match lags(index) {
+            true => lag_line(index),
+            false => full_output(index),
+        };
+        if kid.out != want.as_bytes() || !kid.eof {
             problems.push(format!("child {index}: output not read in full"));
         }
         match (&kid.status, lags(index)) {

@@ -150,17 +150,27 @@ fn record_read<B: Backend>(
     }
 }
 
-/// A pipe: (read end, write end), blocking, close-on-exec.
+/// A pipe: (read end, write end), blocking, close-on-exec: `pipe2` where
+/// it exists (Miri emulates it), else `pipe` and `fcntl`.
 #[cfg(unix)]
 fn pipe() -> (OwnedFd, OwnedFd) {
     let mut fds = [0; 2];
-    // SAFETY: `fds` is a live array of two ints for pipe to fill.
-    let r = unsafe { libc::pipe(fds.as_mut_ptr()) };
-    assert_eq!(r, 0, "pipe: {}", std::io::Error::last_os_error());
-    for fd in fds {
-        // SAFETY: sets a flag on a descriptor we own.
-        let r = unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-        assert_eq!(r, 0);
+    #[cfg(any(target_os = "linux", target_os = "freebsd"))]
+    {
+        // SAFETY: `fds` is a live array of two ints for pipe2 to fill.
+        let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+        assert_eq!(r, 0, "pipe2: {}", std::io::Error::last_os_error());
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
+    {
+        // SAFETY: `fds` is a live array of two ints for pipe to fill.
+        let r = unsafe { libc::pipe(fds.as_mut_ptr()) };
+        assert_eq!(r, 0, "pipe: {}", std::io::Error::last_os_error());
+        for fd in fds {
+            // SAFETY: sets a flag on a descriptor we own.
+            let r = unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            assert_eq!(r, 0);
+        }
     }
     // SAFETY: both descriptors are new and owned by nothing else.
     unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
