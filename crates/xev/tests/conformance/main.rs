@@ -33,11 +33,6 @@ mod bad_fds;
 #[cfg(unix)]
 mod blocking;
 mod cancel;
-// Unix only: every scenario pairs a read with a poll on the descriptor it
-// closes (poll is Unsupported on IOCP), or reuses descriptor numbers, or
-// waits for a pidfd. On IOCP a close's order after its victims is checked
-// by the model test (tests/model.rs) and the watcher close tests.
-#[cfg(unix)]
 mod close;
 mod completions;
 mod drop_safety;

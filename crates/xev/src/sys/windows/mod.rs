@@ -112,10 +112,18 @@ pub(crate) fn socket_code(code: i32) -> i32 {
 /// Closes `h`: a socket with `closesocket`, anything else with
 /// `CloseHandle`. Returns the raw result. Negative values (pseudo-handles,
 /// `INVALID_HANDLE_VALUE`) are refused, never passed to `CloseHandle`.
+///
+/// What is still pending on `h` is cancelled first (`CancelIoEx`), so that
+/// it ends cancelled, as on Unix, whatever the kernel would answer for a
+/// handle that goes away under it (a named pipe's read: "broken pipe",
+/// which would read as end of file).
 pub(crate) fn close(h: RawHandle) -> i32 {
     if (h as isize) < 0 {
         return -BAD_HANDLE_CODE;
     }
+    // SAFETY: takes the handle's value only (a null OVERLAPPED: all of
+    // its operations); answers ERROR_NOT_FOUND when none is pending.
+    unsafe { windows_sys::Win32::System::IO::CancelIoEx(h as HANDLE, std::ptr::null()) };
     // SAFETY: closes an integer handle the caller owns.
     if unsafe { ws::closesocket(h) } == 0 {
         return 0;
