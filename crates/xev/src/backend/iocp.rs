@@ -320,6 +320,10 @@ impl Iocp {
                     );
                     wsa_began(if ok != 0 { 0 } else { ws::SOCKET_ERROR }, *fd)
                 }
+                // A read of nothing: 0 at once and no other effect, as
+                // read(2) (a socket's ReadFile would drop a queued datagram
+                // or wait for data).
+                Op::Read { buf, .. } | Op::Pread { buf, .. } if buf.is_empty() => Began::Done(0),
                 Op::Read { fd, buf } | Op::Pread { fd, buf, .. } => {
                     if let Op::Pread { offset, .. } = &(*c).op {
                         set_offset(ov, *offset);

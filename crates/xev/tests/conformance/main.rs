@@ -26,11 +26,6 @@ mod support;
 
 mod async_wait;
 mod bad_fds;
-// Unix only: descriptors in blocking mode on the readiness backends (ttys,
-// pipes, sockets without O_NONBLOCK, MAX_RW_COUNT). On Windows a handle is
-// overlapped or synchronous, not "blocking"; synchronous handles go to the
-// thread pool (iocp_overlapped_files.rs and the watcher file tests).
-#[cfg(unix)]
 mod blocking;
 mod cancel;
 mod close;

@@ -356,8 +356,9 @@ fn local_addr(s: RawHandle) -> Result<(ws::SOCKADDR_STORAGE, i32), i32> {
     Ok((st, len))
 }
 
-/// A new overlapped, non-inheritable stream socket of the same family as
-/// the listening socket `listener`, for `AcceptEx`.
+/// A new overlapped, non-inheritable, non-blocking stream socket of the
+/// same family as the listening socket `listener`, for `AcceptEx` (an
+/// accepted socket is non-blocking and close-on-exec on every backend).
 pub(crate) fn socket_like(listener: RawHandle) -> Result<RawHandle, i32> {
     let (st, _) = local_addr(listener)?;
     // SAFETY: takes integers and a null protocol-info pointer.
@@ -373,6 +374,13 @@ pub(crate) fn socket_like(listener: RawHandle) -> Result<RawHandle, i32> {
     };
     if s == ws::INVALID_SOCKET {
         return Err(neg_wsa_error());
+    }
+    let mut on = 1u32;
+    // SAFETY: `on` is a live local for the argument.
+    if unsafe { ws::ioctlsocket(s, ws::FIONBIO, &mut on) } != 0 {
+        let e = neg_wsa_error();
+        close_quietly(s);
+        return Err(e);
     }
     Ok(s)
 }
