@@ -17,6 +17,9 @@
 #[cfg(unix)]
 #[path = "../support/pipes.rs"]
 mod test_pipes;
+#[cfg(windows)]
+#[path = "../support/win_io.rs"]
+mod win_io;
 #[path = "../support/harness.rs"]
 #[macro_use]
 mod harness;

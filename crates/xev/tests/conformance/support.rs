@@ -364,8 +364,7 @@ impl<T: std::os::windows::io::AsRawSocket> AsRawSock for T {
 /// stand for a raw handle, an owned socket, and a pipe made by xev's own
 /// `Stream::pipe` (an overlapped named pipe), so that a topic written
 /// against a Unix pipe runs unchanged on IOCP. The test side's reads and
-/// writes act like non-blocking ones: one that would wait is taken back
-/// (cancelled) and fails with `WSAEWOULDBLOCK`.
+/// writes of a pipe act like non-blocking ones (see `win_io`).
 #[cfg(windows)]
 mod windows_names {
     use std::os::windows::io::{
@@ -374,13 +373,10 @@ mod windows_names {
     };
 
     use windows_sys::Win32::Foundation::{
-        self as f, CloseHandle, DuplicateHandle, GetLastError, SetLastError, DUPLICATE_SAME_ACCESS,
-        HANDLE,
+        DuplicateHandle, SetLastError, DUPLICATE_SAME_ACCESS, HANDLE,
     };
     use windows_sys::Win32::Networking::WinSock as ws;
-    use windows_sys::Win32::Storage::FileSystem::{ReadFile, WriteFile};
-    use windows_sys::Win32::System::Threading::{CreateEventW, GetCurrentProcess};
-    use windows_sys::Win32::System::IO::{CancelIoEx, GetOverlappedResult, OVERLAPPED};
+    use windows_sys::Win32::System::Threading::GetCurrentProcess;
 
     pub type RawFd = xev::RawHandle;
     pub type OwnedFd = OwnedSocket;
@@ -491,88 +487,38 @@ mod windows_names {
         r == 0
     }
 
-    /// `send` (a socket) or `WriteFile` (anything else) from the test side;
-    /// returns bytes written, or -1 with the error in `GetLastError`.
+    /// `send` (a socket) or `WriteFile` (anything else, through `win_io`)
+    /// from the test side; returns bytes written, or -1 with the error in
+    /// `GetLastError`.
     pub fn raw_write(fd: RawFd, data: &[u8]) -> isize {
         if is_socket(fd) {
             // SAFETY: sends from a live slice of the given length.
             return unsafe { ws::send(fd, data.as_ptr(), data.len() as i32, 0) as isize };
         }
-        file_io(fd, data.as_ptr().cast_mut(), data.len(), true)
+        as_raw(crate::win_io::write(fd, data))
     }
 
-    /// `recv` (a socket) or `ReadFile` (anything else) from the test side;
-    /// returns bytes read (0 at end of file, or once the pipe's writer is
-    /// gone), or -1 with the error in `GetLastError`.
+    /// `recv` (a socket) or `ReadFile` (anything else, through `win_io`)
+    /// from the test side; returns bytes read (0 at end of file, or once
+    /// the pipe's writer is gone), or -1 with the error in `GetLastError`.
     pub fn raw_read(fd: RawFd, buf: &mut [u8]) -> isize {
         if is_socket(fd) {
             // SAFETY: receives into a live mutable slice of the given length.
             return unsafe { ws::recv(fd, buf.as_mut_ptr(), buf.len() as i32, 0) as isize };
         }
-        file_io(fd, buf.as_mut_ptr(), buf.len(), false)
+        as_raw(crate::win_io::read(fd, buf))
     }
 
-    /// One `ReadFile` or `WriteFile` of `len` bytes at `ptr` on `h`, as a
-    /// non-blocking call: one that would wait (an overlapped handle's call
-    /// that is pending, a `PIPE_NOWAIT` pipe's call that moves nothing)
-    /// fails with `WSAEWOULDBLOCK`; a synchronous handle's call blocks as
-    /// it would on Unix. The event handle's low bit keeps the completion
-    /// away from the completion port of a loop that uses `h` too.
-    fn file_io(h: RawFd, ptr: *mut u8, len: usize, write: bool) -> isize {
-        let len = len.min(u32::MAX as usize) as u32;
-        // SAFETY: all-null arguments ask for a new unnamed manual-reset
-        // event.
-        let event = unsafe { CreateEventW(std::ptr::null(), 1, 0, std::ptr::null()) };
-        assert!(
-            !event.is_null(),
-            "CreateEventW: {}",
-            std::io::Error::last_os_error()
-        );
-        // SAFETY: OVERLAPPED is plain data; all zero is its initial value.
-        let mut ov: OVERLAPPED = unsafe { std::mem::zeroed() };
-        ov.hEvent = (event as usize | 1) as HANDLE;
-        let mut n = 0u32;
-        // SAFETY: `ptr` is live for `len` bytes (the caller's slice) and
-        // `ov` is a live local; both outlive the call, which is over
-        // (finished, or cancelled and waited for) before they go.
-        let err = unsafe {
-            let ok = if write {
-                WriteFile(h as HANDLE, ptr, len, std::ptr::null_mut(), &mut ov)
-            } else {
-                ReadFile(h as HANDLE, ptr, len, std::ptr::null_mut(), &mut ov)
-            };
-            let mut err = if ok != 0 { 0 } else { GetLastError() };
-            if err == f::ERROR_IO_PENDING {
-                // It would wait: take it back.
-                CancelIoEx(h as HANDLE, &ov);
-            }
-            if ok != 0 || err == f::ERROR_IO_PENDING {
-                err = if GetOverlappedResult(h as HANDLE, &ov, &mut n, 1) != 0 {
-                    0
-                } else {
-                    GetLastError()
-                };
-            }
-            CloseHandle(event);
-            err
-        };
-        let would_block = || {
-            // SAFETY: sets the calling thread's last-error value.
-            unsafe { SetLastError(ws::WSAEWOULDBLOCK as u32) };
-            -1
-        };
-        match err {
-            _ if n > 0 => n as isize,
-            // A PIPE_NOWAIT pipe that is full takes nothing.
-            0 if write && len > 0 => would_block(),
-            0 => 0,
-            f::ERROR_OPERATION_ABORTED => would_block(),
-            // A PIPE_NOWAIT pipe that is empty.
-            f::ERROR_NO_DATA if !write => would_block(),
-            f::ERROR_BROKEN_PIPE if !write => 0,
-            e => {
+    /// The result of one of `win_io`'s calls, as the Unix calls give it:
+    /// -1 with the error in `GetLastError` (whose value `WSAGetLastError`
+    /// and `io::Error::last_os_error` read).
+    fn as_raw(r: std::io::Result<usize>) -> isize {
+        match r {
+            Ok(n) => n as isize,
+            Err(e) => {
+                let code = e.raw_os_error().expect("an OS error") as u32;
                 // SAFETY: sets the calling thread's last-error value.
-                unsafe { SetLastError(e) };
+                unsafe { SetLastError(code) };
                 -1
             }
         }
