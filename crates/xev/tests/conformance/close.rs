@@ -34,7 +34,7 @@ fn calls(p: &Option<Pending>) -> usize {
 
 /// Whether `p` (if any) is done.
 fn done(p: &Option<Pending>) -> bool {
-    p.as_ref().is_none_or(Pending::done)
+    p.as_ref().map_or(true, Pending::done)
 }
 
 /// Checks that `p` (if any) is a poll that was canceled.
