@@ -3,9 +3,9 @@
 //! (`tests/support/harness.rs`), which instantiates them as `BACKEND::NAME`
 //! for io_uring (skipped with a message when this host cannot run it),
 //! epoll, the dynamic backend, kqueue through libkqueue and IOCP (under
-//! wine). Scenarios that prove closes by descriptor numbers and identities,
-//! or fill a pipe through a blocking duplicate of its descriptor, are
-//! `#[cfg(unix)]`; on Windows the pipes are `Stream::pipe()`'s named pipes.
+//! wine). Scenarios that prove closes by descriptor numbers and identities
+//! are `#[cfg(unix)]`; on Windows the pipes are `Stream::pipe()`'s named
+//! pipes, which the test side fills through `support/win_io.rs`.
 //!
 //! Every test runs its loop under a 10 s safety timer, so a hang fails
 //! instead of hanging, and under the harness's watchdog besides.
@@ -38,6 +38,9 @@ use xev::{
 #[cfg(unix)]
 #[path = "support/fd_reuse.rs"]
 mod fd_reuse;
+#[cfg(windows)]
+#[path = "support/win_io.rs"]
+mod win_io;
 #[cfg(unix)]
 use fd_reuse::{identity, read_on_reused_number};
 
@@ -187,6 +190,37 @@ fn pipe_streams<B: Backend>() -> (Stream<B>, Stream<B>) {
     }
     #[cfg(windows)]
     Stream::pipe().unwrap()
+}
+
+/// A pipe as two streams whose pipe is full: (read end, write end, the
+/// bytes in the pipe). On Unix it is filled through a blocking duplicate
+/// of the write end (the watcher makes the pipe non-blocking, so the
+/// duplicate's writes stop when it is full); on Windows through the test
+/// side's writes of [`Stream::pipe`]'s write end, which stop at the first
+/// one that would wait (see `support/win_io.rs`).
+fn full_pipe<B: Backend>() -> (Stream<B>, Stream<B>, usize) {
+    #[cfg(unix)]
+    {
+        let (r, w) = pipe();
+        let mut filler = std::fs::File::from(w.try_clone().unwrap());
+        let w: Stream<B> = Stream::from_fd(w).unwrap(); // makes the pipe non-blocking
+        let mut filled = 0;
+        loop {
+            match filler.write(&[0u8; 4096]) {
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("filling the pipe: {e}"),
+            }
+        }
+        drop(filler);
+        (Stream::from_fd(r).unwrap(), w, filled)
+    }
+    #[cfg(windows)]
+    {
+        let (r, w) = Stream::<B>::pipe().unwrap();
+        let filled = win_io::fill(w.fd());
+        (r, w, filled)
+    }
 }
 
 /// A connected TCP pair over loopback: (client, server side).
@@ -603,21 +637,9 @@ for_each_backend!(
     /// Canceling the head of a write queue (blocked on a full pipe) fails it
     /// and every write behind it with `Canceled`, in order; only the head can
     /// be canceled; writes queued afterwards work.
-    #[cfg(unix)]
     fn cancel_queued_writes<B: Backend>() {
         let mut lp = new_loop::<B>(false);
-        let (r, w) = pipe();
-        let mut filler = std::fs::File::from(w.try_clone().unwrap());
-        let w: Stream<B> = Stream::from_fd(w).unwrap(); // makes the pipe non-blocking
-        let mut filled = 0;
-        loop {
-            match filler.write(&[0u8; 4096]) {
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => panic!("filling the pipe: {e}"),
-            }
-        }
-        drop(filler);
+        let (r, w, filled) = full_pipe::<B>();
         let results = Rc::new(RefCell::new(Vec::new()));
         let mut ids = Vec::new();
         for i in 0..3 {
@@ -649,7 +671,6 @@ for_each_backend!(
             o.set(true);
             Action::Disarm
         });
-        let r: Stream<B> = Stream::from_fd(r).unwrap();
         let got = read_into(&mut lp, &r, filled + 5);
         run_until(&mut lp, || ok.get() && got.borrow().len() == filled + 5);
         assert_eq!(&got.borrow()[filled..], b"after");
@@ -1025,8 +1046,8 @@ for_each_backend!(
 
     /// Closing a stream cancels the queued writes that have not started, and
     /// dropping one lets them fail with `Canceled` once the write in flight
-    /// finishes; `from_fd` rejects non-sockets for `Tcp`.
-    #[cfg(unix)]
+    /// finishes; `from_fd` rejects non-sockets for `Tcp` (Unix: on Windows
+    /// it takes an owned socket, which a pipe's handle cannot be).
     fn close_and_drop_with_queued_writes<B: Backend>() {
         let mut lp = new_loop::<B>(false);
         let (a, b) = tcp_pair::<B>();
@@ -1100,19 +1121,19 @@ for_each_backend!(
         let got = read_into(&mut lp, &f, 4);
         run_until(&mut lp, || got.borrow().len() == 4);
         assert_eq!(&got.borrow()[..], b"kept");
-        close_all(
-            &mut lp,
-            vec![
-                Stream::from_fd(fd).unwrap(),
-                b.into_stream(),
-                f.into_stream(),
-            ],
-        );
+        #[cfg(unix)]
+        let taken_back = Stream::from_fd(fd).unwrap();
+        #[cfg(windows)]
+        let taken_back = Tcp::from_fd(fd).unwrap().into_stream();
+        close_all(&mut lp, vec![taken_back, b.into_stream(), f.into_stream()]);
 
-        let (r, w) = pipe();
-        let e = Tcp::<B>::from_fd(r).expect_err("a pipe is not a TCP socket");
-        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
-        drop(w);
+        #[cfg(unix)]
+        {
+            let (r, w) = pipe();
+            let e = Tcp::<B>::from_fd(r).expect_err("a pipe is not a TCP socket");
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+            drop(w);
+        }
     }
 
     // ---------------------------------------------------------------------------

@@ -113,9 +113,9 @@ enum Began {
     Done(i32),
 }
 
-/// How an overlapped WinSock call that returned `r` (0 or
+/// How an overlapped WinSock call on `s` that returned `r` (0 or
 /// `SOCKET_ERROR`) began.
-fn wsa_began(r: i32) -> Began {
+fn wsa_began(r: i32, s: RawHandle) -> Began {
     if r == 0 {
         return Began::Succeeded;
     }
@@ -123,12 +123,13 @@ fn wsa_began(r: i32) -> Began {
     if pending(e) {
         Began::Pending
     } else {
-        Began::Done(-sys::socket_code(-e))
+        Began::Done(sys::not_a_socket(s, -sys::socket_code(-e)))
     }
 }
 
-/// The same for a file call (`ReadFile`/`WriteFile`) that returned `ok`.
-fn file_began(ok: i32) -> Began {
+/// The same for a file call (`ReadFile` when `read`, else `WriteFile`)
+/// that returned `ok`.
+fn file_began(ok: i32, read: bool) -> Began {
     if ok != 0 {
         return Began::Succeeded;
     }
@@ -136,8 +137,9 @@ fn file_began(ok: i32) -> Began {
     if pending(e) {
         return Began::Pending;
     }
-    // End of file (or a pipe whose writer is gone) at once: 0 bytes.
-    Began::Done(sys::eof_as_zero(-sys::socket_code(-e)))
+    // A read at end of file (or of a pipe whose writer is gone) at once:
+    // 0 bytes.
+    Began::Done(sys::eof_as_zero(-sys::socket_code(-e), read))
 }
 
 /// The lane of an operation: its handle and direction (`true`: out).
@@ -292,7 +294,7 @@ impl Iocp {
                         &mut n,
                         ov,
                     );
-                    let began = wsa_began(if ok != 0 { 0 } else { ws::SOCKET_ERROR });
+                    let began = wsa_began(if ok != 0 { 0 } else { ws::SOCKET_ERROR }, *fd);
                     if let Began::Done(_) = began {
                         sys::close_quietly(s);
                     }
@@ -316,21 +318,25 @@ impl Iocp {
                         std::ptr::null_mut(),
                         ov,
                     );
-                    wsa_began(if ok != 0 { 0 } else { ws::SOCKET_ERROR })
+                    wsa_began(if ok != 0 { 0 } else { ws::SOCKET_ERROR }, *fd)
                 }
+                // A read of nothing: 0 at once and no other effect, as
+                // read(2) (a socket's ReadFile would drop a queued datagram
+                // or wait for data).
+                Op::Read { buf, .. } | Op::Pread { buf, .. } if buf.is_empty() => Began::Done(0),
                 Op::Read { fd, buf } | Op::Pread { fd, buf, .. } => {
                     if let Op::Pread { offset, .. } = &(*c).op {
                         set_offset(ov, *offset);
                     }
                     let n = io_len(buf.len()) as u32;
-                    file_began(ReadFile(*fd as HANDLE, buf.as_mut_ptr(), n, std::ptr::null_mut(), ov))
+                    file_began(ReadFile(*fd as HANDLE, buf.as_mut_ptr(), n, std::ptr::null_mut(), ov), true)
                 }
                 Op::Write { fd, buf } | Op::Pwrite { fd, buf, .. } => {
                     if let Op::Pwrite { offset, .. } = &(*c).op {
                         set_offset(ov, *offset);
                     }
                     let n = io_len(buf.len()) as u32;
-                    file_began(WriteFile(*fd as HANDLE, buf.as_ptr(), n, std::ptr::null_mut(), ov))
+                    file_began(WriteFile(*fd as HANDLE, buf.as_ptr(), n, std::ptr::null_mut(), ov), false)
                 }
                 Op::Recv { fd, buf } => {
                     let b = ws::WSABUF {
@@ -346,14 +352,14 @@ impl Iocp {
                         ov,
                         None,
                     );
-                    wsa_began(r)
+                    wsa_began(r, *fd)
                 }
                 Op::Send { fd, buf } => {
                     let b = ws::WSABUF {
                         len: io_len(buf.len()) as u32,
                         buf: buf.as_ptr().cast_mut(),
                     };
-                    wsa_began(ws::WSASend(*fd, &b, 1, std::ptr::null_mut(), 0, ov, None))
+                    wsa_began(ws::WSASend(*fd, &b, 1, std::ptr::null_mut(), 0, ov, None), *fd)
                 }
                 Op::Recvmsg(m) => {
                     let fd = m.fd;
@@ -369,7 +375,7 @@ impl Iocp {
                         ov,
                         None,
                     );
-                    wsa_began(r)
+                    wsa_began(r, fd)
                 }
                 Op::Sendmsg(m) => {
                     let fd = m.fd;
@@ -385,7 +391,7 @@ impl Iocp {
                         ov,
                         None,
                     );
-                    wsa_began(r)
+                    wsa_began(r, fd)
                 }
                 Op::Shutdown { fd, how } => Began::Done(sys::shutdown(*fd, *how)),
                 Op::Close { fd } => {
@@ -544,7 +550,11 @@ impl Iocp {
                 Op::Read { .. } | Op::Write { .. } | Op::Pread { .. } | Op::Pwrite { .. }
             );
             let fd = op.handle().unwrap_or(ws::INVALID_SOCKET);
-            let mut res = sys::overlapped_result(fd, ov, socket);
+            let read = matches!(
+                op,
+                Op::Read { .. } | Op::Pread { .. } | Op::Recv { .. } | Op::Recvmsg(_)
+            );
+            let mut res = sys::overlapped_result(fd, ov, socket, read);
             if res < 0 && (*slot).canceled {
                 res = sys::CANCELED;
             }

@@ -2,12 +2,51 @@
 //! completes after them, keeps other descriptors' events (and a pending
 //! process exit), and a descriptor number closed outside the loop or after
 //! the loop closed it can be reused safely.
+//!
+//! On Windows (IOCP) the pipes are named pipes (see `support::pipe`), the
+//! pending operations a close cancels are reads and accepts but no polls
+//! (a poll is Unsupported there, which `net::poll_is_readiness_or_unsupported`
+//! checks), the process is a copy of this test binary that sleeps, and the
+//! two scenarios that place a descriptor at a number of their choosing
+//! (`dup2`) are Unix-only.
 
 use crate::support::*;
 
+/// A readable poll on `fd`, pending for a close to cancel, where polls
+/// exist: none on Windows, where IOCP answers a poll with Unsupported.
+fn pending_poll<B: Backend>(lp: &mut Loop<B>, fd: RawFd) -> Option<Pending> {
+    if cfg!(windows) {
+        return None;
+    }
+    Some(submit(
+        lp,
+        Op::Poll {
+            fd,
+            interest: Interest::READABLE,
+        },
+    ))
+}
+
+/// How many times the callback of `p` (if any) ran.
+fn calls(p: &Option<Pending>) -> usize {
+    p.as_ref().map_or(0, Pending::calls)
+}
+
+/// Whether `p` (if any) is done.
+fn done(p: &Option<Pending>) -> bool {
+    p.as_ref().map_or(true, Pending::done)
+}
+
+/// Checks that `p` (if any) is a poll that was canceled.
+fn expect_poll_canceled(p: &Option<Pending>) {
+    if let Some(p) = p {
+        expect!(p.take().0, OpResult::Poll(Err(PollError::Canceled)));
+    }
+}
+
 /// Pending operations on `fd` that the test keeps apart from others: a read
-/// and a readable poll.
-fn read_and_poll<B: Backend>(lp: &mut Loop<B>, fd: RawFd) -> (Pending, Pending) {
+/// and (where polls exist) a readable poll.
+fn read_and_poll<B: Backend>(lp: &mut Loop<B>, fd: RawFd) -> (Pending, Option<Pending>) {
     let rd = submit(
         lp,
         Op::Read {
@@ -15,18 +54,20 @@ fn read_and_poll<B: Backend>(lp: &mut Loop<B>, fd: RawFd) -> (Pending, Pending) 
             buf: vec![0; 8],
         },
     );
-    let pl = submit(
-        lp,
-        Op::Poll {
-            fd,
-            interest: Interest::READABLE,
-        },
-    );
+    let pl = pending_poll(lp, fd);
     (rd, pl)
 }
 
+/// The platform's "connection refused" error.
+const CONNECTION_REFUSED: i32 = if cfg!(windows) {
+    10061 // WSAECONNREFUSED
+} else {
+    libc::ECONNREFUSED
+};
+
 /// A pidfd for child `pid` (Linux), or -1 where process waits ignore it
 /// (kqueue watches the pid). `Err` where pidfds are forbidden.
+#[cfg(unix)]
 fn pidfd_for(pid: i32) -> Result<Option<OwnedFd>, std::io::Error> {
     #[cfg(target_os = "linux")]
     {
@@ -47,6 +88,7 @@ fn pidfd_for(pid: i32) -> Result<Option<OwnedFd>, std::io::Error> {
 }
 
 /// Blocks until child `pid` has exited, without reaping it.
+#[cfg(unix)]
 fn wait_exited_unreaped(pid: i32) {
     loop {
         // SAFETY: all-zero is a valid siginfo_t; waitid writes only into it.
@@ -68,6 +110,42 @@ fn wait_exited_unreaped(pid: i32) {
     }
 }
 
+/// Set in the environment of [`child_sleeps`]'s process.
+#[cfg(windows)]
+const CHILD_ENV: &str = "XEV_CONFORMANCE_CLOSE_CHILD";
+
+/// Child helper (Windows): a process that sleeps until killed; this test
+/// binary re-run on this test alone.
+#[cfg(windows)]
+#[test]
+#[ignore = "a child process of close_keeps_a_pending_process_exit"]
+fn child_sleeps() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        std::thread::sleep(Duration::from_secs(100));
+    }
+}
+
+/// A child that sleeps for 100 s: `sleep` on Unix, [`child_sleeps`] on
+/// Windows.
+fn sleeping_child() -> std::process::Child {
+    #[cfg(unix)]
+    let mut cmd = {
+        let mut cmd = std::process::Command::new("sleep");
+        cmd.arg("100");
+        cmd
+    };
+    #[cfg(windows)]
+    let mut cmd = {
+        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        cmd.args(["--ignored", "--exact", "close::child_sleeps", "-q"])
+            .env(CHILD_ENV, "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        cmd
+    };
+    cmd.spawn().expect("spawning a sleeping child")
+}
+
 for_each_backend!(
     /// Closing a descriptor through the loop finishes the operations still
     /// pending on it with `Canceled` (they must not keep the file open and go
@@ -83,33 +161,25 @@ for_each_backend!(
                 buf: vec![0; 8],
             },
         );
-        let pl = submit(
-            &mut lp,
-            Op::Poll {
-                fd: rfd,
-                interest: Interest::READABLE,
-            },
-        );
+        let pl = pending_poll(&mut lp, rfd);
         lp.run(RunMode::NoWait).unwrap();
-        assert_eq!(rd.calls() + pl.calls(), 0);
+        assert_eq!(rd.calls() + calls(&pl), 0);
         let cl = submit(&mut lp, Op::Close { fd: rfd });
         run_until(&mut lp, "close and its victims", || {
-            cl.done() && rd.done() && pl.done()
+            cl.done() && rd.done() && done(&pl)
         });
         settle(&mut lp);
         expect!(cl.take().0, OpResult::Close(Ok(())));
         expect!(rd.take().0, OpResult::Read(Err(ReadError::Canceled)));
-        expect!(pl.take().0, OpResult::Poll(Err(PollError::Canceled)));
+        expect_poll_canceled(&pl);
         // The read end is really gone: writing now breaks the pipe.
         assert_eq!(
             raw_write(w.as_raw_fd(), b"x"),
             -1,
             "a reader is still alive"
         );
-        assert_eq!(
-            std::io::Error::last_os_error().raw_os_error(),
-            Some(libc::EPIPE)
-        );
+        let e = std::io::Error::last_os_error();
+        assert!(is_broken_pipe(e.raw_os_error()), "{e}");
 
         // A listener closed with an accept pending stops listening.
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -125,12 +195,14 @@ for_each_backend!(
         expect!(cl.take().0, OpResult::Close(Ok(())));
         expect!(acc.take().0, OpResult::Accept(Err(AcceptError::Canceled)));
         let e = TcpStream::connect(addr).expect_err("the closed listener still accepts");
-        assert_eq!(e.raw_os_error(), Some(libc::ECONNREFUSED), "{e}");
+        assert_eq!(e.raw_os_error(), Some(CONNECTION_REFUSED), "{e}");
         assert_eq!(lp.active(), 0);
     }
 
     /// A descriptor number closed through the loop and reused for a new file
     /// is waited on afresh (readiness backends must forget the old one).
+    /// Unix: it places the descriptor with `dup2`.
+    #[cfg(unix)]
     fn fd_number_reused_after_loop_close<B: Backend>() {
         let mut lp = new_loop::<B>();
         // A high number no other test thread will be handed meanwhile.
@@ -160,7 +232,9 @@ for_each_backend!(
 
     /// A descriptor the loop waited on, then closed behind the loop's back
     /// (not through `Op::Close`), whose number is reused by a new socket: waits
-    /// on the new socket must still be woken.
+    /// on the new socket must still be woken. Unix: it replaces the file
+    /// behind a number with `dup2`.
+    #[cfg(unix)]
     fn fd_closed_outside_the_loop_and_reused<B: Backend>() {
         let mut lp = new_loop::<B>();
         let (r1, w1) = pipe();
@@ -234,17 +308,17 @@ for_each_backend!(
             },
         );
         lp.run(RunMode::NoWait).unwrap();
-        assert_eq!(rd_a.calls() + pl_a.calls() + rd_b.calls(), 0, "no data yet");
+        assert_eq!(rd_a.calls() + calls(&pl_a) + rd_b.calls(), 0, "no data yet");
         // B becomes readable while nobody polls; then A is closed.
         assert_eq!(raw_write(wb.as_raw_fd(), b"for b"), 5);
         let cl = submit(&mut lp, Op::Close { fd: ra });
         run_until(&mut lp, "the read on B after A's close", || {
-            rd_b.done() && cl.done() && rd_a.done() && pl_a.done()
+            rd_b.done() && cl.done() && rd_a.done() && done(&pl_a)
         });
         settle(&mut lp);
         expect!(cl.take().0, OpResult::Close(Ok(())));
         expect!(rd_a.take().0, OpResult::Read(Err(ReadError::Canceled)));
-        expect!(pl_a.take().0, OpResult::Poll(Err(PollError::Canceled)));
+        expect_poll_canceled(&pl_a);
         let (res, op) = rd_b.take();
         let n = expect!(res, OpResult::Read(Ok(n)) => n);
         assert_eq!(&op.buf().unwrap()[..n], b"for b");
@@ -256,12 +330,14 @@ for_each_backend!(
     /// the exit is still delivered. kqueue under libkqueue lost it (its
     /// one-shot `EVFILT_PROC` event was collected and dropped by the close's
     /// deregistration).
+    ///
+    /// On Windows the wait is on the child's process handle, and "exited,
+    /// not reaped" is the handle signalled (Windows reaps nothing: the exit
+    /// code stays with the handle).
     fn close_keeps_a_pending_process_exit<B: Backend>() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("100")
-            .spawn()
-            .expect("spawning sleep");
+        let mut child = sleeping_child();
         let pid = child.id() as i32;
+        #[cfg(unix)]
         let pidfd = match pidfd_for(pid) {
             Ok(fd) => fd,
             Err(e) => {
@@ -271,36 +347,49 @@ for_each_backend!(
                 return;
             }
         };
+        #[cfg(unix)]
+        let proc_fd = pidfd.as_ref().map_or(-1, |fd| fd.as_raw_fd());
+        #[cfg(windows)]
+        let proc_fd = std::os::windows::io::AsRawHandle::as_raw_handle(&child) as RawFd;
         let mut lp = new_loop::<B>();
         let (ra, _wa) = pipe();
         let ra = ra.into_raw_fd();
         let (rd_a, pl_a) = read_and_poll(&mut lp, ra);
-        let exit = submit(
-            &mut lp,
-            Op::ProcWait {
-                pid,
-                fd: pidfd.as_ref().map_or(-1, |fd| fd.as_raw_fd()),
-            },
-        );
+        let exit = submit(&mut lp, Op::ProcWait { pid, fd: proc_fd });
         lp.run(RunMode::NoWait).unwrap();
-        assert_eq!(rd_a.calls() + pl_a.calls() + exit.calls(), 0);
+        assert_eq!(rd_a.calls() + calls(&pl_a) + exit.calls(), 0);
         // The child exits while nobody polls; then the pipe is closed.
         child.kill().unwrap();
+        #[cfg(unix)]
         wait_exited_unreaped(pid);
+        #[cfg(windows)]
+        {
+            use windows_sys::Win32::Foundation::WAIT_OBJECT_0;
+            use windows_sys::Win32::System::Threading::{WaitForSingleObject, INFINITE};
+            // SAFETY: `proc_fd` is the live process handle `child` owns.
+            let r = unsafe { WaitForSingleObject(proc_fd as _, INFINITE) };
+            assert_eq!(r, WAIT_OBJECT_0, "waiting for the child's exit");
+        }
         let cl = submit(&mut lp, Op::Close { fd: ra });
         run_until(&mut lp, "the child's exit after the pipe's close", || {
-            exit.done() && cl.done() && rd_a.done() && pl_a.done()
+            exit.done() && cl.done() && rd_a.done() && done(&pl_a)
         });
         settle(&mut lp);
         expect!(exit.take().0, OpResult::ProcExit(Ok(())));
         expect!(cl.take().0, OpResult::Close(Ok(())));
         expect!(rd_a.take().0, OpResult::Read(Err(ReadError::Canceled)));
-        expect!(pl_a.take().0, OpResult::Poll(Err(PollError::Canceled)));
+        expect_poll_canceled(&pl_a);
         assert_eq!(lp.active(), 0);
-        // The wait did not reap the child: its status is still there.
-        use std::os::unix::process::ExitStatusExt;
+        // The wait did not reap the child: its status is still there
+        // (Windows: `Child::kill`'s exit code, 1).
         let status = child.wait().unwrap();
-        assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+        }
+        #[cfg(windows)]
+        assert_eq!(status.code(), Some(1), "{status:?}");
     }
 
     /// A request that cancels others completes after them: the operations a
@@ -313,24 +402,31 @@ for_each_backend!(
         let log: Rc<RefCell<Vec<&'static str>>> = Rc::default();
         let (r, _w) = pipe();
         let rfd = r.into_raw_fd();
-        let ops = [
-            (
-                Op::Read {
-                    fd: rfd,
-                    buf: vec![0; 8],
-                },
-                "read",
-            ),
-            (
+        let mut ops = vec![(
+            Op::Read {
+                fd: rfd,
+                buf: vec![0; 8],
+            },
+            "read",
+        )];
+        // No poll on Windows (see `pending_poll`).
+        if cfg!(unix) {
+            ops.push((
                 Op::Poll {
                     fd: rfd,
                     interest: Interest::READABLE,
                 },
                 "poll",
-            ),
-            (Op::Close { fd: rfd }, "close"),
-        ];
-        for (i, (op, name)) in ops.into_iter().enumerate() {
+            ));
+        }
+        ops.push((Op::Close { fd: rfd }, "close"));
+        let n = ops.len();
+        for (op, name) in ops {
+            if name == "close" {
+                // The read and the poll are waiting before the close starts.
+                lp.run(RunMode::NoWait).unwrap();
+                assert!(log.borrow().is_empty(), "no data yet: {:?}", log.borrow());
+            }
             let l = log.clone();
             lp.add(op, move |_, _, res| {
                 let ok = match name {
@@ -342,20 +438,16 @@ for_each_backend!(
                 l.borrow_mut().push(name);
                 Action::Disarm
             });
-            if i == 1 {
-                // The read and the poll are waiting before the close starts.
-                lp.run(RunMode::NoWait).unwrap();
-                assert!(log.borrow().is_empty(), "no data yet: {:?}", log.borrow());
-            }
         }
         run_until(&mut lp, "the close and its victims", || {
-            log.borrow().len() == 3
+            log.borrow().len() == n
         });
         settle(&mut lp);
         let log = log.borrow();
-        assert_eq!(log.len(), 3, "{log:?}");
+        assert_eq!(log.len(), n, "{log:?}");
         assert_eq!(
-            log[2], "close",
+            log[n - 1],
+            "close",
             "the close completed before the operations it canceled: {log:?}"
         );
         assert_eq!(lp.active(), 0);

@@ -238,7 +238,7 @@ for_each_backend!(
             ..Options::default()
         })
         .expect("a loop with a tiny ring");
-        let pipes: Vec<(OwnedFd, OwnedFd)> = (0..N).map(|_| pipe()).collect();
+        let pipes: Vec<_> = (0..N).map(|_| pipe()).collect();
         for (i, (_, w)) in pipes.iter().enumerate() {
             assert_eq!(raw_write(w.as_raw_fd(), &[i as u8]), 1);
         }

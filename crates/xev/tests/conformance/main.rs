@@ -17,6 +17,9 @@
 #[cfg(unix)]
 #[path = "../support/pipes.rs"]
 mod test_pipes;
+#[cfg(windows)]
+#[path = "../support/win_io.rs"]
+mod win_io;
 #[path = "../support/harness.rs"]
 #[macro_use]
 mod harness;
@@ -26,18 +29,8 @@ mod support;
 
 mod async_wait;
 mod bad_fds;
-// Unix only: descriptors in blocking mode on the readiness backends (ttys,
-// pipes, sockets without O_NONBLOCK, MAX_RW_COUNT). On Windows a handle is
-// overlapped or synchronous, not "blocking"; synchronous handles go to the
-// thread pool (iocp_overlapped_files.rs and the watcher file tests).
-#[cfg(unix)]
 mod blocking;
 mod cancel;
-// Unix only: every scenario pairs a read with a poll on the descriptor it
-// closes (poll is Unsupported on IOCP), or reuses descriptor numbers, or
-// waits for a pidfd. On IOCP a close's order after its victims is checked
-// by the model test (tests/model.rs) and the watcher close tests.
-#[cfg(unix)]
 mod close;
 mod completions;
 mod drop_safety;

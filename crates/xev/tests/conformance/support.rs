@@ -186,6 +186,24 @@ pub fn errno(res: &OpResult) -> Option<i32> {
 
 pub use crate::harness::is_bad_handle;
 
+/// Whether `code` is the platform's "broken pipe" error (a write with no
+/// reader left): `EPIPE` on Unix; on Windows `ERROR_NO_DATA` (the pipe is
+/// being closed) or `ERROR_BROKEN_PIPE`, which the standard library reads
+/// as `ErrorKind::BrokenPipe` too.
+pub fn is_broken_pipe(code: Option<i32>) -> bool {
+    #[cfg(unix)]
+    return code == Some(libc::EPIPE);
+    #[cfg(windows)]
+    return matches!(code, Some(232) | Some(109));
+}
+
+/// The platform's "not a socket" error: `ENOTSOCK`, `WSAENOTSOCK`.
+pub const NOT_A_SOCKET: i32 = if cfg!(windows) { 10038 } else { libc::ENOTSOCK };
+
+/// The platform's "invalid argument" error: `EINVAL`, `WSAEINVAL` (a
+/// socket call's).
+pub const INVALID_ARGUMENT: i32 = if cfg!(windows) { 10022 } else { libc::EINVAL };
+
 /// The `io::ErrorKind` of the OS error inside a result, if any.
 pub fn error_kind(res: &OpResult) -> Option<std::io::ErrorKind> {
     errno(res).map(|e| std::io::Error::from_raw_os_error(e).kind())
@@ -341,16 +359,24 @@ impl<T: std::os::windows::io::AsRawSocket> AsRawSock for T {
     }
 }
 
-/// On Windows the tests' "descriptors" are sockets: the Unix names the
-/// topics use (`RawFd`, `OwnedFd`, `as_raw_fd`, `into_raw_fd`, `pipe`,
-/// `raw_write`, `raw_read`, `fill`) stand for a socket's handle, an owned
-/// socket, and a connected non-blocking loopback TCP pair, so that a topic
-/// written against a pipe runs unchanged on IOCP.
+/// On Windows the Unix names the topics use (`RawFd`, `OwnedFd`,
+/// `as_raw_fd`, `into_raw_fd`, `pipe`, `raw_write`, `raw_read`, `fill`)
+/// stand for a raw handle, an owned socket, and a pipe made by xev's own
+/// `Stream::pipe` (an overlapped named pipe), so that a topic written
+/// against a Unix pipe runs unchanged on IOCP. The test side's reads and
+/// writes of a pipe act like non-blocking ones (see `win_io`).
 #[cfg(windows)]
 mod windows_names {
-    use std::os::windows::io::{AsRawSocket, IntoRawSocket, OwnedSocket};
+    use std::os::windows::io::{
+        AsRawHandle, AsRawSocket, FromRawHandle, IntoRawHandle, IntoRawSocket, OwnedHandle,
+        OwnedSocket,
+    };
 
+    use windows_sys::Win32::Foundation::{
+        DuplicateHandle, SetLastError, DUPLICATE_SAME_ACCESS, HANDLE,
+    };
     use windows_sys::Win32::Networking::WinSock as ws;
+    use windows_sys::Win32::System::Threading::GetCurrentProcess;
 
     pub type RawFd = xev::RawHandle;
     pub type OwnedFd = OwnedSocket;
@@ -378,7 +404,7 @@ mod windows_names {
 
     impl AsRawFd for std::fs::File {
         fn as_raw_fd(&self) -> RawFd {
-            std::os::windows::io::AsRawHandle::as_raw_handle(self) as RawFd
+            self.as_raw_handle() as RawFd
         }
     }
 
@@ -392,31 +418,118 @@ mod windows_names {
         }
     }
 
-    /// A connected, non-blocking loopback TCP pair standing in for a pipe:
-    /// (read end, write end); both ends can do both.
-    pub fn pipe() -> (OwnedFd, OwnedFd) {
-        let (a, b) = super::tcp_pair();
-        (a.into(), b.into())
+    /// One end of a pipe (closed when dropped).
+    #[derive(Debug)]
+    pub struct PipeEnd(pub OwnedHandle);
+
+    impl AsRawFd for PipeEnd {
+        fn as_raw_fd(&self) -> RawFd {
+            self.0.as_raw_handle() as RawFd
+        }
     }
 
-    /// `send` from the test side; returns bytes written or -1.
+    impl IntoRawFd for PipeEnd {
+        fn into_raw_fd(self) -> RawFd {
+            self.0.into_raw_handle() as RawFd
+        }
+    }
+
+    /// A pipe as xev makes one (`Stream::pipe`: a byte-mode named pipe,
+    /// both ends overlapped): (read end, write end). The ends are
+    /// duplicates of the streams' handles, which are closed again, so the
+    /// test owns the only handles to the pipe.
+    pub fn pipe() -> (PipeEnd, PipeEnd) {
+        let (r, w) =
+            xev::watcher::Stream::<xev::backend::iocp::Iocp>::pipe().expect("Stream::pipe");
+        (duplicate(r.fd()), duplicate(w.fd()))
+    }
+
+    /// A new handle to what `h` is open as.
+    fn duplicate(h: RawFd) -> PipeEnd {
+        let mut out: HANDLE = std::ptr::null_mut();
+        // SAFETY: `h` is a live handle of this process; `out` is a live
+        // local for the new handle.
+        let ok = unsafe {
+            DuplicateHandle(
+                GetCurrentProcess(),
+                h as HANDLE,
+                GetCurrentProcess(),
+                &mut out,
+                0,
+                0,
+                DUPLICATE_SAME_ACCESS,
+            )
+        };
+        assert_ne!(
+            ok,
+            0,
+            "DuplicateHandle: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: a new handle that nothing else owns.
+        PipeEnd(unsafe { OwnedHandle::from_raw_handle(out) })
+    }
+
+    /// Whether `h` is a socket (it has a socket type).
+    pub fn is_socket(h: RawFd) -> bool {
+        let mut ty = 0i32;
+        let mut len = std::mem::size_of::<i32>() as i32;
+        // SAFETY: `ty` and `len` are live locals of the sizes given.
+        let r = unsafe {
+            ws::getsockopt(
+                h,
+                ws::SOL_SOCKET,
+                ws::SO_TYPE,
+                (&mut ty as *mut i32).cast(),
+                &mut len,
+            )
+        };
+        r == 0
+    }
+
+    /// `send` (a socket) or `WriteFile` (anything else, through `win_io`)
+    /// from the test side; returns bytes written, or -1 with the error in
+    /// `GetLastError`.
     pub fn raw_write(fd: RawFd, data: &[u8]) -> isize {
-        // SAFETY: sends from a live slice of the given length.
-        unsafe { ws::send(fd, data.as_ptr(), data.len() as i32, 0) as isize }
+        if is_socket(fd) {
+            // SAFETY: sends from a live slice of the given length.
+            return unsafe { ws::send(fd, data.as_ptr(), data.len() as i32, 0) as isize };
+        }
+        as_raw(crate::win_io::write(fd, data))
     }
 
-    /// `recv` from the test side; returns bytes read or -1.
+    /// `recv` (a socket) or `ReadFile` (anything else, through `win_io`)
+    /// from the test side; returns bytes read (0 at end of file, or once
+    /// the pipe's writer is gone), or -1 with the error in `GetLastError`.
     pub fn raw_read(fd: RawFd, buf: &mut [u8]) -> isize {
-        // SAFETY: receives into a live mutable slice of the given length.
-        unsafe { ws::recv(fd, buf.as_mut_ptr(), buf.len() as i32, 0) as isize }
+        if is_socket(fd) {
+            // SAFETY: receives into a live mutable slice of the given length.
+            return unsafe { ws::recv(fd, buf.as_mut_ptr(), buf.len() as i32, 0) as isize };
+        }
+        as_raw(crate::win_io::read(fd, buf))
     }
 
-    /// Fills a non-blocking socket until it would block.
+    /// The result of one of `win_io`'s calls, as the Unix calls give it:
+    /// -1 with the error in `GetLastError` (whose value `WSAGetLastError`
+    /// and `io::Error::last_os_error` read).
+    fn as_raw(r: std::io::Result<usize>) -> isize {
+        match r {
+            Ok(n) => n as isize,
+            Err(e) => {
+                let code = e.raw_os_error().expect("an OS error") as u32;
+                // SAFETY: sets the calling thread's last-error value.
+                unsafe { SetLastError(code) };
+                -1
+            }
+        }
+    }
+
+    /// Fills a non-blocking socket or pipe until it would block.
     pub fn fill(fd: RawFd) {
         let chunk = [0x55u8; 4096];
         while raw_write(fd, &chunk) >= 0 {}
-        // SAFETY: reads the thread's WinSock error.
-        assert_eq!(unsafe { ws::WSAGetLastError() }, ws::WSAEWOULDBLOCK);
+        let e = std::io::Error::last_os_error();
+        assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "filling: {e}");
     }
 }
 #[cfg(windows)]

@@ -41,15 +41,21 @@ pub(crate) fn neg_wsa_error() -> i32 {
 }
 
 /// The raw result of a finished overlapped operation on `h` (a socket when
-/// `socket`): the bytes transferred, or the negated error. End of file and
-/// a pipe whose writer is gone read as 0 bytes, as on Unix. An operation
+/// `socket`; a read when `read`): the bytes transferred, or the negated
+/// error. End of file and a pipe whose writer is gone read as 0 bytes, as
+/// on Unix (see [`eof_as_zero`]). An operation
 /// stopped by `CancelIoEx` or by closing its handle (whatever status the
 /// kernel gave it then) is cancelled.
 ///
 /// # Safety
 /// `ov` is the operation's `OVERLAPPED`, and the operation has finished
 /// (its packet was dequeued).
-pub(crate) unsafe fn overlapped_result(h: RawHandle, ov: *const OVERLAPPED, socket: bool) -> i32 {
+pub(crate) unsafe fn overlapped_result(
+    h: RawHandle,
+    ov: *const OVERLAPPED,
+    socket: bool,
+    read: bool,
+) -> i32 {
     // SAFETY: per the contract the kernel is done writing `ov`.
     let (status, bytes) = unsafe { ((*ov).Internal as u32, (*ov).InternalHigh) };
     if status == 0 {
@@ -82,7 +88,7 @@ pub(crate) unsafe fn overlapped_result(h: RawHandle, ov: *const OVERLAPPED, sock
     }
     // Read and write may be on a socket too: its network failures read
     // in WinSock's terms whichever call reported them.
-    eof_as_zero(-socket_code(-err))
+    eof_as_zero(-socket_code(-err), read)
 }
 
 /// A socket operation's error in WinSock's terms: the kernel reports some
@@ -106,10 +112,18 @@ pub(crate) fn socket_code(code: i32) -> i32 {
 /// Closes `h`: a socket with `closesocket`, anything else with
 /// `CloseHandle`. Returns the raw result. Negative values (pseudo-handles,
 /// `INVALID_HANDLE_VALUE`) are refused, never passed to `CloseHandle`.
+///
+/// What is still pending on `h` is cancelled first (`CancelIoEx`), so that
+/// it ends cancelled, as on Unix, whatever the kernel would answer for a
+/// handle that goes away under it (a named pipe's read: "broken pipe",
+/// which would read as end of file).
 pub(crate) fn close(h: RawHandle) -> i32 {
     if (h as isize) < 0 {
         return -BAD_HANDLE_CODE;
     }
+    // SAFETY: takes the handle's value only (a null OVERLAPPED: all of
+    // its operations); answers ERROR_NOT_FOUND when none is pending.
+    unsafe { windows_sys::Win32::System::IO::CancelIoEx(h as HANDLE, std::ptr::null()) };
     // SAFETY: closes an integer handle the caller owns.
     if unsafe { ws::closesocket(h) } == 0 {
         return 0;
@@ -149,6 +163,16 @@ pub(crate) fn shutdown(s: RawHandle, how: std::net::Shutdown) -> i32 {
         return e;
     }
     0
+}
+
+/// A failed WinSock call's raw result `res` on `h`, with "not a socket"
+/// said one way: something that is not a socket answers WSAENOTSOCK on
+/// Windows, WSAEOPNOTSUPP under wine (as for [`shutdown`]).
+pub(crate) fn not_a_socket(h: RawHandle, res: i32) -> i32 {
+    if res != -ws::WSAENOTSOCK && !is_socket(h) {
+        return -ws::WSAENOTSOCK;
+    }
+    res
 }
 
 /// Whether `h` is a socket (it has a socket type).
@@ -288,16 +312,18 @@ pub(crate) unsafe fn perform(core: *mut Core) -> i32 {
             WriteFile(h as HANDLE, ptr, n, &mut done, ovp)
         };
         if ok == 0 {
-            return eof_as_zero(neg_last_error());
+            return eof_as_zero(neg_last_error(), read);
         }
         done as i32
     }
 }
 
-/// End of file, or a pipe whose writer is gone, as 0 bytes (as on Unix);
-/// any other raw result unchanged.
-pub(crate) fn eof_as_zero(res: i32) -> i32 {
-    if res == -(ERROR_HANDLE_EOF as i32) || res == -(ERROR_BROKEN_PIPE as i32) {
+/// For a read (`read`), end of file or a pipe whose writer is gone as 0
+/// bytes (as on Unix); any other raw result unchanged. A write keeps its
+/// `ERROR_BROKEN_PIPE` (its reader is gone): a broken pipe, as `EPIPE` is
+/// on Unix, never a write of 0 bytes.
+pub(crate) fn eof_as_zero(res: i32, read: bool) -> i32 {
+    if read && (res == -(ERROR_HANDLE_EOF as i32) || res == -(ERROR_BROKEN_PIPE as i32)) {
         0
     } else {
         res
@@ -324,13 +350,15 @@ fn local_addr(s: RawHandle) -> Result<(ws::SOCKADDR_STORAGE, i32), i32> {
     let mut len = std::mem::size_of::<ws::SOCKADDR_STORAGE>() as i32;
     // SAFETY: `st` and `len` are live locals of the sizes given.
     if unsafe { ws::getsockname(s, (std::ptr::addr_of_mut!(st)).cast(), &mut len) } != 0 {
-        return Err(neg_wsa_error());
+        // An accept on a pipe, say: see `not_a_socket`.
+        return Err(not_a_socket(s, neg_wsa_error()));
     }
     Ok((st, len))
 }
 
-/// A new overlapped, non-inheritable stream socket of the same family as
-/// the listening socket `listener`, for `AcceptEx`.
+/// A new overlapped, non-inheritable, non-blocking stream socket of the
+/// same family as the listening socket `listener`, for `AcceptEx` (an
+/// accepted socket is non-blocking and close-on-exec on every backend).
 pub(crate) fn socket_like(listener: RawHandle) -> Result<RawHandle, i32> {
     let (st, _) = local_addr(listener)?;
     // SAFETY: takes integers and a null protocol-info pointer.
@@ -346,6 +374,13 @@ pub(crate) fn socket_like(listener: RawHandle) -> Result<RawHandle, i32> {
     };
     if s == ws::INVALID_SOCKET {
         return Err(neg_wsa_error());
+    }
+    let mut on = 1u32;
+    // SAFETY: `on` is a live local for the argument.
+    if unsafe { ws::ioctlsocket(s, ws::FIONBIO, &mut on) } != 0 {
+        let e = neg_wsa_error();
+        close_quietly(s);
+        return Err(e);
     }
     Ok(s)
 }
