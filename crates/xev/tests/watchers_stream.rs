@@ -973,14 +973,14 @@ for_each_backend!(
     }
 
     /// Without a thread pool, positional file I/O fails with `NoThreadPool` on
-    /// epoll, kqueue and IOCP (and the queued write behind the failed one
-    /// too), and works on io_uring; reads at the position work everywhere.
+    /// epoll and kqueue (and the queued write behind the failed one too),
+    /// and works on io_uring and IOCP; reads at the position work everywhere.
     fn file_without_pool<B: Backend>() {
         let mut lp = new_loop::<B>(false);
         // Readiness backends (epoll, kqueue) have no asynchronous file I/O;
-        // on IOCP `File::open` opens files as std does, for synchronous I/O,
-        // whose positional reads and writes go to the pool too.
-        let epoll = matches!(lp.backend_name(), "epoll" | "kqueue" | "iocp");
+        // io_uring and IOCP (`File::open` opens files for overlapped I/O
+        // there) have.
+        let epoll = matches!(lp.backend_name(), "epoll" | "kqueue");
         let path = temp_path("no-pool");
         std::fs::write(&path, b"abc").unwrap();
         let f: File<B> = File::open(&path, OpenOptions::new().read(true).write(true)).unwrap();

@@ -88,20 +88,50 @@ use crate::DefaultBackend;
 pub struct File<B: Backend = DefaultBackend> {
     owner: FdOwner<B>,
     queue: WriteQueue,
+    /// Windows, a file opened for overlapped I/O: the file position, kept
+    /// by the watcher (overlapped I/O has none), advanced when a read or
+    /// write at the position completes.
+    #[cfg(windows)]
+    position: Option<std::rc::Rc<std::cell::Cell<u64>>>,
 }
 
 impl<B: Backend> File<B> {
-    /// Opens `path` with `opts` (see [`std::fs::OpenOptions`]).
+    /// Opens `path` with `opts` (see [`std::fs::OpenOptions`]). On Windows
+    /// the file is opened for overlapped I/O (`FILE_FLAG_OVERLAPPED`, which
+    /// replaces any custom flags in `opts`), so that the kernel performs its
+    /// reads and writes (IOCP) without a thread pool; the watcher then keeps
+    /// the file position itself (see [`File::read`]).
     pub fn open(path: impl AsRef<Path>, opts: &OpenOptions) -> io::Result<File<B>> {
+        #[cfg(windows)]
+        let opts = &{
+            use std::os::windows::fs::OpenOptionsExt;
+            let mut o = opts.clone();
+            o.custom_flags(windows_sys::Win32::Storage::FileSystem::FILE_FLAG_OVERLAPPED);
+            o
+        };
         Ok(File::from_std(opts.open(path)?))
     }
 
     /// Wraps an open file. Its position is left where it is; the queue
-    /// offset ([`File::queue_offset`]) starts at 0.
+    /// offset ([`File::queue_offset`]) starts at 0. On Windows a file
+    /// opened for overlapped I/O has its position kept by the watcher,
+    /// starting where the file's position is now.
     pub fn from_std(file: std::fs::File) -> File<B> {
+        #[cfg(windows)]
+        let position = {
+            use std::io::Seek;
+            use std::os::windows::io::AsRawHandle;
+            let overlapped = !crate::sys::is_synchronous(file.as_raw_handle() as RawFd);
+            overlapped.then(|| {
+                let start = (&file).stream_position().unwrap_or(0);
+                std::rc::Rc::new(std::cell::Cell::new(start))
+            })
+        };
         File {
             owner: FdOwner::new(file.into()),
             queue: WriteQueue::default(),
+            #[cfg(windows)]
+            position,
         }
     }
 
@@ -121,20 +151,58 @@ impl<B: Backend> File<B> {
     /// `Err(ReadError::Eof)` at the end of the file. [`Action::Rearm`] reads
     /// the next bytes into the buffer as the callback left it. Several
     /// position reads in flight at once read in no defined order.
+    ///
+    /// On Windows, for a file opened for overlapped I/O (as [`File::open`]
+    /// opens them), the position is the watcher's own: a read is a
+    /// positional read at it, and it advances when the read completes (so
+    /// several position reads in flight at once read the same bytes; one
+    /// at a time, or rearming, reads the file in order).
     pub fn read<F>(&self, lp: &mut Loop<B>, buf: Vec<u8>, cb: F) -> Id
     where
         F: FnMut(&mut Loop<B>, &mut Vec<u8>, Result<usize, ReadError>) -> Action + 'static,
     {
+        #[cfg(windows)]
+        if let Some(pos) = &self.position {
+            let (pos, mut cb) = (pos.clone(), cb);
+            let op = Op::Pread {
+                fd: self.fd(),
+                buf,
+                offset: pos.get(),
+            };
+            return add_read(lp, &self.owner, op, move |lp, buf, res| {
+                if let Ok(n) = res {
+                    pos.set(pos.get() + n as u64);
+                }
+                cb(lp, buf, res)
+            });
+        }
         add_read(lp, &self.owner, Op::Read { fd: self.fd(), buf }, cb)
     }
 
     /// Writes `buf` at the file position, which advances (a short count is
     /// possible, e.g. on a full disk). [`Action::Rearm`] writes the buffer
-    /// again as the callback left it.
+    /// again as the callback left it. On Windows, for a file opened for
+    /// overlapped I/O, the position is the watcher's own, as for
+    /// [`File::read`].
     pub fn write<F>(&self, lp: &mut Loop<B>, buf: Vec<u8>, cb: F) -> Id
     where
         F: FnMut(&mut Loop<B>, &mut Vec<u8>, Result<usize, WriteError>) -> Action + 'static,
     {
+        #[cfg(windows)]
+        if let Some(pos) = &self.position {
+            let (pos, mut cb) = (pos.clone(), cb);
+            let op = Op::Pwrite {
+                fd: self.fd(),
+                buf,
+                offset: pos.get(),
+            };
+            return add_write(lp, &self.owner, op, move |lp, buf, res| {
+                if let Ok(n) = res {
+                    pos.set(pos.get() + n as u64);
+                }
+                cb(lp, buf, res)
+            });
+        }
         add_write(lp, &self.owner, Op::Write { fd: self.fd(), buf }, cb)
     }
 
