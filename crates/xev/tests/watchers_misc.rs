@@ -15,6 +15,8 @@
 #[path = "support/harness.rs"]
 #[macro_use]
 mod harness;
+#[path = "support/children.rs"]
+mod children;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -157,42 +159,18 @@ fn wait_status<B: Backend>(lp: &mut Loop<B>, p: &Process<B>, what: &str) -> Exit
     r.unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
-/// Set in the children's environment, so that the helpers act only there.
-const PROCESS_CHILD_ENV: &str = "XEV_WATCHERS_MISC_PROCESS_CHILD";
-
-/// Child helper: exits with the code in `XEV_WATCHERS_MISC_PROCESS_CHILD`.
-#[test]
-#[ignore = "a child process of the process tests"]
-fn child_exit_with_code() {
-    if let Ok(code) = std::env::var(PROCESS_CHILD_ENV) {
-        std::process::exit(code.parse().expect("an exit code"));
-    }
-}
-
-/// Child helper: sleeps (until killed).
-#[test]
-#[ignore = "a child process of the process tests"]
-fn child_sleep() {
-    if std::env::var(PROCESS_CHILD_ENV).is_ok() {
-        std::thread::sleep(Duration::from_secs(120));
-    }
-}
-
 /// A child that exits with `code`.
 fn child_exiting(code: i32) -> Child {
-    spawn_helper("child_exit_with_code", code)
+    quiet(children::exiting(code))
 }
 
 /// A child that sleeps until killed (two minutes at most).
 fn child_sleeping() -> Child {
-    spawn_helper("child_sleep", 0)
+    quiet(children::sleeping())
 }
 
-fn spawn_helper(name: &str, code: i32) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", name, "--test-threads=1", "-q"])
-        .env(PROCESS_CHILD_ENV, code.to_string())
-        .stdout(Stdio::null())
+fn quiet(mut cmd: Command) -> Child {
+    cmd.stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawning a child")

@@ -2,7 +2,8 @@
 //! exit codes 0 and 42, a killed child, a child that exited before the
 //! watch began, a process that is not ours, and `Process::spawn` with
 //! piped stdio and `Process::kill`. The children are this test
-//! binary itself, re-run on one of the `#[ignore]`d helper tests below, so
+//! binary itself, re-run on one of its `#[ignore]`d helper tests (below and
+//! in `tests/support/children.rs`), so
 //! no shell is needed. Each test runs on every backend this host can run
 //! (`tests/support/harness.rs`).
 
@@ -12,6 +13,9 @@
 #[path = "support/harness.rs"]
 #[macro_use]
 mod harness;
+#[path = "support/children.rs"]
+mod children;
+use children::CHILD_ENV;
 
 use std::cell::RefCell;
 use std::io::{Read, Write};
@@ -22,27 +26,6 @@ use xev::backend::Backend;
 use xev::generic::{Loop, OwnedLoop};
 use xev::watcher::{Process, Stream, Timer};
 use xev::{Action, Options, ProcessError, ReadError, RunMode};
-
-/// Set in the children's environment, so that the helpers act only there.
-const CHILD_ENV: &str = "XEV_PROCESS_TEST_CHILD";
-
-/// Child helper: exits with the code in `XEV_PROCESS_TEST_CHILD`.
-#[test]
-#[ignore = "a child process of the tests below"]
-fn child_exit_with_code() {
-    if let Ok(code) = std::env::var(CHILD_ENV) {
-        std::process::exit(code.parse().expect("an exit code"));
-    }
-}
-
-/// Child helper: sleeps (until killed).
-#[test]
-#[ignore = "a child process of the tests below"]
-fn child_sleep() {
-    if std::env::var(CHILD_ENV).is_ok() {
-        std::thread::sleep(std::time::Duration::from_secs(120));
-    }
-}
 
 /// Child helper: copies stdin to stdout in capitals, writes a line to
 /// stderr, and exits with 3.
@@ -93,15 +76,6 @@ fn lines(n: usize) -> String {
     (0..n).map(|k| format!("line {k} of {n}\n")).collect()
 }
 
-/// The command that runs this binary on helper `name`, with `code` in its
-/// environment.
-fn helper(name: &str, code: i32) -> Command {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--ignored", "--exact", name, "--test-threads=1", "-q"])
-        .env(CHILD_ENV, code.to_string());
-    cmd
-}
-
 /// Reads `s` to its end through the loop; the bytes, once end of file
 /// came.
 fn read_to_end<B: Backend>(lp: &mut Loop<B>, s: &Stream<B>) -> Rc<RefCell<Option<Vec<u8>>>> {
@@ -121,13 +95,9 @@ fn read_to_end<B: Backend>(lp: &mut Loop<B>, s: &Stream<B>) -> Rc<RefCell<Option
     done
 }
 
-/// Spawns this binary running helper `name`, with `code` in its
-/// environment and its stdout piped.
-fn spawn(name: &str, code: i32) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", name, "--test-threads=1", "-q"])
-        .env(CHILD_ENV, code.to_string())
-        .stdout(Stdio::piped())
+/// Spawns `cmd` (a child helper) with its stdout piped.
+fn spawn(mut cmd: Command) -> Child {
+    cmd.stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawning a child")
@@ -172,7 +142,7 @@ for_each_backend!(
     fn process_exit_codes<B: Backend>() {
         let mut lp = new_loop::<B>();
         for code in [0, 42] {
-            let child = spawn("child_exit_with_code", code);
+            let child = spawn(children::exiting(code));
             let Some(res) = watch(&mut lp, &child) else {
                 return;
             };
@@ -184,7 +154,7 @@ for_each_backend!(
     /// 1 from `TerminateProcess` on Windows).
     fn process_killed<B: Backend>() {
         let mut lp = new_loop::<B>();
-        let mut child = spawn("child_sleep", 0);
+        let mut child = spawn(children::sleeping());
         let p = match Process::<B>::from_child(&child) {
             Ok(p) => p,
             Err(ProcessError::Unsupported) => return,
@@ -217,7 +187,7 @@ for_each_backend!(
     /// of file, it is not reaped yet) reports at once.
     fn process_exited_before_the_watch<B: Backend>() {
         let mut lp = new_loop::<B>();
-        let mut child = spawn("child_exit_with_code", 7);
+        let mut child = spawn(children::exiting(7));
         let mut out = Vec::new();
         child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
         let Some(res) = watch(&mut lp, &child) else {
@@ -231,7 +201,7 @@ for_each_backend!(
     /// stderr on the stderr stream, and the wait reports its exit code.
     fn spawn_with_pipes<B: Backend>() {
         let mut lp = new_loop::<B>();
-        let mut cmd = helper("child_shout", 0);
+        let mut cmd = children::command("child_shout", 0);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -290,7 +260,7 @@ for_each_backend!(
     /// (`Ok`), as for `Child::kill`, and on Unix signalling it is refused.
     fn spawn_then_kill<B: Backend>() {
         let mut lp = new_loop::<B>();
-        let p = match Process::<B>::spawn(&mut helper("child_sleep", 0)) {
+        let p = match Process::<B>::spawn(&mut children::sleeping()) {
             Ok(s) => s.process,
             Err(ProcessError::Unsupported) => return,
             Err(e) => panic!("spawn: {e}"),
@@ -326,7 +296,7 @@ for_each_backend!(
     /// leaves the child running.
     fn kill_on_drop<B: Backend>() {
         let mut lp = new_loop::<B>();
-        let p = match Process::<B>::spawn(&mut helper("child_sleep", 0)) {
+        let p = match Process::<B>::spawn(&mut children::sleeping()) {
             Ok(s) => s.process,
             Err(ProcessError::Unsupported) => return,
             Err(e) => panic!("spawn: {e}"),
@@ -388,8 +358,8 @@ for_each_backend!(
         let mut keep = Vec::new();
         for i in 0..CHILDREN {
             let mut cmd = match lags(i) {
-                true => helper("child_lag", 0),
-                false => helper("child_lines", 10 * i as i32 + 1),
+                true => children::command("child_lag", 0),
+                false => children::command("child_lines", 10 * i as i32 + 1),
             };
             let spawned = match Process::<B>::spawn(cmd.stdout(Stdio::piped())) {
                 Ok(s) => s,
