@@ -311,6 +311,44 @@ for_each_backend!(
         assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
     }
 
+    /// After a read that drained a socket (it got fewer bytes than it asked
+    /// for), data that arrives before the next read is still found: whether
+    /// the loop ran meanwhile (the readiness event then came while nobody
+    /// waited) or not (epoll skips such a read's first attempt and relies
+    /// on the registration to report the socket).
+    fn a_read_after_a_drained_read_finds_data_that_came_since<B: Backend>() {
+        let mut lp = new_loop::<B>();
+        let (c, s) = tcp_pair();
+        let fd = c.as_raw_fd();
+        let read = |lp: &mut Loop<B>, what: &str| {
+            let (res, op) = run_op(
+                lp,
+                Op::Recv {
+                    fd,
+                    buf: vec![0; 16],
+                },
+                what,
+            );
+            let n = expect!(res, OpResult::Read(Ok(n)) => n);
+            op.buf().unwrap()[..n].to_vec()
+        };
+        for (round, run_between) in [(0u8, false), (1, true), (2, false), (3, true)] {
+            assert_eq!(raw_write(s.as_raw_fd(), &[round; 3]), 3);
+            // Wait until the bytes are there, then drain them (3 < 16).
+            let got = read(&mut lp, "the first read");
+            assert_eq!(got, [round; 3], "round {round}");
+            // More comes while no read is pending.
+            assert_eq!(raw_write(s.as_raw_fd(), &[round + 10; 2]), 2);
+            if run_between {
+                // Give the loop a chance to see (and drop) the event.
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                lp.run(RunMode::NoWait).unwrap();
+            }
+            let got = read(&mut lp, "the read after the drained one");
+            assert_eq!(got, [round + 10; 2], "round {round}");
+        }
+    }
+
     /// A read and a write pending on one socket at once (two waiters on one
     /// descriptor for readiness backends).
     fn tcp_read_and_write_on_one_socket<B: Backend>() {
