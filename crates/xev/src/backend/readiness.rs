@@ -9,13 +9,7 @@
 //! - **Optimistic start**: each operation first tries its syscall at once;
 //!   only an `EAGAIN` makes it wait. Together with edge-triggered
 //!   registration this is also what keeps edges from being lost: any data
-//!   that arrived while nobody waited is found by the next attempt. One
-//!   exception, where the poller's registration reports a ready descriptor
-//!   (epoll): a read on a socket that the previous read drained (it got
-//!   fewer bytes than it asked for, and no event said readable since) and
-//!   that has no other waiter skips the attempt, which would almost surely
-//!   answer `EAGAIN`; the re-registration it makes anyway reports the
-//!   socket if data came meanwhile.
+//!   that arrived while nobody waited is found by the next attempt.
 //! - **Blocking descriptors never block the loop**: socket calls pass
 //!   `MSG_DONTWAIT`; a read, write or accept checks the descriptor's mode
 //!   when it starts, and on a blocking descriptor is made only once a
@@ -57,28 +51,6 @@ struct FdEntry {
     /// mode checked); forgotten when the loop closes the descriptor.
     not_socket: bool,
     waiters: Queue,
-    /// The last read or recv on it returned fewer bytes than it asked for
-    /// (its receive buffer was empty then), and no event since said it is
-    /// readable: the next read waits for readiness instead of trying first
-    /// (where the poller's registration reports readiness; see `start`).
-    read_drained: bool,
-}
-
-/// Whether `op` is a read or recv into a non-empty buffer that got `res`,
-/// fewer bytes than it asked for.
-fn short_read(op: &Op, res: i32) -> bool {
-    match op {
-        Op::Read { buf, .. } | Op::Recv { buf, .. } => {
-            res >= 0 && (res as usize) < crate::op::io_len(buf.len()) && !buf.is_empty()
-        }
-        _ => false,
-    }
-}
-
-/// Whether `op` is a read or recv into a non-empty buffer (what
-/// [`short_read`] and the drained hint apply to).
-fn plain_read(op: &Op) -> bool {
-    matches!(op, Op::Read { buf, .. } | Op::Recv { buf, .. } if !buf.is_empty())
 }
 
 /// A readiness backend: the shared machinery over a [`Poller`].
@@ -392,7 +364,6 @@ impl<P: Poller> Readiness<P> {
         };
         let entry = &mut self.fds[i];
         entry.not_socket = false;
-        entry.read_drained = false;
         let had_waiters = !entry.waiters.is_empty();
         loop {
             let c = entry.waiters.pop_front();
@@ -521,32 +492,7 @@ impl<P: Poller> Backend for Readiness<P> {
                     return Start::Done(-libc::EINVAL)
                 }
             }
-            // A read whose socket was drained by the previous read, and
-            // that is going to (re-)register it anyway (no other waiter):
-            // the registration reports the descriptor if data came since,
-            // so the first attempt, which would almost surely answer
-            // EAGAIN, is skipped (one syscall less per wait, as tokio's
-            // cleared readiness saves).
-            let skip = P::REGISTER_REPORTS_READY
-                && plain_read(&(*c).op)
-                && target
-                    .and_then(|(fd, _)| self.entry(fd))
-                    .is_some_and(|e| {
-                        // Sockets only: a regular file cannot be registered
-                        // (and never waits), and its short read means end
-                        // of file, not "empty for now".
-                        e.read_drained && !e.not_socket && (!e.registered || e.waiters.is_empty())
-                    });
-            let res = if skip {
-                -libc::EAGAIN
-            } else {
-                Self::attempt(c, None)
-            };
-            if let Some(e) = target.and_then(|(fd, _)| self.entry(fd)) {
-                if res != -libc::EAGAIN && plain_read(&(*c).op) {
-                    e.read_drained = short_read(&(*c).op, res);
-                }
-            }
+            let res = Self::attempt(c, None);
             if tried_socket && (*c).slot.readiness != TRY_SOCKET {
                 if let Some(e) = target.and_then(|(fd, _)| self.entry(fd)) {
                     e.not_socket = true;
@@ -664,9 +610,6 @@ impl<P: Poller> Backend for Readiness<P> {
                 return;
             };
             let (mut read_blocked, mut write_blocked) = (false, false);
-            if ev.readable || ev.hangup || ev.error {
-                entry.read_drained = false;
-            }
             let mut c = entry.waiters.front();
             while !c.is_null() {
                 // SAFETY: waiters are live cores held by this backend; `next`
@@ -688,9 +631,6 @@ impl<P: Poller> Backend for Readiness<P> {
                                     write_blocked |= try_write;
                                 }
                             } else {
-                                if plain_read(&(*c).op) {
-                                    entry.read_drained = short_read(&(*c).op, res);
-                                }
                                 entry.waiters.remove(c);
                                 *in_flight -= 1;
                                 sink(NonNull::new_unchecked(c), res);

@@ -26,9 +26,6 @@ impl EpollPoller {
 
 impl Poller for EpollPoller {
     const NAME: &'static str = "epoll";
-    // EPOLL_CTL_ADD and EPOLL_CTL_MOD both check the descriptor's readiness
-    // and queue an event when it is ready.
-    const REGISTER_REPORTS_READY: bool = true;
 
     fn new(wake_fd: RawFd) -> io::Result<Self> {
         // epoll_create1 takes no pointers.

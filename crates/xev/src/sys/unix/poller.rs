@@ -39,11 +39,6 @@ pub trait Poller: Sized + 'static {
     fn register(&mut self, fd: RawFd, believed_registered: bool) -> io::Result<()>;
     /// Stops watching `fd` (before it is closed).
     fn deregister(&mut self, fd: RawFd);
-    /// Whether [`Poller::register`] reports a descriptor that is ready
-    /// already (the next wait returns an event for it): then an operation
-    /// that is about to register its descriptor anyway may skip its own
-    /// first attempt when that attempt would likely fail.
-    const REGISTER_REPORTS_READY: bool = false;
     /// Whether the poller watches process exits itself
     /// ([`Poller::register_proc`]); otherwise a process wait waits for its
     /// pidfd to become readable.
