@@ -313,9 +313,9 @@ for_each_backend!(
 
     /// After a read that drained a socket (it got fewer bytes than it asked
     /// for), data that arrives before the next read is still found: whether
-    /// the loop ran meanwhile (the readiness event then came while nobody
-    /// waited) or not (epoll skips such a read's first attempt and relies
-    /// on the registration to report the socket).
+    /// the loop ran meanwhile (a readiness backend then saw the event while
+    /// nobody waited) or not. (It guards any backend that would skip such a
+    /// read's first attempt.)
     fn a_read_after_a_drained_read_finds_data_that_came_since<B: Backend>() {
         let mut lp = new_loop::<B>();
         let (c, s) = tcp_pair();
