@@ -187,15 +187,6 @@ fn signal_of(s: &ExitStatus) -> Option<i32> {
     }
 }
 
-/// Checks that `s` is the status of a child killed by `Child::kill`:
-/// SIGKILL on Unix, exit code 1 on Windows (`TerminateProcess`).
-fn assert_killed(s: &ExitStatus) {
-    #[cfg(unix)]
-    assert_eq!((s.signal(), s.code()), (Some(libc::SIGKILL), None), "{s:?}");
-    #[cfg(windows)]
-    assert_eq!(s.code(), Some(1), "{s:?}");
-}
-
 /// Whether `pid` is a zombie (exited, not reaped).
 #[cfg(target_os = "linux")]
 fn is_zombie(pid: u32) -> bool {
@@ -1265,7 +1256,7 @@ for_each_backend!(
         child.kill().unwrap(); // SIGKILL, before we reap it
         run_until(&mut lp, "killed child", || got.borrow().is_some());
         let s = got.borrow_mut().take().unwrap().unwrap();
-        assert_killed(&s);
+        children::assert_killed(&s);
         #[cfg(unix)]
         assert!(!s.core_dumped());
     }
@@ -1408,7 +1399,7 @@ for_each_backend!(
         child.kill().unwrap();
         let mut lp = new_loop::<B>();
         let s = wait_status(&mut lp, &p, "wait on a second loop");
-        assert_killed(&s);
+        children::assert_killed(&s);
     }
 
     /// A `Process` dropped with a wait pending: the wait's callback runs once,

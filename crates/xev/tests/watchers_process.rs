@@ -171,14 +171,7 @@ for_each_backend!(
         child.kill().expect("kill");
         lp.run(RunMode::UntilDone).unwrap();
         let status = got.borrow_mut().take().unwrap().expect("the wait");
-        assert!(!status.success(), "{status:?}");
-        #[cfg(unix)]
-        assert_eq!(
-            std::os::unix::process::ExitStatusExt::signal(&status),
-            Some(9)
-        );
-        #[cfg(windows)]
-        assert_eq!(status.code(), Some(1));
+        children::assert_killed(&status);
         p.close(&mut lp, |_, r| r.expect("close"));
         lp.run(RunMode::UntilDone).unwrap();
     }
@@ -276,13 +269,7 @@ for_each_backend!(
         p.kill().expect("kill");
         lp.run(RunMode::UntilDone).unwrap();
         let status = got.borrow_mut().take().unwrap().expect("the wait");
-        #[cfg(unix)]
-        assert_eq!(
-            std::os::unix::process::ExitStatusExt::signal(&status),
-            Some(9)
-        );
-        #[cfg(windows)]
-        assert_eq!(status.code(), Some(1));
+        children::assert_killed(&status);
         assert_eq!(p.exit_status(), Some(status));
         p.kill().expect("a second kill, after the reap");
         #[cfg(unix)]
@@ -320,13 +307,7 @@ for_each_backend!(
         drop(killer);
         lp.run(RunMode::UntilDone).unwrap();
         let status = got.borrow_mut().take().unwrap().expect("the wait");
-        #[cfg(unix)]
-        assert_eq!(
-            std::os::unix::process::ExitStatusExt::signal(&status),
-            Some(9)
-        );
-        #[cfg(windows)]
-        assert_eq!(status.code(), Some(1));
+        children::assert_killed(&status);
         observer.close(&mut lp, |_, r| r.expect("close"));
         lp.run(RunMode::UntilDone).unwrap();
     }
@@ -412,13 +393,7 @@ for_each_backend!(
                     kid.killed && out.ends_with("lagging\n"),
                     "child {i}: {out:?}"
                 );
-                #[cfg(unix)]
-                assert_eq!(
-                    std::os::unix::process::ExitStatusExt::signal(&status),
-                    Some(9)
-                );
-                #[cfg(windows)]
-                assert_eq!(status.code(), Some(1));
+                children::assert_killed(&status);
             } else {
                 assert!(complete(i, &kid.out), "child {i}: {out:?}");
                 let code = ((10 * i + 1) % 7) as i32;

@@ -47,3 +47,19 @@ pub fn exiting(code: i32) -> Command {
 pub fn sleeping() -> Command {
     command("children::child_sleep", 0)
 }
+
+/// Checks that `status` is that of a child killed by `Process::kill` or
+/// `Child::kill`: SIGKILL on Unix, exit code 1 on Windows
+/// (`TerminateProcess`).
+#[allow(dead_code)] // not every test binary needs it
+pub fn assert_killed(status: &std::process::ExitStatus) {
+    assert!(!status.success(), "{status:?}");
+    #[cfg(unix)]
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(status),
+        Some(9),
+        "{status:?}"
+    );
+    #[cfg(windows)]
+    assert_eq!(status.code(), Some(1), "{status:?}");
+}
