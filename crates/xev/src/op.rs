@@ -385,6 +385,15 @@ impl Op {
         }
     }
 
+    /// Whether this operation reads (so a result of 0 bytes is an end of
+    /// file, and a pipe whose writer is gone reads as one).
+    pub(crate) fn is_read(&self) -> bool {
+        matches!(
+            self,
+            Op::Read { .. } | Op::Recv { .. } | Op::Recvmsg(_) | Op::Pread { .. }
+        )
+    }
+
     /// The handle this operation acts on, if any.
     #[cfg_attr(not(windows), allow(dead_code))]
     pub(crate) fn handle(&self) -> Option<RawHandle> {

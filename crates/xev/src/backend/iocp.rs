@@ -550,11 +550,7 @@ impl Iocp {
                 Op::Read { .. } | Op::Write { .. } | Op::Pread { .. } | Op::Pwrite { .. }
             );
             let fd = op.handle().unwrap_or(ws::INVALID_SOCKET);
-            let read = matches!(
-                op,
-                Op::Read { .. } | Op::Pread { .. } | Op::Recv { .. } | Op::Recvmsg(_)
-            );
-            let mut res = sys::overlapped_result(fd, ov, socket, read);
+            let mut res = sys::overlapped_result(fd, ov, socket, op.is_read());
             if res < 0 && (*slot).canceled {
                 res = sys::CANCELED;
             }
@@ -693,39 +689,6 @@ impl Backend for Iocp {
         sink: &mut dyn FnMut(NonNull<Core>, i32),
     ) -> io::Result<bool> {
         let n = self.port.wait(&mut self.entries[..], timeout)?;
-        Ok(self.take_packets(n, sink))
-    }
-
-    fn in_flight(&self) -> usize {
-        self.in_flight
-    }
-
-    fn has_pending(&mut self) -> bool {
-        // Packets can only be learnt of by waiting (with a zero timeout).
-        self.in_flight > 0
-    }
-
-    unsafe fn abandon(&mut self, target: NonNull<Core>) {
-        // SAFETY: forwarded from the caller.
-        let _ = unsafe { self.cancel(target) };
-    }
-
-    fn drain(&mut self, sink: &mut dyn FnMut(NonNull<Core>, i32)) {
-        while self.in_flight > 0 {
-            if self.poll(None, sink).is_err() {
-                // The port itself failed: the loop sees in_flight > 0 and
-                // leaks the completions rather than free memory the kernel
-                // may still write.
-                break;
-            }
-        }
-    }
-}
-
-impl Iocp {
-    /// Handles the first `n` packets of `entries`; answers whether one was
-    /// the waker's.
-    fn take_packets(&mut self, n: usize, sink: &mut dyn FnMut(NonNull<Core>, i32)) -> bool {
         let mut woken = false;
         for i in 0..n {
             let e = self.entries[i];
@@ -765,9 +728,35 @@ impl Iocp {
             // SAFETY: `c` is a live completion (non-null: it was started).
             sink(unsafe { NonNull::new_unchecked(c) }, res);
         }
-        woken
+        Ok(woken)
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    fn has_pending(&mut self) -> bool {
+        // Packets can only be learnt of by waiting (with a zero timeout).
+        self.in_flight > 0
+    }
+
+    unsafe fn abandon(&mut self, target: NonNull<Core>) {
+        // SAFETY: forwarded from the caller.
+        let _ = unsafe { self.cancel(target) };
+    }
+
+    fn drain(&mut self, sink: &mut dyn FnMut(NonNull<Core>, i32)) {
+        while self.in_flight > 0 {
+            if self.poll(None, sink).is_err() {
+                // The port itself failed: the loop sees in_flight > 0 and
+                // leaks the completions rather than free memory the kernel
+                // may still write.
+                break;
+            }
+        }
     }
 }
+
 
 #[cfg(test)]
 mod tests {

@@ -176,14 +176,6 @@ fn event_mask(ev: &Event, interest: Interest) -> i32 {
     m
 }
 
-/// Whether `op` reads (so a 0 result means end of file).
-fn is_read(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Read { .. } | Op::Recv { .. } | Op::Recvmsg(_) | Op::Pread { .. }
-    )
-}
-
 /// Whether child `pid` exited: 0 when it has, `-EAGAIN` while it runs.
 fn proc_state(pid: i32) -> i32 {
     sys::proc_exited(pid).unwrap_or(-libc::EAGAIN)
@@ -311,7 +303,7 @@ impl<P: Poller> Readiness<P> {
                     // EV_EOF fflags) wins over the end of file that a read
                     // then sees.
                     match ev {
-                        Some(ev) if r == 0 && ev.errno != 0 && is_read(&(*core).op) => -ev.errno,
+                        Some(ev) if r == 0 && ev.errno != 0 && (*core).op.is_read() => -ev.errno,
                         _ => r,
                     }
                 }

@@ -154,20 +154,14 @@ pub(crate) fn shutdown(s: RawHandle, how: std::net::Shutdown) -> i32 {
     };
     // SAFETY: takes integers only.
     if unsafe { ws::shutdown(s, how) } != 0 {
-        let e = neg_wsa_error();
-        // Something that is not a socket answers WSAENOTSOCK on Windows,
-        // WSAEOPNOTSUPP under wine: the same error, said one way.
-        if e != -ws::WSAENOTSOCK && !is_socket(s) {
-            return -ws::WSAENOTSOCK;
-        }
-        return e;
+        return not_a_socket(s, neg_wsa_error());
     }
     0
 }
 
 /// A failed WinSock call's raw result `res` on `h`, with "not a socket"
 /// said one way: something that is not a socket answers WSAENOTSOCK on
-/// Windows, WSAEOPNOTSUPP under wine (as for [`shutdown`]).
+/// Windows, WSAEOPNOTSUPP under wine.
 pub(crate) fn not_a_socket(h: RawHandle, res: i32) -> i32 {
     if res != -ws::WSAENOTSOCK && !is_socket(h) {
         return -ws::WSAENOTSOCK;
