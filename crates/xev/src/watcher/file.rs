@@ -163,18 +163,12 @@ impl<B: Backend> File<B> {
     {
         #[cfg(windows)]
         if let Some(pos) = &self.position {
-            let (pos, mut cb) = (pos.clone(), cb);
             let op = Op::Pread {
                 fd: self.fd(),
                 buf,
                 offset: pos.get(),
             };
-            return add_read(lp, &self.owner, op, move |lp, buf, res| {
-                if let Ok(n) = res {
-                    pos.set(pos.get() + n as u64);
-                }
-                cb(lp, buf, res)
-            });
+            return add_read(lp, &self.owner, op, advancing(pos.clone(), cb));
         }
         add_read(lp, &self.owner, Op::Read { fd: self.fd(), buf }, cb)
     }
@@ -190,18 +184,12 @@ impl<B: Backend> File<B> {
     {
         #[cfg(windows)]
         if let Some(pos) = &self.position {
-            let (pos, mut cb) = (pos.clone(), cb);
             let op = Op::Pwrite {
                 fd: self.fd(),
                 buf,
                 offset: pos.get(),
             };
-            return add_write(lp, &self.owner, op, move |lp, buf, res| {
-                if let Ok(n) = res {
-                    pos.set(pos.get() + n as u64);
-                }
-                cb(lp, buf, res)
-            });
+            return add_write(lp, &self.owner, op, advancing(pos.clone(), cb));
         }
         add_write(lp, &self.owner, Op::Write { fd: self.fd(), buf }, cb)
     }
@@ -302,6 +290,21 @@ impl<B: Backend> File<B> {
             Some(file) => Ok(file),
             None => Err(self),
         }
+    }
+}
+
+/// Windows: `cb`, first advancing the watcher's file position `pos` by
+/// what each read or write at it transferred.
+#[cfg(windows)]
+fn advancing<B: Backend, E>(
+    pos: std::rc::Rc<std::cell::Cell<u64>>,
+    mut cb: impl FnMut(&mut Loop<B>, &mut Vec<u8>, Result<usize, E>) -> Action + 'static,
+) -> impl FnMut(&mut Loop<B>, &mut Vec<u8>, Result<usize, E>) -> Action + 'static {
+    move |lp, buf, res| {
+        if let Ok(n) = &res {
+            pos.set(pos.get() + *n as u64);
+        }
+        cb(lp, buf, res)
     }
 }
 
