@@ -191,6 +191,64 @@ error_family! {
     }
 }
 
+error_family! {
+    /// Error of a name lookup ([`Op::Resolve`](crate::Op::Resolve)).
+    ResolveError {
+        /// The name does not exist (or has no address of a usable family).
+        NotFound => "no such host", NotFound;
+        /// The input is not `host:port`, or the host holds a NUL byte.
+        Invalid => "not a valid host:port", InvalidInput;
+        /// The system resolver failed for now (no answer in time, no
+        /// network); trying later may succeed.
+        TryAgain => "temporary failure in name resolution", WouldBlock;
+        /// Lookups run on a thread pool and the loop was created without one.
+        NoThreadPool => "this operation needs a thread pool and the loop has none", Unsupported;
+    }
+}
+
+/// Error of connecting by name ([`Tcp::connect_by_name`](crate::watcher::Tcp::connect_by_name),
+/// [`Udp::for_peer`](crate::watcher::Udp::for_peer)).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConnectByNameError {
+    /// The lookup failed (no such host, malformed input, no thread pool...).
+    Resolve(ResolveError),
+    /// A socket for the address's family could not be made.
+    Socket(io::Error),
+    /// Connecting failed (the last address's error when several were tried).
+    Connect(ConnectError),
+}
+
+impl fmt::Display for ConnectByNameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectByNameError::Resolve(e) => write!(f, "resolving failed: {e}"),
+            ConnectByNameError::Socket(e) => write!(f, "creating the socket failed: {e}"),
+            ConnectByNameError::Connect(e) => write!(f, "connecting failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectByNameError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConnectByNameError::Resolve(e) => Some(e),
+            ConnectByNameError::Socket(e) => Some(e),
+            ConnectByNameError::Connect(e) => Some(e),
+        }
+    }
+}
+
+impl From<ConnectByNameError> for io::Error {
+    fn from(e: ConnectByNameError) -> io::Error {
+        match e {
+            ConnectByNameError::Resolve(e) => e.into(),
+            ConnectByNameError::Socket(e) => e,
+            ConnectByNameError::Connect(e) => e.into(),
+        }
+    }
+}
+
 /// Error of a cancel completion (the cancel's own result, not the target's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

@@ -131,6 +131,7 @@ mod options;
 mod queue;
 mod record;
 mod recycle;
+mod resolve;
 mod shared;
 mod sys;
 mod thread_pool;
@@ -139,8 +140,8 @@ pub mod watcher;
 
 pub use async_handle::Async;
 pub use error::{
-    AcceptError, AsyncError, CancelError, CloseError, ConnectError, IdError, NoopError, PollError,
-    ProcessError, ReadError, ShutdownError, TimerError, WriteError,
+    AcceptError, AsyncError, CancelError, CloseError, ConnectByNameError, ConnectError, IdError, NoopError, PollError,
+    ProcessError, ReadError, ResolveError, ShutdownError, TimerError, WriteError,
 };
 pub use event_loop::completion::Callback;
 pub use event_loop::RunMode;
@@ -151,6 +152,7 @@ pub use op::{OwnedHandle, RawHandle};
 /// The socket address type of [`Op::Connect`] (from `socket2`).
 pub use socket2::SockAddr;
 pub use record::Action;
+pub use resolve::Resolve;
 pub use thread_pool::{Config as ThreadPoolConfig, ThreadPool};
 
 /// A timer watcher on the default backend: [`watcher::Timer`] (whose page lists its

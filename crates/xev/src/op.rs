@@ -17,9 +17,10 @@ use socket2::SockAddr;
 
 use crate::error::{
     AcceptError, AsyncError, CancelError, CloseError, ConnectError, NoopError, PollError,
-    ProcessError, ReadError, ShutdownError, TimerError, WriteError, NO_THREAD_POOL,
+    ProcessError, ReadError, ResolveError, ShutdownError, TimerError, WriteError, NO_THREAD_POOL,
 };
 use crate::id::Id;
+use crate::resolve::Resolve;
 use crate::sys::types::{self as sys, MsgHeader};
 use crate::Async;
 
@@ -328,6 +329,9 @@ pub enum Op {
         /// Its pidfd on Linux, else -1.
         fd: RawHandle,
     },
+    /// Resolve `host:port` with the system resolver on the loop's thread
+    /// pool, on every backend (see [`Resolve`]); needs a loop with a pool.
+    Resolve(Box<Resolve>),
 }
 
 impl Op {
@@ -382,6 +386,7 @@ impl Op {
             Op::Shutdown { .. } => Plan::Once,
             Op::Pread { .. } | Op::Pwrite { .. } => Plan::File,
             Op::Close { fd } => Plan::Close { fd: *fd },
+            Op::Resolve(_) => Plan::Pool,
         }
     }
 
@@ -411,7 +416,11 @@ impl Op {
             | Op::Close { fd }
             | Op::ProcWait { fd, .. } => Some(*fd),
             Op::Recvmsg(m) | Op::Sendmsg(m) => Some(m.fd),
-            Op::Noop | Op::Timer { .. } | Op::Cancel { .. } | Op::AsyncWait(_) => None,
+            Op::Noop
+            | Op::Timer { .. }
+            | Op::Cancel { .. }
+            | Op::AsyncWait(_)
+            | Op::Resolve(_) => None,
         }
     }
 
@@ -436,6 +445,7 @@ impl Op {
             Op::Cancel { .. } => OpKind::Cancel,
             Op::AsyncWait(_) => OpKind::AsyncWait,
             Op::ProcWait { .. } => OpKind::ProcWait,
+            Op::Resolve(_) => OpKind::Resolve,
         }
     }
 
@@ -538,6 +548,7 @@ impl Op {
                 r if sys::is_not_child(r) => Err(ProcessError::NotChild),
                 r => Err(ProcessError::from_raw(r)),
             }),
+            Op::Resolve(r) => OpResult::Resolve(r.result(res)),
         }
     }
 }
@@ -568,6 +579,9 @@ pub(crate) enum Plan<'a> {
     /// I/O that never waits for readiness (shutdown): in the kernel on a
     /// completion backend, attempted once on a readiness backend.
     Once,
+    /// Blocking work that runs on the loop's thread pool on every backend
+    /// (name lookups): the loop hands it over without asking the backend.
+    Pool,
     /// Positional file I/O: in the kernel on a completion backend, on the
     /// thread pool on a readiness backend (regular files are never "not
     /// ready").
@@ -601,6 +615,7 @@ pub enum OpKind {
     Cancel,
     AsyncWait,
     ProcWait,
+    Resolve,
 }
 
 /// The typed result handed to a callback.
@@ -636,6 +651,8 @@ pub enum OpResult {
     Async(Result<(), AsyncError>),
     /// A process wait: `Ok` once the child exited (it is not reaped yet).
     ProcExit(Result<(), ProcessError>),
+    /// A name lookup: the addresses found (never empty on success).
+    Resolve(Result<Vec<SocketAddr>, ResolveError>),
 }
 
 impl OpResult {
@@ -655,6 +672,7 @@ impl OpResult {
                 | OpResult::Timer(Err(TimerError::Canceled))
                 | OpResult::Async(Err(AsyncError::Canceled))
                 | OpResult::ProcExit(Err(ProcessError::Canceled))
+                | OpResult::Resolve(Err(ResolveError::Canceled))
         )
     }
 }

@@ -65,6 +65,9 @@ pub(crate) const FLAG_RESET: u8 = 2;
 /// Set on a completion held by the backend or the pool once a cancel of it
 /// succeeded, until its callback runs: a second cancel is too late.
 pub(crate) const FLAG_CANCELING: u8 = 8;
+/// On the thread pool: the operation has no side effects, so a cancel may
+/// discard the result of a worker that is running it.
+pub(crate) const FLAG_DISCARDABLE: u8 = 16;
 /// Set while a timer's callback runs (its op is borrowed by the callback,
 /// so the loop records the kind here instead of reading the op).
 pub(crate) const FLAG_TIMER: u8 = 4;

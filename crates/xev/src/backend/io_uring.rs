@@ -341,8 +341,8 @@ impl Backend for IoUring {
                 Op::ProcWait { fd, .. } => {
                     opcode::PollAdd::new(types::Fd(*fd), libc::POLLIN as u32).build()
                 }
-                // The loop handles async waits itself.
-                Op::AsyncWait(_) => return Start::Done(-libc::EINVAL),
+                // The loop handles async waits and pool work itself.
+                Op::AsyncWait(_) | Op::Resolve(_) => return Start::Done(-libc::EINVAL),
                 Op::Noop | Op::Timer { .. } | Op::Cancel { .. } => {
                     return Start::Done(-libc::EINVAL)
                 }

@@ -162,6 +162,7 @@ fn lane(op: &Op) -> Option<(RawHandle, bool)> {
         Op::Sendmsg(m) => Some((m.fd, true)),
         Op::ProcWait { .. }
         | Op::Close { .. }
+        | Op::Resolve(_)
         | Op::Noop
         | Op::Timer { .. }
         | Op::Cancel { .. }
@@ -411,7 +412,11 @@ impl Iocp {
                 Op::Poll { .. } => Began::Done(UNSUPPORTED),
                 Op::ProcWait { .. } => Began::Done(UNSUPPORTED),
                 // The loop handles these itself.
-                Op::Noop | Op::Timer { .. } | Op::Cancel { .. } | Op::AsyncWait(_) => {
+                Op::Noop
+                | Op::Timer { .. }
+                | Op::Cancel { .. }
+                | Op::AsyncWait(_)
+                | Op::Resolve(_) => {
                     Began::Done(UNSUPPORTED)
                 }
             };

@@ -130,6 +130,7 @@ fn checked_mode(op: &Op) -> u64 {
         | Op::Pread { .. }
         | Op::Pwrite { .. }
         | Op::Close { .. }
+        | Op::Resolve(_)
         | Op::Noop
         | Op::Timer { .. }
         | Op::Cancel { .. }
@@ -149,6 +150,7 @@ fn wait_target(op: &Op) -> Option<(RawFd, Interest)> {
         Plan::Ready { fd, interest } => Some((fd, interest)),
         Plan::Once
         | Plan::File
+        | Plan::Pool
         | Plan::Close { .. }
         | Plan::Noop
         | Plan::Timer
@@ -274,6 +276,7 @@ impl<P: Poller> Readiness<P> {
                 | Op::AsyncWait(_)
                 | Op::Pread { .. }
                 | Op::Pwrite { .. }
+                | Op::Resolve(_)
                 | Op::Close { .. } => -libc::EINVAL,
                 Op::Read { .. }
                 | Op::Write { .. }
@@ -480,7 +483,7 @@ impl<P: Poller> Backend for Readiness<P> {
                 }
                 Plan::Ready { .. } | Plan::Once => {}
                 // The loop handles these itself.
-                Plan::Noop | Plan::Timer | Plan::Cancel(_) | Plan::AsyncWait(_) => {
+                Plan::Noop | Plan::Timer | Plan::Cancel(_) | Plan::AsyncWait(_) | Plan::Pool => {
                     return Start::Done(-libc::EINVAL)
                 }
             }

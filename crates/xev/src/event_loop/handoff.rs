@@ -14,9 +14,14 @@ use crate::thread_pool::Task;
 /// `pool_state`: waiting in the pool's queue.
 pub(crate) const POOL_QUEUED: u8 = 0;
 /// `pool_state`: a worker is performing it.
-const POOL_RUNNING: u8 = 1;
+pub(crate) const POOL_RUNNING: u8 = 1;
 /// `pool_state`: canceled before a worker took it.
 pub(crate) const POOL_CANCELED: u8 = 2;
+/// `pool_state`: canceled while a worker performed it (discardable
+/// operations only): the worker reports `Canceled` instead of its result.
+pub(crate) const POOL_DISCARDED: u8 = 3;
+/// `pool_state`: the worker finished it with its own result.
+const POOL_FINISHED: u8 = 4;
 
 /// Runs on a pool thread: performs the blocking operation of the completion
 /// that embeds `task`, then hands it back to its loop.
@@ -41,7 +46,17 @@ unsafe fn run_pool_task(task: NonNull<Task>) {
             )
             .is_ok()
         {
-            crate::sys::perform(core)
+            let res = crate::sys::perform(core);
+            // Settles the race with a cancel that discards the result.
+            match (*core).pool_state.compare_exchange(
+                POOL_RUNNING,
+                POOL_FINISHED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => res,
+                Err(_) => crate::sys::CANCELED,
+            }
         } else {
             crate::sys::CANCELED
         };

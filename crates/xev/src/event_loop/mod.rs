@@ -30,14 +30,16 @@ use crate::mpsc::Mpsc;
 use crate::op::{Op, OpResult, Plan};
 use crate::options::Options;
 use crate::queue::Queue;
-use crate::record::{Action, Core, State, FLAG_CANCELING, FLAG_FREE, FLAG_RESET, FLAG_TIMER};
+use crate::record::{
+    Action, Core, State, FLAG_CANCELING, FLAG_DISCARDABLE, FLAG_FREE, FLAG_RESET, FLAG_TIMER,
+};
 use crate::recycle::Recycler;
 use crate::shared::Shared;
 use crate::sys;
 use crate::thread_pool::{Batch, ThreadPool};
 use crate::timer_wheel::TimerWheel;
 use completion::{Callback, Completion};
-use handoff::{POOL_CANCELED, POOL_QUEUED};
+use handoff::{POOL_CANCELED, POOL_DISCARDED, POOL_QUEUED, POOL_RUNNING};
 use orphans::{Orphan, Orphans};
 
 /// How long [`Loop::run`] runs.
@@ -800,6 +802,7 @@ impl<B: Backend> Loop<B> {
                         self.s.async_waits.push_back(core);
                     }
                 }
+                Plan::Pool => self.hand_to_pool(core, true),
                 Plan::Ready { .. } | Plan::Once | Plan::File | Plan::Close { .. } => match self
                     .s
                     .backend
@@ -807,20 +810,38 @@ impl<B: Backend> Loop<B> {
                 {
                     Start::Pending => (*core).state = State::Backend,
                     Start::Done(res) => Self::finish(&mut self.s.completions, core, res),
-                    Start::Pool => {
-                        if self.s.pool.is_some() {
-                            (*core).state = State::Pool;
-                            (*core).pool_state.store(POOL_QUEUED, Ordering::Relaxed);
-                            // The way back to this loop, for the worker.
-                            (*core).slot.pool = Arc::as_ptr(&self.s.shared);
-                            self.s.pool_in_flight += 1;
-                            self.s.pool_batch.push(handoff::as_task(core));
-                        } else {
-                            Self::finish(&mut self.s.completions, core, NO_THREAD_POOL);
-                        }
-                    }
+                    Start::Pool => self.hand_to_pool(core, false),
                 },
             }
+        }
+    }
+
+    /// Queues `core` for the thread pool (scheduled at the end of the
+    /// tick), or finishes it with `NO_THREAD_POOL` when the loop has none.
+    /// A `discardable` operation (one with no side effects: a name lookup)
+    /// can be canceled while a worker runs it: its result is then thrown
+    /// away and it ends with `Canceled`.
+    ///
+    /// # Safety
+    /// `core` is live and in no queue.
+    unsafe fn hand_to_pool(&mut self, core: *mut Core, discardable: bool) {
+        // SAFETY: per the contract; the worker gets the core only through
+        // the batch scheduled after this.
+        unsafe {
+            if self.s.pool.is_none() {
+                return Self::finish(&mut self.s.completions, core, NO_THREAD_POOL);
+            }
+            (*core).state = State::Pool;
+            (*core).pool_state.store(POOL_QUEUED, Ordering::Relaxed);
+            if discardable {
+                (*core).flags |= FLAG_DISCARDABLE;
+            } else {
+                (*core).flags &= !FLAG_DISCARDABLE;
+            }
+            // The way back to this loop, for the worker.
+            (*core).slot.pool = Arc::as_ptr(&self.s.shared);
+            self.s.pool_in_flight += 1;
+            self.s.pool_batch.push(handoff::as_task(core));
         }
     }
 
@@ -923,17 +944,30 @@ impl<B: Backend> Loop<B> {
                     0
                 }
                 State::Pool => {
-                    match (*t).pool_state.compare_exchange(
+                    let state = &(*t).pool_state;
+                    let queued = state.compare_exchange(
                         POOL_QUEUED,
                         POOL_CANCELED,
                         Ordering::AcqRel,
                         Ordering::Acquire,
-                    ) {
-                        Ok(_) => {
-                            (*t).flags |= FLAG_CANCELING;
-                            0
-                        }
-                        Err(_) => sys::TOO_LATE,
+                    );
+                    // A discardable operation a worker is running is
+                    // canceled too: the worker throws its result away.
+                    let discarded = queued.is_err()
+                        && (*t).flags & FLAG_DISCARDABLE != 0
+                        && state
+                            .compare_exchange(
+                                POOL_RUNNING,
+                                POOL_DISCARDED,
+                                Ordering::AcqRel,
+                                Ordering::Acquire,
+                            )
+                            .is_ok();
+                    if queued.is_ok() || discarded {
+                        (*t).flags |= FLAG_CANCELING;
+                        0
+                    } else {
+                        sys::TOO_LATE
                     }
                 }
                 State::Backend => {

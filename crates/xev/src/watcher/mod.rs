@@ -7,6 +7,8 @@
 //! - [`Tcp`], [`Udp`], [`Stream`] (pipes, ttys, any fd),
 //!   [`File`]: reads, writes, write queues, close.
 //! - [`Process`]: wait for a child's exit and read its status.
+//! - [`resolve`], [`Tcp::connect_by_name`], [`Udp::for_peer`]: names to
+//!   addresses on the thread pool.
 //!
 //! Every request takes a closure that receives the loop and a typed result
 //! (and, for reads and writes, the buffer it lent to the kernel) and returns
@@ -31,6 +33,7 @@ mod descriptor;
 mod file;
 mod process;
 mod request;
+mod resolve;
 mod shared_fd;
 mod stream;
 mod tcp;
@@ -40,6 +43,7 @@ mod write_queue;
 
 pub use file::File;
 pub use process::{Process, Spawned};
+pub use resolve::resolve;
 pub use stream::Stream;
 pub use tcp::Tcp;
 pub use timer::Timer;

@@ -17,6 +17,7 @@ pub(crate) mod epoll;
 pub(crate) mod kqueue;
 pub(crate) mod poller;
 pub(crate) mod process;
+pub(crate) mod resolve;
 pub(crate) mod wake;
 
 pub(crate) mod fd;
@@ -25,6 +26,7 @@ pub(crate) mod types;
 pub(crate) use fd::*;
 pub(crate) use types::*;
 pub(crate) use process::*;
+pub(crate) use resolve::lookup;
 pub use wake::Waker;
 
 use std::io;
@@ -218,6 +220,10 @@ pub(crate) unsafe fn perform_as(core: *mut Core, mode: FdMode) -> i32 {
                 },
             ) as isize,
             Op::Close { fd } => libc::close(*fd) as isize,
+            Op::Resolve(r) => {
+                r.run();
+                0
+            }
             Op::Connect { .. }
             | Op::AsyncWait(_)
             | Op::ProcWait { .. }

@@ -5,10 +5,12 @@
 //! turns into a raw result, and the synchronous calls (shutdown, close).
 
 pub(crate) mod process;
+pub(crate) mod resolve;
 pub(crate) mod types;
 pub(crate) mod wake;
 
 pub(crate) use process::*;
+pub(crate) use resolve::lookup;
 pub(crate) use types::*;
 pub use wake::Waker;
 pub(crate) use wake::{Port, WAKE_KEY};
@@ -283,6 +285,10 @@ pub(crate) unsafe fn perform(core: *mut Core) -> i32 {
             Op::Write { fd, buf } => (*fd, None, false, buf.as_mut_ptr(), buf.len()),
             Op::Pwrite { fd, buf, offset } => {
                 (*fd, Some(*offset), false, buf.as_mut_ptr(), buf.len())
+            }
+            Op::Resolve(r) => {
+                r.run();
+                return 0;
             }
             _ => return UNSUPPORTED,
         };
