@@ -12,6 +12,9 @@ fn missing_name() -> String {
     format!("{}.invalid:80", "a".repeat(64))
 }
 
+/// Where a callback leaves its result for the test.
+type Slot<T> = Rc<RefCell<Option<T>>>;
+
 fn lookup<B: Backend>(lp: &mut Loop<B>, r: Box<Resolve>) -> Result<Vec<SocketAddr>, ResolveError> {
     let (res, _) = run_op(lp, Op::Resolve(r), "resolve");
     expect!(res, OpResult::Resolve(r) => r)
@@ -90,7 +93,7 @@ for_each_backend!(
         let mut lp = new_loop_with_pool::<B>();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let got: Rc<RefCell<Option<Result<Tcp<B>, ConnectByNameError>>>> = Rc::default();
+        let got: Slot<Result<Tcp<B>, ConnectByNameError>> = Rc::default();
         let g = got.clone();
         Tcp::connect_by_name(&mut lp, &format!("localhost:{port}"), move |_, r| {
             *g.borrow_mut() = Some(r)
