@@ -206,6 +206,117 @@ error_family! {
     }
 }
 
+/// Error of a filesystem operation ([`Op::Fs`](crate::Op::Fs)). The
+/// cases a caller commonly acts on are variants of their own; every other
+/// operating-system error is kept as [`FsError::Io`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum FsError {
+    /// The operation was canceled before it started.
+    Canceled,
+    /// The platform cannot perform this operation (the README's table of
+    /// operations and backends says which).
+    Unsupported,
+    /// The operation must run on a thread pool and the loop has none.
+    NoThreadPool,
+    /// A file or directory in the path does not exist.
+    NotFound,
+    /// The file or directory to create already exists.
+    AlreadyExists,
+    /// Permission denied.
+    PermissionDenied,
+    /// A component of the path that must be a directory is not one.
+    NotADirectory,
+    /// The path is a directory where a file is needed.
+    IsADirectory,
+    /// The directory to remove is not empty.
+    NotEmpty,
+    /// Any other operating-system error.
+    Io(io::Error),
+}
+
+impl FsError {
+    /// Converts a negative raw result (a negated error code) into this error.
+    pub(crate) fn from_raw(res: i32) -> FsError {
+        if res == sys::CANCELED {
+            return FsError::Canceled;
+        }
+        if res == UNSUPPORTED {
+            return FsError::Unsupported;
+        }
+        let e = errno_error(res);
+        match (e.kind(), -res) {
+            (io::ErrorKind::NotFound, _) => FsError::NotFound,
+            (io::ErrorKind::AlreadyExists, _) => FsError::AlreadyExists,
+            (io::ErrorKind::PermissionDenied, _) => FsError::PermissionDenied,
+            (_, sys::NOT_A_DIRECTORY_CODE) => FsError::NotADirectory,
+            (_, sys::IS_A_DIRECTORY_CODE) => FsError::IsADirectory,
+            (_, sys::NOT_EMPTY_CODE) => FsError::NotEmpty,
+            (_, sys::NOT_SUPPORTED_CODE) => FsError::Unsupported,
+            _ => FsError::Io(e),
+        }
+    }
+
+    /// The operating-system error number, when there is one.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            FsError::Io(e) => e.raw_os_error(),
+            _ => None,
+        }
+    }
+
+    /// The `io::ErrorKind` that best describes this error.
+    pub fn kind(&self) -> io::ErrorKind {
+        let of = |code: i32| io::Error::from_raw_os_error(code).kind();
+        match self {
+            FsError::Canceled => io::ErrorKind::Interrupted,
+            FsError::Unsupported | FsError::NoThreadPool => io::ErrorKind::Unsupported,
+            FsError::NotFound => io::ErrorKind::NotFound,
+            FsError::AlreadyExists => io::ErrorKind::AlreadyExists,
+            FsError::PermissionDenied => io::ErrorKind::PermissionDenied,
+            FsError::NotADirectory => of(sys::NOT_A_DIRECTORY_CODE),
+            FsError::IsADirectory => of(sys::IS_A_DIRECTORY_CODE),
+            FsError::NotEmpty => of(sys::NOT_EMPTY_CODE),
+            FsError::Io(e) => e.kind(),
+        }
+    }
+}
+
+impl fmt::Display for FsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FsError::Canceled => "operation canceled",
+            FsError::Unsupported => "operation not supported by this backend on this platform",
+            FsError::NoThreadPool => "this operation needs a thread pool and the loop has none",
+            FsError::NotFound => "no such file or directory",
+            FsError::AlreadyExists => "file exists",
+            FsError::PermissionDenied => "permission denied",
+            FsError::NotADirectory => "not a directory",
+            FsError::IsADirectory => "is a directory",
+            FsError::NotEmpty => "directory not empty",
+            FsError::Io(e) => return fmt::Display::fmt(e, f),
+        })
+    }
+}
+
+impl std::error::Error for FsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FsError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<FsError> for io::Error {
+    fn from(e: FsError) -> io::Error {
+        match e {
+            FsError::Io(e) => e,
+            other => io::Error::new(other.kind(), other.to_string()),
+        }
+    }
+}
+
 /// Error of connecting by name ([`Tcp::connect_by_name`](crate::watcher::Tcp::connect_by_name),
 /// [`Udp::for_peer`](crate::watcher::Udp::for_peer)).
 #[derive(Debug)]

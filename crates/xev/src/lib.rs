@@ -124,6 +124,7 @@ mod async_handle;
 pub mod backend;
 pub mod error;
 mod event_loop;
+mod fs;
 mod id;
 mod mpsc;
 mod op;
@@ -140,7 +141,7 @@ pub mod watcher;
 
 pub use async_handle::Async;
 pub use error::{
-    AcceptError, AsyncError, CancelError, CloseError, ConnectByNameError, ConnectError, IdError, NoopError, PollError,
+    AcceptError, AsyncError, CancelError, CloseError, ConnectByNameError, ConnectError, FsError, IdError, NoopError, PollError,
     ProcessError, ReadError, ResolveError, ShutdownError, TimerError, WriteError,
 };
 pub use event_loop::completion::Callback;
@@ -153,6 +154,7 @@ pub use op::{OwnedHandle, RawHandle};
 pub use socket2::SockAddr;
 pub use record::Action;
 pub use resolve::Resolve;
+pub use fs::{DirEntry, FileKind, FileStat, Fs, FsOutput, OpenFlags};
 pub use thread_pool::{Config as ThreadPoolConfig, ThreadPool};
 
 /// A timer watcher on the default backend: [`watcher::Timer`] (whose page lists its

@@ -16,9 +16,10 @@ use std::net::SocketAddr;
 use socket2::SockAddr;
 
 use crate::error::{
-    AcceptError, AsyncError, CancelError, CloseError, ConnectError, NoopError, PollError,
+    AcceptError, AsyncError, CancelError, CloseError, ConnectError, FsError, NoopError, PollError,
     ProcessError, ReadError, ResolveError, ShutdownError, TimerError, WriteError, NO_THREAD_POOL,
 };
+use crate::fs::{Fs, FsOutput};
 use crate::id::Id;
 use crate::resolve::Resolve;
 use crate::sys::types::{self as sys, MsgHeader};
@@ -332,6 +333,9 @@ pub enum Op {
     /// Resolve `host:port` with the system resolver on the loop's thread
     /// pool, on every backend (see [`Resolve`]); needs a loop with a pool.
     Resolve(Box<Resolve>),
+    /// A filesystem operation (see [`Fs`]): in the kernel on io_uring where
+    /// the kernel has the opcode, else on the loop's thread pool.
+    Fs(Box<Fs>),
 }
 
 impl Op {
@@ -387,6 +391,7 @@ impl Op {
             Op::Pread { .. } | Op::Pwrite { .. } => Plan::File,
             Op::Close { fd } => Plan::Close { fd: *fd },
             Op::Resolve(_) => Plan::Pool,
+            Op::Fs(_) => Plan::File,
         }
     }
 
@@ -420,7 +425,8 @@ impl Op {
             | Op::Timer { .. }
             | Op::Cancel { .. }
             | Op::AsyncWait(_)
-            | Op::Resolve(_) => None,
+            | Op::Resolve(_)
+            | Op::Fs(_) => None,
         }
     }
 
@@ -446,6 +452,7 @@ impl Op {
             Op::AsyncWait(_) => OpKind::AsyncWait,
             Op::ProcWait { .. } => OpKind::ProcWait,
             Op::Resolve(_) => OpKind::Resolve,
+            Op::Fs(_) => OpKind::Fs,
         }
     }
 
@@ -549,6 +556,7 @@ impl Op {
                 r => Err(ProcessError::from_raw(r)),
             }),
             Op::Resolve(r) => OpResult::Resolve(r.result(res)),
+            Op::Fs(f) => OpResult::Fs(f.result(res)),
         }
     }
 }
@@ -582,7 +590,8 @@ pub(crate) enum Plan<'a> {
     /// Blocking work that runs on the loop's thread pool on every backend
     /// (name lookups): the loop hands it over without asking the backend.
     Pool,
-    /// Positional file I/O: in the kernel on a completion backend, on the
+    /// Positional file I/O and filesystem operations: in the kernel on a
+    /// completion backend (or its pool when the kernel lacks the opcode), on the
     /// thread pool on a readiness backend (regular files are never "not
     /// ready").
     File,
@@ -616,6 +625,7 @@ pub enum OpKind {
     AsyncWait,
     ProcWait,
     Resolve,
+    Fs,
 }
 
 /// The typed result handed to a callback.
@@ -653,6 +663,8 @@ pub enum OpResult {
     ProcExit(Result<(), ProcessError>),
     /// A name lookup: the addresses found (never empty on success).
     Resolve(Result<Vec<SocketAddr>, ResolveError>),
+    /// A filesystem operation: what it produced.
+    Fs(Result<FsOutput, FsError>),
 }
 
 impl OpResult {
@@ -673,6 +685,7 @@ impl OpResult {
                 | OpResult::Async(Err(AsyncError::Canceled))
                 | OpResult::ProcExit(Err(ProcessError::Canceled))
                 | OpResult::Resolve(Err(ResolveError::Canceled))
+                | OpResult::Fs(Err(FsError::Canceled))
         )
     }
 }

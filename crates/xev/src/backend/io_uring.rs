@@ -20,6 +20,7 @@ use std::time::Duration;
 use io_uring::{cqueue, opcode, squeue, types, IoUring as Ring};
 
 use crate::backend::contract::{Backend, CancelStart, Start, Waker};
+use crate::fs::Fs;
 use crate::op::{io_len, Op};
 use crate::options::Options;
 use crate::record::Core;
@@ -34,6 +35,109 @@ const DRAIN: u64 = 2;
 /// User data of the cancel-by-descriptor linked ahead of each close.
 const CLOSE_CANCEL: u64 = 3;
 
+/// The filesystem opcodes xev can submit natively.
+const FS_OPCODES: [u8; 9] = [
+    opcode::OpenAt::CODE,
+    opcode::Statx::CODE,
+    opcode::Fsync::CODE,
+    opcode::Fallocate::CODE,
+    opcode::RenameAt::CODE,
+    opcode::UnlinkAt::CODE,
+    opcode::MkDirAt::CODE,
+    opcode::SymlinkAt::CODE,
+    opcode::LinkAt::CODE,
+];
+
+/// Which of [`FS_OPCODES`] the kernel supports (bit `n` for opcode `n`);
+/// none when the probe itself fails (everything then goes to the pool).
+fn probe_fs_opcodes(ring: &Ring) -> u64 {
+    let mut probe = io_uring::Probe::new();
+    if ring.submitter().register_probe(&mut probe).is_err() {
+        return 0;
+    }
+    FS_OPCODES
+        .iter()
+        .filter(|&&c| c < 64 && probe.is_supported(c))
+        .fold(0, |m, &c| m | 1 << c)
+}
+
+/// The entry that performs `f` in the kernel, `Ok(None)` when it must run
+/// on the thread pool (no opcode, or the kernel lacks it), or the raw
+/// result of a request that fails before reaching the kernel.
+///
+/// # Safety
+/// `f` stays in place (boxed in a live core) until the entry's CQE is
+/// reaped: the entry points at its paths and its `statx` buffer.
+unsafe fn fs_entry(f: &mut Fs, have: u64) -> Result<Option<squeue::Entry>, i32> {
+    use crate::fs::Req;
+    const HERE: types::Fd = types::Fd(libc::AT_FDCWD);
+    fn c(p: &crate::fs::FsPath) -> Result<*const libc::c_char, i32> {
+        p.c.as_ref().map(|c| c.as_ptr()).ok_or(-libc::EINVAL)
+    }
+    let code = match f.req {
+        Req::Open { .. } => opcode::OpenAt::CODE,
+        Req::Stat { .. } | Req::Fstat { .. } => opcode::Statx::CODE,
+        Req::Sync { .. } => opcode::Fsync::CODE,
+        Req::Allocate { .. } => opcode::Fallocate::CODE,
+        Req::Rename { .. } => opcode::RenameAt::CODE,
+        Req::Unlink { .. } | Req::Rmdir { .. } => opcode::UnlinkAt::CODE,
+        Req::Mkdir { .. } => opcode::MkDirAt::CODE,
+        Req::Symlink { .. } => opcode::SymlinkAt::CODE,
+        Req::Link { .. } => opcode::LinkAt::CODE,
+        Req::Truncate { .. } | Req::ReadLink { .. } | Req::ReadDir { .. } => return Ok(None),
+    };
+    if code >= 64 || have & (1 << code) == 0 {
+        return Ok(None);
+    }
+    let statx = std::ptr::addr_of_mut!(f.statx).cast::<types::statx>();
+    let mask = libc::STATX_BASIC_STATS | libc::STATX_BTIME;
+    Ok(Some(match &f.req {
+        Req::Open { dir, path, flags } => {
+            let bits = crate::sys::fs::open_flags(flags).map_err(|_| -libc::EINVAL)?;
+            opcode::OpenAt::new(types::Fd(dir.unwrap_or(libc::AT_FDCWD)), c(path)?)
+                .flags(bits)
+                .mode(flags.mode as libc::mode_t)
+                .build()
+        }
+        Req::Stat { path, follow } => opcode::Statx::new(HERE, c(path)?, statx)
+            .flags(if *follow { 0 } else { libc::AT_SYMLINK_NOFOLLOW })
+            .mask(mask)
+            .build(),
+        Req::Fstat { fd } => opcode::Statx::new(types::Fd(*fd), c"".as_ptr(), statx)
+            .flags(libc::AT_EMPTY_PATH)
+            .mask(mask)
+            .build(),
+        Req::Sync { fd, data_only } => opcode::Fsync::new(types::Fd(*fd))
+            .flags(if *data_only {
+                types::FsyncFlags::DATASYNC
+            } else {
+                types::FsyncFlags::empty()
+            })
+            .build(),
+        Req::Allocate { fd, offset, len } => {
+            if *offset > i64::MAX as u64 || *len > i64::MAX as u64 {
+                return Err(-libc::EINVAL);
+            }
+            opcode::Fallocate::new(types::Fd(*fd), *len)
+                .offset(*offset)
+                .build()
+        }
+        Req::Rename { from, to } => opcode::RenameAt::new(HERE, c(from)?, HERE, c(to)?).build(),
+        Req::Unlink { path } => opcode::UnlinkAt::new(HERE, c(path)?).build(),
+        Req::Rmdir { path } => opcode::UnlinkAt::new(HERE, c(path)?)
+            .flags(libc::AT_REMOVEDIR)
+            .build(),
+        Req::Mkdir { path, mode } => opcode::MkDirAt::new(HERE, c(path)?)
+            .mode(*mode as libc::mode_t)
+            .build(),
+        Req::Symlink { target, link } => {
+            opcode::SymlinkAt::new(HERE, c(target)?, c(link)?).build()
+        }
+        Req::Link { from, to } => opcode::LinkAt::new(HERE, c(from)?, HERE, c(to)?).build(),
+        Req::Truncate { .. } | Req::ReadLink { .. } | Req::ReadDir { .. } => return Ok(None),
+    }))
+}
+
 /// A completion's io_uring user data: its address.
 fn user_data(c: *mut Core) -> u64 {
     c as usize as u64
@@ -46,6 +150,9 @@ pub struct IoUring {
     in_flight: usize,
     wake_fd: RawFd,
     wake_armed: bool,
+    /// The filesystem opcodes this kernel has (bit `n` for opcode `n`),
+    /// probed once: the others run on the thread pool.
+    fs_opcodes: u64,
 }
 
 impl IoUring {
@@ -242,11 +349,13 @@ impl Backend for IoUring {
             ));
         }
         check_sync_cancel(&ring)?;
+        let fs_opcodes = probe_fs_opcodes(&ring);
         let backend = IoUring {
             ring,
             in_flight: 0,
             wake_fd,
             wake_armed: false,
+            fs_opcodes,
         };
         Ok((backend, waker))
     }
@@ -341,6 +450,11 @@ impl Backend for IoUring {
                 Op::ProcWait { fd, .. } => {
                     opcode::PollAdd::new(types::Fd(*fd), libc::POLLIN as u32).build()
                 }
+                Op::Fs(f) => match fs_entry(f, self.fs_opcodes) {
+                    Ok(Some(e)) => e,
+                    Ok(None) => return Start::Pool,
+                    Err(res) => return Start::Done(res),
+                },
                 // The loop handles async waits and pool work itself.
                 Op::AsyncWait(_) | Op::Resolve(_) => return Start::Done(-libc::EINVAL),
                 Op::Noop | Op::Timer { .. } | Op::Cancel { .. } => {

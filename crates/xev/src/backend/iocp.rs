@@ -163,6 +163,7 @@ fn lane(op: &Op) -> Option<(RawHandle, bool)> {
         Op::ProcWait { .. }
         | Op::Close { .. }
         | Op::Resolve(_)
+        | Op::Fs(_)
         | Op::Noop
         | Op::Timer { .. }
         | Op::Cancel { .. }
@@ -225,6 +226,10 @@ impl Iocp {
         unsafe {
             let slot = std::ptr::addr_of_mut!((*c).slot.iocp);
             let ov = std::ptr::addr_of_mut!((*slot).ov);
+            // Filesystem operations run on the thread pool.
+            if let Op::Fs(_) = (*c).op {
+                return Start::Pool;
+            }
             let fd = match (*c).op.handle() {
                 Some(fd) => fd,
                 None => return Start::Done(UNSUPPORTED),
@@ -416,7 +421,8 @@ impl Iocp {
                 | Op::Timer { .. }
                 | Op::Cancel { .. }
                 | Op::AsyncWait(_)
-                | Op::Resolve(_) => {
+                | Op::Resolve(_)
+                | Op::Fs(_) => {
                     Began::Done(UNSUPPORTED)
                 }
             };

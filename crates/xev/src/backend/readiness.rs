@@ -131,6 +131,7 @@ fn checked_mode(op: &Op) -> u64 {
         | Op::Pwrite { .. }
         | Op::Close { .. }
         | Op::Resolve(_)
+        | Op::Fs(_)
         | Op::Noop
         | Op::Timer { .. }
         | Op::Cancel { .. }
@@ -277,6 +278,7 @@ impl<P: Poller> Readiness<P> {
                 | Op::Pread { .. }
                 | Op::Pwrite { .. }
                 | Op::Resolve(_)
+                | Op::Fs(_)
                 | Op::Close { .. } => -libc::EINVAL,
                 Op::Read { .. }
                 | Op::Write { .. }

@@ -140,6 +140,12 @@ impl<B: Backend> File<B> {
         self.owner.share().raw()
     }
 
+    /// The shared descriptor that tracks this watcher's requests (for the
+    /// filesystem methods in `fs.rs`).
+    pub(super) fn owner(&self) -> &FdOwner<B> {
+        &self.owner
+    }
+
     /// Requests of this watcher that are in flight or parked (queued writes
     /// included).
     pub fn in_flight(&self) -> usize {

@@ -7,6 +7,8 @@
 //! - [`Tcp`], [`Udp`], [`Stream`] (pipes, ttys, any fd),
 //!   [`File`]: reads, writes, write queues, close.
 //! - [`Process`]: wait for a child's exit and read its status.
+//! - [`fs_op`] and the [`File`] methods `stat`, `sync`, `set_len`...:
+//!   filesystem operations ([`Fs`](crate::Fs)).
 //! - [`resolve`], [`Tcp::connect_by_name`], [`Udp::for_peer`]: names to
 //!   addresses on the thread pool.
 //!
@@ -31,6 +33,7 @@ mod async_wait;
 #[cfg(unix)]
 mod descriptor;
 mod file;
+mod fs;
 mod process;
 mod request;
 mod resolve;
@@ -42,6 +45,7 @@ mod udp;
 mod write_queue;
 
 pub use file::File;
+pub use fs::fs_op;
 pub use process::{Process, Spawned};
 pub use resolve::resolve;
 pub use stream::Stream;

@@ -35,6 +35,7 @@ mod close;
 mod completions;
 mod drop_safety;
 mod files;
+mod fs_ops;
 mod names;
 mod net;
 mod pipes;

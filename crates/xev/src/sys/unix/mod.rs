@@ -17,6 +17,7 @@ pub(crate) mod epoll;
 pub(crate) mod kqueue;
 pub(crate) mod poller;
 pub(crate) mod process;
+pub(crate) mod fs;
 pub(crate) mod resolve;
 pub(crate) mod wake;
 
@@ -220,6 +221,9 @@ pub(crate) unsafe fn perform_as(core: *mut Core, mode: FdMode) -> i32 {
                 },
             ) as isize,
             Op::Close { fd } => libc::close(*fd) as isize,
+            Op::Fs(f) => {
+                return f.run();
+            }
             Op::Resolve(r) => {
                 r.run();
                 0

@@ -73,6 +73,15 @@ pub(crate) const TOO_LATE: i32 = -libc::EALREADY;
 /// The error code ("device or resource busy") whose `io::ErrorKind` is
 /// `ResourceBusy`.
 pub(crate) const BUSY_CODE: i32 = libc::EBUSY;
+/// The error code of "not a directory" ([`FsError`](crate::FsError)).
+pub(crate) const NOT_A_DIRECTORY_CODE: i32 = libc::ENOTDIR;
+/// The error code of "is a directory".
+pub(crate) const IS_A_DIRECTORY_CODE: i32 = libc::EISDIR;
+/// The error code of "directory not empty".
+pub(crate) const NOT_EMPTY_CODE: i32 = libc::ENOTEMPTY;
+/// The error code of "the file system cannot do that" (`fallocate` on a
+/// file system without it, or on macOS).
+pub(crate) const NOT_SUPPORTED_CODE: i32 = libc::EOPNOTSUPP;
 
 /// The error code of an operation on a handle that is closed or invalid
 /// (`EBADF`).

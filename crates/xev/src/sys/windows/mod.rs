@@ -5,6 +5,7 @@
 //! turns into a raw result, and the synchronous calls (shutdown, close).
 
 pub(crate) mod process;
+pub(crate) mod fs;
 pub(crate) mod resolve;
 pub(crate) mod types;
 pub(crate) mod wake;
@@ -285,6 +286,9 @@ pub(crate) unsafe fn perform(core: *mut Core) -> i32 {
             Op::Write { fd, buf } => (*fd, None, false, buf.as_mut_ptr(), buf.len()),
             Op::Pwrite { fd, buf, offset } => {
                 (*fd, Some(*offset), false, buf.as_mut_ptr(), buf.len())
+            }
+            Op::Fs(f) => {
+                return f.run();
             }
             Op::Resolve(r) => {
                 r.run();

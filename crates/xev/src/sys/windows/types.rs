@@ -128,6 +128,14 @@ pub(crate) const NOT_FOUND: i32 = -(ERROR_NOT_FOUND as i32);
 pub(crate) const TOO_LATE: i32 = -WSAEALREADY;
 /// The error code whose `io::ErrorKind` is `ResourceBusy`.
 pub(crate) const BUSY_CODE: i32 = ERROR_BUSY as i32;
+/// The error code of "not a directory" (`ERROR_DIRECTORY`).
+pub(crate) const NOT_A_DIRECTORY_CODE: i32 = 267;
+/// The error code of "is a directory" (`ERROR_DIRECTORY_NOT_SUPPORTED`).
+pub(crate) const IS_A_DIRECTORY_CODE: i32 = 336;
+/// The error code of "directory not empty" (`ERROR_DIR_NOT_EMPTY`).
+pub(crate) const NOT_EMPTY_CODE: i32 = 145;
+/// The error code of "not supported" (`ERROR_NOT_SUPPORTED`).
+pub(crate) const NOT_SUPPORTED_CODE: i32 = 50;
 /// The error code of an operation on a closed or invalid handle.
 pub(crate) const BAD_HANDLE_CODE: i32 = ERROR_INVALID_HANDLE as i32;
 /// The raw result of an invalid argument (an offset out of range).

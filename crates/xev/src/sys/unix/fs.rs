@@ -1,0 +1,219 @@
+//! Filesystem operations on a pool thread ([`perform`]), and the metadata
+//! conversions: from `std::fs::Metadata` (pool) and from `statx` (io_uring's
+//! native stat). `std::fs` does everything it has a call for; `openat` and
+//! `fallocate` are made here.
+
+use std::io;
+use std::mem::ManuallyDrop;
+use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::Path;
+#[cfg(target_os = "linux")]
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::fs::{kind_of, FileKind, FileStat, FsOutput, FsPath, OpenFlags, Req};
+
+/// The negated error code of `e` (`EINVAL` for errors without one, such as
+/// a path holding a NUL byte).
+pub(crate) fn error_code(e: &io::Error) -> i32 {
+    -e.raw_os_error().unwrap_or(libc::EINVAL)
+}
+
+fn invalid() -> io::Error {
+    io::Error::from_raw_os_error(libc::EINVAL)
+}
+
+fn path(p: &FsPath) -> io::Result<&Path> {
+    p.path().ok_or_else(invalid)
+}
+
+/// `open(2)` flags for `f` (always close-on-exec), or `EINVAL` when it
+/// asks for neither reading nor writing.
+pub(crate) fn open_flags(f: &OpenFlags) -> io::Result<libc::c_int> {
+    let write = f.write || f.append;
+    let mut flags = match (f.read, write) {
+        (true, false) => libc::O_RDONLY,
+        (false, true) => libc::O_WRONLY,
+        (true, true) => libc::O_RDWR,
+        (false, false) => return Err(invalid()),
+    } | libc::O_CLOEXEC;
+    if f.append {
+        flags |= libc::O_APPEND;
+    }
+    if f.create_new {
+        flags |= libc::O_CREAT | libc::O_EXCL;
+    } else {
+        if f.create {
+            flags |= libc::O_CREAT;
+        }
+        if f.truncate {
+            flags |= libc::O_TRUNC;
+        }
+    }
+    Ok(flags)
+}
+
+/// A `File` view of `fd` that never closes it.
+///
+/// # Safety
+/// `fd` must stay open while the view is used.
+unsafe fn borrow_file(fd: RawFd) -> ManuallyDrop<std::fs::File> {
+    // SAFETY: per the contract; ManuallyDrop keeps the File from closing it.
+    ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+/// Performs `req` (blocking).
+pub(crate) fn perform(req: &Req) -> io::Result<FsOutput> {
+    Ok(match req {
+        Req::Open { dir, path: p, flags } => {
+            let c = p.c.as_ref().ok_or_else(invalid)?;
+            let fd = syscall!(openat(
+                dir.unwrap_or(libc::AT_FDCWD),
+                c.as_ptr(),
+                open_flags(flags)?,
+                flags.mode as libc::c_uint
+            ))?;
+            // SAFETY: openat returned a new descriptor nobody else owns.
+            FsOutput::Opened(unsafe { std::fs::File::from_raw_fd(fd) })
+        }
+        Req::Stat { path: p, follow } => {
+            let m = if *follow {
+                std::fs::metadata(path(p)?)?
+            } else {
+                std::fs::symlink_metadata(path(p)?)?
+            };
+            FsOutput::Stat(from_metadata(&m))
+        }
+        // SAFETY (all `borrow_file`s): the descriptor is the caller's, open
+        // for the operation's duration (the op's contract).
+        Req::Fstat { fd } => FsOutput::Stat(from_metadata(&unsafe { borrow_file(*fd) }.metadata()?)),
+        Req::Sync { fd, data_only } => {
+            let f = unsafe { borrow_file(*fd) };
+            if *data_only {
+                f.sync_data()?
+            } else {
+                f.sync_all()?
+            }
+            FsOutput::Done
+        }
+        Req::Truncate { fd, len } => {
+            unsafe { borrow_file(*fd) }.set_len(*len)?;
+            FsOutput::Done
+        }
+        Req::Allocate { fd, offset, len } => {
+            allocate(*fd, *offset, *len)?;
+            FsOutput::Done
+        }
+        Req::Rename { from, to } => {
+            std::fs::rename(path(from)?, path(to)?)?;
+            FsOutput::Done
+        }
+        Req::Unlink { path: p } => {
+            std::fs::remove_file(path(p)?)?;
+            FsOutput::Done
+        }
+        Req::Mkdir { path: p, mode } => {
+            std::fs::DirBuilder::new().mode(*mode).create(path(p)?)?;
+            FsOutput::Done
+        }
+        Req::Rmdir { path: p } => {
+            std::fs::remove_dir(path(p)?)?;
+            FsOutput::Done
+        }
+        Req::Symlink { target, link } => {
+            std::os::unix::fs::symlink(path(target)?, path(link)?)?;
+            FsOutput::Done
+        }
+        Req::Link { from, to } => {
+            std::fs::hard_link(path(from)?, path(to)?)?;
+            FsOutput::Done
+        }
+        Req::ReadLink { path: p } => FsOutput::Target(std::fs::read_link(path(p)?)?),
+        Req::ReadDir { path: p } => FsOutput::Entries(crate::fs::read_dir(path(p)?)?),
+    })
+}
+
+/// Reserves `len` bytes from `offset`.
+fn allocate(fd: RawFd, offset: u64, len: u64) -> io::Result<()> {
+    let (Ok(off), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return Err(invalid());
+    };
+    #[cfg(target_os = "linux")]
+    {
+        syscall!(fallocate(fd, 0, off, len)).map(drop)
+    }
+    #[cfg(target_os = "freebsd")]
+    {
+        // posix_fallocate returns the error instead of setting errno.
+        // SAFETY: plain integer arguments.
+        match unsafe { libc::posix_fallocate(fd, off, len) } {
+            0 => Ok(()),
+            e => Err(io::Error::from_raw_os_error(e)),
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
+    {
+        let _ = (fd, off, len);
+        Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn kind_of_mode(mode: u32) -> FileKind {
+    match mode & libc::S_IFMT as u32 {
+        m if m == libc::S_IFREG as u32 => FileKind::File,
+        m if m == libc::S_IFDIR as u32 => FileKind::Dir,
+        m if m == libc::S_IFLNK as u32 => FileKind::Symlink,
+        _ => FileKind::Other,
+    }
+}
+
+/// The [`FileStat`] of a `std::fs::Metadata`.
+pub(crate) fn from_metadata(m: &std::fs::Metadata) -> FileStat {
+    FileStat {
+        kind: kind_of(m.file_type()),
+        size: m.len(),
+        mode: m.mode() & 0o7777,
+        readonly: m.permissions().readonly(),
+        modified: m.modified().ok(),
+        accessed: m.accessed().ok(),
+        created: m.created().ok(),
+        nlink: m.nlink(),
+        ino: m.ino(),
+        dev: m.dev(),
+        uid: m.uid(),
+        gid: m.gid(),
+    }
+}
+
+/// The [`FileStat`] of a `statx` result.
+#[cfg(target_os = "linux")]
+pub(crate) fn from_statx(s: &libc::statx) -> FileStat {
+    let time = |t: &libc::statx_timestamp| {
+        let d = Duration::new(t.tv_sec.unsigned_abs(), t.tv_nsec);
+        Some(if t.tv_sec >= 0 {
+            UNIX_EPOCH + d
+        } else {
+            UNIX_EPOCH - d
+        })
+    };
+    let mode = u32::from(s.stx_mode);
+    FileStat {
+        kind: kind_of_mode(mode),
+        size: s.stx_size,
+        mode: mode & 0o7777,
+        readonly: mode & 0o222 == 0,
+        modified: time(&s.stx_mtime),
+        accessed: time(&s.stx_atime),
+        created: if s.stx_mask & libc::STATX_BTIME != 0 {
+            time(&s.stx_btime)
+        } else {
+            None
+        },
+        nlink: u64::from(s.stx_nlink),
+        ino: s.stx_ino,
+        dev: libc::makedev(s.stx_dev_major, s.stx_dev_minor),
+        uid: s.stx_uid,
+        gid: s.stx_gid,
+    }
+}
