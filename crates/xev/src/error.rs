@@ -308,6 +308,12 @@ impl std::error::Error for FsError {
     }
 }
 
+impl From<io::Error> for FsError {
+    fn from(e: io::Error) -> Self {
+        FsError::Io(e)
+    }
+}
+
 impl From<FsError> for io::Error {
     fn from(e: FsError) -> io::Error {
         match e {

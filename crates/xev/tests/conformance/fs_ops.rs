@@ -170,6 +170,18 @@ for_each_backend!(
         };
         let e = expect!(fs(&mut lp, Fs::open(d.join("f"), none)), Err(e) => e);
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e:?}");
+        // Operations on descriptors that are not open: the OS's own error,
+        // typed, on every backend (-1 included: nothing assumes a
+        // descriptor is valid).
+        for fd in [closed_fd(), -1i32 as RawFd] {
+            for op in [Fs::fstat(fd), Fs::fsync(fd), Fs::ftruncate(fd, 1)] {
+                let e = expect!(fs(&mut lp, op), Err(FsError::Io(e)) => e);
+                #[cfg(unix)]
+                assert_eq!(e.raw_os_error(), Some(libc::EBADF), "{e:?}");
+                #[cfg(windows)]
+                assert!(e.raw_os_error().is_some(), "{e:?}");
+            }
+        }
         // A path with a NUL byte never reaches the OS.
         let e = expect!(fs(&mut lp, Fs::stat("a\0b")), Err(e) => e);
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e:?}");

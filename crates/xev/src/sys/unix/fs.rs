@@ -4,7 +4,6 @@
 //! `fallocate` are made here.
 
 use std::io;
-use std::mem::ManuallyDrop;
 use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::Path;
@@ -53,13 +52,13 @@ pub(crate) fn open_flags(f: &OpenFlags) -> io::Result<libc::c_int> {
     Ok(flags)
 }
 
-/// A `File` view of `fd` that never closes it.
-///
-/// # Safety
-/// `fd` must stay open while the view is used.
-unsafe fn borrow_file(fd: RawFd) -> ManuallyDrop<std::fs::File> {
-    // SAFETY: per the contract; ManuallyDrop keeps the File from closing it.
-    ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) })
+/// A `File` of its own for the caller's descriptor `fd`: a duplicate, so
+/// that whatever `fd` is (closed, negative, not a file) nothing is assumed
+/// about it: a bad one gives `EBADF` here.
+fn dup_file(fd: RawFd) -> io::Result<std::fs::File> {
+    let dup = syscall!(fcntl(fd, libc::F_DUPFD_CLOEXEC, 0))?;
+    // SAFETY: `dup` is a new descriptor that only this File owns.
+    Ok(unsafe { std::fs::File::from_raw_fd(dup) })
 }
 
 /// Performs `req` (blocking).
@@ -84,11 +83,9 @@ pub(crate) fn perform(req: &Req) -> io::Result<FsOutput> {
             };
             FsOutput::Stat(from_metadata(&m))
         }
-        // SAFETY (all `borrow_file`s): the descriptor is the caller's, open
-        // for the operation's duration (the op's contract).
-        Req::Fstat { fd } => FsOutput::Stat(from_metadata(&unsafe { borrow_file(*fd) }.metadata()?)),
+        Req::Fstat { fd } => FsOutput::Stat(from_metadata(&dup_file(*fd)?.metadata()?)),
         Req::Sync { fd, data_only } => {
-            let f = unsafe { borrow_file(*fd) };
+            let f = dup_file(*fd)?;
             if *data_only {
                 f.sync_data()?
             } else {
@@ -97,7 +94,7 @@ pub(crate) fn perform(req: &Req) -> io::Result<FsOutput> {
             FsOutput::Done
         }
         Req::Truncate { fd, len } => {
-            unsafe { borrow_file(*fd) }.set_len(*len)?;
+            dup_file(*fd)?.set_len(*len)?;
             FsOutput::Done
         }
         Req::Allocate { fd, offset, len } => {
@@ -160,10 +157,10 @@ fn allocate(fd: RawFd, offset: u64, len: u64) -> io::Result<()> {
 
 #[cfg(target_os = "linux")]
 fn kind_of_mode(mode: u32) -> FileKind {
-    match mode & libc::S_IFMT as u32 {
-        m if m == libc::S_IFREG as u32 => FileKind::File,
-        m if m == libc::S_IFDIR as u32 => FileKind::Dir,
-        m if m == libc::S_IFLNK as u32 => FileKind::Symlink,
+    match mode & libc::S_IFMT {
+        libc::S_IFREG => FileKind::File,
+        libc::S_IFDIR => FileKind::Dir,
+        libc::S_IFLNK => FileKind::Symlink,
         _ => FileKind::Other,
     }
 }

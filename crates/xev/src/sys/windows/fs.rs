@@ -4,7 +4,6 @@
 //! `Unsupported`.
 
 use std::io;
-use std::mem::ManuallyDrop;
 use std::os::windows::fs::OpenOptionsExt;
 use std::os::windows::io::FromRawHandle;
 use std::path::Path;
@@ -37,13 +36,35 @@ fn unsupported() -> io::Error {
     io::Error::new(io::ErrorKind::Unsupported, "not supported on Windows")
 }
 
-/// A `File` view of `h` that never closes it.
-///
-/// # Safety
-/// `h` must stay open while the view is used.
-unsafe fn borrow_file(h: RawHandle) -> ManuallyDrop<std::fs::File> {
-    // SAFETY: per the contract; ManuallyDrop keeps the File from closing it.
-    ManuallyDrop::new(unsafe { std::fs::File::from_raw_handle(h as _) })
+/// A `File` of its own for the caller's handle `h`: a duplicate, so that
+/// whatever `h` is (closed, not a file) nothing is assumed about it: a bad
+/// one gives `ERROR_INVALID_HANDLE` here.
+fn dup_file(h: RawHandle) -> io::Result<std::fs::File> {
+    use windows_sys::Win32::Foundation::{DuplicateHandle, DUPLICATE_SAME_ACCESS, HANDLE};
+    use windows_sys::Win32::System::Threading::GetCurrentProcess;
+    // Negative values are pseudo-handles (the current process or thread)
+    // or INVALID_HANDLE_VALUE, never a file.
+    if (h as isize) < 0 {
+        return Err(io::Error::from_raw_os_error(crate::sys::BAD_HANDLE_CODE));
+    }
+    let mut dup: HANDLE = std::ptr::null_mut();
+    // SAFETY: plain handle values; `dup` is valid for the write.
+    let ok = unsafe {
+        DuplicateHandle(
+            GetCurrentProcess(),
+            h as HANDLE,
+            GetCurrentProcess(),
+            &mut dup,
+            0,
+            0,
+            DUPLICATE_SAME_ACCESS,
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `dup` is a new handle that only this File owns.
+    Ok(unsafe { std::fs::File::from_raw_handle(dup as _) })
 }
 
 /// Performs `req` (blocking).
@@ -74,11 +95,9 @@ pub(crate) fn perform(req: &Req) -> io::Result<FsOutput> {
             };
             FsOutput::Stat(from_metadata(&m))
         }
-        // SAFETY (all `borrow_file`s): the handle is the caller's, open for
-        // the operation's duration (the op's contract).
-        Req::Fstat { fd } => FsOutput::Stat(from_metadata(&unsafe { borrow_file(*fd) }.metadata()?)),
+        Req::Fstat { fd } => FsOutput::Stat(from_metadata(&dup_file(*fd)?.metadata()?)),
         Req::Sync { fd, data_only } => {
-            let f = unsafe { borrow_file(*fd) };
+            let f = dup_file(*fd)?;
             if *data_only {
                 f.sync_data()?
             } else {
@@ -87,7 +106,7 @@ pub(crate) fn perform(req: &Req) -> io::Result<FsOutput> {
             FsOutput::Done
         }
         Req::Truncate { fd, len } => {
-            unsafe { borrow_file(*fd) }.set_len(*len)?;
+            dup_file(*fd)?.set_len(*len)?;
             FsOutput::Done
         }
         Req::Allocate { .. } => return Err(unsupported()),

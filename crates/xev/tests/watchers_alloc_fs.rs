@@ -1,0 +1,98 @@
+//! Proves that filesystem operations allocate nothing in steady state on
+//! the loop's thread: 10,000 `stat` calls by path and 10,000 `fstat`s of an
+//! open file (one [`Op::Fs`] completion each, rearmed from its callback)
+//! are measured after warm-up with a counting global allocator, on every
+//! backend this host can run (`tests/support/harness.rs`: `BACKEND::NAME`).
+//! io_uring performs them in the kernel; the other backends hand them to
+//! the thread pool, whose threads the per-thread counter does not see (a
+//! worker's part is one `statx`/`fstat` call through `std::fs`, with the
+//! path converted once when the operation was built).
+
+// Linux-hosted (io_uring, epoll, dynamic, and kqueue through libkqueue) and
+// Windows (IOCP, under wine in CI).
+#![cfg(any(target_os = "linux", windows))]
+
+#[path = "support/harness.rs"]
+#[macro_use]
+mod harness;
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use xev::backend::Backend;
+use xev::generic::Loop;
+use xev::{Action, Fs, Op, OpResult, Options, RunMode, ThreadPool};
+
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::allocs;
+
+const SAFETY_NET: Duration = Duration::from_secs(60);
+
+/// Runs `op` `warmup + calls` times (rearming it from its callback, which
+/// checks the size it reports) and returns the allocations made during the
+/// last `calls`.
+fn repeated<B: Backend>(lp: &mut Loop<B>, op: Box<Fs>, size: u64, warmup: u64, calls: u64) -> u64 {
+    let n = Rc::new(Cell::new(0u64));
+    let (mark, end) = (Rc::new(Cell::new(0u64)), Rc::new(Cell::new(0u64)));
+    let (c, mk, e) = (n.clone(), mark.clone(), end.clone());
+    lp.add(Op::Fs(op), move |_, _, res| {
+        match res {
+            OpResult::Fs(Ok(xev::FsOutput::Stat(s))) => assert_eq!(s.size, size),
+            other => panic!("stat failed: {other:?}"),
+        }
+        c.set(c.get() + 1);
+        if c.get() == warmup {
+            mk.set(allocs());
+        }
+        if c.get() == warmup + calls {
+            e.set(allocs());
+            return Action::Disarm;
+        }
+        Action::Rearm
+    });
+    let start = Instant::now();
+    while n.get() < warmup + calls {
+        lp.run(RunMode::Once).unwrap();
+        assert!(start.elapsed() < SAFETY_NET, "stat calls stalled");
+    }
+    end.get() - mark.get()
+}
+
+fn check<B: Backend>() {
+    let before = allocs();
+    std::hint::black_box(Box::new(7u64));
+    assert!(allocs() > before, "the counting allocator is not installed");
+
+    let pool = ThreadPool::new(Default::default()).unwrap();
+    let mut lp = Loop::<B>::new(Options {
+        thread_pool: Some(pool),
+        ..Options::default()
+    })
+    .unwrap();
+    let path = std::env::temp_dir().join(format!(
+        "xev-alloc-fs-{}-{}",
+        std::process::id(),
+        lp.backend_name()
+    ));
+    std::fs::write(&path, [7u8; 1234]).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    #[cfg(unix)]
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+    #[cfg(windows)]
+    let fd = std::os::windows::io::AsRawHandle::as_raw_handle(&file) as xev::RawHandle;
+
+    let a = repeated(&mut lp, Fs::stat(&path), 1234, 1_000, 10_000);
+    assert_eq!(a, 0, "10,000 stat calls allocated {a} times");
+    let a = repeated(&mut lp, Fs::fstat(fd), 1234, 1_000, 10_000);
+    assert_eq!(a, 0, "10,000 fstat calls allocated {a} times");
+    drop(file);
+    std::fs::remove_file(&path).unwrap();
+}
+
+for_each_backend!(
+    fn stat_calls_allocate_nothing<B: Backend>() {
+        check::<B>();
+    }
+);
