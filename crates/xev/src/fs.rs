@@ -283,7 +283,10 @@ impl Fs {
         })
     }
 
-    /// Opens `path` (relative to the current directory).
+    /// Opens `path` (relative to the current directory). On Windows the
+    /// file is opened for overlapped I/O: use it through the loop
+    /// (pread/pwrite, the [`File`](crate::watcher::File) watcher), as
+    /// `std`'s own synchronous reads and writes refuse such a handle.
     pub fn open(path: impl AsRef<Path>, flags: OpenFlags) -> Box<Fs> {
         Fs::boxed(Req::Open {
             dir: None,

@@ -55,31 +55,54 @@ fn open<B: Backend>(lp: &mut Loop<B>, p: &Path, flags: OpenFlags) -> std::fs::Fi
 
 for_each_backend!(
     fn fs_open_write_stat_and_fstat_agree_with_std<B: Backend>() {
-        use std::io::{Read, Write};
         let mut lp = new_loop_with_pool::<B>();
         let d = TempDir::new("open");
         let p = d.join("f");
-        let mut f = open(&mut lp, &p, OpenFlags::CREATE);
-        f.write_all(b"hello").unwrap();
-        // Append adds at the end; create_new refuses an existing file.
-        let mut a = open(&mut lp, &p, OpenFlags::APPEND);
-        a.write_all(b" world").unwrap();
+        // Written through the loop: on Windows the file is opened for
+        // overlapped I/O, which std's synchronous calls refuse.
+        let f = open(&mut lp, &p, OpenFlags::CREATE);
+        let pwrite = |lp: &mut Loop<B>, f: &std::fs::File, data: &[u8], offset| {
+            let op = Op::Pwrite {
+                fd: raw(f),
+                buf: data.to_vec(),
+                offset,
+            };
+            let (res, _) = run_op(lp, op, "pwrite");
+            assert_eq!(expect!(res, OpResult::Write(Ok(n)) => n), data.len());
+        };
+        pwrite(&mut lp, &f, b"hello", 0);
+        // Append adds at the end (shown with std's writes on Unix).
+        #[cfg(unix)]
+        {
+            use std::io::Write;
+            let mut a = open(&mut lp, &p, OpenFlags::APPEND);
+            a.write_all(b" world").unwrap();
+        }
+        #[cfg(windows)]
+        pwrite(&mut lp, &f, b" world", 5);
+        // create_new refuses an existing file.
         let flags = OpenFlags {
             create_new: true,
             ..OpenFlags::CREATE
         };
-        expect!(
-            fs(&mut lp, Fs::open(&p, flags)),
-            Err(FsError::AlreadyExists)
+        expect!(fs(&mut lp, Fs::open(&p, flags)), Err(FsError::AlreadyExists));
+        assert_eq!(std::fs::read(&p).unwrap(), b"hello world");
+        let r = open(&mut lp, &p, OpenFlags::READ);
+        let (res, op) = run_op(
+            &mut lp,
+            Op::Pread {
+                fd: raw(&r),
+                buf: vec![0; 32],
+                offset: 6,
+            },
+            "pread",
         );
-        let mut text = String::new();
-        open(&mut lp, &p, OpenFlags::READ)
-            .read_to_string(&mut text)
-            .unwrap();
-        assert_eq!(text, "hello world");
+        let n = expect!(res, OpResult::Read(Ok(n)) => n);
+        assert_eq!(&op.buf().unwrap()[..n], b"world");
         // Truncating on open empties it.
         drop(open(&mut lp, &p, OpenFlags::CREATE));
-        f.write_all(b"0123456789").unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 0);
+        pwrite(&mut lp, &f, b"0123456789", 0);
 
         let m = std::fs::metadata(&p).unwrap();
         for s in [
