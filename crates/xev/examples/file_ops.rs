@@ -11,12 +11,12 @@
 //! ```
 
 use std::cell::RefCell;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use xev::watcher::fs_op;
-use xev::{FileKind, Fs, FsError, FsOutput, Loop, OpenFlags, Options, RunMode, ThreadPool};
+use xev::watcher::{fs_op, File};
+use xev::{Action, FileKind, Fs, FsError, FsOutput, Loop, OpenFlags, Options, RunMode, ThreadPool};
 
 const USAGE: &str = "\
 file_ops: builds a small directory tree through an xev loop (mkdir, open,
@@ -118,11 +118,31 @@ fn run_main() -> Result<(), FsError> {
     run(&mut lp, Fs::mkdir(root.join("sub"), 0o755))?;
     let files = [("a.txt", 10), ("sub/b.txt", 2000), ("sub/c.txt", 0)];
     for (name, len) in files {
-        let FsOutput::Opened(mut f) = run(&mut lp, Fs::open(root.join(name), OpenFlags::CREATE))?
+        let FsOutput::Opened(f) = run(&mut lp, Fs::open(root.join(name), OpenFlags::CREATE))?
         else {
             return Err(FsError::Io(io::Error::other("open gave no file")));
         };
-        f.write_all(&vec![b'x'; len])?;
+        // Written through the loop too (on Windows the file is opened for
+        // overlapped I/O, which only the loop uses).
+        let f: File = File::from_std(f);
+        let written = Rc::new(RefCell::new(None));
+        let w = written.clone();
+        f.pwrite(&mut lp, vec![b'x'; len], 0, move |_, _, r| {
+            *w.borrow_mut() = Some(r);
+            Action::Disarm
+        });
+        while written.borrow().is_none() {
+            lp.run(RunMode::Once)?;
+        }
+        let n = written
+            .borrow_mut()
+            .take()
+            .unwrap_or(Ok(0))
+            .map_err(io::Error::from)?;
+        if n != len {
+            return Err(FsError::Io(io::Error::other("short write")));
+        }
+        f.close(&mut lp, |_, r| r.expect("closing a file"));
     }
     #[cfg(unix)]
     run(&mut lp, Fs::symlink("a.txt", root.join("link")))?;

@@ -317,7 +317,7 @@ for_each_backend!(
     /// prints "lagging" and sleeps) killed by a per-child timer that starts
     /// with the child's own first output. The timer kills only a child
     /// whose output is still incomplete, so a slow machine cannot make a
-    /// well-behaved child look like a laggard. `examples/supervisor.rs`,
+    /// well-behaved child look like a laggard. `examples/supervise.rs`,
     /// smaller.
     fn supervisor<B: Backend>() {
         #[derive(Default)]
@@ -408,6 +408,26 @@ for_each_backend!(
             }
         }
         lp.run(RunMode::UntilDone).unwrap();
+        assert_eq!(lp.active(), 0);
+    }
+
+    /// Spawning a program that does not exist is a typed error
+    /// (`ProcessError::Io` of kind `NotFound`), not a panic; nothing is
+    /// left behind in the loop.
+    fn spawn_a_missing_program<B: Backend>() {
+        let lp = new_loop::<B>();
+        let mut cmd = Command::new("xev-test-no-such-program-anywhere");
+        cmd.stdout(Stdio::piped());
+        match Process::<B>::spawn(&mut cmd) {
+            Err(ProcessError::Io(e)) => {
+                assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e:?}")
+            }
+            Err(ProcessError::Unsupported) => {}
+            other => panic!(
+                "expected NotFound, got {:?}",
+                other.map(|s| s.process.pid())
+            ),
+        }
         assert_eq!(lp.active(), 0);
     }
 

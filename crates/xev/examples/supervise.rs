@@ -9,7 +9,7 @@
 //! itself (`--child INDEX`), so it needs no shell and runs on every platform.
 //!
 //! ```text
-//! cargo run --example supervisor -- [--children N] [--timeout-ms MS]
+//! cargo run --example supervise -- [--children N] [--timeout-ms MS]
 //! ```
 
 use std::cell::RefCell;
@@ -21,9 +21,9 @@ use xev::watcher::{Process, Stream, Timer};
 use xev::{Action, Loop, ProcessError, ReadError, RunMode};
 
 const USAGE: &str = "\
-supervisor: spawns children, reads their output, kills the ones that lag.
+supervise: spawns children, reads their output, kills the ones that lag.
 
-usage: supervisor [--children N] [--timeout-ms MS]
+usage: supervise [--children N] [--timeout-ms MS]
 
   --children N      how many children (default 50)
   --timeout-ms MS   how long a child may run after its first output before
@@ -119,14 +119,14 @@ fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("supervisor: {e}");
+            eprintln!("supervise: {e}");
             return ExitCode::from(2);
         }
     };
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("supervisor: {e}");
+            eprintln!("supervise: {e}");
             ExitCode::FAILURE
         }
     }
