@@ -1,0 +1,59 @@
+//! async/await on [xev](https://docs.rs/xev): a single-threaded,
+//! completion-based runtime bound to one xev loop, with owned buffers and
+//! operations that are canceled when their future is dropped.
+//!
+//! ```
+//! use xev_async::{Runtime, sleep, spawn};
+//! use std::time::Duration;
+//!
+//! let rt = Runtime::new().unwrap();
+//! let out = rt.block_on(async {
+//!     let a = spawn(async {
+//!         sleep(Duration::from_millis(5)).await;
+//!         1
+//!     });
+//!     let b = spawn(async { 2 });
+//!     a.await.unwrap() + b.await.unwrap()
+//! });
+//! assert_eq!(out, 3);
+//! ```
+//!
+//! # The model
+//!
+//! - [`Runtime::block_on`] runs a main future; [`spawn`] adds tasks (which
+//!   need not be `Send`: everything runs on the runtime's thread). Spawning
+//!   allocates once; awaiting an operation allocates nothing in steady
+//!   state (the loop recycles the completion's memory; the runtime reuses
+//!   the slot the result waits in).
+//! - Operations own their buffers: `read(buf).await` gives back
+//!   `(result, buf)`. That is the only sound shape for a completion API:
+//!   the kernel may write into the buffer until the operation is over, so
+//!   the buffer must not be borrowed from a future that can be dropped.
+//! - **Cancellation**: dropping a future with an operation in flight
+//!   cancels the operation; its buffer stays with the loop until the
+//!   kernel lets go of it and is then dropped. Nothing is freed early,
+//!   nothing leaks, no result is delivered twice, on every backend. So
+//!   races such as [`timeout`]`(d, stream.read(buf))` are safe: when the
+//!   timer wins, the read is canceled and its buffer dropped (a read that
+//!   had already completed loses its data with it; use a buffer you keep,
+//!   via [`OpFuture`] directly, if that matters).
+//! - One runtime runs at a time on a thread; several threads each run
+//!   their own, and may share one [`xev::ThreadPool`] through
+//!   [`xev::Options::thread_pool`]. [`RemoteHandle`] hands a runtime work
+//!   from other threads.
+
+#![warn(missing_docs)]
+
+mod fs;
+mod net;
+mod op;
+mod runtime;
+mod task;
+mod time;
+
+pub use fs::File;
+pub use net::{ReadHalf, TcpListener, TcpStream, UdpSocket, WriteHalf};
+pub use op::OpFuture;
+pub use runtime::{spawn, yield_now, RemoteHandle, Runtime};
+pub use task::{JoinError, JoinHandle};
+pub use time::{interval, sleep, sleep_until, timeout, Elapsed, Interval};

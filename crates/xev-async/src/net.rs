@@ -1,0 +1,374 @@
+//! Sockets: [`TcpListener`], [`TcpStream`] and [`UdpSocket`], each owning a
+//! non-blocking, close-on-exec socket and doing its I/O through the
+//! runtime's loop with owned buffers. Dropping one closes the socket
+//! through the loop (so a readiness backend forgets it first), or directly
+//! outside a runtime.
+
+use std::cell::RefCell;
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+
+use socket2::{Domain, Socket, Type};
+use xev::{Msg, Op, OpResult, RawHandle, ReadError};
+
+use crate::op::OpFuture;
+use crate::runtime::try_current;
+
+/// The raw handle of a socket, as xev's operations name it.
+fn raw(s: &Socket) -> RawHandle {
+    #[cfg(unix)]
+    {
+        std::os::fd::AsRawFd::as_raw_fd(s)
+    }
+    #[cfg(windows)]
+    {
+        std::os::windows::io::AsRawSocket::as_raw_socket(s) as RawHandle
+    }
+}
+
+/// A new non-blocking socket of `addr`'s family.
+fn socket(addr: SocketAddr, ty: Type) -> io::Result<Socket> {
+    // socket2 makes sockets close-on-exec (and, on Apple systems, free of
+    // SIGPIPE).
+    let s = Socket::new(Domain::for_address(addr), ty, None)?;
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
+
+/// Wraps an accepted socket (already non-blocking and close-on-exec).
+fn from_accepted(h: xev::OwnedHandle) -> Socket {
+    Socket::from(h)
+}
+
+/// A socket that closes through the loop when dropped.
+struct Owned(Option<Socket>);
+
+impl Owned {
+    fn get(&self) -> &Socket {
+        // Only `Drop` takes it.
+        self.0.as_ref().expect("xev-async: socket used after drop")
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        let Some(s) = self.0.take() else { return };
+        if let Some(driver) = try_current() {
+            #[cfg(unix)]
+            let fd = std::os::fd::IntoRawFd::into_raw_fd(s);
+            #[cfg(windows)]
+            let fd = std::os::windows::io::IntoRawSocket::into_raw_socket(s) as RawHandle;
+            // The close owns the descriptor from here on.
+            driver.close(fd);
+        }
+    }
+}
+
+/// Maps a read result: end of file is `Ok(0)`.
+fn read_result(res: OpResult) -> io::Result<usize> {
+    match res {
+        OpResult::Read(Ok(n)) => Ok(n),
+        OpResult::Read(Err(ReadError::Eof)) => Ok(0),
+        OpResult::Read(Err(e)) => Err(e.into()),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn write_result(res: OpResult) -> io::Result<usize> {
+    match res {
+        OpResult::Write(r) => r.map_err(Into::into),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn unexpected(res: &OpResult) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("xev-async: unexpected result {res:?}"),
+    )
+}
+
+/// Takes the buffer back out of a finished operation.
+fn buf_of(mut op: Op) -> Vec<u8> {
+    op.take_buf().unwrap_or_default()
+}
+
+/// A TCP socket listening for connections.
+pub struct TcpListener {
+    sock: Owned,
+}
+
+impl TcpListener {
+    /// Binds to `addr` (with `SO_REUSEADDR`) and listens (backlog 1024).
+    pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+        let s = socket(addr, Type::STREAM)?;
+        s.set_reuse_address(true)?;
+        s.bind(&addr.into())?;
+        s.listen(1024)?;
+        Ok(TcpListener {
+            sock: Owned(Some(s)),
+        })
+    }
+
+    /// Wraps a listening `std` socket, making it non-blocking.
+    pub fn from_std(l: std::net::TcpListener) -> io::Result<TcpListener> {
+        l.set_nonblocking(true)?;
+        Ok(TcpListener {
+            sock: Owned(Some(Socket::from(l))),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        as_inet(self.sock.get().local_addr()?)
+    }
+
+    /// Accepts a connection (the new socket is non-blocking and
+    /// close-on-exec) and the peer's address.
+    pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let (res, _) = OpFuture::new(Op::Accept {
+            fd: raw(self.sock.get()),
+        })
+        .await;
+        match res {
+            OpResult::Accept(Ok(h)) => {
+                let s = from_accepted(h);
+                let peer = as_inet(s.peer_addr()?)?;
+                Ok((TcpStream::new(s), peer))
+            }
+            OpResult::Accept(Err(e)) => Err(e.into()),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+fn as_inet(a: socket2::SockAddr) -> io::Result<SocketAddr> {
+    a.as_socket()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an IP socket address"))
+}
+
+/// A TCP connection. Its methods take `&self`, so one task can read while
+/// another writes (share it with `Rc`, or use [`TcpStream::into_split`]).
+pub struct TcpStream {
+    sock: Owned,
+    /// Where the rest of a short read lands before it is copied into place
+    /// (`read_exact`), and the unsent rest of a short write (`write_all`):
+    /// grown once, reused.
+    scratch: RefCell<Vec<u8>>,
+}
+
+impl TcpStream {
+    fn new(s: Socket) -> TcpStream {
+        TcpStream {
+            sock: Owned(Some(s)),
+            scratch: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Connects to `addr`.
+    pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+        let s = socket(addr, Type::STREAM)?;
+        let stream = TcpStream::new(s);
+        let (res, _) = OpFuture::new(Op::connect(raw(stream.sock.get()), addr)).await;
+        match res {
+            OpResult::Connect(Ok(())) => Ok(stream),
+            OpResult::Connect(Err(e)) => Err(e.into()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Wraps a connected `std` stream, making it non-blocking.
+    pub fn from_std(s: std::net::TcpStream) -> io::Result<TcpStream> {
+        s.set_nonblocking(true)?;
+        Ok(TcpStream::new(Socket::from(s)))
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        as_inet(self.sock.get().local_addr()?)
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        as_inet(self.sock.get().peer_addr()?)
+    }
+
+    /// Sets `TCP_NODELAY`.
+    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        self.sock.get().set_tcp_nodelay(on)
+    }
+
+    /// Receives into `buf[..buf.len()]` (the whole of its length): the
+    /// count read (0 at end of stream, or for an empty `buf`) and the
+    /// buffer back.
+    pub async fn read(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        let fd = raw(self.sock.get());
+        let (res, op) = OpFuture::new(Op::Recv { fd, buf }).await;
+        (read_result(res), buf_of(op))
+    }
+
+    /// Receives exactly `buf.len()` bytes, or fails with
+    /// `UnexpectedEof` if the stream ends first.
+    pub async fn read_exact(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        let want = buf.len();
+        let (r, mut buf) = self.read(buf).await;
+        let mut have = match r {
+            Ok(0) if want > 0 => return (Err(io::ErrorKind::UnexpectedEof.into()), buf),
+            Ok(n) => n,
+            Err(e) => return (Err(e), buf),
+        };
+        while have < want {
+            let mut scratch = std::mem::take(&mut *self.scratch.borrow_mut());
+            scratch.resize(want - have, 0);
+            let (r, back) = self.read(scratch).await;
+            let n = match r {
+                Ok(0) => {
+                    *self.scratch.borrow_mut() = back;
+                    return (Err(io::ErrorKind::UnexpectedEof.into()), buf);
+                }
+                Ok(n) => n,
+                Err(e) => {
+                    *self.scratch.borrow_mut() = back;
+                    return (Err(e), buf);
+                }
+            };
+            buf[have..have + n].copy_from_slice(&back[..n]);
+            have += n;
+            *self.scratch.borrow_mut() = back;
+        }
+        (Ok(()), buf)
+    }
+
+    /// Sends `buf` (all of it or a prefix): the count sent and the buffer.
+    pub async fn write(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        let fd = raw(self.sock.get());
+        let (res, op) = OpFuture::new(Op::Send { fd, buf }).await;
+        (write_result(res), buf_of(op))
+    }
+
+    /// Sends all of `buf`, in as many writes as it takes.
+    pub async fn write_all(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        let (r, buf) = self.write(buf).await;
+        let mut sent = match r {
+            Ok(n) => n,
+            Err(e) => return (Err(e), buf),
+        };
+        while sent < buf.len() {
+            let mut rest = std::mem::take(&mut *self.scratch.borrow_mut());
+            rest.clear();
+            rest.extend_from_slice(&buf[sent..]);
+            let (r, back) = self.write(rest).await;
+            *self.scratch.borrow_mut() = back;
+            match r {
+                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
+                Ok(n) => sent += n,
+                Err(e) => return (Err(e), buf),
+            }
+        }
+        (Ok(()), buf)
+    }
+
+    /// Shuts down one or both directions.
+    pub async fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        let fd = raw(self.sock.get());
+        match OpFuture::new(Op::Shutdown { fd, how }).await.0 {
+            OpResult::Shutdown(r) => r.map_err(Into::into),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Splits the stream into a read half and a write half that can be
+    /// moved into two tasks (both share the socket, closed when both are
+    /// dropped).
+    pub fn into_split(self) -> (ReadHalf, WriteHalf) {
+        let s = std::rc::Rc::new(self);
+        (ReadHalf(s.clone()), WriteHalf(s))
+    }
+}
+
+/// The reading half of a [`TcpStream`] ([`TcpStream::into_split`]).
+pub struct ReadHalf(std::rc::Rc<TcpStream>);
+
+impl ReadHalf {
+    /// See [`TcpStream::read`].
+    pub async fn read(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        self.0.read(buf).await
+    }
+
+    /// See [`TcpStream::read_exact`].
+    pub async fn read_exact(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        self.0.read_exact(buf).await
+    }
+}
+
+/// The writing half of a [`TcpStream`] ([`TcpStream::into_split`]).
+pub struct WriteHalf(std::rc::Rc<TcpStream>);
+
+impl WriteHalf {
+    /// See [`TcpStream::write`].
+    pub async fn write(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        self.0.write(buf).await
+    }
+
+    /// See [`TcpStream::write_all`].
+    pub async fn write_all(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        self.0.write_all(buf).await
+    }
+
+    /// See [`TcpStream::shutdown`].
+    pub async fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.0.shutdown(how).await
+    }
+}
+
+/// A UDP socket.
+pub struct UdpSocket {
+    sock: Owned,
+}
+
+impl UdpSocket {
+    /// Binds to `addr` (port 0 picks a free one).
+    pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
+        let s = socket(addr, Type::DGRAM)?;
+        s.bind(&addr.into())?;
+        Ok(UdpSocket {
+            sock: Owned(Some(s)),
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        as_inet(self.sock.get().local_addr()?)
+    }
+
+    /// Sends the whole of `buf` as one datagram to `addr`.
+    pub async fn send_to(&self, buf: Vec<u8>, addr: SocketAddr) -> (io::Result<usize>, Vec<u8>) {
+        let fd = raw(self.sock.get());
+        let (res, op) = OpFuture::new(Op::Sendmsg(Msg::send_to(fd, buf, addr))).await;
+        (write_result(res), msg_buf(op))
+    }
+
+    /// Receives one datagram into `buf[..buf.len()]`: its length (a longer
+    /// datagram is cut), the sender, and the buffer.
+    pub async fn recv_from(&self, buf: Vec<u8>) -> (io::Result<(usize, SocketAddr)>, Vec<u8>) {
+        let fd = raw(self.sock.get());
+        let (res, op) = OpFuture::new(Op::Recvmsg(Msg::recv_from(fd, buf))).await;
+        let r = match res {
+            OpResult::RecvFrom(Ok((n, Some(a)))) => Ok((n, a)),
+            OpResult::RecvFrom(Ok((_, None))) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "datagram without a sender",
+            )),
+            OpResult::RecvFrom(Err(e)) => Err(e.into()),
+            other => Err(unexpected(&other)),
+        };
+        (r, msg_buf(op))
+    }
+}
+
+fn msg_buf(op: Op) -> Vec<u8> {
+    match op {
+        Op::Sendmsg(m) | Op::Recvmsg(m) => m.buf,
+        other => buf_of(other),
+    }
+}

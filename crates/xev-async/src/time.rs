@@ -1,0 +1,141 @@
+//! Time: [`sleep`], [`sleep_until`], [`timeout`] and [`interval`], on the
+//! loop's timer operation (the loop's timing wheel: no kernel object per
+//! timer, nothing allocated per sleep in steady state).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use xev::{Op, OpResult};
+
+use crate::op::OpFuture;
+use crate::runtime::current;
+
+/// Whole milliseconds of `d`, rounded up (a timer never fires early).
+fn ceil_ms(d: Duration) -> u64 {
+    let ms = d.as_millis() + u128::from(d.subsec_nanos() % 1_000_000 != 0);
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}
+
+enum When {
+    After(Duration),
+    At(Instant),
+}
+
+/// A future that completes at a deadline (see [`sleep`]). Dropping it
+/// cancels its timer.
+pub struct Sleep {
+    when: When,
+    op: Option<OpFuture>,
+}
+
+/// Completes after `d` (rounded up to whole milliseconds, the loop's clock
+/// resolution), counted from the first poll.
+pub fn sleep(d: Duration) -> Sleep {
+    Sleep {
+        when: When::After(d),
+        op: None,
+    }
+}
+
+/// Completes at `deadline` (at once if it has passed).
+pub fn sleep_until(deadline: Instant) -> Sleep {
+    Sleep {
+        when: When::At(deadline),
+        op: None,
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.op.is_none() {
+            let left = match self.when {
+                When::After(d) => d,
+                When::At(t) => t.saturating_duration_since(Instant::now()),
+            };
+            let deadline = current().now_ms().saturating_add(ceil_ms(left));
+            self.op = Some(OpFuture::new(Op::timer(deadline)));
+        }
+        let Some(op) = self.op.as_mut() else {
+            return Poll::Ready(());
+        };
+        match Pin::new(op).poll(cx) {
+            Poll::Ready((res, _)) => {
+                debug_assert!(matches!(res, OpResult::Timer(Ok(()))), "{res:?}");
+                Poll::Ready(())
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// The error of a [`timeout`] whose time ran out first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed;
+
+impl fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("deadline elapsed")
+    }
+}
+
+impl std::error::Error for Elapsed {}
+
+impl From<Elapsed> for std::io::Error {
+    fn from(e: Elapsed) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::TimedOut, e)
+    }
+}
+
+/// Runs `future` for at most `d`: its output, or [`Elapsed`] (the future
+/// is then dropped, which cancels its operations in flight).
+pub async fn timeout<F: Future>(d: Duration, future: F) -> Result<F::Output, Elapsed> {
+    let mut future = std::pin::pin!(future);
+    let mut timer = std::pin::pin!(sleep(d));
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(v) = future.as_mut().poll(cx) {
+            return Poll::Ready(Ok(v));
+        }
+        timer.as_mut().poll(cx).map(|()| Err(Elapsed))
+    })
+    .await
+}
+
+/// Ticks every `period` (see [`Interval::tick`]).
+pub fn interval(period: Duration) -> Interval {
+    Interval { period, next: None }
+}
+
+/// Periodic ticks, from [`interval`].
+#[derive(Debug)]
+pub struct Interval {
+    period: Duration,
+    next: Option<Instant>,
+}
+
+impl Interval {
+    /// Waits for the next tick: the first completes at once, each later one
+    /// `period` after the previous tick's deadline; ticks missed while the
+    /// task was busy are skipped (the next deadline is then a period from
+    /// now), so a late task never fires a burst.
+    pub async fn tick(&mut self) -> Instant {
+        let now = Instant::now();
+        let at = match self.next {
+            None => now,
+            Some(t) => t,
+        };
+        sleep_until(at).await;
+        let after = at + self.period;
+        let now = Instant::now();
+        self.next = Some(if after < now {
+            now + self.period
+        } else {
+            after
+        });
+        at
+    }
+}

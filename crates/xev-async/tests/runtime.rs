@@ -1,0 +1,385 @@
+//! The async layer on every backend (`tests/support/harness.rs` of the xev
+//! crate): tasks (spawn, join, abort, panics, yield), time (sleep,
+//! timeout, interval), TCP, UDP and files, cancellation by dropping a
+//! future for each kind of operation, work handed over from another
+//! thread, dropping a runtime with work in flight, and backpressure.
+
+#[path = "../../xev/tests/support/harness.rs"]
+#[macro_use]
+mod harness;
+
+use std::cell::{Cell, RefCell};
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use xev::backend::Backend;
+use xev::{Options, ThreadPool};
+use xev_async::{
+    interval, sleep, spawn, timeout, yield_now, File, JoinError, Runtime, TcpListener, TcpStream,
+    UdpSocket,
+};
+
+fn rt<B: Backend>() -> Runtime<B> {
+    Runtime::<B>::with_options(Options::default()).expect("a runtime")
+}
+
+fn rt_with_pool<B: Backend>() -> Runtime<B> {
+    Runtime::<B>::with_options(Options {
+        thread_pool: Some(ThreadPool::new(Default::default()).unwrap()),
+        ..Options::default()
+    })
+    .expect("a runtime")
+}
+
+fn local() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// Counts its drops.
+struct Dropped(Rc<Cell<usize>>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+for_each_backend!(
+    fn tasks_join_abort_and_panic<B: Backend>() {
+        let rt = rt::<B>();
+        let order = Rc::new(RefCell::new(Vec::new()));
+        let o = order.clone();
+        let out = rt.block_on(async move {
+            let (o1, o2) = (o.clone(), o.clone());
+            let a = spawn(async move {
+                o1.borrow_mut().push("a1");
+                yield_now().await;
+                o1.borrow_mut().push("a2");
+                1
+            });
+            let b = spawn(async move {
+                o2.borrow_mut().push("b1");
+                yield_now().await;
+                o2.borrow_mut().push("b2");
+                2
+            });
+            let forever = spawn(async {
+                sleep(Duration::from_secs(3600)).await;
+                unreachable!("aborted first")
+            });
+            let panics = spawn(async {
+                yield_now().await;
+                panic!("on purpose")
+            });
+            forever.abort();
+            let sum = a.await.unwrap() + b.await.unwrap();
+            assert!(matches!(forever.await, Err(JoinError::Cancelled)));
+            assert!(matches!(panics.await, Err(JoinError::Panicked(_))));
+            sum
+        });
+        assert_eq!(out, 3);
+        // Tasks take turns at each yield.
+        assert_eq!(*order.borrow(), vec!["a1", "b1", "a2", "b2"]);
+        assert_eq!(rt.ops_in_flight(), 0, "the aborted sleep was canceled");
+    }
+
+    fn sleep_timeout_and_interval<B: Backend>() {
+        let rt = rt::<B>();
+        rt.block_on(async {
+            let t0 = Instant::now();
+            sleep(Duration::from_millis(20)).await;
+            assert!(t0.elapsed() >= Duration::from_millis(20));
+            // The timer wins: the inner sleep is dropped (canceled).
+            let r = timeout(Duration::from_millis(1), sleep(Duration::from_secs(3600))).await;
+            assert!(r.is_err());
+            // The future wins.
+            assert_eq!(timeout(Duration::from_secs(3600), async { 7 }).await, Ok(7));
+            let mut iv = interval(Duration::from_millis(5));
+            let first = iv.tick().await;
+            let second = iv.tick().await;
+            assert!(second >= first + Duration::from_millis(5));
+        });
+        assert_eq!(rt.ops_in_flight(), 0);
+    }
+
+    fn tcp_echo_between_tasks<B: Backend>() {
+        let rt = rt::<B>();
+        rt.block_on(async {
+            let listener = TcpListener::bind(local()).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = spawn(async move {
+                let (conn, peer) = listener.accept().await.unwrap();
+                assert_eq!(peer, conn.peer_addr().unwrap());
+                let mut buf = vec![0u8; 4096];
+                let mut total = 0;
+                loop {
+                    let (r, b) = conn.read(buf).await;
+                    let n = r.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    let mut b = b;
+                    b.truncate(n);
+                    let (r, b) = conn.write_all(b).await;
+                    r.unwrap();
+                    total += n;
+                    buf = b;
+                    buf.resize(4096, 0);
+                }
+                total
+            });
+            let client = TcpStream::connect(addr).await.unwrap();
+            let mut sent = Vec::new();
+            for i in 0..100u32 {
+                let msg = format!("message {i}\n").into_bytes();
+                sent.extend_from_slice(&msg);
+                let (r, _) = client.write_all(msg).await;
+                r.unwrap();
+            }
+            let (r, got) = client.read_exact(vec![0; sent.len()]).await;
+            r.unwrap();
+            assert_eq!(got, sent);
+            client.shutdown(Shutdown::Write).await.unwrap();
+            let (r, _) = client.read(vec![0; 16]).await;
+            assert_eq!(r.unwrap(), 0, "end of stream after the server closed");
+            assert_eq!(server.await.unwrap(), sent.len());
+        });
+        assert_eq!(rt.ops_in_flight(), 0);
+    }
+
+    fn split_halves_in_two_tasks<B: Backend>() {
+        let rt = rt::<B>();
+        rt.block_on(async {
+            let listener = std::net::TcpListener::bind(local()).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let peer = std::thread::spawn(move || {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut buf = [0u8; 5];
+                s.read_exact(&mut buf).unwrap();
+                s.write_all(&buf).unwrap();
+            });
+            let (rd, wr) = TcpStream::connect(addr).await.unwrap().into_split();
+            let reader = spawn(async move { rd.read_exact(vec![0; 5]).await });
+            let (r, _) = wr.write_all(b"hello".to_vec()).await;
+            r.unwrap();
+            let (r, got) = reader.await.unwrap();
+            r.unwrap();
+            assert_eq!(got, b"hello");
+            peer.join().unwrap();
+        });
+    }
+
+    fn udp_round_trip<B: Backend>() {
+        let rt = rt::<B>();
+        rt.block_on(async {
+            let a = UdpSocket::bind(local()).unwrap();
+            let b = UdpSocket::bind(local()).unwrap();
+            let (r, _) = a.send_to(b"ping".to_vec(), b.local_addr().unwrap()).await;
+            assert_eq!(r.unwrap(), 4);
+            let (r, buf) = b.recv_from(vec![0; 16]).await;
+            let (n, from) = r.unwrap();
+            assert_eq!((&buf[..n], from), (&b"ping"[..], a.local_addr().unwrap()));
+        });
+    }
+
+    fn file_round_trip<B: Backend>() {
+        let rt = rt_with_pool::<B>();
+        let path = std::env::temp_dir().join(format!(
+            "xev-async-file-{}-{}",
+            std::process::id(),
+            rt.backend_name()
+        ));
+        rt.block_on(async {
+            let f = File::create(&path).await.unwrap();
+            let (r, _) = f.write_all_at(b"0123456789".to_vec(), 0).await;
+            r.unwrap();
+            let (r, _) = f.write_all_at(b"abc".to_vec(), 10).await;
+            r.unwrap();
+            f.sync_all().await.unwrap();
+            assert_eq!(f.metadata().await.unwrap().size, 13);
+            let g = File::open_read(&path).await.unwrap();
+            let (r, buf) = g.read_at(vec![0; 8], 5).await;
+            let n = r.unwrap();
+            assert_eq!(&buf[..n], b"56789abc");
+            let (r, _) = g.read_at(vec![0; 8], 13).await;
+            assert_eq!(r.unwrap(), 0, "at the end");
+        });
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    /// Dropping a future cancels its operation, for each kind of
+    /// operation; the buffer stays with the loop until the kernel lets go,
+    /// nothing is left in flight afterwards, and the socket still works.
+    fn dropped_futures_cancel_their_operations<B: Backend>() {
+        let rt = rt_with_pool::<B>();
+        rt.block_on(async {
+            let listener = TcpListener::bind(local()).unwrap();
+            let addr = listener.local_addr().unwrap();
+            // accept
+            assert!(timeout(Duration::from_millis(1), listener.accept())
+                .await
+                .is_err());
+            let client = TcpStream::connect(addr).await.unwrap();
+            let (server, _) = listener.accept().await.unwrap();
+            // read (recv): nothing to read yet
+            assert!(timeout(Duration::from_millis(1), server.read(vec![0; 64]))
+                .await
+                .is_err());
+            // the stream still works afterwards
+            let (r, _) = client.write_all(b"after".to_vec()).await;
+            r.unwrap();
+            let (r, got) = server.read_exact(vec![0; 5]).await;
+            r.unwrap();
+            assert_eq!(got, b"after");
+            // UDP recv
+            let u = UdpSocket::bind(local()).unwrap();
+            assert!(timeout(Duration::from_millis(1), u.recv_from(vec![0; 64]))
+                .await
+                .is_err());
+            // timer
+            assert!(
+                timeout(Duration::from_millis(1), sleep(Duration::from_secs(60)))
+                    .await
+                    .is_err()
+            );
+            // a future dropped before its first poll never starts
+            drop(server.read(vec![0; 8]));
+        });
+        // Give the loop its turns to deliver the canceled results.
+        rt.block_on(async {
+            for _ in 0..3 {
+                yield_now().await;
+            }
+        });
+        assert_eq!(rt.ops_in_flight(), 0, "every canceled operation ended");
+    }
+
+    fn work_from_another_thread<B: Backend>() {
+        let rt = rt::<B>();
+        let remote = rt.remote();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        let t = std::thread::spawn(move || {
+            for _ in 0..10 {
+                let h = h.clone();
+                remote.spawn(async move {
+                    h.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        let h = hits.clone();
+        rt.block_on(async move {
+            while h.load(Ordering::SeqCst) < 10 {
+                sleep(Duration::from_millis(1)).await;
+            }
+        });
+        t.join().unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 10);
+    }
+
+    /// A runtime dropped with tasks waiting on operations drops their
+    /// futures (once each) and cancels the operations.
+    fn dropping_the_runtime_drops_its_tasks<B: Backend>() {
+        let drops = Rc::new(Cell::new(0));
+        {
+            let rt = rt::<B>();
+            let listener = TcpListener::bind(local()).unwrap();
+            for _ in 0..3 {
+                let d = Dropped(drops.clone());
+                rt.spawn(async move {
+                    let _d = d;
+                    sleep(Duration::from_secs(3600)).await;
+                });
+            }
+            let d = Dropped(drops.clone());
+            rt.spawn(async move {
+                let _d = d;
+                let _ = listener.accept().await;
+            });
+            rt.block_on(yield_now());
+            assert_eq!(rt.ops_in_flight(), 4);
+        }
+        assert_eq!(drops.get(), 4);
+    }
+
+    /// Backpressure: an echo server written the obvious way (read, then
+    /// write all of it, then read again) holds at most one buffer of data
+    /// however much a client sends without reading: it stops reading
+    /// while its write waits for the client. The client here sends 8 MiB
+    /// and starts reading only after the first 4 MiB are out; a server
+    /// that queued replies would hold megabytes by then.
+    fn echo_server_holds_one_buffer_against_a_client_that_does_not_read<B: Backend>() {
+        const BUF: usize = 64 * 1024;
+        const TOTAL: usize = 8 << 20;
+        let rt = rt::<B>();
+        let listener = TcpListener::bind(local()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let held_max = Rc::new(Cell::new(0usize));
+        let hm = held_max.clone();
+        let server = rt.spawn(async move {
+            let (conn, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; BUF];
+            let (mut read, mut written) = (0usize, 0usize);
+            loop {
+                let (r, mut b) = conn.read(buf).await;
+                let n = r.unwrap();
+                if n == 0 {
+                    break;
+                }
+                read += n;
+                hm.set(hm.get().max(read - written));
+                b.truncate(n);
+                let (r, mut b) = conn.write_all(b).await;
+                r.unwrap();
+                written += n;
+                b.resize(BUF, 0);
+                buf = b;
+            }
+            written
+        });
+        let writer_done_4mib = Arc::new(std::sync::Barrier::new(2));
+        let client = std::net::TcpStream::connect(addr).unwrap();
+        let mut w = client.try_clone().unwrap();
+        let gate = writer_done_4mib.clone();
+        let writer = std::thread::spawn(move || {
+            let chunk = vec![0x5au8; 256 * 1024];
+            let mut sent = 0;
+            while sent < TOTAL {
+                w.write_all(&chunk).unwrap();
+                sent += chunk.len();
+                if sent == TOTAL / 2 {
+                    gate.wait();
+                }
+            }
+            w.shutdown(Shutdown::Write).unwrap();
+        });
+        let mut r = client;
+        let reader = std::thread::spawn(move || {
+            writer_done_4mib.wait();
+            let mut got = 0;
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = r.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                assert!(buf[..n].iter().all(|&x| x == 0x5a));
+                got += n;
+            }
+            got
+        });
+        let written = rt.block_on(server).unwrap();
+        writer.join().unwrap();
+        assert_eq!(reader.join().unwrap(), TOTAL);
+        assert_eq!(written, TOTAL);
+        assert!(
+            held_max.get() <= BUF,
+            "the server held {} bytes at once",
+            held_max.get()
+        );
+    }
+);
