@@ -102,6 +102,16 @@ impl fmt::Display for JoinError {
 
 impl std::error::Error for JoinError {}
 
+impl From<JoinError> for std::io::Error {
+    fn from(e: JoinError) -> std::io::Error {
+        let kind = match e {
+            JoinError::Cancelled => std::io::ErrorKind::Interrupted,
+            JoinError::Panicked(_) => std::io::ErrorKind::Other,
+        };
+        std::io::Error::new(kind, e.to_string())
+    }
+}
+
 enum State<F: Future> {
     Running(F),
     Finished(Result<F::Output, JoinError>),

@@ -1,0 +1,96 @@
+//! Proves that the async layer allocates nothing in steady state on the
+//! runtime's thread: 10,000 TCP echo round trips (client and server tasks
+//! on one runtime, buffers passed back and forth) and 100,000 `sleep`s,
+//! measured after warm-up with a counting global allocator (per thread),
+//! on every backend (`tests/support/harness.rs` of the xev crate).
+
+#![cfg(any(target_os = "linux", windows))]
+
+#[path = "../../xev/tests/support/harness.rs"]
+#[macro_use]
+mod harness;
+
+#[path = "../../xev/tests/support/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::allocs;
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use xev::backend::Backend;
+use xev::Options;
+use xev_async::{sleep, spawn, Runtime, TcpListener, TcpStream};
+
+const MSG: usize = 64;
+
+fn echo_round_trips<B: Backend>(warmup: u64, rounds: u64) -> u64 {
+    let rt = Runtime::<B>::with_options(Options::default()).unwrap();
+    let mark = Rc::new(Cell::new(0u64));
+    let m = mark.clone();
+    rt.block_on(async move {
+        let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = spawn(async move {
+            let (conn, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; MSG];
+            loop {
+                let (r, b) = conn.read_exact(buf).await;
+                if r.is_err() {
+                    break;
+                }
+                let (r, b) = conn.write_all(b).await;
+                r.unwrap();
+                buf = b;
+            }
+        });
+        let client = TcpStream::connect(addr).await.unwrap();
+        let mut buf = vec![0u8; MSG];
+        for i in 0..warmup + rounds {
+            if i == warmup {
+                m.set(allocs());
+            }
+            buf[..8].copy_from_slice(&i.to_le_bytes());
+            let (r, b) = client.write_all(buf).await;
+            r.unwrap();
+            let (r, b) = client.read_exact(b).await;
+            r.unwrap();
+            assert_eq!(u64::from_le_bytes(b[..8].try_into().unwrap()), i);
+            buf = b;
+        }
+        let used = allocs() - m.get();
+        drop(client);
+        server.await.unwrap();
+        used
+    })
+}
+
+fn sleeps<B: Backend>(warmup: u64, n: u64) -> u64 {
+    let rt = Runtime::<B>::with_options(Options::default()).unwrap();
+    rt.block_on(async move {
+        let mut mark = 0;
+        for i in 0..warmup + n {
+            if i == warmup {
+                mark = allocs();
+            }
+            sleep(Duration::ZERO).await;
+        }
+        allocs() - mark
+    })
+}
+
+fn check<B: Backend>() {
+    let before = allocs();
+    std::hint::black_box(Box::new(7u64));
+    assert!(allocs() > before, "the counting allocator is not installed");
+    let a = echo_round_trips::<B>(1_000, 10_000);
+    assert_eq!(a, 0, "10,000 echo round trips allocated {a} times");
+    let a = sleeps::<B>(1_000, 100_000);
+    assert_eq!(a, 0, "100,000 sleeps allocated {a} times");
+}
+
+for_each_backend!(
+    fn async_echo_and_sleeps_allocate_nothing<B: Backend>() {
+        check::<B>();
+    }
+);
