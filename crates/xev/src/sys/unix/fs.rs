@@ -10,7 +10,9 @@ use std::path::Path;
 #[cfg(target_os = "linux")]
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::fs::{kind_of, FileKind, FileStat, FsOutput, FsPath, OpenFlags, Req};
+#[cfg(target_os = "linux")]
+use crate::fs::FileKind;
+use crate::fs::{kind_of, FileStat, FsOutput, FsPath, OpenFlags, Req};
 
 /// The negated error code of `e` (`EINVAL` for errors without one, such as
 /// a path holding a NUL byte).

@@ -5,7 +5,7 @@
 //! reply is written. Exits by itself.
 //!
 //! ```text
-//! cargo run -p xev-async --example echo -- [--clients N] [--messages N]
+//! cargo run -p xev-async --example async_echo -- [--clients N] [--messages N]
 //! ```
 
 use std::io;
@@ -16,7 +16,7 @@ use xev_async::{spawn, Runtime, TcpListener, TcpStream};
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "-h" || a == "--help") {
-        println!("echo: an async TCP echo server and its clients on one xev-async runtime\n\nusage: echo [--clients N] [--messages N]");
+        println!("async_echo: an async TCP echo server and its clients on one xev-async runtime\n\nusage: async_echo [--clients N] [--messages N]");
         std::process::exit(0);
     }
     args.iter()

@@ -6,7 +6,7 @@
 //! ping,set,get,incr -P 16`).
 //!
 //! ```text
-//! cargo run -p xev-async --example resp -- [--listen 127.0.0.1:6380]
+//! cargo run -p xev-async --example async_resp -- [--listen 127.0.0.1:6380]
 //! ```
 
 use std::cell::RefCell;
@@ -20,22 +20,32 @@ type Db = Rc<RefCell<HashMap<Vec<u8>, Vec<u8>>>>;
 
 /// Parses one RESP array of bulk strings from `buf`: the arguments and the
 /// bytes used, `Ok(None)` if incomplete.
-fn parse(buf: &[u8]) -> Result<Option<(Vec<&[u8]>, usize)>, &'static str> {
+/// A parsed command's arguments and its length in bytes.
+type Command<'a> = (Vec<&'a [u8]>, usize);
+
+fn parse(buf: &[u8]) -> Result<Option<Command<'_>>, &'static str> {
     fn line(buf: &[u8], at: usize) -> Option<(&[u8], usize)> {
         let end = buf.get(at..)?.windows(2).position(|w| w == b"\r\n")?;
         Some((&buf[at..at + end], at + end + 2))
     }
     fn num(s: &[u8]) -> Result<usize, &'static str> {
-        std::str::from_utf8(s).ok().and_then(|s| s.parse().ok()).ok_or("bad length")
+        std::str::from_utf8(s)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or("bad length")
     }
-    let Some((head, mut at)) = line(buf, 0) else { return Ok(None) };
+    let Some((head, mut at)) = line(buf, 0) else {
+        return Ok(None);
+    };
     let n = match head.split_first() {
         Some((b'*', n)) => num(n)?,
         _ => return Err("expected an array"),
     };
     let mut args = Vec::with_capacity(n);
     for _ in 0..n {
-        let Some((h, next)) = line(buf, at) else { return Ok(None) };
+        let Some((h, next)) = line(buf, at) else {
+            return Ok(None);
+        };
         let len = match h.split_first() {
             Some((b'$', l)) => num(l)?,
             _ => return Err("expected a bulk string"),
@@ -57,7 +67,10 @@ fn bulk(out: &mut Vec<u8>, v: &[u8]) {
 
 /// Appends the reply to one command.
 fn execute(db: &Db, args: &[&[u8]], out: &mut Vec<u8>) {
-    let cmd = args.first().map(|c| c.to_ascii_uppercase()).unwrap_or_default();
+    let cmd = args
+        .first()
+        .map(|c| c.to_ascii_uppercase())
+        .unwrap_or_default();
     let mut db = db.borrow_mut();
     match (cmd.as_slice(), args.len()) {
         (b"PING", 1) => out.extend_from_slice(b"+PONG\r\n"),
@@ -76,7 +89,10 @@ fn execute(db: &Db, args: &[&[u8]], out: &mut Vec<u8>) {
         }
         (b"INCR", 2) => {
             let v = db.entry(args[1].to_vec()).or_insert_with(|| b"0".to_vec());
-            match std::str::from_utf8(v).ok().and_then(|s| s.parse::<i64>().ok()) {
+            match std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+            {
                 Some(n) => {
                     *v = (n + 1).to_string().into_bytes();
                     out.extend_from_slice(format!(":{}\r\n", n + 1).as_bytes());
@@ -158,11 +174,19 @@ async fn self_test(addr: std::net::SocketAddr) -> io::Result<()> {
 fn main() -> io::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "-h" || a == "--help") {
-        println!("resp: a Redis-protocol server on xev-async\n\nusage: resp [--listen ADDR]");
+        println!(
+            "async_resp: a Redis-protocol server on xev-async\n\nusage: async_resp [--listen ADDR]"
+        );
         return Ok(());
     }
-    let listen = args.iter().position(|a| a == "--listen").and_then(|i| args.get(i + 1));
-    let addr = listen.map_or("127.0.0.1:0", |s| s.as_str()).parse().map_err(io::Error::other)?;
+    let listen = args
+        .iter()
+        .position(|a| a == "--listen")
+        .and_then(|i| args.get(i + 1));
+    let addr = listen
+        .map_or("127.0.0.1:0", |s| s.as_str())
+        .parse()
+        .map_err(io::Error::other)?;
     let rt = Runtime::new()?;
     let backend = rt.backend_name();
     rt.block_on(async move {
