@@ -177,6 +177,25 @@ impl TcpStream {
         }
     }
 
+    /// Resolves `host_port` (`"name:port"`, `"[v6::addr]:port"`) on the
+    /// loop's thread pool (the runtime needs one: [`xev::Options`]), then
+    /// connects to each address found, in order, until one accepts.
+    pub async fn connect_to(host_port: &str) -> io::Result<TcpStream> {
+        let lookup = xev::Resolve::parse(host_port).map_err(io::Error::from)?;
+        let addrs = match OpFuture::new(Op::Resolve(lookup)).await.0 {
+            OpResult::Resolve(r) => r.map_err(io::Error::from)?,
+            other => return Err(unexpected(&other)),
+        };
+        let mut last = None;
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| io::ErrorKind::NotFound.into()))
+    }
+
     /// Wraps a connected `std` stream, making it non-blocking.
     pub fn from_std(s: std::net::TcpStream) -> io::Result<TcpStream> {
         s.set_nonblocking(true)?;

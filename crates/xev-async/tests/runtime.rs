@@ -159,6 +159,24 @@ for_each_backend!(
         assert_eq!(rt.ops_in_flight(), 0);
     }
 
+    fn connect_by_name<B: Backend>() {
+        let rt = rt_with_pool::<B>();
+        rt.block_on(async {
+            let listener = TcpListener::bind(local()).unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let accepted = spawn(async move { listener.accept().await.map(|(_, a)| a) });
+            let s = TcpStream::connect_to(&format!("localhost:{port}"))
+                .await
+                .unwrap();
+            assert_eq!(accepted.await.unwrap().unwrap(), s.local_addr().unwrap());
+            let missing = format!("{}.invalid:80", "a".repeat(64));
+            let e = TcpStream::connect_to(&missing).await.err().unwrap();
+            assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e:?}");
+            let e = TcpStream::connect_to("no-port").await.err().unwrap();
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e:?}");
+        });
+    }
+
     fn split_halves_in_two_tasks<B: Backend>() {
         let rt = rt::<B>();
         rt.block_on(async {
