@@ -291,6 +291,81 @@ pub fn tokio(n: u64) -> Res<Outcome> {
     finish(meter, server, pongs, n)
 }
 
+// ---------------------------------------------------------- xev-async ----
+
+/// xev-async on backend `B`: the same program as the tokio contender,
+/// written with xev-async's owned-buffer streams (a current-thread
+/// runtime per thread).
+pub fn xev_async<B: Backend>(n: u64) -> Res<Outcome> {
+    let (listener, addr) = listen()?;
+    listener.set_nonblocking(true).map_err(ctx("nonblocking"))?;
+    let server = thread::spawn(move || -> Res<u64> {
+        let rt = xev_async::Runtime::<B>::with_options(xev_options()).map_err(ctx("runtime"))?;
+        rt.block_on(async move {
+            let listener = xev_async::TcpListener::from_std(listener).map_err(ctx("listener"))?;
+            let (s, _) = listener.accept().await.map_err(ctx("accept"))?;
+            let mut buf = vec![0u8; 4096];
+            let mut echoed = 0u64;
+            loop {
+                let (r, mut b) = s.read(buf).await;
+                let n = r.map_err(ctx("server read"))?;
+                if n == 0 {
+                    break;
+                }
+                b.truncate(n);
+                let (r, mut b) = s.write_all(b).await;
+                r.map_err(ctx("server write"))?;
+                echoed += n as u64;
+                b.resize(4096, 0);
+                buf = b;
+            }
+            let _ = s.shutdown(std::net::Shutdown::Both).await;
+            Ok(echoed)
+        })
+    });
+    let rt = xev_async::Runtime::<B>::with_options(xev_options()).map_err(ctx("runtime"))?;
+    let meter = Meter::start();
+    let pongs = rt.block_on(async move {
+        let s = xev_async::TcpStream::connect(addr)
+            .await
+            .map_err(ctx("connect"))?;
+        let mut buf = vec![0u8; 1024];
+        let mut ping = PING.to_vec();
+        let (mut state, mut pongs) = (0usize, 0u64);
+        let (r, p) = s.write_all(ping).await;
+        r.map_err(ctx("write"))?;
+        ping = p;
+        loop {
+            let (r, b) = s.read(buf).await;
+            let len = r.map_err(ctx("read"))?;
+            if len == 0 {
+                return Err("client read: unexpected EOF".to_string());
+            }
+            let mut send = 0;
+            let more = scan_pings(&b[..len], &mut state, || {
+                pongs += 1;
+                if pongs > n {
+                    return false;
+                }
+                send += 1;
+                true
+            })?;
+            buf = b;
+            for _ in 0..send {
+                let (r, p) = s.write_all(ping).await;
+                r.map_err(ctx("write"))?;
+                ping = p;
+            }
+            if !more {
+                break;
+            }
+        }
+        let _ = s.shutdown(std::net::Shutdown::Both).await;
+        Ok(pongs)
+    })?;
+    finish(meter, server, pongs, n)
+}
+
 // ------------------------------------------------------- floor: io_uring --
 
 /// The raw floors: the thinnest correct code on io_uring and on epoll

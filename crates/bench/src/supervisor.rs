@@ -52,14 +52,24 @@ pub fn run_all(args: &Args, host: &str) -> Vec<Row> {
             Err(e) => format!("; io_uring unavailable ({e})"),
         }
     );
-    let runnable = |c: &str| !needs_io_uring(c) || uring.is_ok();
-    let total = workloads.len() * args.runs * contenders.iter().filter(|c| runnable(c)).count();
+    let uring_ok = |c: &str| !needs_io_uring(c) || uring.is_ok();
+    let total: usize = workloads
+        .iter()
+        .map(|w| {
+            args.runs
+                * contenders
+                    .iter()
+                    .filter(|c| uring_ok(c) && registry::not_written(w, c).is_none())
+                    .count()
+        })
+        .sum();
     let started = Instant::now();
     let mut done = 0usize;
     let mut rows = Vec::new();
     for w in &workloads {
         let n = w.size(args.quick);
         let mut results: Vec<Vec<RunResult>> = contenders.iter().map(|_| Vec::new()).collect();
+        let runnable = |c: &str| uring_ok(c) && registry::not_written(w, c).is_none();
         for run in 0..args.runs {
             for (ci, c) in contenders.iter().enumerate() {
                 if !runnable(c) {
@@ -91,7 +101,10 @@ pub fn run_all(args: &Args, host: &str) -> Vec<Row> {
         }
         for (ci, c) in contenders.iter().enumerate() {
             let mut row = aggregate(w, c, &results[ci]);
-            if !runnable(c) {
+            if let Some(why) = registry::not_written(w, c) {
+                row.error = None;
+                row.skipped = Some(why.to_string());
+            } else if !uring_ok(c) {
                 row.error = None;
                 row.skipped = Some(format!(
                     "io_uring unavailable: {}",

@@ -285,6 +285,7 @@ impl<B: Backend> Runtime<B> {
             }
         }
         let _exit = Exit;
+        let _running = crate::task::enter(&self.core.queue);
         let main = Arc::new(MainWaker {
             woken: AtomicBool::new(true),
             queue: self.core.queue.clone(),
@@ -309,15 +310,7 @@ impl<B: Backend> Runtime<B> {
 
     /// Polls every task woken so far (and adopts work from other threads).
     fn run_ready_tasks(&self) {
-        let remote = std::mem::take(
-            &mut *self
-                .core
-                .queue
-                .remote
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        for f in remote {
+        for f in self.core.queue.take_remote() {
             drop(spawn_on(&*self.core, f));
         }
         // Tasks woken while these run wait for the next round, after the
@@ -349,6 +342,7 @@ impl<B: Backend> Drop for Runtime<B> {
             *c = Some(self.core.clone() as Rc<dyn Driver>);
             true
         });
+        let _running = crate::task::enter(&self.core.queue);
         let tasks = std::mem::take(&mut *self.core.tasks.borrow_mut());
         for t in tasks.into_iter().flatten() {
             // SAFETY: the runtime's thread; no task is running.
@@ -375,7 +369,10 @@ impl Wake for MainWaker {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.woken.store(true, Ordering::Release);
-        let _ = self.queue.notify.notify();
+        if !self.queue.on_runtime_thread() {
+            // Cannot fail for a live loop.
+            let _ = self.queue.notify.notify();
+        }
     }
 }
 
@@ -395,7 +392,7 @@ impl RemoteHandle {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(Box::pin(future));
-        let _ = self.queue.notify.notify();
+        self.queue.notify_remote();
     }
 }
 

@@ -22,46 +22,112 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 
+thread_local! {
+    /// The run queue of the runtime running on this thread (inside
+    /// `block_on`), so that a wake on the runtime's own thread takes the
+    /// lock-free local path and needs no wakeup of the loop.
+    static RUNNING: Cell<*const RunQueue> = const { Cell::new(std::ptr::null()) };
+}
+
 /// Tasks woken and waiting to be polled, in wake order. Shared with every
-/// waker; pushing notifies the loop's [`xev::Async`] so that a runtime
-/// blocked in the loop wakes up (free when the loop is not blocked).
+/// waker. A wake on the runtime's thread while it runs goes to the local
+/// queue (no lock, no wakeup: the runtime polls it before it lets the loop
+/// block); a wake from anywhere else goes to the remote queue and notifies
+/// the loop's [`xev::Async`], so that a runtime blocked in the loop wakes.
 pub(crate) struct RunQueue {
-    tasks: Mutex<VecDeque<Arc<dyn Runnable>>>,
+    /// Runtime thread only (see `on_runtime_thread`).
+    local: UnsafeCell<VecDeque<Arc<dyn Runnable>>>,
+    remote_tasks: Mutex<VecDeque<Arc<dyn Runnable>>>,
+    /// Set when `remote_tasks` or `remote` may hold something.
+    remote_flag: AtomicBool,
     /// Work handed over from other threads ([`crate::RemoteHandle`]).
     pub(crate) remote: Mutex<Vec<Pin<Box<dyn Future<Output = ()> + Send>>>>,
     pub(crate) notify: xev::Async,
 }
 
+// SAFETY: `local` is only touched on the thread whose `RUNNING` names this
+// queue (the runtime's, while it runs or drops); everything else is a
+// Mutex, an atomic or an `Async` (Sync).
+unsafe impl Sync for RunQueue {}
+
+/// Marks `q` as the queue of the runtime running on this thread until the
+/// returned guard is dropped (restoring what was there).
+pub(crate) fn enter(q: &RunQueue) -> impl Drop {
+    struct Leave(*const RunQueue);
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            RUNNING.with(|r| r.set(self.0));
+        }
+    }
+    Leave(RUNNING.with(|r| r.replace(q)))
+}
+
 impl RunQueue {
     pub(crate) fn new(notify: xev::Async) -> RunQueue {
         RunQueue {
-            tasks: Mutex::new(VecDeque::with_capacity(64)),
+            local: UnsafeCell::new(VecDeque::with_capacity(64)),
+            remote_tasks: Mutex::new(VecDeque::new()),
+            remote_flag: AtomicBool::new(false),
             remote: Mutex::new(Vec::new()),
             notify,
         }
     }
 
-    pub(crate) fn push(&self, t: Arc<dyn Runnable>) {
-        self.tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push_back(t);
+    /// Whether this thread is the runtime's, running it now.
+    pub(crate) fn on_runtime_thread(&self) -> bool {
+        RUNNING.with(|r| std::ptr::eq(r.get(), self))
+    }
+
+    /// Wakes the loop for work that arrived from elsewhere.
+    pub(crate) fn notify_remote(&self) {
+        self.remote_flag.store(true, Ordering::Release);
         // Cannot fail for a live loop; a runtime that is gone needs no wake.
         let _ = self.notify.notify();
     }
 
-    pub(crate) fn pop(&self) -> Option<Arc<dyn Runnable>> {
-        self.tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop_front()
+    pub(crate) fn push(&self, t: Arc<dyn Runnable>) {
+        if self.on_runtime_thread() {
+            // SAFETY: the runtime's thread (checked); no other borrow of
+            // `local` is live (pop and is_empty hold none across calls).
+            unsafe { (*self.local.get()).push_back(t) };
+        } else {
+            self.remote_tasks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push_back(t);
+            self.notify_remote();
+        }
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.tasks
+    /// Moves remote wakes to the local queue; returns the remote futures
+    /// to spawn, if any. Runtime thread only.
+    pub(crate) fn take_remote(&self) -> Vec<Pin<Box<dyn Future<Output = ()> + Send>>> {
+        if !self.remote_flag.swap(false, Ordering::AcqRel) {
+            return Vec::new();
+        }
+        let mut r = self
+            .remote_tasks
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_empty()
+            .unwrap_or_else(PoisonError::into_inner);
+        // SAFETY: called by the runtime on its thread, inside `enter`.
+        let local = unsafe { &mut *self.local.get() };
+        local.extend(r.drain(..));
+        drop(r);
+        std::mem::take(&mut *self.remote.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The next woken task. Runtime thread only.
+    pub(crate) fn pop(&self) -> Option<Arc<dyn Runnable>> {
+        debug_assert!(self.on_runtime_thread());
+        // SAFETY: the runtime's thread; the borrow ends here.
+        unsafe { (*self.local.get()).pop_front() }
+    }
+
+    /// Whether no task waits to be polled. Runtime thread only.
+    pub(crate) fn is_empty(&self) -> bool {
+        // SAFETY: the runtime's thread; the borrow ends here.
+        let local_empty = unsafe { (*self.local.get()).is_empty() };
+        local_empty && !self.remote_flag.load(Ordering::Acquire)
     }
 }
 
