@@ -221,9 +221,7 @@ pub(crate) enum Req {
     },
     Allocate {
         fd: RawHandle,
-        #[cfg_attr(windows, allow(dead_code))]
         offset: u64,
-        #[cfg_attr(windows, allow(dead_code))]
         len: u64,
     },
     Rename {
@@ -235,7 +233,6 @@ pub(crate) enum Req {
     },
     Mkdir {
         path: FsPath,
-        #[cfg_attr(windows, allow(dead_code))]
         mode: u32,
     },
     Rmdir {
@@ -434,7 +431,7 @@ impl Fs {
     /// Performs the operation on a pool thread, keeping what it produced.
     /// Returns 0 or a negated error code.
     pub(crate) fn run(&mut self) -> i32 {
-        match crate::sys::fs::perform(&self.req) {
+        match perform(&self.req) {
             Ok(out) => {
                 self.out = Some(out);
                 0
@@ -476,6 +473,70 @@ impl fmt::Debug for Fs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Fs").field("req", &self.req).finish()
     }
+}
+
+/// Performs `req` (blocking, on a pool thread): with `std::fs` where it has
+/// the call, and the platform's parts (`sys::fs`) for the rest.
+fn perform(req: &Req) -> std::io::Result<FsOutput> {
+    use crate::sys::fs as sys;
+    fn path(p: &FsPath) -> std::io::Result<&Path> {
+        p.path().ok_or_else(crate::sys::fs::invalid)
+    }
+    Ok(match req {
+        Req::Open { dir, path, flags } => FsOutput::Opened(sys::open(*dir, path, flags)?),
+        Req::Stat { path: p, follow } => {
+            let m = if *follow {
+                std::fs::metadata(path(p)?)?
+            } else {
+                std::fs::symlink_metadata(path(p)?)?
+            };
+            FsOutput::Stat(sys::from_metadata(&m))
+        }
+        Req::Fstat { fd } => FsOutput::Stat(sys::from_metadata(&sys::dup_file(*fd)?.metadata()?)),
+        Req::Sync { fd, data_only } => {
+            let f = sys::dup_file(*fd)?;
+            if *data_only {
+                f.sync_data()?
+            } else {
+                f.sync_all()?
+            }
+            FsOutput::Done
+        }
+        Req::Truncate { fd, len } => {
+            sys::dup_file(*fd)?.set_len(*len)?;
+            FsOutput::Done
+        }
+        Req::Allocate { fd, offset, len } => {
+            sys::allocate(*fd, *offset, *len)?;
+            FsOutput::Done
+        }
+        Req::Rename { from, to } => {
+            std::fs::rename(path(from)?, path(to)?)?;
+            FsOutput::Done
+        }
+        Req::Unlink { path: p } => {
+            std::fs::remove_file(path(p)?)?;
+            FsOutput::Done
+        }
+        Req::Mkdir { path: p, mode } => {
+            sys::mkdir(path(p)?, *mode)?;
+            FsOutput::Done
+        }
+        Req::Rmdir { path: p } => {
+            std::fs::remove_dir(path(p)?)?;
+            FsOutput::Done
+        }
+        Req::Symlink { target, link } => {
+            sys::symlink(path(target)?, path(link)?)?;
+            FsOutput::Done
+        }
+        Req::Link { from, to } => {
+            std::fs::hard_link(path(from)?, path(to)?)?;
+            FsOutput::Done
+        }
+        Req::ReadLink { path: p } => FsOutput::Target(std::fs::read_link(path(p)?)?),
+        Req::ReadDir { path: p } => FsOutput::Entries(read_dir(path(p)?)?),
+    })
 }
 
 /// The [`FileKind`] of a `std::fs::FileType`.

@@ -1,7 +1,8 @@
-//! Filesystem operations on a pool thread ([`perform`]), and the metadata
-//! conversions: from `std::fs::Metadata` (pool) and from `statx` (io_uring's
-//! native stat). `std::fs` does everything it has a call for; `openat` and
-//! `fallocate` are made here.
+//! The Unix parts of the filesystem operations that the thread pool runs
+//! (`crate::fs::perform` does the rest with `std::fs`): `openat`,
+//! `fallocate`, descriptors duplicated for `std`, `mkdir` with a mode,
+//! symbolic links, and the metadata conversions from `std::fs::Metadata`
+//! (pool) and from `statx` (io_uring's native stat).
 
 use std::io;
 use std::os::fd::{FromRawFd, RawFd};
@@ -12,7 +13,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 #[cfg(target_os = "linux")]
 use crate::fs::FileKind;
-use crate::fs::{kind_of, FileStat, FsOutput, FsPath, OpenFlags, Req};
+use crate::fs::{kind_of, FileStat, FsPath, OpenFlags};
 
 /// The negated error code of `e` (`EINVAL` for errors without one, such as
 /// a path holding a NUL byte).
@@ -20,12 +21,9 @@ pub(crate) fn error_code(e: &io::Error) -> i32 {
     -e.raw_os_error().unwrap_or(libc::EINVAL)
 }
 
-fn invalid() -> io::Error {
+/// The error of a path the OS cannot take (it holds a NUL byte).
+pub(crate) fn invalid() -> io::Error {
     io::Error::from_raw_os_error(libc::EINVAL)
-}
-
-fn path(p: &FsPath) -> io::Result<&Path> {
-    p.path().ok_or_else(invalid)
 }
 
 /// `open(2)` flags for `f` (always close-on-exec), or `EINVAL` when it
@@ -57,83 +55,37 @@ pub(crate) fn open_flags(f: &OpenFlags) -> io::Result<libc::c_int> {
 /// A `File` of its own for the caller's descriptor `fd`: a duplicate, so
 /// that whatever `fd` is (closed, negative, not a file) nothing is assumed
 /// about it: a bad one gives `EBADF` here.
-fn dup_file(fd: RawFd) -> io::Result<std::fs::File> {
+pub(crate) fn dup_file(fd: RawFd) -> io::Result<std::fs::File> {
     let dup = syscall!(fcntl(fd, libc::F_DUPFD_CLOEXEC, 0))?;
     // SAFETY: `dup` is a new descriptor that only this File owns.
     Ok(unsafe { std::fs::File::from_raw_fd(dup) })
 }
 
-/// Performs `req` (blocking).
-pub(crate) fn perform(req: &Req) -> io::Result<FsOutput> {
-    Ok(match req {
-        Req::Open { dir, path: p, flags } => {
-            let c = p.c.as_ref().ok_or_else(invalid)?;
-            let fd = syscall!(openat(
-                dir.unwrap_or(libc::AT_FDCWD),
-                c.as_ptr(),
-                open_flags(flags)?,
-                flags.mode as libc::c_uint
-            ))?;
-            // SAFETY: openat returned a new descriptor nobody else owns.
-            FsOutput::Opened(unsafe { std::fs::File::from_raw_fd(fd) })
-        }
-        Req::Stat { path: p, follow } => {
-            let m = if *follow {
-                std::fs::metadata(path(p)?)?
-            } else {
-                std::fs::symlink_metadata(path(p)?)?
-            };
-            FsOutput::Stat(from_metadata(&m))
-        }
-        Req::Fstat { fd } => FsOutput::Stat(from_metadata(&dup_file(*fd)?.metadata()?)),
-        Req::Sync { fd, data_only } => {
-            let f = dup_file(*fd)?;
-            if *data_only {
-                f.sync_data()?
-            } else {
-                f.sync_all()?
-            }
-            FsOutput::Done
-        }
-        Req::Truncate { fd, len } => {
-            dup_file(*fd)?.set_len(*len)?;
-            FsOutput::Done
-        }
-        Req::Allocate { fd, offset, len } => {
-            allocate(*fd, *offset, *len)?;
-            FsOutput::Done
-        }
-        Req::Rename { from, to } => {
-            std::fs::rename(path(from)?, path(to)?)?;
-            FsOutput::Done
-        }
-        Req::Unlink { path: p } => {
-            std::fs::remove_file(path(p)?)?;
-            FsOutput::Done
-        }
-        Req::Mkdir { path: p, mode } => {
-            std::fs::DirBuilder::new().mode(*mode).create(path(p)?)?;
-            FsOutput::Done
-        }
-        Req::Rmdir { path: p } => {
-            std::fs::remove_dir(path(p)?)?;
-            FsOutput::Done
-        }
-        Req::Symlink { target, link } => {
-            std::os::unix::fs::symlink(path(target)?, path(link)?)?;
-            FsOutput::Done
-        }
-        Req::Link { from, to } => {
-            std::fs::hard_link(path(from)?, path(to)?)?;
-            FsOutput::Done
-        }
-        Req::ReadLink { path: p } => FsOutput::Target(std::fs::read_link(path(p)?)?),
-        Req::ReadDir { path: p } => FsOutput::Entries(crate::fs::read_dir(path(p)?)?),
-    })
+/// Opens `path` (relative to `dir` when given: `openat`).
+pub(crate) fn open(dir: Option<RawFd>, p: &FsPath, flags: &OpenFlags) -> io::Result<std::fs::File> {
+    let c = p.c.as_ref().ok_or_else(invalid)?;
+    let fd = syscall!(openat(
+        dir.unwrap_or(libc::AT_FDCWD),
+        c.as_ptr(),
+        open_flags(flags)?,
+        flags.mode as libc::c_uint
+    ))?;
+    // SAFETY: openat returned a new descriptor nobody else owns.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+/// Creates the directory `path` with permission bits `mode`.
+pub(crate) fn mkdir(path: &Path, mode: u32) -> io::Result<()> {
+    std::fs::DirBuilder::new().mode(mode).create(path)
+}
+
+/// Creates the symbolic link `link` to `target`.
+pub(crate) fn symlink(target: &Path, link: &Path) -> io::Result<()> {
+    std::os::unix::fs::symlink(target, link)
 }
 
 /// Reserves `len` bytes from `offset`.
-fn allocate(fd: RawFd, offset: u64, len: u64) -> io::Result<()> {
+pub(crate) fn allocate(fd: RawFd, offset: u64, len: u64) -> io::Result<()> {
     let (Ok(off), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
         return Err(invalid());
     };

@@ -1,7 +1,8 @@
-//! Filesystem operations on a pool thread ([`perform`]), with `std::fs`:
-//! files are opened for overlapped I/O (as the File watcher needs);
-//! `openat` and `fallocate` have no Windows counterpart here and answer
-//! `Unsupported`.
+//! The Windows parts of the filesystem operations that the thread pool
+//! runs (`crate::fs::perform` does the rest with `std::fs`): files are
+//! opened for overlapped I/O (as the File watcher needs); `openat` and
+//! `fallocate` have no Windows counterpart here and answer `Unsupported`;
+//! handles are duplicated for `std`.
 
 use std::io;
 use std::os::windows::fs::OpenOptionsExt;
@@ -11,7 +12,7 @@ use std::path::Path;
 use windows_sys::Win32::Storage::FileSystem::FILE_FLAG_OVERLAPPED;
 
 use crate::error::UNSUPPORTED;
-use crate::fs::{kind_of, FileStat, FsOutput, FsPath, Req};
+use crate::fs::{kind_of, FileStat, FsPath, OpenFlags};
 use crate::op::RawHandle;
 
 /// `ERROR_INVALID_PARAMETER`.
@@ -27,9 +28,9 @@ pub(crate) fn error_code(e: &io::Error) -> i32 {
     }
 }
 
-fn path(p: &FsPath) -> io::Result<&Path> {
-    p.path()
-        .ok_or_else(|| io::Error::from_raw_os_error(INVALID_PARAMETER))
+/// The error of a path the OS cannot take.
+pub(crate) fn invalid() -> io::Error {
+    io::Error::from_raw_os_error(INVALID_PARAMETER)
 }
 
 fn unsupported() -> io::Error {
@@ -39,7 +40,7 @@ fn unsupported() -> io::Error {
 /// A `File` of its own for the caller's handle `h`: a duplicate, so that
 /// whatever `h` is (closed, not a file) nothing is assumed about it: a bad
 /// one gives `ERROR_INVALID_HANDLE` here.
-fn dup_file(h: RawHandle) -> io::Result<std::fs::File> {
+pub(crate) fn dup_file(h: RawHandle) -> io::Result<std::fs::File> {
     use windows_sys::Win32::Foundation::{DuplicateHandle, DUPLICATE_SAME_ACCESS, HANDLE};
     use windows_sys::Win32::System::Threading::GetCurrentProcess;
     // Negative values are pseudo-handles (the current process or thread)
@@ -67,76 +68,36 @@ fn dup_file(h: RawHandle) -> io::Result<std::fs::File> {
     Ok(unsafe { std::fs::File::from_raw_handle(dup as _) })
 }
 
-/// Performs `req` (blocking).
-pub(crate) fn perform(req: &Req) -> io::Result<FsOutput> {
-    Ok(match req {
-        Req::Open { dir: Some(_), .. } => return Err(unsupported()),
-        Req::Open {
-            dir: None,
-            path: p,
-            flags,
-        } => {
-            let f = std::fs::OpenOptions::new()
-                .read(flags.read)
-                .write(flags.write)
-                .append(flags.append)
-                .truncate(flags.truncate)
-                .create(flags.create)
-                .create_new(flags.create_new)
-                .custom_flags(FILE_FLAG_OVERLAPPED)
-                .open(path(p)?)?;
-            FsOutput::Opened(f)
-        }
-        Req::Stat { path: p, follow } => {
-            let m = if *follow {
-                std::fs::metadata(path(p)?)?
-            } else {
-                std::fs::symlink_metadata(path(p)?)?
-            };
-            FsOutput::Stat(from_metadata(&m))
-        }
-        Req::Fstat { fd } => FsOutput::Stat(from_metadata(&dup_file(*fd)?.metadata()?)),
-        Req::Sync { fd, data_only } => {
-            let f = dup_file(*fd)?;
-            if *data_only {
-                f.sync_data()?
-            } else {
-                f.sync_all()?
-            }
-            FsOutput::Done
-        }
-        Req::Truncate { fd, len } => {
-            dup_file(*fd)?.set_len(*len)?;
-            FsOutput::Done
-        }
-        Req::Allocate { .. } => return Err(unsupported()),
-        Req::Rename { from, to } => {
-            std::fs::rename(path(from)?, path(to)?)?;
-            FsOutput::Done
-        }
-        Req::Unlink { path: p } => {
-            std::fs::remove_file(path(p)?)?;
-            FsOutput::Done
-        }
-        Req::Mkdir { path: p, .. } => {
-            std::fs::create_dir(path(p)?)?;
-            FsOutput::Done
-        }
-        Req::Rmdir { path: p } => {
-            std::fs::remove_dir(path(p)?)?;
-            FsOutput::Done
-        }
-        Req::Symlink { target, link } => {
-            std::os::windows::fs::symlink_file(path(target)?, path(link)?)?;
-            FsOutput::Done
-        }
-        Req::Link { from, to } => {
-            std::fs::hard_link(path(from)?, path(to)?)?;
-            FsOutput::Done
-        }
-        Req::ReadLink { path: p } => FsOutput::Target(std::fs::read_link(path(p)?)?),
-        Req::ReadDir { path: p } => FsOutput::Entries(crate::fs::read_dir(path(p)?)?),
-    })
+/// Opens `path` for overlapped I/O; relative to a directory handle it is
+/// `Unsupported`.
+pub(crate) fn open(dir: Option<RawHandle>, p: &FsPath, flags: &OpenFlags) -> io::Result<std::fs::File> {
+    if dir.is_some() {
+        return Err(unsupported());
+    }
+    std::fs::OpenOptions::new()
+        .read(flags.read)
+        .write(flags.write)
+        .append(flags.append)
+        .truncate(flags.truncate)
+        .create(flags.create)
+        .create_new(flags.create_new)
+        .custom_flags(FILE_FLAG_OVERLAPPED)
+        .open(p.path().ok_or_else(invalid)?)
+}
+
+/// Reserving space: `Unsupported` here.
+pub(crate) fn allocate(_h: RawHandle, _offset: u64, _len: u64) -> io::Result<()> {
+    Err(unsupported())
+}
+
+/// Creates the directory `path` (Windows has no mode bits to give).
+pub(crate) fn mkdir(path: &Path, _mode: u32) -> io::Result<()> {
+    std::fs::create_dir(path)
+}
+
+/// Creates the file symbolic link `link` to `target`.
+pub(crate) fn symlink(target: &Path, link: &Path) -> io::Result<()> {
+    std::os::windows::fs::symlink_file(target, link)
 }
 
 /// The [`FileStat`] of a `std::fs::Metadata` (Windows reports no inode,
