@@ -309,6 +309,44 @@ impl<B: Backend> Stream<B> {
     ///
     /// Allocates nothing in steady state (the loop recycles the noop's
     /// memory).
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use std::os::unix::net::UnixStream;
+    /// use std::rc::Rc;
+    /// use xev::watcher::Stream;
+    /// use xev::{Action, Loop, RunMode};
+    ///
+    /// let mut lp = Loop::new(Default::default()).unwrap();
+    /// let (a, b) = UnixStream::pair().unwrap();
+    /// let a: Stream = Stream::from_fd(a.into()).unwrap();
+    /// let b: Stream = Stream::from_fd(b.into()).unwrap();
+    ///
+    /// a.queue_write(&mut lp, vec![1; 100_000], |_, _, r| {
+    ///     r.unwrap();
+    ///     Action::Disarm
+    /// });
+    /// // Nothing is written before the loop runs.
+    /// assert_eq!(a.queued_bytes(), 100_000);
+    /// let drained = Rc::new(Cell::new(None));
+    /// let d = drained.clone();
+    /// a.on_drain(&mut lp, 0, move |_, left| d.set(Some(left)));
+    ///
+    /// // The peer reads everything: the queue drains, the callback runs once.
+    /// let got = Rc::new(Cell::new(0));
+    /// let g = got.clone();
+    /// b.read(&mut lp, vec![0; 64 * 1024], move |_, _, r| {
+    ///     g.set(g.get() + r.unwrap());
+    ///     if g.get() < 100_000 { Action::Rearm } else { Action::Disarm }
+    /// });
+    /// lp.run(RunMode::UntilDone).unwrap();
+    /// assert_eq!(drained.get(), Some(0));
+    /// assert_eq!(a.queued_bytes(), 0);
+    ///
+    /// a.close(&mut lp, |_, r| r.unwrap());
+    /// b.close(&mut lp, |_, r| r.unwrap());
+    /// lp.run(RunMode::UntilDone).unwrap();
+    /// ```
     pub fn on_drain<F>(&self, lp: &mut Loop<B>, low_water: usize, cb: F) -> Id
     where
         F: FnOnce(&mut Loop<B>, usize) + 'static,
