@@ -1,5 +1,5 @@
-//! Backpressure on the write queues of the stream watchers (and so of
-//! `Tcp`, which is one): `queued_bytes` counts exactly what is queued and
+//! Backpressure on the write queues of the stream and file watchers (and
+//! so of `Tcp`, which is a stream): `queued_bytes` counts exactly what is queued and
 //! not written yet, `on_drain` calls back once when the queue has drained
 //! to a mark (also when it drains because the writes failed), never once
 //! the watcher is closed or dropped, and holds nothing after; and an echo
@@ -38,8 +38,8 @@ use std::time::Duration;
 
 use xev::backend::Backend;
 use xev::generic::{Loop, OwnedLoop};
-use xev::watcher::{Stream, Tcp, Timer};
-use xev::{Action, Id, Options, ReadError, RunMode, WriteError};
+use xev::watcher::{File, Stream, Tcp, Timer};
+use xev::{Action, Id, Options, ReadError, RunMode, ThreadPool, ThreadPoolConfig, WriteError};
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -703,6 +703,57 @@ for_each_backend!(
         let client = Rc::try_unwrap(client).expect("the client is still referenced");
         let server = Rc::try_unwrap(server).expect("the server is still referenced");
         close_all(&mut lp, vec![client.into_stream(), server.into_stream()]);
+    }
+
+    /// The file watcher's queue counts and drains the same way (its
+    /// writes go to the thread pool on epoll and kqueue).
+    fn file_queue_counts_and_drains<B: Backend>() {
+        let pool = ThreadPool::new(ThreadPoolConfig::default()).expect("thread pool");
+        let mut lp = Loop::<B>::new(Options {
+            thread_pool: Some(pool),
+            ..Default::default()
+        })
+        .expect("loop");
+        let path = std::env::temp_dir().join(format!(
+            "xev-backpressure-{}-{}",
+            std::process::id(),
+            harness::backend()
+        ));
+        let f = File::<B>::open(
+            &path,
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true),
+        )
+        .unwrap();
+        let done = Rc::new(Cell::new(0usize));
+        for len in [4096usize, 100_000, 1] {
+            let d = done.clone();
+            f.queue_write(&mut lp, vec![9; len], move |_, _, r| {
+                assert_eq!(r.unwrap(), len);
+                d.set(d.get() + 1);
+                Action::Disarm
+            });
+        }
+        assert_eq!(f.queued_bytes(), 104_097);
+        let fired: Fired = Rc::default();
+        f.on_drain(&mut lp, 0, record(&fired, "file"));
+        run_until(&mut lp, || done.get() == 3 && fired.borrow().len() == 1);
+        settle(&mut lp);
+        assert_eq!(*fired.borrow(), vec![("file", 0)]);
+        assert_eq!(f.queued_bytes(), 0);
+        assert_eq!(f.queue_offset(), 104_097);
+        let closed = Rc::new(Cell::new(false));
+        let c = closed.clone();
+        f.close(&mut lp, move |_, r| {
+            r.unwrap();
+            c.set(true);
+        });
+        run_until(&mut lp, || closed.get());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 104_097);
+        std::fs::remove_file(&path).unwrap();
     }
 
     /// A queued write and a drain registration per cycle allocate nothing

@@ -276,8 +276,10 @@ impl<B: Backend> Stream<B> {
     /// the one in flight (each short write counts as it completes). A
     /// write leaves the count as soon as it is finished, fails, or fails
     /// because of the write ahead of it or a close (before its callback
-    /// runs); a write rearmed by its callback counts again. It is 0
-    /// whenever [`Stream::queued_writes`] is.
+    /// runs); a write rearmed by its callback counts again, and one freed
+    /// with [`Loop::free`] while it waits leaves the count when its turn
+    /// comes (as it leaves [`Stream::queued_writes`]). It is 0 whenever
+    /// [`Stream::queued_writes`] is.
     ///
     /// This is the figure to watch for backpressure: a server that stops
     /// reading from a peer while its queued bytes exceed a high-water mark,
