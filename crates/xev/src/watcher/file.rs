@@ -147,7 +147,7 @@ impl<B: Backend> File<B> {
     }
 
     /// Requests of this watcher that are in flight or parked (queued writes
-    /// included).
+    /// and drain registrations included).
     pub fn in_flight(&self) -> usize {
         self.owner.share().in_flight()
     }
@@ -272,6 +272,25 @@ impl<B: Backend> File<B> {
     /// Queued writes not finished yet (including the one in flight).
     pub fn queued_writes(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Bytes queued with [`File::queue_write`] and not written yet, counted
+    /// as for [`Stream::queued_bytes`](super::Stream::queued_bytes): 0
+    /// whenever [`File::queued_writes`] is.
+    pub fn queued_bytes(&self) -> usize {
+        self.queue.bytes()
+    }
+
+    /// Calls `cb` once, with the loop and [`File::queued_bytes`] as it then
+    /// is, after the write queue has drained to `low_water` bytes or fewer
+    /// (at the next tick if it is there already); see
+    /// [`Stream::on_drain`](super::Stream::on_drain), which works the same
+    /// way: the callback never runs once the watcher is closed or dropped.
+    pub fn on_drain<F>(&self, lp: &mut Loop<B>, low_water: usize, cb: F) -> Id
+    where
+        F: FnOnce(&mut Loop<B>, usize) + 'static,
+    {
+        self.queue.on_drain(lp, &self.owner, low_water, cb)
     }
 
     /// Closes the file through the loop (consuming the watcher), as

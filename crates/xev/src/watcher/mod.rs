@@ -5,7 +5,8 @@
 //! - [`Timer`]: run, reset, cancel, repeat by rearm.
 //! - [`Async::wait`](crate::Async::wait): cross-thread wakeups.
 //! - [`Tcp`], [`Udp`], [`Stream`] (pipes, ttys, any fd),
-//!   [`File`]: reads, writes, write queues, close.
+//!   [`File`]: reads, writes, write queues (with backpressure: their
+//!   queued bytes and a callback when they drain), close.
 //! - [`Process`]: wait for a child's exit and read its status.
 //! - [`fs_op`] and the [`File`] methods `stat`, `sync`, `set_len`...:
 //!   filesystem operations ([`Fs`](crate::Fs)).

@@ -139,21 +139,23 @@ impl SharedFd {
         self.ops.borrow().live
     }
 
-    /// Adds `op` as a tracked operation, started (or parked when `parked`);
-    /// `make` builds its callback from its [`Tracked`] guard, and the
-    /// callback must end by returning [`Tracked::settle`]'s answer.
+    /// Adds `op` as a tracked operation, started (or parked when `parked`;
+    /// `managed` when it ends by itself once the descriptor is closing, see
+    /// `Slot::managed`); `make` builds its callback from its [`Tracked`]
+    /// guard, and the callback must end by returning [`Tracked::settle`]'s
+    /// answer.
     fn track<B, F>(
         this: &Rc<SharedFd>,
         lp: &mut Loop<B>,
         op: Op,
-        parked: bool,
+        (parked, managed): (bool, bool),
         make: impl FnOnce(Tracked) -> F,
     ) -> Id
     where
         B: Backend,
         F: FnMut(&mut Loop<B>, &mut Op, OpResult) -> Action + 'static,
     {
-        let slot = this.ops.borrow_mut().reserve(parked);
+        let slot = this.ops.borrow_mut().reserve(managed);
         let guard = Tracked {
             share: Rc::clone(this),
             slot,
@@ -358,7 +360,7 @@ impl<B: Backend> FdOwner<B> {
         F: FnMut(&mut Loop<B>, &mut Op, OpResult) -> Action + 'static,
     {
         self.bind(lp);
-        SharedFd::track(&self.share, lp, op, false, make)
+        SharedFd::track(&self.share, lp, op, (false, false), make)
     }
 
     /// Adds `op` to `lp` parked, as a managed tracked operation: one that
@@ -374,7 +376,24 @@ impl<B: Backend> FdOwner<B> {
         F: FnMut(&mut Loop<B>, &mut Op, OpResult) -> Action + 'static,
     {
         self.bind(lp);
-        SharedFd::track(&self.share, lp, op, true, make)
+        SharedFd::track(&self.share, lp, op, (true, true), make)
+    }
+
+    /// Adds `op` to `lp` parked, as an ordinary tracked operation: `close`
+    /// frees it while it is parked, without calling its callback (the
+    /// write queue's drain registrations, which the queue restarts when
+    /// it drains).
+    pub(crate) fn track_idle<F>(
+        &self,
+        lp: &mut Loop<B>,
+        op: Op,
+        make: impl FnOnce(Tracked) -> F,
+    ) -> Id
+    where
+        F: FnMut(&mut Loop<B>, &mut Op, OpResult) -> Action + 'static,
+    {
+        self.bind(lp);
+        SharedFd::track(&self.share, lp, op, (true, false), make)
     }
 
     /// Closes through the loop; see [`SharedFd::close`]. Dropping the owner

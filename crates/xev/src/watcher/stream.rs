@@ -186,7 +186,7 @@ impl<B: Backend> Stream<B> {
     }
 
     /// Requests of this watcher that are in flight or parked (queued writes
-    /// included).
+    /// and drain registrations included).
     pub fn in_flight(&self) -> usize {
         self.owner.share().in_flight()
     }
@@ -269,6 +269,91 @@ impl<B: Backend> Stream<B> {
     /// Queued writes not finished yet (including the one in flight).
     pub fn queued_writes(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Bytes queued with [`Stream::queue_write`] and not written yet: the
+    /// lengths of the queued writes, less what the kernel already took of
+    /// the one in flight (each short write counts as it completes). A
+    /// write leaves the count as soon as it is finished, fails, or fails
+    /// because of the write ahead of it or a close (before its callback
+    /// runs); a write rearmed by its callback counts again, and one freed
+    /// with [`Loop::free`] while it waits leaves the count when its turn
+    /// comes (as it leaves [`Stream::queued_writes`]). It is 0 whenever
+    /// [`Stream::queued_writes`] is.
+    ///
+    /// This is the figure to watch for backpressure: a server that stops
+    /// reading from a peer while its queued bytes exceed a high-water mark,
+    /// and reads again from [`Stream::on_drain`], holds at most that mark
+    /// plus one read's worth of replies per peer, however slowly the peer
+    /// reads (`examples/tcp_echo.rs` does this).
+    pub fn queued_bytes(&self) -> usize {
+        self.queue.bytes()
+    }
+
+    /// Calls `cb` once, with the loop and [`Stream::queued_bytes`] as it
+    /// then is, after the write queue has drained to `low_water` bytes or
+    /// fewer: at the loop's next tick after the count first falls to
+    /// `low_water` or below (the kernel took enough bytes, or the queued
+    /// writes failed, e.g. because the peer went away), or at the next
+    /// tick if it is already there. More bytes may have been queued in
+    /// between (the figure given can then exceed `low_water`).
+    ///
+    /// Returns the id of the registration's completion (a noop, parked
+    /// until the queue drains). It counts as one of the watcher's requests
+    /// ([`Stream::in_flight`]) until it has run. Several registrations may
+    /// wait at once; each runs at most once. The callback never runs, and
+    /// is dropped (with whatever it captured), when the watcher is closed
+    /// or dropped first, or when the registration is freed with
+    /// [`Loop::free`] (while it waits) or canceled with [`Loop::cancel`]
+    /// (once the drain has started it). The queue keeps only the
+    /// registration's id, not the callback, so a callback that captures
+    /// the watcher makes no reference cycle through the queue.
+    ///
+    /// Allocates nothing in steady state (the loop recycles the noop's
+    /// memory).
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use std::os::unix::net::UnixStream;
+    /// use std::rc::Rc;
+    /// use xev::watcher::Stream;
+    /// use xev::{Action, Loop, RunMode};
+    ///
+    /// let mut lp = Loop::new(Default::default()).unwrap();
+    /// let (a, b) = UnixStream::pair().unwrap();
+    /// let a: Stream = Stream::from_fd(a.into()).unwrap();
+    /// let b: Stream = Stream::from_fd(b.into()).unwrap();
+    ///
+    /// a.queue_write(&mut lp, vec![1; 100_000], |_, _, r| {
+    ///     r.unwrap();
+    ///     Action::Disarm
+    /// });
+    /// // Nothing is written before the loop runs.
+    /// assert_eq!(a.queued_bytes(), 100_000);
+    /// let drained = Rc::new(Cell::new(None));
+    /// let d = drained.clone();
+    /// a.on_drain(&mut lp, 0, move |_, left| d.set(Some(left)));
+    ///
+    /// // The peer reads everything: the queue drains, the callback runs once.
+    /// let got = Rc::new(Cell::new(0));
+    /// let g = got.clone();
+    /// b.read(&mut lp, vec![0; 64 * 1024], move |_, _, r| {
+    ///     g.set(g.get() + r.unwrap());
+    ///     if g.get() < 100_000 { Action::Rearm } else { Action::Disarm }
+    /// });
+    /// lp.run(RunMode::UntilDone).unwrap();
+    /// assert_eq!(drained.get(), Some(0));
+    /// assert_eq!(a.queued_bytes(), 0);
+    ///
+    /// a.close(&mut lp, |_, r| r.unwrap());
+    /// b.close(&mut lp, |_, r| r.unwrap());
+    /// lp.run(RunMode::UntilDone).unwrap();
+    /// ```
+    pub fn on_drain<F>(&self, lp: &mut Loop<B>, low_water: usize, cb: F) -> Id
+    where
+        F: FnOnce(&mut Loop<B>, usize) + 'static,
+    {
+        self.queue.on_drain(lp, &self.owner, low_water, cb)
     }
 
     /// Waits until the descriptor is ready for `interest` (hang-ups and
@@ -396,6 +481,7 @@ impl<B: Backend> fmt::Debug for Stream<B> {
             .field("socket", &self.socket)
             .field("in_flight", &self.in_flight())
             .field("queued_writes", &self.queue.len())
+            .field("queued_bytes", &self.queue.bytes())
             .finish()
     }
 }

@@ -28,7 +28,8 @@ use crate::DefaultBackend;
 
 /// The TCP watcher: a non-blocking TCP socket that can listen and accept,
 /// connect, and do everything a [`Stream`] does (it dereferences to one:
-/// `read`, `write`, `queue_write`, `poll`, `shutdown`).
+/// `read`, `write`, `queue_write` with its backpressure figures
+/// `queued_bytes` and `on_drain`, `poll`, `shutdown`).
 ///
 /// Sockets are created non-blocking and close-on-exec; accepted sockets
 /// come from the backend already non-blocking and close-on-exec, so

@@ -17,6 +17,20 @@
 //! the moment it is canceled, so condemned callbacks run in the order they
 //! were pushed onto `condemned`, before any later `Canceled` of this queue.
 //!
+//! **Backpressure.** The queue counts its bytes not written yet
+//! ([`Stream::queued_bytes`](super::Stream::queued_bytes)): each entry of
+//! `ids` carries what is left of its write; the head's entry shrinks as
+//! the kernel takes its bytes (short writes included), and an entry leaves
+//! the count when it leaves `ids` (finished, failed, condemned, or freed by
+//! the user), so the count is 0 whenever `ids` is empty. A drain
+//! registration ([`Stream::on_drain`](super::Stream::on_drain)) is a
+//! parked noop completion, tracked by the watcher's descriptor like any
+//! request (so closing the watcher frees it, and its callback, which the
+//! queue never holds: no `Rc` cycle through the watcher); the queue keeps
+//! its id and low-water mark and restarts it, once, the first time the
+//! count falls to the mark, and the loop then runs its callback like any
+//! other completion's.
+//!
 //! [`Sink`] and [`write_op`] (where a write's bytes go, and the operation
 //! that writes them there) are shared with the plain writes of the stream
 //! watcher.
@@ -59,10 +73,23 @@ pub(super) fn write_op(sink: Sink, buf: Vec<u8>, offset: u64) -> Op {
     }
 }
 
+/// One queued write, as the queue counts it.
+#[derive(Clone, Copy)]
+struct Entry {
+    id: Id,
+    /// Bytes of it not written yet.
+    left: usize,
+}
+
 #[derive(Default)]
 struct QueueState {
     /// Queued writes in order; the front one is in flight.
-    ids: VecDeque<Id>,
+    ids: VecDeque<Entry>,
+    /// Bytes not written yet: the sum of the entries' `left`.
+    bytes: usize,
+    /// Drain registrations waiting for the queue to drain: each one's
+    /// parked completion and low-water mark, in registration order.
+    drains: Vec<(Id, usize)>,
     /// Writes failed because of an earlier failure (or a close), with the
     /// error each will report, in the order their callbacks will run.
     condemned: VecDeque<(Id, WriteError)>,
@@ -73,6 +100,42 @@ struct QueueState {
 }
 
 impl QueueState {
+    /// Appends write `id` of `len` bytes; returns the queue's length.
+    fn push_back(&mut self, id: Id, len: usize) -> usize {
+        self.ids.push_back(Entry { id, left: len });
+        self.bytes = self.bytes.saturating_add(len);
+        self.ids.len()
+    }
+
+    /// The write in flight (or about to be).
+    fn front(&self) -> Option<Id> {
+        self.ids.front().map(|e| e.id)
+    }
+
+    /// Removes the head, and what was left of it from the count.
+    fn pop_front(&mut self) -> Option<Id> {
+        let e = self.ids.pop_front()?;
+        self.bytes = self.bytes.saturating_sub(e.left);
+        Some(e.id)
+    }
+
+    /// Counts `n` more bytes of the head as written.
+    fn wrote(&mut self, n: usize) {
+        if let Some(e) = self.ids.front_mut() {
+            let n = n.min(e.left);
+            e.left -= n;
+            self.bytes = self.bytes.saturating_sub(n);
+        }
+    }
+
+    /// The first drain registration whose mark the count is at or below,
+    /// taken off the list.
+    fn take_drained(&mut self) -> Option<Id> {
+        let bytes = self.bytes;
+        let i = self.drains.iter().position(|&(_, low)| bytes <= low)?;
+        Some(self.drains.remove(i).0)
+    }
+
     /// The offset for a new write of `len` bytes to `sink`; positional
     /// queues advance past it.
     fn reserve(&mut self, sink: Sink, len: usize) -> u64 {
@@ -110,6 +173,52 @@ impl WriteQueue {
             .unwrap_or(0)
     }
 
+    /// Bytes of the queued writes not written yet; see
+    /// [`Stream::queued_bytes`](super::Stream::queued_bytes).
+    pub(super) fn bytes(&self) -> usize {
+        self.cell.get().map_or(0, queued_bytes)
+    }
+
+    /// Registers `cb` to run once the queue's bytes are at most
+    /// `low_water`; see [`Stream::on_drain`](super::Stream::on_drain).
+    pub(super) fn on_drain<B, F>(
+        &self,
+        lp: &mut Loop<B>,
+        owner: &FdOwner<B>,
+        low_water: usize,
+        cb: F,
+    ) -> Id
+    where
+        B: Backend,
+        F: FnOnce(&mut Loop<B>, usize) + 'static,
+    {
+        let q = self.shared();
+        let shared = q.clone();
+        let make = move |mut t: Tracked| {
+            let mut cb = Some(cb);
+            move |lp: &mut Loop<B>, _: &mut Op, res: OpResult| {
+                // Only a drain runs it: not a cancel, and not once the
+                // watcher is closing (its close freed or canceled us).
+                if matches!(res, OpResult::Noop(Ok(()))) && !t.share().is_closing() {
+                    if let Some(cb) = cb.take() {
+                        cb(lp, queued_bytes(&shared));
+                    }
+                }
+                t.settle(lp, Action::Disarm)
+            }
+        };
+        if queued_bytes(q) <= low_water {
+            // Drained already: the callback runs at the next tick.
+            return owner.track(lp, Op::Noop, make);
+        }
+        let id = owner.track_idle(lp, Op::Noop, make);
+        let mut s = q.borrow_mut();
+        // Forget the registrations the user freed (their ids are stale).
+        s.drains.retain(|&(d, _)| lp.op_mut(d).is_ok());
+        s.drains.push((id, low_water));
+        id
+    }
+
     /// Offset of the next positional write.
     pub(super) fn next_offset(&self) -> u64 {
         self.cell
@@ -140,7 +249,8 @@ impl WriteQueue {
         F: FnMut(&mut Loop<B>, &mut Vec<u8>, Result<usize, WriteError>) -> Action + 'static,
     {
         let q = self.shared();
-        let base = q.borrow_mut().reserve(sink, buf.len());
+        let len = buf.len();
+        let base = q.borrow_mut().reserve(sink, len);
         let shared = q.clone();
         let id = owner.track_parked(lp, write_op(sink, buf, base), move |t| {
             let mut w = Queued {
@@ -157,22 +267,37 @@ impl WriteQueue {
                 w.t.settle(lp, action)
             }
         });
-        let first = {
-            let mut s = q.borrow_mut();
-            s.ids.push_back(id);
-            s.ids.len() == 1
-        };
+        let first = q.borrow_mut().push_back(id, len) == 1;
         if first {
             start_next(lp, q);
+            fire_drains(lp, q);
         }
         id
+    }
+}
+
+/// The queue's bytes not written yet (0 if it is borrowed, which no caller
+/// of this does while the queue's own code holds it).
+fn queued_bytes(q: &Shared) -> usize {
+    q.try_borrow().map_or(0, |s| s.bytes)
+}
+
+/// Starts the drain registrations whose low-water mark the queue's bytes
+/// are now at or below (each once: it leaves the list). A registration the
+/// user freed is skipped.
+fn fire_drains<B: Backend>(lp: &mut Loop<B>, q: &Shared) {
+    loop {
+        let Some(id) = q.borrow_mut().take_drained() else {
+            return;
+        };
+        let _ = lp.restart(id);
     }
 }
 
 /// Restarts the front of the queue (skipping writes the user freed).
 fn start_next<B: Backend>(lp: &mut Loop<B>, q: &Shared) {
     loop {
-        let Some(next) = q.borrow().ids.front().copied() else {
+        let Some(next) = q.borrow().front() else {
             return;
         };
         match lp.restart(next) {
@@ -188,7 +313,7 @@ fn start_next<B: Backend>(lp: &mut Loop<B>, q: &Shared) {
 /// module documentation).
 fn condemn<B: Backend>(lp: &mut Loop<B>, q: &Shared, err: &WriteError) {
     loop {
-        let Some(id) = q.borrow_mut().ids.pop_front() else {
+        let Some(id) = q.borrow_mut().pop_front() else {
             return;
         };
         if lp.restart(id).is_err() {
@@ -263,7 +388,10 @@ impl<F> Queued<F> {
             Ok(n) => match self.progress(op, n) {
                 // Closing: the rest of the buffer is not written.
                 Progress::More if closed => Err(WriteError::Canceled),
-                Progress::More => return Action::Rearm,
+                Progress::More => {
+                    fire_drains(lp, &self.q);
+                    return Action::Rearm;
+                }
                 Progress::Done(total) => Ok(total),
                 Progress::Stalled => Err(WriteError::Io(io::ErrorKind::WriteZero.into())),
             },
@@ -273,12 +401,13 @@ impl<F> Queued<F> {
         // This is the head: leave the queue, then start the next write or
         // fail the rest, before the callback runs (so that writes it queues
         // go behind them).
-        let me = self.q.borrow_mut().ids.pop_front();
+        let me = self.q.borrow_mut().pop_front();
         match &res {
             Err(e) => condemn(lp, &self.q, e),
             Ok(_) if closed => condemn(lp, &self.q, &WriteError::Canceled),
             Ok(_) => start_next(lp, &self.q),
         }
+        fire_drains(lp, &self.q);
         match me {
             Some(me) => self.deliver(lp, op, me, res),
             None => {
@@ -296,6 +425,7 @@ impl<F> Queued<F> {
     fn progress(&mut self, op: &mut Op, n: usize) -> Progress {
         let cur = op.buf().map_or(0, Vec::len);
         let n = n.min(cur);
+        self.q.borrow_mut().wrote(n);
         let full = match self.held.take() {
             Some(full) => full,
             None => {
@@ -381,11 +511,11 @@ impl<F> Queued<F> {
         }
         let mut s = self.q.borrow_mut();
         let buf = op.take_buf().unwrap_or_default();
-        self.base = s.reserve(self.sink, buf.len());
+        let len = buf.len();
+        self.base = s.reserve(self.sink, len);
         self.off = 0;
         *op = write_op(self.sink, buf, self.base);
-        s.ids.push_back(me);
-        if s.ids.len() == 1 {
+        if s.push_back(me, len) == 1 {
             Action::Rearm // the queue was empty: this write is the head
         } else {
             Action::Park // restarted by the write ahead of it
