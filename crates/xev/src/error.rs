@@ -366,6 +366,17 @@ impl From<ConnectByNameError> for io::Error {
     }
 }
 
+error_family! {
+    /// Error of a signal subscription or wait
+    /// ([`SignalSubscription`](crate::SignalSubscription),
+    /// [`Signal`](crate::watcher::Signal)).
+    SignalError {
+        /// The number is not a signal (or console event) that can be
+        /// watched.
+        Invalid => "this signal cannot be watched", InvalidInput;
+    }
+}
+
 /// Error of a cancel completion (the cancel's own result, not the target's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

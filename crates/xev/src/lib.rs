@@ -134,6 +134,7 @@ mod record;
 mod recycle;
 mod resolve;
 mod shared;
+pub mod signal;
 mod sys;
 mod thread_pool;
 mod timer_wheel;
@@ -142,7 +143,7 @@ pub mod watcher;
 pub use async_handle::Async;
 pub use error::{
     AcceptError, AsyncError, CancelError, CloseError, ConnectByNameError, ConnectError, FsError, IdError, NoopError, PollError,
-    ProcessError, ReadError, ResolveError, ShutdownError, TimerError, WriteError,
+    ProcessError, ReadError, ResolveError, ShutdownError, SignalError, TimerError, WriteError,
 };
 pub use event_loop::completion::Callback;
 pub use event_loop::RunMode;
@@ -154,6 +155,7 @@ pub use op::{OwnedHandle, RawHandle};
 pub use socket2::SockAddr;
 pub use record::Action;
 pub use resolve::Resolve;
+pub use signal::SignalSubscription;
 pub use fs::{DirEntry, FileKind, FileStat, Fs, FsOutput, OpenFlags};
 pub use thread_pool::{Config as ThreadPoolConfig, ThreadPool};
 
@@ -175,6 +177,10 @@ pub type File = watcher::File<DefaultBackend>;
 /// A process watcher on the default backend: [`watcher::Process`] (whose page lists its
 /// methods) with [`DefaultBackend`].
 pub type Process = watcher::Process<DefaultBackend>;
+
+/// A signal watcher on the default backend: [`watcher::Signal`] (whose page
+/// lists its methods) with [`DefaultBackend`].
+pub type Signal = watcher::Signal<DefaultBackend>;
 
 /// The backend-generic types, for code that picks its backend (or works
 /// with any).

@@ -10,6 +10,7 @@
 //! - [`Process`]: wait for a child's exit and read its status.
 //! - [`fs_op`] and the [`File`] methods `stat`, `sync`, `set_len`...:
 //!   filesystem operations ([`Fs`](crate::Fs)).
+//! - [`Signal`]: each delivery of a signal (a console event on Windows).
 //! - [`resolve`], [`Tcp::connect_by_name`], [`Udp::for_peer`]: names to
 //!   addresses on the thread pool.
 //!
@@ -39,6 +40,7 @@ mod process;
 mod request;
 mod resolve;
 mod shared_fd;
+mod signal;
 mod stream;
 mod tcp;
 mod timer;
@@ -49,6 +51,7 @@ pub use file::File;
 pub use fs::fs_op;
 pub use process::{Process, Spawned};
 pub use resolve::resolve;
+pub use signal::Signal;
 pub use stream::Stream;
 pub use tcp::Tcp;
 pub use timer::Timer;

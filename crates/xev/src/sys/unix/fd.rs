@@ -7,7 +7,6 @@ use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 /// A non-blocking, close-on-exec pipe: (read end, write end).
-#[cfg_attr(target_os = "linux", allow(dead_code))]
 pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
     // `fds` is a live array of two ints for the kernel to fill.
@@ -54,8 +53,8 @@ pub(crate) fn set_nonblocking_cloexec(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// Blocks until `fd` is readable (used only when a loop is dropped while
-/// thread-pool tasks are still running).
+/// Blocks until `fd` is readable (when a loop is dropped while thread-pool
+/// tasks are still running; the signal dispatcher between signals).
 pub(crate) fn wait_readable(fd: RawFd) {
     let mut pfd = libc::pollfd {
         fd,

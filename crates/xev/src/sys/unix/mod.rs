@@ -19,6 +19,7 @@ pub(crate) mod poller;
 pub(crate) mod process;
 pub(crate) mod fs;
 pub(crate) mod resolve;
+pub(crate) mod signal;
 pub(crate) mod wake;
 
 pub(crate) mod fd;

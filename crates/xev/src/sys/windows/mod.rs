@@ -7,6 +7,7 @@
 pub(crate) mod process;
 pub(crate) mod fs;
 pub(crate) mod resolve;
+pub(crate) mod signal;
 pub(crate) mod types;
 pub(crate) mod wake;
 
