@@ -64,6 +64,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if tk.get() == 5 {
             send_shutdown();
         }
+        // The signal is delivered within a tick or two; a platform that
+        // never delivers it (wine cannot raise console events) must not
+        // keep the program running forever.
+        if tk.get() == 500 {
+            eprintln!("signals: the shutdown signal never arrived");
+            std::process::exit(1);
+        }
         if st.get().is_some() {
             Action::Disarm
         } else {
