@@ -66,6 +66,8 @@ pub const XEV_COMPLETION_ACTIVE: c_int = 1;
 /// Checks at compile time that `T` fits in `size` bytes of C storage and
 /// needs no more alignment than every C type gets (8 bytes: the least
 /// `max_align_t` of the supported platforms).
+// Used only in `const` assertions, which Rust 1.80 does not count as uses.
+#[allow(dead_code)]
 pub(crate) const fn fits<T>(size: usize) -> bool {
     std::mem::size_of::<T>() <= size && std::mem::align_of::<T>() <= 8
 }

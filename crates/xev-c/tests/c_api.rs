@@ -24,19 +24,29 @@ fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The static library cargo built beside this test (target/<profile>/,
-/// whatever the target directory or `--target`): the test binary lives in
-/// its `deps/` directory.
+/// The static library cargo built for this test, found from the test
+/// executable whatever the target directory or `--target`: cargo puts
+/// both in the profile directory (target/[TRIPLE/]PROFILE/: the library
+/// there and in `deps/`, the test in `deps/`), or, in newer cargos, each
+/// in its own `build/CRATE/HASH/out/` below it. The nearest profile
+/// directory with a library wins; among several builds of the library
+/// there, the newest (the one made with this test).
 fn static_lib() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let deps = exe.parent().expect("deps directory");
-    for dir in [deps, deps.parent().expect("profile directory")] {
-        let lib = dir.join("libxev_c.a");
-        if lib.exists() {
+    for dir in exe.ancestors().skip(1).take(6) {
+        let mut found: Vec<PathBuf> = vec![dir.join("libxev_c.a"), dir.join("deps/libxev_c.a")];
+        if let Ok(builds) = std::fs::read_dir(dir.join("build/xev-c")) {
+            found.extend(builds.flatten().map(|b| b.path().join("out/libxev_c.a")));
+        }
+        let newest = found
+            .into_iter()
+            .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
+            .max();
+        if let Some((_, lib)) = newest {
             return lib;
         }
     }
-    panic!("libxev_c.a not found beside {}", exe.display());
+    panic!("libxev_c.a not found above {}", exe.display());
 }
 
 /// Flags from `XEV_C_CFLAGS`.
