@@ -157,7 +157,9 @@ pub use record::Action;
 pub use resolve::Resolve;
 pub use signal::SignalSubscription;
 pub use fs::{DirEntry, FileKind, FileStat, Fs, FsOutput, OpenFlags};
-pub use thread_pool::{Config as ThreadPoolConfig, ThreadPool};
+pub use thread_pool::{
+    Batch as ThreadPoolBatch, Config as ThreadPoolConfig, Task as ThreadPoolTask, ThreadPool,
+};
 
 /// A timer watcher on the default backend: [`watcher::Timer`] (whose page lists its
 /// methods) with [`DefaultBackend`].

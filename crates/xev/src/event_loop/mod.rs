@@ -772,7 +772,7 @@ impl<B: Backend> Loop<B> {
             unsafe { self.start(core) };
         }
         if !self.s.pool_batch.is_empty() {
-            let batch = std::mem::replace(&mut self.s.pool_batch, Batch::new());
+            let batch = std::mem::take(&mut self.s.pool_batch);
             if let Some(pool) = &self.s.pool {
                 // SAFETY: every task in the batch is embedded in a live core
                 // that the loop leaves alone until the pool hands it back

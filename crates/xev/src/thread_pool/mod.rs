@@ -60,7 +60,8 @@ mod worker;
 
 use queue::{Injector, Worker};
 use shutdown::Inner;
-pub(crate) use task::{reverse, Batch, Task};
+pub use task::{Batch, Task};
+pub(crate) use task::reverse;
 use worker::{spawned, Semaphore, MAX_THREADS};
 
 /// Thread pool configuration, for [`ThreadPool::new`].
@@ -166,7 +167,7 @@ impl ThreadPool {
     /// `self` must not live inside the memory of a task of the batch: a task
     /// that reschedules itself through a handle it stores should clone that
     /// handle first and schedule through the clone.
-    pub(crate) unsafe fn schedule(&self, batch: Batch) {
+    pub unsafe fn schedule(&self, batch: Batch) {
         let (Some(head), Some(tail)) = (NonNull::new(batch.head), NonNull::new(batch.tail)) else {
             return;
         };

@@ -4,14 +4,21 @@
 //! A task lives in memory owned by whoever schedules it and is linked into
 //! queues through its own [`Task::next`] field, so nothing here allocates.
 //! These are the types the rest of the crate builds work from (the pool's run
-//! queues and the loop's [`Mpsc`](crate::mpsc::Mpsc) queue both link them);
-//! [`reverse`] is shared by every queue that is a Treiber stack drained with
-//! one swap.
+//! queues and the loop's `Mpsc` queue both link them); [`reverse`] is shared
+//! by every queue that is a Treiber stack drained with one swap.
+//!
+//! [`Task`] and [`Batch`] are public (as `xev::ThreadPoolTask` and
+//! `xev::ThreadPoolBatch`) for code that runs its own work on a
+//! [`ThreadPool`](super::ThreadPool) without allocating, such as the C
+//! API's `xev_threadpool_schedule`: an `unsafe` intrusive interface whose
+//! contract is written on [`Batch::push`] and
+//! [`ThreadPool::schedule`](super::ThreadPool::schedule).
 
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
-/// Intrusive task node, embedded in memory owned by the caller.
+/// Intrusive task node, embedded in memory owned by the caller: one unit of
+/// work for a [`ThreadPool`](super::ThreadPool).
 ///
 /// Put it as the **first field** of a `#[repr(C)]` struct; the `run` function
 /// then casts the `NonNull<Task>` it receives back to that struct. Build the
@@ -19,7 +26,7 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 /// `NonNull::from(&outer).cast::<Task>()`), not from a reference to the
 /// `task` field, so the pointer is allowed to reach the other fields.
 #[repr(C)]
-pub(crate) struct Task {
+pub struct Task {
     /// Intrusive link, owned by whichever queue currently holds the task.
     pub(crate) next: AtomicPtr<Task>,
     /// Called exactly once, on a pool thread, when the task runs. The pool
@@ -30,7 +37,11 @@ pub(crate) struct Task {
 
 impl Task {
     /// Creates an unlinked task that will call `run` when it is executed.
-    pub(crate) const fn new(run: unsafe fn(NonNull<Task>)) -> Self {
+    ///
+    /// `run` receives the pointer the task was pushed with (see
+    /// [`Batch::push`]); it is called exactly once per scheduling, on a
+    /// pool thread, and the pool does not touch the task afterwards.
+    pub const fn new(run: unsafe fn(NonNull<Task>)) -> Self {
         Self {
             next: AtomicPtr::new(ptr::null_mut()),
             run,
@@ -38,12 +49,15 @@ impl Task {
     }
 }
 
-/// A batch of tasks linked through [`Task::next`], not yet shared with any
+/// A batch of tasks linked through their `next` field, not yet shared with any
 /// other thread.
 ///
 /// Scheduling a batch costs one compare-and-swap however many tasks it holds.
 /// Tasks of a batch are started in the order they were pushed.
-pub(crate) struct Batch {
+///
+/// A batch holds raw pointers to its tasks and owns nothing: dropping or
+/// forgetting one leaves its tasks unscheduled and untouched.
+pub struct Batch {
     /// Most recently pushed task (null when empty); links run newest-first.
     pub(super) head: *mut Task,
     /// First pushed task (null when empty); its `next` is set when the batch
@@ -55,7 +69,7 @@ pub(crate) struct Batch {
 
 impl Batch {
     /// Creates an empty batch.
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         Self {
             head: ptr::null_mut(),
             tail: ptr::null_mut(),
@@ -71,7 +85,7 @@ impl Batch {
     /// batch or queue, and it must stay valid and unmoved (with no `&mut`
     /// reference to it) until the batch is scheduled and the task's `run`
     /// function has been called. The batch takes over the task's `next` link.
-    pub(crate) unsafe fn push(&mut self, task: NonNull<Task>) {
+    pub unsafe fn push(&mut self, task: NonNull<Task>) {
         // SAFETY: the caller guarantees `task` is valid and not linked into
         // any other list, so the batch may use its atomic `next` link.
         unsafe { task.as_ref() }
@@ -84,14 +98,53 @@ impl Batch {
         self.len += 1;
     }
 
+    /// Appends every task of `other` after the tasks of this batch (they
+    /// start after them), with no traversal of either batch.
+    pub fn append(&mut self, other: Batch) {
+        let (Some(other_head), Some(other_tail)) = (NonNull::new(other.head), NonNull::new(other.tail))
+        else {
+            return;
+        };
+        // SAFETY: `other` holds valid tasks linked from its head (newest)
+        // to its tail (oldest) that are in no other batch or queue (the
+        // contract of `push`, by which they entered it); taking `other` by
+        // value, this batch takes them over, links included.
+        unsafe { other_tail.as_ref() }
+            .next
+            .store(self.head, Ordering::Relaxed);
+        self.head = other_head.as_ptr();
+        if self.tail.is_null() {
+            self.tail = other_tail.as_ptr();
+        }
+        self.len += other.len;
+    }
+
     /// Number of tasks in the batch.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.len
     }
 
     /// Whether the batch holds no task.
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch::new()
+    }
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch").field("len", &self.len).finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Task").finish_non_exhaustive()
     }
 }
 

@@ -184,6 +184,41 @@ fn single_worker_runs_batches_in_fifo_order() {
     assert_eq!(*log, (0..n).collect::<Vec<_>>());
 }
 
+/// `Batch::append` (the C API's `xev_threadpool_batch_push_batch`): the
+/// appended tasks run after the batch's own, in their order; appending an
+/// empty batch, or to one, changes nothing else.
+#[test]
+fn appended_batches_run_after_in_order() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let nodes: Vec<Ordered> = (0..7)
+        .map(|index| Ordered {
+            task: Task::new(record),
+            index,
+            log: Arc::clone(&log),
+        })
+        .collect();
+    let batch_of = |range: std::ops::Range<usize>| {
+        let mut b = Batch::new();
+        for node in &nodes[range] {
+            // SAFETY: the nodes outlive the pool (dropped below, which
+            // runs every task first); each is pushed once.
+            unsafe { b.push(task_of(node)) };
+        }
+        b
+    };
+    let mut first = Batch::new();
+    first.append(batch_of(0..2));
+    first.append(Batch::new());
+    first.append(batch_of(2..3));
+    first.append(batch_of(3..7));
+    assert_eq!(first.len(), 7);
+    let pool = pool(1);
+    // SAFETY: as above.
+    unsafe { pool.schedule(first) };
+    drop(pool);
+    assert_eq!(*lock(&log), (0..7).collect::<Vec<_>>());
+}
+
 #[test]
 fn spawn_limit_is_respected() {
     let n = if cfg!(miri) { 20 } else { 400 };
