@@ -48,6 +48,7 @@ mod fs;
 mod net;
 mod op;
 mod runtime;
+mod signal;
 mod task;
 mod time;
 
@@ -55,5 +56,6 @@ pub use fs::File;
 pub use net::{ReadHalf, TcpListener, TcpStream, UdpSocket, WriteHalf};
 pub use op::OpFuture;
 pub use runtime::{spawn, yield_now, RemoteHandle, Runtime};
+pub use signal::Signals;
 pub use task::{JoinError, JoinHandle};
 pub use time::{interval, sleep, sleep_until, timeout, Elapsed, Interval};

@@ -177,6 +177,41 @@ for_each_backend!(
         });
     }
 
+    /// A signal raised at the process completes `recv` (Unix: wine cannot
+    /// raise console events). The instances take turns: signals are
+    /// process-wide.
+    #[cfg(unix)]
+    fn signals_are_awaited<B: Backend>() {
+        static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _t = TURN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let rt = rt::<B>();
+        rt.block_on(async {
+            let mut s = xev_async::Signals::new(libc::SIGUSR1).unwrap();
+            // SAFETY: raise with a valid signal; xev's handler is in place.
+            unsafe { libc::raise(libc::SIGUSR1) };
+            let mut got = s.recv().await.unwrap();
+            // Two more, awaited from a task while this one sleeps.
+            let waiter = spawn(async move {
+                let mut n = 0;
+                while n < 2 {
+                    n += s.recv().await.unwrap();
+                }
+                n
+            });
+            yield_now().await;
+            // SAFETY: as above.
+            unsafe {
+                libc::raise(libc::SIGUSR1);
+                libc::raise(libc::SIGUSR1);
+            }
+            got += waiter.await.unwrap();
+            assert_eq!(got, 3);
+            assert!(xev_async::Signals::new(libc::SIGKILL).is_err());
+        });
+    }
+
     fn split_halves_in_two_tasks<B: Backend>() {
         let rt = rt::<B>();
         rt.block_on(async {
