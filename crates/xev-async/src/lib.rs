@@ -44,6 +44,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "futures-io")]
+mod compat;
 mod fs;
 mod net;
 mod op;
@@ -52,6 +54,8 @@ mod signal;
 mod task;
 mod time;
 
+#[cfg(feature = "futures-io")]
+pub use compat::Compat;
 pub use fs::File;
 pub use net::{ReadHalf, TcpListener, TcpStream, UdpSocket, WriteHalf};
 pub use op::OpFuture;

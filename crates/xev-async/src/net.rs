@@ -212,6 +212,19 @@ impl TcpStream {
         as_inet(self.sock.get().peer_addr()?)
     }
 
+    /// The socket's raw handle, as xev's operations name it.
+    #[cfg_attr(not(feature = "futures-io"), allow(dead_code))]
+    pub(crate) fn raw(&self) -> RawHandle {
+        raw(self.sock.get())
+    }
+
+    /// Shuts down one or both directions now, without the loop
+    /// (`shutdown(2)` never waits).
+    #[cfg_attr(not(feature = "futures-io"), allow(dead_code))]
+    pub(crate) fn shutdown_now(&self, how: Shutdown) -> io::Result<()> {
+        self.sock.get().shutdown(how)
+    }
+
     /// Sets `TCP_NODELAY`.
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
         self.sock.get().set_tcp_nodelay(on)

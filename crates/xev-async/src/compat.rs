@@ -1,0 +1,192 @@
+//! `futures-io` interop (feature `futures-io`): [`Compat`] gives a
+//! [`TcpStream`] the borrowed-buffer `AsyncRead`/`AsyncWrite` traits that
+//! much of the ecosystem is written against.
+//!
+//! What it costs: a completion API cannot lend the caller's slice to the
+//! kernel (the future that owns the slice may be dropped while the kernel
+//! still writes into it), so `Compat` keeps two buffers of its own (64 KiB
+//! each, allocated once) and copies: a read lands in the read buffer and is
+//! copied out to the caller's slice; a write copies the caller's bytes into
+//! the write buffer and completes at once (write-behind: its outcome, an
+//! error included, is reported by the next `poll_write`, `poll_flush` or
+//! `poll_close`). Use [`TcpStream`]'s own owned-buffer methods where the
+//! copies matter.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use xev::{Op, OpResult, ReadError};
+
+use crate::net::TcpStream;
+use crate::op::OpFuture;
+
+const CAP: usize = 64 * 1024;
+
+/// A [`TcpStream`] with `futures_io::AsyncRead` and `AsyncWrite`.
+pub struct Compat {
+    // Fields drop in order: operations first (canceled), then the socket.
+    read: Option<OpFuture>,
+    write: Option<OpFuture>,
+    rbuf: Vec<u8>,
+    rpos: usize,
+    rlen: usize,
+    wbuf: Vec<u8>,
+    /// A write error not reported yet.
+    werr: Option<io::Error>,
+    stream: TcpStream,
+}
+
+impl Compat {
+    /// Wraps `stream`.
+    pub fn new(stream: TcpStream) -> Compat {
+        Compat {
+            read: None,
+            write: None,
+            rbuf: Vec::new(),
+            rpos: 0,
+            rlen: 0,
+            wbuf: Vec::new(),
+            werr: None,
+            stream,
+        }
+    }
+
+    /// The stream back (operations in flight are canceled).
+    pub fn into_inner(self) -> TcpStream {
+        self.stream
+    }
+
+    /// Drives the write in flight (and the rest of a short write) to its
+    /// end.
+    fn poll_written(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while let Some(op) = self.write.as_mut() {
+            let (res, mut op) = match Pin::new(op).poll(cx) {
+                Poll::Ready(r) => r,
+                Poll::Pending => return Poll::Pending,
+            };
+            self.write = None;
+            let mut buf = op.take_buf().unwrap_or_default();
+            match res {
+                OpResult::Write(Ok(n)) if n < buf.len() && n > 0 => {
+                    buf.drain(..n);
+                    self.write = Some(OpFuture::new(Op::Send {
+                        fd: self.stream.raw(),
+                        buf,
+                    }));
+                }
+                OpResult::Write(Ok(0)) if !buf.is_empty() => {
+                    self.wbuf = buf;
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                OpResult::Write(Ok(_)) => self.wbuf = buf,
+                OpResult::Write(Err(e)) => {
+                    self.wbuf = buf;
+                    return Poll::Ready(Err(e.into()));
+                }
+                other => {
+                    self.wbuf = buf;
+                    return Poll::Ready(Err(io::Error::other(format!("unexpected {other:?}"))));
+                }
+            }
+        }
+        match self.werr.take() {
+            Some(e) => Poll::Ready(Err(e)),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl futures_io::AsyncRead for Compat {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.rpos < this.rlen {
+            let n = out.len().min(this.rlen - this.rpos);
+            out[..n].copy_from_slice(&this.rbuf[this.rpos..this.rpos + n]);
+            this.rpos += n;
+            return Poll::Ready(Ok(n));
+        }
+        if out.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let op = this.read.get_or_insert_with(|| {
+            let mut buf = std::mem::take(&mut this.rbuf);
+            buf.resize(CAP, 0);
+            OpFuture::new(Op::Recv {
+                fd: this.stream.raw(),
+                buf,
+            })
+        });
+        let (res, mut op) = match Pin::new(op).poll(cx) {
+            Poll::Ready(r) => r,
+            Poll::Pending => return Poll::Pending,
+        };
+        this.read = None;
+        this.rbuf = op.take_buf().unwrap_or_default();
+        match res {
+            OpResult::Read(Ok(n)) => {
+                let k = n.min(out.len());
+                out[..k].copy_from_slice(&this.rbuf[..k]);
+                (this.rpos, this.rlen) = (k, n);
+                Poll::Ready(Ok(k))
+            }
+            OpResult::Read(Err(ReadError::Eof)) => Poll::Ready(Ok(0)),
+            OpResult::Read(Err(e)) => Poll::Ready(Err(e.into())),
+            other => Poll::Ready(Err(io::Error::other(format!("unexpected {other:?}")))),
+        }
+    }
+}
+
+impl futures_io::AsyncWrite for Compat {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        match this.poll_written(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+        let n = data.len().min(CAP);
+        let mut buf = std::mem::take(&mut this.wbuf);
+        buf.clear();
+        buf.extend_from_slice(&data[..n]);
+        let mut op = OpFuture::new(Op::Send {
+            fd: this.stream.raw(),
+            buf,
+        });
+        // Start it now; its outcome is reported later (write-behind).
+        if let Poll::Ready((res, mut op)) = Pin::new(&mut op).poll(cx) {
+            // Only a poll inside a runtime reaches the loop; the loop
+            // answers later, so this never happens, but stay correct.
+            this.wbuf = op.take_buf().unwrap_or_default();
+            if let OpResult::Write(Err(e)) = res {
+                this.werr = Some(e.into());
+            }
+        } else {
+            this.write = Some(op);
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_written(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.poll_written(cx) {
+            Poll::Ready(Ok(())) => {}
+            other => return other,
+        }
+        // Shutting down the write side never waits.
+        let _ = self.stream.shutdown_now(std::net::Shutdown::Write);
+        Poll::Ready(Ok(()))
+    }
+}
