@@ -47,6 +47,7 @@
 #[cfg(feature = "futures-io")]
 mod compat;
 mod fs;
+mod handle;
 mod net;
 mod op;
 mod runtime;

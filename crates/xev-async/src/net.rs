@@ -12,18 +12,11 @@ use socket2::{Domain, Socket, Type};
 use xev::{Msg, Op, OpResult, RawHandle, ReadError};
 
 use crate::op::OpFuture;
-use crate::runtime::try_current;
+use crate::handle::{Handle, Owned};
 
 /// The raw handle of a socket, as xev's operations name it.
 fn raw(s: &Socket) -> RawHandle {
-    #[cfg(unix)]
-    {
-        std::os::fd::AsRawFd::as_raw_fd(s)
-    }
-    #[cfg(windows)]
-    {
-        std::os::windows::io::AsRawSocket::as_raw_socket(s) as RawHandle
-    }
+    s.raw()
 }
 
 /// A new non-blocking socket of `addr`'s family.
@@ -38,30 +31,6 @@ fn socket(addr: SocketAddr, ty: Type) -> io::Result<Socket> {
 /// Wraps an accepted socket (already non-blocking and close-on-exec).
 fn from_accepted(h: xev::OwnedHandle) -> Socket {
     Socket::from(h)
-}
-
-/// A socket that closes through the loop when dropped.
-struct Owned(Option<Socket>);
-
-impl Owned {
-    fn get(&self) -> &Socket {
-        // Only `Drop` takes it.
-        self.0.as_ref().expect("xev-async: socket used after drop")
-    }
-}
-
-impl Drop for Owned {
-    fn drop(&mut self) {
-        let Some(s) = self.0.take() else { return };
-        if let Some(driver) = try_current() {
-            #[cfg(unix)]
-            let fd = std::os::fd::IntoRawFd::into_raw_fd(s);
-            #[cfg(windows)]
-            let fd = std::os::windows::io::IntoRawSocket::into_raw_socket(s) as RawHandle;
-            // The close owns the descriptor from here on.
-            driver.close(fd);
-        }
-    }
 }
 
 /// Maps a read result: end of file is `Ok(0)`.
@@ -95,7 +64,7 @@ fn buf_of(mut op: Op) -> Vec<u8> {
 
 /// A TCP socket listening for connections.
 pub struct TcpListener {
-    sock: Owned,
+    sock: Owned<Socket>,
 }
 
 impl TcpListener {
@@ -106,7 +75,7 @@ impl TcpListener {
         s.bind(&addr.into())?;
         s.listen(1024)?;
         Ok(TcpListener {
-            sock: Owned(Some(s)),
+            sock: Owned::new(s),
         })
     }
 
@@ -114,7 +83,7 @@ impl TcpListener {
     pub fn from_std(l: std::net::TcpListener) -> io::Result<TcpListener> {
         l.set_nonblocking(true)?;
         Ok(TcpListener {
-            sock: Owned(Some(Socket::from(l))),
+            sock: Owned::new(Socket::from(l)),
         })
     }
 
@@ -150,7 +119,7 @@ fn as_inet(a: socket2::SockAddr) -> io::Result<SocketAddr> {
 /// A TCP connection. Its methods take `&self`, so one task can read while
 /// another writes (share it with `Rc`, or use [`TcpStream::into_split`]).
 pub struct TcpStream {
-    sock: Owned,
+    sock: Owned<Socket>,
     /// Where the rest of a short read lands before it is copied into place
     /// (`read_exact`), and the unsent rest of a short write (`write_all`):
     /// grown once, reused.
@@ -160,7 +129,7 @@ pub struct TcpStream {
 impl TcpStream {
     fn new(s: Socket) -> TcpStream {
         TcpStream {
-            sock: Owned(Some(s)),
+            sock: Owned::new(s),
             scratch: RefCell::new(Vec::new()),
         }
     }
@@ -355,7 +324,7 @@ impl WriteHalf {
 
 /// A UDP socket.
 pub struct UdpSocket {
-    sock: Owned,
+    sock: Owned<Socket>,
 }
 
 impl UdpSocket {
@@ -364,7 +333,7 @@ impl UdpSocket {
         let s = socket(addr, Type::DGRAM)?;
         s.bind(&addr.into())?;
         Ok(UdpSocket {
-            sock: Owned(Some(s)),
+            sock: Owned::new(s),
         })
     }
 
