@@ -11,8 +11,8 @@ use std::net::{Shutdown, SocketAddr};
 use socket2::{Domain, Socket, Type};
 use xev::{Msg, Op, OpResult, RawHandle, ReadError};
 
-use crate::op::OpFuture;
 use crate::handle::{Handle, Owned};
+use crate::op::OpFuture;
 
 /// The raw handle of a socket, as xev's operations name it.
 fn raw(s: &Socket) -> RawHandle {

@@ -40,6 +40,13 @@ pub(crate) trait Driver {
     fn now_ms(&self) -> u64;
     /// The run queue the runtime's tasks are woken onto.
     fn queue(&self) -> Arc<RunQueue>;
+    /// Waits (through xev's process watcher on this loop) for `child` to
+    /// exit, reaps it, and leaves its status in `exit`, waking its waker.
+    fn watch_child(
+        &self,
+        child: &std::process::Child,
+        exit: Rc<RefCell<ExitSlot>>,
+    ) -> io::Result<Id>;
     /// Keeps `task` until it ends (or the runtime drops it); returns its
     /// registry slot.
     fn register(&self, task: Arc<dyn Runnable>) -> usize;
@@ -84,6 +91,13 @@ where
     F: Future + 'static,
 {
     spawn_on(&*current(), future)
+}
+
+/// Where a child's exit status waits for the future that awaits it.
+#[derive(Default)]
+pub(crate) struct ExitSlot {
+    pub(crate) status: Option<Result<std::process::ExitStatus, xev::ProcessError>>,
+    pub(crate) waker: Option<std::task::Waker>,
 }
 
 /// Loop work asked for while the loop was busy.
@@ -169,6 +183,32 @@ impl<B: Backend> Driver for Core<B> {
 
     fn queue(&self) -> Arc<RunQueue> {
         self.queue.clone()
+    }
+
+    fn watch_child(
+        &self,
+        child: &std::process::Child,
+        exit: Rc<RefCell<ExitSlot>>,
+    ) -> io::Result<Id> {
+        let p = Rc::new(xev::watcher::Process::<B>::from_child(child).map_err(io::Error::from)?);
+        let keep = p.clone();
+        let mut lp = self
+            .lp
+            .try_borrow_mut()
+            .map_err(|_| io::Error::other("xev-async: a child waited on from a loop callback"))?;
+        Ok(p.wait(&mut lp, move |_, r| {
+            // The watcher lives until its wait has reported.
+            let _watcher = &keep;
+            let waker = {
+                let mut e = exit.borrow_mut();
+                e.status = Some(r);
+                e.waker.take()
+            };
+            if let Some(w) = waker {
+                w.wake();
+            }
+            Action::Disarm
+        }))
     }
 
     fn register(&self, task: Arc<dyn Runnable>) -> usize {

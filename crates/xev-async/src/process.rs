@@ -1,0 +1,224 @@
+//! Child processes: [`Child`] (spawned from a `std::process::Command`,
+//! its exit awaited through xev's process watcher: a pidfd on Linux,
+//! `EVFILT_PROC` on kqueue, a job object on Windows) and its pipes,
+//! [`ChildStdin`], [`ChildStdout`] and [`ChildStderr`], read and written
+//! through the loop with owned buffers.
+//!
+//! On Windows the standard library makes the child's pipes for
+//! synchronous I/O; xev runs their reads and writes on the thread pool,
+//! so give the runtime one ([`xev::Options::thread_pool`]) to use them.
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::io;
+use std::process::{Command, ExitStatus, Stdio};
+use std::rc::Rc;
+use std::task::Poll;
+
+use xev::{Op, OpResult, ReadError};
+
+use crate::handle::{Handle, Owned};
+use crate::op::OpFuture;
+use crate::runtime::{current, ExitSlot};
+
+/// A child process.
+pub struct Child {
+    child: std::process::Child,
+    status: Option<ExitStatus>,
+    /// Its standard input, if piped.
+    pub stdin: Option<ChildStdin>,
+    /// Its standard output, if piped.
+    pub stdout: Option<ChildStdout>,
+    /// Its standard error, if piped.
+    pub stderr: Option<ChildStderr>,
+}
+
+/// A child's pipe end as a handle the loop reads or writes. It stays in
+/// blocking mode: xev waits for blocking descriptors without blocking the
+/// loop (see `xev::Op`).
+#[cfg(unix)]
+fn pipe_file(f: impl Into<std::os::fd::OwnedFd>) -> Owned<std::fs::File> {
+    Owned::new(std::fs::File::from(f.into()))
+}
+
+/// A child's pipe end as a handle the loop reads or writes (synchronous
+/// I/O: xev runs it on the thread pool).
+#[cfg(windows)]
+fn pipe_file(f: impl Into<std::os::windows::io::OwnedHandle>) -> Owned<std::fs::File> {
+    Owned::new(std::fs::File::from(f.into()))
+}
+
+impl Child {
+    /// Spawns `cmd`; the pipes it asks for (`Stdio::piped()`) are handed
+    /// back as the child's `stdin`, `stdout` and `stderr`.
+    pub fn spawn(cmd: &mut Command) -> io::Result<Child> {
+        let mut child = cmd.spawn()?;
+        let stdin = child.stdin.take().map(pipe_file);
+        let stdout = child.stdout.take().map(pipe_file);
+        let stderr = child.stderr.take().map(pipe_file);
+        Ok(Child {
+            child,
+            status: None,
+            stdin: stdin.map(|f| ChildStdin { f }),
+            stdout: stdout.map(|f| ChildStdout { f }),
+            stderr: stderr.map(|f| ChildStderr { f }),
+        })
+    }
+
+    /// A command with all three standard streams piped, for convenience.
+    pub fn piped(cmd: &mut Command) -> &mut Command {
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+    }
+
+    /// The child's process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the child (`SIGKILL`; `TerminateProcess` on Windows). A child
+    /// already reaped by [`Child::wait`] is left alone (`Ok`): its pid may
+    /// belong to another process by then.
+    pub fn kill(&mut self) -> io::Result<()> {
+        if self.status.is_some() {
+            return Ok(());
+        }
+        self.child.kill()
+    }
+
+    /// Waits for the child to exit and reaps it (the loop keeps running
+    /// meanwhile). Once known, the status is returned again at once.
+    /// Dropping the future stops waiting (the child is not killed).
+    pub async fn wait(&mut self) -> io::Result<ExitStatus> {
+        if let Some(s) = self.status {
+            return Ok(s);
+        }
+        let exit = Rc::new(RefCell::new(ExitSlot::default()));
+        let driver = current();
+        let id = driver.watch_child(&self.child, exit.clone())?;
+        // Cancels the wait if this future is dropped first.
+        struct Stop {
+            driver: Rc<dyn crate::runtime::Driver>,
+            id: xev::Id,
+            exit: Rc<RefCell<ExitSlot>>,
+        }
+        impl Drop for Stop {
+            fn drop(&mut self) {
+                if self.exit.borrow().status.is_none() {
+                    self.driver.cancel(self.id);
+                }
+            }
+        }
+        let stop = Stop { driver, id, exit };
+        let r = poll_fn(|cx| {
+            let mut e = stop.exit.borrow_mut();
+            match e.status.take() {
+                Some(r) => Poll::Ready(r),
+                None => {
+                    e.waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await;
+        let status = r.map_err(io::Error::from)?;
+        self.status = Some(status);
+        Ok(status)
+    }
+}
+
+async fn read(f: &Owned<std::fs::File>, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+    let fd = f.get().raw();
+    let (res, mut op) = OpFuture::new(Op::Read { fd, buf }).await;
+    let r = match res {
+        OpResult::Read(Ok(n)) => Ok(n),
+        OpResult::Read(Err(ReadError::Eof)) => Ok(0),
+        OpResult::Read(Err(e)) => Err(e.into()),
+        other => Err(io::Error::other(format!("unexpected {other:?}"))),
+    };
+    (r, op.take_buf().unwrap_or_default())
+}
+
+/// A child's standard input.
+pub struct ChildStdin {
+    f: Owned<std::fs::File>,
+}
+
+impl ChildStdin {
+    /// Writes `buf` (all of it or a prefix): the count and the buffer.
+    pub async fn write(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        let fd = self.f.get().raw();
+        let (res, mut op) = OpFuture::new(Op::Write { fd, buf }).await;
+        let r = match res {
+            OpResult::Write(r) => r.map_err(Into::into),
+            other => Err(io::Error::other(format!("unexpected {other:?}"))),
+        };
+        (r, op.take_buf().unwrap_or_default())
+    }
+
+    /// Writes all of `buf`.
+    pub async fn write_all(&self, mut buf: Vec<u8>) -> io::Result<()> {
+        while !buf.is_empty() {
+            let (r, mut b) = self.write(buf).await;
+            match r? {
+                0 => return Err(io::ErrorKind::WriteZero.into()),
+                n => {
+                    b.drain(..n);
+                    buf = b;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A child's standard output.
+pub struct ChildStdout {
+    f: Owned<std::fs::File>,
+}
+
+impl ChildStdout {
+    /// Reads into `buf[..buf.len()]`: the count (0 at end of file) and the
+    /// buffer.
+    pub async fn read(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        read(&self.f, buf).await
+    }
+
+    /// Reads to the end of the stream.
+    pub async fn read_to_end(&self) -> io::Result<Vec<u8>> {
+        read_to_end(&self.f).await
+    }
+}
+
+/// A child's standard error.
+pub struct ChildStderr {
+    f: Owned<std::fs::File>,
+}
+
+impl ChildStderr {
+    /// Reads into `buf[..buf.len()]`: the count (0 at end of file) and the
+    /// buffer.
+    pub async fn read(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        read(&self.f, buf).await
+    }
+
+    /// Reads to the end of the stream.
+    pub async fn read_to_end(&self) -> io::Result<Vec<u8>> {
+        read_to_end(&self.f).await
+    }
+}
+
+async fn read_to_end(f: &Owned<std::fs::File>) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    loop {
+        let (r, b) = read(f, buf).await;
+        let n = r?;
+        if n == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(&b[..n]);
+        buf = b;
+    }
+}
