@@ -245,6 +245,12 @@ impl Runtime<xev::DefaultBackend> {
     pub fn new() -> io::Result<Runtime> {
         Runtime::with_options(Options::default())
     }
+
+    /// A runtime on the default backend, on a loop made with `opts` (a
+    /// thread pool, say).
+    pub fn new_with(opts: Options) -> io::Result<Runtime> {
+        Runtime::with_options(opts)
+    }
 }
 
 impl<B: Backend> Runtime<B> {
