@@ -1,6 +1,7 @@
-//! `futures-io` interop (feature `futures-io`): [`Compat`] gives a
-//! [`TcpStream`] the borrowed-buffer `AsyncRead`/`AsyncWrite` traits that
-//! much of the ecosystem is written against.
+//! Interop with borrowed-buffer I/O traits: [`Compat`] gives a
+//! [`TcpStream`] `futures-io`'s `AsyncRead`/`AsyncWrite` (feature
+//! `futures-io`) and `hyper` 1.x's `rt::Read`/`rt::Write` (feature `hyper`),
+//! which much of the ecosystem is written against.
 //!
 //! What it costs: a completion API cannot lend the caller's slice to the
 //! kernel (the future that owns the slice may be dropped while the kernel
@@ -24,7 +25,8 @@ use crate::op::OpFuture;
 
 const CAP: usize = 64 * 1024;
 
-/// A [`TcpStream`] with `futures_io::AsyncRead` and `AsyncWrite`.
+/// A [`TcpStream`] with borrowed-buffer read and write traits (see the
+/// module docs).
 pub struct Compat {
     // Fields drop in order: operations first (canceled), then the socket.
     read: Option<OpFuture>,
@@ -98,27 +100,29 @@ impl Compat {
     }
 }
 
-impl futures_io::AsyncRead for Compat {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
+impl Compat {
+    /// Reads into the read buffer when it is empty, then hands `copy` the
+    /// bytes waiting there; `copy` returns how many it took. `want` is how
+    /// many the caller can take (0 answers `Ok(0)` at once).
+    fn poll_read_with(
+        &mut self,
         cx: &mut Context<'_>,
-        out: &mut [u8],
+        want: usize,
+        copy: impl FnOnce(&[u8]) -> usize,
     ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        if this.rpos < this.rlen {
-            let n = out.len().min(this.rlen - this.rpos);
-            out[..n].copy_from_slice(&this.rbuf[this.rpos..this.rpos + n]);
-            this.rpos += n;
+        if self.rpos < self.rlen {
+            let n = copy(&self.rbuf[self.rpos..self.rlen]);
+            self.rpos += n;
             return Poll::Ready(Ok(n));
         }
-        if out.is_empty() {
+        if want == 0 {
             return Poll::Ready(Ok(0));
         }
-        let op = this.read.get_or_insert_with(|| {
-            let mut buf = std::mem::take(&mut this.rbuf);
+        let op = self.read.get_or_insert_with(|| {
+            let mut buf = std::mem::take(&mut self.rbuf);
             buf.resize(CAP, 0);
             OpFuture::new(Op::Recv {
-                fd: this.stream.raw(),
+                fd: self.stream.raw(),
                 buf,
             })
         });
@@ -126,13 +130,12 @@ impl futures_io::AsyncRead for Compat {
             Poll::Ready(r) => r,
             Poll::Pending => return Poll::Pending,
         };
-        this.read = None;
-        this.rbuf = op.take_buf().unwrap_or_default();
+        self.read = None;
+        self.rbuf = op.take_buf().unwrap_or_default();
         match res {
             OpResult::Read(Ok(n)) => {
-                let k = n.min(out.len());
-                out[..k].copy_from_slice(&this.rbuf[..k]);
-                (this.rpos, this.rlen) = (k, n);
+                let k = copy(&self.rbuf[..n]);
+                (self.rpos, self.rlen) = (k, n);
                 Poll::Ready(Ok(k))
             }
             OpResult::Read(Err(ReadError::Eof)) => Poll::Ready(Ok(0)),
@@ -140,40 +143,72 @@ impl futures_io::AsyncRead for Compat {
             other => Poll::Ready(Err(io::Error::other(format!("unexpected {other:?}")))),
         }
     }
+
+    /// Copies `data` (up to the write buffer's size) into the write buffer
+    /// and starts sending it, once the previous write is done.
+    fn poll_write_from(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        match self.poll_written(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+        let n = data.len().min(CAP);
+        let mut buf = std::mem::take(&mut self.wbuf);
+        buf.clear();
+        buf.extend_from_slice(&data[..n]);
+        let mut op = OpFuture::new(Op::Send {
+            fd: self.stream.raw(),
+            buf,
+        });
+        // Submitted now (the first poll adds it to the loop, which answers
+        // later); its outcome is reported by the next write or flush.
+        match Pin::new(&mut op).poll(cx) {
+            Poll::Pending => self.write = Some(op),
+            Poll::Ready((res, mut op)) => {
+                self.wbuf = op.take_buf().unwrap_or_default();
+                if let OpResult::Write(Err(e)) = res {
+                    self.werr = Some(e.into());
+                }
+            }
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    /// Flushes, then shuts down the write side (which never waits).
+    fn poll_close_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.poll_written(cx) {
+            Poll::Ready(Ok(())) => {}
+            other => return other,
+        }
+        let _ = self.stream.shutdown_now(std::net::Shutdown::Write);
+        Poll::Ready(Ok(()))
+    }
 }
 
+#[cfg(feature = "futures-io")]
+impl futures_io::AsyncRead for Compat {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let want = out.len();
+        self.poll_read_with(cx, want, |data| {
+            let n = data.len().min(out.len());
+            out[..n].copy_from_slice(&data[..n]);
+            n
+        })
+    }
+}
+
+#[cfg(feature = "futures-io")]
 impl futures_io::AsyncWrite for Compat {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        match this.poll_written(cx) {
-            Poll::Ready(Ok(())) => {}
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-            Poll::Pending => return Poll::Pending,
-        }
-        let n = data.len().min(CAP);
-        let mut buf = std::mem::take(&mut this.wbuf);
-        buf.clear();
-        buf.extend_from_slice(&data[..n]);
-        let mut op = OpFuture::new(Op::Send {
-            fd: this.stream.raw(),
-            buf,
-        });
-        // Start it now; its outcome is reported later (write-behind).
-        if let Poll::Ready((res, mut op)) = Pin::new(&mut op).poll(cx) {
-            // Only a poll inside a runtime reaches the loop; the loop
-            // answers later, so this never happens, but stay correct.
-            this.wbuf = op.take_buf().unwrap_or_default();
-            if let OpResult::Write(Err(e)) = res {
-                this.werr = Some(e.into());
-            }
-        } else {
-            this.write = Some(op);
-        }
-        Poll::Ready(Ok(n))
+        self.poll_write_from(cx, data)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -181,12 +216,42 @@ impl futures_io::AsyncWrite for Compat {
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.poll_written(cx) {
-            Poll::Ready(Ok(())) => {}
-            other => return other,
-        }
-        // Shutting down the write side never waits.
-        let _ = self.stream.shutdown_now(std::net::Shutdown::Write);
-        Poll::Ready(Ok(()))
+        self.poll_close_write(cx)
+    }
+}
+
+#[cfg(feature = "hyper")]
+impl hyper::rt::Read for Compat {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        let want = buf.remaining();
+        self.poll_read_with(cx, want, |data| {
+            let n = data.len().min(buf.remaining());
+            buf.put_slice(&data[..n]);
+            n
+        })
+        .map_ok(drop)
+    }
+}
+
+#[cfg(feature = "hyper")]
+impl hyper::rt::Write for Compat {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_from(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_written(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_close_write(cx)
     }
 }

@@ -44,7 +44,7 @@
 
 #![warn(missing_docs)]
 
-#[cfg(feature = "futures-io")]
+#[cfg(any(feature = "futures-io", feature = "hyper"))]
 mod compat;
 mod fs;
 mod handle;
@@ -56,7 +56,7 @@ mod signal;
 mod task;
 mod time;
 
-#[cfg(feature = "futures-io")]
+#[cfg(any(feature = "futures-io", feature = "hyper"))]
 pub use compat::Compat;
 pub use fs::File;
 pub use net::{ReadHalf, TcpListener, TcpStream, UdpSocket, WriteHalf};

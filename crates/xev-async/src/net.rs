@@ -182,14 +182,14 @@ impl TcpStream {
     }
 
     /// The socket's raw handle, as xev's operations name it.
-    #[cfg_attr(not(feature = "futures-io"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "futures-io", feature = "hyper")), allow(dead_code))]
     pub(crate) fn raw(&self) -> RawHandle {
         raw(self.sock.get())
     }
 
     /// Shuts down one or both directions now, without the loop
     /// (`shutdown(2)` never waits).
-    #[cfg_attr(not(feature = "futures-io"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "futures-io", feature = "hyper")), allow(dead_code))]
     pub(crate) fn shutdown_now(&self, how: Shutdown) -> io::Result<()> {
         self.sock.get().shutdown(how)
     }
