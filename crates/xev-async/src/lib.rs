@@ -61,7 +61,7 @@ pub use compat::Compat;
 pub use fs::File;
 pub use net::{ReadHalf, TcpListener, TcpStream, UdpSocket, WriteHalf};
 pub use op::OpFuture;
-pub use process::{Child, ChildStderr, ChildStdin, ChildStdout};
+pub use process::{Child, ChildStderr, ChildStdin, ChildStdout, Pipe};
 pub use runtime::{spawn, yield_now, RemoteHandle, Runtime};
 pub use signal::Signals;
 pub use task::{JoinError, JoinHandle};

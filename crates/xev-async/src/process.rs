@@ -1,8 +1,8 @@
 //! Child processes: [`Child`] (spawned from a `std::process::Command`,
 //! its exit awaited through xev's process watcher: a pidfd on Linux,
 //! `EVFILT_PROC` on kqueue, a job object on Windows) and its pipes,
-//! [`ChildStdin`], [`ChildStdout`] and [`ChildStderr`], read and written
-//! through the loop with owned buffers.
+//! [`Pipe`]s ([`ChildStdin`], [`ChildStdout`] and [`ChildStderr`]), read
+//! and written through the loop with owned buffers.
 //!
 //! On Windows the standard library makes the child's pipes for
 //! synchronous I/O; xev runs their reads and writes on the thread pool,
@@ -37,15 +37,19 @@ pub struct Child {
 /// blocking mode: xev waits for blocking descriptors without blocking the
 /// loop (see `xev::Op`).
 #[cfg(unix)]
-fn pipe_file(f: impl Into<std::os::fd::OwnedFd>) -> Owned<std::fs::File> {
-    Owned::new(std::fs::File::from(f.into()))
+fn pipe_file(f: impl Into<std::os::fd::OwnedFd>) -> Pipe {
+    Pipe {
+        f: Owned::new(std::fs::File::from(f.into())),
+    }
 }
 
 /// A child's pipe end as a handle the loop reads or writes (synchronous
 /// I/O: xev runs it on the thread pool).
 #[cfg(windows)]
-fn pipe_file(f: impl Into<std::os::windows::io::OwnedHandle>) -> Owned<std::fs::File> {
-    Owned::new(std::fs::File::from(f.into()))
+fn pipe_file(f: impl Into<std::os::windows::io::OwnedHandle>) -> Pipe {
+    Pipe {
+        f: Owned::new(std::fs::File::from(f.into())),
+    }
 }
 
 impl Child {
@@ -59,9 +63,9 @@ impl Child {
         Ok(Child {
             child,
             status: None,
-            stdin: stdin.map(|f| ChildStdin { f }),
-            stdout: stdout.map(|f| ChildStdout { f }),
-            stderr: stderr.map(|f| ChildStderr { f }),
+            stdin,
+            stdout,
+            stderr,
         })
     }
 
@@ -128,24 +132,62 @@ impl Child {
     }
 }
 
-async fn read(f: &Owned<std::fs::File>, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
-    let fd = f.get().raw();
-    let (res, mut op) = OpFuture::new(Op::Read { fd, buf }).await;
-    let r = match res {
-        OpResult::Read(Ok(n)) => Ok(n),
-        OpResult::Read(Err(ReadError::Eof)) => Ok(0),
-        OpResult::Read(Err(e)) => Err(e.into()),
-        other => Err(io::Error::other(format!("unexpected {other:?}"))),
-    };
-    (r, op.take_buf().unwrap_or_default())
-}
-
-/// A child's standard input.
-pub struct ChildStdin {
+/// A pipe (or any other stream a descriptor names: a tty, a FIFO, the
+/// process's own stdin), read and written through the loop with owned
+/// buffers. A child's piped standard streams are `Pipe`s.
+pub struct Pipe {
     f: Owned<std::fs::File>,
 }
 
-impl ChildStdin {
+/// A child's standard input.
+pub type ChildStdin = Pipe;
+/// A child's standard output.
+pub type ChildStdout = Pipe;
+/// A child's standard error.
+pub type ChildStderr = Pipe;
+
+impl Pipe {
+    /// Wraps a pipe end (or any stream descriptor) that this process owns.
+    #[cfg(unix)]
+    pub fn from_fd(fd: std::os::fd::OwnedFd) -> Pipe {
+        pipe_file(fd)
+    }
+
+    /// Wraps a pipe end (or any stream handle) that this process owns.
+    #[cfg(windows)]
+    pub fn from_handle(h: std::os::windows::io::OwnedHandle) -> Pipe {
+        pipe_file(h)
+    }
+
+    /// Reads into `buf[..buf.len()]`: the count (0 at end of file) and the
+    /// buffer.
+    pub async fn read(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        let fd = self.f.get().raw();
+        let (res, mut op) = OpFuture::new(Op::Read { fd, buf }).await;
+        let r = match res {
+            OpResult::Read(Ok(n)) => Ok(n),
+            OpResult::Read(Err(ReadError::Eof)) => Ok(0),
+            OpResult::Read(Err(e)) => Err(e.into()),
+            other => Err(io::Error::other(format!("unexpected {other:?}"))),
+        };
+        (r, op.take_buf().unwrap_or_default())
+    }
+
+    /// Reads to the end of the stream.
+    pub async fn read_to_end(&self) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 8192];
+        loop {
+            let (r, b) = self.read(buf).await;
+            let n = r?;
+            if n == 0 {
+                return Ok(out);
+            }
+            out.extend_from_slice(&b[..n]);
+            buf = b;
+        }
+    }
+
     /// Writes `buf` (all of it or a prefix): the count and the buffer.
     pub async fn write(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         let fd = self.f.get().raw();
@@ -170,55 +212,5 @@ impl ChildStdin {
             }
         }
         Ok(())
-    }
-}
-
-/// A child's standard output.
-pub struct ChildStdout {
-    f: Owned<std::fs::File>,
-}
-
-impl ChildStdout {
-    /// Reads into `buf[..buf.len()]`: the count (0 at end of file) and the
-    /// buffer.
-    pub async fn read(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
-        read(&self.f, buf).await
-    }
-
-    /// Reads to the end of the stream.
-    pub async fn read_to_end(&self) -> io::Result<Vec<u8>> {
-        read_to_end(&self.f).await
-    }
-}
-
-/// A child's standard error.
-pub struct ChildStderr {
-    f: Owned<std::fs::File>,
-}
-
-impl ChildStderr {
-    /// Reads into `buf[..buf.len()]`: the count (0 at end of file) and the
-    /// buffer.
-    pub async fn read(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
-        read(&self.f, buf).await
-    }
-
-    /// Reads to the end of the stream.
-    pub async fn read_to_end(&self) -> io::Result<Vec<u8>> {
-        read_to_end(&self.f).await
-    }
-}
-
-async fn read_to_end(f: &Owned<std::fs::File>) -> io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 8192];
-    loop {
-        let (r, b) = read(f, buf).await;
-        let n = r?;
-        if n == 0 {
-            return Ok(out);
-        }
-        out.extend_from_slice(&b[..n]);
-        buf = b;
     }
 }
