@@ -61,23 +61,25 @@
 // The C types keep the C names.
 #![allow(non_camel_case_types)]
 
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 mod boundary;
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 pub mod completion;
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 pub mod errors;
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 pub mod event_loop;
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 pub mod io;
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 pub mod net;
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 pub mod process;
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
+pub mod sys;
+#[cfg(any(unix, windows))]
 pub mod thread_pool;
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 pub mod types;
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 pub mod watchers;
