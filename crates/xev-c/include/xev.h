@@ -21,6 +21,8 @@
  *  - A completion must stay allocated and untouched while it is active
  *    (xev_completion_state() == XEV_COMPLETION_ACTIVE): from the call that
  *    starts an operation until its callback returns XEV_DISARM.
+ *  - Descriptors are xev_fd: an int on Unix; on Windows a SOCKET or a
+ *    HANDLE as uintptr_t (see "Beyond libxev").
  */
 #ifndef XEV_H
 #define XEV_H
@@ -133,6 +135,11 @@ void xev_async_wait(xev_watcher *w, xev_loop *loop, xev_completion *c, void *use
 #define XEV_EPANIC (-4092)        /* a bug in xev was caught at the C boundary */
 #define XEV_EUNKNOWN (-4091)      /* an error with no errno value */
 
+/* On Windows the errno values are those of the C runtime's <errno.h>
+ * (MSVC's and mingw-w64's agree): Win32 and WinSock error codes are mapped
+ * to them, so -ECONNREFUSED, -ECANCELED... mean the same everywhere; a
+ * Windows error with no errno equivalent is XEV_EUNKNOWN. */
+
 /* A description of any result code (static storage; never NULL). */
 const char *xev_strerror(int code);
 
@@ -141,6 +148,21 @@ const char *xev_strerror(int code);
 typedef xev_cb_action (*xev_cb)(xev_loop *l, xev_completion *c, int result, void *userdata);
 
 struct sockaddr; /* from <sys/socket.h> (or <winsock2.h>) */
+
+/* What the functions below take as a descriptor. On Unix a file
+ * descriptor (int). On Windows a SOCKET, or a HANDLE cast to uintptr_t
+ * (a file opened with CreateFile, either end of a pipe...): SOCKET is
+ * already a uintptr_t, and (xev_fd)handle converts a HANDLE. The
+ * descriptor a TCP accept gives its callback (an int `result`) is
+ * converted the same way: (xev_fd)result. XEV_INVALID_FD names none
+ * (INVALID_SOCKET, INVALID_HANDLE_VALUE, or -1 on Unix). */
+#ifdef _WIN32
+typedef uintptr_t xev_fd;
+#define XEV_INVALID_FD ((xev_fd)~(uintptr_t)0)
+#else
+typedef int xev_fd;
+#define XEV_INVALID_FD (-1)
+#endif
 
 /* A loop that runs file work (where the backend needs threads for it) on
  * `pool` instead of a pool of its own; `pool` must outlive the loop. */
@@ -157,21 +179,27 @@ const char *xev_loop_backend(xev_loop *loop);
 int xev_cancel(xev_loop *loop, xev_completion *target, xev_completion *c, void *userdata,
                xev_cb cb);
 
-/* The descriptor of a TCP, UDP, stream or file watcher (negative if none). */
-int xev_watcher_fd(const xev_watcher *w);
+/* The descriptor of a TCP, UDP, stream or file watcher: on Unix -1 once
+ * closed, -EINVAL for another watcher; on Windows XEV_INVALID_FD for
+ * both. */
+xev_fd xev_watcher_fd(const xev_watcher *w);
 
 /* shutdown(2) directions. */
 typedef enum { XEV_SHUTDOWN_READ = 0, XEV_SHUTDOWN_WRITE = 1, XEV_SHUTDOWN_BOTH = 2 } xev_shutdown_how;
 
-/* TCP. init creates a non-blocking, close-on-exec socket of `family`
- * (AF_INET or AF_INET6); init_fd adopts a stream socket. The descriptor
- * belongs to the watcher until xev_tcp_close (deinit does not close it). */
+/* TCP. init creates a non-blocking, close-on-exec (on Windows,
+ * non-inheritable, overlapped) socket of `family` (AF_INET or AF_INET6);
+ * init_fd adopts a stream socket. The descriptor belongs to the watcher
+ * until xev_tcp_close (deinit does not close it). bind sets SO_REUSEADDR
+ * first on Unix, not on Windows (where it would let another socket take
+ * the port). */
 int xev_tcp_init(xev_watcher *w, int family);
-int xev_tcp_init_fd(xev_watcher *w, int fd);
+int xev_tcp_init_fd(xev_watcher *w, xev_fd fd);
 void xev_tcp_deinit(xev_watcher *w);
 int xev_tcp_bind(xev_watcher *w, const struct sockaddr *addr, size_t addrlen);
 int xev_tcp_listen(xev_watcher *w, int backlog);
-/* result: the accepted socket's descriptor (non-blocking, close-on-exec). */
+/* result: the accepted socket's descriptor (non-blocking, close-on-exec;
+ * on Windows a SOCKET, which fits in an int: (xev_fd)result). */
 int xev_tcp_accept(xev_watcher *w, xev_loop *loop, xev_completion *c, void *userdata, xev_cb cb);
 int xev_tcp_connect(xev_watcher *w, xev_loop *loop, xev_completion *c,
                     const struct sockaddr *addr, size_t addrlen, void *userdata, xev_cb cb);
@@ -188,7 +216,7 @@ int xev_tcp_close(xev_watcher *w, xev_loop *loop, xev_completion *c, void *userd
 
 /* UDP. */
 int xev_udp_init(xev_watcher *w, int family);
-int xev_udp_init_fd(xev_watcher *w, int fd);
+int xev_udp_init_fd(xev_watcher *w, xev_fd fd);
 void xev_udp_deinit(xev_watcher *w);
 int xev_udp_bind(xev_watcher *w, const struct sockaddr *addr, size_t addrlen);
 /* result: the datagram's length; the sender is xev_completion_peer(c). */
@@ -202,8 +230,11 @@ int xev_udp_close(xev_watcher *w, xev_loop *loop, xev_completion *c, void *userd
 int xev_completion_peer(const xev_completion *c, struct sockaddr *out, size_t *len);
 
 /* Streams: pipes, ttys, any descriptor, blocking or not (its mode is left
- * as it is). The descriptor stays the caller's until xev_stream_close. */
-int xev_stream_init(xev_watcher *w, int fd);
+ * as it is). The descriptor stays the caller's until xev_stream_close.
+ * On Windows: a socket or a HANDLE; a handle opened for synchronous I/O
+ * (an anonymous pipe from CreatePipe, say) is read and written on the
+ * loop's thread pool, an overlapped one through the completion port. */
+int xev_stream_init(xev_watcher *w, xev_fd fd);
 void xev_stream_deinit(xev_watcher *w);
 int xev_stream_read(xev_watcher *w, xev_loop *loop, xev_completion *c, void *buf, size_t len,
                     void *userdata, xev_cb cb);
@@ -213,8 +244,12 @@ int xev_stream_close(xev_watcher *w, xev_loop *loop, xev_completion *c, void *us
                      xev_cb cb);
 
 /* Files: positional reads and writes (in the kernel on io_uring, on the
- * loop's thread pool on epoll and kqueue). */
-int xev_file_init(xev_watcher *w, int fd);
+ * loop's thread pool on epoll and kqueue). On Windows a HANDLE from
+ * CreateFile: through the completion port when opened with
+ * FILE_FLAG_OVERLAPPED, else on the loop's thread pool. (A C runtime
+ * descriptor's _get_osfhandle works too, but xev_file_close closes the
+ * handle under the descriptor: _close it yourself instead.) */
+int xev_file_init(xev_watcher *w, xev_fd fd);
 void xev_file_deinit(xev_watcher *w);
 int xev_file_pread(xev_watcher *w, xev_loop *loop, xev_completion *c, void *buf, size_t len,
                    uint64_t offset, void *userdata, xev_cb cb);
@@ -223,15 +258,26 @@ int xev_file_pwrite(xev_watcher *w, xev_loop *loop, xev_completion *c, const voi
 int xev_file_close(xev_watcher *w, xev_loop *loop, xev_completion *c, void *userdata, xev_cb cb);
 
 /* Processes: wait for a child to exit (and reap it). The callback's result
- * is decoded with the macros below, or is a negative error code. */
+ * is decoded with the macros below, or is a negative error code. On
+ * Windows `pid` is a process id (from CreateProcess's PROCESS_INFORMATION
+ * or GetProcessId): the watcher opens the process itself; the result is
+ * the 32-bit exit code with its top bit cleared (an exception status such
+ * as 0xC0000005 arrives as 0x40000005), and no process is "signaled". */
 int xev_process_init(xev_watcher *w, int pid);
 void xev_process_deinit(xev_watcher *w);
 int xev_process_wait(xev_watcher *w, xev_loop *loop, xev_completion *c, void *userdata,
                      xev_cb cb);
+#ifdef _WIN32
+#define XEV_PROCESS_EXITED(r) ((r) >= 0)
+#define XEV_PROCESS_EXIT_CODE(r) (r)
+#define XEV_PROCESS_SIGNALED(r) ((void)(r), 0)
+#define XEV_PROCESS_TERM_SIGNAL(r) ((void)(r), 0)
+#else
 #define XEV_PROCESS_EXITED(r) ((r) >= 0 && (r) < 256)
 #define XEV_PROCESS_EXIT_CODE(r) (r)
 #define XEV_PROCESS_SIGNALED(r) ((r) >= 256)
 #define XEV_PROCESS_TERM_SIGNAL(r) ((r) - 256)
+#endif
 
 #ifdef __cplusplus
 }

@@ -23,7 +23,7 @@ use xev::{Action, Id, Op, OpResult};
 use crate::boundary::{checked, guard, guard_code};
 use crate::errors::{cancel_code, family_code, XEV_ENOTHREADPOOL, XEV_EOF, XEV_EUNKNOWN};
 use crate::event_loop::{with_loop, Loop, Shared};
-use crate::net::write_sockaddr;
+use crate::sys::{sockaddr, write_sockaddr};
 use crate::types::{
     fits, magic, xev_cb, xev_completion, xev_loop, XEV_COMPLETION_ACTIVE, XEV_COMPLETION_DEAD,
     XEV_REARM,
@@ -317,7 +317,7 @@ unsafe fn result_code(op: &mut Op, res: OpResult, c: *mut CompletionRepr) -> c_i
         }
         OpResult::Cancel(r) => unit(r.map_err(|e| cancel_code(&e))),
         OpResult::Accept(r) => match r {
-            Ok(fd) => std::os::fd::IntoRawFd::into_raw_fd(fd),
+            Ok(fd) => crate::sys::accepted(fd),
             Err(e) => family_code!(&e, AcceptError),
         },
         OpResult::Connect(r) => unit(r.map_err(|e| family_code!(&e, ConnectError))),
@@ -475,7 +475,7 @@ pub unsafe extern "C" fn xev_completion_state(c: *mut xev_completion) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn xev_completion_peer(
     c: *const xev_completion,
-    out: *mut libc::sockaddr,
+    out: *mut sockaddr,
     len: *mut usize,
 ) -> c_int {
     guard_code(|| {

@@ -1,7 +1,9 @@
 //! Error codes: every failure is a negative `int`, either a negated errno
 //! value or one of xev's own codes (`XEV_EOF`, ...), and `xev_strerror`
 //! describes them. This module also turns xev's typed errors back into
-//! those codes.
+//! those codes. On Windows the errno values are the C runtime's (its
+//! `<errno.h>`), which Win32 and WinSock codes are mapped to
+//! (`sys::os_code`).
 
 use std::collections::BTreeMap;
 use std::ffi::{c_char, c_int, CStr, CString};
@@ -24,7 +26,7 @@ pub const XEV_EUNKNOWN: c_int = -4091;
 /// The code of an `io::Error`: its negated errno, else the closest code.
 pub(crate) fn io_code(e: &io::Error) -> c_int {
     if let Some(n) = e.raw_os_error() {
-        return -n;
+        return crate::sys::os_code(n);
     }
     match e.kind() {
         io::ErrorKind::InvalidInput => -libc::EINVAL,
@@ -55,7 +57,7 @@ pub(crate) fn cancel_code(e: &xev::CancelError) -> c_int {
     match e {
         xev::CancelError::NotFound => -libc::ENOENT,
         xev::CancelError::AlreadyFinished => -libc::EALREADY,
-        xev::CancelError::Os(n) => -n,
+        xev::CancelError::Os(n) => crate::sys::os_code(*n),
         _ => XEV_EUNKNOWN,
     }
 }
@@ -77,12 +79,7 @@ pub(crate) fn describe(code: c_int) -> &'static CStr {
         -4090..=-1 => {
             let mut table = DESCRIPTIONS.lock().unwrap_or_else(|p| p.into_inner());
             table.entry(code).or_insert_with(|| {
-                let text = io::Error::from_raw_os_error(-code).to_string();
-                // std appends " (os error N)": the code is the caller's.
-                let text = match text.rfind(" (os error ") {
-                    Some(at) => text[..at].to_string(),
-                    None => text,
-                };
+                let text = crate::sys::describe_errno(-code);
                 let text = CString::new(text.replace('\0', " ")).unwrap_or_default();
                 Box::leak(text.into_boxed_c_str())
             })

@@ -14,7 +14,8 @@ use xev::Op;
 use crate::boundary::{guard_code, guard_void};
 use crate::completion::start_op;
 use crate::net::{close, fd_of, read_request, write_request};
-use crate::types::{xev_cb, xev_completion, xev_loop, xev_watcher};
+use crate::sys::is_valid;
+use crate::types::{xev_cb, xev_completion, xev_fd, xev_loop, xev_watcher};
 use crate::watchers::{forget, init_watcher, watcher, WatcherKind};
 
 /// Initialises a watcher of `kind` on `fd`.
@@ -22,8 +23,8 @@ use crate::watchers::{forget, init_watcher, watcher, WatcherKind};
 /// # Safety
 ///
 /// `w` is null or points to writable `xev_watcher` storage.
-unsafe fn init_fd(w: *mut xev_watcher, kind: WatcherKind, fd: c_int) -> Result<c_int, c_int> {
-    if fd < 0 {
+unsafe fn init_fd(w: *mut xev_watcher, kind: WatcherKind, fd: xev_fd) -> Result<c_int, c_int> {
+    if !is_valid(fd) {
         return Err(-libc::EBADF);
     }
     // SAFETY: forwarded contract.
@@ -39,7 +40,7 @@ unsafe fn init_fd(w: *mut xev_watcher, kind: WatcherKind, fd: c_int) -> Result<c
 ///
 /// `w` is null or points to writable `xev_watcher` storage.
 #[no_mangle]
-pub unsafe extern "C" fn xev_stream_init(w: *mut xev_watcher, fd: c_int) -> c_int {
+pub unsafe extern "C" fn xev_stream_init(w: *mut xev_watcher, fd: xev_fd) -> c_int {
     // SAFETY: forwarded contract.
     guard_code(|| unsafe { init_fd(w, WatcherKind::Stream, fd) })
 }
@@ -149,7 +150,7 @@ pub unsafe extern "C" fn xev_stream_close(
 ///
 /// `w` is null or points to writable `xev_watcher` storage.
 #[no_mangle]
-pub unsafe extern "C" fn xev_file_init(w: *mut xev_watcher, fd: c_int) -> c_int {
+pub unsafe extern "C" fn xev_file_init(w: *mut xev_watcher, fd: xev_fd) -> c_int {
     // SAFETY: forwarded contract.
     guard_code(|| unsafe { init_fd(w, WatcherKind::File, fd) })
 }

@@ -53,31 +53,36 @@
 //! # Platforms
 //!
 //! Unix (Linux on io_uring or epoll, macOS and FreeBSD on kqueue, Linux on
-//! kqueue through libkqueue with `--cfg xev_libkqueue`). On Windows the
-//! crate builds an empty library: the C API is not ported to IOCP yet.
+//! kqueue through libkqueue with `--cfg xev_libkqueue`) and Windows (IOCP).
+//! What differs is in [`sys`]: on Windows a descriptor (`xev_fd`) is a
+//! `SOCKET` or `HANDLE` as `uintptr_t`, errors are the C runtime's errno
+//! values mapped from Win32 and WinSock codes, and a process's result is
+//! its exit code (31 bits). Other targets build an empty library.
 
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 // The C types keep the C names.
 #![allow(non_camel_case_types)]
 
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 mod boundary;
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 pub mod completion;
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 pub mod errors;
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 pub mod event_loop;
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 pub mod io;
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 pub mod net;
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 pub mod process;
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
+pub mod sys;
+#[cfg(any(unix, windows))]
 pub mod thread_pool;
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 pub mod types;
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 pub mod watchers;

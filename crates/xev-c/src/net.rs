@@ -10,181 +10,15 @@
 //! stops what waits on the descriptor; `xev_tcp_deinit` does not close it.
 
 use std::ffi::{c_int, c_void};
-use std::mem::size_of;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::ptr::{self, addr_of, addr_of_mut};
 
 use xev::{Msg, Op};
 
 use crate::boundary::{guard_code, guard_void};
 use crate::completion::{start_op, Request};
-use crate::types::{xev_cb, xev_completion, xev_loop, xev_watcher};
+use crate::sys::{self, is_valid, read_sockaddr, sockaddr, SockType, NO_FD};
+use crate::types::{xev_cb, xev_completion, xev_fd, xev_loop, xev_watcher};
 use crate::watchers::{forget, init_watcher, watcher, WatcherKind, WatcherRepr};
-
-/// The errno of the last failed system call, negated.
-pub(crate) fn last_error() -> c_int {
-    -std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
-}
-
-/// A C socket address as Rust's, or `-EINVAL` (not IPv4 or IPv6, or
-/// `len` too short for its family).
-///
-/// # Safety
-///
-/// `addr` is null or points to `len` readable bytes.
-pub(crate) unsafe fn read_sockaddr(
-    addr: *const libc::sockaddr,
-    len: usize,
-) -> Result<SocketAddr, c_int> {
-    if addr.is_null() || len < size_of::<libc::sa_family_t>() + 2 {
-        return Err(-libc::EINVAL);
-    }
-    // SAFETY: at least the family is readable (checked above); each
-    // family's structure is read (unaligned) only when `len` covers it.
-    unsafe {
-        let family = ptr::read_unaligned(addr_of!((*addr).sa_family));
-        match c_int::from(family) {
-            libc::AF_INET if len >= size_of::<libc::sockaddr_in>() => {
-                let a = ptr::read_unaligned(addr.cast::<libc::sockaddr_in>());
-                let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
-                Ok(SocketAddr::V4(SocketAddrV4::new(
-                    ip,
-                    u16::from_be(a.sin_port),
-                )))
-            }
-            libc::AF_INET6 if len >= size_of::<libc::sockaddr_in6>() => {
-                let a = ptr::read_unaligned(addr.cast::<libc::sockaddr_in6>());
-                let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
-                Ok(SocketAddr::V6(SocketAddrV6::new(
-                    ip,
-                    u16::from_be(a.sin6_port),
-                    a.sin6_flowinfo,
-                    a.sin6_scope_id,
-                )))
-            }
-            _ => Err(-libc::EINVAL),
-        }
-    }
-}
-
-/// Writes `addr` as a C socket address into `out` (room for `*len`
-/// bytes) and its length into `*len`; `-EINVAL` when it does not fit.
-///
-/// # Safety
-///
-/// `out` is null or valid for `*len` bytes of writes; `len` is valid.
-pub(crate) unsafe fn write_sockaddr(
-    addr: SocketAddr,
-    out: *mut libc::sockaddr,
-    len: *mut usize,
-) -> Result<(), c_int> {
-    // SAFETY: `len` is valid (the contract).
-    let room = unsafe { *len };
-    // SAFETY: all-zero bytes are valid for both C structures.
-    let (v4, v6) = unsafe {
-        (
-            std::mem::zeroed::<libc::sockaddr_in>(),
-            std::mem::zeroed::<libc::sockaddr_in6>(),
-        )
-    };
-    let (mut v4, mut v6) = (v4, v6);
-    let (src, n) = match addr {
-        SocketAddr::V4(a) => {
-            v4.sin_family = libc::AF_INET as libc::sa_family_t;
-            v4.sin_port = a.port().to_be();
-            v4.sin_addr.s_addr = u32::from(*a.ip()).to_be();
-            (addr_of!(v4).cast::<u8>(), size_of::<libc::sockaddr_in>())
-        }
-        SocketAddr::V6(a) => {
-            v6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            v6.sin6_port = a.port().to_be();
-            v6.sin6_flowinfo = a.flowinfo();
-            v6.sin6_scope_id = a.scope_id();
-            v6.sin6_addr.s6_addr = a.ip().octets();
-            (addr_of!(v6).cast::<u8>(), size_of::<libc::sockaddr_in6>())
-        }
-    };
-    if out.is_null() || room < n {
-        return Err(-libc::EINVAL);
-    }
-    // SAFETY: `out` has room for `n` bytes (checked), `src` is `n` bytes.
-    unsafe {
-        ptr::copy_nonoverlapping(src, out.cast::<u8>(), n);
-        *len = n;
-    }
-    Ok(())
-}
-
-/// A new non-blocking, close-on-exec socket.
-fn socket(family: c_int, ty: c_int) -> Result<c_int, c_int> {
-    if family != libc::AF_INET && family != libc::AF_INET6 {
-        return Err(-libc::EAFNOSUPPORT);
-    }
-    #[cfg(any(target_os = "linux", target_os = "freebsd"))]
-    {
-        // SAFETY: plain system call.
-        let fd = unsafe { libc::socket(family, ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
-        if fd < 0 {
-            return Err(last_error());
-        }
-        Ok(fd)
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
-    {
-        // SAFETY: plain system call.
-        let fd = unsafe { libc::socket(family, ty, 0) };
-        if fd < 0 {
-            return Err(last_error());
-        }
-        // SAFETY: `fd` is ours.
-        unsafe {
-            if libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) < 0 || set_nonblocking(fd).is_err()
-            {
-                let e = last_error();
-                libc::close(fd);
-                return Err(e);
-            }
-        }
-        Ok(fd)
-    }
-}
-
-/// Makes `fd` non-blocking.
-fn set_nonblocking(fd: c_int) -> Result<(), c_int> {
-    // SAFETY: plain system calls on a descriptor number.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
-            return Err(last_error());
-        }
-    }
-    Ok(())
-}
-
-/// Adopts `fd` for a socket watcher if it is a socket of type `ty`.
-fn adopt(fd: c_int, ty: c_int) -> Result<(), c_int> {
-    let mut got: c_int = 0;
-    let mut len = size_of::<c_int>() as libc::socklen_t;
-    // SAFETY: `got` and `len` are valid for the call.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_TYPE,
-            addr_of_mut!(got).cast(),
-            &mut len,
-        )
-    };
-    if r < 0 {
-        return Err(last_error());
-    }
-    if got != ty {
-        return Err(-libc::EINVAL);
-    }
-    set_nonblocking(fd)
-}
 
 /// The open descriptor of the watcher at `w` of `kind`.
 ///
@@ -194,18 +28,19 @@ fn adopt(fd: c_int, ty: c_int) -> Result<(), c_int> {
 pub(crate) unsafe fn fd_of(
     w: *const xev_watcher,
     kind: WatcherKind,
-) -> Result<(c_int, *mut WatcherRepr), c_int> {
+) -> Result<(xev_fd, *mut WatcherRepr), c_int> {
     // SAFETY: forwarded contract.
     let r = unsafe { watcher(w, kind)? };
     // SAFETY: initialised, per `watcher`.
     let fd = unsafe { ptr::read(addr_of!((*r).fd)) };
-    if fd < 0 {
+    if !is_valid(fd) {
         return Err(-libc::EBADF);
     }
     Ok((fd, r))
 }
 
-/// Binds with `SO_REUSEADDR` set first, as libxev does.
+/// Binds the watcher's socket (with `SO_REUSEADDR` set first on Unix, as
+/// libxev does).
 ///
 /// # Safety
 ///
@@ -213,29 +48,15 @@ pub(crate) unsafe fn fd_of(
 unsafe fn bind(
     w: *mut xev_watcher,
     kind: WatcherKind,
-    addr: *const libc::sockaddr,
+    addr: *const sockaddr,
     len: usize,
 ) -> Result<c_int, c_int> {
     // SAFETY: forwarded contract.
     let (fd, _) = unsafe { fd_of(w, kind)? };
     // SAFETY: forwarded contract (checks the family and length).
-    unsafe { read_sockaddr(addr, len)? };
-    let one: c_int = 1;
-    let len = libc::socklen_t::try_from(len).map_err(|_| -libc::EINVAL)?;
-    // SAFETY: `one` is valid; `addr` holds `len` readable bytes.
-    unsafe {
-        if libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_REUSEADDR,
-            addr_of!(one).cast(),
-            size_of::<c_int>() as libc::socklen_t,
-        ) < 0
-            || libc::bind(fd, addr, len) < 0
-        {
-            return Err(last_error());
-        }
-    }
+    let parsed = unsafe { read_sockaddr(addr, len)? };
+    // SAFETY: forwarded contract.
+    unsafe { sys::bind(fd, addr, len, parsed)? };
     Ok(0)
 }
 
@@ -263,7 +84,7 @@ pub(crate) unsafe fn close(
     };
     // SAFETY: `r` is the initialised watcher; the descriptor is the
     // operation's now.
-    unsafe { ptr::write(addr_of_mut!((*r).fd), -1) };
+    unsafe { ptr::write(addr_of_mut!((*r).fd), NO_FD) };
     Ok(started)
 }
 
@@ -314,11 +135,10 @@ pub(crate) unsafe fn write_request<'a>(
 #[no_mangle]
 pub unsafe extern "C" fn xev_tcp_init(w: *mut xev_watcher, family: c_int) -> c_int {
     guard_code(|| {
-        let fd = socket(family, libc::SOCK_STREAM)?;
+        let fd = sys::socket(family, SockType::Stream)?;
         // SAFETY: forwarded contract.
         if let Err(e) = unsafe { init_watcher(w, WatcherKind::Tcp, fd, None, ptr::null_mut()) } {
-            // SAFETY: the socket is ours and unused.
-            unsafe { libc::close(fd) };
+            sys::close_unused(fd);
             return Err(e);
         }
         Ok(0)
@@ -333,9 +153,9 @@ pub unsafe extern "C" fn xev_tcp_init(w: *mut xev_watcher, family: c_int) -> c_i
 ///
 /// `w` is null or points to writable `xev_watcher` storage.
 #[no_mangle]
-pub unsafe extern "C" fn xev_tcp_init_fd(w: *mut xev_watcher, fd: c_int) -> c_int {
+pub unsafe extern "C" fn xev_tcp_init_fd(w: *mut xev_watcher, fd: xev_fd) -> c_int {
     guard_code(|| {
-        adopt(fd, libc::SOCK_STREAM)?;
+        sys::adopt(fd, SockType::Stream)?;
         // SAFETY: forwarded contract.
         unsafe { init_watcher(w, WatcherKind::Tcp, fd, None, ptr::null_mut())? };
         Ok(0)
@@ -367,7 +187,7 @@ pub unsafe extern "C" fn xev_tcp_deinit(w: *mut xev_watcher) {
 #[no_mangle]
 pub unsafe extern "C" fn xev_tcp_bind(
     w: *mut xev_watcher,
-    addr: *const libc::sockaddr,
+    addr: *const sockaddr,
     addrlen: usize,
 ) -> c_int {
     // SAFETY: forwarded contract.
@@ -385,10 +205,7 @@ pub unsafe extern "C" fn xev_tcp_listen(w: *mut xev_watcher, backlog: c_int) -> 
     guard_code(|| {
         // SAFETY: forwarded contract.
         let (fd, _) = unsafe { fd_of(w, WatcherKind::Tcp)? };
-        // SAFETY: plain system call.
-        if unsafe { libc::listen(fd, backlog) } < 0 {
-            return Err(last_error());
-        }
+        sys::listen(fd, backlog)?;
         Ok(0)
     })
 }
@@ -436,7 +253,7 @@ pub unsafe extern "C" fn xev_tcp_connect(
     w: *mut xev_watcher,
     loop_: *mut xev_loop,
     c: *mut xev_completion,
-    addr: *const libc::sockaddr,
+    addr: *const sockaddr,
     addrlen: usize,
     userdata: *mut c_void,
     cb: Option<xev_cb>,
@@ -587,11 +404,10 @@ pub unsafe extern "C" fn xev_tcp_close(
 #[no_mangle]
 pub unsafe extern "C" fn xev_udp_init(w: *mut xev_watcher, family: c_int) -> c_int {
     guard_code(|| {
-        let fd = socket(family, libc::SOCK_DGRAM)?;
+        let fd = sys::socket(family, SockType::Datagram)?;
         // SAFETY: forwarded contract.
         if let Err(e) = unsafe { init_watcher(w, WatcherKind::Udp, fd, None, ptr::null_mut()) } {
-            // SAFETY: the socket is ours and unused.
-            unsafe { libc::close(fd) };
+            sys::close_unused(fd);
             return Err(e);
         }
         Ok(0)
@@ -605,9 +421,9 @@ pub unsafe extern "C" fn xev_udp_init(w: *mut xev_watcher, family: c_int) -> c_i
 ///
 /// `w` is null or points to writable `xev_watcher` storage.
 #[no_mangle]
-pub unsafe extern "C" fn xev_udp_init_fd(w: *mut xev_watcher, fd: c_int) -> c_int {
+pub unsafe extern "C" fn xev_udp_init_fd(w: *mut xev_watcher, fd: xev_fd) -> c_int {
     guard_code(|| {
-        adopt(fd, libc::SOCK_DGRAM)?;
+        sys::adopt(fd, SockType::Datagram)?;
         // SAFETY: forwarded contract.
         unsafe { init_watcher(w, WatcherKind::Udp, fd, None, ptr::null_mut())? };
         Ok(0)
@@ -636,7 +452,7 @@ pub unsafe extern "C" fn xev_udp_deinit(w: *mut xev_watcher) {
 #[no_mangle]
 pub unsafe extern "C" fn xev_udp_bind(
     w: *mut xev_watcher,
-    addr: *const libc::sockaddr,
+    addr: *const sockaddr,
     addrlen: usize,
 ) -> c_int {
     // SAFETY: forwarded contract.
@@ -688,7 +504,7 @@ pub unsafe extern "C" fn xev_udp_write(
     c: *mut xev_completion,
     buf: *const c_void,
     len: usize,
-    to: *const libc::sockaddr,
+    to: *const sockaddr,
     tolen: usize,
     userdata: *mut c_void,
     cb: Option<xev_cb>,

@@ -9,6 +9,7 @@
 //! (`XEV_PROCESS_*` macros in `xev.h`), or a negative error code.
 
 use std::ffi::{c_int, c_void};
+#[cfg(unix)]
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::ptr::{self, addr_of};
@@ -27,12 +28,27 @@ use crate::watchers::{forget, init_watcher, watcher, WatcherKind};
 pub type Process = xev::watcher::Process<crate::event_loop::Backend>;
 
 /// The result code of a wait.
+#[cfg(unix)]
 fn status_code(r: Result<ExitStatus, ProcessError>) -> c_int {
     match r {
         Ok(st) => match (st.code(), st.signal()) {
             (Some(code), _) => code & 0xff,
             (None, Some(sig)) => 256 + sig,
             (None, None) => crate::errors::XEV_EUNKNOWN,
+        },
+        Err(e) => family_code!(&e, ProcessError, NotChild => -libc::ECHILD),
+    }
+}
+
+/// The result code of a wait: on Windows the whole 32-bit exit code,
+/// with its top bit cleared (so that it is never negative: an exception
+/// status such as `0xC0000005` arrives as `0x40000005`).
+#[cfg(windows)]
+fn status_code(r: Result<ExitStatus, ProcessError>) -> c_int {
+    match r {
+        Ok(st) => match st.code() {
+            Some(code) => code & 0x7fff_ffff,
+            None => crate::errors::XEV_EUNKNOWN,
         },
         Err(e) => family_code!(&e, ProcessError, NotChild => -libc::ECHILD),
     }
@@ -52,7 +68,8 @@ pub unsafe extern "C" fn xev_process_init(w: *mut xev_watcher, pid: c_int) -> c_
         let p = Process::new(pid).map_err(|e| status_code(Err(e)))?;
         let p = Box::into_raw(Box::new(p));
         // SAFETY: forwarded contract.
-        if let Err(e) = unsafe { init_watcher(w, WatcherKind::Process, -1, None, p) } {
+        if let Err(e) = unsafe { init_watcher(w, WatcherKind::Process, crate::sys::NO_FD, None, p) }
+        {
             // SAFETY: `p` was just boxed and given to nobody.
             drop(unsafe { Box::from_raw(p) });
             return Err(e);

@@ -43,6 +43,8 @@ opaque! {
     xev_threadpool_config = 64;
 }
 
+pub use crate::sys::xev_fd;
+
 /// The callback of every loop operation (`xev_timer_cb`, `xev_async_cb`,
 /// `xev_cb`): the loop, the completion, the result (a count, a descriptor
 /// or 0, or a negative error code) and the user data; it returns

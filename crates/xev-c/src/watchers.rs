@@ -22,7 +22,8 @@ use crate::boundary::{checked, guard_code, guard_void};
 use crate::completion::{active, cancel, set_callback, start_op, Kind, Request};
 use crate::errors::io_code;
 use crate::event_loop::with_loop;
-use crate::types::{fits, magic, xev_cb, xev_completion, xev_loop, xev_watcher};
+use crate::sys::NO_FD;
+use crate::types::{fits, magic, xev_cb, xev_completion, xev_fd, xev_loop, xev_watcher};
 
 /// What a watcher is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -42,8 +43,9 @@ pub(crate) enum WatcherKind {
 pub(crate) struct WatcherRepr {
     pub(crate) magic: u64,
     pub(crate) kind: u32,
-    /// The descriptor of a socket, stream or file watcher (-1 once closed).
-    pub(crate) fd: c_int,
+    /// The descriptor of a socket, stream or file watcher (`NO_FD` once
+    /// closed).
+    pub(crate) fd: xev_fd,
     /// An async watcher's handle.
     pub(crate) handle: MaybeUninit<xev::Async>,
     /// A process watcher's `Box<Process>`.
@@ -60,7 +62,7 @@ const _: () = assert!(fits::<WatcherRepr>(xev_watcher::SIZE));
 pub(crate) unsafe fn init_watcher(
     w: *mut xev_watcher,
     kind: WatcherKind,
-    fd: c_int,
+    fd: xev_fd,
     handle: Option<xev::Async>,
     process: *mut crate::process::Process,
 ) -> Result<*mut WatcherRepr, c_int> {
@@ -121,7 +123,7 @@ pub(crate) unsafe fn forget(r: *mut WatcherRepr) {
 pub unsafe extern "C" fn xev_timer_init(w: *mut xev_watcher) -> c_int {
     guard_code(|| {
         // SAFETY: forwarded contract.
-        unsafe { init_watcher(w, WatcherKind::Timer, -1, None, ptr::null_mut())? };
+        unsafe { init_watcher(w, WatcherKind::Timer, NO_FD, None, ptr::null_mut())? };
         Ok(0)
     })
 }
@@ -276,7 +278,7 @@ pub unsafe extern "C" fn xev_async_init(w: *mut xev_watcher) -> c_int {
     guard_code(|| {
         let handle = xev::Async::new().map_err(|e| io_code(&e))?;
         // SAFETY: forwarded contract.
-        unsafe { init_watcher(w, WatcherKind::Async, -1, Some(handle), ptr::null_mut())? };
+        unsafe { init_watcher(w, WatcherKind::Async, NO_FD, Some(handle), ptr::null_mut())? };
         Ok(0)
     })
 }
@@ -360,19 +362,42 @@ pub unsafe extern "C" fn xev_async_wait(
 /// # Safety
 ///
 /// `w` is null or points to readable `xev_watcher` storage.
+#[cfg(unix)]
 #[no_mangle]
-pub unsafe extern "C" fn xev_watcher_fd(w: *const xev_watcher) -> c_int {
-    guard_code(|| {
-        let r = checked::<_, WatcherRepr>(w)?;
-        // SAFETY: non-null, aligned and readable.
-        unsafe {
-            if ptr::read(addr_of!((*r).magic)) != magic::WATCHER {
-                return Err(-libc::EINVAL);
-            }
-            match ptr::read(addr_of!((*r).kind)) {
-                3..=6 => Ok(ptr::read(addr_of!((*r).fd))),
-                _ => Err(-libc::EINVAL),
-            }
+pub unsafe extern "C" fn xev_watcher_fd(w: *const xev_watcher) -> xev_fd {
+    // SAFETY: forwarded contract.
+    guard_code(|| unsafe { watcher_fd(w) })
+}
+
+/// The handle of a TCP, UDP, stream or file watcher (a `SOCKET` or
+/// `HANDLE`): `XEV_INVALID_FD` once it was closed, and for any other
+/// watcher.
+///
+/// # Safety
+///
+/// `w` is null or points to readable `xev_watcher` storage.
+#[cfg(windows)]
+#[no_mangle]
+pub unsafe extern "C" fn xev_watcher_fd(w: *const xev_watcher) -> xev_fd {
+    // SAFETY: forwarded contract.
+    crate::boundary::guard(NO_FD, || unsafe { watcher_fd(w) }.unwrap_or(NO_FD))
+}
+
+/// The descriptor of the watcher at `w`, if it has a descriptor.
+///
+/// # Safety
+///
+/// `w` is null or points to readable `xev_watcher` storage.
+unsafe fn watcher_fd(w: *const xev_watcher) -> Result<xev_fd, c_int> {
+    let r = checked::<_, WatcherRepr>(w)?;
+    // SAFETY: non-null, aligned and readable.
+    unsafe {
+        if ptr::read(addr_of!((*r).magic)) != magic::WATCHER {
+            return Err(-libc::EINVAL);
         }
-    })
+        match ptr::read(addr_of!((*r).kind)) {
+            3..=6 => Ok(ptr::read(addr_of!((*r).fd))),
+            _ => Err(-libc::EINVAL),
+        }
+    }
 }

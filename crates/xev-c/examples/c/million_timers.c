@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <time.h>
 #include <xev.h>
+#ifdef _WIN32
+#include <windows.h>
+#endif
 
 static long fired;
 
@@ -20,9 +23,16 @@ static xev_cb_action on_timer(xev_loop *loop, xev_completion *c, int result, voi
 }
 
 static double seconds(void) {
+#ifdef _WIN32
+    LARGE_INTEGER now, freq;
+    QueryPerformanceCounter(&now);
+    QueryPerformanceFrequency(&freq);
+    return (double)now.QuadPart / (double)freq.QuadPart;
+#else
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+#endif
 }
 
 int main(int argc, char **argv) {

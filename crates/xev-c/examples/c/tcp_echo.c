@@ -4,14 +4,19 @@
  * echoes every connection until its end of file. With "--serve PORT" it
  * only serves, forever (try: nc 127.0.0.1 PORT). */
 #define _POSIX_C_SOURCE 200809L
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <xev.h>
+#ifdef _WIN32
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#else
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#endif
 
 /* One connection on the server side. */
 typedef struct conn {

@@ -16,13 +16,13 @@ static atomic_int remaining = TASKS;
 
 typedef struct {
     xev_threadpool_task task;
-    long first;
-    long sum;
+    long long first;
+    long long sum;
 } slice_t;
 
 static void sum_slice(xev_threadpool_task *t) {
     slice_t *s = container_of(t, slice_t, task);
-    for (long i = s->first; i < s->first + PER_TASK; i++) s->sum += i;
+    for (long long i = s->first; i < s->first + PER_TASK; i++) s->sum += i;
     if (atomic_fetch_sub(&remaining, 1) == 1) xev_async_notify(&all_done);
 }
 
@@ -42,7 +42,7 @@ int main(void) {
     xev_loop loop;
     xev_completion c;
     int done = 0;
-    long total = 0, n = TASKS * PER_TASK;
+    long long total = 0, n = TASKS * PER_TASK;
 
     xev_threadpool_config_init(&cfg);
     xev_threadpool_config_set_max_threads(&cfg, 4);
@@ -60,7 +60,7 @@ int main(void) {
 
     if (xev_loop_run(&loop, XEV_RUN_UNTIL_DONE) != 0 || !done) return 1;
     for (int i = 0; i < TASKS; i++) total += slices[i].sum;
-    printf("%d tasks summed 0..%ld: %ld\n", TASKS, n - 1, total);
+    printf("%d tasks summed 0..%lld: %lld\n", TASKS, n - 1, total);
     xev_threadpool_shutdown(&pool);
     xev_threadpool_deinit(&pool);
     xev_async_deinit(&all_done);

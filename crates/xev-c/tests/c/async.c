@@ -2,11 +2,11 @@
  * notifies coalesce, none is lost), a notify before the wait counts, and
  * a wait can be canceled. */
 #include <errno.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <xev.h>
 
 #include "check.h"
+#include "portable.h"
 
 #define NOTIFIES 10000
 
@@ -56,11 +56,11 @@ int main(void) {
     {
         shared_t s = {&a, 0};
         waiter_t w = {&s, 0};
-        pthread_t t;
+        thread_t t;
         xev_async_wait(&a, &loop, &c, &w, wake_cb);
-        CHECK_EQ(pthread_create(&t, NULL, notifier, &s), 0);
+        CHECK_EQ(thread_create(&t, notifier, &s), 0);
         CHECK_EQ(xev_loop_run(&loop, XEV_RUN_UNTIL_DONE), 0);
-        CHECK_EQ(pthread_join(t, NULL), 0);
+        CHECK_EQ(thread_join(t), 0);
         CHECK(w.wakeups >= 1);
         CHECK(w.wakeups <= NOTIFIES + 1);
     }

@@ -2,16 +2,13 @@
  * write, read, shutdown, end of file, close), a refused connection, and a
  * pending accept canceled. */
 #define _POSIX_C_SOURCE 200809L
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 #include <xev.h>
 
 #include "check.h"
+#include "portable.h"
 
-static const char MSG[] = "hello, xev";
+static const char MESSAGE[] = "hello, xev";
 
 typedef struct {
     xev_watcher listener, conn, client;
@@ -59,7 +56,7 @@ static xev_cb_action accept_cb(xev_loop *l, xev_completion *c, int result, void 
     echo_t *e = ud;
     UNUSED(c);
     CHECK(result >= 0);
-    CHECK_EQ(xev_tcp_init_fd(&e->conn, result), 0);
+    CHECK_EQ(xev_tcp_init_fd(&e->conn, (xev_fd)result), 0);
     CHECK_EQ(xev_watcher_fd(&e->conn), result);
     CHECK_EQ(xev_tcp_read(&e->conn, l, &e->c_srv, e->srv_buf, sizeof e->srv_buf, e, srv_read_cb), 0);
     return XEV_DISARM;
@@ -75,8 +72,8 @@ static xev_cb_action cli_read_cb(xev_loop *l, xev_completion *c, int result, voi
     }
     CHECK(result > 0);
     e->cli_got += (size_t)result;
-    if (e->cli_got == sizeof MSG) {
-        CHECK(memcmp(e->cli_buf, MSG, sizeof MSG) == 0);
+    if (e->cli_got == sizeof MESSAGE) {
+        CHECK(memcmp(e->cli_buf, MESSAGE, sizeof MESSAGE) == 0);
         /* All echoed: shut down our side; the server sees end of file. */
         CHECK_EQ(xev_tcp_shutdown(&e->client, l, &e->c_cli, XEV_SHUTDOWN_WRITE, e, NULL), -EINVAL);
         CHECK_EQ(xev_tcp_shutdown(&e->client, l, &e->c_close3, XEV_SHUTDOWN_WRITE, e, closed_cb), 0);
@@ -89,7 +86,7 @@ static xev_cb_action cli_read_cb(xev_loop *l, xev_completion *c, int result, voi
 
 static xev_cb_action cli_write_cb(xev_loop *l, xev_completion *c, int result, void *ud) {
     echo_t *e = ud;
-    CHECK_EQ(result, (int)sizeof MSG);
+    CHECK_EQ(result, (int)sizeof MESSAGE);
     CHECK_EQ(xev_tcp_read(&e->client, l, c, e->cli_buf, sizeof e->cli_buf, e, cli_read_cb), 0);
     return XEV_DISARM;
 }
@@ -97,7 +94,7 @@ static xev_cb_action cli_write_cb(xev_loop *l, xev_completion *c, int result, vo
 static xev_cb_action connect_cb(xev_loop *l, xev_completion *c, int result, void *ud) {
     echo_t *e = ud;
     CHECK_EQ(result, 0);
-    CHECK_EQ(xev_tcp_write(&e->client, l, c, MSG, sizeof MSG, e, cli_write_cb), 0);
+    CHECK_EQ(xev_tcp_write(&e->client, l, c, MESSAGE, sizeof MESSAGE, e, cli_write_cb), 0);
     return XEV_DISARM;
 }
 
@@ -142,11 +139,11 @@ int main(void) {
     CHECK_EQ(xev_tcp_init(&e.client, AF_INET), 0);
     CHECK_EQ(xev_tcp_connect(&e.client, &loop, &e.c_cli, (struct sockaddr *)&addr, sizeof addr, &e, connect_cb), 0);
     CHECK_EQ(xev_loop_run(&loop, XEV_RUN_UNTIL_DONE), 0);
-    CHECK_EQ(e.cli_got, sizeof MSG);
+    CHECK_EQ(e.cli_got, sizeof MESSAGE);
     CHECK(e.server_eof);
     CHECK(e.client_eof);
     CHECK_EQ(e.closed, 2);
-    CHECK_EQ(xev_watcher_fd(&e.client), -1); /* closed */
+    CHECK_EQ(xev_watcher_fd(&e.client), XEV_INVALID_FD); /* closed */
     CHECK_EQ(xev_tcp_listen(&e.client, 1), -EBADF);
     xev_tcp_deinit(&e.conn);
     xev_tcp_deinit(&e.client);

@@ -4,12 +4,12 @@
  * work on a caller's pool. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <xev.h>
 
 #include "check.h"
+#include "portable.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
@@ -18,19 +18,19 @@
 typedef struct {
     xev_threadpool_task task;
     int index;
-    pthread_t thread;
+    thread_id_t thread;
     size_t stack;
 } job_t;
 
 static atomic_int done;
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+static mutex_t lock = MUTEX_INIT;
+static cond_t cond = COND_INIT;
 static int order[TASKS];
 static int norder;
 
 static void job_cb(xev_threadpool_task *t) {
     job_t *j = container_of(t, job_t, task);
-    j->thread = pthread_self();
+    j->thread = thread_self();
 #ifdef __linux__
     {
         pthread_attr_t attr;
@@ -39,24 +39,24 @@ static void job_cb(xev_threadpool_task *t) {
         pthread_attr_destroy(&attr);
     }
 #endif
-    pthread_mutex_lock(&lock);
+    mutex_lock(&lock);
     order[norder++] = j->index;
     atomic_fetch_add(&done, 1);
-    pthread_cond_broadcast(&cond);
-    pthread_mutex_unlock(&lock);
+    cond_broadcast(&cond);
+    mutex_unlock(&lock);
 }
 
 static void wait_for(int n) {
-    pthread_mutex_lock(&lock);
-    while (atomic_load(&done) < n) pthread_cond_wait(&cond, &lock);
-    pthread_mutex_unlock(&lock);
+    mutex_lock(&lock);
+    while (atomic_load(&done) < n) cond_wait(&cond, &lock);
+    mutex_unlock(&lock);
 }
 
 static void reset(void) {
-    pthread_mutex_lock(&lock);
+    mutex_lock(&lock);
     atomic_store(&done, 0);
     norder = 0;
-    pthread_mutex_unlock(&lock);
+    mutex_unlock(&lock);
 }
 
 static job_t jobs[TASKS];
@@ -105,7 +105,7 @@ int main(void) {
         wait_for(100);
         for (int i = 0; i < 100; i++) {
             CHECK_EQ(order[i], i);
-            CHECK(pthread_equal(jobs[i].thread, jobs[0].thread));
+            CHECK(thread_same(jobs[i].thread, jobs[0].thread));
 #ifdef __linux__
             CHECK(jobs[i].stack >= 4 * 1024 * 1024);
 #endif
@@ -118,7 +118,7 @@ int main(void) {
     {
         xev_threadpool_config cfg;
         xev_threadpool pool;
-        pthread_t seen[2];
+        thread_id_t seen[2];
         int nseen = 0;
         xev_threadpool_config_init(&cfg);
         xev_threadpool_config_set_max_threads(&cfg, 2);
@@ -128,7 +128,7 @@ int main(void) {
         wait_for(TASKS);
         for (int i = 0; i < TASKS; i++) {
             int known = 0;
-            for (int k = 0; k < nseen; k++) known |= pthread_equal(seen[k], jobs[i].thread);
+            for (int k = 0; k < nseen; k++) known |= thread_same(seen[k], jobs[i].thread);
             if (!known) {
                 CHECK(nseen < 2);
                 seen[nseen++] = jobs[i].thread;

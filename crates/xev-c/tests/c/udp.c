@@ -1,13 +1,11 @@
 /* UDP: a datagram from one socket to another, whose read reports the
  * sender, and a reply to that sender. */
 #define _POSIX_C_SOURCE 200809L
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <xev.h>
 
 #include "check.h"
+#include "portable.h"
 
 typedef struct {
     xev_watcher a, b;
