@@ -279,6 +279,26 @@ int xev_process_wait(xev_watcher *w, xev_loop *loop, xev_completion *c, void *us
 #define XEV_PROCESS_TERM_SIGNAL(r) ((r) - 256)
 #endif
 
+/* Signals: a watcher subscribed to one signal (on Windows one of the
+ * XEV_CTRL_* console events) whose waits complete once per delivery; the
+ * callback's result is how many occurrences it stands for (at least 1),
+ * or a negative error code. Every watcher, on every loop, sees every
+ * occurrence; occurrences while nobody waits are kept and coalesce. The
+ * last watcher of a signal deinitialised (and its waits ended) restores
+ * the signal's previous action. Deinit does not end a wait in flight:
+ * xev_cancel it first, or it ends with -ECANCELED at the next occurrence. */
+int xev_signal_init(xev_watcher *w, int signo);
+void xev_signal_deinit(xev_watcher *w);
+int xev_signal_wait(xev_watcher *w, xev_loop *loop, xev_completion *c, void *userdata,
+                    xev_cb cb);
+#ifdef _WIN32
+#define XEV_CTRL_C 0
+#define XEV_CTRL_BREAK 1
+#define XEV_CTRL_CLOSE 2
+#define XEV_CTRL_LOGOFF 5
+#define XEV_CTRL_SHUTDOWN 6
+#endif
+
 #ifdef __cplusplus
 }
 #endif

@@ -79,6 +79,8 @@ pub mod net;
 #[cfg(any(unix, windows))]
 pub mod process;
 #[cfg(any(unix, windows))]
+pub mod signal;
+#[cfg(any(unix, windows))]
 pub mod sys;
 #[cfg(any(unix, windows))]
 pub mod thread_pool;

@@ -15,6 +15,7 @@
 use std::ffi::{c_int, c_void};
 use std::mem::MaybeUninit;
 use std::ptr::{self, addr_of, addr_of_mut};
+use std::rc::Rc;
 
 use xev::Op;
 
@@ -36,6 +37,7 @@ pub(crate) enum WatcherKind {
     Stream = 5,
     File = 6,
     Process = 7,
+    Signal = 8,
 }
 
 /// What the caller's `xev_watcher` holds.
@@ -50,6 +52,8 @@ pub(crate) struct WatcherRepr {
     pub(crate) handle: MaybeUninit<xev::Async>,
     /// A process watcher's `Box<Process>`.
     pub(crate) process: *mut crate::process::Process,
+    /// A signal watcher's `Box<Rc<Signal>>`.
+    pub(crate) signal: *mut Rc<crate::signal::Signal>,
 }
 
 const _: () = assert!(fits::<WatcherRepr>(xev_watcher::SIZE));
@@ -76,6 +80,7 @@ pub(crate) unsafe fn init_watcher(
             fd,
             handle,
             process,
+            signal: ptr::null_mut(),
         })
     };
     Ok(r)

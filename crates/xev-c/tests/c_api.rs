@@ -366,6 +366,7 @@ c_tests! {
     udp: "tests/c/udp.c";
     files_and_streams: "tests/c/files.c";
     process: "tests/c/process.c";
+    signal: "tests/c/signal.c";
     example_timer: "examples/c/timer.c";
     example_async: "examples/c/async.c";
     example_threadpool: "examples/c/threadpool.c";
