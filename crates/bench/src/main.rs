@@ -39,6 +39,8 @@ mod stats;
 mod supervisor;
 mod timers;
 mod udp_pummel;
+#[cfg(target_os = "linux")]
+mod uring_peers;
 
 fn main() {
     let raw: Vec<String> = std::env::args().skip(1).collect();

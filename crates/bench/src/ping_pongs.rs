@@ -18,14 +18,19 @@ use crate::common::{
     ctx, into_raw, raw, scan_pings, tokio_rt, xev_options, Meter, Outcome, Res, PING,
 };
 
-fn listen() -> Res<(TcpListener, SocketAddr)> {
+pub(crate) fn listen() -> Res<(TcpListener, SocketAddr)> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(ctx("bind"))?;
     let addr = l.local_addr().map_err(ctx("local_addr"))?;
     Ok((l, addr))
 }
 
 /// Joins the server thread and checks that it echoed every byte.
-fn finish(meter: Meter, server: thread::JoinHandle<Res<u64>>, pongs: u64, n: u64) -> Res<Outcome> {
+pub(crate) fn finish(
+    meter: Meter,
+    server: thread::JoinHandle<Res<u64>>,
+    pongs: u64,
+    n: u64,
+) -> Res<Outcome> {
     let echoed = server
         .join()
         .map_err(|_| "server thread panicked".to_string())??;

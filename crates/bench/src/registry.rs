@@ -154,6 +154,7 @@ pub const CONTENDERS: &[&str] = &[
     "xev_async-io_uring",
     "xev_async-epoll",
     "tokio",
+    "compio",
     "floor-io_uring",
     "floor-epoll",
 ];
@@ -163,13 +164,14 @@ pub const CONTENDERS: &[&str] = &["xev-iocp", "xev_async-iocp", "tokio"];
 /// Why `contender` does not run workload `w`, if it does not: the async
 /// layer (`xev_async-*`) is written for ping-pongs only so far.
 pub fn not_written(w: &Workload, contender: &str) -> Option<&'static str> {
-    (contender.starts_with("xev_async") && !matches!(w.kind, Kind::PingPongs))
-        .then_some("not written for xev-async yet")
+    let ping_pongs_only = contender.starts_with("xev_async") || contender == "compio";
+    (ping_pongs_only && !matches!(w.kind, Kind::PingPongs))
+        .then_some("only ping-pongs is written for this contender so far")
 }
 
 /// Whether a contender can only run where io_uring is available.
 pub fn needs_io_uring(contender: &str) -> bool {
-    contender.ends_with("io_uring")
+    contender.ends_with("io_uring") || contender == "compio"
 }
 
 /// A workload by its exact name.
@@ -226,6 +228,10 @@ macro_rules! contenders {
 pub fn run_workload(w: &Workload, contender: &str, n: u64) -> Res<Outcome> {
     if let Some(why) = not_written(w, contender) {
         return Err(why.to_string());
+    }
+    #[cfg(target_os = "linux")]
+    if contender == "compio" {
+        return crate::uring_peers::compio_ping_pongs(n);
     }
     if let Some(backend) = contender.strip_prefix("xev_async-") {
         // Ping-pongs only (`not_written`).
