@@ -85,7 +85,10 @@ for_each_backend!(
             create_new: true,
             ..OpenFlags::CREATE
         };
-        expect!(fs(&mut lp, Fs::open(&p, flags)), Err(FsError::AlreadyExists));
+        expect!(
+            fs(&mut lp, Fs::open(&p, flags)),
+            Err(FsError::AlreadyExists)
+        );
         assert_eq!(std::fs::read(&p).unwrap(), b"hello world");
         let r = open(&mut lp, &p, OpenFlags::READ);
         let (res, op) = run_op(

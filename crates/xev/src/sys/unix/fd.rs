@@ -4,9 +4,12 @@
 //! value into a raw result.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
+#[cfg(unix)]
+use std::os::fd::{FromRawFd, OwnedFd};
 
 /// A non-blocking, close-on-exec pipe: (read end, write end).
+#[cfg(unix)]
 #[cfg_attr(target_os = "linux", allow(dead_code))]
 pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
@@ -54,6 +57,7 @@ pub(crate) fn set_nonblocking_cloexec(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+#[cfg(unix)]
 /// Blocks until `fd` is readable (used only when a loop is dropped while
 /// thread-pool tasks are still running).
 pub(crate) fn wait_readable(fd: RawFd) {

@@ -11,7 +11,7 @@ use std::path::Path;
 use windows_sys::Win32::Storage::FileSystem::FILE_FLAG_OVERLAPPED;
 
 use crate::error::UNSUPPORTED;
-use crate::fs::{kind_of, FileStat, FsOutput, FsPath, Req};
+use crate::fs::{FileStat, FsOutput, FsPath, Req};
 use crate::op::RawHandle;
 
 /// `ERROR_INVALID_PARAMETER`.
@@ -142,19 +142,5 @@ pub(crate) fn perform(req: &Req) -> io::Result<FsOutput> {
 /// The [`FileStat`] of a `std::fs::Metadata` (Windows reports no inode,
 /// device, link count or owner through it: those are 0).
 pub(crate) fn from_metadata(m: &std::fs::Metadata) -> FileStat {
-    let readonly = m.permissions().readonly();
-    FileStat {
-        kind: kind_of(m.file_type()),
-        size: m.len(),
-        mode: if readonly { 0o444 } else { 0o666 },
-        readonly,
-        modified: m.modified().ok(),
-        accessed: m.accessed().ok(),
-        created: m.created().ok(),
-        nlink: 0,
-        ino: 0,
-        dev: 0,
-        uid: 0,
-        gid: 0,
-    }
+    crate::fs::portable_stat(m)
 }
