@@ -151,7 +151,7 @@ for_each_backend!(
             "read a write end",
         );
         // Windows: the handle lacks read access.
-        #[cfg(unix)]
+        #[cfg(any(unix, target_os = "wasi"))]
         assert!(is_bad_handle(errno(&res)), "{res:?}");
         #[cfg(windows)]
         assert_eq!(errno(&res), Some(5), "ERROR_ACCESS_DENIED: {res:?}");

@@ -40,7 +40,7 @@ fn blocking_pipe() -> (OwnedFd, OwnedFd) {
 }
 
 /// Sets or clears `O_NONBLOCK`.
-#[cfg(unix)]
+#[cfg(any(unix, target_os = "wasi"))]
 fn set_nonblocking(fd: RawFd, on: bool) {
     // SAFETY: fcntl on a descriptor number takes no pointers.
     unsafe {
@@ -55,7 +55,7 @@ fn set_nonblocking(fd: RawFd, on: bool) {
     }
 }
 
-#[cfg(unix)]
+#[cfg(any(unix, target_os = "wasi"))]
 fn is_nonblocking(fd: RawFd) -> bool {
     fd_flags(fd).0 & libc::O_NONBLOCK != 0
 }
@@ -173,7 +173,7 @@ mod windows_blocking {
 }
 
 /// Waits until the listener `fd` has a connection to accept.
-#[cfg(unix)]
+#[cfg(any(unix, target_os = "wasi"))]
 fn wait_for_a_connection(fd: RawFd) {
     let mut pfd = libc::pollfd {
         fd,
@@ -367,6 +367,7 @@ const HUGE: usize = 1 << 31;
 const MESSAGE_TOO_LONG: i32 = if cfg!(windows) { 10040 } else { libc::EMSGSIZE };
 
 for_each_backend!(
+    #[cfg(unix)]
     fn blocking_pipe_read_waits_for_data<B: Backend>() {
         let mut lp = blocking_loop::<B>();
         let (r, w) = blocking_pipe();
@@ -424,6 +425,7 @@ for_each_backend!(
 
     /// A write to a full blocking pipe waits until a reader makes room, then
     /// writes (a short count is fine) what the reader then gets.
+    #[cfg(unix)]
     fn blocking_pipe_write_waits_for_room<B: Backend>() {
         let mut lp = blocking_loop::<B>();
         let (r, w) = blocking_pipe();
@@ -466,7 +468,7 @@ for_each_backend!(
             move || c.lock().unwrap().push(TcpStream::connect(addr).unwrap()),
         );
         let fd = expect!(res, OpResult::Accept(Ok(fd)) => fd);
-        #[cfg(unix)]
+        #[cfg(any(unix, target_os = "wasi"))]
         {
             let (fl, fdfl) = fd_flags(fd.as_raw_fd());
             assert!(
@@ -492,7 +494,7 @@ for_each_backend!(
         let peer = SockRef::from(&fd).peer_addr().unwrap().as_socket().unwrap();
         assert_eq!(peer, clients.lock().unwrap()[0].local_addr().unwrap());
         // (Windows cannot ask a listener its mode.)
-        #[cfg(unix)]
+        #[cfg(any(unix, target_os = "wasi"))]
         assert!(
             !is_nonblocking(l.as_raw_fd()),
             "the loop changed the listener's mode"
@@ -655,7 +657,7 @@ for_each_backend!(
         wait_for_a_connection(l.as_raw_fd());
         let client = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
         // (Windows can ask a socket its mode only once it is connected.)
-        #[cfg(unix)]
+        #[cfg(any(unix, target_os = "wasi"))]
         assert!(!is_nonblocking(client.as_raw_fd()));
         let l = Arc::new(l);
         let acceptor = l.clone();
