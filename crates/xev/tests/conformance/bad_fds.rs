@@ -115,6 +115,7 @@ for_each_backend!(
         check_bad_fd::<B>(closed_fd());
     }
 
+    #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
     fn wrong_kind_of_fd_gives_honest_errno<B: Backend>() {
         let mut lp = new_loop::<B>();
         let (r, w) = pipe();

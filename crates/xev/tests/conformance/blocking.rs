@@ -455,6 +455,7 @@ for_each_backend!(
         assert!(got[filled..] == data[..n], "the written bytes differ");
     }
 
+    #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
     fn blocking_listener_accept_waits_for_a_client<B: Backend>() {
         let mut lp = new_loop::<B>();
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -644,6 +645,7 @@ for_each_backend!(
     /// (its SYN is dropped) waits until the listener accepts and the SYN is
     /// sent again (about a second), without blocking the loop; the socket is
     /// still blocking afterwards.
+    #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
     fn blocking_socket_connect_waits<B: Backend>() {
         let mut lp = new_loop::<B>();
         let l = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();

@@ -14,6 +14,7 @@ pub use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 pub use std::sync::Arc;
 pub use std::time::{Duration, Instant};
 
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 pub use socket2::{Domain, SockRef, Socket, Type};
 pub use xev::backend::Backend;
 pub use xev::generic::{Loop, OwnedLoop};
@@ -270,10 +271,26 @@ pub fn tcp_pair() -> (TcpStream, TcpStream) {
 }
 
 /// A non-blocking TCP socket, not connected.
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 pub fn tcp_socket() -> OwnedFd {
     let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-    s.set_nonblocking(true).unwrap();
+    make_nonblocking(&s);
     s.into()
+}
+
+/// Makes a `socket2` socket non-blocking. socket2 does it with `fcntl`,
+/// which wasi-libc cannot do to a preview 2 socket; `ioctl(FIONBIO)` can.
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
+pub fn make_nonblocking(s: &Socket) {
+    #[cfg(target_os = "wasi")]
+    {
+        let mut on: libc::c_int = 1;
+        // SAFETY: `on` is a live int that ioctl reads.
+        let r = unsafe { libc::ioctl(s.as_raw_fd(), libc::FIONBIO, &mut on) };
+        assert_eq!(r, 0, "FIONBIO: {}", std::io::Error::last_os_error());
+    }
+    #[cfg(not(target_os = "wasi"))]
+    s.set_nonblocking(true).unwrap();
 }
 
 /// A non-blocking UDP socket bound to an ephemeral loopback port.
