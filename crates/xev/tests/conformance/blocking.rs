@@ -367,7 +367,7 @@ const HUGE: usize = 1 << 31;
 const MESSAGE_TOO_LONG: i32 = if cfg!(windows) { 10040 } else { libc::EMSGSIZE };
 
 for_each_backend!(
-    #[cfg(unix)]
+    #[cfg(not(target_os = "wasi"))]
     fn blocking_pipe_read_waits_for_data<B: Backend>() {
         let mut lp = blocking_loop::<B>();
         let (r, w) = blocking_pipe();
@@ -425,7 +425,7 @@ for_each_backend!(
 
     /// A write to a full blocking pipe waits until a reader makes room, then
     /// writes (a short count is fine) what the reader then gets.
-    #[cfg(unix)]
+    #[cfg(not(target_os = "wasi"))]
     fn blocking_pipe_write_waits_for_room<B: Backend>() {
         let mut lp = blocking_loop::<B>();
         let (r, w) = blocking_pipe();

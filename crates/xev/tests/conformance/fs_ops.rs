@@ -54,7 +54,7 @@ fn open<B: Backend>(lp: &mut Loop<B>, p: &Path, flags: OpenFlags) -> std::fs::Fi
 }
 
 for_each_backend!(
-    #[cfg(unix)]
+    #[cfg(not(target_os = "wasi"))]
     fn fs_open_write_stat_and_fstat_agree_with_std<B: Backend>() {
         let mut lp = new_loop_with_pool::<B>();
         let d = TempDir::new("open");

@@ -372,7 +372,8 @@ pub(crate) fn nonblocking_socket(
     #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
     {
         let s = socket2::Socket::new(domain, ty, protocol)?;
-        s.set_nonblocking(true)?;
+        // (Not socket2's: its fcntl cannot change a WASI preview 2 socket.)
+        set_nonblocking(std::os::fd::AsRawFd::as_raw_fd(&s))?;
         // WASI has neither exec nor signals.
         #[cfg(unix)]
         {
