@@ -221,7 +221,9 @@ pub(crate) enum Req {
     },
     Allocate {
         fd: RawHandle,
+        #[cfg_attr(target_os = "wasi", allow(dead_code))]
         offset: u64,
+        #[cfg_attr(target_os = "wasi", allow(dead_code))]
         len: u64,
     },
     Rename {
@@ -233,11 +235,13 @@ pub(crate) enum Req {
     },
     Mkdir {
         path: FsPath,
+        #[cfg_attr(target_os = "wasi", allow(dead_code))]
         mode: u32,
     },
     Rmdir {
         path: FsPath,
     },
+    #[cfg_attr(target_os = "wasi", allow(dead_code))]
     Symlink {
         target: FsPath,
         link: FsPath,
@@ -549,6 +553,29 @@ pub(crate) fn kind_of(t: std::fs::FileType) -> FileKind {
         FileKind::File
     } else {
         FileKind::Other
+    }
+}
+
+/// The [`FileStat`] of a `std::fs::Metadata` from what it tells on every
+/// platform, for systems whose metadata has nothing more (Windows, WASI):
+/// no inode, device, link count or owner (those are 0), and permission
+/// bits from the read-only flag alone.
+#[cfg(any(windows, target_os = "wasi"))]
+pub(crate) fn portable_stat(m: &std::fs::Metadata) -> FileStat {
+    let readonly = m.permissions().readonly();
+    FileStat {
+        kind: kind_of(m.file_type()),
+        size: m.len(),
+        mode: if readonly { 0o444 } else { 0o666 },
+        readonly,
+        modified: m.modified().ok(),
+        accessed: m.accessed().ok(),
+        created: m.created().ok(),
+        nlink: 0,
+        ino: 0,
+        dev: 0,
+        uid: 0,
+        gid: 0,
     }
 }
 

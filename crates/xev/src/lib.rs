@@ -5,7 +5,8 @@
 //! the loop calls the callback with the operation's typed result when it
 //! finishes. On Linux it runs on io_uring (the kernel does the I/O) or epoll
 //! (the loop does non-blocking I/O when descriptors become ready), on macOS
-//! and FreeBSD on kqueue, on Windows on IOCP, behind one API. It follows the design of libxev
+//! and FreeBSD on kqueue, on Windows on IOCP, on WASI (preview 1 and 2) on
+//! `poll`, behind one API. It follows the design of libxev
 //! (completions, an explicit run mode, rearm by return value, no allocation
 //! at run time), except that the loop owns the completions' memory, so that
 //! safe code can never free or move what the kernel may still write.
@@ -99,6 +100,7 @@ macro_rules! supported {
                 target_os = "macos",
                 target_os = "ios",
                 target_os = "freebsd",
+                target_os = "wasi",
                 windows
             ))]
             $item
@@ -111,11 +113,12 @@ macro_rules! supported {
     target_os = "macos",
     target_os = "ios",
     target_os = "freebsd",
+    target_os = "wasi",
     windows
 )))]
 compile_error!(
-    "xev supports Linux (io_uring, epoll), macOS and FreeBSD (kqueue) and \
-     Windows (IOCP) so far; the WASI backend (poll_oneoff) is not built yet"
+    "xev supports Linux (io_uring, epoll), macOS and FreeBSD (kqueue), \
+     Windows (IOCP) and WASI preview 1 and 2 (poll) only"
 );
 
 supported! {
@@ -151,8 +154,9 @@ pub use id::Id;
 pub use op::{Interest, Msg, Op, OpKind, OpResult, Readiness};
 pub use options::Options;
 pub use op::{OwnedHandle, RawHandle};
-/// The socket address type of [`Op::Connect`] (from `socket2`).
-pub use socket2::SockAddr;
+/// The socket address type of [`Op::Connect`] (from `socket2`; on WASI
+/// preview 1, which `socket2` does not support, a small type of xev's).
+pub use sys::types::SockAddr;
 pub use record::Action;
 pub use resolve::Resolve;
 pub use signal::SignalSubscription;
@@ -166,9 +170,11 @@ pub use thread_pool::{
 pub type Timer = watcher::Timer<DefaultBackend>;
 /// A TCP watcher on the default backend: [`watcher::Tcp`] (whose page lists its
 /// methods) with [`DefaultBackend`].
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 pub type Tcp = watcher::Tcp<DefaultBackend>;
 /// A UDP watcher on the default backend: [`watcher::Udp`] (whose page lists its
 /// methods) with [`DefaultBackend`].
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 pub type Udp = watcher::Udp<DefaultBackend>;
 /// A stream (pipe, tty, any fd) watcher on the default backend:
 /// [`watcher::Stream`] (whose page lists its methods) with [`DefaultBackend`].
@@ -178,6 +184,7 @@ pub type Stream = watcher::Stream<DefaultBackend>;
 pub type File = watcher::File<DefaultBackend>;
 /// A process watcher on the default backend: [`watcher::Process`] (whose page lists its
 /// methods) with [`DefaultBackend`].
+#[cfg(not(target_os = "wasi"))]
 pub type Process = watcher::Process<DefaultBackend>;
 
 /// A signal watcher on the default backend: [`watcher::Signal`] (whose page
@@ -199,6 +206,12 @@ pub mod generic {
 /// `generic::Loop<backend::io_uring::IoUring>` to pin a backend.
 #[cfg(target_os = "linux")]
 pub type DefaultBackend = backend::dynamic::Dynamic;
+
+/// The target's default backend: WASI poll on `wasm32-wasip1` and
+/// `wasm32-wasip2`.
+#[cfg(target_os = "wasi")]
+#[cfg_attr(docsrs, doc(cfg(target_os = "wasi")))]
+pub type DefaultBackend = backend::wasi::Wasi;
 
 /// The target's default backend: kqueue on macOS and FreeBSD.
 #[cfg(all(unix, not(target_os = "linux")))]

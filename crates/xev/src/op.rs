@@ -13,7 +13,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 
-use socket2::SockAddr;
+use crate::sys::types::SockAddr;
 
 use crate::error::{
     AcceptError, AsyncError, CancelError, CloseError, ConnectError, FsError, NoopError, PollError,
@@ -62,7 +62,7 @@ impl Interest {
     }
 
     /// The platform's poll event mask for this interest.
-    #[cfg(unix)]
+    #[cfg(any(unix, target_os = "wasi"))]
     pub(crate) fn poll_mask(self) -> u32 {
         sys::poll_mask(self.is_readable(), self.is_writable())
     }

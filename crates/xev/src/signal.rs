@@ -64,6 +64,7 @@ fn registry() -> std::sync::MutexGuard<'static, Registry> {
 /// Adds `n` occurrences of `signo` to every subscription of it and wakes
 /// their loops. Returns whether anyone subscribes to it. Called by the
 /// platform's dispatcher, never from a signal handler.
+#[cfg_attr(target_os = "wasi", allow(dead_code))]
 pub(crate) fn deliver(signo: i32, n: u64) -> bool {
     let reg = registry();
     let mut any = false;
@@ -165,7 +166,7 @@ pub const CTRL_LOGOFF: i32 = 5;
 #[cfg(windows)]
 pub const CTRL_SHUTDOWN: i32 = 6;
 
-#[cfg(test)]
+#[cfg(all(test, any(unix, windows)))]
 mod tests {
     use super::*;
 

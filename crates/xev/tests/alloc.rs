@@ -8,7 +8,7 @@
 // Linux-hosted (io_uring, epoll, dynamic, and kqueue through libkqueue) and
 // Windows (IOCP, under wine in CI); kqueue on macOS and FreeBSD is covered
 // by the portable conformance suite.
-#![cfg(any(target_os = "linux", windows))]
+#![cfg(any(target_os = "linux", windows, target_os = "wasi"))]
 
 #[path = "support/harness.rs"]
 #[macro_use]
@@ -55,7 +55,7 @@ fn timer_cycles<B: Backend>(warmup: u64, cycles: u64) -> io::Result<(u64, u64)> 
 
 /// A socket's handle as operations take it.
 fn raw(s: &TcpStream) -> xev::RawHandle {
-    #[cfg(unix)]
+    #[cfg(any(unix, target_os = "wasi"))]
     return std::os::fd::AsRawFd::as_raw_fd(s);
     #[cfg(windows)]
     return std::os::windows::io::AsRawSocket::as_raw_socket(s) as xev::RawHandle;

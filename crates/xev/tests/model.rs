@@ -29,6 +29,10 @@
 //! One test per backend this host can run (`tests/support/harness.rs`):
 //! `io_uring::model`, `epoll::model`, `dynamic::model`, `kqueue::model`.
 
+// Not on WASI: no pipes, threads or child processes there (the
+// conformance and allocation suites cover the WASI backend).
+#![cfg(not(target_os = "wasi"))]
+
 #[cfg(unix)]
 #[path = "support/pipes.rs"]
 mod test_pipes;

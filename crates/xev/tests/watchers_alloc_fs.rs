@@ -10,7 +10,7 @@
 
 // Linux-hosted (io_uring, epoll, dynamic, and kqueue through libkqueue) and
 // Windows (IOCP, under wine in CI).
-#![cfg(any(target_os = "linux", windows))]
+#![cfg(any(target_os = "linux", windows, target_os = "wasi"))]
 
 #[path = "support/harness.rs"]
 #[macro_use]
@@ -65,20 +65,31 @@ fn check<B: Backend>() {
     std::hint::black_box(Box::new(7u64));
     assert!(allocs() > before, "the counting allocator is not installed");
 
-    let pool = ThreadPool::new(Default::default()).unwrap();
+    // No threads on WASI: its backend runs filesystem operations inline.
+    let pool = ThreadPool::new(Default::default()).ok();
     let mut lp = Loop::<B>::new(Options {
-        thread_pool: Some(pool),
+        thread_pool: pool,
         ..Options::default()
     })
     .unwrap();
-    let path = std::env::temp_dir().join(format!(
+    // On WASI: the directory the runner preopens (`--dir .`); no pids.
+    let dir = if cfg!(target_os = "wasi") {
+        std::path::PathBuf::from(".")
+    } else {
+        std::env::temp_dir()
+    };
+    let path = dir.join(format!(
         "xev-alloc-fs-{}-{}",
-        std::process::id(),
+        if cfg!(target_os = "wasi") {
+            0
+        } else {
+            std::process::id()
+        },
         lp.backend_name()
     ));
     std::fs::write(&path, [7u8; 1234]).unwrap();
     let file = std::fs::File::open(&path).unwrap();
-    #[cfg(unix)]
+    #[cfg(any(unix, target_os = "wasi"))]
     let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
     #[cfg(windows)]
     let fd = std::os::windows::io::AsRawHandle::as_raw_handle(&file) as xev::RawHandle;

@@ -9,7 +9,11 @@
 // Linux-hosted (io_uring, epoll, dynamic, and kqueue through libkqueue) and
 // Windows (IOCP, under wine in CI); kqueue on macOS and FreeBSD is covered
 // by the portable conformance suite.
-#![cfg(any(target_os = "linux", windows))]
+#![cfg(any(
+    target_os = "linux",
+    windows,
+    all(target_os = "wasi", not(target_env = "p1"))
+))]
 
 #[path = "support/harness.rs"]
 #[macro_use]

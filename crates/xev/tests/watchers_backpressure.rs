@@ -18,6 +18,10 @@
 //! never for time; a guard timer only turns a hang into a failure, and the
 //! harness's watchdog backs it up.
 
+// Not on WASI: no pipes or threads there (the conformance and allocation
+// suites cover the WASI backend).
+#![cfg(not(target_os = "wasi"))]
+
 #[path = "support/harness.rs"]
 #[macro_use]
 mod harness;

@@ -12,6 +12,10 @@
 //! safety net, so a hang fails instead of hanging, and the harness's
 //! watchdog besides.
 
+// Not on WASI: no pipes, threads or child processes there (the
+// conformance and allocation suites cover the WASI backend).
+#![cfg(not(target_os = "wasi"))]
+
 #[path = "support/harness.rs"]
 #[macro_use]
 mod harness;

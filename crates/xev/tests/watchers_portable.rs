@@ -6,6 +6,10 @@
 //! `Stream::pipe` (bytes, end of file, a pending read ended by close). Each test runs on
 //! every backend this host can run (`tests/support/harness.rs`).
 
+// Not on WASI: no pipes, threads or child processes there (the
+// conformance and allocation suites cover the WASI backend).
+#![cfg(not(target_os = "wasi"))]
+
 #[path = "support/harness.rs"]
 #[macro_use]
 mod harness;

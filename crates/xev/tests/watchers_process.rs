@@ -7,6 +7,9 @@
 //! no shell is needed. Each test runs on every backend this host can run
 //! (`tests/support/harness.rs`).
 
+// Not on WASI: no pipes, threads or child processes there (the
+// conformance and allocation suites cover the WASI backend).
+#![cfg(not(target_os = "wasi"))]
 // The children are reaped by the watcher under test, not by `Child::wait`.
 #![allow(clippy::zombie_processes)]
 

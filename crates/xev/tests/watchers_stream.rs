@@ -10,6 +10,10 @@
 //! Every test runs its loop under a 10 s safety timer, so a hang fails
 //! instead of hanging, and under the harness's watchdog besides.
 
+// Not on WASI: no pipes, threads or child processes there (the
+// conformance and allocation suites cover the WASI backend).
+#![cfg(not(target_os = "wasi"))]
+
 #[path = "support/harness.rs"]
 #[macro_use]
 mod harness;

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use crate::options::Options;
 pub use crate::record::Core;
-#[cfg(unix)]
+#[cfg(any(unix, target_os = "wasi"))]
 pub use crate::sys::unix::Waker;
 #[cfg(windows)]
 pub use crate::sys::windows::Waker;

@@ -24,6 +24,8 @@
 //!   readiness-based on the same shared machinery as epoll.
 //! - `iocp` (Windows): completion-based; the kernel performs the
 //!   operations and posts packets to the loop's completion port.
+//! - `wasi` (WASI preview 1 and 2): readiness-based on the same shared
+//!   machinery, over `poll(2)`; file I/O runs inline (no threads).
 
 pub mod contract;
 
@@ -50,6 +52,9 @@ pub mod kqueue;
 #[cfg(windows)]
 #[cfg_attr(docsrs, doc(cfg(windows)))]
 pub mod iocp;
-#[cfg(unix)]
+#[cfg(any(unix, target_os = "wasi"))]
 mod readiness;
+#[cfg(target_os = "wasi")]
+#[cfg_attr(docsrs, doc(cfg(target_os = "wasi")))]
+pub mod wasi;
 

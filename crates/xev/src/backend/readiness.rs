@@ -1,6 +1,5 @@
 //! Readiness-to-completion machinery shared by the readiness backends
-//! (epoll and kqueue today, their kernel-facing `Poller`s in `sys`; WASI
-//! poll is meant to plug in the same way).
+//! (epoll, kqueue and WASI poll, their kernel-facing `Poller`s in `sys`).
 //!
 //! A readiness backend cannot hand an operation to the kernel; it performs
 //! the non-blocking syscall itself when the descriptor is ready. This module
@@ -344,6 +343,29 @@ impl<P: Poller> Readiness<P> {
         }
     }
 
+    /// Tells a level-triggered poller what each registered descriptor's
+    /// waiters wait for now (see `Poller::LEVEL_TRIGGERED`).
+    fn tell_interest(&mut self) {
+        for (fd, e) in self.fds.iter().enumerate() {
+            if !e.registered {
+                continue;
+            }
+            let (mut readable, mut writable) = (false, false);
+            let mut c = e.waiters.front();
+            while !c.is_null() {
+                // SAFETY: waiters are live cores held by this backend.
+                unsafe {
+                    if let Some((_, interest)) = wait_target(&(*c).op) {
+                        readable |= interest.is_readable();
+                        writable |= interest.is_writable();
+                    }
+                    c = (*c).next;
+                }
+            }
+            self.poller.interest(fd as RawFd, readable, writable);
+        }
+    }
+
     fn entry(&mut self, fd: RawFd) -> Option<&mut FdEntry> {
         let i = usize::try_from(fd).ok()?;
         if i >= self.fds.len() {
@@ -558,6 +580,9 @@ impl<P: Poller> Backend for Readiness<P> {
         } else {
             Some(Duration::ZERO)
         };
+        if P::LEVEL_TRIGGERED {
+            self.tell_interest();
+        }
         loop {
             let c = self.ready.pop_front();
             if c.is_null() {

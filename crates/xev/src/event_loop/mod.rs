@@ -828,6 +828,10 @@ impl<B: Backend> Loop<B> {
         // SAFETY: per the contract; the worker gets the core only through
         // the batch scheduled after this.
         unsafe {
+            // WASI has no threads, so no pool: pool work is unsupported.
+            if cfg!(target_os = "wasi") {
+                return Self::finish(&mut self.s.completions, core, crate::error::UNSUPPORTED);
+            }
             if self.s.pool.is_none() {
                 return Self::finish(&mut self.s.completions, core, NO_THREAD_POOL);
             }

@@ -2,8 +2,10 @@
 //! io_uring backend talks to the kernel through the `io-uring` crate's ring
 //! instead); everything above it, the loop, the readiness machinery and the
 //! watchers, calls the functions here. One folder per platform family:
-//! `unix` today (with Linux- and BSD-specific parts inside); `windows` and
-//! `wasi` go beside it.
+//! `unix` (with Linux- and BSD-specific parts inside), `windows`, and
+//! `wasi`, which holds only what WASI does its own way: WASI's libc is a
+//! POSIX subset, so WASI builds the plain POSIX parts of `unix` too (each
+//! Linux-, BSD- or process-only item there is gated to `unix`).
 //!
 //! `syscall!` is the one way a libc call that returns -1 on error is made
 //! here: it gives an `io::Result` of the call's value. It is in scope in
@@ -11,7 +13,7 @@
 
 /// Calls `libc::$fn(args..)` and returns `Ok(value)`, or
 /// `Err(io::Error::last_os_error())` when it returned -1.
-#[cfg(unix)]
+#[cfg(any(unix, target_os = "wasi"))]
 macro_rules! syscall {
     ($fn:ident($($arg:expr),* $(,)?)) => {{
         // SAFETY: the caller's `syscall!` site states why the call is sound
@@ -25,10 +27,12 @@ macro_rules! syscall {
     }};
 }
 
-#[cfg(unix)]
+#[cfg(any(unix, target_os = "wasi"))]
 pub(crate) mod unix;
-#[cfg(unix)]
+#[cfg(any(unix, target_os = "wasi"))]
 pub(crate) use unix::*;
+#[cfg(target_os = "wasi")]
+pub(crate) mod wasi;
 #[cfg(windows)]
 pub(crate) mod windows;
 #[cfg(windows)]

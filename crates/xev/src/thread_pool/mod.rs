@@ -123,8 +123,15 @@ impl ThreadPool {
     ///
     /// # Errors
     ///
-    /// [`io::ErrorKind::InvalidInput`] if `config.max_threads` is 0.
+    /// [`io::ErrorKind::InvalidInput`] if `config.max_threads` is 0;
+    /// [`io::ErrorKind::Unsupported`] on WASI, which has no threads.
     pub fn new(config: Config) -> io::Result<ThreadPool> {
+        if cfg!(target_os = "wasi") {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "WASI has no threads: no thread pool (the WASI backend runs file operations inline)",
+            ));
+        }
         if config.max_threads == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,

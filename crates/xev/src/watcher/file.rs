@@ -6,7 +6,7 @@
 use std::fmt;
 use std::fs::OpenOptions;
 use std::io;
-#[cfg(unix)]
+#[cfg(any(unix, target_os = "wasi"))]
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use crate::op::RawHandle as RawFd;
@@ -333,8 +333,8 @@ fn advancing<B: Backend, E>(
     }
 }
 
-#[cfg(unix)]
-#[cfg_attr(docsrs, doc(cfg(unix)))]
+#[cfg(any(unix, target_os = "wasi"))]
+#[cfg_attr(docsrs, doc(cfg(any(unix, target_os = "wasi"))))]
 impl<B: Backend> AsFd for File<B> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         // SAFETY: the file stays open as long as the watcher exists: it
@@ -345,8 +345,8 @@ impl<B: Backend> AsFd for File<B> {
     }
 }
 
-#[cfg(unix)]
-#[cfg_attr(docsrs, doc(cfg(unix)))]
+#[cfg(any(unix, target_os = "wasi"))]
+#[cfg_attr(docsrs, doc(cfg(any(unix, target_os = "wasi"))))]
 impl<B: Backend> AsRawFd for File<B> {
     fn as_raw_fd(&self) -> RawFd {
         self.fd()

@@ -32,27 +32,34 @@
 //! its descriptor directly.
 
 mod async_wait;
-#[cfg(unix)]
+#[cfg(any(unix, target_os = "wasi"))]
 mod descriptor;
 mod file;
 mod fs;
+// WASI has no processes; preview 1 cannot create sockets.
+#[cfg(not(target_os = "wasi"))]
 mod process;
 mod request;
 mod resolve;
 mod shared_fd;
 mod signal;
 mod stream;
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 mod tcp;
 mod timer;
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 mod udp;
 mod write_queue;
 
 pub use file::File;
 pub use fs::fs_op;
+#[cfg(not(target_os = "wasi"))]
 pub use process::{Process, Spawned};
 pub use resolve::resolve;
 pub use signal::Signal;
 pub use stream::Stream;
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 pub use tcp::Tcp;
 pub use timer::Timer;
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 pub use udp::Udp;

@@ -3,14 +3,20 @@
 //! each address found in turn until one connects, and
 //! [`Udp::for_peer`], which makes a UDP socket of the peer's family.
 
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 use std::cell::Cell;
 use std::net::SocketAddr;
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 use std::rc::Rc;
 
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 use super::tcp::Tcp;
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 use super::udp::Udp;
 use crate::backend::Backend;
-use crate::error::{ConnectByNameError, ResolveError};
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
+use crate::error::ConnectByNameError;
+use crate::error::ResolveError;
 use crate::event_loop::Loop;
 use crate::id::Id;
 use crate::op::{unexpected, Op, OpResult};
@@ -60,6 +66,7 @@ where
     }
 }
 
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 impl<B: Backend> Tcp<B> {
     /// Resolves `host_port` on the loop's thread pool, then connects to
     /// each address found, in order, until one accepts (a new socket per
@@ -78,6 +85,7 @@ impl<B: Backend> Tcp<B> {
 }
 
 /// Connects to `addrs[i]`, moving on to the next address on failure.
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 fn try_connect<B, F>(lp: &mut Loop<B>, addrs: Rc<Vec<SocketAddr>>, i: usize, cb: F)
 where
     B: Backend,
@@ -111,6 +119,7 @@ where
     cell.set(Some(tcp));
 }
 
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 impl<B: Backend> Udp<B> {
     /// Resolves `host_port` on the loop's thread pool and calls back with
     /// a new UDP socket of the first address's family (unbound: its first

@@ -127,6 +127,7 @@ impl SharedFd {
     }
 
     /// Runs `f` on the open descriptor; `EBADF` once `close` was called.
+    #[cfg_attr(all(target_os = "wasi", target_env = "p1"), allow(dead_code))]
     pub(crate) fn with_fd<R>(&self, f: impl FnOnce(&OwnedFd) -> io::Result<R>) -> io::Result<R> {
         match &*self.fd.borrow() {
             Some(fd) if !self.is_closing() => f(fd),

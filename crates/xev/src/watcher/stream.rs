@@ -5,10 +5,10 @@
 
 use std::fmt;
 use std::io;
-#[cfg(unix)]
+#[cfg(any(unix, target_os = "wasi"))]
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
-#[cfg(unix)]
+#[cfg(any(unix, target_os = "wasi"))]
 use super::descriptor::{is_socket, set_nonblocking};
 use crate::op::{OwnedHandle as OwnedFd, RawHandle as RawFd};
 use crate::sys::types::Owned;
@@ -127,8 +127,8 @@ impl<B: Backend> Stream<B> {
     /// file description, so other descriptors sharing it see the change).
     /// Errors when `fd` cannot be inspected or changed (the descriptor is
     /// then closed).
-    #[cfg(unix)]
-    #[cfg_attr(docsrs, doc(cfg(unix)))]
+    #[cfg(any(unix, target_os = "wasi"))]
+    #[cfg_attr(docsrs, doc(cfg(any(unix, target_os = "wasi"))))]
     pub fn from_fd(fd: OwnedFd) -> io::Result<Stream<B>> {
         set_nonblocking(fd.as_fd())?;
         let socket = is_socket(fd)?;
@@ -156,7 +156,7 @@ impl<B: Backend> Stream<B> {
     /// ends of a local named pipe opened for overlapped I/O, so that reads
     /// and writes go through the completion port and can be cancelled.
     pub fn pipe() -> io::Result<(Stream<B>, Stream<B>)> {
-        #[cfg(unix)]
+        #[cfg(any(unix, target_os = "wasi"))]
         let (r, w) = crate::sys::pipe()?;
         #[cfg(windows)]
         let (r, w) = {
@@ -181,6 +181,7 @@ impl<B: Backend> Stream<B> {
     }
 
     /// The watcher's ownership of its descriptor (for [`Tcp`](super::Tcp)).
+    #[cfg_attr(all(target_os = "wasi", target_env = "p1"), allow(dead_code))]
     pub(super) fn owner(&self) -> &FdOwner<B> {
         &self.owner
     }
@@ -436,8 +437,8 @@ impl<B: Backend> Stream<B> {
     }
 }
 
-#[cfg(unix)]
-#[cfg_attr(docsrs, doc(cfg(unix)))]
+#[cfg(any(unix, target_os = "wasi"))]
+#[cfg_attr(docsrs, doc(cfg(any(unix, target_os = "wasi"))))]
 impl<B: Backend> AsFd for Stream<B> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         // SAFETY: the descriptor stays open as long as the watcher exists:
@@ -448,8 +449,8 @@ impl<B: Backend> AsFd for Stream<B> {
     }
 }
 
-#[cfg(unix)]
-#[cfg_attr(docsrs, doc(cfg(unix)))]
+#[cfg(any(unix, target_os = "wasi"))]
+#[cfg_attr(docsrs, doc(cfg(any(unix, target_os = "wasi"))))]
 impl<B: Backend> AsRawFd for Stream<B> {
     fn as_raw_fd(&self) -> RawFd {
         self.fd()

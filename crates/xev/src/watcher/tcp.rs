@@ -7,14 +7,14 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Deref;
-#[cfg(unix)]
+#[cfg(any(unix, target_os = "wasi"))]
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 #[cfg(windows)]
 use std::os::windows::io::OwnedSocket as OwnedFd;
 
 use socket2::{Domain, SockRef, Type};
 
-#[cfg(unix)]
+#[cfg(any(unix, target_os = "wasi"))]
 use super::descriptor::{is_socket, set_nonblocking};
 use crate::op::unexpected;
 use super::stream::Stream;
@@ -126,8 +126,8 @@ impl<B: Backend> Tcp<B> {
     /// Wraps a stream socket (a `std::net::TcpListener` or `TcpStream`
     /// converted with `.into()`, say), making it non-blocking. Errors with
     /// `InvalidInput` when `fd` is not a stream socket.
-    #[cfg(unix)]
-    #[cfg_attr(docsrs, doc(cfg(unix)))]
+    #[cfg(any(unix, target_os = "wasi"))]
+    #[cfg_attr(docsrs, doc(cfg(any(unix, target_os = "wasi"))))]
     pub fn from_fd(fd: OwnedFd) -> io::Result<Tcp<B>> {
         let (fd, socket) = is_socket(fd)?;
         if !socket || SockRef::from(&fd).r#type()? != Type::STREAM {
@@ -272,16 +272,16 @@ impl<B: Backend> Deref for Tcp<B> {
     }
 }
 
-#[cfg(unix)]
-#[cfg_attr(docsrs, doc(cfg(unix)))]
+#[cfg(any(unix, target_os = "wasi"))]
+#[cfg_attr(docsrs, doc(cfg(any(unix, target_os = "wasi"))))]
 impl<B: Backend> AsFd for Tcp<B> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.stream.as_fd()
     }
 }
 
-#[cfg(unix)]
-#[cfg_attr(docsrs, doc(cfg(unix)))]
+#[cfg(any(unix, target_os = "wasi"))]
+#[cfg_attr(docsrs, doc(cfg(any(unix, target_os = "wasi"))))]
 impl<B: Backend> AsRawFd for Tcp<B> {
     fn as_raw_fd(&self) -> RawFd {
         self.stream.fd()

@@ -150,7 +150,12 @@ impl<B: Backend> Udp<B> {
                     "xev::Udp::from_fd: not a datagram socket",
                 ));
             }
+            #[cfg(not(target_os = "wasi"))]
             sock.set_nonblocking(true)?;
+            // (Not socket2's there: its fcntl cannot change a WASI
+            // preview 2 socket.)
+            #[cfg(target_os = "wasi")]
+            crate::sys::set_nonblocking(std::os::fd::AsRawFd::as_raw_fd(&fd))?;
             #[cfg(unix)]
             sock.set_cloexec(true)?;
         }
@@ -170,6 +175,8 @@ impl<B: Backend> Udp<B> {
     pub fn bind(&self, addr: SocketAddr) -> io::Result<()> {
         self.owner.share().with_fd(|fd| {
             let sock = crate::sys::types::sock(fd)?;
+            // WASI has no SO_REUSEADDR (ENOPROTOOPT).
+            #[cfg(not(target_os = "wasi"))]
             sock.set_reuse_address(true)?;
             sock.bind(&addr.into())
         })

@@ -40,7 +40,7 @@ fn blocking_pipe() -> (OwnedFd, OwnedFd) {
 }
 
 /// Sets or clears `O_NONBLOCK`.
-#[cfg(unix)]
+#[cfg(any(unix, target_os = "wasi"))]
 fn set_nonblocking(fd: RawFd, on: bool) {
     // SAFETY: fcntl on a descriptor number takes no pointers.
     unsafe {
@@ -55,7 +55,7 @@ fn set_nonblocking(fd: RawFd, on: bool) {
     }
 }
 
-#[cfg(unix)]
+#[cfg(any(unix, target_os = "wasi"))]
 fn is_nonblocking(fd: RawFd) -> bool {
     fd_flags(fd).0 & libc::O_NONBLOCK != 0
 }
@@ -173,7 +173,7 @@ mod windows_blocking {
 }
 
 /// Waits until the listener `fd` has a connection to accept.
-#[cfg(unix)]
+#[cfg(any(unix, target_os = "wasi"))]
 fn wait_for_a_connection(fd: RawFd) {
     let mut pfd = libc::pollfd {
         fd,
@@ -367,6 +367,7 @@ const HUGE: usize = 1 << 31;
 const MESSAGE_TOO_LONG: i32 = if cfg!(windows) { 10040 } else { libc::EMSGSIZE };
 
 for_each_backend!(
+    #[cfg(not(target_os = "wasi"))]
     fn blocking_pipe_read_waits_for_data<B: Backend>() {
         let mut lp = blocking_loop::<B>();
         let (r, w) = blocking_pipe();
@@ -424,6 +425,7 @@ for_each_backend!(
 
     /// A write to a full blocking pipe waits until a reader makes room, then
     /// writes (a short count is fine) what the reader then gets.
+    #[cfg(not(target_os = "wasi"))]
     fn blocking_pipe_write_waits_for_room<B: Backend>() {
         let mut lp = blocking_loop::<B>();
         let (r, w) = blocking_pipe();
@@ -453,6 +455,7 @@ for_each_backend!(
         assert!(got[filled..] == data[..n], "the written bytes differ");
     }
 
+    #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
     fn blocking_listener_accept_waits_for_a_client<B: Backend>() {
         let mut lp = new_loop::<B>();
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -466,7 +469,7 @@ for_each_backend!(
             move || c.lock().unwrap().push(TcpStream::connect(addr).unwrap()),
         );
         let fd = expect!(res, OpResult::Accept(Ok(fd)) => fd);
-        #[cfg(unix)]
+        #[cfg(any(unix, target_os = "wasi"))]
         {
             let (fl, fdfl) = fd_flags(fd.as_raw_fd());
             assert!(
@@ -492,7 +495,7 @@ for_each_backend!(
         let peer = SockRef::from(&fd).peer_addr().unwrap().as_socket().unwrap();
         assert_eq!(peer, clients.lock().unwrap()[0].local_addr().unwrap());
         // (Windows cannot ask a listener its mode.)
-        #[cfg(unix)]
+        #[cfg(any(unix, target_os = "wasi"))]
         assert!(
             !is_nonblocking(l.as_raw_fd()),
             "the loop changed the listener's mode"
@@ -642,6 +645,7 @@ for_each_backend!(
     /// (its SYN is dropped) waits until the listener accepts and the SYN is
     /// sent again (about a second), without blocking the loop; the socket is
     /// still blocking afterwards.
+    #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
     fn blocking_socket_connect_waits<B: Backend>() {
         let mut lp = new_loop::<B>();
         let l = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
@@ -655,7 +659,7 @@ for_each_backend!(
         wait_for_a_connection(l.as_raw_fd());
         let client = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
         // (Windows can ask a socket its mode only once it is connected.)
-        #[cfg(unix)]
+        #[cfg(any(unix, target_os = "wasi"))]
         assert!(!is_nonblocking(client.as_raw_fd()));
         let l = Arc::new(l);
         let acceptor = l.clone();

@@ -67,7 +67,7 @@ const CONNECTION_REFUSED: i32 = if cfg!(windows) {
 
 /// A pidfd for child `pid` (Linux), or -1 where process waits ignore it
 /// (kqueue watches the pid). `Err` where pidfds are forbidden.
-#[cfg(unix)]
+#[cfg(any(unix, target_os = "wasi"))]
 fn pidfd_for(pid: i32) -> Result<Option<OwnedFd>, std::io::Error> {
     #[cfg(target_os = "linux")]
     {
@@ -128,7 +128,7 @@ fn child_sleeps() {
 /// A child that sleeps for 100 s: `sleep` on Unix, [`child_sleeps`] on
 /// Windows.
 fn sleeping_child() -> std::process::Child {
-    #[cfg(unix)]
+    #[cfg(any(unix, target_os = "wasi"))]
     let mut cmd = {
         let mut cmd = std::process::Command::new("sleep");
         cmd.arg("100");
@@ -325,6 +325,7 @@ for_each_backend!(
         assert_eq!(lp.active(), 0);
     }
 
+    #[cfg(not(target_os = "wasi"))]
     /// Closing a pipe through the loop while a child's exit is being waited
     /// for, after the child exited but before the loop collected the exit:
     /// the exit is still delivered. kqueue under libkqueue lost it (its
@@ -337,7 +338,7 @@ for_each_backend!(
     fn close_keeps_a_pending_process_exit<B: Backend>() {
         let mut child = sleeping_child();
         let pid = child.id() as i32;
-        #[cfg(unix)]
+        #[cfg(any(unix, target_os = "wasi"))]
         let pidfd = match pidfd_for(pid) {
             Ok(fd) => fd,
             Err(e) => {
@@ -347,7 +348,7 @@ for_each_backend!(
                 return;
             }
         };
-        #[cfg(unix)]
+        #[cfg(any(unix, target_os = "wasi"))]
         let proc_fd = pidfd.as_ref().map_or(-1, |fd| fd.as_raw_fd());
         #[cfg(windows)]
         let proc_fd = std::os::windows::io::AsRawHandle::as_raw_handle(&child) as RawFd;
@@ -360,7 +361,7 @@ for_each_backend!(
         assert_eq!(rd_a.calls() + calls(&pl_a) + exit.calls(), 0);
         // The child exits while nobody polls; then the pipe is closed.
         child.kill().unwrap();
-        #[cfg(unix)]
+        #[cfg(any(unix, target_os = "wasi"))]
         wait_exited_unreaped(pid);
         #[cfg(windows)]
         {
@@ -383,7 +384,7 @@ for_each_backend!(
         // The wait did not reap the child: its status is still there
         // (Windows: `Child::kill`'s exit code, 1).
         let status = child.wait().unwrap();
-        #[cfg(unix)]
+        #[cfg(any(unix, target_os = "wasi"))]
         {
             use std::os::unix::process::ExitStatusExt;
             assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");

@@ -15,9 +15,9 @@ struct TempDir(PathBuf);
 impl TempDir {
     fn new(tag: &str) -> TempDir {
         static N: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!(
+        let p = scratch_dir().join(format!(
             "xev-fs-{}-{tag}-{}",
-            std::process::id(),
+            process_id(),
             N.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir(&p).expect("creating the test directory");
@@ -54,6 +54,7 @@ fn open<B: Backend>(lp: &mut Loop<B>, p: &Path, flags: OpenFlags) -> std::fs::Fi
 }
 
 for_each_backend!(
+    #[cfg(not(target_os = "wasi"))]
     fn fs_open_write_stat_and_fstat_agree_with_std<B: Backend>() {
         let mut lp = new_loop_with_pool::<B>();
         let d = TempDir::new("open");
@@ -72,7 +73,7 @@ for_each_backend!(
         };
         pwrite(&mut lp, &f, b"hello", 0);
         // Append adds at the end (shown with std's writes on Unix).
-        #[cfg(unix)]
+        #[cfg(any(unix, target_os = "wasi"))]
         {
             use std::io::Write;
             let mut a = open(&mut lp, &p, OpenFlags::APPEND);
@@ -117,7 +118,7 @@ for_each_backend!(
             assert_eq!(s.size, m.len());
             assert_eq!(s.readonly, m.permissions().readonly());
             assert_eq!(s.modified, m.modified().ok());
-            #[cfg(unix)]
+            #[cfg(any(unix, target_os = "wasi"))]
             {
                 use std::os::unix::fs::MetadataExt;
                 assert_eq!(
@@ -179,12 +180,12 @@ for_each_backend!(
             fs(&mut lp, Fs::mkdir(d.join("f").join("x"), 0o755)),
             Err(FsError::NotADirectory | FsError::NotFound)
         );
-        #[cfg(unix)]
+        #[cfg(any(unix, target_os = "wasi"))]
         expect!(
             fs(&mut lp, Fs::stat(d.join("f").join("x"))),
             Err(FsError::NotADirectory)
         );
-        #[cfg(unix)]
+        #[cfg(any(unix, target_os = "wasi"))]
         expect!(
             fs(&mut lp, Fs::rmdir(d.join("f"))),
             Err(FsError::NotADirectory)
@@ -202,7 +203,7 @@ for_each_backend!(
         for fd in [closed_fd(), -1i32 as RawFd] {
             for op in [Fs::fstat(fd), Fs::fsync(fd), Fs::ftruncate(fd, 1)] {
                 let e = expect!(fs(&mut lp, op), Err(FsError::Io(e)) => e);
-                #[cfg(unix)]
+                #[cfg(any(unix, target_os = "wasi"))]
                 assert_eq!(e.raw_os_error(), Some(libc::EBADF), "{e:?}");
                 #[cfg(windows)]
                 assert!(e.raw_os_error().is_some(), "{e:?}");
@@ -365,7 +366,7 @@ for_each_backend!(
 
 /// The raw handle of a std file, for operations that take one.
 fn raw(f: &std::fs::File) -> xev::RawHandle {
-    #[cfg(unix)]
+    #[cfg(any(unix, target_os = "wasi"))]
     {
         f.as_raw_fd()
     }

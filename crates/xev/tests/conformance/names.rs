@@ -47,6 +47,15 @@ for_each_backend!(
         );
     }
 
+    /// WASI has no thread pool (no threads) and so no resolver: a lookup
+    /// is `Unsupported` at once.
+    #[cfg(target_os = "wasi")]
+    fn resolve_is_unsupported_on_wasi<B: Backend>() {
+        let mut lp = new_loop::<B>();
+        let r = lookup(&mut lp, Resolve::new("127.0.0.1", 1));
+        expect!(r, Err(ResolveError::Unsupported));
+    }
+
     fn resolve_without_a_pool_says_so<B: Backend>() {
         let mut lp = new_loop::<B>();
         let r = lookup(&mut lp, Resolve::new("127.0.0.1", 1));

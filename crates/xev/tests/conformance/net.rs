@@ -13,7 +13,7 @@ fn connect_through<B: Backend>(lp: &mut Loop<B>) -> (TcpListener, Socket, TcpStr
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
     let client = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-    client.set_nonblocking(true).unwrap();
+    make_nonblocking(&client);
     let acc = submit(lp, Op::Accept { fd: raw(&listener) });
     let con = submit(lp, Op::connect(raw(&client), addr));
     run_until(lp, "accept and connect", || acc.done() && con.done());

@@ -9,7 +9,7 @@ for_each_backend!(
     fn backend_name_is_reported<B: Backend>() {
         let lp = new_loop::<B>();
         assert!(
-            ["io_uring", "epoll", "kqueue", "iocp"].contains(&lp.backend_name()),
+            ["io_uring", "epoll", "kqueue", "iocp", "wasi-poll"].contains(&lp.backend_name()),
             "unexpected backend name {:?}",
             lp.backend_name()
         );

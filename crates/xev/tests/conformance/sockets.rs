@@ -26,7 +26,7 @@ for_each_backend!(
         let server = expect!(acc.take().0, OpResult::Accept(Ok(fd)) => fd);
         expect!(con.take().0, OpResult::Connect(Ok(())));
         let sfd = server.as_raw_fd();
-        #[cfg(unix)]
+        #[cfg(any(unix, target_os = "wasi"))]
         {
             let (fl, fdfl) = fd_flags(sfd);
             assert!(

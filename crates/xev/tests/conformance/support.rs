@@ -7,13 +7,14 @@
 
 pub use std::cell::{Cell, RefCell};
 pub use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
-#[cfg(unix)]
+#[cfg(any(unix, target_os = "wasi"))]
 pub use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 pub use std::rc::Rc;
 pub use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 pub use std::sync::Arc;
 pub use std::time::{Duration, Instant};
 
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 pub use socket2::{Domain, SockRef, Socket, Type};
 pub use xev::backend::Backend;
 pub use xev::generic::{Loop, OwnedLoop};
@@ -43,6 +44,11 @@ pub fn new_loop<B: Backend>() -> OwnedLoop<B> {
 }
 
 pub fn new_loop_with_pool<B: Backend>() -> OwnedLoop<B> {
+    // WASI has no threads, so no pool: its backend runs file operations
+    // inline, which is what the pool does for the tests that ask for one.
+    if cfg!(target_os = "wasi") {
+        return new_loop::<B>();
+    }
     let pool = ThreadPool::new(Default::default()).expect("creating the thread pool");
     Loop::<B>::new(Options {
         thread_pool: Some(pool),
@@ -174,7 +180,7 @@ macro_rules! expect {
 }
 
 /// The errno inside an operation's error, if any.
-#[cfg_attr(windows, allow(dead_code))] // used by Unix-only topics
+#[cfg_attr(any(windows, target_os = "wasi"), allow(dead_code))] // used by Unix-only topics
 pub fn errno(res: &OpResult) -> Option<i32> {
     match res {
         OpResult::Accept(Err(e)) => e.raw_os_error(),
@@ -197,7 +203,7 @@ pub use crate::harness::is_bad_handle;
 /// being closed) or `ERROR_BROKEN_PIPE`, which the standard library reads
 /// as `ErrorKind::BrokenPipe` too.
 pub fn is_broken_pipe(code: Option<i32>) -> bool {
-    #[cfg(unix)]
+    #[cfg(any(unix, target_os = "wasi"))]
     return code == Some(libc::EPIPE);
     #[cfg(windows)]
     return matches!(code, Some(232) | Some(109));
@@ -215,7 +221,7 @@ pub fn error_kind(res: &OpResult) -> Option<std::io::ErrorKind> {
     errno(res).map(|e| std::io::Error::from_raw_os_error(e).kind())
 }
 
-#[cfg_attr(windows, allow(dead_code))]
+#[cfg_attr(any(windows, target_os = "wasi"), allow(dead_code))]
 pub fn errno_name(e: i32) -> String {
     format!("{} ({e})", std::io::Error::from_raw_os_error(e))
 }
@@ -224,24 +230,24 @@ pub fn errno_name(e: i32) -> String {
 // Descriptors
 // ---------------------------------------------------------------------------
 
-#[cfg(unix)]
+#[cfg(any(unix, target_os = "wasi"))]
 pub use crate::test_pipes::pipe;
 
-#[cfg(unix)]
+#[cfg(any(unix, target_os = "wasi"))]
 /// Blocking-free `write(2)` from the test side; returns bytes written.
 pub fn raw_write(fd: RawFd, data: &[u8]) -> isize {
     // SAFETY: writes from a live slice of the given length.
     unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) }
 }
 
-#[cfg(unix)]
+#[cfg(any(unix, target_os = "wasi"))]
 /// `read(2)` from the test side; returns bytes read (or -1).
 pub fn raw_read(fd: RawFd, buf: &mut [u8]) -> isize {
     // SAFETY: reads into a live mutable slice of the given length.
     unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) }
 }
 
-#[cfg(unix)]
+#[cfg(any(unix, target_os = "wasi"))]
 /// Fills a non-blocking pipe (or socket) until it would block.
 pub fn fill(fd: RawFd) {
     let chunk = [0x55u8; 4096];
@@ -265,10 +271,26 @@ pub fn tcp_pair() -> (TcpStream, TcpStream) {
 }
 
 /// A non-blocking TCP socket, not connected.
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 pub fn tcp_socket() -> OwnedFd {
     let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-    s.set_nonblocking(true).unwrap();
+    make_nonblocking(&s);
     s.into()
+}
+
+/// Makes a `socket2` socket non-blocking. socket2 does it with `fcntl`,
+/// which wasi-libc cannot do to a preview 2 socket; `ioctl(FIONBIO)` can.
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
+pub fn make_nonblocking(s: &Socket) {
+    #[cfg(target_os = "wasi")]
+    {
+        let mut on: libc::c_int = 1;
+        // SAFETY: `on` is a live int that ioctl reads.
+        let r = unsafe { libc::ioctl(s.as_raw_fd(), libc::FIONBIO, &mut on) };
+        assert_eq!(r, 0, "FIONBIO: {}", std::io::Error::last_os_error());
+    }
+    #[cfg(not(target_os = "wasi"))]
+    s.set_nonblocking(true).unwrap();
 }
 
 /// A non-blocking UDP socket bound to an ephemeral loopback port.
@@ -311,12 +333,41 @@ pub fn closed_fd() -> RawFd {
     hi
 }
 
+/// Where tests make their files: the system's temporary directory; on
+/// WASI the current directory, the one the runner preopens
+/// (`wasmtime run --dir .`).
+pub fn scratch_dir() -> std::path::PathBuf {
+    if cfg!(target_os = "wasi") {
+        std::path::PathBuf::from(".")
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+/// This process's id, to keep file names apart (0 on WASI, which has no
+/// process ids and runs one test binary per sandbox).
+pub fn process_id() -> u32 {
+    if cfg!(target_os = "wasi") {
+        0
+    } else {
+        std::process::id()
+    }
+}
+
+/// A descriptor number that is certainly closed: a file is opened and
+/// closed again (a WASI program has one thread, so nothing takes the
+/// number before the test uses it).
+#[cfg(target_os = "wasi")]
+pub fn closed_fd() -> RawFd {
+    temp_file("closed").as_raw_fd()
+}
+
 /// A temporary read-write file, already unlinked.
 pub fn temp_file(tag: &str) -> std::fs::File {
     static N: AtomicUsize = AtomicUsize::new(0);
-    let path = std::env::temp_dir().join(format!(
+    let path = scratch_dir().join(format!(
         "xev-conformance-{}-{tag}-{}",
-        std::process::id(),
+        process_id(),
         N.fetch_add(1, Ordering::Relaxed)
     ));
     let f = std::fs::OpenOptions::new()
@@ -329,7 +380,7 @@ pub fn temp_file(tag: &str) -> std::fs::File {
     f
 }
 
-#[cfg(unix)]
+#[cfg(any(unix, target_os = "wasi"))]
 pub fn fd_flags(fd: RawFd) -> (libc::c_int, libc::c_int) {
     // SAFETY: fcntl queries take no pointers.
     unsafe {
@@ -351,7 +402,7 @@ pub trait AsRawSock {
     fn raw_sock(&self) -> xev::RawHandle;
 }
 
-#[cfg(unix)]
+#[cfg(any(unix, target_os = "wasi"))]
 impl<T: std::os::fd::AsRawFd> AsRawSock for T {
     fn raw_sock(&self) -> xev::RawHandle {
         self.as_raw_fd()
@@ -554,7 +605,7 @@ pub fn closed_fd() -> RawFd {
 pub fn borrow_file(fd: RawFd) -> std::mem::ManuallyDrop<std::fs::File> {
     // SAFETY: the caller keeps `fd` open while the File is used; the File
     // is never dropped, so it never closes what it does not own.
-    #[cfg(unix)]
+    #[cfg(any(unix, target_os = "wasi"))]
     let f = unsafe { std::fs::File::from_raw_fd(fd) };
     // SAFETY: as above.
     #[cfg(windows)]
@@ -566,6 +617,20 @@ pub fn borrow_file(fd: RawFd) -> std::mem::ManuallyDrop<std::fs::File> {
 pub fn read_file_at(f: &std::fs::File, buf: &mut [u8], offset: u64) -> usize {
     #[cfg(unix)]
     let r = std::os::unix::fs::FileExt::read_at(f, buf, offset);
+    // WASI's `FileExt` is unstable: `pread` directly.
+    #[cfg(target_os = "wasi")]
+    // SAFETY: `buf` is live, writable memory of `buf.len()` bytes.
+    let r = match unsafe {
+        libc::pread(
+            std::os::fd::AsRawFd::as_raw_fd(f),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            offset as libc::off_t,
+        )
+    } {
+        n if n < 0 => Err(std::io::Error::last_os_error()),
+        n => Ok(n as usize),
+    };
     #[cfg(windows)]
     let r = std::os::windows::fs::FileExt::seek_read(f, buf, offset);
     r.expect("reading the file from the test side")
@@ -574,7 +639,7 @@ pub fn read_file_at(f: &std::fs::File, buf: &mut [u8], offset: u64) -> usize {
 /// A handle value that is never valid: -1 on Unix, `INVALID_SOCKET` on
 /// Windows.
 pub fn invalid_handle() -> RawFd {
-    #[cfg(unix)]
+    #[cfg(any(unix, target_os = "wasi"))]
     return -1;
     #[cfg(windows)]
     return usize::MAX;

@@ -5,7 +5,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-use super::poller::{Event, Poller};
+use super::poller::{timeout_ms, Event, Poller};
 
 /// Data of the wake fd's registration.
 const WAKE: u64 = u64::MAX;
@@ -103,17 +103,5 @@ impl Poller for EpollPoller {
             });
         }
         Ok(woken)
-    }
-}
-
-/// Converts a `Duration` timeout into whole milliseconds for `epoll_wait`,
-/// rounding up so a timer is never woken early, and saturating.
-pub(crate) fn timeout_ms(timeout: Option<Duration>) -> i32 {
-    match timeout {
-        None => -1,
-        Some(d) => {
-            let ms = d.as_millis() + u128::from(d.subsec_nanos() % 1_000_000 != 0);
-            ms.min(i32::MAX as u128) as i32
-        }
     }
 }

@@ -4,9 +4,12 @@
 //! value into a raw result.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
+#[cfg(unix)]
+use std::os::fd::{FromRawFd, OwnedFd};
 
 /// A non-blocking, close-on-exec pipe: (read end, write end).
+#[cfg(unix)]
 pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
     // `fds` is a live array of two ints for the kernel to fill.
@@ -35,6 +38,16 @@ pub(crate) fn close_quietly(fd: RawFd) {
 /// Sets `O_NONBLOCK` on `fd`'s open file description (other descriptors
 /// sharing it see the change).
 pub(crate) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // wasi-libc's fcntl cannot change a preview 2 socket's mode; its
+    // FIONBIO can (and does any descriptor's on preview 1).
+    #[cfg(target_os = "wasi")]
+    {
+        let mut on: libc::c_int = 1;
+        // `on` is a live int that ioctl reads.
+        if syscall!(ioctl(fd, libc::FIONBIO, &mut on)).is_ok() {
+            return Ok(());
+        }
+    }
     // fcntl's F_GETFL and F_SETFL take integers only.
     let flags = syscall!(fcntl(fd, libc::F_GETFL))?;
     if flags & libc::O_NONBLOCK == 0 {
@@ -47,14 +60,19 @@ pub(crate) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
 #[cfg_attr(any(target_os = "linux", target_os = "freebsd"), allow(dead_code))]
 pub(crate) fn set_nonblocking_cloexec(fd: RawFd) -> io::Result<()> {
     set_nonblocking(fd)?;
-    // fcntl's F_GETFD and F_SETFD take integers only.
-    let fd_fl = syscall!(fcntl(fd, libc::F_GETFD))?;
-    syscall!(fcntl(fd, libc::F_SETFD, fd_fl | libc::FD_CLOEXEC))?;
+    // WASI has no exec.
+    #[cfg(unix)]
+    {
+        // fcntl's F_GETFD and F_SETFD take integers only.
+        let fd_fl = syscall!(fcntl(fd, libc::F_GETFD))?;
+        syscall!(fcntl(fd, libc::F_SETFD, fd_fl | libc::FD_CLOEXEC))?;
+    }
     Ok(())
 }
 
 /// Blocks until `fd` is readable (when a loop is dropped while thread-pool
 /// tasks are still running; the signal dispatcher between signals).
+#[cfg(unix)]
 pub(crate) fn wait_readable(fd: RawFd) {
     let mut pfd = libc::pollfd {
         fd,

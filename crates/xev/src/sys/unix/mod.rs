@@ -16,11 +16,20 @@ pub(crate) mod epoll;
 ))]
 pub(crate) mod kqueue;
 pub(crate) mod poller;
+#[cfg(unix)]
 pub(crate) mod process;
+#[cfg(unix)]
 pub(crate) mod fs;
+#[cfg(unix)]
 pub(crate) mod resolve;
+#[cfg(unix)]
 pub(crate) mod signal;
+#[cfg(unix)]
 pub(crate) mod wake;
+// WASI's own versions of what it does differently (no processes, no
+// resolver, no threads to wake a loop, a std-only filesystem).
+#[cfg(target_os = "wasi")]
+pub(crate) use super::wasi::{fs, process, resolve, signal, wake};
 
 pub(crate) mod fd;
 pub(crate) mod types;
@@ -31,6 +40,24 @@ pub(crate) use process::*;
 pub(crate) use resolve::lookup;
 pub use wake::Waker;
 
+// Preview 1 cannot create or connect sockets.
+#[cfg(all(target_os = "wasi", target_env = "p1"))]
+pub(crate) use super::wasi::{connect_start, socket_error};
+#[cfg(target_os = "wasi")]
+pub(crate) use super::wasi::pipe;
+
+// The few calls and constants that WASI's libc lacks (or spells its own
+// way) come from `sys/wasi` there.
+#[cfg(unix)]
+use libc::{recvmsg, sendmsg, MSG_DONTWAIT, PIPE_BUF, SHUT_RD, SHUT_RDWR, SHUT_WR};
+#[cfg(all(unix, not(any(target_os = "linux", target_os = "freebsd"))))]
+use libc::accept;
+#[cfg(target_os = "wasi")]
+use super::wasi::compat::{
+    accept, recvmsg, sendmsg, MSG_DONTWAIT, PIPE_BUF, SHUT_RD, SHUT_RDWR, SHUT_WR,
+};
+
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 use std::io;
 use std::os::fd::RawFd;
 
@@ -113,7 +140,7 @@ fn accept_nonblocking(fd: RawFd) -> isize {
     #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
     {
         // SAFETY: null address pointers are allowed.
-        let new = unsafe { libc::accept(fd, std::ptr::null_mut(), std::ptr::null_mut()) };
+        let new = unsafe { accept(fd, std::ptr::null_mut(), std::ptr::null_mut()) };
         if new >= 0 && set_nonblocking_cloexec(new).is_err() {
             // errno still holds fcntl's error (a successful close leaves it
             // alone); the caller turns -1 into that error.
@@ -161,6 +188,13 @@ pub(crate) unsafe fn perform_as(core: *mut Core, mode: FdMode) -> i32 {
     // live for the duration of the (synchronous) call, and every length is
     // at most the buffer's.
     unsafe {
+        // WASI has no per-call non-blocking flag: a socket call on a
+        // blocking socket is made only once a zero-timeout poll finds it
+        // ready.
+        #[cfg(target_os = "wasi")]
+        if let Some(r) = super::wasi::socket_gate(&(*core).op, mode) {
+            return r;
+        }
         let r: isize = match &mut (*core).op {
             Op::Accept { fd } => accept_nonblocking(*fd),
             Op::Read { fd, buf } => {
@@ -168,18 +202,18 @@ pub(crate) unsafe fn perform_as(core: *mut Core, mode: FdMode) -> i32 {
                 // A read of nothing returns at once and, unlike a recv of
                 // nothing, never consumes a datagram.
                 if mode == FdMode::Socket && n > 0 {
-                    libc::recv(*fd, p, n, libc::MSG_DONTWAIT)
+                    libc::recv(*fd, p, n, MSG_DONTWAIT)
                 } else {
                     libc::read(*fd, p, n)
                 }
             }
             Op::Write { fd, buf } => {
                 let n = match mode {
-                    FdMode::Gated => buf.len().min(libc::PIPE_BUF),
+                    FdMode::Gated => buf.len().min(PIPE_BUF),
                     _ => io_len(buf.len()),
                 };
                 if mode == FdMode::Socket {
-                    libc::send(*fd, buf.as_ptr().cast(), n, libc::MSG_DONTWAIT)
+                    libc::send(*fd, buf.as_ptr().cast(), n, MSG_DONTWAIT)
                 } else {
                     libc::write(*fd, buf.as_ptr().cast(), n)
                 }
@@ -197,28 +231,28 @@ pub(crate) unsafe fn perform_as(core: *mut Core, mode: FdMode) -> i32 {
             },
             Op::Recv { fd, buf } => {
                 let (p, n) = buf_ptr(buf);
-                libc::recv(*fd, p, n, libc::MSG_DONTWAIT)
+                libc::recv(*fd, p, n, MSG_DONTWAIT)
             }
             Op::Send { fd, buf } => libc::send(
                 *fd,
                 buf.as_ptr().cast(),
                 io_len(buf.len()),
-                SEND_FLAGS | libc::MSG_DONTWAIT,
+                SEND_FLAGS | MSG_DONTWAIT,
             ),
             Op::Recvmsg(m) => {
                 let hdr = m.prepare(true);
-                libc::recvmsg(m.fd, hdr, libc::MSG_DONTWAIT)
+                recvmsg(m.fd, hdr, MSG_DONTWAIT)
             }
             Op::Sendmsg(m) => {
                 let hdr = m.prepare(false);
-                libc::sendmsg(m.fd, hdr, SEND_FLAGS | libc::MSG_DONTWAIT)
+                sendmsg(m.fd, hdr, SEND_FLAGS | MSG_DONTWAIT)
             }
             Op::Shutdown { fd, how } => libc::shutdown(
                 *fd,
                 match how {
-                    std::net::Shutdown::Read => libc::SHUT_RD,
-                    std::net::Shutdown::Write => libc::SHUT_WR,
-                    std::net::Shutdown::Both => libc::SHUT_RDWR,
+                    std::net::Shutdown::Read => SHUT_RD,
+                    std::net::Shutdown::Write => SHUT_WR,
+                    std::net::Shutdown::Both => SHUT_RDWR,
                 },
             ) as isize,
             Op::Close { fd } => libc::close(*fd) as isize,
@@ -252,15 +286,13 @@ pub(crate) unsafe fn perform_as(core: *mut Core, mode: FdMode) -> i32 {
 /// connected has nothing to send or receive yet. Datagram sockets, whose
 /// connect never waits, and descriptors that are not sockets are never
 /// switched.
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 pub(crate) fn connect_start(fd: RawFd, addr: &socket2::SockAddr) -> i32 {
     // SAFETY: fcntl on a descriptor number takes no pointers.
     let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
     let switch = fl >= 0
         && fl & libc::O_NONBLOCK == 0
-        && matches!(
-            socket_type(fd),
-            Some(libc::SOCK_STREAM) | Some(libc::SOCK_SEQPACKET)
-        );
+        && socket_type(fd).is_some_and(is_connection_type);
     // SAFETY: as above.
     if switch && unsafe { libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) } < 0 {
         return neg_errno();
@@ -276,7 +308,19 @@ pub(crate) fn connect_start(fd: RawFd, addr: &socket2::SockAddr) -> i32 {
     res
 }
 
+/// Whether a socket type is connection-oriented (WASI has stream sockets
+/// only).
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
+fn is_connection_type(ty: libc::c_int) -> bool {
+    #[cfg(unix)]
+    let seqpacket = ty == libc::SOCK_SEQPACKET;
+    #[cfg(target_os = "wasi")]
+    let seqpacket = false;
+    ty == libc::SOCK_STREAM || seqpacket
+}
+
 /// A socket's type (`SO_TYPE`), or `None` when `fd` is not a socket.
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 fn socket_type(fd: RawFd) -> Option<libc::c_int> {
     let mut ty: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
@@ -294,6 +338,7 @@ fn socket_type(fd: RawFd) -> Option<libc::c_int> {
 }
 
 /// The pending error of a socket (`SO_ERROR`), as a raw result.
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 pub(crate) fn socket_error(fd: RawFd) -> i32 {
     let mut err: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
@@ -316,6 +361,7 @@ pub(crate) fn socket_error(fd: RawFd) -> i32 {
 
 /// A new non-blocking, close-on-exec socket (atomically where the system
 /// allows it).
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 pub(crate) fn nonblocking_socket(
     domain: socket2::Domain,
     ty: socket2::Type,
@@ -328,10 +374,15 @@ pub(crate) fn nonblocking_socket(
     #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
     {
         let s = socket2::Socket::new(domain, ty, protocol)?;
-        s.set_nonblocking(true)?;
-        s.set_cloexec(true)?;
-        // No MSG_NOSIGNAL here: keep a dead peer from raising SIGPIPE.
-        s.set_nosigpipe(true)?;
+        // (Not socket2's: its fcntl cannot change a WASI preview 2 socket.)
+        set_nonblocking(std::os::fd::AsRawFd::as_raw_fd(&s))?;
+        // WASI has neither exec nor signals.
+        #[cfg(unix)]
+        {
+            s.set_cloexec(true)?;
+            // No MSG_NOSIGNAL here: keep a dead peer from raising SIGPIPE.
+            s.set_nosigpipe(true)?;
+        }
         Ok(s)
     }
 }

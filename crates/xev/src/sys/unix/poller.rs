@@ -1,7 +1,9 @@
 //! The kernel-facing half of a readiness backend ([`Poller`]): register a
 //! descriptor edge-triggered, wait, report what happened ([`Event`]). epoll
-//! and kqueue implement it; the shared readiness-to-completion machinery in
-//! `backend::readiness` drives it.
+//! and kqueue implement it, and WASI's `poll(2)` poller, which is
+//! level-triggered and so also learns what each descriptor's waiters wait
+//! for ([`Poller::interest`]); the shared readiness-to-completion machinery
+//! in `backend::readiness` drives it.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -48,7 +50,31 @@ pub trait Poller: Sized + 'static {
         let _ = pid;
         Err(io::Error::from(io::ErrorKind::Unsupported))
     }
+    /// Whether the poller is level-triggered (`poll(2)`): it then reports
+    /// only the directions its descriptors' waiters wait for, which the
+    /// readiness engine tells it with [`Poller::interest`] before every
+    /// wait (otherwise a ready direction nobody waits for would end every
+    /// wait at once).
+    const LEVEL_TRIGGERED: bool = false;
+    /// For a level-triggered poller: the directions the waiters of `fd`
+    /// (a registered descriptor) wait for now; neither means none.
+    fn interest(&mut self, fd: RawFd, readable: bool, writable: bool) {
+        let _ = (fd, readable, writable);
+    }
     /// Waits up to `timeout` and reports events; returns whether the wake
     /// fd fired.
     fn wait(&mut self, timeout: Option<Duration>, f: &mut dyn FnMut(Event)) -> io::Result<bool>;
+}
+
+/// Converts a `Duration` timeout into whole milliseconds for `epoll_wait` or `poll`,
+/// rounding up so a timer is never woken early, and saturating.
+#[cfg_attr(not(any(target_os = "linux", target_os = "wasi")), allow(dead_code))]
+pub(crate) fn timeout_ms(timeout: Option<Duration>) -> i32 {
+    match timeout {
+        None => -1,
+        Some(d) => {
+            let ms = d.as_millis() + u128::from(d.subsec_nanos() % 1_000_000 != 0);
+            ms.min(i32::MAX as u128) as i32
+        }
+    }
 }

@@ -8,7 +8,12 @@
 
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
-use socket2::SockAddr;
+/// The socket address type operations carry (`socket2`'s; on WASI
+/// preview 1, which socket2 does not support, xev's own).
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
+pub use socket2::SockAddr;
+#[cfg(all(target_os = "wasi", target_env = "p1"))]
+pub use crate::sys::wasi::SockAddr;
 
 /// What operations name the file, socket or pipe they act on: a file
 /// descriptor on Unix.
@@ -22,6 +27,7 @@ pub type OwnedHandle = OwnedFd;
 pub(crate) type Owned = OwnedFd;
 
 /// A public owned handle as what a watcher owns (the same on Unix).
+#[cfg_attr(all(target_os = "wasi", target_env = "p1"), allow(dead_code))]
 pub(crate) fn owned(h: OwnedHandle) -> Owned {
     h
 }
@@ -37,6 +43,7 @@ pub(crate) fn to_file(h: Owned) -> Result<std::fs::File, Owned> {
 }
 
 /// A watcher's handle as a socket, for socket options and addresses.
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 pub(crate) fn sock(h: &Owned) -> std::io::Result<socket2::SockRef<'_>> {
     Ok(socket2::SockRef::from(h))
 }
@@ -85,6 +92,7 @@ pub(crate) const NOT_SUPPORTED_CODE: i32 = libc::EOPNOTSUPP;
 
 /// The error code of an operation on a handle that is closed or invalid
 /// (`EBADF`).
+#[cfg_attr(all(target_os = "wasi", target_env = "p1"), allow(dead_code))]
 pub(crate) const BAD_HANDLE_CODE: i32 = libc::EBADF;
 
 /// Whether a process wait's raw result says the process is not a child of
@@ -124,16 +132,22 @@ pub(crate) fn poll_bits(m: i32) -> (bool, bool, bool, bool) {
 }
 
 /// What `sendmsg`/`recvmsg` take: a pointer to the header.
+#[cfg(unix)]
 pub(crate) type RawMsg = *mut libc::msghdr;
+// WASI has no `msghdr`: its own header feeds `sendto`/`recvfrom`.
+#[cfg(target_os = "wasi")]
+pub(crate) use crate::sys::wasi::msg::{MsgHeader, RawMsg};
 
 /// The kernel's view of a one-buffer message with a peer address: the
 /// `msghdr` and its one `iovec`. It lives inside the message operation,
 /// whose box keeps it at a stable address while the kernel reads it.
+#[cfg(unix)]
 pub(crate) struct MsgHeader {
     iov: libc::iovec,
     hdr: libc::msghdr,
 }
 
+#[cfg(unix)]
 impl MsgHeader {
     /// An empty header (filled by [`MsgHeader::prepare`] before each use).
     pub(crate) fn new() -> MsgHeader {

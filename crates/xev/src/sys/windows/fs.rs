@@ -12,7 +12,7 @@ use std::path::Path;
 use windows_sys::Win32::Storage::FileSystem::FILE_FLAG_OVERLAPPED;
 
 use crate::error::UNSUPPORTED;
-use crate::fs::{kind_of, FileStat, FsPath, OpenFlags};
+use crate::fs::{FileStat, FsPath, OpenFlags};
 use crate::op::RawHandle;
 
 /// `ERROR_INVALID_PARAMETER`.
@@ -103,19 +103,5 @@ pub(crate) fn symlink(target: &Path, link: &Path) -> io::Result<()> {
 /// The [`FileStat`] of a `std::fs::Metadata` (Windows reports no inode,
 /// device, link count or owner through it: those are 0).
 pub(crate) fn from_metadata(m: &std::fs::Metadata) -> FileStat {
-    let readonly = m.permissions().readonly();
-    FileStat {
-        kind: kind_of(m.file_type()),
-        size: m.len(),
-        mode: if readonly { 0o444 } else { 0o666 },
-        readonly,
-        modified: m.modified().ok(),
-        accessed: m.accessed().ok(),
-        created: m.created().ok(),
-        nlink: 0,
-        ino: 0,
-        dev: 0,
-        uid: 0,
-        gid: 0,
-    }
+    crate::fs::portable_stat(m)
 }

@@ -11,7 +11,8 @@
 
 use std::os::windows::io::{FromRawSocket, OwnedSocket, RawSocket};
 
-use socket2::SockAddr;
+/// The socket address type operations carry.
+pub use socket2::SockAddr;
 use windows_sys::Win32::Foundation::{
     ERROR_BUSY, ERROR_INVALID_HANDLE, ERROR_NOT_FOUND, ERROR_OPERATION_ABORTED,
 };
