@@ -10,6 +10,10 @@
 //! cargo run --example async_wakeup -- [N]
 //! ```
 
+// Not built on WASI, which has no threads to wake the loop from.
+#![cfg_attr(target_os = "wasi", no_main)]
+#![cfg(not(target_os = "wasi"))]
+
 use std::cell::Cell;
 use std::process::ExitCode;
 use std::rc::Rc;

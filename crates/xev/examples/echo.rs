@@ -12,6 +12,12 @@
 //! Without `--backend` it runs on the default backend, which honours
 //! `XEV_BACKEND` like every xev program.
 
+// Not built on WASI: it makes its sockets non-blocking with std, which
+// wasi-libc cannot do for a preview 2 socket (`tcp_echo`, on the Tcp
+// watcher, runs there).
+#![cfg_attr(target_os = "wasi", no_main)]
+#![cfg(not(target_os = "wasi"))]
+
 use std::cell::Cell;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -251,13 +257,13 @@ fn main() {
 }
 
 /// A socket's raw handle (a descriptor on Unix, a `SOCKET` on Windows).
-#[cfg(unix)]
+#[cfg(any(unix, target_os = "wasi"))]
 fn raw<T: std::os::fd::AsRawFd>(s: &T) -> RawHandle {
     s.as_raw_fd()
 }
 
 /// Gives up a socket, returning its raw handle (the loop closes it).
-#[cfg(unix)]
+#[cfg(any(unix, target_os = "wasi"))]
 fn into_raw<T: std::os::fd::IntoRawFd>(s: T) -> RawHandle {
     s.into_raw_fd()
 }

@@ -12,6 +12,10 @@
 //! cargo run --example file_copy [-- SRC DST]
 //! ```
 
+// Not built on WASI, which has no threads for the thread pool it shows.
+#![cfg_attr(target_os = "wasi", no_main)]
+#![cfg(not(target_os = "wasi"))]
+
 use std::cell::{Cell, RefCell};
 use std::fs::OpenOptions;
 use std::io::{self, Read};

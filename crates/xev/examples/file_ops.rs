@@ -105,13 +105,33 @@ fn walk(lp: &mut Loop, dir: &Path, found: &Rc<RefCell<Vec<Found>>>) -> Result<()
 }
 
 fn run_main() -> Result<(), FsError> {
-    let pool = ThreadPool::new(Default::default())?;
+    // WASI has no threads and runs file operations inline: no pool there.
+    let thread_pool = if cfg!(target_os = "wasi") {
+        None
+    } else {
+        Some(ThreadPool::new(Default::default())?)
+    };
     let mut lp = Loop::new(Options {
-        thread_pool: Some(pool),
+        thread_pool,
         ..Options::default()
     })?;
     println!("backend: {}", lp.backend_name());
-    let root = std::env::temp_dir().join(format!("xev-file-ops-{}", std::process::id()));
+    // WASI has no temporary directory: the current one (preopened with
+    // `wasmtime run --dir .`) instead.
+    let base = if cfg!(target_os = "wasi") {
+        std::path::PathBuf::from(".")
+    } else {
+        std::env::temp_dir()
+    };
+    // A name of its own: the process id (WASI has none: the clock there).
+    let tag = if cfg!(target_os = "wasi") {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    } else {
+        u128::from(std::process::id())
+    };
+    let root = base.join(format!("xev-file-ops-{tag}"));
 
     // Build: root/{a.txt, sub/{b.txt, c.txt}, link -> a.txt (Unix)}.
     run(&mut lp, Fs::mkdir(&root, 0o755))?;

@@ -9,6 +9,10 @@
 //! cargo run --example process_wait
 //! ```
 
+// Not built on WASI, which has no processes.
+#![cfg_attr(target_os = "wasi", no_main)]
+#![cfg(not(target_os = "wasi"))]
+
 use std::cell::RefCell;
 #[cfg(unix)]
 use std::os::unix::process::ExitStatusExt;

@@ -9,6 +9,10 @@
 //! cargo run --example signals
 //! ```
 
+// Not built on WASI, which has no signals.
+#![cfg_attr(target_os = "wasi", no_main)]
+#![cfg(not(target_os = "wasi"))]
+
 use std::cell::Cell;
 use std::rc::Rc;
 

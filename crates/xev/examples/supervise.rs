@@ -12,6 +12,10 @@
 //! cargo run --example supervise -- [--children N] [--timeout-ms MS]
 //! ```
 
+// Not built on WASI, which has no processes.
+#![cfg_attr(target_os = "wasi", no_main)]
+#![cfg(not(target_os = "wasi"))]
+
 use std::cell::RefCell;
 use std::io::Write;
 use std::process::{Command, ExitCode, ExitStatus, Stdio};

@@ -25,6 +25,10 @@
 //! cargo run --example tcp_echo
 //! ```
 
+// Not built on WASI preview 1, which cannot create sockets.
+#![cfg_attr(all(target_os = "wasi", target_env = "p1"), no_main)]
+#![cfg(not(all(target_os = "wasi", target_env = "p1")))]
+
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::{Shutdown, SocketAddr};

@@ -9,6 +9,10 @@
 //! cargo run --example udp_ping -- [ROUNDS]
 //! ```
 
+// Not built on WASI preview 1, which cannot create sockets.
+#![cfg_attr(all(target_os = "wasi", target_env = "p1"), no_main)]
+#![cfg(not(all(target_os = "wasi", target_env = "p1")))]
+
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::process::ExitCode;

@@ -236,6 +236,16 @@ pub use crate::test_pipes::pipe;
 #[cfg(any(unix, target_os = "wasi"))]
 /// Blocking-free `write(2)` from the test side; returns bytes written.
 pub fn raw_write(fd: RawFd, data: &[u8]) -> isize {
+    // wasi-libc's write(2) on a preview 2 socket blocks whatever the
+    // socket's mode; its send(2) does not.
+    #[cfg(target_os = "wasi")]
+    {
+        // SAFETY: sends from a live slice of the given length.
+        let n = unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), 0) };
+        if n >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOTSOCK) {
+            return n;
+        }
+    }
     // SAFETY: writes from a live slice of the given length.
     unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) }
 }
@@ -243,6 +253,15 @@ pub fn raw_write(fd: RawFd, data: &[u8]) -> isize {
 #[cfg(any(unix, target_os = "wasi"))]
 /// `read(2)` from the test side; returns bytes read (or -1).
 pub fn raw_read(fd: RawFd, buf: &mut [u8]) -> isize {
+    // As in raw_write: recv(2), which honours the mode, on a WASI socket.
+    #[cfg(target_os = "wasi")]
+    {
+        // SAFETY: receives into a live mutable slice of the given length.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOTSOCK) {
+            return n;
+        }
+    }
     // SAFETY: reads into a live mutable slice of the given length.
     unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) }
 }
@@ -265,8 +284,14 @@ pub fn tcp_pair() -> (TcpStream, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let client = TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
     let (server, _) = listener.accept().expect("accept");
-    client.set_nonblocking(true).unwrap();
-    server.set_nonblocking(true).unwrap();
+    for s in [&client, &server] {
+        // std does it with `fcntl`, which wasi-libc cannot do to a preview 2
+        // socket (and says nothing): `ioctl(FIONBIO)` there.
+        #[cfg(target_os = "wasi")]
+        fionbio(s.as_raw_fd());
+        #[cfg(not(target_os = "wasi"))]
+        s.set_nonblocking(true).unwrap();
+    }
     (client, server)
 }
 
@@ -283,14 +308,19 @@ pub fn tcp_socket() -> OwnedFd {
 #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 pub fn make_nonblocking(s: &Socket) {
     #[cfg(target_os = "wasi")]
-    {
-        let mut on: libc::c_int = 1;
-        // SAFETY: `on` is a live int that ioctl reads.
-        let r = unsafe { libc::ioctl(s.as_raw_fd(), libc::FIONBIO, &mut on) };
-        assert_eq!(r, 0, "FIONBIO: {}", std::io::Error::last_os_error());
-    }
+    fionbio(s.as_raw_fd());
     #[cfg(not(target_os = "wasi"))]
     s.set_nonblocking(true).unwrap();
+}
+
+/// Makes `fd` non-blocking with `ioctl(FIONBIO)`, the one way wasi-libc
+/// has for a preview 2 socket.
+#[cfg(target_os = "wasi")]
+pub fn fionbio(fd: RawFd) {
+    let mut on: libc::c_int = 1;
+    // SAFETY: `on` is a live int that ioctl reads.
+    let r = unsafe { libc::ioctl(fd, libc::FIONBIO, &mut on) };
+    assert_eq!(r, 0, "FIONBIO: {}", std::io::Error::last_os_error());
 }
 
 /// A non-blocking UDP socket bound to an ephemeral loopback port.

@@ -178,10 +178,6 @@ pub const NOT_APPLICABLE_ON_WASI: &[(&str, &[&str])] = &[
         "it holds a connect pending behind a listener with a backlog of 0, which wasi-libc refuses (EINVAL)",
         &["cancel::wasi::cancel_pending_connect"],
     ),
-    (
-        "not understood yet: under wasmtime 49 on preview 2 it never finishes (it first fills a TCP socket's send buffer until EAGAIN, which may never come on wasmtime's socket streams); to investigate",
-        &["stale_completions::wasi::one_batch_retire_fires_once"],
-    ),
     #[cfg(target_env = "p1")]
     (
         "WASI preview 1 cannot create sockets (bind, listen and connect are Unsupported in std::net)",
