@@ -8,13 +8,20 @@ use crate::common::Res;
 use crate::registry::Workload;
 use crate::stats::Row;
 
-/// The host in a few words: the OS (with the kernel release on Unix) and
-/// the CPU count.
+/// The host in a few words: the OS (with the kernel release on Unix), the
+/// CPU count, and what xev's default loop does here
+/// (`Loop::capabilities`: its backend, the io_uring ring's setup flags,
+/// which filesystem requests the kernel performs, and why it is not on
+/// io_uring where it is not).
 pub fn host_description() -> String {
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
-    format!("{}, {cpus} CPUs", os_description())
+    let xev = match xev::Loop::new(xev::Options::default()) {
+        Ok(lp) => lp.capabilities().to_string(),
+        Err(e) => format!("no loop: {e}"),
+    };
+    format!("{}, {cpus} CPUs; xev: {xev}", os_description())
 }
 
 #[cfg(unix)]

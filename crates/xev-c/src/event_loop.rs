@@ -139,6 +139,9 @@ fn new_loop(pool: Option<xev::ThreadPool>) -> Result<(OwnedLoop, Rc<Shared>), c_
     };
     let opts = xev::Options {
         thread_pool: Some(pool),
+        // A C program may create a loop on one thread and run it on
+        // another (libxev allows it): no single-issuer ring.
+        io_uring_single_issuer: false,
         ..Default::default()
     };
     let lp = OwnedLoop::new(opts).map_err(|e| io_code(&e))?;

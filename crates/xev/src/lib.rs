@@ -125,6 +125,7 @@ supported! {
 
 mod async_handle;
 pub mod backend;
+mod capabilities;
 pub mod error;
 mod event_loop;
 mod fs;
@@ -144,6 +145,7 @@ mod timer_wheel;
 pub mod watcher;
 
 pub use async_handle::Async;
+pub use capabilities::{Capabilities, Via};
 pub use error::{
     AcceptError, AsyncError, CancelError, CloseError, ConnectByNameError, ConnectError, FsError, IdError, NoopError, PollError,
     ProcessError, ReadError, ResolveError, ShutdownError, SignalError, TimerError, WriteError,

@@ -13,6 +13,15 @@ pub struct Options {
     /// (file pread/pwrite on epoll). Without one those operations fail with
     /// `NoThreadPool`.
     pub thread_pool: Option<ThreadPool>,
+    /// io_uring: set the ring up for one thread (`SINGLE_ISSUER` and
+    /// `DEFER_TASKRUN`, Linux 6.1), which saves the kernel work on every
+    /// completion. Default `true`: a Rust loop is not `Send`, so it never
+    /// leaves the thread that made it. Set it to `false` where a loop's
+    /// calls may come from different threads over its life (the C API
+    /// does, for C programs that create a loop on one thread and run it on
+    /// another); the ring then uses `COOP_TASKRUN`. Ignored by the other
+    /// backends.
+    pub io_uring_single_issuer: bool,
 }
 
 impl Default for Options {
@@ -20,6 +29,7 @@ impl Default for Options {
         Options {
             entries: 256,
             thread_pool: None,
+            io_uring_single_issuer: true,
         }
     }
 }

@@ -17,6 +17,10 @@ fn main() {
             ),
         }
     }
+    match xev::Loop::new(xev::Options::default()) {
+        Ok(lp) => println!("xev backends: the default loop: {}", lp.capabilities()),
+        Err(e) => println!("xev backends: no default loop here: {e}"),
+    }
     #[cfg(target_os = "linux")]
     match xev::backend::dynamic::choose() {
         Ok(k) => println!("xev backends: the dynamic backend picks {k:?}"),

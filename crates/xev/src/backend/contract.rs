@@ -67,6 +67,13 @@ pub trait Backend: Sized + 'static {
     /// The backend's name ("io_uring", "epoll", ...).
     fn name(&self) -> &'static str;
 
+    /// What this backend does on the running system
+    /// ([`Loop::capabilities`](crate::Loop::capabilities)). The default
+    /// reports the name and filesystem requests on the thread pool.
+    fn capabilities(&self) -> crate::Capabilities {
+        crate::Capabilities::without_native_fs(self.name())
+    }
+
     /// Starts the I/O operation of `core` (never a noop, timer or cancel:
     /// the loop handles those).
     ///

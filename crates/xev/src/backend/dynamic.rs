@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::epoll::Epoll;
-use super::io_uring::IoUring;
+use super::io_uring::{explain_probe_error, IoUring};
 use super::contract::{Backend, CancelStart, Start, Waker};
 use crate::record::Core;
 use crate::options::Options;
@@ -64,11 +64,27 @@ pub fn parse(value: &str) -> io::Result<Option<Kind>> {
 
 
 fn auto() -> Kind {
-    static PROBED: OnceLock<Kind> = OnceLock::new();
-    *PROBED.get_or_init(|| match IoUring::probe() {
+    match probed() {
         Ok(()) => Kind::IoUring,
         Err(_) => Kind::Epoll,
-    })
+    }
+}
+
+/// The io_uring probe's outcome, once per process: why it failed, if it did.
+fn probed() -> &'static Result<(), String> {
+    static PROBED: OnceLock<Result<(), String>> = OnceLock::new();
+    PROBED.get_or_init(|| IoUring::probe().map_err(|e| explain_probe_error(&e)))
+}
+
+/// Why a dynamic loop on epoll is not on io_uring.
+fn why_epoll() -> String {
+    match std::env::var(ENV).ok().map(|v| parse(&v)) {
+        Some(Ok(Some(Kind::Epoll))) => format!("{ENV} chose epoll"),
+        _ => match probed() {
+            Err(why) => why.clone(),
+            Ok(()) => "io_uring could not be set up for this loop".to_string(),
+        },
+    }
 }
 
 /// io_uring or epoll, chosen at run time.
@@ -117,6 +133,14 @@ impl Backend for Dynamic {
 
     fn name(&self) -> &'static str {
         each!(self, b => b.name())
+    }
+
+    fn capabilities(&self) -> crate::Capabilities {
+        let mut c = each!(self, b => b.capabilities());
+        if let Dynamic::Epoll(_) = self {
+            c.fallback = Some(why_epoll());
+        }
+        c
     }
 
     #[inline]

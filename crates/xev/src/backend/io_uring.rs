@@ -153,6 +153,52 @@ pub struct IoUring {
     /// The filesystem opcodes this kernel has (bit `n` for opcode `n`),
     /// probed once: the others run on the thread pool.
     fs_opcodes: u64,
+    /// The setup flags the ring got (for `capabilities`).
+    setup: &'static str,
+}
+
+/// Sets up a ring of `entries`: with `SINGLE_ISSUER` and `DEFER_TASKRUN`
+/// (Linux 6.1) where the kernel takes them and `single_issuer` asks for
+/// them ([`Options::io_uring_single_issuer`]), else `COOP_TASKRUN` (5.19),
+/// else no flags. A loop never leaves the thread that made it (it is not
+/// `Send`), so its ring has one issuer, and every completion is reaped by
+/// an `io_uring_enter` with `GETEVENTS` from that thread, which is when
+/// deferred task work runs; `TASKRUN_FLAG` makes the kernel say when such
+/// work waits (`IORING_SQ_TASKRUN`), so that `has_pending` never lets the
+/// loop skip the syscall that would post a finished operation. Returns the
+/// ring and the flags' name.
+fn new_ring(entries: u32, single_issuer: bool) -> io::Result<(Ring, &'static str)> {
+    if !single_issuer {
+        // Straight to the flags that allow any thread.
+    } else if let Ok(r) = Ring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_taskrun_flag()
+        .build(entries)
+    {
+        return Ok((r, "single_issuer+defer_taskrun"));
+    }
+    if let Ok(r) = Ring::builder().setup_coop_taskrun().build(entries) {
+        return Ok((r, "coop_taskrun"));
+    }
+    Ok((Ring::new(entries)?, "none"))
+}
+
+/// What a failed io_uring probe most likely means, for
+/// [`Capabilities::fallback`](crate::Capabilities::fallback).
+pub(crate) fn explain_probe_error(e: &io::Error) -> String {
+    let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|&v| v > 0);
+    let why = match (e.raw_os_error(), disabled) {
+        (Some(libc::EPERM), Some(v)) => format!("kernel.io_uring_disabled = {v}"),
+        (Some(libc::EPERM), None) => "refused by a seccomp filter or security policy".to_string(),
+        (Some(libc::ENOSYS), _) => "the kernel has no io_uring (or a seccomp filter hides it)".to_string(),
+        (Some(libc::ENOMEM), _) => "the locked-memory limit (RLIMIT_MEMLOCK) is too low".to_string(),
+        _ => "the kernel lacks a feature xev needs".to_string(),
+    };
+    format!("{why} (io_uring probe: {e})")
 }
 
 impl IoUring {
@@ -338,10 +384,7 @@ impl Backend for IoUring {
         let waker = Waker::new()?;
         let wake_fd = waker.read_fd();
         let entries = opts.entries.clamp(2, 32768);
-        let ring = Ring::builder()
-            .setup_coop_taskrun()
-            .build(entries)
-            .or_else(|_| Ring::new(entries))?;
+        let (ring, setup) = new_ring(entries, opts.io_uring_single_issuer)?;
         if !ring.params().is_feature_ext_arg() {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -356,12 +399,27 @@ impl Backend for IoUring {
             wake_fd,
             wake_armed: false,
             fs_opcodes,
+            setup,
         };
         Ok((backend, waker))
     }
 
     fn name(&self) -> &'static str {
         "io_uring"
+    }
+
+    fn capabilities(&self) -> crate::Capabilities {
+        use crate::capabilities::{Via, FS_REQUESTS};
+        let mut c = crate::Capabilities::plain("io_uring", Via::ThreadPool);
+        c.ring_setup = Some(self.setup);
+        // FS_OPCODES and FS_REQUESTS name the same requests in one order.
+        for ((_, via), code) in c.fs.iter_mut().zip(FS_OPCODES) {
+            if self.fs_opcodes & (1 << code) != 0 {
+                *via = Via::Kernel;
+            }
+        }
+        debug_assert_eq!(FS_REQUESTS.len(), FS_OPCODES.len());
+        c
     }
 
     unsafe fn start(&mut self, core: NonNull<Core>) -> Start {
@@ -509,11 +567,29 @@ impl Backend for IoUring {
             Some(Duration::ZERO)
         };
         self.enter(timeout)?;
-        Ok(self.reap(sink))
+        let mut woken = self.reap(sink);
+        // DEFER_TASKRUN runs at most 20 task-work items per enter (Linux
+        // 6.13+) and sets the TASKRUN flag when it leaves some: finished
+        // operations whose completions are not posted yet. Post and reap
+        // them now, so that a run delivers everything that has finished
+        // (as on every backend). Each round runs 20 more; the bound only
+        // guards against a kernel that kept the flag set.
+        let mut rounds = 0;
+        while self.ring.submission().taskrun() && rounds < 1024 {
+            self.enter(Some(Duration::ZERO))?;
+            woken |= self.reap(sink);
+            rounds += 1;
+        }
+        Ok(woken)
     }
 
     fn has_pending(&mut self) -> bool {
-        !self.ring.submission().is_empty() || !self.ring.completion().is_empty()
+        // With DEFER_TASKRUN an operation the kernel has finished may not
+        // be posted yet: its task work waits for our next enter, and the
+        // TASKRUN flag says so.
+        !self.ring.submission().is_empty()
+            || !self.ring.completion().is_empty()
+            || self.ring.submission().taskrun()
     }
 
     fn in_flight(&self) -> usize {

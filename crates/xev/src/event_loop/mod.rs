@@ -302,6 +302,13 @@ impl<B: Backend> Loop<B> {
         self.s.backend.name()
     }
 
+    /// What the backend does on this system and why it is the one in use
+    /// (a dynamic loop on epoll says why io_uring was not taken): for
+    /// diagnostics and benchmark headers.
+    pub fn capabilities(&self) -> crate::Capabilities {
+        self.s.backend.capabilities()
+    }
+
     /// The backend itself, for the crate's unit tests.
     #[cfg(all(test, windows))]
     pub(crate) fn backend(&self) -> &B {

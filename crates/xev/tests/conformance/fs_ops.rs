@@ -254,6 +254,67 @@ for_each_backend!(
         expect!(fs(&mut lp, Fs::read_dir(&d.0)), Err(FsError::NoThreadPool));
     }
 
+    /// `Loop::capabilities` says how each filesystem request runs, and
+    /// it does: a kernel (or inline) request completes on a loop without
+    /// a pool, a pool request asks for the pool, an unsupported one says
+    /// `Unsupported` even with a pool.
+    fn capabilities_say_how_fs_requests_run<B: Backend>() {
+        let d = TempDir::new("caps");
+        let file = d.join("file");
+        std::fs::write(&file, b"x").unwrap();
+        std::fs::write(d.join("from"), b"y").unwrap();
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&file)
+            .unwrap();
+        let request = |name: &str| -> Box<Fs> {
+            match name {
+                "open" => Fs::open(d.join("new"), OpenFlags::CREATE),
+                "stat" => Fs::stat(&file),
+                "fsync" => Fs::fsync(raw(&f)),
+                "fallocate" => Fs::fallocate(raw(&f), 0, 4096),
+                "rename" => Fs::rename(d.join("from"), d.join("to")),
+                "unlink" => Fs::unlink(d.join("to")),
+                "mkdir" => Fs::mkdir(d.join("sub"), 0o755),
+                "symlink" => Fs::symlink(&file, d.join("symlink")),
+                "link" => Fs::link(&file, d.join("hard")),
+                other => panic!("capabilities name an unknown request {other:?}"),
+            }
+        };
+        let mut lp = new_loop::<B>();
+        let caps = lp.capabilities();
+        assert_eq!(caps.backend, lp.backend_name());
+        assert_eq!(caps.fs.len(), 9, "{caps}");
+        assert_eq!(
+            caps.ring_setup.is_some(),
+            lp.backend_name() == "io_uring",
+            "{caps}"
+        );
+        for &(name, via) in &caps.fs {
+            if via == xev::Via::Unsupported {
+                continue;
+            }
+            let r = fs(&mut lp, request(name));
+            match via {
+                xev::Via::ThreadPool => expect!(r, Err(FsError::NoThreadPool)),
+                _ => assert!(
+                    !matches!(r, Err(FsError::NoThreadPool) | Err(FsError::Unsupported)),
+                    "{name} runs via {via} by the capabilities, but gave {r:?}"
+                ),
+            }
+        }
+        let mut lp = new_loop_with_pool::<B>();
+        for &(name, via) in &lp.capabilities().fs {
+            let r = fs(&mut lp, request(name));
+            if via == xev::Via::Unsupported {
+                expect!(r, Err(FsError::Unsupported));
+            } else {
+                assert!(!matches!(r, Err(FsError::Unsupported)), "{name}: {r:?}");
+            }
+        }
+    }
+
     fn fs_op_canceled_before_it_starts<B: Backend>() {
         let mut lp = new_loop_with_pool::<B>();
         let d = TempDir::new("cancel");

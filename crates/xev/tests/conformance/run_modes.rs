@@ -15,6 +15,29 @@ for_each_backend!(
         );
     }
 
+    /// A loop made for calls from several threads over its life (as the C
+    /// API makes them) works the same, and its io_uring ring is not a
+    /// single-issuer one.
+    fn loop_without_single_issuer_ring<B: Backend>() {
+        let mut lp = Loop::<B>::new(Options {
+            io_uring_single_issuer: false,
+            ..Options::default()
+        })
+        .expect("creating the loop");
+        let caps = lp.capabilities();
+        if lp.backend_name() == "io_uring" {
+            assert_ne!(
+                caps.ring_setup,
+                Some("single_issuer+defer_taskrun"),
+                "{caps}"
+            );
+        }
+        let (res, _) = run_op(&mut lp, Op::Timer { deadline: 0 }, "a timer");
+        expect!(res, OpResult::Timer(Ok(())));
+        let (res, _) = run_op(&mut lp, Op::Noop, "a noop");
+        expect!(res, OpResult::Noop(Ok(())));
+    }
+
     fn run_nowait_never_blocks<B: Backend>() {
         let mut lp = new_loop::<B>();
         lp.update_now();
