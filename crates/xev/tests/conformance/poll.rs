@@ -24,7 +24,7 @@ for_each_backend!(
         assert!(r.readable && !r.hangup && !r.error, "{r:?}");
         // A poll does not consume the data.
         let mut b = [0u8; 4];
-        assert_eq!(raw_read(c.as_raw_fd(), &mut b), 1);
+        assert_eq!(read_when_ready(c.as_raw_fd(), &mut b), 1);
         // Pipes, and a poll started when data is already there.
         let (pr, pw) = pipe();
         assert_eq!(raw_write(pw.as_raw_fd(), b"?"), 1);

@@ -216,7 +216,7 @@ for_each_backend!(
         );
         assert_eq!(expect!(res, OpResult::Write(Ok(n)) => n), 2);
         let mut b = [0u8; 4];
-        assert_eq!(raw_read(s.as_raw_fd(), &mut b), 2);
+        assert_eq!(read_when_ready(s.as_raw_fd(), &mut b), 2);
     }
 
     fn tcp_connect_refused<B: Backend>() {
@@ -382,7 +382,7 @@ for_each_backend!(
         assert_eq!(expect!(res, OpResult::Write(Ok(n)) => n), 3);
         assert_eq!(rd.calls() + rd2.calls(), 0, "the reads still wait");
         let mut b = [0u8; 8];
-        assert_eq!(raw_read(s.as_raw_fd(), &mut b), 3);
+        assert_eq!(read_when_ready(s.as_raw_fd(), &mut b), 3);
         assert_eq!(&b[..3], b"abc");
         // Two separate messages satisfy the two reads, one each. (Which read
         // gets which is not specified: epoll serves waiters in order, io_uring

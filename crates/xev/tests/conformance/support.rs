@@ -267,6 +267,23 @@ pub fn raw_read(fd: RawFd, buf: &mut [u8]) -> isize {
 }
 
 #[cfg(any(unix, target_os = "wasi"))]
+/// Blocks until `fd` is readable (data, end of file or an error), then reads
+/// as [`raw_read`] does. For data the loop sent over a socket: a completed
+/// send means the data left us, not that it reached the peer (wasmtime's
+/// preview 2 sockets flush on a host task, for one).
+pub fn read_when_ready(fd: RawFd, buf: &mut [u8]) -> isize {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: polls one live pollfd; -1 waits without a time limit.
+    let n = unsafe { libc::poll(&mut p, 1, -1) };
+    assert_eq!(n, 1, "poll: {}", std::io::Error::last_os_error());
+    raw_read(fd, buf)
+}
+
+#[cfg(any(unix, target_os = "wasi"))]
 /// Fills a non-blocking pipe (or socket) until it would block.
 pub fn fill(fd: RawFd) {
     let chunk = [0x55u8; 4096];
@@ -594,6 +611,22 @@ mod windows_names {
             return unsafe { ws::recv(fd, buf.as_mut_ptr(), buf.len() as i32, 0) as isize };
         }
         as_raw(crate::win_io::read(fd, buf))
+    }
+
+    /// Blocks until the socket `fd` is readable, then reads as
+    /// [`raw_read`] does (anything else is read at once).
+    pub fn read_when_ready(fd: RawFd, buf: &mut [u8]) -> isize {
+        if is_socket(fd) {
+            let mut p = ws::WSAPOLLFD {
+                fd,
+                events: ws::POLLRDNORM,
+                revents: 0,
+            };
+            // SAFETY: polls one live WSAPOLLFD; -1 waits without a time limit.
+            let n = unsafe { ws::WSAPoll(&mut p, 1, -1) };
+            assert_eq!(n, 1, "WSAPoll: {}", std::io::Error::last_os_error());
+        }
+        raw_read(fd, buf)
     }
 
     /// The result of one of `win_io`'s calls, as the Unix calls give it:
