@@ -8,6 +8,10 @@
 //! cargo run -p xev-async --example async_echo -- [--clients N] [--messages N]
 //! ```
 
+// Not built on WASI preview 1, which cannot create sockets.
+#![cfg_attr(all(target_os = "wasi", target_env = "p1"), no_main)]
+#![cfg(not(all(target_os = "wasi", target_env = "p1")))]
+
 use std::io;
 use std::net::Shutdown;
 

@@ -9,6 +9,10 @@
 //! cargo run -p xev-async --example async_resp -- [--listen 127.0.0.1:6380]
 //! ```
 
+// Not built on WASI preview 1, which cannot create sockets.
+#![cfg_attr(all(target_os = "wasi", target_env = "p1"), no_main)]
+#![cfg(not(all(target_os = "wasi", target_env = "p1")))]
+
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;

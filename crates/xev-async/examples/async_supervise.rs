@@ -8,6 +8,10 @@
 //! cargo run -p xev-async --example async_supervise -- [--children N]
 //! ```
 
+// Not built on WASI, which has no processes.
+#![cfg_attr(target_os = "wasi", no_main)]
+#![cfg(not(target_os = "wasi"))]
+
 use std::io;
 use std::process::{Command, Stdio};
 use std::time::Duration;

@@ -13,6 +13,10 @@
 //! cargo run -p xev-async --example multi_runtime -- [--threads N] [--clients N] [--messages N]
 //! ```
 
+// Not built on WASI, which has no threads.
+#![cfg_attr(target_os = "wasi", no_main)]
+#![cfg(not(target_os = "wasi"))]
+
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

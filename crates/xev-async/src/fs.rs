@@ -17,7 +17,7 @@ pub struct File {
 }
 
 fn raw(f: &std::fs::File) -> RawHandle {
-    #[cfg(unix)]
+    #[cfg(any(unix, target_os = "wasi"))]
     {
         std::os::fd::AsRawFd::as_raw_fd(f)
     }

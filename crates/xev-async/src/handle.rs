@@ -14,16 +14,17 @@ pub(crate) trait Handle: Sized {
     fn into_raw(self) -> RawHandle;
 }
 
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 impl Handle for socket2::Socket {
     fn raw(&self) -> RawHandle {
-        #[cfg(unix)]
+        #[cfg(any(unix, target_os = "wasi"))]
         return std::os::fd::AsRawFd::as_raw_fd(self);
         #[cfg(windows)]
         return std::os::windows::io::AsRawSocket::as_raw_socket(self) as RawHandle;
     }
 
     fn into_raw(self) -> RawHandle {
-        #[cfg(unix)]
+        #[cfg(any(unix, target_os = "wasi"))]
         return std::os::fd::IntoRawFd::into_raw_fd(self);
         #[cfg(windows)]
         return std::os::windows::io::IntoRawSocket::into_raw_socket(self) as RawHandle;
@@ -32,14 +33,14 @@ impl Handle for socket2::Socket {
 
 impl Handle for std::fs::File {
     fn raw(&self) -> RawHandle {
-        #[cfg(unix)]
+        #[cfg(any(unix, target_os = "wasi"))]
         return std::os::fd::AsRawFd::as_raw_fd(self);
         #[cfg(windows)]
         return std::os::windows::io::AsRawHandle::as_raw_handle(self) as RawHandle;
     }
 
     fn into_raw(self) -> RawHandle {
-        #[cfg(unix)]
+        #[cfg(any(unix, target_os = "wasi"))]
         return std::os::fd::IntoRawFd::into_raw_fd(self);
         #[cfg(windows)]
         return std::os::windows::io::IntoRawHandle::into_raw_handle(self) as RawHandle;

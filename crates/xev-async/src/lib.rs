@@ -41,26 +41,47 @@
 //!   their own, and may share one [`xev::ThreadPool`] through
 //!   [`xev::Options::thread_pool`]. [`RemoteHandle`] hands a runtime work
 //!   from other threads.
+//!
+//! # WASI
+//!
+//! On `wasm32-wasip2` the runtime, tasks, time, files and sockets work as
+//! elsewhere; `wasm32-wasip1` has no sockets, so the socket types are
+//! absent there. WASI has no threads: files run inline, a name given to
+//! `TcpStream::connect_to` answers `Unsupported`, `Child` and its pipes
+//! are absent, and [`Signals`] answers `Unsupported`.
 
 #![warn(missing_docs)]
+// WASI preview 1 has no sockets, the main users of the close-through-the-loop
+// machinery: parts of it are unused there.
+#![cfg_attr(all(target_os = "wasi", target_env = "p1"), allow(dead_code))]
 
-#[cfg(any(feature = "futures-io", feature = "hyper"))]
+#[cfg(all(
+    any(feature = "futures-io", feature = "hyper"),
+    not(all(target_os = "wasi", target_env = "p1"))
+))]
 mod compat;
 mod fs;
 mod handle;
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 mod net;
 mod op;
+#[cfg(not(target_os = "wasi"))]
 mod process;
 mod runtime;
 mod signal;
 mod task;
 mod time;
 
-#[cfg(any(feature = "futures-io", feature = "hyper"))]
+#[cfg(all(
+    any(feature = "futures-io", feature = "hyper"),
+    not(all(target_os = "wasi", target_env = "p1"))
+))]
 pub use compat::Compat;
 pub use fs::File;
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 pub use net::{ReadHalf, TcpListener, TcpStream, UdpSocket, WriteHalf};
 pub use op::OpFuture;
+#[cfg(not(target_os = "wasi"))]
 pub use process::{Child, ChildStderr, ChildStdin, ChildStdout, Pipe};
 pub use runtime::{spawn, yield_now, RemoteHandle, Runtime};
 pub use signal::Signals;

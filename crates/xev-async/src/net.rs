@@ -24,8 +24,27 @@ fn socket(addr: SocketAddr, ty: Type) -> io::Result<Socket> {
     // socket2 makes sockets close-on-exec (and, on Apple systems, free of
     // SIGPIPE).
     let s = Socket::new(Domain::for_address(addr), ty, None)?;
-    s.set_nonblocking(true)?;
+    nonblocking(&s)?;
     Ok(s)
+}
+
+/// Makes `s` non-blocking: `ioctl(FIONBIO)` on WASI, whose libc cannot
+/// change a preview 2 socket's mode with `fcntl` (what socket2 and std
+/// use), the usual call elsewhere.
+fn nonblocking(s: &Socket) -> io::Result<()> {
+    #[cfg(target_os = "wasi")]
+    {
+        let mut on: libc::c_int = 1;
+        // SAFETY: ioctl reads the live int `on`; the descriptor is owned
+        // by `s` for the call.
+        let r = unsafe { libc::ioctl(raw(s), libc::FIONBIO, &mut on) };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "wasi"))]
+    s.set_nonblocking(true)
 }
 
 /// Wraps an accepted socket (already non-blocking and close-on-exec).
@@ -81,9 +100,10 @@ impl TcpListener {
 
     /// Wraps a listening `std` socket, making it non-blocking.
     pub fn from_std(l: std::net::TcpListener) -> io::Result<TcpListener> {
-        l.set_nonblocking(true)?;
+        let s = Socket::from(l);
+        nonblocking(&s)?;
         Ok(TcpListener {
-            sock: Owned::new(Socket::from(l)),
+            sock: Owned::new(s),
         })
     }
 
@@ -167,8 +187,9 @@ impl TcpStream {
 
     /// Wraps a connected `std` stream, making it non-blocking.
     pub fn from_std(s: std::net::TcpStream) -> io::Result<TcpStream> {
-        s.set_nonblocking(true)?;
-        Ok(TcpStream::new(Socket::from(s)))
+        let s = Socket::from(s);
+        nonblocking(&s)?;
+        Ok(TcpStream::new(s))
     }
 
     /// The local address.

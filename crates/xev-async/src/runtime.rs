@@ -42,6 +42,7 @@ pub(crate) trait Driver {
     fn queue(&self) -> Arc<RunQueue>;
     /// Waits (through xev's process watcher on this loop) for `child` to
     /// exit, reaps it, and leaves its status in `exit`, waking its waker.
+    #[cfg(not(target_os = "wasi"))]
     fn watch_child(
         &self,
         child: &std::process::Child,
@@ -95,6 +96,7 @@ where
 
 /// Where a child's exit status waits for the future that awaits it.
 #[derive(Default)]
+#[cfg(not(target_os = "wasi"))]
 pub(crate) struct ExitSlot {
     pub(crate) status: Option<Result<std::process::ExitStatus, xev::ProcessError>>,
     pub(crate) waker: Option<std::task::Waker>,
@@ -185,6 +187,7 @@ impl<B: Backend> Driver for Core<B> {
         self.queue.clone()
     }
 
+    #[cfg(not(target_os = "wasi"))]
     fn watch_child(
         &self,
         child: &std::process::Child,

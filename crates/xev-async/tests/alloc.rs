@@ -4,7 +4,12 @@
 //! measured after warm-up with a counting global allocator (per thread),
 //! on every backend (`tests/support/harness.rs` of the xev crate).
 
-#![cfg(any(target_os = "linux", windows))]
+#![cfg(any(target_os = "linux", windows, target_os = "wasi"))]
+// WASI preview 1 has no sockets: the echo half is left out there.
+#![cfg_attr(
+    all(target_os = "wasi", target_env = "p1"),
+    allow(dead_code, unused_imports)
+)]
 
 #[path = "../../xev/tests/support/harness.rs"]
 #[macro_use]
@@ -20,10 +25,13 @@ use std::time::Duration;
 
 use xev::backend::Backend;
 use xev::Options;
-use xev_async::{sleep, spawn, Runtime, TcpListener, TcpStream};
+use xev_async::{sleep, Runtime};
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
+use xev_async::{spawn, TcpListener, TcpStream};
 
 const MSG: usize = 64;
 
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 fn echo_round_trips<B: Backend>(warmup: u64, rounds: u64) -> u64 {
     let rt = Runtime::<B>::with_options(Options::default()).unwrap();
     let mark = Rc::new(Cell::new(0u64));
@@ -79,18 +87,23 @@ fn sleeps<B: Backend>(warmup: u64, n: u64) -> u64 {
     })
 }
 
-fn check<B: Backend>() {
+fn counting_allocator_is_installed() {
     let before = allocs();
     std::hint::black_box(Box::new(7u64));
     assert!(allocs() > before, "the counting allocator is not installed");
-    let a = echo_round_trips::<B>(1_000, 10_000);
-    assert_eq!(a, 0, "10,000 echo round trips allocated {a} times");
-    let a = sleeps::<B>(1_000, 100_000);
-    assert_eq!(a, 0, "100,000 sleeps allocated {a} times");
 }
 
 for_each_backend!(
-    fn async_echo_and_sleeps_allocate_nothing<B: Backend>() {
-        check::<B>();
+    fn async_sleeps_allocate_nothing<B: Backend>() {
+        counting_allocator_is_installed();
+        let a = sleeps::<B>(1_000, 100_000);
+        assert_eq!(a, 0, "100,000 sleeps allocated {a} times");
+    }
+
+    #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
+    fn async_echo_allocates_nothing<B: Backend>() {
+        counting_allocator_is_installed();
+        let a = echo_round_trips::<B>(1_000, 10_000);
+        assert_eq!(a, 0, "10,000 echo round trips allocated {a} times");
     }
 );

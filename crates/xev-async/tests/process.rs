@@ -1,6 +1,9 @@
 //! Child processes through the async layer, on every backend: exit codes,
 //! piped stdin/stdout, kill, and a wait dropped before the exit.
 
+// Not on WASI, which has no processes.
+#![cfg(not(target_os = "wasi"))]
+
 #[path = "../../xev/tests/support/harness.rs"]
 #[macro_use]
 mod harness;

@@ -153,6 +153,9 @@ pub const NOT_APPLICABLE_ON_WASI: &[(&str, &[&str])] = &[
             "async_wait::wasi::async_several_handles",
             "blocking::wasi::blocking_listener_accept_waits_for_a_client",
             "timers::wasi::far_future_wait_is_woken_by_other_work",
+            // xev-async's tests/runtime.rs
+            "runtime::wasi::work_from_another_thread",
+            "runtime::wasi::echo_server_holds_one_buffer_against_a_client_that_does_not_read",
         ],
     ),
     (
@@ -205,6 +208,8 @@ pub const NOT_APPLICABLE_ON_WASI: &[(&str, &[&str])] = &[
             "wasi::tcp_round_trips_allocate_nothing",
             "wasi::tcp_echo_allocates_nothing",
             "wasi::udp_rearm_and_restart_allocate_nothing",
+            // xev-async's tests/alloc.rs
+            "wasi::async_echo_allocates_nothing",
         ],
     ),
     (
