@@ -32,6 +32,8 @@ mod common;
 mod floor_sys;
 mod ping_pongs;
 mod ping_udp;
+#[cfg(target_os = "linux")]
+mod real_clients;
 mod registry;
 mod report;
 mod sizes;

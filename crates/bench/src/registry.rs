@@ -20,6 +20,13 @@ pub enum Kind {
     MillionTimers,
     Async(usize),
     AsyncPummel(usize),
+    /// `redis-benchmark` with this many commands pipelined (Linux).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    Redis(u32),
+    /// `wrk` with this many requests pipelined (Linux; the size is the
+    /// run's length in seconds).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    Http(u32),
 }
 
 /// One workload as the suite knows it.
@@ -142,6 +149,38 @@ pub const WORKLOADS: &[Workload] = &[
         unit: "callbacks/s",
         higher_is_better: true,
     },
+    Workload {
+        name: "redis-P16",
+        kind: Kind::Redis(16),
+        full: 200_000,
+        quick: 10_000,
+        unit: "requests/s",
+        higher_is_better: true,
+    },
+    Workload {
+        name: "redis-P1",
+        kind: Kind::Redis(1),
+        full: 50_000,
+        quick: 5_000,
+        unit: "requests/s",
+        higher_is_better: true,
+    },
+    Workload {
+        name: "http",
+        kind: Kind::Http(1),
+        full: 5,
+        quick: 1,
+        unit: "requests/s",
+        higher_is_better: true,
+    },
+    Workload {
+        name: "http-P16",
+        kind: Kind::Http(16),
+        full: 5,
+        quick: 1,
+        unit: "requests/s",
+        higher_is_better: true,
+    },
 ];
 
 /// The contenders this platform has: xev on each of its backends, tokio,
@@ -162,11 +201,38 @@ pub const CONTENDERS: &[&str] = &[
 pub const CONTENDERS: &[&str] = &["xev-iocp", "xev_async-iocp", "tokio"];
 
 /// Why `contender` does not run workload `w`, if it does not: the async
-/// layer (`xev_async-*`) is written for ping-pongs only so far.
+/// layer (`xev_async-*`) and compio are written for ping-pongs (and the
+/// async layer and tokio for the real-client servers) only so far.
 pub fn not_written(w: &Workload, contender: &str) -> Option<&'static str> {
+    if matches!(w.kind, Kind::Redis(_) | Kind::Http(_)) {
+        let written = cfg!(target_os = "linux")
+            && matches!(
+                contender,
+                "xev_async-io_uring" | "xev_async-epoll" | "tokio"
+            );
+        return (!written).then_some(
+            "the real-client servers are written for xev_async (io_uring, epoll) and tokio so far",
+        );
+    }
     let ping_pongs_only = contender.starts_with("xev_async") || contender == "compio";
     (ping_pongs_only && !matches!(w.kind, Kind::PingPongs))
         .then_some("only ping-pongs is written for this contender so far")
+}
+
+/// Why workload `w` cannot run here, if a real client it needs is not
+/// installed (the bench installs nothing itself).
+pub fn client_missing(w: &Workload) -> Option<String> {
+    #[cfg(target_os = "linux")]
+    return match w.kind {
+        Kind::Redis(_) => crate::real_clients::client_missing("redis-benchmark"),
+        Kind::Http(_) => crate::real_clients::client_missing("wrk"),
+        _ => None,
+    };
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = w;
+        None
+    }
 }
 
 /// Whether a contender can only run where io_uring is available.
@@ -233,6 +299,12 @@ pub fn run_workload(w: &Workload, contender: &str, n: u64) -> Res<Outcome> {
     if contender == "compio" {
         return crate::uring_peers::compio_ping_pongs(n);
     }
+    #[cfg(target_os = "linux")]
+    match w.kind {
+        Kind::Redis(p) => return crate::real_clients::redis(contender, p, n),
+        Kind::Http(p) => return crate::real_clients::http(contender, p, n),
+        _ => {}
+    }
     if let Some(backend) = contender.strip_prefix("xev_async-") {
         // Ping-pongs only (`not_written`).
         return match backend {
@@ -252,6 +324,9 @@ pub fn run_workload(w: &Workload, contender: &str, n: u64) -> Res<Outcome> {
         Kind::MillionTimers => contenders!(contender, timers(n)),
         Kind::Async(t) => contenders!(contender, async_ping(t, n)),
         Kind::AsyncPummel(t) => contenders!(contender, async_pummel(t, n)),
+        Kind::Redis(_) | Kind::Http(_) => Err(not_written(w, contender)
+            .unwrap_or("a real-client workload")
+            .to_string()),
     }?;
     #[cfg(target_os = "linux")]
     if contender == "xev-dynamic" {
@@ -286,10 +361,16 @@ mod tests {
         for w in WORKLOADS {
             let n = match w.kind {
                 Kind::MillionTimers => 3_000,
+                Kind::Redis(_) => 1_000,
+                Kind::Http(_) => 1,
                 _ => 300,
             };
             for c in CONTENDERS {
                 if not_written(w, c).is_some() {
+                    continue;
+                }
+                if let Some(why) = client_missing(w) {
+                    eprintln!("{}: {why}", w.name);
                     continue;
                 }
                 if needs_io_uring(c) && !uring {

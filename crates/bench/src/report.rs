@@ -94,6 +94,9 @@ fn notes(row: &Row) -> String {
     if let (Some(r), Some(s)) = (row.get("received"), row.get("sent")) {
         parts.push(format!("received {r} of {s}"));
     }
+    if let Some(us) = row.get("server_cpu_us_per_req") {
+        parts.push(format!("server CPU {us} µs/request"));
+    }
     if let Some(n) = row.get("notifies") {
         if let Ok(n) = n.parse::<f64>() {
             parts.push(format!("{} notifies", group_digits(n.round() as u64)));

@@ -59,7 +59,11 @@ pub fn run_all(args: &Args, host: &str) -> Vec<Row> {
             args.runs
                 * contenders
                     .iter()
-                    .filter(|c| uring_ok(c) && registry::not_written(w, c).is_none())
+                    .filter(|c| {
+                        uring_ok(c)
+                            && registry::not_written(w, c).is_none()
+                            && registry::client_missing(w).is_none()
+                    })
                     .count()
         })
         .sum();
@@ -69,7 +73,9 @@ pub fn run_all(args: &Args, host: &str) -> Vec<Row> {
     for w in &workloads {
         let n = w.size(args.quick);
         let mut results: Vec<Vec<RunResult>> = contenders.iter().map(|_| Vec::new()).collect();
-        let runnable = |c: &str| uring_ok(c) && registry::not_written(w, c).is_none();
+        let missing = registry::client_missing(w);
+        let runnable =
+            |c: &str| uring_ok(c) && registry::not_written(w, c).is_none() && missing.is_none();
         for run in 0..args.runs {
             for (ci, c) in contenders.iter().enumerate() {
                 if !runnable(c) {
@@ -104,6 +110,9 @@ pub fn run_all(args: &Args, host: &str) -> Vec<Row> {
             if let Some(why) = registry::not_written(w, c) {
                 row.error = None;
                 row.skipped = Some(why.to_string());
+            } else if let Some(why) = &missing {
+                row.error = None;
+                row.skipped = Some(why.clone());
             } else if !uring_ok(c) {
                 row.error = None;
                 row.skipped = Some(format!(
