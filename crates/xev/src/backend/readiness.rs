@@ -49,7 +49,20 @@ struct FdEntry {
     /// socket that reuses the number is still read correctly, with its
     /// mode checked); forgotten when the loop closes the descriptor.
     not_socket: bool,
+    /// The last stream read on it came back short (or found nothing) and
+    /// no readable event came since: it is probably drained. Only a hint
+    /// (see [`Readiness::skip_attempt`]).
+    drained: bool,
     waiters: Queue,
+}
+
+/// For a stream read (`Read`, or `Recv`, into a non-empty buffer): the
+/// buffer's length.
+fn stream_read_len(op: &Op) -> Option<usize> {
+    match op {
+        Op::Read { buf, .. } | Op::Recv { buf, .. } if !buf.is_empty() => Some(buf.len()),
+        _ => None,
+    }
 }
 
 /// A readiness backend: the shared machinery over a [`Poller`].
@@ -366,6 +379,27 @@ impl<P: Poller> Readiness<P> {
         }
     }
 
+    /// Whether a starting op can skip its optimistic attempt and go
+    /// straight to waiting: a stream read of a descriptor whose last read
+    /// came back short, with no readable event since, and no other waiter
+    /// (so the wait re-registers it, and a poller whose registration
+    /// reports present readiness finds any data that came since: skipping
+    /// costs at most one more wait, never a lost wakeup). Saves the
+    /// `EAGAIN` read of a request-reply exchange.
+    fn skip_attempt(&self, c: *const Core, target: Option<(RawFd, Interest)>) -> bool {
+        if !P::REGISTER_REPORTS_READY {
+            return false;
+        }
+        // SAFETY: the caller holds `c`, a live core being started.
+        let (is_stream_read, mode) = unsafe { (stream_read_len(&(*c).op).is_some(), (*c).slot.readiness) };
+        is_stream_read
+            && (mode == TRY_SOCKET || mode == 0)
+            && target
+                .and_then(|(fd, _)| usize::try_from(fd).ok())
+                .and_then(|i| self.fds.get(i))
+                .is_some_and(|e| e.registered && e.drained && e.waiters.is_empty())
+    }
+
     fn entry(&mut self, fd: RawFd) -> Option<&mut FdEntry> {
         let i = usize::try_from(fd).ok()?;
         if i >= self.fds.len() {
@@ -383,6 +417,7 @@ impl<P: Poller> Readiness<P> {
         };
         let entry = &mut self.fds[i];
         entry.not_socket = false;
+        entry.drained = false;
         let had_waiters = !entry.waiters.is_empty();
         loop {
             let c = entry.waiters.pop_front();
@@ -511,7 +546,16 @@ impl<P: Poller> Backend for Readiness<P> {
                     return Start::Done(-libc::EINVAL)
                 }
             }
-            let res = Self::attempt(c, None);
+            let res = if self.skip_attempt(c, target) {
+                -libc::EAGAIN
+            } else {
+                Self::attempt(c, None)
+            };
+            if let (Some(len), Some((fd, _))) = (stream_read_len(&(*c).op), target) {
+                if let Some(e) = self.entry(fd) {
+                    e.drained = res == -libc::EAGAIN || (res >= 0 && (res as usize) < len);
+                }
+            }
             if tried_socket && (*c).slot.readiness != TRY_SOCKET {
                 if let Some(e) = target.and_then(|(fd, _)| self.entry(fd)) {
                     e.not_socket = true;
@@ -631,6 +675,9 @@ impl<P: Poller> Backend for Readiness<P> {
             let Some(entry) = usize::try_from(ev.fd).ok().and_then(|i| fds.get_mut(i)) else {
                 return;
             };
+            if ev.readable || ev.hangup || ev.error {
+                entry.drained = false;
+            }
             let (mut read_blocked, mut write_blocked) = (false, false);
             let mut c = entry.waiters.front();
             while !c.is_null() {
@@ -646,6 +693,10 @@ impl<P: Poller> Backend for Readiness<P> {
                             interest.is_writable() && (ev.writable || failed) && !write_blocked;
                         if try_read || try_write {
                             let res = Self::attempt(c, Some(&ev));
+                            if let Some(len) = stream_read_len(&(*c).op) {
+                                entry.drained =
+                                    res == -libc::EAGAIN || (res >= 0 && (res as usize) < len);
+                            }
                             if res == -libc::EAGAIN {
                                 let is_poll = matches!((*c).op, Op::Poll { .. });
                                 if !is_poll {

@@ -646,6 +646,37 @@ for_each_backend!(
         }
     }
 
+    /// Several datagrams queued before the first read: each read comes
+    /// back short (a datagram is smaller than the buffer) though more are
+    /// waiting, and no new edge comes for them. Every one is read, each by
+    /// its own read started after the last completed.
+    fn short_datagram_reads_do_not_hide_queued_datagrams<B: Backend>() {
+        let mut lp = new_loop::<B>();
+        let (a, a_addr) = udp_socket();
+        let (b, b_addr) = udp_socket();
+        a.connect(b_addr).unwrap();
+        b.connect(a_addr).unwrap();
+        let recv = || Op::Recv {
+            fd: b.as_raw_fd(),
+            buf: vec![0; 32],
+        };
+        // The first read waits (so the socket is watched), then all four
+        // come (on Linux loopback they are queued once `send` returns).
+        let first = submit(&mut lp, recv());
+        lp.run(RunMode::NoWait).unwrap();
+        for i in 0..4u8 {
+            assert_eq!(a.send(&[i; 3]).unwrap(), 3);
+        }
+        let (res, op) = wait(&mut lp, &first, "the first datagram");
+        let n = expect!(res, OpResult::Read(Ok(n)) => n);
+        assert_eq!(&op.buf().unwrap()[..n], &[0; 3]);
+        for i in 1..4u8 {
+            let (res, op) = run_op(&mut lp, recv(), "a queued datagram");
+            let n = expect!(res, OpResult::Read(Ok(n)) => n);
+            assert_eq!(&op.buf().unwrap()[..n], &[i; 3], "datagram {i}");
+        }
+    }
+
     fn udp_zero_length_datagram_is_not_eof<B: Backend>() {
         let mut lp = new_loop::<B>();
         let (a, a_addr) = udp_socket();

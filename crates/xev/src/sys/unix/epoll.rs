@@ -26,6 +26,9 @@ impl EpollPoller {
 
 impl Poller for EpollPoller {
     const NAME: &'static str = "epoll";
+    // EPOLL_CTL_ADD and EPOLL_CTL_MOD poll the file and queue an event if
+    // it is ready (edge-triggered included).
+    const REGISTER_REPORTS_READY: bool = true;
 
     fn new(wake_fd: RawFd) -> io::Result<Self> {
         // epoll_create1 takes no pointers.

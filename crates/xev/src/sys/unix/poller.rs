@@ -41,6 +41,12 @@ pub trait Poller: Sized + 'static {
     fn register(&mut self, fd: RawFd, believed_registered: bool) -> io::Result<()>;
     /// Stops watching `fd` (before it is closed).
     fn deregister(&mut self, fd: RawFd);
+    /// Whether [`Poller::register`] of an already ready descriptor reports
+    /// it ready at the next wait (epoll: a `MOD` re-polls the file). The
+    /// readiness engine then lets a stream read that follows a short read
+    /// skip its optimistic attempt: the re-registration it makes anyway
+    /// finds data that came since.
+    const REGISTER_REPORTS_READY: bool = false;
     /// Whether the poller watches process exits itself
     /// ([`Poller::register_proc`]); otherwise a process wait waits for its
     /// pidfd to become readable.
