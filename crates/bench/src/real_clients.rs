@@ -5,7 +5,8 @@
 //! without 16-deep pipelining). The server runs on a thread of this
 //! process and the client in its own process, so this process's CPU time
 //! is the server's: the report gives requests/s and server CPU
-//! microseconds per request. Each contender's server is the obvious code
+//! microseconds per request. Each contender's server (xev-async on
+//! io_uring and epoll, tokio, compio) is the obvious code
 //! for its runtime around one shared protocol handler ([`Proto`]); a
 //! missing client is reported as such and the workload skipped (the bench
 //! installs nothing).
@@ -198,7 +199,8 @@ impl Pending {
 }
 
 /// The xev-async server: a task per connection, owned buffers.
-fn serve_xev_async<B: Backend>(listener: TcpListener, proto: Proto) -> Res<u64> {
+fn serve_xev_async<B: Backend>(listener: TcpListener, proto: Proto, ready: Ready) -> Res<u64> {
+    drop(ready);
     listener.set_nonblocking(true).map_err(ctx("nonblocking"))?;
     let rt = xev_async::Runtime::<B>::with_options(xev_options()).map_err(ctx("runtime"))?;
     let st = Rc::new(State::default());
@@ -239,7 +241,8 @@ fn serve_xev_async<B: Backend>(listener: TcpListener, proto: Proto) -> Res<u64> 
 }
 
 /// The tokio server: a task per connection, borrowed buffers.
-fn serve_tokio(listener: TcpListener, proto: Proto) -> Res<u64> {
+fn serve_tokio(listener: TcpListener, proto: Proto, ready: Ready) -> Res<u64> {
+    drop(ready);
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     listener.set_nonblocking(true).map_err(ctx("nonblocking"))?;
     let rt = crate::common::tokio_rt()?;
@@ -277,18 +280,83 @@ fn serve_tokio(listener: TcpListener, proto: Proto) -> Res<u64> {
     Ok(st.served.get())
 }
 
+/// Dropped by a server once it accepts connections.
+type Ready = std::sync::mpsc::Sender<()>;
+
+/// The compio server: a task per connection, owned buffers (compio reads
+/// into a buffer's spare capacity, so it is cleared before each read).
+fn serve_compio(listener: TcpListener, proto: Proto, ready: Ready) -> Res<u64> {
+    use compio::io::{AsyncRead, AsyncWriteExt};
+    let rt = compio::runtime::Runtime::new().map_err(ctx("runtime"))?;
+    let st = Rc::new(State::default());
+    let s2 = st.clone();
+    rt.block_on(async move {
+        // compio makes its listeners itself (no `from_std`): it binds the
+        // address the std listener held, then says it is ready.
+        let addr = listener.local_addr().map_err(ctx("local_addr"))?;
+        drop(listener);
+        let listener = compio::net::TcpListener::bind(addr)
+            .await
+            .map_err(ctx("compio bind"))?;
+        drop(ready);
+        while !s2.stop.get() {
+            let (mut conn, _) = listener.accept().await.map_err(ctx("accept"))?;
+            let st = s2.clone();
+            compio::runtime::spawn(async move {
+                let (mut buf, mut out) = (Vec::with_capacity(BUF), Vec::with_capacity(BUF));
+                let mut pending = Pending::default();
+                loop {
+                    buf.clear();
+                    let compio::BufResult(r, b) = conn.read(buf).await;
+                    let n = match r {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    if pending.feed(&b[..n], proto, &mut out, &st).is_none() {
+                        return;
+                    }
+                    buf = b;
+                    if out.is_empty() {
+                        continue;
+                    }
+                    let compio::BufResult(r, o) = conn.write_all(out).await;
+                    if r.is_err() {
+                        return;
+                    }
+                    out = o;
+                    out.clear();
+                }
+            })
+            .detach();
+        }
+        Ok::<_, String>(())
+    })?;
+    Ok(st.served.get())
+}
+
 /// Starts `contender`'s server on a thread; returns its address and the
 /// thread (which gives the number of requests served).
 fn start(contender: &str, proto: Proto) -> Res<(SocketAddr, thread::JoinHandle<Res<u64>>)> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(ctx("bind"))?;
     let addr = listener.local_addr().map_err(ctx("local_addr"))?;
-    let serve: fn(TcpListener, Proto) -> Res<u64> = match contender {
+    let serve: fn(TcpListener, Proto, Ready) -> Res<u64> = match contender {
         "xev_async-io_uring" => serve_xev_async::<xev::backend::io_uring::IoUring>,
         "xev_async-epoll" => serve_xev_async::<xev::backend::epoll::Epoll>,
         "tokio" => serve_tokio,
+        "compio" => serve_compio,
         other => return Err(format!("no {proto:?} server written for {other}")),
     };
-    Ok((addr, thread::spawn(move || serve(listener, proto))))
+    let (ready, wait) = std::sync::mpsc::channel();
+    let server = thread::spawn(move || serve(listener, proto, ready));
+    // The sender is dropped once the server listens (or has failed).
+    let _ = wait.recv();
+    if server.is_finished() {
+        return match server.join() {
+            Ok(Err(e)) => Err(e),
+            _ => Err("the server stopped before it served".into()),
+        };
+    }
+    Ok((addr, server))
 }
 
 /// Stops a server: the stop request, then a connection that wakes its

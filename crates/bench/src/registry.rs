@@ -201,17 +201,17 @@ pub const CONTENDERS: &[&str] = &[
 pub const CONTENDERS: &[&str] = &["xev-iocp", "xev_async-iocp", "tokio"];
 
 /// Why `contender` does not run workload `w`, if it does not: the async
-/// layer (`xev_async-*`) and compio are written for ping-pongs (and the
-/// async layer and tokio for the real-client servers) only so far.
+/// layer (`xev_async-*`) and compio are written for ping-pongs and the
+/// real-client servers only so far.
 pub fn not_written(w: &Workload, contender: &str) -> Option<&'static str> {
     if matches!(w.kind, Kind::Redis(_) | Kind::Http(_)) {
         let written = cfg!(target_os = "linux")
             && matches!(
                 contender,
-                "xev_async-io_uring" | "xev_async-epoll" | "tokio"
+                "xev_async-io_uring" | "xev_async-epoll" | "tokio" | "compio"
             );
         return (!written).then_some(
-            "the real-client servers are written for xev_async (io_uring, epoll) and tokio so far",
+            "the real-client servers are written for xev_async (io_uring, epoll), tokio and compio so far",
         );
     }
     let ping_pongs_only = contender.starts_with("xev_async") || contender == "compio";
@@ -296,14 +296,15 @@ pub fn run_workload(w: &Workload, contender: &str, n: u64) -> Res<Outcome> {
         return Err(why.to_string());
     }
     #[cfg(target_os = "linux")]
-    if contender == "compio" {
-        return crate::uring_peers::compio_ping_pongs(n);
-    }
-    #[cfg(target_os = "linux")]
     match w.kind {
         Kind::Redis(p) => return crate::real_clients::redis(contender, p, n),
         Kind::Http(p) => return crate::real_clients::http(contender, p, n),
         _ => {}
+    }
+    #[cfg(target_os = "linux")]
+    if contender == "compio" {
+        // Ping-pongs only (`not_written`).
+        return crate::uring_peers::compio_ping_pongs(n);
     }
     if let Some(backend) = contender.strip_prefix("xev_async-") {
         // Ping-pongs only (`not_written`).
