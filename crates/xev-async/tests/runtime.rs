@@ -51,12 +51,19 @@ fn rt_with_pool<B: Backend>() -> Runtime<B> {
 
 /// A file name for a test: in the system's temporary directory; on WASI
 /// (no temporary directory, no process ids) in the current directory, the
-/// one the runner preopens (`wasmtime run --dir .`).
+/// one the runner preopens (`wasmtime run --dir .`). Unique per call:
+/// `dynamic` reports the backend it picked, so the backend's name alone
+/// would clash between instances running side by side.
 fn scratch_path(tag: &str, backend: &str) -> std::path::PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
     if cfg!(target_os = "wasi") {
-        std::path::PathBuf::from(format!("xev-async-{tag}-{backend}"))
+        std::path::PathBuf::from(format!("xev-async-{tag}-{backend}-{n}"))
     } else {
-        std::env::temp_dir().join(format!("xev-async-{tag}-{}-{backend}", std::process::id()))
+        std::env::temp_dir().join(format!(
+            "xev-async-{tag}-{}-{backend}-{n}",
+            std::process::id()
+        ))
     }
 }
 

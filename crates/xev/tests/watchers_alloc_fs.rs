@@ -66,7 +66,13 @@ fn check<B: Backend>() {
     assert!(allocs() > before, "the counting allocator is not installed");
 
     // No threads on WASI: its backend runs filesystem operations inline.
-    let pool = ThreadPool::new(Default::default()).ok();
+    // One worker: the pool spawns threads on demand, and a spawn allocates
+    // on the thread that scheduled the work (the loop's). With more, a
+    // loaded machine could make the pool grow after warm-up (a worker not
+    // back to idle yet when the next stat is handed over: CI saw 7
+    // allocations in 10,000 stats under libkqueue), which is pool growth,
+    // not a per-operation allocation.
+    let pool = ThreadPool::new(xev::ThreadPoolConfig::default().max_threads(1)).ok();
     let mut lp = Loop::<B>::new(Options {
         thread_pool: pool,
         ..Options::default()
@@ -78,8 +84,13 @@ fn check<B: Backend>() {
     } else {
         std::env::temp_dir()
     };
+    // A file per instance: `dynamic` reports the backend it picked, so its
+    // name alone would clash with that backend's instance running beside
+    // it (one would rewrite or remove the other's file mid-test).
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let path = dir.join(format!(
-        "xev-alloc-fs-{}-{}",
+        "xev-alloc-fs-{}-{}-{}",
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         if cfg!(target_os = "wasi") {
             0
         } else {

@@ -72,7 +72,11 @@ use worker::{spawned, Semaphore, MAX_THREADS};
 #[non_exhaustive]
 pub struct Config {
     /// Most worker threads the pool will ever run at once; threads are
-    /// spawned on demand up to this number. Must be at least 1. Defaults to
+    /// spawned on demand up to this number (a spawn allocates, on the thread
+    /// that scheduled the work: a loop's pool work reaches a steady state
+    /// without allocation once the pool has grown to what the load asks
+    /// for, or at once with `max_threads` threads' worth of warm-up). Must
+    /// be at least 1. Defaults to
     /// [`std::thread::available_parallelism`] (1 if unknown). Values above
     /// 32,767 are clamped to 32,767.
     pub max_threads: usize,
