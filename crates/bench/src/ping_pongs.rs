@@ -73,23 +73,29 @@ fn xev_write<B: Backend>(
     buf.clear();
     buf.extend_from_slice(data);
     let (pool, err) = (pool.clone(), err.clone());
-    lp.add(Op::Write { fd, buf }, move |_, op, res| {
-        match res {
-            OpResult::Write(Ok(n)) => {
-                let buf = op.buf_mut().expect("write has a buffer");
-                if n < buf.len() {
-                    buf.drain(..n); // short write: send the rest
-                    return Action::Rearm;
+    lp.add(
+        Op::Write {
+            fd,
+            buf: buf.into(),
+        },
+        move |_, op, res| {
+            match res {
+                OpResult::Write(Ok(n)) => {
+                    let buf = op.buf_mut().expect("write has a buffer");
+                    if n < buf.len() {
+                        buf.drain(..n); // short write: send the rest
+                        return Action::Rearm;
+                    }
                 }
+                OpResult::Write(Err(e)) => fail(&err, format!("write: {e:?}")),
+                other => fail(&err, format!("write: unexpected {other:?}")),
             }
-            OpResult::Write(Err(e)) => fail(&err, format!("write: {e:?}")),
-            other => fail(&err, format!("write: unexpected {other:?}")),
-        }
-        if let Some(buf) = op.take_buf() {
-            pool.borrow_mut().push(buf);
-        }
-        Action::Disarm
-    });
+            if let Some(buf) = op.take_buf() {
+                pool.borrow_mut().push(buf);
+            }
+            Action::Disarm
+        },
+    );
 }
 
 fn xev_server<B: Backend>(listener: TcpListener) -> Res<u64> {
@@ -112,7 +118,7 @@ fn xev_server<B: Backend>(listener: TcpListener) -> Res<u64> {
         lp.add(
             Op::Read {
                 fd,
-                buf: vec![0; 4096],
+                buf: vec![0; 4096].into(),
             },
             move |lp, op, res| match res {
                 OpResult::Read(Ok(n)) => {
@@ -174,7 +180,7 @@ pub fn xev<B: Backend>(n: u64) -> Res<Outcome> {
             xev_write(lp, fd, PING, &pool, &e);
             *op = Op::Read {
                 fd,
-                buf: vec![0; 1024],
+                buf: vec![0; 1024].into(),
             };
             Action::Rearm
         }

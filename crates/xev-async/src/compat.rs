@@ -75,7 +75,7 @@ impl Compat {
                     buf.drain(..n);
                     self.write = Some(OpFuture::new(Op::Send {
                         fd: self.stream.raw(),
-                        buf,
+                        buf: buf.into(),
                     }));
                 }
                 OpResult::Write(Ok(0)) if !buf.is_empty() => {
@@ -123,7 +123,7 @@ impl Compat {
             buf.resize(CAP, 0);
             OpFuture::new(Op::Recv {
                 fd: self.stream.raw(),
-                buf,
+                buf: buf.into(),
             })
         });
         let (res, mut op) = match Pin::new(op).poll(cx) {
@@ -158,7 +158,7 @@ impl Compat {
         buf.extend_from_slice(&data[..n]);
         let mut op = OpFuture::new(Op::Send {
             fd: self.stream.raw(),
-            buf,
+            buf: buf.into(),
         });
         // Submitted now (the first poll adds it to the loop, which answers
         // later); its outcome is reported by the next write or flush.

@@ -67,7 +67,12 @@ impl File {
     /// the end of the file) and the buffer.
     pub async fn read_at(&self, buf: Vec<u8>, offset: u64) -> (io::Result<usize>, Vec<u8>) {
         let fd = raw(&self.file);
-        let (res, mut op) = OpFuture::new(Op::Pread { fd, buf, offset }).await;
+        let (res, mut op) = OpFuture::new(Op::Pread {
+            fd,
+            buf: buf.into(),
+            offset,
+        })
+        .await;
         let r = match res {
             OpResult::Read(Ok(n)) => Ok(n),
             OpResult::Read(Err(ReadError::Eof)) => Ok(0),
@@ -81,7 +86,12 @@ impl File {
     /// buffer.
     pub async fn write_at(&self, buf: Vec<u8>, offset: u64) -> (io::Result<usize>, Vec<u8>) {
         let fd = raw(&self.file);
-        let (res, mut op) = OpFuture::new(Op::Pwrite { fd, buf, offset }).await;
+        let (res, mut op) = OpFuture::new(Op::Pwrite {
+            fd,
+            buf: buf.into(),
+            offset,
+        })
+        .await;
         let r = match res {
             OpResult::Write(r) => r.map_err(Into::into),
             other => Err(io::Error::other(format!("unexpected {other:?}"))),

@@ -225,7 +225,11 @@ impl TcpStream {
     /// buffer back.
     pub async fn read(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         let fd = raw(self.sock.get());
-        let (res, op) = OpFuture::new(Op::Recv { fd, buf }).await;
+        let (res, op) = OpFuture::new(Op::Recv {
+            fd,
+            buf: buf.into(),
+        })
+        .await;
         (read_result(res), buf_of(op))
     }
 
@@ -264,7 +268,11 @@ impl TcpStream {
     /// Sends `buf` (all of it or a prefix): the count sent and the buffer.
     pub async fn write(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         let fd = raw(self.sock.get());
-        let (res, op) = OpFuture::new(Op::Send { fd, buf }).await;
+        let (res, op) = OpFuture::new(Op::Send {
+            fd,
+            buf: buf.into(),
+        })
+        .await;
         (write_result(res), buf_of(op))
     }
 
@@ -390,7 +398,7 @@ impl UdpSocket {
 
 fn msg_buf(op: Op) -> Vec<u8> {
     match op {
-        Op::Sendmsg(m) | Op::Recvmsg(m) => m.buf,
+        Op::Sendmsg(m) | Op::Recvmsg(m) => m.buf.into_vec().unwrap_or_default(),
         other => buf_of(other),
     }
 }

@@ -163,7 +163,11 @@ impl Pipe {
     /// buffer.
     pub async fn read(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         let fd = self.f.get().raw();
-        let (res, mut op) = OpFuture::new(Op::Read { fd, buf }).await;
+        let (res, mut op) = OpFuture::new(Op::Read {
+            fd,
+            buf: buf.into(),
+        })
+        .await;
         let r = match res {
             OpResult::Read(Ok(n)) => Ok(n),
             OpResult::Read(Err(ReadError::Eof)) => Ok(0),
@@ -191,7 +195,11 @@ impl Pipe {
     /// Writes `buf` (all of it or a prefix): the count and the buffer.
     pub async fn write(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         let fd = self.f.get().raw();
-        let (res, mut op) = OpFuture::new(Op::Write { fd, buf }).await;
+        let (res, mut op) = OpFuture::new(Op::Write {
+            fd,
+            buf: buf.into(),
+        })
+        .await;
         let r = match res {
             OpResult::Write(r) => r.map_err(Into::into),
             other => Err(io::Error::other(format!("unexpected {other:?}"))),

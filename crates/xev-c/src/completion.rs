@@ -254,7 +254,11 @@ fn recycle(op: &mut Op, shared: &Shared) {
 ///
 /// `c` is the operation's storage.
 unsafe fn refill(op: &mut Op, c: *mut CompletionRepr) -> bool {
-    let copy_in = |buf: &mut Vec<u8>| {
+    // The C layer makes every buffer an owned vector (`Buf::new`).
+    let copy_in = |buf: &mut xev::Buf| {
+        let Some(buf) = buf.as_vec_mut() else {
+            return;
+        };
         // SAFETY: the storage is valid; a write's C buffer is readable
         // for `len` bytes whenever its callback returns XEV_REARM (the
         // contract of the write functions).

@@ -85,7 +85,7 @@ pub unsafe extern "C" fn xev_stream_read(
             start_op(loop_, c, req, |_, shared| {
                 Ok(Op::Read {
                     fd,
-                    buf: shared.buffer(len),
+                    buf: shared.buffer(len).into(),
                 })
             })
         }
@@ -119,7 +119,7 @@ pub unsafe extern "C" fn xev_stream_write(
             start_op(loop_, c, req, |_, shared| {
                 Ok(Op::Write {
                     fd,
-                    buf: shared.copy_of(data),
+                    buf: shared.copy_of(data).into(),
                 })
             })
         }
@@ -197,7 +197,7 @@ pub unsafe extern "C" fn xev_file_pread(
             start_op(loop_, c, req, |_, shared| {
                 Ok(Op::Pread {
                     fd,
-                    buf: shared.buffer(len),
+                    buf: shared.buffer(len).into(),
                     offset,
                 })
             })
@@ -233,7 +233,7 @@ pub unsafe extern "C" fn xev_file_pwrite(
             start_op(loop_, c, req, |_, shared| {
                 Ok(Op::Pwrite {
                     fd,
-                    buf: shared.copy_of(data),
+                    buf: shared.copy_of(data).into(),
                     offset,
                 })
             })

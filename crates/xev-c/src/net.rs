@@ -300,7 +300,7 @@ pub unsafe extern "C" fn xev_tcp_read(
             start_op(loop_, c, req, |_, shared| {
                 Ok(Op::Recv {
                     fd,
-                    buf: shared.buffer(len),
+                    buf: shared.buffer(len).into(),
                 })
             })
         }
@@ -336,7 +336,7 @@ pub unsafe extern "C" fn xev_tcp_write(
             start_op(loop_, c, req, |_, shared| {
                 Ok(Op::Send {
                     fd,
-                    buf: shared.copy_of(data),
+                    buf: shared.copy_of(data).into(),
                 })
             })
         }

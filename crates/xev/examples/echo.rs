@@ -81,23 +81,32 @@ fn serve<B: Backend>(lp: &mut Loop<B>, fd: RawHandle) {
     lp.add(
         Op::Read {
             fd,
-            buf: vec![0; MSG],
+            buf: vec![0; MSG].into(),
         },
         move |_, op, res| match res {
             OpResult::Read(Ok(n)) => {
                 let mut buf = op.take_buf().unwrap_or_default();
                 buf.truncate(n);
-                *op = Op::Write { fd, buf };
+                *op = Op::Write {
+                    fd,
+                    buf: buf.into(),
+                };
                 Action::Rearm
             }
             OpResult::Write(Ok(n)) => {
                 let mut buf = op.take_buf().unwrap_or_default();
                 if n < buf.len() {
                     buf.drain(..n); // finish a short write first
-                    *op = Op::Write { fd, buf };
+                    *op = Op::Write {
+                        fd,
+                        buf: buf.into(),
+                    };
                 } else {
                     buf.resize(MSG, 0);
-                    *op = Op::Read { fd, buf };
+                    *op = Op::Read {
+                        fd,
+                        buf: buf.into(),
+                    };
                 }
                 Action::Rearm
             }
@@ -139,7 +148,10 @@ fn client<B: Backend>(
             OpResult::Write(Ok(n)) => {
                 assert_eq!(n, MSG, "short write of {n} bytes on loopback");
                 buf.resize(MSG, 0);
-                *op = Op::Read { fd, buf };
+                *op = Op::Read {
+                    fd,
+                    buf: buf.into(),
+                };
                 return Action::Rearm;
             }
             OpResult::Read(Ok(n)) => {
@@ -148,7 +160,10 @@ fn client<B: Backend>(
                 got += n;
                 if got < MSG {
                     buf.resize(MSG - got, 0);
-                    *op = Op::Read { fd, buf };
+                    *op = Op::Read {
+                        fd,
+                        buf: buf.into(),
+                    };
                     return Action::Rearm;
                 }
                 got = 0;
@@ -166,7 +181,10 @@ fn client<B: Backend>(
         buf.resize(MSG, 0);
         buf.copy_from_slice(&expected(sent));
         sent += 1;
-        *op = Op::Write { fd, buf };
+        *op = Op::Write {
+            fd,
+            buf: buf.into(),
+        };
         Action::Rearm
     });
     Ok(())

@@ -125,6 +125,7 @@ supported! {
 
 mod async_handle;
 pub mod backend;
+mod buf;
 mod capabilities;
 pub mod error;
 mod event_loop;
@@ -145,6 +146,7 @@ mod timer_wheel;
 pub mod watcher;
 
 pub use async_handle::Async;
+pub use buf::Buf;
 pub use capabilities::{Capabilities, Via};
 pub use error::{
     AcceptError, AsyncError, CancelError, CloseError, ConnectByNameError, ConnectError, FsError, IdError, NoopError, PollError,

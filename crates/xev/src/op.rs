@@ -20,6 +20,7 @@ use crate::error::{
     ProcessError, ReadError, ResolveError, ShutdownError, TimerError, WriteError, NO_THREAD_POOL,
 };
 use crate::fs::{Fs, FsOutput};
+use crate::buf::Buf;
 use crate::id::Id;
 use crate::resolve::Resolve;
 use crate::sys::types::{self as sys, MsgHeader};
@@ -102,7 +103,7 @@ pub struct Msg {
     /// The socket.
     pub fd: RawHandle,
     /// Data to send, or the buffer to receive into (its whole length).
-    pub buf: Vec<u8>,
+    pub buf: Buf,
     /// Destination (send) or, after a receive, the sender.
     addr: SockAddr,
     /// The platform's message header, pointing at `buf` and `addr`.
@@ -111,17 +112,17 @@ pub struct Msg {
 
 impl Msg {
     /// A `sendto`: send `buf` to `addr`.
-    pub fn send_to(fd: RawHandle, buf: Vec<u8>, addr: SocketAddr) -> Box<Msg> {
-        Self::boxed(fd, buf, SockAddr::from(addr))
+    pub fn send_to(fd: RawHandle, buf: impl Into<Buf>, addr: SocketAddr) -> Box<Msg> {
+        Self::boxed(fd, buf.into(), SockAddr::from(addr))
     }
 
     /// A `recvfrom`: receive into `buf` (its whole length) and record the sender.
-    pub fn recv_from(fd: RawHandle, buf: Vec<u8>) -> Box<Msg> {
+    pub fn recv_from(fd: RawHandle, buf: impl Into<Buf>) -> Box<Msg> {
         let unspecified: SocketAddr = ([0u8; 4], 0).into();
-        Self::boxed(fd, buf, SockAddr::from(unspecified))
+        Self::boxed(fd, buf.into(), SockAddr::from(unspecified))
     }
 
-    fn boxed(fd: RawHandle, buf: Vec<u8>, addr: SockAddr) -> Box<Msg> {
+    fn boxed(fd: RawHandle, buf: Buf, addr: SockAddr) -> Box<Msg> {
         Box::new(Msg {
             fd,
             buf,
@@ -235,21 +236,21 @@ pub enum Op {
         /// The file descriptor.
         fd: RawHandle,
         /// The buffer; its length is the most that is read.
-        buf: Vec<u8>,
+        buf: Buf,
     },
     /// `write(2)` of the whole of `buf` (the result may be a short count).
     Write {
         /// The file descriptor.
         fd: RawHandle,
         /// The data.
-        buf: Vec<u8>,
+        buf: Buf,
     },
     /// `pread(2)` at `offset`.
     Pread {
         /// The file descriptor.
         fd: RawHandle,
         /// The buffer; its length is the most that is read.
-        buf: Vec<u8>,
+        buf: Buf,
         /// File offset.
         offset: u64,
     },
@@ -258,7 +259,7 @@ pub enum Op {
         /// The file descriptor.
         fd: RawHandle,
         /// The data.
-        buf: Vec<u8>,
+        buf: Buf,
         /// File offset.
         offset: u64,
     },
@@ -267,14 +268,14 @@ pub enum Op {
         /// The socket.
         fd: RawHandle,
         /// The buffer.
-        buf: Vec<u8>,
+        buf: Buf,
     },
     /// `send(2)` of the whole of `buf` (with `MSG_NOSIGNAL` where it exists).
     Send {
         /// The socket.
         fd: RawHandle,
         /// The data.
-        buf: Vec<u8>,
+        buf: Buf,
     },
     /// `recvmsg(2)`: a `recvfrom` that records the sender in the message.
     Recvmsg(Box<Msg>),
@@ -457,7 +458,7 @@ impl Op {
     }
 
     /// The buffer of a read or write family operation, if any.
-    pub fn buf(&self) -> Option<&Vec<u8>> {
+    pub fn io_buf(&self) -> Option<&Buf> {
         match self {
             Op::Read { buf, .. }
             | Op::Write { buf, .. }
@@ -471,7 +472,7 @@ impl Op {
     }
 
     /// The buffer of a read or write family operation, mutably.
-    pub fn buf_mut(&mut self) -> Option<&mut Vec<u8>> {
+    pub fn io_buf_mut(&mut self) -> Option<&mut Buf> {
         match self {
             Op::Read { buf, .. }
             | Op::Write { buf, .. }
@@ -484,7 +485,25 @@ impl Op {
         }
     }
 
-    /// Takes the buffer out (leaving an empty one), if the op has one.
+    /// Takes the buffer out (leaving an empty owned one), if the op has one.
+    pub fn take_io_buf(&mut self) -> Option<Buf> {
+        self.io_buf_mut().map(std::mem::take)
+    }
+
+    /// The owned vector of a read or write family operation (`None` for
+    /// other operations and for a raw [`Buf`], whose bytes belong to its
+    /// lender).
+    pub fn buf(&self) -> Option<&Vec<u8>> {
+        self.io_buf().and_then(Buf::as_vec)
+    }
+
+    /// The owned vector, mutably (see [`Op::buf`]).
+    pub fn buf_mut(&mut self) -> Option<&mut Vec<u8>> {
+        self.io_buf_mut().and_then(Buf::as_vec_mut)
+    }
+
+    /// Takes the owned vector out (leaving an empty one), if the op has
+    /// one (see [`Op::buf`]).
     pub fn take_buf(&mut self) -> Option<Vec<u8>> {
         self.buf_mut().map(std::mem::take)
     }

@@ -87,20 +87,26 @@ fn tcp_round_trips<B: Backend>(warmup: u64, trips: u64) -> io::Result<(u64, u64)
     lp.add(
         Op::Read {
             fd: sfd,
-            buf: vec![0; 8],
+            buf: vec![0; 8].into(),
         },
         move |_, op, res| match res {
             OpResult::Read(Ok(n)) => {
                 let mut buf = op.take_buf().unwrap_or_default();
                 buf.truncate(n);
-                *op = Op::Write { fd: sfd, buf };
+                *op = Op::Write {
+                    fd: sfd,
+                    buf: buf.into(),
+                };
                 Action::Rearm
             }
             OpResult::Write(Ok(n)) => {
                 let mut buf = op.take_buf().unwrap_or_default();
                 assert_eq!(n, buf.len(), "short write on loopback");
                 buf.resize(8, 0);
-                *op = Op::Read { fd: sfd, buf };
+                *op = Op::Read {
+                    fd: sfd,
+                    buf: buf.into(),
+                };
                 Action::Rearm
             }
             OpResult::Read(Err(xev::ReadError::Eof)) => Action::Disarm,
@@ -113,12 +119,15 @@ fn tcp_round_trips<B: Backend>(warmup: u64, trips: u64) -> io::Result<(u64, u64)
     lp.add(
         Op::Write {
             fd: cfd,
-            buf: 0u64.to_le_bytes().to_vec(),
+            buf: 0u64.to_le_bytes().to_vec().into(),
         },
         move |_, op, res| match res {
             OpResult::Write(Ok(8)) => {
                 let buf = op.take_buf().unwrap_or_default();
-                *op = Op::Read { fd: cfd, buf };
+                *op = Op::Read {
+                    fd: cfd,
+                    buf: buf.into(),
+                };
                 Action::Rearm
             }
             OpResult::Read(Ok(n)) => {
@@ -141,7 +150,10 @@ fn tcp_round_trips<B: Backend>(warmup: u64, trips: u64) -> io::Result<(u64, u64)
                 }
                 let mut buf = buf;
                 buf.copy_from_slice(&d.get().to_le_bytes());
-                *op = Op::Write { fd: cfd, buf };
+                *op = Op::Write {
+                    fd: cfd,
+                    buf: buf.into(),
+                };
                 Action::Rearm
             }
             OpResult::Shutdown(Ok(())) => Action::Disarm,

@@ -49,7 +49,7 @@ fn overlapped_file_positional_only() {
         &mut lp,
         Op::Write {
             fd,
-            buf: b"abc".to_vec(),
+            buf: b"abc".to_vec().into(),
         },
     );
     assert!(
@@ -60,7 +60,7 @@ fn overlapped_file_positional_only() {
         &mut lp,
         Op::Read {
             fd,
-            buf: vec![0; 4],
+            buf: vec![0; 4].into(),
         },
     );
     assert!(
@@ -72,7 +72,7 @@ fn overlapped_file_positional_only() {
         &mut lp,
         Op::Pwrite {
             fd,
-            buf: b"hello, iocp".to_vec(),
+            buf: (b"hello, iocp".to_vec()).into(),
             offset: 0,
         },
     );
@@ -81,7 +81,7 @@ fn overlapped_file_positional_only() {
         &mut lp,
         Op::Pread {
             fd,
-            buf: vec![0; 4],
+            buf: vec![0; 4].into(),
             offset: 7,
         },
     );
@@ -91,7 +91,7 @@ fn overlapped_file_positional_only() {
         &mut lp,
         Op::Pread {
             fd,
-            buf: vec![0; 4],
+            buf: vec![0; 4].into(),
             offset: 100,
         },
     );

@@ -1340,7 +1340,7 @@ impl<'e, B: Backend> Segment<'e, B> {
         lp.add(
             Op::Read {
                 fd: rr,
-                buf: vec![0; 16],
+                buf: vec![0; 16].into(),
             },
             move |_, _, _| {
                 rs.set(true);
@@ -1562,7 +1562,7 @@ impl<'e, B: Backend> Segment<'e, B> {
                     plan,
                     Op::Read {
                         fd,
-                        buf: vec![0; len as usize],
+                        buf: vec![0; len as usize].into(),
                     },
                 );
                 self.m.comps[k].pipe = p;

@@ -810,7 +810,7 @@ mod tests {
         let log = Rc::clone(log);
         let op = Op::Recv {
             fd,
-            buf: vec![0; 16],
+            buf: vec![0; 16].into(),
         };
         lp.add(op, move |_, op, res| {
             let got = match res {

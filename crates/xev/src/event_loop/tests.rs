@@ -158,7 +158,7 @@ fn cancel_op_targets<B: Backend>() {
     let read = lp.add(
         Op::Read {
             fd: a.as_raw_fd(),
-            buf: vec![0; 4],
+            buf: vec![0; 4].into(),
         },
         move |_, _, res| {
             g.borrow_mut()
@@ -190,7 +190,7 @@ fn cancel_op_targets<B: Backend>() {
     let queued = lp.add(
         Op::Read {
             fd: a.as_raw_fd(),
-            buf: vec![0; 4],
+            buf: vec![0; 4].into(),
         },
         move |_, _, res| {
             g.borrow_mut()
@@ -211,7 +211,7 @@ fn read_ready_data<B: Backend>() {
     lp.add(
         Op::Read {
             fd: a.as_raw_fd(),
-            buf: vec![0; 16],
+            buf: vec![0; 16].into(),
         },
         move |_, op, res| {
             let OpResult::Read(Ok(n)) = res else {
@@ -257,7 +257,7 @@ fn drop_loop_with_work_in_flight<B: Backend>() {
             Op::timer(u64::MAX),
             Op::Read {
                 fd: a.as_raw_fd(),
-                buf: vec![0; 8],
+                buf: vec![0; 8].into(),
             },
         ] {
             let guard = DropCount(drops.clone());

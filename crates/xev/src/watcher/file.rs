@@ -171,12 +171,12 @@ impl<B: Backend> File<B> {
         if let Some(pos) = &self.position {
             let op = Op::Pread {
                 fd: self.fd(),
-                buf,
+                buf: buf.into(),
                 offset: pos.get(),
             };
             return add_read(lp, &self.owner, op, advancing(pos.clone(), cb));
         }
-        add_read(lp, &self.owner, Op::Read { fd: self.fd(), buf }, cb)
+        add_read(lp, &self.owner, Op::Read { fd: self.fd(), buf: buf.into() }, cb)
     }
 
     /// Writes `buf` at the file position, which advances (a short count is
@@ -192,12 +192,12 @@ impl<B: Backend> File<B> {
         if let Some(pos) = &self.position {
             let op = Op::Pwrite {
                 fd: self.fd(),
-                buf,
+                buf: buf.into(),
                 offset: pos.get(),
             };
             return add_write(lp, &self.owner, op, advancing(pos.clone(), cb));
         }
-        add_write(lp, &self.owner, Op::Write { fd: self.fd(), buf }, cb)
+        add_write(lp, &self.owner, Op::Write { fd: self.fd(), buf: buf.into() }, cb)
     }
 
     /// Reads into the whole of `buf` at `offset`, without moving the file
@@ -212,7 +212,7 @@ impl<B: Backend> File<B> {
     {
         let op = Op::Pread {
             fd: self.fd(),
-            buf,
+            buf: buf.into(),
             offset,
         };
         add_read(lp, &self.owner, op, cb)
@@ -229,7 +229,7 @@ impl<B: Backend> File<B> {
     {
         let op = Op::Pwrite {
             fd: self.fd(),
-            buf,
+            buf: buf.into(),
             offset,
         };
         add_write(lp, &self.owner, op, cb)

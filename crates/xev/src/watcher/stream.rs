@@ -209,9 +209,9 @@ impl<B: Backend> Stream<B> {
     {
         let fd = self.fd();
         let op = if self.socket {
-            Op::Recv { fd, buf }
+            Op::Recv { fd, buf: buf.into() }
         } else {
-            Op::Read { fd, buf }
+            Op::Read { fd, buf: buf.into() }
         };
         add_read(lp, &self.owner, op, cb)
     }

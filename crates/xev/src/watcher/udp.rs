@@ -222,16 +222,22 @@ impl<B: Backend> Udp<B> {
         let op = Op::Recvmsg(Msg::recv_from(self.owner.share().raw(), buf));
         self.owner.track(lp, op, move |mut t| {
             move |lp: &mut Loop<B>, op: &mut Op, res: OpResult| {
+                // The watcher made the message from a vector, and only it
+                // can change the operation.
                 let Op::Recvmsg(m) = op else {
                     return t.settle(lp, Action::Disarm);
                 };
+
                 let r = match res {
                     OpResult::RecvFrom(Ok((n, Some(from)))) => Ok((n, from)),
                     OpResult::RecvFrom(Ok((_, None))) => Err(ReadError::Io(not_ip())),
                     OpResult::RecvFrom(Err(e)) => Err(e),
                     other => Err(ReadError::Io(unexpected(&other))),
                 };
-                let action = cb(lp, &mut m.buf, r);
+                let Some(buf) = m.buf.as_vec_mut() else {
+                    return t.settle(lp, Action::Disarm);
+                };
+                let action = cb(lp, buf, r);
                 t.settle(lp, action)
             }
         })
@@ -254,6 +260,8 @@ impl<B: Backend> Udp<B> {
         let op = Op::Sendmsg(Msg::send_to(self.owner.share().raw(), buf, addr));
         self.owner.track(lp, op, move |mut t| {
             move |lp: &mut Loop<B>, op: &mut Op, res: OpResult| {
+                // The watcher made the message from a vector, and only it
+                // can change the operation.
                 let Op::Sendmsg(m) = op else {
                     return t.settle(lp, Action::Disarm);
                 };
@@ -261,7 +269,10 @@ impl<B: Backend> Udp<B> {
                     OpResult::Write(r) => r,
                     other => Err(WriteError::Io(unexpected(&other))),
                 };
-                let action = cb(lp, &mut m.buf, r);
+                let Some(buf) = m.buf.as_vec_mut() else {
+                    return t.settle(lp, Action::Disarm);
+                };
+                let action = cb(lp, buf, r);
                 t.settle(lp, action)
             }
         })

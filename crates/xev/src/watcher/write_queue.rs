@@ -67,9 +67,9 @@ pub(super) enum Sink {
 /// The operation that writes `buf` to `sink` (at `offset` for [`Sink::At`]).
 pub(super) fn write_op(sink: Sink, buf: Vec<u8>, offset: u64) -> Op {
     match sink {
-        Sink::Fd(fd) => Op::Write { fd, buf },
-        Sink::Socket(fd) => Op::Send { fd, buf },
-        Sink::At(fd) => Op::Pwrite { fd, buf, offset },
+        Sink::Fd(fd) => Op::Write { fd, buf: buf.into() },
+        Sink::Socket(fd) => Op::Send { fd, buf: buf.into() },
+        Sink::At(fd) => Op::Pwrite { fd, buf: buf.into(), offset },
     }
 }
 

@@ -11,14 +11,14 @@ fn bad_fd_ops(fd: RawFd) -> Vec<(&'static str, Op)> {
             "read",
             Op::Read {
                 fd,
-                buf: vec![0; 8],
+                buf: vec![0; 8].into(),
             },
         ),
         (
             "write",
             Op::Write {
                 fd,
-                buf: vec![0; 8],
+                buf: vec![0; 8].into(),
             },
         ),
         ("accept", Op::Accept { fd }),
@@ -27,14 +27,14 @@ fn bad_fd_ops(fd: RawFd) -> Vec<(&'static str, Op)> {
             "recv",
             Op::Recv {
                 fd,
-                buf: vec![0; 8],
+                buf: vec![0; 8].into(),
             },
         ),
         (
             "send",
             Op::Send {
                 fd,
-                buf: vec![0; 8],
+                buf: vec![0; 8].into(),
             },
         ),
         ("recvmsg", Op::Recvmsg(Msg::recv_from(fd, vec![0; 8]))),
@@ -64,7 +64,7 @@ fn check_bad_fd<B: Backend>(fd: RawFd) {
         "pread",
         Op::Pread {
             fd,
-            buf: vec![0; 8],
+            buf: vec![0; 8].into(),
             offset: 0,
         },
     ));
@@ -72,7 +72,7 @@ fn check_bad_fd<B: Backend>(fd: RawFd) {
         "pwrite",
         Op::Pwrite {
             fd,
-            buf: vec![0; 8],
+            buf: vec![0; 8].into(),
             offset: 0,
         },
     ));
@@ -129,7 +129,7 @@ for_each_backend!(
             &mut lp,
             Op::Recv {
                 fd: r.as_raw_fd(),
-                buf: vec![0; 4],
+                buf: vec![0; 4].into(),
             },
             "recv on a pipe",
         );
@@ -138,7 +138,7 @@ for_each_backend!(
             &mut lp,
             Op::Send {
                 fd: w.as_raw_fd(),
-                buf: vec![0; 4],
+                buf: vec![0; 4].into(),
             },
             "send on a pipe",
         );
@@ -147,7 +147,7 @@ for_each_backend!(
             &mut lp,
             Op::Read {
                 fd: w.as_raw_fd(),
-                buf: vec![0; 4],
+                buf: vec![0; 4].into(),
             },
             "read a write end",
         );

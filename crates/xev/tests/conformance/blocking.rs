@@ -334,8 +334,14 @@ fn socket_writes_wait_for_room<B: Backend>(kinds: &[&str]) {
         let (fd, sfd) = (c.as_raw_fd(), s.as_raw_fd());
         let buf = data.clone();
         let op = match kind {
-            "send" => Op::Send { fd, buf },
-            "write" => Op::Write { fd, buf },
+            "send" => Op::Send {
+                fd,
+                buf: buf.into(),
+            },
+            "write" => Op::Write {
+                fd,
+                buf: buf.into(),
+            },
             // A connected stream socket ignores the address (Linux, Windows).
             _ => Op::Sendmsg(Msg::send_to(fd, buf, s.local_addr().unwrap())),
         };
@@ -376,7 +382,7 @@ for_each_backend!(
             &mut lp,
             Op::Read {
                 fd: r.as_raw_fd(),
-                buf: vec![0; 64],
+                buf: vec![0; 64].into(),
             },
             "a read on an empty blocking pipe",
             move || assert_eq!(raw_write(wfd, b"hello"), 5),
@@ -395,14 +401,14 @@ for_each_backend!(
             &mut lp,
             Op::Read {
                 fd: r.as_raw_fd(),
-                buf: vec![0; 64],
+                buf: vec![0; 64].into(),
             },
         );
         let b = submit(
             &mut lp,
             Op::Read {
                 fd: r.as_raw_fd(),
-                buf: vec![0; 64],
+                buf: vec![0; 64].into(),
             },
         );
         let probe = OrderProbe::new(move || assert_eq!(raw_write(wfd, b"two"), 3));
@@ -438,7 +444,7 @@ for_each_backend!(
             &mut lp,
             Op::Write {
                 fd: w.as_raw_fd(),
-                buf: data.clone(),
+                buf: data.clone().into(),
             },
             "a write to a full blocking pipe",
             move || d.lock().unwrap().push(drain_on_a_thread(rfd)),
@@ -528,7 +534,7 @@ for_each_backend!(
             &mut lp,
             Op::Read {
                 fd: tty.as_raw_fd(),
-                buf: vec![0; 64],
+                buf: vec![0; 64].into(),
             },
             "a read on a blocking tty",
             move || assert_eq!(raw_write(mfd, b"line\n"), 5),
@@ -539,7 +545,7 @@ for_each_backend!(
             &mut lp,
             Op::Write {
                 fd: tty.as_raw_fd(),
-                buf: b"out".to_vec(),
+                buf: b"out".to_vec().into(),
             },
             "a write to a blocking tty",
         );
@@ -559,8 +565,14 @@ for_each_backend!(
             let (fd, cfd) = (s.as_raw_fd(), c.as_raw_fd());
             let buf = vec![0; 64];
             let op = match kind {
-                "read" => Op::Read { fd, buf },
-                _ => Op::Recv { fd, buf },
+                "read" => Op::Read {
+                    fd,
+                    buf: buf.into(),
+                },
+                _ => Op::Recv {
+                    fd,
+                    buf: buf.into(),
+                },
             };
             let (res, op) = op_waits_past_a_timer(
                 &mut lp,
@@ -598,7 +610,7 @@ for_each_backend!(
             &mut lp,
             Op::Read {
                 fd: b.as_raw_fd(),
-                buf: Vec::new(),
+                buf: Vec::new().into(),
             },
             "an empty read on a blocking UDP socket",
         );
@@ -607,7 +619,7 @@ for_each_backend!(
             &mut lp,
             Op::Read {
                 fd: b.as_raw_fd(),
-                buf: vec![0; 64],
+                buf: vec![0; 64].into(),
             },
             "the datagram after an empty read",
         );
@@ -700,7 +712,7 @@ for_each_backend!(
                 &mut lp,
                 Op::Send {
                     fd: c.as_raw_fd(),
-                    buf,
+                    buf: buf.into(),
                 },
                 "a 2 GiB send",
             );
@@ -713,7 +725,7 @@ for_each_backend!(
                 &mut lp,
                 Op::Write {
                     fd: w.as_raw_fd(),
-                    buf,
+                    buf: buf.into(),
                 },
                 "a 2 GiB write",
             );
@@ -747,7 +759,7 @@ for_each_backend!(
             &mut lp,
             Op::Pwrite {
                 fd: null.as_raw_fd(),
-                buf,
+                buf: buf.into(),
                 offset: 0,
             },
             "a 2 GiB pwrite to /dev/null",
@@ -776,7 +788,7 @@ for_each_backend!(
             &mut lp,
             Op::Read {
                 fd: r.as_raw_fd(),
-                buf,
+                buf: buf.into(),
             },
             "a 2 GiB read",
         );
@@ -790,7 +802,7 @@ for_each_backend!(
             &mut lp,
             Op::Recv {
                 fd: s.as_raw_fd(),
-                buf,
+                buf: buf.into(),
             },
             "a 2 GiB recv",
         );
@@ -819,7 +831,7 @@ for_each_backend!(
             &mut lp,
             Op::Pread {
                 fd: f.as_raw_fd(),
-                buf,
+                buf: buf.into(),
                 offset: 0,
             },
             "a 2 GiB pread",

@@ -68,7 +68,7 @@ for_each_backend!(
         let (r, _w) = pipe();
         let op = Op::Read {
             fd: r.as_raw_fd(),
-            buf: vec![0; 32],
+            buf: vec![0; 32].into(),
         };
         let res = cancel_pending(&mut lp, op, "pipe read");
         expect!(res, OpResult::Read(Err(ReadError::Canceled)));
@@ -79,7 +79,7 @@ for_each_backend!(
         let (c, _s) = tcp_pair();
         let op = Op::Read {
             fd: c.as_raw_fd(),
-            buf: vec![0; 32],
+            buf: vec![0; 32].into(),
         };
         let res = cancel_pending(&mut lp, op, "socket read");
         expect!(res, OpResult::Read(Err(ReadError::Canceled)));
@@ -90,7 +90,7 @@ for_each_backend!(
         let (c, _s) = tcp_pair();
         let op = Op::Recv {
             fd: c.as_raw_fd(),
-            buf: vec![0; 32],
+            buf: vec![0; 32].into(),
         };
         let res = cancel_pending(&mut lp, op, "recv");
         expect!(res, OpResult::Read(Err(ReadError::Canceled)));
@@ -110,7 +110,7 @@ for_each_backend!(
         fill(w.as_raw_fd());
         let op = Op::Write {
             fd: w.as_raw_fd(),
-            buf: vec![1; 4096],
+            buf: vec![1; 4096].into(),
         };
         let res = cancel_pending(&mut lp, op, "write to a full pipe");
         expect!(res, OpResult::Write(Err(WriteError::Canceled)));
@@ -235,7 +235,7 @@ for_each_backend!(
         lp.run(RunMode::UntilDone).unwrap();
         *lp.op_mut(id).unwrap() = Op::Read {
             fd: r.as_raw_fd(),
-            buf: vec![0; 8],
+            buf: vec![0; 8].into(),
         };
         let c = submit(&mut lp, Op::Cancel { target: id });
         lp.restart(id).unwrap();
@@ -262,7 +262,7 @@ for_each_backend!(
             &mut lp,
             Op::Read {
                 fd: r.as_raw_fd(),
-                buf: vec![0; 4],
+                buf: vec![0; 4].into(),
             },
         );
         let t = submit(&mut lp, Op::timer(u64::MAX));
@@ -299,7 +299,7 @@ for_each_backend!(
                 &mut lp,
                 Op::Pread {
                     fd: f.as_raw_fd(),
-                    buf: vec![0; 4096],
+                    buf: vec![0; 4096].into(),
                     offset: 0,
                 },
             );
@@ -334,7 +334,7 @@ for_each_backend!(
             &mut lp,
             Op::Read {
                 fd: r.as_raw_fd(),
-                buf: vec![0; 8],
+                buf: vec![0; 8].into(),
             },
             "read",
             &log,
@@ -374,7 +374,7 @@ for_each_backend!(
             &mut lp,
             Op::Read {
                 fd: r.as_raw_fd(),
-                buf: vec![0; 8],
+                buf: vec![0; 8].into(),
             },
         );
         lp.run(RunMode::NoWait).unwrap();
@@ -410,7 +410,7 @@ for_each_backend!(
         let log = Rc::new(RefCell::new(Vec::new()));
         let read = Op::Read {
             fd: r.as_raw_fd(),
-            buf: vec![0; 8],
+            buf: vec![0; 8].into(),
         };
         let targets = [
             logged(&mut lp, read, "read", &log),

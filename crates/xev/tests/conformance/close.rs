@@ -51,7 +51,7 @@ fn read_and_poll<B: Backend>(lp: &mut Loop<B>, fd: RawFd) -> (Pending, Option<Pe
         lp,
         Op::Read {
             fd,
-            buf: vec![0; 8],
+            buf: vec![0; 8].into(),
         },
     );
     let pl = pending_poll(lp, fd);
@@ -158,7 +158,7 @@ for_each_backend!(
             &mut lp,
             Op::Read {
                 fd: rfd,
-                buf: vec![0; 8],
+                buf: vec![0; 8].into(),
             },
         );
         let pl = pending_poll(&mut lp, rfd);
@@ -216,7 +216,7 @@ for_each_backend!(
                 &mut lp,
                 Op::Read {
                     fd: h,
-                    buf: vec![0; 4],
+                    buf: vec![0; 4].into(),
                 },
             );
             lp.run(RunMode::NoWait).unwrap();
@@ -244,7 +244,7 @@ for_each_backend!(
                 &mut lp,
                 Op::Read {
                     fd: r1.as_raw_fd(),
-                    buf: vec![0; 1],
+                    buf: vec![0; 1].into(),
                 },
                 "first read",
             )
@@ -255,7 +255,7 @@ for_each_backend!(
             &mut lp,
             Op::Read {
                 fd: r1.as_raw_fd(),
-                buf: vec![0; 1],
+                buf: vec![0; 1].into(),
             },
         );
         lp.run(RunMode::NoWait).unwrap();
@@ -276,7 +276,7 @@ for_each_backend!(
             &mut lp,
             Op::Read {
                 fd: reused.as_raw_fd(),
-                buf: vec![0; 1],
+                buf: vec![0; 1].into(),
             },
         );
         lp.run(RunMode::NoWait).unwrap();
@@ -304,7 +304,7 @@ for_each_backend!(
             &mut lp,
             Op::Read {
                 fd: rb.as_raw_fd(),
-                buf: vec![0; 8],
+                buf: vec![0; 8].into(),
             },
         );
         lp.run(RunMode::NoWait).unwrap();
@@ -406,7 +406,7 @@ for_each_backend!(
         let mut ops = vec![(
             Op::Read {
                 fd: rfd,
-                buf: vec![0; 8],
+                buf: vec![0; 8].into(),
             },
             "read",
         )];

@@ -57,7 +57,7 @@ for_each_backend!(
         lp.add(
             Op::Read {
                 fd: rfd,
-                buf: vec![0; 16],
+                buf: vec![0; 16].into(),
             },
             move |_, op, res| {
                 l.borrow_mut().push(format!("{:?}", op.kind()));
@@ -65,7 +65,10 @@ for_each_backend!(
                     OpResult::Read(Ok(n)) => {
                         let mut buf = op.take_buf().unwrap();
                         buf.truncate(n);
-                        *op = Op::Write { fd: out, buf };
+                        *op = Op::Write {
+                            fd: out,
+                            buf: buf.into(),
+                        };
                         Action::Rearm
                     }
                     OpResult::Write(Ok(n)) => {
@@ -146,7 +149,7 @@ for_each_backend!(
             &mut lp,
             Op::Read {
                 fd: r.as_raw_fd(),
-                buf: vec![0; 8],
+                buf: vec![0; 8].into(),
             },
         );
         lp.run(RunMode::NoWait).unwrap();
@@ -249,7 +252,7 @@ for_each_backend!(
                     &mut lp,
                     Op::Read {
                         fd: r.as_raw_fd(),
-                        buf: vec![0; 4],
+                        buf: vec![0; 4].into(),
                     },
                 )
             })
@@ -308,7 +311,7 @@ for_each_backend!(
             &mut lp,
             Op::Read {
                 fd: r.as_raw_fd(),
-                buf: vec![0; 4],
+                buf: vec![0; 4].into(),
             },
         );
         lp.run(RunMode::NoWait).unwrap();
@@ -485,7 +488,7 @@ for_each_backend!(
                 },
                 3 => Op::Read {
                     fd: rfd,
-                    buf: vec![0; 4],
+                    buf: vec![0; 4].into(),
                 },
                 4 => Op::Cancel { target: stale_id },
                 5 => Op::Noop,

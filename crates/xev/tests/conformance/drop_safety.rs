@@ -33,7 +33,7 @@ for_each_backend!(
                 &mut lp,
                 Op::Read {
                     fd: r.as_raw_fd(),
-                    buf: vec![0; 64],
+                    buf: vec![0; 64].into(),
                 },
                 &fired,
                 &drops,
@@ -42,7 +42,7 @@ for_each_backend!(
                 &mut lp,
                 Op::Recv {
                     fd: c.as_raw_fd(),
-                    buf: vec![0; 64],
+                    buf: vec![0; 64].into(),
                 },
                 &fired,
                 &drops,
@@ -138,7 +138,7 @@ for_each_backend!(
                 &mut lp,
                 Op::Read {
                     fd: r.as_raw_fd(),
-                    buf: vec![0; 8],
+                    buf: vec![0; 8].into(),
                 },
                 &fired,
                 &drops,
@@ -173,12 +173,12 @@ for_each_backend!(
                 },
                 Op::Write {
                     fd: w2.as_raw_fd(),
-                    buf: vec![1; 4096],
+                    buf: vec![1; 4096].into(),
                 },
                 Op::AsyncWait(a.clone()),
                 Op::Pread {
                     fd: f.as_raw_fd(),
-                    buf: vec![0; 16],
+                    buf: vec![0; 16].into(),
                     offset: 0,
                 },
                 Op::timer(u64::MAX),
@@ -210,7 +210,7 @@ for_each_backend!(
                 &mut lp,
                 Op::Read {
                     fd: r.as_raw_fd(),
-                    buf: vec![0; 8],
+                    buf: vec![0; 8].into(),
                 },
                 &fired,
                 &drops,

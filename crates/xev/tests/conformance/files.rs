@@ -11,7 +11,7 @@ fn file_pread_pwrite_round_trip(lp: &mut Loop<impl Backend>) {
         lp,
         Op::Pwrite {
             fd,
-            buf: b"0123456789".to_vec(),
+            buf: b"0123456789".to_vec().into(),
             offset: 0,
         },
         "pwrite",
@@ -21,7 +21,7 @@ fn file_pread_pwrite_round_trip(lp: &mut Loop<impl Backend>) {
         lp,
         Op::Pwrite {
             fd,
-            buf: b"abc".to_vec(),
+            buf: b"abc".to_vec().into(),
             offset: 20,
         },
         "pwrite",
@@ -31,7 +31,7 @@ fn file_pread_pwrite_round_trip(lp: &mut Loop<impl Backend>) {
         lp,
         Op::Pread {
             fd,
-            buf: vec![0; 4],
+            buf: vec![0; 4].into(),
             offset: 3,
         },
         "pread",
@@ -42,7 +42,7 @@ fn file_pread_pwrite_round_trip(lp: &mut Loop<impl Backend>) {
         lp,
         Op::Pread {
             fd,
-            buf: vec![9; 32],
+            buf: vec![9; 32].into(),
             offset: 8,
         },
         "pread",
@@ -54,7 +54,7 @@ fn file_pread_pwrite_round_trip(lp: &mut Loop<impl Backend>) {
         lp,
         Op::Pread {
             fd,
-            buf: vec![0; 8],
+            buf: vec![0; 8].into(),
             offset: 23,
         },
         "pread at end",
@@ -64,7 +64,7 @@ fn file_pread_pwrite_round_trip(lp: &mut Loop<impl Backend>) {
         lp,
         Op::Pread {
             fd,
-            buf: vec![0; 8],
+            buf: vec![0; 8].into(),
             offset: 1 << 40,
         },
         "pread past end",
@@ -95,7 +95,7 @@ for_each_backend!(
             &mut lp,
             Op::Pwrite {
                 fd,
-                buf: b"x".to_vec(),
+                buf: b"x".to_vec().into(),
                 offset: 0,
             },
             "pwrite",
@@ -106,7 +106,7 @@ for_each_backend!(
             &mut lp,
             Op::Pread {
                 fd,
-                buf: vec![0; 8],
+                buf: vec![0; 8].into(),
                 offset: 0,
             },
             "pread",
@@ -123,7 +123,7 @@ for_each_backend!(
             &mut lp,
             Op::Write {
                 fd,
-                buf: b"hello ".to_vec(),
+                buf: b"hello ".to_vec().into(),
             },
             "write",
         );
@@ -132,7 +132,7 @@ for_each_backend!(
             &mut lp,
             Op::Write {
                 fd,
-                buf: b"world".to_vec(),
+                buf: b"world".to_vec().into(),
             },
             "write",
         );
@@ -147,7 +147,7 @@ for_each_backend!(
             &mut lp,
             Op::Read {
                 fd,
-                buf: vec![0; 7],
+                buf: vec![0; 7].into(),
             },
             "read",
         );
@@ -157,7 +157,7 @@ for_each_backend!(
             &mut lp,
             Op::Read {
                 fd,
-                buf: vec![0; 7],
+                buf: vec![0; 7].into(),
             },
             "read",
         );
@@ -167,7 +167,7 @@ for_each_backend!(
             &mut lp,
             Op::Read {
                 fd,
-                buf: vec![0; 7],
+                buf: vec![0; 7].into(),
             },
             "read at eof",
         );
@@ -183,7 +183,7 @@ for_each_backend!(
             &mut lp,
             Op::Pread {
                 fd,
-                buf: vec![0; 4],
+                buf: vec![0; 4].into(),
                 offset: off,
             },
             "pread",
@@ -197,7 +197,7 @@ for_each_backend!(
             &mut lp,
             Op::Pwrite {
                 fd,
-                buf: vec![0; 4],
+                buf: vec![0; 4].into(),
                 offset: u64::MAX,
             },
             "pwrite",
@@ -219,7 +219,7 @@ for_each_backend!(
             .map(|i| {
                 let op = Op::Pwrite {
                     fd,
-                    buf: vec![i as u8; 512],
+                    buf: vec![i as u8; 512].into(),
                     offset: (i * 512) as u64,
                 };
                 submit(&mut lp, op)
@@ -234,7 +234,7 @@ for_each_backend!(
             .map(|i| {
                 let op = Op::Pread {
                     fd,
-                    buf: vec![0xff; 512],
+                    buf: vec![0xff; 512].into(),
                     offset: (i * 512) as u64,
                 };
                 submit(&mut lp, op)

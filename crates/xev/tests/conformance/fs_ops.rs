@@ -65,7 +65,7 @@ for_each_backend!(
         let pwrite = |lp: &mut Loop<B>, f: &std::fs::File, data: &[u8], offset| {
             let op = Op::Pwrite {
                 fd: raw(f),
-                buf: data.to_vec(),
+                buf: data.to_vec().into(),
                 offset,
             };
             let (res, _) = run_op(lp, op, "pwrite");
@@ -96,7 +96,7 @@ for_each_backend!(
             &mut lp,
             Op::Pread {
                 fd: raw(&r),
-                buf: vec![0; 32],
+                buf: vec![0; 32].into(),
                 offset: 6,
             },
             "pread",

@@ -32,7 +32,7 @@ fn connect_through<B: Backend>(lp: &mut Loop<B>) -> (TcpListener, Socket, TcpStr
 fn send_all<B: Backend>(lp: &mut Loop<B>, fd: xev::RawHandle, data: &[u8]) {
     let op = Op::Send {
         fd,
-        buf: data.to_vec(),
+        buf: data.to_vec().into(),
     };
     let (res, _) = run_op(lp, op, "send");
     assert_eq!(expect!(res, OpResult::Write(Ok(n)) => n), data.len());
@@ -42,7 +42,7 @@ fn send_all<B: Backend>(lp: &mut Loop<B>, fd: xev::RawHandle, data: &[u8]) {
 fn recv_some<B: Backend>(lp: &mut Loop<B>, fd: xev::RawHandle) -> Vec<u8> {
     let op = Op::Recv {
         fd,
-        buf: vec![0; 16],
+        buf: vec![0; 16].into(),
     };
     let (res, op) = run_op(lp, op, "recv");
     let n = expect!(res, OpResult::Read(Ok(n)) => n);
@@ -63,7 +63,7 @@ for_each_backend!(
             &mut lp,
             Op::Write {
                 fd: raw(&server),
-                buf: b"pong!".to_vec(),
+                buf: b"pong!".to_vec().into(),
             },
             "write",
         );
@@ -74,7 +74,7 @@ for_each_backend!(
                 &mut lp,
                 Op::Read {
                     fd: raw(&client),
-                    buf: vec![0; 16],
+                    buf: vec![0; 16].into(),
                 },
                 "read",
             );
@@ -96,7 +96,7 @@ for_each_backend!(
             &mut lp,
             Op::Recv {
                 fd: raw(&server),
-                buf: vec![0; 16],
+                buf: vec![0; 16].into(),
             },
             "recv at eof",
         );
@@ -144,7 +144,7 @@ for_each_backend!(
             &mut lp,
             Op::Recv {
                 fd: raw(&server),
-                buf: vec![0; 16],
+                buf: vec![0; 16].into(),
             },
         );
         lp.run(RunMode::NoWait).unwrap();
@@ -180,7 +180,7 @@ for_each_backend!(
             &mut lp,
             Op::Recv {
                 fd,
-                buf: vec![0; 16],
+                buf: vec![0; 16].into(),
             },
         );
         lp.run(RunMode::NoWait).unwrap();
@@ -229,7 +229,7 @@ for_each_backend!(
         lp.add(
             Op::Recv {
                 fd: raw(&server),
-                buf: vec![0; 1],
+                buf: vec![0; 1].into(),
             },
             move |lp, op, res| {
                 let n = expect!(res, OpResult::Read(Ok(n)) => n);
@@ -242,7 +242,7 @@ for_each_backend!(
                 lp.add(
                     Op::Send {
                         fd: cfd,
-                        buf: vec![next as u8],
+                        buf: vec![next as u8].into(),
                     },
                     |_, _, res| {
                         expect!(res, OpResult::Write(Ok(1)));

@@ -14,7 +14,7 @@ for_each_backend!(
             &mut lp,
             Op::Read {
                 fd: r.as_raw_fd(),
-                buf: vec![0; 32],
+                buf: vec![0; 32].into(),
             },
         );
         lp.run(RunMode::NoWait).unwrap();
@@ -23,7 +23,7 @@ for_each_backend!(
             &mut lp,
             Op::Write {
                 fd: w.as_raw_fd(),
-                buf: b"through".to_vec(),
+                buf: b"through".to_vec().into(),
             },
             "write",
         );
@@ -41,7 +41,7 @@ for_each_backend!(
             &mut lp,
             Op::Read {
                 fd: r.as_raw_fd(),
-                buf: vec![0; 32],
+                buf: vec![0; 32].into(),
             },
         );
         let (res, _) = wait(&mut lp, &rd, "data");
@@ -50,7 +50,7 @@ for_each_backend!(
             &mut lp,
             Op::Read {
                 fd: r.as_raw_fd(),
-                buf: vec![0; 32],
+                buf: vec![0; 32].into(),
             },
         );
         lp.run(RunMode::NoWait).unwrap();
@@ -75,7 +75,7 @@ for_each_backend!(
             &mut lp,
             Op::Write {
                 fd: w.as_raw_fd(),
-                buf: b"x".to_vec(),
+                buf: b"x".to_vec().into(),
             },
             "write",
         );
@@ -92,7 +92,7 @@ for_each_backend!(
             &mut lp,
             Op::Read {
                 fd: r.as_raw_fd(),
-                buf: Vec::new(),
+                buf: Vec::new().into(),
             },
             "empty read",
         );
@@ -106,7 +106,7 @@ for_each_backend!(
             &mut lp,
             Op::Write {
                 fd: w.as_raw_fd(),
-                buf: Vec::new(),
+                buf: Vec::new().into(),
             },
             "empty write",
         );
@@ -122,7 +122,7 @@ for_each_backend!(
             &mut lp,
             Op::Recv {
                 fd: c.as_raw_fd(),
-                buf: vec![0; 4],
+                buf: vec![0; 4].into(),
             },
         );
         lp.run(RunMode::NoWait).unwrap();
@@ -134,7 +134,7 @@ for_each_backend!(
             &mut lp,
             Op::Read {
                 fd: c.as_raw_fd(),
-                buf: vec![0; 4],
+                buf: vec![0; 4].into(),
             },
             "next 4",
         );
@@ -144,7 +144,7 @@ for_each_backend!(
             &mut lp,
             Op::Recv {
                 fd: c.as_raw_fd(),
-                buf: vec![0; 4],
+                buf: vec![0; 4].into(),
             },
             "last 2",
         );
@@ -157,7 +157,7 @@ for_each_backend!(
             &mut lp,
             Op::Read {
                 fd: r.as_raw_fd(),
-                buf: vec![0; 2],
+                buf: vec![0; 2].into(),
             },
             "ab",
         );
@@ -175,7 +175,7 @@ for_each_backend!(
             &mut lp,
             Op::Read {
                 fd: r.as_raw_fd(),
-                buf: vec![0; 8],
+                buf: vec![0; 8].into(),
             },
             "rest",
         );
@@ -191,7 +191,7 @@ for_each_backend!(
             &mut lp,
             Op::Write {
                 fd: w.as_raw_fd(),
-                buf: vec![3; 4096],
+                buf: vec![3; 4096].into(),
             },
         );
         lp.run(RunMode::NoWait).unwrap();

@@ -55,14 +55,14 @@ for_each_backend!(
             &mut lp,
             Op::Recv {
                 fd: sfd,
-                buf: vec![0; 64],
+                buf: vec![0; 64].into(),
             },
         );
         let tx = submit(
             &mut lp,
             Op::Send {
                 fd: cfd,
-                buf: b"hello".to_vec(),
+                buf: b"hello".to_vec().into(),
             },
         );
         run_until(&mut lp, "send/recv", || rx.done() && tx.done());
@@ -77,14 +77,14 @@ for_each_backend!(
             &mut lp,
             Op::Read {
                 fd: cfd,
-                buf: vec![0; 64],
+                buf: vec![0; 64].into(),
             },
         );
         let wr = submit(
             &mut lp,
             Op::Write {
                 fd: sfd,
-                buf: b"world!".to_vec(),
+                buf: b"world!".to_vec().into(),
             },
         );
         run_until(&mut lp, "write/read", || rd.done() && wr.done());
@@ -109,7 +109,7 @@ for_each_backend!(
             &mut lp,
             Op::Read {
                 fd: sfd,
-                buf: vec![0; 8],
+                buf: vec![0; 8].into(),
             },
             "read at eof",
         );
@@ -118,7 +118,7 @@ for_each_backend!(
             &mut lp,
             Op::Send {
                 fd: sfd,
-                buf: b"bye".to_vec(),
+                buf: b"bye".to_vec().into(),
             },
             "send",
         );
@@ -127,7 +127,7 @@ for_each_backend!(
             &mut lp,
             Op::Recv {
                 fd: cfd,
-                buf: vec![0; 8],
+                buf: vec![0; 8].into(),
             },
             "recv",
         );
@@ -147,7 +147,7 @@ for_each_backend!(
             &mut lp,
             Op::Recv {
                 fd: cfd,
-                buf: vec![0; 8],
+                buf: vec![0; 8].into(),
             },
             "recv at eof",
         );
@@ -170,7 +170,7 @@ for_each_backend!(
             &mut lp,
             Op::Read {
                 fd: c.as_raw_fd(),
-                buf: vec![0; 16],
+                buf: vec![0; 16].into(),
             },
         );
         lp.run(RunMode::NoWait).unwrap();
@@ -183,7 +183,7 @@ for_each_backend!(
             &mut lp,
             Op::Recv {
                 fd: c.as_raw_fd(),
-                buf: vec![0; 16],
+                buf: vec![0; 16].into(),
             },
             "eof",
         );
@@ -197,7 +197,7 @@ for_each_backend!(
             &mut lp,
             Op::Recv {
                 fd: c.as_raw_fd(),
-                buf: vec![0; 16],
+                buf: vec![0; 16].into(),
             },
         );
         lp.run(RunMode::NoWait).unwrap();
@@ -210,7 +210,7 @@ for_each_backend!(
             &mut lp,
             Op::Send {
                 fd: c.as_raw_fd(),
-                buf: b"ok".to_vec(),
+                buf: b"ok".to_vec().into(),
             },
             "send",
         );
@@ -248,7 +248,7 @@ for_each_backend!(
                 &mut lp,
                 Op::Send {
                     fd: c.as_raw_fd(),
-                    buf: vec![7; 1024],
+                    buf: vec![7; 1024].into(),
                 },
                 "send",
             );
@@ -277,7 +277,7 @@ for_each_backend!(
             &mut lp,
             Op::Write {
                 fd: c.as_raw_fd(),
-                buf: vec![7; 16],
+                buf: vec![7; 16].into(),
             },
             "write",
         );
@@ -299,7 +299,7 @@ for_each_backend!(
             &mut lp,
             Op::Read {
                 fd: c.as_raw_fd(),
-                buf: vec![0; 16],
+                buf: vec![0; 16].into(),
             },
         );
         lp.run(RunMode::NoWait).unwrap();
@@ -325,7 +325,7 @@ for_each_backend!(
                 lp,
                 Op::Recv {
                     fd,
-                    buf: vec![0; 16],
+                    buf: vec![0; 16].into(),
                 },
                 what,
             );
@@ -359,14 +359,14 @@ for_each_backend!(
             &mut lp,
             Op::Recv {
                 fd,
-                buf: vec![0; 16],
+                buf: vec![0; 16].into(),
             },
         );
         let rd2 = submit(
             &mut lp,
             Op::Recv {
                 fd,
-                buf: vec![0; 16],
+                buf: vec![0; 16].into(),
             },
         );
         lp.run(RunMode::NoWait).unwrap();
@@ -375,7 +375,7 @@ for_each_backend!(
             &mut lp,
             Op::Send {
                 fd,
-                buf: b"abc".to_vec(),
+                buf: b"abc".to_vec().into(),
             },
         );
         let (res, _) = wait(&mut lp, &wr, "send while a recv waits");
@@ -454,14 +454,15 @@ for_each_backend!(
         assert_eq!(n, 8);
         assert_eq!(from, Some(a_addr), "the sender's address");
         let Op::Recvmsg(m) = op else { panic!("{op:?}") };
-        assert_eq!(&m.buf[..n], b"datagram");
+        assert_eq!(&m.buf.as_vec().unwrap()[..n], b"datagram");
         assert_eq!(m.addr(), Some(a_addr));
 
         // Reply, reusing the received message as a send to its sender.
         let mut m = m;
         m.fd = b.as_raw_fd();
-        m.buf.truncate(n);
-        m.buf.reverse();
+        let v = m.buf.as_vec_mut().unwrap();
+        v.truncate(n);
+        v.reverse();
         let (res, _) = run_op(&mut lp, Op::Sendmsg(m), "reply");
         assert_eq!(expect!(res, OpResult::Write(Ok(n)) => n), 8);
         let (res, op) = run_op(
@@ -484,14 +485,14 @@ for_each_backend!(
             &mut lp,
             Op::Recv {
                 fd: b.as_raw_fd(),
-                buf: vec![0; 32],
+                buf: vec![0; 32].into(),
             },
         );
         let tx = submit(
             &mut lp,
             Op::Send {
                 fd: a.as_raw_fd(),
-                buf: b"one".to_vec(),
+                buf: b"one".to_vec().into(),
             },
         );
         run_until(&mut lp, "udp send/recv", || rx.done() && tx.done());
@@ -505,14 +506,14 @@ for_each_backend!(
             &mut lp,
             Op::Read {
                 fd: a.as_raw_fd(),
-                buf: vec![0; 32],
+                buf: vec![0; 32].into(),
             },
         );
         let wr = submit(
             &mut lp,
             Op::Write {
                 fd: b.as_raw_fd(),
-                buf: b"two".to_vec(),
+                buf: b"two".to_vec().into(),
             },
         );
         run_until(&mut lp, "udp write/read", || rd.done() && wr.done());
@@ -598,7 +599,7 @@ for_each_backend!(
         lp.add(
             Op::Send {
                 fd: cfd,
-                buf: data.clone(),
+                buf: data.clone().into(),
             },
             move |_, op, res| {
                 let n = expect!(res, OpResult::Write(Ok(n)) => n);
@@ -618,7 +619,7 @@ for_each_backend!(
         lp.add(
             Op::Recv {
                 fd: s.as_raw_fd(),
-                buf: vec![0; 7000],
+                buf: vec![0; 7000].into(),
             },
             move |_, op, res| match res {
                 OpResult::Read(Ok(n)) => {
@@ -658,7 +659,7 @@ for_each_backend!(
         b.connect(a_addr).unwrap();
         let recv = || Op::Recv {
             fd: b.as_raw_fd(),
-            buf: vec![0; 32],
+            buf: vec![0; 32].into(),
         };
         // The first read waits (so the socket is watched), then all four
         // come (on Linux loopback they are queued once `send` returns).

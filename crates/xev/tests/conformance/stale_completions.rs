@@ -20,7 +20,7 @@ for_each_backend!(
         let id = lp.add(
             Op::Read {
                 fd: r.as_raw_fd(),
-                buf: vec![0; 1],
+                buf: vec![0; 1].into(),
             },
             move |_, _, _| {
                 f.set(f.get() + 1);
@@ -45,7 +45,7 @@ for_each_backend!(
         let id2 = lp.add(
             Op::Read {
                 fd: r2.as_raw_fd(),
-                buf: vec![0; 1],
+                buf: vec![0; 1].into(),
             },
             move |_, _, res| {
                 expect!(res, OpResult::Read(Ok(1)));
@@ -86,7 +86,7 @@ for_each_backend!(
         lp.add(
             Op::Read {
                 fd: r.as_raw_fd(),
-                buf: vec![0; 1],
+                buf: vec![0; 1].into(),
             },
             move |_, op, res| {
                 let n = expect!(res, OpResult::Read(Ok(n)) => n);
@@ -126,7 +126,7 @@ for_each_backend!(
         let id = lp.add(
             Op::Read {
                 fd: r.as_raw_fd(),
-                buf: vec![0; 1],
+                buf: vec![0; 1].into(),
             },
             move |_, _, res| {
                 let done = res.is_canceled();
@@ -175,7 +175,7 @@ for_each_backend!(
         lp.add(
             Op::Read {
                 fd: a.as_raw_fd(),
-                buf: vec![0; 8],
+                buf: vec![0; 8].into(),
             },
             move |lp, _, res| {
                 c.borrow_mut().push(format!("read {res:?}"));
@@ -190,7 +190,7 @@ for_each_backend!(
         let id = lp.add(
             Op::Write {
                 fd: a.as_raw_fd(),
-                buf: vec![7; 1 << 16],
+                buf: (vec![7; 1 << 16]).into(),
             },
             move |_, _, res| {
                 c.borrow_mut().push(format!(

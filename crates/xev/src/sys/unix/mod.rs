@@ -154,7 +154,7 @@ fn accept_nonblocking(fd: RawFd) -> isize {
 
 /// A buffer to read into: its address and its length, limited to
 /// [`MAX_IO_LEN`].
-fn buf_ptr(buf: &mut [u8]) -> (*mut libc::c_void, usize) {
+fn buf_ptr(buf: &mut crate::buf::Buf) -> (*mut libc::c_void, usize) {
     (buf.as_mut_ptr().cast(), io_len(buf.len()))
 }
 

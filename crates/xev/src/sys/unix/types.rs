@@ -161,7 +161,7 @@ impl MsgHeader {
     /// kernel sees the header, once the message reached its final address.
     pub(crate) fn prepare(
         &mut self,
-        buf: &mut [u8],
+        buf: &mut crate::buf::Buf,
         len: usize,
         addr: &mut SockAddr,
         receiving: bool,

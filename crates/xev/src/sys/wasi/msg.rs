@@ -36,7 +36,7 @@ impl MsgHeader {
     /// and returns it for [`sendmsg`]/[`recvmsg`].
     pub(crate) fn prepare(
         &mut self,
-        buf: &mut [u8],
+        buf: &mut crate::buf::Buf,
         len: usize,
         addr: &mut SockAddr,
         receiving: bool,

@@ -181,7 +181,7 @@ impl MsgHeader {
     /// receive.
     pub(crate) fn prepare(
         &mut self,
-        buf: &mut [u8],
+        buf: &mut crate::buf::Buf,
         len: usize,
         addr: &mut SockAddr,
         receiving: bool,
