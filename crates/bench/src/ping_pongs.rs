@@ -315,19 +315,18 @@ pub fn xev_async<B: Backend>(n: u64) -> Res<Outcome> {
         rt.block_on(async move {
             let listener = xev_async::TcpListener::from_std(listener).map_err(ctx("listener"))?;
             let (s, _) = listener.accept().await.map_err(ctx("accept"))?;
-            let mut buf = vec![0u8; 4096];
+            let mut buf = Vec::with_capacity(4096);
             let mut echoed = 0u64;
             loop {
-                let (r, mut b) = s.read(buf).await;
+                buf.clear();
+                let (r, b) = s.read(buf).await;
                 let n = r.map_err(ctx("server read"))?;
                 if n == 0 {
                     break;
                 }
-                b.truncate(n);
-                let (r, mut b) = s.write_all(b).await;
+                let (r, b) = s.write_all(b).await;
                 r.map_err(ctx("server write"))?;
                 echoed += n as u64;
-                b.resize(4096, 0);
                 buf = b;
             }
             let _ = s.shutdown(std::net::Shutdown::Both).await;
@@ -340,13 +339,14 @@ pub fn xev_async<B: Backend>(n: u64) -> Res<Outcome> {
         let s = xev_async::TcpStream::connect(addr)
             .await
             .map_err(ctx("connect"))?;
-        let mut buf = vec![0u8; 1024];
-        let mut ping = PING.to_vec();
+        let mut buf = Vec::with_capacity(1024);
+        // The ping is static: written from the binary's memory, no copy.
+        let ping: &'static [u8] = PING;
         let (mut state, mut pongs) = (0usize, 0u64);
-        let (r, p) = s.write_all(ping).await;
+        let (r, _) = s.write_all(ping).await;
         r.map_err(ctx("write"))?;
-        ping = p;
         loop {
+            buf.clear();
             let (r, b) = s.read(buf).await;
             let len = r.map_err(ctx("read"))?;
             if len == 0 {
@@ -363,9 +363,8 @@ pub fn xev_async<B: Backend>(n: u64) -> Res<Outcome> {
             })?;
             buf = b;
             for _ in 0..send {
-                let (r, p) = s.write_all(ping).await;
+                let (r, _) = s.write_all(ping).await;
                 r.map_err(ctx("write"))?;
-                ping = p;
             }
             if !more {
                 break;

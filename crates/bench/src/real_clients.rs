@@ -211,9 +211,10 @@ fn serve_xev_async<B: Backend>(listener: TcpListener, proto: Proto, ready: Ready
             let (conn, _) = listener.accept().await.map_err(ctx("accept"))?;
             let st = s2.clone();
             xev_async::spawn(async move {
-                let (mut buf, mut out) = (vec![0u8; BUF], Vec::with_capacity(BUF));
+                let (mut buf, mut out) = (Vec::with_capacity(BUF), Vec::with_capacity(BUF));
                 let mut pending = Pending::default();
                 loop {
+                    buf.clear();
                     let (r, b) = conn.read(buf).await;
                     let n = match r {
                         Ok(0) | Err(_) => return,

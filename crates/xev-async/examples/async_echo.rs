@@ -15,7 +15,7 @@
 use std::io;
 use std::net::Shutdown;
 
-use xev_async::{spawn, Runtime, TcpListener, TcpStream};
+use xev_async::{spawn, IoBuf, Runtime, TcpListener, TcpStream};
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
@@ -30,17 +30,15 @@ fn arg(name: &str, default: usize) -> usize {
 }
 
 async fn serve(conn: TcpStream) -> io::Result<()> {
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut buf = Vec::with_capacity(16 * 1024);
     loop {
-        let (r, mut b) = conn.read(buf).await;
-        let n = r?;
-        if n == 0 {
+        buf.clear();
+        let (r, b) = conn.read(buf).await; // into the spare capacity
+        if r? == 0 {
             return Ok(());
         }
-        b.truncate(n);
-        let (r, mut b) = conn.write_all(b).await;
+        let (r, b) = conn.write_all(b).await;
         r?;
-        b.resize(16 * 1024, 0);
         buf = b;
     }
 }
@@ -52,8 +50,10 @@ async fn client(addr: std::net::SocketAddr, id: usize, messages: usize) -> io::R
         let msg = format!("client {id} message {i}\n").into_bytes();
         let (r, sent) = conn.write_all(msg).await;
         r?;
-        buf.resize(sent.len(), 0);
-        let (r, got) = conn.read_exact(buf).await;
+        buf.clear();
+        buf.reserve_exact(sent.len());
+        let (r, got) = conn.read_exact(buf.slice(..sent.len())).await;
+        let got = got.into_inner();
         r?;
         assert_eq!(got, sent, "the echo differs");
         buf = got;

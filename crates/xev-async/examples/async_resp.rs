@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::io;
 use std::rc::Rc;
 
-use xev_async::{spawn, Runtime, TcpListener, TcpStream};
+use xev_async::{spawn, IoBuf, Runtime, TcpListener, TcpStream};
 
 type Db = Rc<RefCell<HashMap<Vec<u8>, Vec<u8>>>>;
 
@@ -111,15 +111,14 @@ fn execute(db: &Db, args: &[&[u8]], out: &mut Vec<u8>) {
 /// Serves one connection: reads, answers every complete command in one
 /// write, keeps the incomplete rest for the next read.
 async fn serve(conn: TcpStream, db: Db) -> io::Result<()> {
-    let (mut pending, mut out, mut buf) = (Vec::new(), Vec::new(), vec![0u8; 16 * 1024]);
+    let (mut pending, mut out) = (Vec::with_capacity(16 * 1024), Vec::new());
     loop {
-        let (r, b) = conn.read(buf).await;
-        let n = r?;
-        if n == 0 {
+        pending.reserve(4096);
+        let (r, p) = conn.read(pending).await; // appends to what is pending
+        pending = p;
+        if r? == 0 {
             return Ok(());
         }
-        pending.extend_from_slice(&b[..n]);
-        buf = b;
         let mut used = 0;
         while let Some((args, len)) = parse(&pending[used..]).map_err(io::Error::other)? {
             execute(&db, &args, &mut out);
@@ -163,7 +162,10 @@ async fn self_test(addr: std::net::SocketAddr) -> io::Result<()> {
     }
     let (r, _) = conn.write_all(req).await;
     r?;
-    let (r, got) = conn.read_exact(vec![0; want.len()]).await;
+    let (r, got) = conn
+        .read_exact(Vec::with_capacity(want.len()).slice(..want.len()))
+        .await;
+    let got = got.into_inner();
     r?;
     if got != want {
         return Err(io::Error::other(format!(

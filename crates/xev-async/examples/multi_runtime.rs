@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 
 use xev::{Options, ThreadPool};
-use xev_async::{spawn, File, RemoteHandle, Runtime, TcpListener, TcpStream};
+use xev_async::{spawn, File, IoBuf, RemoteHandle, Runtime, TcpListener, TcpStream};
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
@@ -42,19 +42,18 @@ fn arg(name: &str, default: usize) -> usize {
 
 /// Echoes one connection; returns the bytes echoed.
 async fn serve(conn: TcpStream) -> io::Result<usize> {
-    let mut buf = vec![0u8; 4096];
+    let mut buf = Vec::with_capacity(4096);
     let mut total = 0;
     loop {
-        let (r, mut b) = conn.read(buf).await;
+        buf.clear();
+        let (r, b) = conn.read(buf).await;
         let n = r?;
         if n == 0 {
             return Ok(total);
         }
-        b.truncate(n);
-        let (r, mut b) = conn.write_all(b).await;
+        let (r, b) = conn.write_all(b).await;
         r?;
         total += n;
-        b.resize(4096, 0);
         buf = b;
     }
 }
@@ -95,10 +94,10 @@ fn worker(
         r?;
         drop(file);
         let file = File::open_read(&path).await?;
-        let (r, buf) = file.read_at(vec![0; 32], 0).await;
-        let n = r?;
+        let (r, buf) = file.read_at(Vec::with_capacity(32), 0).await;
+        r?;
         std::fs::remove_file(&path)?;
-        let recorded: usize = std::str::from_utf8(&buf[..n])
+        let recorded: usize = std::str::from_utf8(&buf)
             .ok()
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| io::Error::other("the record reads back wrong"))?;
@@ -119,8 +118,10 @@ async fn client(addr: SocketAddr, id: usize, messages: usize) -> io::Result<usiz
         let msg = format!("client {id} line {i}\n").into_bytes();
         let (r, sent) = conn.write_all(msg).await;
         r?;
-        buf.resize(sent.len(), 0);
-        let (r, got) = conn.read_exact(buf).await;
+        buf.clear();
+        buf.reserve_exact(sent.len());
+        let (r, got) = conn.read_exact(buf.slice(..sent.len())).await;
+        let got = got.into_inner();
         r?;
         assert_eq!(got, sent, "the echo differs");
         sent_bytes += sent.len();

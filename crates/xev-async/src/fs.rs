@@ -7,9 +7,10 @@
 use std::io;
 use std::path::Path;
 
-use xev::{FileStat, Fs, FsOutput, Op, OpResult, OpenFlags, RawHandle, ReadError};
+use xev::{FileStat, Fs, FsOutput, Op, OpResult, OpenFlags, RawHandle};
 
-use crate::op::OpFuture;
+use crate::buf::{write_all_with, IoBuf, IoBufMut};
+use crate::op::{lend_read, lend_write, read_result, write_result, OpFuture};
 
 /// An open file.
 pub struct File {
@@ -63,57 +64,50 @@ impl File {
         File { file }
     }
 
-    /// Reads into `buf[..buf.len()]` from `offset`: the count (0 at or past
-    /// the end of the file) and the buffer.
-    pub async fn read_at(&self, buf: Vec<u8>, offset: u64) -> (io::Result<usize>, Vec<u8>) {
+    /// Reads from `offset` into `buf`'s read region (a vector's spare
+    /// capacity; see [`IoBufMut`]): the count (0 at or past the end of the
+    /// file, or when the region is empty) and the buffer back.
+    pub async fn read_at<B: IoBufMut>(&self, buf: B, offset: u64) -> (io::Result<usize>, B) {
         let fd = raw(&self.file);
-        let (res, mut op) = OpFuture::new(Op::Pread {
+        let op = Op::Pread {
             fd,
-            buf: buf.into(),
+            buf: xev::Buf::default(),
             offset,
-        })
-        .await;
-        let r = match res {
-            OpResult::Read(Ok(n)) => Ok(n),
-            OpResult::Read(Err(ReadError::Eof)) => Ok(0),
-            OpResult::Read(Err(e)) => Err(e.into()),
-            other => Err(io::Error::other(format!("unexpected {other:?}"))),
         };
-        (r, op.take_buf().unwrap_or_default())
+        let (res, _, buf) = lend_read(op, buf, None).await;
+        (read_result(res), buf)
     }
 
-    /// Writes `buf` at `offset` (all of it or a prefix): the count and the
-    /// buffer.
-    pub async fn write_at(&self, buf: Vec<u8>, offset: u64) -> (io::Result<usize>, Vec<u8>) {
-        let fd = raw(&self.file);
-        let (res, mut op) = OpFuture::new(Op::Pwrite {
-            fd,
-            buf: buf.into(),
-            offset,
-        })
-        .await;
-        let r = match res {
-            OpResult::Write(r) => r.map_err(Into::into),
-            other => Err(io::Error::other(format!("unexpected {other:?}"))),
-        };
-        (r, op.take_buf().unwrap_or_default())
+    /// Writes `buf`'s initialized bytes at `offset` (all or a prefix): the
+    /// count and the buffer back.
+    pub async fn write_at<B: IoBuf>(&self, buf: B, offset: u64) -> (io::Result<usize>, B) {
+        self.pwrite_from(buf, 0, offset).await
     }
 
-    /// Writes all of `buf` at `offset`, in as many writes as it takes.
-    pub async fn write_all_at(&self, buf: Vec<u8>, offset: u64) -> (io::Result<()>, Vec<u8>) {
-        let len = buf.len();
-        let (r, buf) = self.write_at(buf, offset).await;
-        match r {
-            Ok(n) if n == len => (Ok(()), buf),
-            Ok(0) => (Err(io::ErrorKind::WriteZero.into()), buf),
-            Ok(n) => {
-                // A short write (a full disk, say): the rest, from a copy.
-                let (r, _) =
-                    Box::pin(self.write_all_at(buf[n..].to_vec(), offset + n as u64)).await;
-                (r, buf)
-            }
-            Err(e) => (Err(e), buf),
-        }
+    /// Writes `buf`'s initialized bytes from `from` on at `offset`.
+    async fn pwrite_from<B: IoBuf>(
+        &self,
+        buf: B,
+        from: usize,
+        offset: u64,
+    ) -> (io::Result<usize>, B) {
+        let fd = raw(&self.file);
+        let op = Op::Pwrite {
+            fd,
+            buf: xev::Buf::default(),
+            offset,
+        };
+        let (res, _, buf) = lend_write(op, buf, from).await;
+        (write_result(res), buf)
+    }
+
+    /// Writes all of `buf`'s initialized bytes at `offset`, in as many
+    /// writes as it takes (each from the same buffer: no copy).
+    pub async fn write_all_at<B: IoBuf>(&self, buf: B, offset: u64) -> (io::Result<()>, B) {
+        write_all_with(buf, |b, sent| {
+            self.pwrite_from(b, sent, offset + sent as u64)
+        })
+        .await
     }
 
     /// The file's metadata.

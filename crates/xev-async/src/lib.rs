@@ -29,6 +29,13 @@
 //!   `(result, buf)`. That is the only sound shape for a completion API:
 //!   the kernel may write into the buffer until the operation is over, so
 //!   the buffer must not be borrowed from a future that can be dropped.
+//!   Any [`IoBuf`] (written from) or [`IoBufMut`] (read into) works:
+//!   `Vec<u8>`, `Box<[u8]>`, `&'static [u8]`, a [`Slice`] of any of them,
+//!   and `bytes::Bytes`/`BytesMut` with the `bytes` feature. The kernel
+//!   reads and writes the buffer's own memory: a read lands in a vector's
+//!   spare capacity and sets its length (no zeroing, no copy), a write
+//!   sends its initialized bytes, and `write_all` sends the rest of a
+//!   short write from a slice of the same buffer.
 //! - **Cancellation**: dropping a future with an operation in flight
 //!   cancels the operation; its buffer stays with the loop until the
 //!   kernel lets go of it and is then dropped. Nothing is freed early,
@@ -55,6 +62,7 @@
 // machinery: parts of it are unused there.
 #![cfg_attr(all(target_os = "wasi", target_env = "p1"), allow(dead_code))]
 
+mod buf;
 #[cfg(all(
     any(feature = "futures-io", feature = "hyper"),
     not(all(target_os = "wasi", target_env = "p1"))
@@ -72,6 +80,7 @@ mod signal;
 mod task;
 mod time;
 
+pub use buf::{IoBuf, IoBufMut, Slice};
 #[cfg(all(
     any(feature = "futures-io", feature = "hyper"),
     not(all(target_os = "wasi", target_env = "p1"))

@@ -4,15 +4,15 @@
 //! through the loop (so a readiness backend forgets it first), or directly
 //! outside a runtime.
 
-use std::cell::RefCell;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 
 use socket2::{Domain, Socket, Type};
-use xev::{Msg, Op, OpResult, RawHandle, ReadError};
+use xev::{Msg, Op, OpResult, RawHandle};
 
+use crate::buf::{read_exact_with, write_all_with, IoBuf, IoBufMut};
 use crate::handle::{Handle, Owned};
-use crate::op::OpFuture;
+use crate::op::{lend_read, lend_write, read_result, unexpected, write_result, OpFuture};
 
 /// The raw handle of a socket, as xev's operations name it.
 fn raw(s: &Socket) -> RawHandle {
@@ -50,35 +50,6 @@ fn nonblocking(s: &Socket) -> io::Result<()> {
 /// Wraps an accepted socket (already non-blocking and close-on-exec).
 fn from_accepted(h: xev::OwnedHandle) -> Socket {
     Socket::from(h)
-}
-
-/// Maps a read result: end of file is `Ok(0)`.
-fn read_result(res: OpResult) -> io::Result<usize> {
-    match res {
-        OpResult::Read(Ok(n)) => Ok(n),
-        OpResult::Read(Err(ReadError::Eof)) => Ok(0),
-        OpResult::Read(Err(e)) => Err(e.into()),
-        other => Err(unexpected(&other)),
-    }
-}
-
-fn write_result(res: OpResult) -> io::Result<usize> {
-    match res {
-        OpResult::Write(r) => r.map_err(Into::into),
-        other => Err(unexpected(&other)),
-    }
-}
-
-fn unexpected(res: &OpResult) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("xev-async: unexpected result {res:?}"),
-    )
-}
-
-/// Takes the buffer back out of a finished operation.
-fn buf_of(mut op: Op) -> Vec<u8> {
-    op.take_buf().unwrap_or_default()
 }
 
 /// A TCP socket listening for connections.
@@ -140,17 +111,12 @@ fn as_inet(a: socket2::SockAddr) -> io::Result<SocketAddr> {
 /// another writes (share it with `Rc`, or use [`TcpStream::into_split`]).
 pub struct TcpStream {
     sock: Owned<Socket>,
-    /// Where the rest of a short read lands before it is copied into place
-    /// (`read_exact`), and the unsent rest of a short write (`write_all`):
-    /// grown once, reused.
-    scratch: RefCell<Vec<u8>>,
 }
 
 impl TcpStream {
     fn new(s: Socket) -> TcpStream {
         TcpStream {
             sock: Owned::new(s),
-            scratch: RefCell::new(Vec::new()),
         }
     }
 
@@ -220,82 +186,56 @@ impl TcpStream {
         self.sock.get().set_tcp_nodelay(on)
     }
 
-    /// Receives into `buf[..buf.len()]` (the whole of its length): the
-    /// count read (0 at end of stream, or for an empty `buf`) and the
-    /// buffer back.
-    pub async fn read(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+    /// Receives into `buf`'s read region (a vector's spare capacity: the
+    /// bytes land after its length, which grows by the count; see
+    /// [`IoBufMut`]): the count (0 at end of stream, or when the region is
+    /// empty) and the buffer back.
+    pub async fn read<B: IoBufMut>(&self, buf: B) -> (io::Result<usize>, B) {
+        self.recv_from_offset(buf, None).await
+    }
+
+    async fn recv_from_offset<B: IoBufMut>(
+        &self,
+        buf: B,
+        from: Option<usize>,
+    ) -> (io::Result<usize>, B) {
         let fd = raw(self.sock.get());
-        let (res, op) = OpFuture::new(Op::Recv {
+        let op = Op::Recv {
             fd,
-            buf: buf.into(),
-        })
-        .await;
-        (read_result(res), buf_of(op))
-    }
-
-    /// Receives exactly `buf.len()` bytes, or fails with
-    /// `UnexpectedEof` if the stream ends first.
-    pub async fn read_exact(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
-        let want = buf.len();
-        let (r, mut buf) = self.read(buf).await;
-        let mut have = match r {
-            Ok(0) if want > 0 => return (Err(io::ErrorKind::UnexpectedEof.into()), buf),
-            Ok(n) => n,
-            Err(e) => return (Err(e), buf),
+            buf: xev::Buf::default(),
         };
-        while have < want {
-            let mut scratch = std::mem::take(&mut *self.scratch.borrow_mut());
-            scratch.resize(want - have, 0);
-            let (r, back) = self.read(scratch).await;
-            let n = match r {
-                Ok(0) => {
-                    *self.scratch.borrow_mut() = back;
-                    return (Err(io::ErrorKind::UnexpectedEof.into()), buf);
-                }
-                Ok(n) => n,
-                Err(e) => {
-                    *self.scratch.borrow_mut() = back;
-                    return (Err(e), buf);
-                }
-            };
-            buf[have..have + n].copy_from_slice(&back[..n]);
-            have += n;
-            *self.scratch.borrow_mut() = back;
-        }
-        (Ok(()), buf)
+        let (res, _, buf) = lend_read(op, buf, from).await;
+        (read_result(res), buf)
     }
 
-    /// Sends `buf` (all of it or a prefix): the count sent and the buffer.
-    pub async fn write(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+    /// Fills the whole of `buf`'s read region (a vector's spare capacity;
+    /// for an exact count, a slice: `Vec::with_capacity(n).slice(..n)`),
+    /// in as many reads as it takes, or fails with `UnexpectedEof` if the
+    /// stream ends first (the bytes read so far are in the buffer).
+    pub async fn read_exact<B: IoBufMut>(&self, buf: B) -> (io::Result<()>, B) {
+        read_exact_with(buf, |b, at| self.recv_from_offset(b, Some(at))).await
+    }
+
+    /// Sends `buf`'s initialized bytes (all or a prefix): the count sent
+    /// and the buffer back.
+    pub async fn write<B: IoBuf>(&self, buf: B) -> (io::Result<usize>, B) {
+        self.send_from_offset(buf, 0).await
+    }
+
+    async fn send_from_offset<B: IoBuf>(&self, buf: B, from: usize) -> (io::Result<usize>, B) {
         let fd = raw(self.sock.get());
-        let (res, op) = OpFuture::new(Op::Send {
+        let op = Op::Send {
             fd,
-            buf: buf.into(),
-        })
-        .await;
-        (write_result(res), buf_of(op))
+            buf: xev::Buf::default(),
+        };
+        let (res, _, buf) = lend_write(op, buf, from).await;
+        (write_result(res), buf)
     }
 
-    /// Sends all of `buf`, in as many writes as it takes.
-    pub async fn write_all(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
-        let (r, buf) = self.write(buf).await;
-        let mut sent = match r {
-            Ok(n) => n,
-            Err(e) => return (Err(e), buf),
-        };
-        while sent < buf.len() {
-            let mut rest = std::mem::take(&mut *self.scratch.borrow_mut());
-            rest.clear();
-            rest.extend_from_slice(&buf[sent..]);
-            let (r, back) = self.write(rest).await;
-            *self.scratch.borrow_mut() = back;
-            match r {
-                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
-                Ok(n) => sent += n,
-                Err(e) => return (Err(e), buf),
-            }
-        }
-        (Ok(()), buf)
+    /// Sends all of `buf`'s initialized bytes, in as many writes as it
+    /// takes (each sends the rest from the same buffer: no copy).
+    pub async fn write_all<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
+        write_all_with(buf, |b, sent| self.send_from_offset(b, sent)).await
     }
 
     /// Shuts down one or both directions.
@@ -321,12 +261,12 @@ pub struct ReadHalf(std::rc::Rc<TcpStream>);
 
 impl ReadHalf {
     /// See [`TcpStream::read`].
-    pub async fn read(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+    pub async fn read<B: IoBufMut>(&self, buf: B) -> (io::Result<usize>, B) {
         self.0.read(buf).await
     }
 
     /// See [`TcpStream::read_exact`].
-    pub async fn read_exact(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+    pub async fn read_exact<B: IoBufMut>(&self, buf: B) -> (io::Result<()>, B) {
         self.0.read_exact(buf).await
     }
 }
@@ -336,12 +276,12 @@ pub struct WriteHalf(std::rc::Rc<TcpStream>);
 
 impl WriteHalf {
     /// See [`TcpStream::write`].
-    pub async fn write(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+    pub async fn write<B: IoBuf>(&self, buf: B) -> (io::Result<usize>, B) {
         self.0.write(buf).await
     }
 
     /// See [`TcpStream::write_all`].
-    pub async fn write_all(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+    pub async fn write_all<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
         self.0.write_all(buf).await
     }
 
@@ -371,18 +311,21 @@ impl UdpSocket {
         as_inet(self.sock.get().local_addr()?)
     }
 
-    /// Sends the whole of `buf` as one datagram to `addr`.
-    pub async fn send_to(&self, buf: Vec<u8>, addr: SocketAddr) -> (io::Result<usize>, Vec<u8>) {
+    /// Sends `buf`'s initialized bytes as one datagram to `addr`.
+    pub async fn send_to<B: IoBuf>(&self, buf: B, addr: SocketAddr) -> (io::Result<usize>, B) {
         let fd = raw(self.sock.get());
-        let (res, op) = OpFuture::new(Op::Sendmsg(Msg::send_to(fd, buf, addr))).await;
-        (write_result(res), msg_buf(op))
+        let msg = Msg::send_to(fd, xev::Buf::default(), addr);
+        let (res, _, buf) = lend_write(Op::Sendmsg(msg), buf, 0).await;
+        (write_result(res), buf)
     }
 
-    /// Receives one datagram into `buf[..buf.len()]`: its length (a longer
-    /// datagram is cut), the sender, and the buffer.
-    pub async fn recv_from(&self, buf: Vec<u8>) -> (io::Result<(usize, SocketAddr)>, Vec<u8>) {
+    /// Receives one datagram into `buf`'s read region (a vector's spare
+    /// capacity; a longer datagram is cut): its length, the sender, and
+    /// the buffer back.
+    pub async fn recv_from<B: IoBufMut>(&self, buf: B) -> (io::Result<(usize, SocketAddr)>, B) {
         let fd = raw(self.sock.get());
-        let (res, op) = OpFuture::new(Op::Recvmsg(Msg::recv_from(fd, buf))).await;
+        let msg = Msg::recv_from(fd, xev::Buf::default());
+        let (res, _, buf) = lend_read(Op::Recvmsg(msg), buf, None).await;
         let r = match res {
             OpResult::RecvFrom(Ok((n, Some(a)))) => Ok((n, a)),
             OpResult::RecvFrom(Ok((_, None))) => Err(io::Error::new(
@@ -392,13 +335,6 @@ impl UdpSocket {
             OpResult::RecvFrom(Err(e)) => Err(e.into()),
             other => Err(unexpected(&other)),
         };
-        (r, msg_buf(op))
-    }
-}
-
-fn msg_buf(op: Op) -> Vec<u8> {
-    match op {
-        Op::Sendmsg(m) | Op::Recvmsg(m) => m.buf.into_vec().unwrap_or_default(),
-        other => buf_of(other),
+        (r, buf)
     }
 }

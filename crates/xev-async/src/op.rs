@@ -17,25 +17,28 @@
 
 use std::cell::RefCell;
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-use xev::{Action, Id, Op, OpResult};
+use xev::{Action, Id, Op, OpResult, ReadError};
 
+use crate::buf::{read_from, IoBuf, IoBufMut, Lent};
 use crate::runtime::{current, Driver};
 
-/// One operation's place in the slot table.
+/// One operation's place in the slot table. A buffer lent to the loop
+/// for the operation stays here until the loop's callback ran.
 enum Slot {
     /// Unused (its index is on the free list).
     Free,
     /// In flight; the waker of the future that waits for it.
-    Waiting(Option<Waker>),
+    Waiting(Option<Waker>, Option<Lent>),
     /// Finished; waiting for its future to take it.
-    Done(OpResult, Op),
+    Done(OpResult, Op, Option<Lent>),
     /// Its future was dropped while it was in flight: the callback drops
-    /// the result and frees the slot.
-    Abandoned,
+    /// the result and the buffer and frees the slot.
+    Abandoned(Option<Lent>),
 }
 
 /// The runtime's table of operation slots.
@@ -46,22 +49,33 @@ pub(crate) struct Slots {
 }
 
 impl Slots {
-    fn alloc(&mut self) -> usize {
+    fn alloc(&mut self, waker: Waker, lent: Option<Lent>) -> usize {
+        let slot = Slot::Waiting(Some(waker), lent);
         match self.free.pop() {
             Some(i) => {
-                self.slots[i] = Slot::Waiting(None);
+                self.slots[i] = slot;
                 i
             }
             None => {
-                self.slots.push(Slot::Waiting(None));
+                self.slots.push(slot);
                 self.slots.len() - 1
             }
         }
     }
 
-    fn release(&mut self, i: usize) {
-        self.slots[i] = Slot::Free;
+    /// Frees slot `i` and returns what it held, for the caller to drop
+    /// once the table is no longer borrowed (a buffer's `Drop` may panic).
+    fn release(&mut self, i: usize) -> Slot {
         self.free.push(i);
+        std::mem::replace(&mut self.slots[i], Slot::Free)
+    }
+
+    /// The core buffer over slot `i`'s lent buffer, if it has one.
+    fn region(&mut self, i: usize) -> Option<xev::Buf> {
+        match &mut self.slots[i] {
+            Slot::Waiting(_, Some(lent)) => Some(lent.region()),
+            _ => None,
+        }
     }
 
     /// Operations in flight or finished but not yet taken.
@@ -73,34 +87,33 @@ impl Slots {
 /// The loop callback of every operation: stores the result (or, for an
 /// abandoned slot, lets it go) and wakes the waiting future.
 pub(crate) fn complete(slots: &RefCell<Slots>, i: usize, op: &mut Op, res: OpResult) -> Action {
-    let waker = {
-        let mut s = slots.borrow_mut();
-        match std::mem::replace(&mut s.slots[i], Slot::Free) {
-            Slot::Waiting(w) => {
-                s.slots[i] = Slot::Done(res, std::mem::replace(op, Op::Noop));
-                w
-            }
-            // The op (and its buffer) is dropped with the completion.
-            Slot::Abandoned => {
-                s.free.push(i);
-                None
-            }
-            other => {
-                // Impossible: one callback per slot use.
-                s.slots[i] = other;
-                None
+    let mut s = slots.borrow_mut();
+    match std::mem::replace(&mut s.slots[i], Slot::Free) {
+        Slot::Waiting(w, lent) => {
+            s.slots[i] = Slot::Done(res, std::mem::replace(op, Op::Noop), lent);
+            drop(s);
+            if let Some(w) = w {
+                w.wake();
             }
         }
-    };
-    if let Some(w) = waker {
-        w.wake();
+        // The op is dropped with the completion, the lent buffer here,
+        // once the slot is free and the table no longer borrowed.
+        Slot::Abandoned(lent) => {
+            s.free.push(i);
+            drop(s);
+            drop(lent);
+        }
+        other => {
+            // Impossible: one callback per slot use.
+            s.slots[i] = other;
+        }
     }
     Action::Disarm
 }
 
 enum State {
-    /// Not submitted yet.
-    Start(Op),
+    /// Not submitted yet (with the buffer it lends the loop, if any).
+    Start(Op, Option<Lent>),
     /// In flight in slot `slot`, as completion `id`.
     Pending {
         driver: Rc<dyn Driver>,
@@ -122,7 +135,68 @@ impl OpFuture {
     /// An operation that starts when first polled.
     pub fn new(op: Op) -> OpFuture {
         OpFuture {
-            state: State::Start(op),
+            state: State::Start(op, None),
+        }
+    }
+
+    /// An operation whose buffer (the core one in `op` is replaced) is
+    /// `lent`'s region, kept in the operation's slot while in flight.
+    fn lending(op: Op, lent: Lent) -> OpFuture {
+        OpFuture {
+            state: State::Start(op, Some(lent)),
+        }
+    }
+
+    fn poll_op(&mut self, cx: &mut Context<'_>) -> Poll<(OpResult, Op, Option<Lent>)> {
+        match &mut self.state {
+            State::Start(..) => {
+                let State::Start(mut op, lent) = std::mem::replace(&mut self.state, State::Done)
+                else {
+                    unreachable!()
+                };
+                let driver = current();
+                let slots = driver.slots();
+                {
+                    let mut s = slots.borrow_mut();
+                    let slot = s.alloc(cx.waker().clone(), lent);
+                    // The region is taken once the buffer sits in its slot.
+                    if let (Some(region), Some(b)) = (s.region(slot), op.io_buf_mut()) {
+                        *b = region;
+                    }
+                    drop(s);
+                    let id = driver.submit(op, slot);
+                    self.state = State::Pending {
+                        driver,
+                        slots,
+                        slot,
+                        id,
+                    };
+                }
+                Poll::Pending
+            }
+            State::Pending { slots, slot, .. } => {
+                let mut s = slots.borrow_mut();
+                match &mut s.slots[*slot] {
+                    Slot::Waiting(w, _) => {
+                        if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                            *w = Some(cx.waker().clone());
+                        }
+                        Poll::Pending
+                    }
+                    Slot::Done(..) => {
+                        let Slot::Done(res, op, lent) = s.release(*slot) else {
+                            unreachable!()
+                        };
+                        drop(s);
+                        self.state = State::Done;
+                        Poll::Ready((res, op, lent))
+                    }
+                    Slot::Free | Slot::Abandoned(_) => {
+                        panic!("xev-async: an operation's slot was reused while it waited")
+                    }
+                }
+            }
+            State::Done => panic!("xev-async: OpFuture polled after it completed"),
         }
     }
 }
@@ -131,54 +205,60 @@ impl Future for OpFuture {
     type Output = (OpResult, Op);
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<(OpResult, Op)> {
-        match &mut self.state {
-            State::Start(_) => {
-                let State::Start(op) = std::mem::replace(&mut self.state, State::Done) else {
-                    unreachable!()
-                };
-                let driver = current();
-                let slots = driver.slots();
-                let slot = slots.borrow_mut().alloc();
-                if let Slot::Waiting(w) = &mut slots.borrow_mut().slots[slot] {
-                    *w = Some(cx.waker().clone());
-                }
-                let id = driver.submit(op, slot);
-                self.state = State::Pending {
-                    driver,
-                    slots,
-                    slot,
-                    id,
-                };
-                Poll::Pending
-            }
-            State::Pending { slots, slot, .. } => {
-                let mut s = slots.borrow_mut();
-                match &mut s.slots[*slot] {
-                    Slot::Waiting(w) => {
-                        if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                            *w = Some(cx.waker().clone());
-                        }
-                        Poll::Pending
-                    }
-                    Slot::Done(..) => {
-                        let i = *slot;
-                        let Slot::Done(res, op) = std::mem::replace(&mut s.slots[i], Slot::Free)
-                        else {
-                            unreachable!()
-                        };
-                        s.free.push(i);
-                        drop(s);
-                        self.state = State::Done;
-                        Poll::Ready((res, op))
-                    }
-                    Slot::Free | Slot::Abandoned => {
-                        panic!("xev-async: an operation's slot was reused while it waited")
-                    }
-                }
-            }
-            State::Done => panic!("xev-async: OpFuture polled after it completed"),
-        }
+        self.poll_op(cx).map(|(res, op, _)| (res, op))
     }
+}
+
+/// Runs `op` with `lent` as its buffer: the result, the operation, and
+/// the buffer back.
+async fn lend<B: 'static>(op: Op, lent: Lent) -> (OpResult, Op, B) {
+    let mut fut = OpFuture::lending(op, lent);
+    let (res, op, lent) = std::future::poll_fn(|cx| fut.poll_op(cx)).await;
+    let b = lent
+        .and_then(Lent::take)
+        .expect("xev-async: a lent buffer comes back with its operation");
+    (res, op, b)
+}
+
+/// Runs the write family `op` (its buffer is replaced) from `buf`'s
+/// initialized bytes from offset `from` on: the result, the operation, and
+/// the buffer back.
+pub(crate) async fn lend_write<B: IoBuf>(op: Op, buf: B, from: usize) -> (OpResult, Op, B) {
+    lend(op, Lent::for_write(buf, from)).await
+}
+
+/// Runs the read family `op` (its buffer is replaced) into `buf` from
+/// [`read_from`]`(buf, from)` to its end (`None`: from its read start, see
+/// [`IoBufMut::read_start`]); a successful read of `n` bytes marks them
+/// initialized. A stream read with no room completes at once with a
+/// count of 0, without reaching the loop. The result, the operation, and the
+/// buffer back.
+pub(crate) async fn lend_read<B: IoBufMut>(
+    op: Op,
+    buf: B,
+    from: Option<usize>,
+) -> (OpResult, Op, B) {
+    let start = read_from(&buf, from);
+    if start == buf.bytes_total() && !matches!(op, Op::Recvmsg(_)) {
+        // No room in a stream read: nothing to wait for (the kernel would
+        // wait for data and then read none). A datagram receive still
+        // takes a datagram (cut to nothing), as the kernel does.
+        return (OpResult::Read(Ok(0)), op, buf);
+    }
+    let (res, op, mut b) = lend::<B>(op, Lent::for_read(buf, from)).await;
+    let n = match &res {
+        OpResult::Read(Ok(n)) => Some(*n),
+        OpResult::RecvFrom(Ok((n, _))) => Some(*n),
+        _ => None,
+    };
+    if let Some(n) = n {
+        let end = start + n;
+        // SAFETY: the kernel wrote `n` bytes from the read start (a count
+        // is never more than the region's length, which ends at
+        // `bytes_total`), and the bytes before it were initialized.
+        unsafe { b.set_init(end) };
+    }
+    (res, op, b)
 }
 
 impl Drop for OpFuture {
@@ -193,13 +273,45 @@ impl Drop for OpFuture {
             return;
         };
         let mut s = slots.borrow_mut();
-        match s.slots[*slot] {
-            Slot::Done(..) => s.release(*slot),
-            _ => {
-                s.slots[*slot] = Slot::Abandoned;
+        match &mut s.slots[*slot] {
+            Slot::Done(..) => {
+                let done = s.release(*slot);
+                drop(s);
+                drop(done);
+            }
+            Slot::Waiting(_, lent) => {
+                let lent = lent.take();
+                s.slots[*slot] = Slot::Abandoned(lent);
                 drop(s);
                 driver.cancel(*id);
             }
+            Slot::Free | Slot::Abandoned(_) => {}
         }
     }
+}
+
+/// Maps a read result: end of file is `Ok(0)`.
+pub(crate) fn read_result(res: OpResult) -> io::Result<usize> {
+    match res {
+        OpResult::Read(Ok(n)) => Ok(n),
+        OpResult::Read(Err(ReadError::Eof)) => Ok(0),
+        OpResult::Read(Err(e)) => Err(e.into()),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// Maps a write result.
+pub(crate) fn write_result(res: OpResult) -> io::Result<usize> {
+    match res {
+        OpResult::Write(r) => r.map_err(Into::into),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// An error for a result of another kind than the operation gives.
+pub(crate) fn unexpected(res: &OpResult) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("xev-async: unexpected result {res:?}"),
+    )
 }

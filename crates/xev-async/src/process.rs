@@ -15,10 +15,11 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::rc::Rc;
 use std::task::Poll;
 
-use xev::{Op, OpResult, ReadError};
+use xev::Op;
 
+use crate::buf::{write_all_with, IoBuf, IoBufMut};
 use crate::handle::{Handle, Owned};
-use crate::op::OpFuture;
+use crate::op::{lend_read, lend_write, read_result, write_result};
 use crate::runtime::{current, ExitSlot};
 
 /// A child process.
@@ -159,66 +160,53 @@ impl Pipe {
         pipe_file(h)
     }
 
-    /// Reads into `buf[..buf.len()]`: the count (0 at end of file) and the
-    /// buffer.
-    pub async fn read(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+    /// Reads into `buf`'s read region (a vector's spare capacity; see
+    /// [`IoBufMut`]): the count (0 at end of file, or when the region is
+    /// empty) and the buffer back.
+    pub async fn read<B: IoBufMut>(&self, buf: B) -> (io::Result<usize>, B) {
         let fd = self.f.get().raw();
-        let (res, mut op) = OpFuture::new(Op::Read {
+        let op = Op::Read {
             fd,
-            buf: buf.into(),
-        })
-        .await;
-        let r = match res {
-            OpResult::Read(Ok(n)) => Ok(n),
-            OpResult::Read(Err(ReadError::Eof)) => Ok(0),
-            OpResult::Read(Err(e)) => Err(e.into()),
-            other => Err(io::Error::other(format!("unexpected {other:?}"))),
+            buf: xev::Buf::default(),
         };
-        (r, op.take_buf().unwrap_or_default())
+        let (res, _, buf) = lend_read(op, buf, None).await;
+        (read_result(res), buf)
     }
 
-    /// Reads to the end of the stream.
+    /// Reads to the end of the stream, straight into the vector it
+    /// returns (grown 8 KiB at a time).
     pub async fn read_to_end(&self) -> io::Result<Vec<u8>> {
-        let mut out = Vec::new();
-        let mut buf = vec![0u8; 8192];
+        let mut buf = Vec::new();
         loop {
+            buf.reserve(8192);
             let (r, b) = self.read(buf).await;
-            let n = r?;
-            if n == 0 {
-                return Ok(out);
-            }
-            out.extend_from_slice(&b[..n]);
             buf = b;
-        }
-    }
-
-    /// Writes `buf` (all of it or a prefix): the count and the buffer.
-    pub async fn write(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
-        let fd = self.f.get().raw();
-        let (res, mut op) = OpFuture::new(Op::Write {
-            fd,
-            buf: buf.into(),
-        })
-        .await;
-        let r = match res {
-            OpResult::Write(r) => r.map_err(Into::into),
-            other => Err(io::Error::other(format!("unexpected {other:?}"))),
-        };
-        (r, op.take_buf().unwrap_or_default())
-    }
-
-    /// Writes all of `buf`.
-    pub async fn write_all(&self, mut buf: Vec<u8>) -> io::Result<()> {
-        while !buf.is_empty() {
-            let (r, mut b) = self.write(buf).await;
-            match r? {
-                0 => return Err(io::ErrorKind::WriteZero.into()),
-                n => {
-                    b.drain(..n);
-                    buf = b;
-                }
+            if r? == 0 {
+                return Ok(buf);
             }
         }
-        Ok(())
+    }
+
+    /// Writes `buf`'s initialized bytes (all or a prefix): the count and
+    /// the buffer back.
+    pub async fn write<B: IoBuf>(&self, buf: B) -> (io::Result<usize>, B) {
+        self.write_from_offset(buf, 0).await
+    }
+
+    async fn write_from_offset<B: IoBuf>(&self, buf: B, from: usize) -> (io::Result<usize>, B) {
+        let fd = self.f.get().raw();
+        let op = Op::Write {
+            fd,
+            buf: xev::Buf::default(),
+        };
+        let (res, _, buf) = lend_write(op, buf, from).await;
+        (write_result(res), buf)
+    }
+
+    /// Writes all of `buf`'s initialized bytes, in as many writes as it
+    /// takes (each from the same buffer: no copy): the outcome and the
+    /// buffer back.
+    pub async fn write_all<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
+        write_all_with(buf, |b, sent| self.write_from_offset(b, sent)).await
     }
 }

@@ -58,7 +58,7 @@ for_each_backend!(
                 .stderr(Stdio::null());
             let mut c = Child::spawn(&mut cmd).unwrap();
             let stdin = c.stdin.take().unwrap();
-            stdin.write_all(b"quiet words".to_vec()).await.unwrap();
+            stdin.write_all(b"quiet words".as_slice()).await.0.unwrap();
             drop(stdin); // end of file for the child
             let out = c.stdout.take().unwrap().read_to_end().await.unwrap();
             assert!(

@@ -28,7 +28,7 @@ use xev::backend::Backend;
 use xev::Options;
 #[cfg(not(target_os = "wasi"))]
 use xev::ThreadPool;
-use xev_async::{interval, sleep, spawn, timeout, yield_now, File, JoinError, Runtime};
+use xev_async::{interval, sleep, spawn, timeout, yield_now, File, IoBuf, JoinError, Runtime};
 #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 use xev_async::{TcpListener, TcpStream, UdpSocket};
 
@@ -85,6 +85,39 @@ struct Dropped(Rc<Cell<usize>>);
 impl Drop for Dropped {
     fn drop(&mut self) {
         self.0.set(self.0.get() + 1);
+    }
+}
+
+/// A vector that counts its drops, lent as a buffer.
+struct Counted(Vec<u8>, Rc<Cell<usize>>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.1.set(self.1.get() + 1);
+    }
+}
+
+// SAFETY: delegates to the vector.
+unsafe impl xev_async::IoBuf for Counted {
+    fn stable_ptr(&self) -> *const u8 {
+        self.0.as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.0.len()
+    }
+    fn bytes_total(&self) -> usize {
+        self.0.capacity()
+    }
+}
+
+// SAFETY: delegates to the vector.
+unsafe impl xev_async::IoBufMut for Counted {
+    fn stable_mut_ptr(&mut self) -> *mut u8 {
+        self.0.as_mut_ptr()
+    }
+    unsafe fn set_init(&mut self, pos: usize) {
+        // SAFETY: per the caller.
+        unsafe { xev_async::IoBufMut::set_init(&mut self.0, pos) }
     }
 }
 
@@ -158,21 +191,20 @@ for_each_backend!(
             let server = spawn(async move {
                 let (conn, peer) = listener.accept().await.unwrap();
                 assert_eq!(peer, conn.peer_addr().unwrap());
-                let mut buf = vec![0u8; 4096];
+                let mut buf = Vec::with_capacity(4096);
                 let mut total = 0;
                 loop {
+                    buf.clear();
                     let (r, b) = conn.read(buf).await;
                     let n = r.unwrap();
+                    assert_eq!(b.len(), n, "the read set the length");
                     if n == 0 {
                         break;
                     }
-                    let mut b = b;
-                    b.truncate(n);
                     let (r, b) = conn.write_all(b).await;
                     r.unwrap();
                     total += n;
                     buf = b;
-                    buf.resize(4096, 0);
                 }
                 total
             });
@@ -184,11 +216,13 @@ for_each_backend!(
                 let (r, _) = client.write_all(msg).await;
                 r.unwrap();
             }
-            let (r, got) = client.read_exact(vec![0; sent.len()]).await;
+            let (r, got) = client
+                .read_exact(vec![0; sent.len()].into_boxed_slice())
+                .await;
             r.unwrap();
-            assert_eq!(got, sent);
+            assert_eq!(&*got, &sent[..]);
             client.shutdown(Shutdown::Write).await.unwrap();
-            let (r, _) = client.read(vec![0; 16]).await;
+            let (r, _) = client.read(Vec::with_capacity(16)).await;
             assert_eq!(r.unwrap(), 0, "end of stream after the server closed");
             assert_eq!(server.await.unwrap(), sent.len());
         });
@@ -268,18 +302,18 @@ for_each_backend!(
             // The peer, an echo of five bytes, is a task too.
             let peer = spawn(async move {
                 let (s, _) = listener.accept().await.unwrap();
-                let (r, buf) = s.read_exact(vec![0; 5]).await;
+                let (r, buf) = s.read_exact(vec![0; 5].into_boxed_slice()).await;
                 r.unwrap();
                 let (r, _) = s.write_all(buf).await;
                 r.unwrap();
             });
             let (rd, wr) = TcpStream::connect(addr).await.unwrap().into_split();
-            let reader = spawn(async move { rd.read_exact(vec![0; 5]).await });
+            let reader = spawn(async move { rd.read_exact(vec![0; 5].into_boxed_slice()).await });
             let (r, _) = wr.write_all(b"hello".to_vec()).await;
             r.unwrap();
             let (r, got) = reader.await.unwrap();
             r.unwrap();
-            assert_eq!(got, b"hello");
+            assert_eq!(&*got, b"hello");
             peer.await.unwrap();
         });
     }
@@ -292,7 +326,7 @@ for_each_backend!(
             let b = UdpSocket::bind(local()).unwrap();
             let (r, _) = a.send_to(b"ping".to_vec(), b.local_addr().unwrap()).await;
             assert_eq!(r.unwrap(), 4);
-            let (r, buf) = b.recv_from(vec![0; 16]).await;
+            let (r, buf) = b.recv_from(Vec::with_capacity(16)).await;
             let (n, from) = r.unwrap();
             assert_eq!((&buf[..n], from), (&b"ping"[..], a.local_addr().unwrap()));
         });
@@ -310,10 +344,10 @@ for_each_backend!(
             f.sync_all().await.unwrap();
             assert_eq!(f.metadata().await.unwrap().size, 13);
             let g = File::open_read(&path).await.unwrap();
-            let (r, buf) = g.read_at(vec![0; 8], 5).await;
+            let (r, buf) = g.read_at(Vec::with_capacity(8), 5).await;
             let n = r.unwrap();
             assert_eq!(&buf[..n], b"56789abc");
-            let (r, _) = g.read_at(vec![0; 8], 13).await;
+            let (r, _) = g.read_at(Vec::with_capacity(8), 13).await;
             assert_eq!(r.unwrap(), 0, "at the end");
         });
         std::fs::remove_file(&path).unwrap();
@@ -335,17 +369,20 @@ for_each_backend!(
             let client = TcpStream::connect(addr).await.unwrap();
             let (server, _) = listener.accept().await.unwrap();
             // Nothing to read yet: the read is canceled.
-            assert!(timeout(Duration::from_millis(1), server.read(vec![0; 64]))
-                .await
-                .is_err());
+            assert!(timeout(
+                Duration::from_millis(1),
+                server.read(Vec::with_capacity(64))
+            )
+            .await
+            .is_err());
             // The stream still works afterwards.
             let (r, _) = client.write_all(b"after".to_vec()).await;
             r.unwrap();
-            let (r, got) = server.read_exact(vec![0; 5]).await;
+            let (r, got) = server.read_exact(vec![0; 5].into_boxed_slice()).await;
             r.unwrap();
-            assert_eq!(got, b"after");
+            assert_eq!(&*got, b"after");
             // A future dropped before its first poll never starts.
-            drop(server.read(vec![0; 8]));
+            drop(server.read(Vec::with_capacity(8)));
             for _ in 0..3 {
                 yield_now().await;
             }
@@ -361,9 +398,12 @@ for_each_backend!(
         std::fs::write(&path, b"data").unwrap();
         rt.block_on(async {
             let u = UdpSocket::bind(local()).unwrap();
-            assert!(timeout(Duration::from_millis(1), u.recv_from(vec![0; 64]))
-                .await
-                .is_err());
+            assert!(timeout(
+                Duration::from_millis(1),
+                u.recv_from(Vec::with_capacity(64))
+            )
+            .await
+            .is_err());
             assert!(
                 timeout(Duration::from_millis(1), sleep(Duration::from_secs(60)))
                     .await
@@ -371,13 +411,13 @@ for_each_backend!(
             );
             // A file read dropped before the loop ran it.
             let f = File::open_read(&path).await.unwrap();
-            let mut read = Box::pin(f.read_at(vec![0; 4], 0));
+            let mut read = Box::pin(f.read_at(Vec::with_capacity(4), 0));
             let waker = std::task::Waker::from(Arc::new(Noop));
             let _ = read
                 .as_mut()
                 .poll(&mut std::task::Context::from_waker(&waker));
             drop(read);
-            let (r, buf) = f.read_at(vec![0; 4], 0).await;
+            let (r, buf) = f.read_at(Vec::with_capacity(4), 0).await;
             assert_eq!((r.unwrap(), &buf[..]), (4, &b"data"[..]));
             for _ in 0..3 {
                 yield_now().await;
@@ -437,6 +477,177 @@ for_each_backend!(
     }
 
     #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
+    /// Every kind of buffer over TCP: writes from a static slice, a vector,
+    /// a boxed slice and a sub-range; reads into a vector's spare capacity
+    /// (appending to what it holds), a boxed slice (from its start) and a
+    /// sub-range of a vector (over bytes it already had).
+    fn every_buffer_kind_over_tcp<B: Backend>() {
+        let rt = rt::<B>();
+        rt.block_on(async {
+            let listener = TcpListener::bind(local()).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let client = TcpStream::connect(addr).await.unwrap();
+            let (server, _) = listener.accept().await.unwrap();
+
+            let (r, back) = client.write_all(b"static|".as_slice()).await;
+            r.unwrap();
+            assert_eq!(back, b"static|");
+            let (r, _) = client.write_all(b"vec|".to_vec()).await;
+            r.unwrap();
+            let (r, _) = client
+                .write_all(b"boxed|".to_vec().into_boxed_slice())
+                .await;
+            r.unwrap();
+            let (r, part) = client.write_all(b"xxsliceyy".to_vec().slice(2..7)).await;
+            r.unwrap();
+            assert_eq!(
+                part.into_inner(),
+                b"xxsliceyy",
+                "the whole vector comes back"
+            );
+            let total = b"static|vec|boxed|slice".len();
+
+            // A vector with a prefix: the read appends after it.
+            let mut v = Vec::with_capacity(7 + 64);
+            v.extend_from_slice(b"prefix:");
+            let (r, v) = server.read_exact(v.slice(7..7 + 7)).await;
+            r.unwrap();
+            let v = v.into_inner();
+            assert_eq!(v, b"prefix:static|");
+            // A boxed slice is filled from its start.
+            let (r, boxed) = server.read_exact(vec![b'-'; 4].into_boxed_slice()).await;
+            r.unwrap();
+            assert_eq!(&*boxed, b"vec|");
+            // A sub-range over initialized bytes is overwritten in place.
+            let (r, part) = server.read_exact(b"AAAAAAAAAAA".to_vec().slice(0..6)).await;
+            r.unwrap();
+            assert_eq!(part.into_inner(), b"boxed|AAAAA");
+            // Spare capacity: the length grows by the count.
+            let mut rest = Vec::with_capacity(64);
+            while rest.len() < total - 17 {
+                let before = rest.len();
+                let (r, b) = server.read(rest).await;
+                assert_eq!(b.len(), before + r.unwrap(), "the length grew by the count");
+                rest = b;
+            }
+            assert_eq!(rest, b"slice");
+            // A full vector has no room: the read returns 0 at once.
+            let (r, full) = server.read(vec![1u8; 4]).await;
+            assert_eq!((r.unwrap(), full), (0, vec![1u8; 4]));
+        });
+        assert_eq!(rt.ops_in_flight(), 0);
+    }
+
+    #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
+    /// `write_all` and `read_exact` across many short transfers: 4 MiB
+    /// through loopback, written from one vector (each write sends the
+    /// rest of it from an offset) and read into one vector's spare
+    /// capacity, byte for byte.
+    fn large_transfers_resume_from_offsets<B: Backend>() {
+        const LEN: usize = 4 << 20;
+        let rt = rt::<B>();
+        rt.block_on(async {
+            let listener = TcpListener::bind(local()).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let data: Vec<u8> = (0..LEN).map(|i| (i % 251) as u8).collect();
+            let expect = data.clone();
+            let writer = spawn(async move {
+                let (conn, _) = listener.accept().await.unwrap();
+                let (r, data) = conn.write_all(data).await;
+                r.unwrap();
+                data.len()
+            });
+            let client = TcpStream::connect(addr).await.unwrap();
+            let (r, got) = client
+                .read_exact(Vec::with_capacity(LEN).slice(..LEN))
+                .await;
+            r.unwrap();
+            assert_eq!(writer.await.unwrap(), LEN);
+            assert!(got.into_inner() == expect, "the bytes arrived in order");
+        });
+    }
+
+    #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
+    /// A read whose future is dropped keeps its buffer until the loop
+    /// reports the operation over, then drops it exactly once; the socket
+    /// then works with a new buffer. (The buffer type counts its drops.)
+    fn a_canceled_read_drops_its_buffer_once<B: Backend>() {
+        let drops = Rc::new(Cell::new(0));
+        let rt = rt::<B>();
+        let (d, rtr) = (drops.clone(), &rt);
+        rt.block_on(async move {
+            let listener = TcpListener::bind(local()).unwrap();
+            let client = TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            let (server, _) = listener.accept().await.unwrap();
+            let buf = Counted(Vec::with_capacity(64), d.clone());
+            assert!(timeout(Duration::from_millis(1), server.read(buf))
+                .await
+                .is_err());
+            // The loop still holds the buffer until the cancel is over.
+            while rtr.ops_in_flight() > 0 {
+                assert_eq!(d.get(), 0, "dropped while the kernel may hold it");
+                sleep(Duration::from_millis(1)).await;
+            }
+            assert_eq!(d.get(), 1, "dropped once the operation was over");
+            let (r, _) = client.write_all(b"after".as_slice()).await;
+            r.unwrap();
+            let (r, got) = server
+                .read(Counted(Vec::with_capacity(64), d.clone()))
+                .await;
+            assert_eq!((r.unwrap(), &got.0[..]), (5, &b"after"[..]));
+        });
+        assert_eq!(rt.ops_in_flight(), 0);
+        assert_eq!(drops.get(), 2, "each buffer dropped once");
+    }
+
+    #[cfg(feature = "bytes")]
+    #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
+    /// `bytes`: a `Bytes` is written, a `BytesMut` read into (its spare
+    /// capacity, like a vector).
+    fn bytes_buffers<B: Backend>() {
+        let rt = rt::<B>();
+        rt.block_on(async {
+            let listener = TcpListener::bind(local()).unwrap();
+            let client = TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            let (server, _) = listener.accept().await.unwrap();
+            let (r, _) = client
+                .write_all(bytes::Bytes::from_static(b"shared bytes"))
+                .await;
+            r.unwrap();
+            let mut got = bytes::BytesMut::with_capacity(64);
+            got.extend_from_slice(b">");
+            let (r, got) = server.read_exact(got.slice(1..13)).await;
+            r.unwrap();
+            assert_eq!(&got.into_inner()[..], b">shared bytes");
+        });
+    }
+
+    /// Files: a read at an offset lands in a vector's spare capacity; a
+    /// write from a sub-range writes only that range.
+    fn file_buffers<B: Backend>() {
+        let rt = rt_with_pool::<B>();
+        let path = scratch_path("bufs", rt.backend_name());
+        rt.block_on(async {
+            let f = File::create(&path).await.unwrap();
+            let (r, _) = f
+                .write_all_at(b"--0123456789--".to_vec().slice(2..12), 0)
+                .await;
+            r.unwrap();
+            let mut v = Vec::with_capacity(16);
+            v.extend_from_slice(b"at 4:");
+            let g = File::open_read(&path).await.unwrap();
+            let (r, v) = g.read_at(v, 4).await;
+            assert_eq!(r.unwrap(), 6);
+            assert_eq!(v, b"at 4:456789");
+        });
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
     /// Backpressure: an echo server written the obvious way (read, then
     /// write all of it, then read again) holds at most one buffer of data
     /// however much a client sends without reading: it stops reading
@@ -453,21 +664,20 @@ for_each_backend!(
         let hm = held_max.clone();
         let server = rt.spawn(async move {
             let (conn, _) = listener.accept().await.unwrap();
-            let mut buf = vec![0u8; BUF];
+            let mut buf = Vec::with_capacity(BUF);
             let (mut read, mut written) = (0usize, 0usize);
             loop {
-                let (r, mut b) = conn.read(buf).await;
+                buf.clear();
+                let (r, b) = conn.read(buf).await;
                 let n = r.unwrap();
                 if n == 0 {
                     break;
                 }
                 read += n;
                 hm.set(hm.get().max(read - written));
-                b.truncate(n);
-                let (r, mut b) = conn.write_all(b).await;
+                let (r, b) = conn.write_all(b).await;
                 r.unwrap();
                 written += n;
-                b.resize(BUF, 0);
                 buf = b;
             }
             written

@@ -1,0 +1,631 @@
+//! Owned buffers for the I/O futures: the [`IoBuf`] (written from) and
+//! [`IoBufMut`] (read into) traits, their implementations for `Vec<u8>`,
+//! `Box<[u8]>`, `&'static [u8]`, `&'static str`, [`Slice`] (a sub-range of
+//! any of them) and, with the `bytes` feature, `bytes::Bytes` and
+//! `bytes::BytesMut`.
+//!
+//! An operation takes its buffer by value and gives it back with the
+//! result, because the kernel may still write into it after a future is
+//! dropped: the runtime keeps the buffer in the operation's slot until the
+//! loop reports that the kernel let go, so a cancelled read can never write
+//! into freed memory. The kernel reads and writes the buffer's own memory:
+//! no copy and no zeroing.
+//!
+//! Where a read lands: into the buffer's spare capacity for growable
+//! buffers (`Vec<u8>`, `BytesMut`: `buf[len..capacity]`, and the length
+//! grows by the count read), from the start for fixed ones (`Box<[u8]>`, a
+//! [`Slice`]). A read with no room (a full vector) completes at once with
+//! 0. A write sends the initialized bytes (a vector's `buf[..len]`).
+
+use std::any::TypeId;
+use std::future::Future;
+use std::io;
+use std::marker::PhantomData;
+use std::mem::{align_of, size_of, MaybeUninit};
+use std::ops::{Bound, RangeBounds};
+use std::ptr::NonNull;
+
+/// A buffer an operation can write from: memory that stays put while the
+/// value moves (heap or static memory).
+///
+/// # Safety
+///
+/// `stable_ptr` points to `bytes_total()` bytes, of which the first
+/// `bytes_init()` are initialized, and it keeps pointing to the same
+/// allocation, which stays allocated, while the value lives (moving the
+/// value does not move the bytes); `bytes_init() <= bytes_total()`. The
+/// bytes are not changed by anyone else while an operation holds the
+/// value.
+pub unsafe trait IoBuf: 'static {
+    /// The first byte.
+    fn stable_ptr(&self) -> *const u8;
+
+    /// How many bytes are initialized: what a write sends.
+    fn bytes_init(&self) -> usize;
+
+    /// How many bytes the memory holds.
+    fn bytes_total(&self) -> usize;
+
+    /// The sub-range `range` of the buffer, owning it.
+    ///
+    /// # Panics
+    ///
+    /// If the range ends past `bytes_total()`, starts after it ends, or
+    /// starts past `bytes_init()` (a slice never starts in uninitialized
+    /// bytes, so that a read into it leaves the whole buffer initialized up
+    /// to the bytes it wrote).
+    fn slice(self, range: impl RangeBounds<usize>) -> Slice<Self>
+    where
+        Self: Sized,
+    {
+        Slice::new(self, range)
+    }
+}
+
+/// A buffer an operation can read into.
+///
+/// # Safety
+///
+/// As for [`IoBuf`], and: the bytes at `stable_mut_ptr` (the same address
+/// as `stable_ptr`) are writable; `read_start() <= bytes_init()`;
+/// `set_init(pos)` only records that the first `pos` bytes are
+/// initialized (and never shrinks `bytes_init()`).
+pub unsafe trait IoBufMut: IoBuf {
+    /// The first byte, for writing.
+    fn stable_mut_ptr(&mut self) -> *mut u8;
+
+    /// Where a read lands, from the first byte: the end of the initialized
+    /// bytes (the spare capacity) unless the type says otherwise.
+    fn read_start(&self) -> usize {
+        self.bytes_init()
+    }
+
+    /// Records that the first `pos` bytes are initialized (a vector's
+    /// length becomes `pos` if that is longer).
+    ///
+    /// # Safety
+    ///
+    /// The first `pos` bytes are initialized, and `pos <= bytes_total()`.
+    unsafe fn set_init(&mut self, pos: usize);
+}
+
+// SAFETY: a vector's heap memory does not move with the value; `len` bytes
+// are initialized out of `capacity`.
+unsafe impl IoBuf for Vec<u8> {
+    fn stable_ptr(&self) -> *const u8 {
+        self.as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.len()
+    }
+    fn bytes_total(&self) -> usize {
+        self.capacity()
+    }
+}
+
+// SAFETY: as above; `set_init` only grows the length, over bytes the
+// caller guarantees initialized.
+unsafe impl IoBufMut for Vec<u8> {
+    fn stable_mut_ptr(&mut self) -> *mut u8 {
+        self.as_mut_ptr()
+    }
+    unsafe fn set_init(&mut self, pos: usize) {
+        if pos > self.len() {
+            // SAFETY: per the caller, `pos <= capacity` and the first `pos`
+            // bytes are initialized.
+            unsafe { self.set_len(pos) };
+        }
+    }
+}
+
+// SAFETY: a box's heap memory does not move with the value; all of it is
+// initialized.
+unsafe impl IoBuf for Box<[u8]> {
+    fn stable_ptr(&self) -> *const u8 {
+        self.as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.len()
+    }
+    fn bytes_total(&self) -> usize {
+        self.len()
+    }
+}
+
+// SAFETY: writable heap memory, all initialized; a read starts at 0.
+unsafe impl IoBufMut for Box<[u8]> {
+    fn stable_mut_ptr(&mut self) -> *mut u8 {
+        self.as_mut_ptr()
+    }
+    /// A box has no spare capacity: a read fills it from its start.
+    fn read_start(&self) -> usize {
+        0
+    }
+    unsafe fn set_init(&mut self, _pos: usize) {}
+}
+
+// SAFETY: static memory never moves nor goes away, and is initialized.
+unsafe impl IoBuf for &'static [u8] {
+    fn stable_ptr(&self) -> *const u8 {
+        self.as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.len()
+    }
+    fn bytes_total(&self) -> usize {
+        self.len()
+    }
+}
+
+// SAFETY: as for `&'static [u8]`.
+unsafe impl IoBuf for &'static str {
+    fn stable_ptr(&self) -> *const u8 {
+        self.as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.len()
+    }
+    fn bytes_total(&self) -> usize {
+        self.len()
+    }
+}
+
+#[cfg(feature = "bytes")]
+// SAFETY: `Bytes` points to shared, immutable, heap or static memory that
+// lives as long as the handle, whatever moves it.
+unsafe impl IoBuf for bytes::Bytes {
+    fn stable_ptr(&self) -> *const u8 {
+        self.as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.len()
+    }
+    fn bytes_total(&self) -> usize {
+        self.len()
+    }
+}
+
+#[cfg(feature = "bytes")]
+// SAFETY: `BytesMut` owns its view of heap memory, which does not move
+// with the value; `len` bytes are initialized out of `capacity`.
+unsafe impl IoBuf for bytes::BytesMut {
+    fn stable_ptr(&self) -> *const u8 {
+        self.as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.len()
+    }
+    fn bytes_total(&self) -> usize {
+        self.capacity()
+    }
+}
+
+#[cfg(feature = "bytes")]
+// SAFETY: the view is unique (a `BytesMut` is never shared for writing);
+// `set_init` only grows the length over initialized bytes.
+unsafe impl IoBufMut for bytes::BytesMut {
+    fn stable_mut_ptr(&mut self) -> *mut u8 {
+        self.as_mut_ptr()
+    }
+    unsafe fn set_init(&mut self, pos: usize) {
+        if pos > self.len() {
+            // SAFETY: per the caller, `pos <= capacity` and the first `pos`
+            // bytes are initialized.
+            unsafe { self.set_len(pos) };
+        }
+    }
+}
+
+/// A sub-range of an owned buffer ([`IoBuf::slice`]), owning it. A write
+/// sends the initialized bytes of the range; a read fills the range from
+/// its start (and the buffer's initialized length grows to cover what it
+/// wrote). Get the buffer back with [`Slice::into_inner`].
+#[derive(Debug)]
+pub struct Slice<T> {
+    buf: T,
+    begin: usize,
+    end: usize,
+}
+
+impl<T: IoBuf> Slice<T> {
+    fn new(buf: T, range: impl RangeBounds<usize>) -> Slice<T> {
+        let begin = match range.start_bound() {
+            Bound::Included(&n) => n,
+            Bound::Excluded(&n) => n.checked_add(1).expect("slice start overflows"),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&n) => n.checked_add(1).expect("slice end overflows"),
+            Bound::Excluded(&n) => n,
+            Bound::Unbounded => buf.bytes_total(),
+        };
+        assert!(
+            begin <= end && end <= buf.bytes_total(),
+            "slice {begin}..{end} out of a buffer of {} bytes",
+            buf.bytes_total()
+        );
+        assert!(
+            begin <= buf.bytes_init(),
+            "slice starts at {begin}, past the {} initialized bytes",
+            buf.bytes_init()
+        );
+        Slice { buf, begin, end }
+    }
+}
+
+impl<T> Slice<T> {
+    /// Where the range starts in the buffer.
+    pub fn begin(&self) -> usize {
+        self.begin
+    }
+
+    /// Where the range ends in the buffer.
+    pub fn end(&self) -> usize {
+        self.end
+    }
+
+    /// The whole buffer, for reading.
+    pub fn get_ref(&self) -> &T {
+        &self.buf
+    }
+
+    /// The whole buffer back.
+    pub fn into_inner(self) -> T {
+        self.buf
+    }
+}
+
+// SAFETY: the range lies within the buffer's memory (checked at
+// construction, and the buffer cannot be reached mutably but through this
+// impl); its initialized part is the buffer's initialized bytes within it.
+unsafe impl<T: IoBuf> IoBuf for Slice<T> {
+    fn stable_ptr(&self) -> *const u8 {
+        self.buf.stable_ptr().wrapping_add(self.begin)
+    }
+    fn bytes_init(&self) -> usize {
+        self.buf
+            .bytes_init()
+            .min(self.end)
+            .saturating_sub(self.begin)
+    }
+    fn bytes_total(&self) -> usize {
+        self.end - self.begin
+    }
+}
+
+// SAFETY: a read fills the range from its start (`read_start` 0 is within
+// the initialized bytes); since the range starts within the buffer's
+// initialized bytes (checked at construction), bytes `..begin + pos` of
+// the buffer are initialized once the slice's first `pos` are.
+unsafe impl<T: IoBufMut> IoBufMut for Slice<T> {
+    fn stable_mut_ptr(&mut self) -> *mut u8 {
+        self.buf.stable_mut_ptr().wrapping_add(self.begin)
+    }
+    fn read_start(&self) -> usize {
+        0
+    }
+    unsafe fn set_init(&mut self, pos: usize) {
+        // SAFETY: see the impl's comment; `begin + pos <= end <= total`.
+        unsafe { self.buf.set_init(self.begin + pos) }
+    }
+}
+
+/// Sends all of `buf`'s initialized bytes through `write_from(buf, sent)`,
+/// which writes the bytes from offset `sent` on (the same buffer: no copy)
+/// and gives the count and the buffer back.
+pub(crate) async fn write_all_with<B, F, Fut>(buf: B, mut write_from: F) -> (io::Result<()>, B)
+where
+    B: IoBuf,
+    F: FnMut(B, usize) -> Fut,
+    Fut: Future<Output = (io::Result<usize>, B)>,
+{
+    let (mut sent, len) = (0, buf.bytes_init());
+    let mut buf = buf;
+    while sent < len {
+        let (r, back) = write_from(buf, sent).await;
+        buf = back;
+        match r {
+            Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
+            Ok(n) => sent += n,
+            Err(e) => return (Err(e), buf),
+        }
+    }
+    (Ok(()), buf)
+}
+
+/// Fills `buf` from its read start to its end through
+/// `read_from(buf, at)`, which reads into the bytes from offset `at` on
+/// and gives the count and the buffer back; `UnexpectedEof` if a read
+/// finds the end of the stream first.
+pub(crate) async fn read_exact_with<B, F, Fut>(buf: B, mut read_from: F) -> (io::Result<()>, B)
+where
+    B: IoBufMut,
+    F: FnMut(B, usize) -> Fut,
+    Fut: Future<Output = (io::Result<usize>, B)>,
+{
+    let (mut at, end) = (buf.read_start(), buf.bytes_total());
+    let mut buf = buf;
+    while at < end {
+        let (r, back) = read_from(buf, at).await;
+        buf = back;
+        match r {
+            Ok(0) => return (Err(io::ErrorKind::UnexpectedEof.into()), buf),
+            Ok(n) => at += n,
+            Err(e) => return (Err(e), buf),
+        }
+    }
+    (Ok(()), buf)
+}
+
+/// Where a read into `b` asked to land at `from` (`None`: the buffer's
+/// read start) lands: never past the initialized bytes, so that the bytes
+/// before the region are initialized.
+pub(crate) fn read_from<B: IoBufMut>(b: &B, from: Option<usize>) -> usize {
+    match from {
+        None => b.read_start(),
+        Some(at) => at.min(b.bytes_init()),
+    }
+}
+
+/// Words of a buffer kept inline in an operation's slot; larger buffer
+/// types (a `Slice` of a `Slice`, say) are boxed.
+const WORDS: usize = 6;
+
+/// Whether `B` is kept inline.
+const fn inline<B>() -> bool {
+    size_of::<B>() <= size_of::<[usize; WORDS]>() && align_of::<B>() <= align_of::<usize>()
+}
+
+/// A buffer lent to the loop for one operation, with its type erased so
+/// that every operation's slot has one type: kept in the slot from submit
+/// until the loop reports the operation finished (or the runtime is
+/// dropped after the loop), then given back to the future (or dropped, if
+/// the future went away). Holds the buffer inline (no allocation) when it
+/// fits in six words, which every buffer type of this module and a
+/// [`Slice`] of any of them do.
+pub(crate) struct Lent {
+    storage: MaybeUninit<[usize; WORDS]>,
+    type_id: TypeId,
+    drop: unsafe fn(*mut u8),
+    region: unsafe fn(*mut u8, Option<usize>) -> (*mut u8, usize),
+    /// Where the region starts in the buffer (see the constructors).
+    from: Option<usize>,
+    /// The buffer may be `!Send`: so is its holder.
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl Lent {
+    /// Lends `b` for a write: the region is its initialized bytes from
+    /// `from` on (none if `from` is past them).
+    pub(crate) fn for_write<B: IoBuf>(b: B, from: usize) -> Lent {
+        /// # Safety
+        ///
+        /// `p` is storage holding a live `B` (inline or boxed).
+        unsafe fn region<B: IoBuf>(p: *mut u8, from: Option<usize>) -> (*mut u8, usize) {
+            // SAFETY: per the contract.
+            let b = unsafe { &*Lent::value_ptr::<B>(p) };
+            let from = from.unwrap_or(0).min(b.bytes_init());
+            // The write only reads the bytes.
+            let ptr = b.stable_ptr().wrapping_add(from).cast_mut();
+            (ptr, b.bytes_init() - from)
+        }
+        Lent::new(b, region::<B>, Some(from))
+    }
+
+    /// Lends `b` for a read: the region runs from [`read_from`]`(b, from)`
+    /// to the buffer's end.
+    pub(crate) fn for_read<B: IoBufMut>(b: B, from: Option<usize>) -> Lent {
+        /// # Safety
+        ///
+        /// `p` is storage holding a live `B` (inline or boxed).
+        unsafe fn region<B: IoBufMut>(p: *mut u8, from: Option<usize>) -> (*mut u8, usize) {
+            // SAFETY: per the contract; nothing else references the value
+            // while the slot's owner calls this.
+            let b = unsafe { &mut *Lent::value_ptr::<B>(p) };
+            let start = read_from(b, from);
+            let len = b.bytes_total() - start;
+            (b.stable_mut_ptr().wrapping_add(start), len)
+        }
+        Lent::new(b, region::<B>, from)
+    }
+
+    fn new<B: 'static>(
+        b: B,
+        region: unsafe fn(*mut u8, Option<usize>) -> (*mut u8, usize),
+        from: Option<usize>,
+    ) -> Lent {
+        /// # Safety
+        ///
+        /// `p` is storage holding a live `B`, dropped once.
+        unsafe fn drop_value<B: 'static>(p: *mut u8) {
+            // SAFETY: per the contract.
+            unsafe {
+                if inline::<B>() {
+                    p.cast::<B>().drop_in_place()
+                } else {
+                    p.cast::<Box<B>>().drop_in_place()
+                }
+            }
+        }
+        let mut storage = MaybeUninit::<[usize; WORDS]>::uninit();
+        let p = storage.as_mut_ptr().cast::<u8>();
+        // SAFETY: `inline::<B>()` checked that `B` fits the storage's size
+        // and alignment; a `Box` is one word, aligned like `usize`.
+        unsafe {
+            if inline::<B>() {
+                p.cast::<B>().write(b);
+            } else {
+                p.cast::<Box<B>>().write(Box::new(b));
+            }
+        }
+        Lent {
+            storage,
+            type_id: TypeId::of::<B>(),
+            drop: drop_value::<B>,
+            region,
+            from,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Where the value of type `B` sits, given the storage `p` holding it.
+    ///
+    /// # Safety
+    ///
+    /// `p` is storage holding a live `B` (inline or boxed).
+    unsafe fn value_ptr<B>(p: *mut u8) -> *mut B {
+        if inline::<B>() {
+            p.cast()
+        } else {
+            // SAFETY: per the contract, a live `Box<B>` sits at `p`.
+            unsafe { &mut **p.cast::<Box<B>>() }
+        }
+    }
+
+    /// The memory the operation may read or write, as the core's buffer.
+    /// Call it once the `Lent` is where it stays (its slot): the region is
+    /// the buffer's heap or static memory, which moving the `Lent` does not
+    /// move.
+    pub(crate) fn region(&mut self) -> xev::Buf {
+        // SAFETY: the storage holds the live value `region` was made for.
+        let (ptr, len) = unsafe { (self.region)(self.storage.as_mut_ptr().cast(), self.from) };
+        let ptr = NonNull::new(ptr).unwrap_or(NonNull::dangling());
+        // SAFETY: the region is within the buffer's memory (the traits'
+        // contracts), which stays allocated and untouched by anyone else
+        // while this `Lent` lives; the runtime keeps the `Lent` in the
+        // operation's slot until the loop's callback for the operation
+        // ran, or, if the loop is dropped first, until after the loop made
+        // the kernel let go of it (the callback owns a handle on the slot
+        // table). A write's region is only read by the kernel.
+        unsafe { xev::Buf::from_raw_parts(ptr, len) }
+    }
+
+    /// The buffer back, if it is a `B` (it always is: the future that lent
+    /// it asks).
+    pub(crate) fn take<B: 'static>(self) -> Option<B> {
+        if self.type_id != TypeId::of::<B>() {
+            return None;
+        }
+        let mut me = std::mem::ManuallyDrop::new(self);
+        let p = me.storage.as_mut_ptr().cast::<u8>();
+        // SAFETY: the storage holds a live `B` (checked by type id), read
+        // out once; `me` is never dropped, so it is not dropped again.
+        unsafe {
+            Some(if inline::<B>() {
+                p.cast::<B>().read()
+            } else {
+                *p.cast::<Box<B>>().read()
+            })
+        }
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        // SAFETY: the storage holds the live value `drop` was made for;
+        // this runs once.
+        unsafe { (self.drop)(self.storage.as_mut_ptr().cast()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vec_reads_land_in_spare_capacity() {
+        let mut v = Vec::with_capacity(8);
+        v.extend_from_slice(b"ab");
+        let base = v.as_ptr() as usize;
+        let mut lent = Lent::for_read(v, None);
+        let region = lent.region();
+        assert_eq!(region.as_ptr() as usize, base + 2);
+        assert!(region.len() >= 6);
+        let v: Vec<u8> = lent.take().unwrap();
+        assert_eq!(v, b"ab");
+    }
+
+    #[test]
+    fn reads_from_an_offset_never_start_past_the_initialized_bytes() {
+        let mut v = Vec::with_capacity(8);
+        v.extend_from_slice(b"abc");
+        let base = v.as_ptr() as usize;
+        let mut lent = Lent::for_read(v, Some(1));
+        assert_eq!(lent.region().as_ptr() as usize, base + 1);
+        let v: Vec<u8> = lent.take().unwrap();
+        let mut lent = Lent::for_read(v, Some(5));
+        assert_eq!(lent.region().as_ptr() as usize, base + 3, "clamped");
+    }
+
+    #[test]
+    fn writes_send_initialized_bytes() {
+        let mut lent = Lent::for_write(b"hello".as_slice(), 0);
+        assert_eq!(lent.region().len(), 5);
+        let mut lent = Lent::for_write(b"hello".as_slice(), 3);
+        assert_eq!(lent.region().len(), 2);
+        let mut v = Vec::with_capacity(64);
+        v.extend_from_slice(b"xyz");
+        let mut lent = Lent::for_write(v.slice(1..), 0);
+        assert_eq!(lent.region().len(), 2);
+        let s: Slice<Vec<u8>> = lent.take().unwrap();
+        assert_eq!(s.into_inner(), b"xyz");
+    }
+
+    #[test]
+    fn slices_read_from_their_start_and_grow_the_vector() {
+        let mut v = Vec::with_capacity(16);
+        v.extend_from_slice(b"abcd");
+        let mut s = v.slice(2..10);
+        assert_eq!((s.read_start(), s.bytes_total(), s.bytes_init()), (0, 8, 2));
+        // SAFETY: the slice's first 8 bytes are written before being
+        // recorded as initialized.
+        unsafe {
+            std::ptr::write_bytes(s.stable_mut_ptr(), b'z', 8);
+            s.set_init(8);
+        }
+        assert_eq!(s.into_inner(), b"abzzzzzzzz");
+    }
+
+    #[test]
+    #[should_panic(expected = "past the 0 initialized bytes")]
+    fn slices_cannot_start_in_uninitialized_bytes() {
+        let _ = Vec::<u8>::with_capacity(16).slice(4..);
+    }
+
+    #[test]
+    fn large_buffers_are_boxed_and_come_back() {
+        let v = vec![1u8, 2, 3];
+        let nested = v.slice(..).slice(1..).slice(1..);
+        assert!(!inline::<Slice<Slice<Slice<Vec<u8>>>>>());
+        assert!(inline::<Slice<Vec<u8>>>() && inline::<Slice<Box<[u8]>>>());
+        let mut lent = Lent::for_write(nested, 0);
+        assert_eq!(lent.region().len(), 1);
+        assert!(lent.take::<Vec<u8>>().is_none(), "wrong type is refused");
+    }
+
+    #[test]
+    fn a_lent_buffer_is_dropped_once() {
+        use std::rc::Rc;
+        struct Counted(#[allow(dead_code)] Rc<()>, Vec<u8>);
+        // SAFETY: delegates to the vector.
+        unsafe impl IoBuf for Counted {
+            fn stable_ptr(&self) -> *const u8 {
+                self.1.as_ptr()
+            }
+            fn bytes_init(&self) -> usize {
+                self.1.len()
+            }
+            fn bytes_total(&self) -> usize {
+                self.1.capacity()
+            }
+        }
+        let rc = Rc::new(());
+        drop(Lent::for_write(Counted(rc.clone(), vec![1]), 0));
+        assert_eq!(Rc::strong_count(&rc), 1);
+        let lent = Lent::for_write(Counted(rc.clone(), vec![1]), 0);
+        let back: Counted = lent.take().unwrap();
+        assert_eq!(Rc::strong_count(&rc), 2);
+        drop(back);
+        assert_eq!(Rc::strong_count(&rc), 1);
+    }
+}
