@@ -310,16 +310,19 @@ unsafe impl<T: IoBufMut> IoBufMut for Slice<T> {
     }
 }
 
-/// Sends all of `buf`'s initialized bytes through `write_from(buf, sent)`,
-/// which writes the bytes from offset `sent` on (the same buffer: no copy)
-/// and gives the count and the buffer back.
-pub(crate) async fn write_all_with<B, F, Fut>(buf: B, mut write_from: F) -> (io::Result<()>, B)
+/// Sends the `len` bytes of `buf` (one buffer or several) through
+/// `write_from(buf, sent)`, which writes the bytes from offset `sent` on
+/// (the same buffer: no copy) and gives the count and the buffer back.
+pub(crate) async fn write_all_with<B, F, Fut>(
+    buf: B,
+    len: usize,
+    mut write_from: F,
+) -> (io::Result<()>, B)
 where
-    B: IoBuf,
     F: FnMut(B, usize) -> Fut,
     Fut: Future<Output = (io::Result<usize>, B)>,
 {
-    let (mut sent, len) = (0, buf.bytes_init());
+    let mut sent = 0;
     let mut buf = buf;
     while sent < len {
         let (r, back) = write_from(buf, sent).await;
@@ -388,6 +391,9 @@ pub(crate) struct Lent {
     type_id: TypeId,
     drop: unsafe fn(*mut u8),
     region: unsafe fn(*mut u8, Option<usize>) -> (*mut u8, usize),
+    /// For a vector of buffers lent to a vectored message: points the
+    /// message's buffers at theirs (`region` is then unused).
+    vectored: Option<unsafe fn(*mut u8, Option<usize>, &mut xev::Msg)>,
     /// Where the region starts in the buffer (see the constructors).
     from: Option<usize>,
     /// The buffer may be `!Send`: so is its holder.
@@ -463,9 +469,56 @@ impl Lent {
             type_id: TypeId::of::<B>(),
             drop: drop_value::<B>,
             region,
+            vectored: None,
             from,
             _not_send: PhantomData,
         }
+    }
+
+    /// Lends `bufs` for a vectored send: the message's buffers are their
+    /// initialized bytes, skipping the first `from` bytes of the whole.
+    pub(crate) fn for_write_vectored<B: IoBuf>(bufs: Vec<B>, from: usize) -> Lent {
+        /// # Safety
+        ///
+        /// `p` is storage holding a live `Vec<B>`; `m` has as many buffers.
+        unsafe fn fill<B: IoBuf>(p: *mut u8, from: Option<usize>, m: &mut xev::Msg) {
+            // SAFETY: per the contract.
+            let bufs = unsafe { &*Lent::value_ptr::<Vec<B>>(p) };
+            let mut skip = from.unwrap_or(0);
+            let targets = std::iter::once(&mut m.buf).chain(m.more.iter_mut());
+            for (b, target) in bufs.iter().zip(targets) {
+                let k = skip.min(b.bytes_init());
+                skip -= k;
+                let ptr = b.stable_ptr().wrapping_add(k).cast_mut();
+                // SAFETY: as in `Lent::region`; the kernel only reads.
+                *target = unsafe { raw_buf(ptr, b.bytes_init() - k) };
+            }
+        }
+        let mut lent = Lent::new(bufs, |_, _| (std::ptr::null_mut(), 0), Some(from));
+        lent.vectored = Some(fill::<B>);
+        lent
+    }
+
+    /// Lends `bufs` for a vectored receive into each one's read region.
+    pub(crate) fn for_read_vectored<B: IoBufMut>(bufs: Vec<B>) -> Lent {
+        /// # Safety
+        ///
+        /// `p` is storage holding a live `Vec<B>`; `m` has as many buffers.
+        unsafe fn fill<B: IoBufMut>(p: *mut u8, _: Option<usize>, m: &mut xev::Msg) {
+            // SAFETY: per the contract; nothing else references the value.
+            let bufs = unsafe { &mut *Lent::value_ptr::<Vec<B>>(p) };
+            let targets = std::iter::once(&mut m.buf).chain(m.more.iter_mut());
+            for (b, target) in bufs.iter_mut().zip(targets) {
+                let start = b.read_start();
+                let len = b.bytes_total() - start;
+                let ptr = b.stable_mut_ptr().wrapping_add(start);
+                // SAFETY: as in `Lent::region`.
+                *target = unsafe { raw_buf(ptr, len) };
+            }
+        }
+        let mut lent = Lent::new(bufs, |_, _| (std::ptr::null_mut(), 0), None);
+        lent.vectored = Some(fill::<B>);
+        lent
     }
 
     /// Where the value of type `B` sits, given the storage `p` holding it.
@@ -489,15 +542,29 @@ impl Lent {
     pub(crate) fn region(&mut self) -> xev::Buf {
         // SAFETY: the storage holds the live value `region` was made for.
         let (ptr, len) = unsafe { (self.region)(self.storage.as_mut_ptr().cast(), self.from) };
-        let ptr = NonNull::new(ptr).unwrap_or(NonNull::dangling());
-        // SAFETY: the region is within the buffer's memory (the traits'
-        // contracts), which stays allocated and untouched by anyone else
-        // while this `Lent` lives; the runtime keeps the `Lent` in the
-        // operation's slot until the loop's callback for the operation
-        // ran, or, if the loop is dropped first, until after the loop made
-        // the kernel let go of it (the callback owns a handle on the slot
-        // table). A write's region is only read by the kernel.
-        unsafe { xev::Buf::from_raw_parts(ptr, len) }
+        // SAFETY: see `raw_buf`.
+        unsafe { raw_buf(ptr, len) }
+    }
+
+    /// Points `op`'s buffer (or, for a vectored message, buffers) at the
+    /// lent memory. As for [`Lent::region`], call it once the `Lent` sits
+    /// in its slot. An operation of another shape than the `Lent` was made
+    /// for is left alone.
+    pub(crate) fn fill(&mut self, op: &mut xev::Op) {
+        match (self.vectored, op) {
+            (Some(fill), xev::Op::Sendmsg(m) | xev::Op::Recvmsg(m)) => {
+                // SAFETY: the storage holds the live vector `fill` was made
+                // for, and the runtime made the message with as many
+                // buffers.
+                unsafe { fill(self.storage.as_mut_ptr().cast(), self.from, m) }
+            }
+            (Some(_), _) => {}
+            (None, op) => {
+                if let Some(b) = op.io_buf_mut() {
+                    *b = self.region();
+                }
+            }
+        }
     }
 
     /// The buffer back, if it is a `B` (it always is: the future that lent
@@ -518,6 +585,24 @@ impl Lent {
             })
         }
     }
+}
+
+/// The core buffer over `len` bytes at `ptr`, lent from a buffer that a
+/// [`Lent`] holds.
+///
+/// # Safety
+///
+/// The bytes are within the memory of a buffer held by a `Lent` (the
+/// traits' contracts), which stays allocated and untouched by anyone else
+/// while the `Lent` lives; the runtime keeps the `Lent` in the operation's
+/// slot until the loop's callback for the operation ran, or, if the loop
+/// is dropped first, until after the loop made the kernel let go of it
+/// (the callback owns a handle on the slot table). A write's bytes are only
+/// read by the kernel.
+unsafe fn raw_buf(ptr: *mut u8, len: usize) -> xev::Buf {
+    let ptr = NonNull::new(ptr).unwrap_or(NonNull::dangling());
+    // SAFETY: per the contract.
+    unsafe { xev::Buf::from_raw_parts(ptr, len) }
 }
 
 impl Drop for Lent {

@@ -104,7 +104,8 @@ impl File {
     /// Writes all of `buf`'s initialized bytes at `offset`, in as many
     /// writes as it takes (each from the same buffer: no copy).
     pub async fn write_all_at<B: IoBuf>(&self, buf: B, offset: u64) -> (io::Result<()>, B) {
-        write_all_with(buf, |b, sent| {
+        let len = buf.bytes_init();
+        write_all_with(buf, len, |b, sent| {
             self.pwrite_from(b, sent, offset + sent as u64)
         })
         .await

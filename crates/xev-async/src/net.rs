@@ -12,7 +12,10 @@ use xev::{Msg, Op, OpResult, RawHandle};
 
 use crate::buf::{read_exact_with, write_all_with, IoBuf, IoBufMut};
 use crate::handle::{Handle, Owned};
-use crate::op::{lend_read, lend_write, read_result, unexpected, write_result, OpFuture};
+use crate::op::{
+    lend_read, lend_read_vectored, lend_write, lend_write_vectored, read_result, unexpected,
+    write_result, OpFuture,
+};
 
 /// The raw handle of a socket, as xev's operations name it.
 fn raw(s: &Socket) -> RawHandle {
@@ -235,7 +238,46 @@ impl TcpStream {
     /// Sends all of `buf`'s initialized bytes, in as many writes as it
     /// takes (each sends the rest from the same buffer: no copy).
     pub async fn write_all<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
-        write_all_with(buf, |b, sent| self.send_from_offset(b, sent)).await
+        let len = buf.bytes_init();
+        write_all_with(buf, len, |b, sent| self.send_from_offset(b, sent)).await
+    }
+
+    /// Receives into the read regions of `bufs`, in order (a scatter
+    /// read: one `recvmsg` with a table of buffers): the count, spread over
+    /// the buffers in order (0 at end of stream, or with no room), and the
+    /// buffers back. The buffer table is allocated per call.
+    pub async fn read_vectored<B: IoBufMut>(&self, bufs: Vec<B>) -> (io::Result<usize>, Vec<B>) {
+        let fd = raw(self.sock.get());
+        let places = (0..bufs.len()).map(|_| xev::Buf::default()).collect();
+        let op = Op::Recvmsg(Msg::recv_vectored(fd, places));
+        let (res, _, bufs) = lend_read_vectored(op, bufs).await;
+        (read_result(res), bufs)
+    }
+
+    /// Sends the initialized bytes of `bufs`, in order (a gather write:
+    /// one `sendmsg` with a table of buffers; all or a prefix): the count
+    /// and the buffers back. The buffer table is allocated per call.
+    pub async fn write_vectored<B: IoBuf>(&self, bufs: Vec<B>) -> (io::Result<usize>, Vec<B>) {
+        self.send_vectored_from(bufs, 0).await
+    }
+
+    async fn send_vectored_from<B: IoBuf>(
+        &self,
+        bufs: Vec<B>,
+        from: usize,
+    ) -> (io::Result<usize>, Vec<B>) {
+        let fd = raw(self.sock.get());
+        let places = (0..bufs.len()).map(|_| xev::Buf::default()).collect();
+        let op = Op::Sendmsg(Msg::send_vectored(fd, places));
+        let (res, _, bufs) = lend_write_vectored(op, bufs, from).await;
+        (write_result(res), bufs)
+    }
+
+    /// Sends all the initialized bytes of `bufs`, in order, in as many
+    /// gather writes as it takes (each resumes where the last stopped).
+    pub async fn write_all_vectored<B: IoBuf>(&self, bufs: Vec<B>) -> (io::Result<()>, Vec<B>) {
+        let len = bufs.iter().map(IoBuf::bytes_init).sum();
+        write_all_with(bufs, len, |b, sent| self.send_vectored_from(b, sent)).await
     }
 
     /// Shuts down one or both directions.

@@ -70,11 +70,10 @@ impl Slots {
         std::mem::replace(&mut self.slots[i], Slot::Free)
     }
 
-    /// The core buffer over slot `i`'s lent buffer, if it has one.
-    fn region(&mut self, i: usize) -> Option<xev::Buf> {
-        match &mut self.slots[i] {
-            Slot::Waiting(_, Some(lent)) => Some(lent.region()),
-            _ => None,
+    /// Points `op`'s buffers at slot `i`'s lent buffer, if it has one.
+    fn fill(&mut self, i: usize, op: &mut Op) {
+        if let Slot::Waiting(_, Some(lent)) = &mut self.slots[i] {
+            lent.fill(op);
         }
     }
 
@@ -160,9 +159,7 @@ impl OpFuture {
                     let mut s = slots.borrow_mut();
                     let slot = s.alloc(cx.waker().clone(), lent);
                     // The region is taken once the buffer sits in its slot.
-                    if let (Some(region), Some(b)) = (s.region(slot), op.io_buf_mut()) {
-                        *b = region;
-                    }
+                    s.fill(slot, &mut op);
                     drop(s);
                     let id = driver.submit(op, slot);
                     self.state = State::Pending {
@@ -290,12 +287,51 @@ impl Drop for OpFuture {
     }
 }
 
-/// Maps a read result: end of file is `Ok(0)`.
+/// Runs the vectored message `op` (made with as many buffers as `bufs`;
+/// they are replaced) from `bufs`' initialized bytes, skipping the first
+/// `from` of the whole: the result, the operation, and the buffers back.
+pub(crate) async fn lend_write_vectored<B: IoBuf>(
+    op: Op,
+    bufs: Vec<B>,
+    from: usize,
+) -> (OpResult, Op, Vec<B>) {
+    lend(op, Lent::for_write_vectored(bufs, from)).await
+}
+
+/// Runs the vectored receive `op` (made with as many buffers as `bufs`;
+/// they are replaced) into each buffer's read region in order; the count
+/// is spread over them in order and marked initialized. With no room at
+/// all it completes at once with a count of 0.
+pub(crate) async fn lend_read_vectored<B: IoBufMut>(
+    op: Op,
+    bufs: Vec<B>,
+) -> (OpResult, Op, Vec<B>) {
+    let room = |b: &B| b.bytes_total() - b.read_start();
+    if bufs.iter().map(room).sum::<usize>() == 0 {
+        return (OpResult::RecvFrom(Ok((0, None))), op, bufs);
+    }
+    let (res, op, mut bufs) = lend::<Vec<B>>(op, Lent::for_read_vectored(bufs)).await;
+    if let OpResult::RecvFrom(Ok((n, _))) = &res {
+        let mut left = *n;
+        for b in bufs.iter_mut() {
+            let (start, k) = (b.read_start(), left.min(room(b)));
+            // SAFETY: the kernel filled the buffers' regions in order: the
+            // first `k` bytes of this one's (the bytes before its read
+            // start were initialized already).
+            unsafe { b.set_init(start + k) };
+            left -= k;
+        }
+    }
+    (res, op, bufs)
+}
+
+/// Maps a read result (of a vectored receive too): end of file is
+/// `Ok(0)`.
 pub(crate) fn read_result(res: OpResult) -> io::Result<usize> {
     match res {
-        OpResult::Read(Ok(n)) => Ok(n),
-        OpResult::Read(Err(ReadError::Eof)) => Ok(0),
-        OpResult::Read(Err(e)) => Err(e.into()),
+        OpResult::Read(Ok(n)) | OpResult::RecvFrom(Ok((n, _))) => Ok(n),
+        OpResult::Read(Err(ReadError::Eof)) | OpResult::RecvFrom(Err(ReadError::Eof)) => Ok(0),
+        OpResult::Read(Err(e)) | OpResult::RecvFrom(Err(e)) => Err(e.into()),
         other => Err(unexpected(&other)),
     }
 }

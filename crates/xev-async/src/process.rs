@@ -207,6 +207,7 @@ impl Pipe {
     /// takes (each from the same buffer: no copy): the outcome and the
     /// buffer back.
     pub async fn write_all<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
-        write_all_with(buf, |b, sent| self.write_from_offset(b, sent)).await
+        let len = buf.bytes_init();
+        write_all_with(buf, len, |b, sent| self.write_from_offset(b, sent)).await
     }
 }

@@ -539,6 +539,45 @@ for_each_backend!(
     }
 
     #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
+    /// Vectored I/O: a gather write of several buffers (resumed where a
+    /// short write stopped) and scatter reads that fill buffers in order,
+    /// each vector's length growing by its share.
+    fn vectored_reads_and_writes<B: Backend>() {
+        let rt = rt::<B>();
+        rt.block_on(async {
+            let listener = TcpListener::bind(local()).unwrap();
+            let client = TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            let (server, _) = listener.accept().await.unwrap();
+            let parts = vec![
+                b"gather".to_vec(),
+                Vec::new(),
+                b"|write|".to_vec(),
+                vec![b'z'; 9000],
+            ];
+            let all = parts.concat();
+            let (r, back) = client.write_all_vectored(parts).await;
+            r.unwrap();
+            assert_eq!(back.concat(), all, "the buffers come back whole");
+            let mut got = Vec::new();
+            while got.len() < all.len() {
+                let bufs = vec![Vec::with_capacity(3), Vec::new(), Vec::with_capacity(4096)];
+                let (r, bufs) = server.read_vectored(bufs).await;
+                let n = r.unwrap();
+                assert!(n > 0);
+                assert_eq!(bufs.iter().map(Vec::len).sum::<usize>(), n);
+                if !bufs[2].is_empty() {
+                    assert_eq!(bufs[0].len(), 3, "the first buffer fills first");
+                }
+                got.extend(bufs.concat());
+            }
+            assert_eq!(got, all);
+        });
+        assert_eq!(rt.ops_in_flight(), 0);
+    }
+
+    #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
     /// `write_all` and `read_exact` across many short transfers: 4 MiB
     /// through loopback, written from one vector (each write sends the
     /// rest of it from an offset) and read into one vector's spare

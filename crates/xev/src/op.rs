@@ -95,18 +95,30 @@ impl Readiness {
     }
 }
 
-/// A message operation (`sendmsg`/`recvmsg`, used as `sendto`/`recvfrom`):
-/// one buffer plus a peer address. Boxed inside [`Op`] so that the message
-/// header the kernel reads has a stable address and the common operations
-/// stay small.
+/// A message operation (`sendmsg`/`recvmsg`): a buffer plus a peer
+/// address (`sendto`/`recvfrom`), or several buffers on a connected socket
+/// (a vectored, scatter/gather, send or receive: [`Msg::send_vectored`],
+/// [`Msg::recv_vectored`]). Boxed inside [`Op`] so that the message header
+/// the kernel reads has a stable address and the common operations stay
+/// small.
+///
+/// A vectored message fills (or sends) its buffers in order, `buf` first,
+/// and may stop short like any read or write. On WASI, whose sockets have
+/// no vectored calls, it moves only the first non-empty buffer (a short
+/// count, as the contract allows).
 pub struct Msg {
     /// The socket.
     pub fd: RawHandle,
     /// Data to send, or the buffer to receive into (its whole length).
     pub buf: Buf,
+    /// The buffers after `buf` of a vectored message (empty otherwise).
+    pub more: Vec<Buf>,
     /// Destination (send) or, after a receive, the sender.
     addr: SockAddr,
-    /// The platform's message header, pointing at `buf` and `addr`.
+    /// Whether a send names its destination (`false` for a vectored send
+    /// on a connected socket).
+    to_addr: bool,
+    /// The platform's message header, pointing at the buffers and `addr`.
     hdr: MsgHeader,
 }
 
@@ -122,13 +134,53 @@ impl Msg {
         Self::boxed(fd, buf.into(), SockAddr::from(unspecified))
     }
 
+    /// A vectored send on a connected socket (`sendmsg` with no
+    /// destination): `bufs` in order, all or a prefix of their bytes.
+    pub fn send_vectored(fd: RawHandle, bufs: Vec<Buf>) -> Box<Msg> {
+        let unspecified: SocketAddr = ([0u8; 4], 0).into();
+        let mut m = Self::vectored(fd, bufs, SockAddr::from(unspecified));
+        m.to_addr = false;
+        m
+    }
+
+    /// A vectored receive: fills `bufs` in order (the count may stop short
+    /// of their total, like any read).
+    pub fn recv_vectored(fd: RawHandle, bufs: Vec<Buf>) -> Box<Msg> {
+        let unspecified: SocketAddr = ([0u8; 4], 0).into();
+        Self::vectored(fd, bufs, SockAddr::from(unspecified))
+    }
+
+    fn vectored(fd: RawHandle, mut bufs: Vec<Buf>, addr: SockAddr) -> Box<Msg> {
+        let buf = if bufs.is_empty() {
+            Buf::default()
+        } else {
+            bufs.remove(0)
+        };
+        let mut m = Self::boxed(fd, buf, addr);
+        m.hdr = MsgHeader::with_capacity(bufs.len() + 1);
+        m.more = bufs;
+        m
+    }
+
     fn boxed(fd: RawHandle, buf: Buf, addr: SockAddr) -> Box<Msg> {
         Box::new(Msg {
             fd,
             buf,
+            more: Vec::new(),
             addr,
+            to_addr: true,
             hdr: MsgHeader::new(),
         })
+    }
+
+    /// The total length of the buffers.
+    pub fn len(&self) -> usize {
+        self.buf.len() + self.more.iter().map(Buf::len).sum::<usize>()
+    }
+
+    /// Whether every buffer is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The address: the destination of a send, or the sender after a receive.
@@ -145,8 +197,14 @@ impl Msg {
     /// be called (by the backend) right before the kernel sees `hdr`, after
     /// the message reached its final address.
     pub(crate) fn prepare(&mut self, receiving: bool) -> sys::RawMsg {
-        self.hdr
-            .prepare(&mut self.buf, MAX_IO_LEN, &mut self.addr, receiving)
+        let addr = (receiving || self.to_addr).then_some(&mut self.addr);
+        self.hdr.prepare(
+            &mut self.buf,
+            &mut self.more,
+            MAX_IO_LEN,
+            addr,
+            receiving,
+        )
     }
 
     /// After a receive: record the address length the kernel wrote.
@@ -162,7 +220,8 @@ impl fmt::Debug for Msg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Msg")
             .field("fd", &self.fd)
-            .field("len", &self.buf.len())
+            .field("len", &self.len())
+            .field("buffers", &(1 + self.more.len()))
             .field("addr", &self.addr())
             .finish()
     }
@@ -552,7 +611,7 @@ impl Op {
                 // not an end of file; zero bytes with no address (a stream
                 // socket) is.
                 let datagram = res == 0 && m.hdr.name_len() > 0;
-                let r = read(res, m.buf.is_empty() || datagram);
+                let r = read(res, m.is_empty() || datagram);
                 if r.is_ok() {
                     m.finish_recv();
                 }

@@ -372,8 +372,8 @@ impl Iocp {
                     let raw = m.prepare(true);
                     let r = ws::WSARecvFrom(
                         fd,
-                        &raw.buf,
-                        1,
+                        raw.bufs,
+                        raw.count,
                         std::ptr::null_mut(),
                         std::ptr::addr_of_mut!((*slot).flags),
                         raw.addr.cast(),
@@ -388,8 +388,8 @@ impl Iocp {
                     let raw = m.prepare(false);
                     let r = ws::WSASendTo(
                         fd,
-                        &raw.buf,
-                        1,
+                        raw.bufs,
+                        raw.count,
                         std::ptr::null_mut(),
                         0,
                         raw.addr.cast_const().cast(),

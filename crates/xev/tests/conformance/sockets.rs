@@ -692,4 +692,62 @@ for_each_backend!(
         assert_eq!(n, 0);
         assert_eq!(from, Some(a_addr), "the empty datagram's sender");
     }
+
+    /// Vectored messages on a connected TCP socket: a gather send takes
+    /// its buffers in order (an empty one among them), a scatter receive
+    /// fills its buffers in order. Either may stop short (on WASI each
+    /// call moves one buffer), so both loop until every byte is through.
+    fn tcp_vectored_send_and_receive<B: Backend>() {
+        let mut lp = new_loop::<B>();
+        let (c, s) = tcp_pair();
+        let parts: [&[u8]; 3] = [b"vec", b"", b"tored|gather"];
+        let all: Vec<u8> = parts.concat();
+        let mut sent = 0;
+        while sent < all.len() {
+            // The parts from `sent` on, as separate buffers.
+            let (mut skip, mut bufs) = (sent, Vec::new());
+            for p in parts {
+                let k = skip.min(p.len());
+                skip -= k;
+                bufs.push(xev::Buf::from(&p[k..]));
+            }
+            let (res, _) = run_op(
+                &mut lp,
+                Op::Sendmsg(Msg::send_vectored(c.as_raw_fd(), bufs)),
+                "a gather send",
+            );
+            let n = expect!(res, OpResult::Write(Ok(n)) => n);
+            assert!(n > 0);
+            sent += n;
+        }
+        let mut got = vec![0u8; all.len()];
+        let mut have = 0;
+        while have < all.len() {
+            let n = read_when_ready(s.as_raw_fd(), &mut got[have..]);
+            assert!(n > 0, "the peer reads what was sent");
+            have += n as usize;
+        }
+        assert_eq!(got, all, "the buffers arrived in order");
+
+        let data = b"scatter|receive";
+        assert_eq!(raw_write(s.as_raw_fd(), data), data.len() as isize);
+        let mut received = Vec::new();
+        while received.len() < data.len() {
+            let bufs = vec![vec![0u8; 4].into(), Vec::new().into(), vec![0u8; 32].into()];
+            let (res, op) = run_op(
+                &mut lp,
+                Op::Recvmsg(Msg::recv_vectored(c.as_raw_fd(), bufs)),
+                "a scatter receive",
+            );
+            let (n, _) = expect!(res, OpResult::RecvFrom(Ok(v)) => v);
+            assert!(n > 0);
+            let Op::Recvmsg(m) = op else { panic!("{op:?}") };
+            let first = m.buf.as_vec().unwrap();
+            let k = n.min(4);
+            received.extend_from_slice(&first[..k]);
+            // Bytes past the first buffer went to the third, in order.
+            received.extend_from_slice(&m.more[1].as_vec().unwrap()[..n - k]);
+        }
+        assert_eq!(received, data, "the buffers were filled in order");
+    }
 );

@@ -138,12 +138,14 @@ pub(crate) type RawMsg = *mut libc::msghdr;
 #[cfg(target_os = "wasi")]
 pub(crate) use crate::sys::wasi::msg::{MsgHeader, RawMsg};
 
-/// The kernel's view of a one-buffer message with a peer address: the
-/// `msghdr` and its one `iovec`. It lives inside the message operation,
-/// whose box keeps it at a stable address while the kernel reads it.
+/// The kernel's view of a message: the `msghdr` and its `iovec`s (one
+/// inline, or a table for a vectored message, sized when the message is
+/// made). It lives inside the message operation, whose box keeps it at a
+/// stable address while the kernel reads it.
 #[cfg(unix)]
 pub(crate) struct MsgHeader {
     iov: libc::iovec,
+    iovs: Vec<libc::iovec>,
     hdr: libc::msghdr,
 }
 
@@ -153,29 +155,62 @@ impl MsgHeader {
     pub(crate) fn new() -> MsgHeader {
         // SAFETY: msghdr and iovec are plain C structs for which all-zero
         // is a valid (empty) value.
-        unsafe { std::mem::zeroed() }
+        let (iov, hdr) = unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+        MsgHeader {
+            iov,
+            iovs: Vec::new(),
+            hdr,
+        }
     }
 
-    /// Points the header at `buf` (at most `len` bytes of it) and `addr`,
-    /// and returns it for `sendmsg`/`recvmsg`. Called right before the
-    /// kernel sees the header, once the message reached its final address.
+    /// An empty header with room for `n` buffers.
+    pub(crate) fn with_capacity(n: usize) -> MsgHeader {
+        let mut h = MsgHeader::new();
+        h.iovs.reserve_exact(n);
+        h
+    }
+
+    /// Points the header at `buf` and `more` (at most `len` bytes of each)
+    /// and `addr` (none: no destination), and returns it for
+    /// `sendmsg`/`recvmsg`. Called right before the kernel sees the
+    /// header, once the message reached its final address.
     pub(crate) fn prepare(
         &mut self,
         buf: &mut crate::buf::Buf,
+        more: &mut [crate::buf::Buf],
         len: usize,
-        addr: &mut SockAddr,
+        addr: Option<&mut SockAddr>,
         receiving: bool,
     ) -> RawMsg {
-        self.iov.iov_base = buf.as_mut_ptr().cast();
-        self.iov.iov_len = len.min(buf.len());
-        self.hdr.msg_iov = &mut self.iov;
-        self.hdr.msg_iovlen = 1;
-        self.hdr.msg_name = addr.as_ptr() as *mut libc::c_void;
-        self.hdr.msg_namelen = if receiving {
-            std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t
-        } else {
-            addr.len()
+        let iov = |b: &mut crate::buf::Buf| libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: len.min(b.len()),
         };
+        if more.is_empty() {
+            self.iov = iov(buf);
+            self.hdr.msg_iov = &mut self.iov;
+            self.hdr.msg_iovlen = 1;
+        } else {
+            self.iovs.clear();
+            self.iovs.push(iov(buf));
+            self.iovs.extend(more.iter_mut().map(iov));
+            self.hdr.msg_iov = self.iovs.as_mut_ptr();
+            self.hdr.msg_iovlen = self.iovs.len() as _;
+        }
+        match addr {
+            Some(addr) => {
+                self.hdr.msg_name = addr.as_ptr() as *mut libc::c_void;
+                self.hdr.msg_namelen = if receiving {
+                    std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t
+                } else {
+                    addr.len()
+                };
+            }
+            None => {
+                self.hdr.msg_name = std::ptr::null_mut();
+                self.hdr.msg_namelen = 0;
+            }
+        }
         self.hdr.msg_control = std::ptr::null_mut();
         self.hdr.msg_controllen = 0;
         self.hdr.msg_flags = 0;

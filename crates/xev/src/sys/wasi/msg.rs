@@ -21,6 +21,12 @@ pub(crate) struct MsgHeader {
 pub(crate) type RawMsg = *mut MsgHeader;
 
 impl MsgHeader {
+    /// An empty header with room for `n` buffers (only the first
+    /// non-empty one is used: WASI sockets have no vectored calls).
+    pub(crate) fn with_capacity(_n: usize) -> MsgHeader {
+        MsgHeader::new()
+    }
+
     /// An empty header (filled by [`MsgHeader::prepare`] before each use).
     pub(crate) fn new() -> MsgHeader {
         MsgHeader {
@@ -32,25 +38,39 @@ impl MsgHeader {
         }
     }
 
-    /// Points the header at `buf` (at most `len` bytes of it) and `addr`,
-    /// and returns it for [`sendmsg`]/[`recvmsg`].
+    /// Points the header at the first non-empty buffer of `buf` and `more`
+    /// (at most `len` bytes of it: a vectored message moves one buffer per
+    /// call here, a short count) and `addr` (none: no destination), and
+    /// returns it for [`sendmsg`]/[`recvmsg`].
     pub(crate) fn prepare(
         &mut self,
         buf: &mut crate::buf::Buf,
+        more: &mut [crate::buf::Buf],
         len: usize,
-        addr: &mut SockAddr,
+        addr: Option<&mut SockAddr>,
         receiving: bool,
     ) -> RawMsg {
-        self.buf = buf.as_mut_ptr();
-        self.len = len.min(buf.len());
+        let first = std::iter::once(buf)
+            .chain(more.iter_mut())
+            .find(|b| !b.is_empty());
+        (self.buf, self.len) = match first {
+            Some(b) => (b.as_mut_ptr(), len.min(b.len())),
+            None => (std::ptr::NonNull::dangling().as_ptr(), 0),
+        };
         #[cfg(not(target_env = "p1"))]
-        {
-            self.name = addr.as_ptr() as *mut libc::sockaddr;
-            self.namelen = if receiving {
-                std::mem::size_of::<libc::sockaddr_storage>() as u32
-            } else {
-                addr.len()
-            };
+        match addr {
+            Some(addr) => {
+                self.name = addr.as_ptr() as *mut libc::sockaddr;
+                self.namelen = if receiving {
+                    std::mem::size_of::<libc::sockaddr_storage>() as u32
+                } else {
+                    addr.len()
+                };
+            }
+            None => {
+                self.name = std::ptr::null_mut();
+                self.namelen = 0;
+            }
         }
         #[cfg(target_env = "p1")]
         let _ = (addr, receiving);

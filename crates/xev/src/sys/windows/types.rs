@@ -156,9 +156,11 @@ pub(crate) fn poll_bits(m: i32) -> (bool, bool, bool, bool) {
 
 /// What the backend passes to `WSASendTo`/`WSARecvFrom`.
 pub(crate) struct RawMsg {
-    /// The one buffer.
-    pub(crate) buf: WSABUF,
-    /// The address.
+    /// The buffers (Winsock copies the table during the call).
+    pub(crate) bufs: *const WSABUF,
+    /// How many.
+    pub(crate) count: u32,
+    /// The address (null: no destination).
     pub(crate) addr: *mut SockAddr,
     /// The address length; the kernel writes the sender's length into it
     /// when the receive completes, so it lives in the boxed message.
@@ -169,34 +171,59 @@ pub(crate) struct RawMsg {
 /// receive's `lpFromlen` must stay until the receive completes).
 pub(crate) struct MsgHeader {
     addr_len: i32,
+    /// The buffer table (sized when the message is made).
+    bufs: Vec<WSABUF>,
 }
 
 impl MsgHeader {
     /// An empty header.
     pub(crate) fn new() -> MsgHeader {
-        MsgHeader { addr_len: 0 }
+        MsgHeader::with_capacity(1)
     }
 
-    /// The buffer (at most `len` bytes of it) and address for a send or a
-    /// receive.
+    /// An empty header with room for `n` buffers.
+    pub(crate) fn with_capacity(n: usize) -> MsgHeader {
+        MsgHeader {
+            addr_len: 0,
+            bufs: Vec::with_capacity(n),
+        }
+    }
+
+    /// The buffers (at most `len` bytes of each) and address (none: no
+    /// destination) for a send or a receive.
     pub(crate) fn prepare(
         &mut self,
         buf: &mut crate::buf::Buf,
+        more: &mut [crate::buf::Buf],
         len: usize,
-        addr: &mut SockAddr,
+        addr: Option<&mut SockAddr>,
         receiving: bool,
     ) -> RawMsg {
-        self.addr_len = if receiving {
-            std::mem::size_of::<windows_sys::Win32::Networking::WinSock::SOCKADDR_STORAGE>()
-                as i32
-        } else {
-            addr.len()
+        let wsabuf = |b: &mut crate::buf::Buf| WSABUF {
+            len: len.min(b.len()) as u32,
+            buf: b.as_mut_ptr(),
+        };
+        self.bufs.clear();
+        self.bufs.push(wsabuf(buf));
+        self.bufs.extend(more.iter_mut().map(wsabuf));
+        let addr = match addr {
+            Some(addr) => {
+                self.addr_len = if receiving {
+                    std::mem::size_of::<windows_sys::Win32::Networking::WinSock::SOCKADDR_STORAGE>()
+                        as i32
+                } else {
+                    addr.len()
+                };
+                addr as *mut SockAddr
+            }
+            None => {
+                self.addr_len = 0;
+                std::ptr::null_mut()
+            }
         };
         RawMsg {
-            buf: WSABUF {
-                len: len.min(buf.len()) as u32,
-                buf: buf.as_mut_ptr(),
-            },
+            bufs: self.bufs.as_ptr(),
+            count: self.bufs.len() as u32,
             addr,
             addr_len: &mut self.addr_len,
         }
