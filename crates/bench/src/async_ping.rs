@@ -145,6 +145,58 @@ pub fn tokio(threads: usize, n: u64) -> Res<Outcome> {
     finish(meter, &sent, n)
 }
 
+/// xev-async on backend `B`: as tokio's, a runtime per worker thread,
+/// `xev_async::Notify` pairs, one spawned task per worker on the main
+/// runtime.
+pub fn xev_async<B: Backend>(threads: usize, n: u64) -> Res<Outcome> {
+    let rt = xev_async::Runtime::<B>::with_options(xev_options()).map_err(ctx("runtime"))?;
+    let mut handles = Vec::new();
+    let mut pairs = Vec::new();
+    for _ in 0..threads {
+        let main_n = xev_async::Notify::new().map_err(ctx("notify"))?;
+        let worker_n = xev_async::Notify::new().map_err(ctx("notify"))?;
+        pairs.push((main_n.clone(), worker_n.clone()));
+        handles.push(thread::spawn(move || -> Res<u64> {
+            let rt = xev_async::Runtime::<B>::with_options(xev_options())
+                .map_err(ctx("worker runtime"))?;
+            rt.block_on(async move {
+                main_n.notify().map_err(ctx("notify"))?;
+                let mut sent = 0u64;
+                while sent < n {
+                    worker_n.notified().await.map_err(ctx("wait"))?;
+                    main_n.notify().map_err(ctx("notify"))?;
+                    sent += 1;
+                }
+                Ok(sent)
+            })
+        }));
+    }
+    let meter = Meter::start();
+    let sent = rt.block_on(async move {
+        let tasks: Vec<_> = pairs
+            .into_iter()
+            .map(|(main_n, worker_n)| {
+                xev_async::spawn(async move {
+                    let mut sent = 0u64;
+                    while sent < n {
+                        main_n.notified().await.map_err(ctx("wait"))?;
+                        worker_n.notify().map_err(ctx("notify"))?;
+                        sent += 1;
+                    }
+                    Ok::<u64, String>(sent)
+                })
+            })
+            .collect();
+        let mut sent = Vec::new();
+        for t in tasks {
+            sent.push(t.await.map_err(|e| format!("task: {e:?}"))??);
+        }
+        Ok::<_, String>(sent)
+    })?;
+    join_all(handles, n)?;
+    finish(meter, &sent, n)
+}
+
 /// The raw floors: the thinnest correct code on io_uring and on epoll
 /// (Linux only).
 #[cfg(target_os = "linux")]

@@ -146,6 +146,40 @@ pub fn tokio(n: u64) -> Res<Outcome> {
     verify(meter, pongs, n)
 }
 
+/// xev-async on backend `B`: `send_to` then `recv_from` in one task, as
+/// tokio's (the ping is static, the receive lands in a vector's spare
+/// capacity).
+pub fn xev_async<B: Backend>(n: u64) -> Res<Outcome> {
+    let (sock, addr) = socket()?;
+    let rt = xev_async::Runtime::<B>::with_options(xev_options()).map_err(ctx("runtime"))?;
+    let meter = Meter::start();
+    let pongs = rt.block_on(async move {
+        let sock = xev_async::UdpSocket::from_std(sock).map_err(ctx("socket"))?;
+        let mut buf = Vec::with_capacity(1024);
+        let (mut state, mut pongs) = (0usize, 0u64);
+        loop {
+            let (w, _) = sock.send_to(PING, addr).await;
+            let w = w.map_err(ctx("send_to"))?;
+            if w != PING.len() {
+                return Err(format!("short send of {w} bytes"));
+            }
+            buf.clear();
+            let (r, b) = sock.recv_from(buf).await;
+            buf = b;
+            r.map_err(ctx("recv_from"))?;
+            let more = scan_pings(&buf, &mut state, || {
+                pongs += 1;
+                pongs <= n
+            })?;
+            if !more {
+                break;
+            }
+        }
+        Ok::<u64, String>(pongs)
+    })?;
+    verify(meter, pongs, n)
+}
+
 /// The raw floors: the thinnest correct code on io_uring and on epoll
 /// (Linux only).
 #[cfg(target_os = "linux")]

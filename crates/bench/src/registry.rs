@@ -200,9 +200,9 @@ pub const CONTENDERS: &[&str] = &[
 #[cfg(windows)]
 pub const CONTENDERS: &[&str] = &["xev-iocp", "xev_async-iocp", "tokio"];
 
-/// Why `contender` does not run workload `w`, if it does not: the async
-/// layer (`xev_async-*`) and compio are written for ping-pongs and the
-/// real-client servers only so far.
+/// Why `contender` does not run workload `w`, if it does not: compio is
+/// written for ping-pongs and the real-client servers only so far, and the
+/// async layer (`xev_async-*`) for every workload but async_pummel.
 pub fn not_written(w: &Workload, contender: &str) -> Option<&'static str> {
     if matches!(w.kind, Kind::Redis(_) | Kind::Http(_)) {
         let written = cfg!(target_os = "linux")
@@ -214,8 +214,11 @@ pub fn not_written(w: &Workload, contender: &str) -> Option<&'static str> {
             "the real-client servers are written for xev_async (io_uring, epoll), tokio and compio so far",
         );
     }
-    let ping_pongs_only = contender.starts_with("xev_async") || contender == "compio";
-    (ping_pongs_only && !matches!(w.kind, Kind::PingPongs))
+    if contender.starts_with("xev_async") {
+        return matches!(w.kind, Kind::AsyncPummel(_))
+            .then_some("async_pummel is not written for the async layer so far");
+    }
+    (contender == "compio" && !matches!(w.kind, Kind::PingPongs))
         .then_some("only ping-pongs is written for this contender so far")
 }
 
@@ -289,6 +292,21 @@ macro_rules! contenders {
     };
 }
 
+/// The async layer on backend `B` runs workload `w` (the real-client
+/// workloads and async_pummel are dispatched or refused before).
+fn run_xev_async<B: xev::backend::Backend>(w: &Workload, n: u64) -> Res<Outcome> {
+    match w.kind {
+        Kind::PingPongs => ping_pongs::xev_async::<B>(n),
+        Kind::PingUdp1 => ping_udp::xev_async::<B>(n),
+        Kind::UdpPummel => udp_pummel::xev_async::<B>(n),
+        Kind::MillionTimers => timers::xev_async::<B>(n),
+        Kind::Async(t) => async_ping::xev_async::<B>(t, n),
+        Kind::AsyncPummel(_) | Kind::Redis(_) | Kind::Http(_) => Err(not_written(w, "xev_async")
+            .unwrap_or("a real-client workload")
+            .to_string()),
+    }
+}
+
 /// Runs `contender` once on workload `w` at size `n`, in this process.
 /// `xev-dynamic`'s outcome also names the backend it picked.
 pub fn run_workload(w: &Workload, contender: &str, n: u64) -> Res<Outcome> {
@@ -307,14 +325,13 @@ pub fn run_workload(w: &Workload, contender: &str, n: u64) -> Res<Outcome> {
         return crate::uring_peers::compio_ping_pongs(n);
     }
     if let Some(backend) = contender.strip_prefix("xev_async-") {
-        // Ping-pongs only (`not_written`).
         return match backend {
             #[cfg(target_os = "linux")]
-            "io_uring" => ping_pongs::xev_async::<IoUring>(n),
+            "io_uring" => run_xev_async::<IoUring>(w, n),
             #[cfg(target_os = "linux")]
-            "epoll" => ping_pongs::xev_async::<Epoll>(n),
+            "epoll" => run_xev_async::<Epoll>(w, n),
             #[cfg(windows)]
-            "iocp" => ping_pongs::xev_async::<Iocp>(n),
+            "iocp" => run_xev_async::<Iocp>(w, n),
             other => Err(format!("unknown contender xev_async-{other}")),
         };
     }

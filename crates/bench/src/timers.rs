@@ -84,6 +84,38 @@ pub fn xev<B: Backend>(n: u64) -> Res<Outcome> {
     out.map(|o| o.with("cleanup_s", format!("{cleanup:.4}")))
 }
 
+/// xev-async on backend `B`: as tokio's, one spawned task per timer doing
+/// `sleep_until(deadline)` and counting; the main future sleeps until the
+/// last deadline, then yields until every task has counted.
+pub fn xev_async<B: Backend>(n: u64) -> Res<Outcome> {
+    FIRED.with(|c| c.set(0));
+    let rt = xev_async::Runtime::<B>::with_options(xev_options()).map_err(ctx("runtime"))?;
+    let (meter, init) = rt.block_on(async move {
+        let meter = Meter::start();
+        let base = Instant::now();
+        let mut last = base;
+        for off in offsets(n) {
+            let deadline = base + Duration::from_millis(off);
+            last = deadline;
+            xev_async::spawn(async move {
+                xev_async::sleep_until(deadline).await;
+                FIRED.with(|c| c.set(c.get() + 1));
+            });
+        }
+        let init = init_done(&meter);
+        xev_async::sleep_until(last).await;
+        while FIRED.with(|c| c.get()) < n {
+            xev_async::yield_now().await;
+        }
+        (meter, init)
+    });
+    let out = finish(meter, init, FIRED.with(|c| c.get()), n);
+    let t = Instant::now();
+    drop(rt);
+    let cleanup = t.elapsed().as_secs_f64();
+    out.map(|o| o.with("cleanup_s", format!("{cleanup:.4}")))
+}
+
 static TOKIO_FIRED: AtomicU64 = AtomicU64::new(0);
 static TOKIO_DONE: tokio::sync::Notify = tokio::sync::Notify::const_new();
 

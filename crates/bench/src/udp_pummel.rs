@@ -151,6 +151,58 @@ pub fn tokio(n: u64) -> Res<Outcome> {
     out
 }
 
+/// xev-async on backend `B`: as tokio's (a spawned receiver task, the
+/// sender in the main future).
+pub fn xev_async<B: Backend>(n: u64) -> Res<Outcome> {
+    let (rs, ss, addr) = sockets()?;
+    let rt = xev_async::Runtime::<B>::with_options(xev_options()).map_err(ctx("runtime"))?;
+    let received = Rc::new(Cell::new(0u64));
+    let bad = Rc::new(Cell::new(false));
+    let meter = Meter::start();
+    let (r, b) = (received.clone(), bad.clone());
+    let sent = rt.block_on(async move {
+        let rs = xev_async::UdpSocket::from_std(rs).map_err(ctx("socket"))?;
+        let ss = xev_async::UdpSocket::from_std(ss).map_err(ctx("socket"))?;
+        let receiver = xev_async::spawn(async move {
+            let mut buf = Vec::with_capacity(65536);
+            loop {
+                buf.clear();
+                let (res, back) = rs.recv_from(buf).await;
+                buf = back;
+                if res.is_err() {
+                    break;
+                }
+                if buf != EXPECTED {
+                    b.set(true);
+                    break;
+                }
+                r.set(r.get() + 1);
+            }
+        });
+        let (mut counter, mut sent) = (n, 0u64);
+        loop {
+            let (w, _) = ss.send_to(EXPECTED, addr).await;
+            let w = w.map_err(ctx("send_to"))?;
+            if w != EXPECTED.len() {
+                return Err(format!("short send of {w} bytes"));
+            }
+            if counter == 0 {
+                break;
+            }
+            counter -= 1;
+            sent += 1;
+        }
+        receiver.abort();
+        Ok::<u64, String>(sent)
+    })?;
+    let out = verify(meter, sent, received.get(), n);
+    drop(rt);
+    if bad.get() {
+        return Err("unexpected data".into());
+    }
+    out
+}
+
 /// The raw floors: the thinnest correct code on io_uring and on epoll
 /// (Linux only).
 #[cfg(target_os = "linux")]

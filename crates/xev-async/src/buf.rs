@@ -1,6 +1,6 @@
 //! Owned buffers for the I/O futures: the [`IoBuf`] (written from) and
 //! [`IoBufMut`] (read into) traits, their implementations for `Vec<u8>`,
-//! `Box<[u8]>`, `&'static [u8]`, `&'static str`, [`Slice`] (a sub-range of
+//! `Box<[u8]>`, `&'static [u8]`, `&'static [u8; N]`, `&'static str`, [`Slice`] (a sub-range of
 //! any of them) and, with the `bytes` feature, `bytes::Bytes` and
 //! `bytes::BytesMut`.
 //!
@@ -154,6 +154,19 @@ unsafe impl IoBuf for &'static [u8] {
     }
     fn bytes_total(&self) -> usize {
         self.len()
+    }
+}
+
+// SAFETY: as for `&'static [u8]`.
+unsafe impl<const N: usize> IoBuf for &'static [u8; N] {
+    fn stable_ptr(&self) -> *const u8 {
+        self.as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        N
+    }
+    fn bytes_total(&self) -> usize {
+        N
     }
 }
 

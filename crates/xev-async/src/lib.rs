@@ -72,6 +72,7 @@ mod fs;
 mod handle;
 #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 mod net;
+mod notify;
 mod op;
 #[cfg(not(target_os = "wasi"))]
 mod process;
@@ -89,6 +90,7 @@ pub use compat::Compat;
 pub use fs::File;
 #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 pub use net::{ReadHalf, TcpListener, TcpStream, UdpSocket, WriteHalf};
+pub use notify::Notify;
 pub use op::OpFuture;
 #[cfg(not(target_os = "wasi"))]
 pub use process::{Child, ChildStderr, ChildStdin, ChildStdout, Pipe};

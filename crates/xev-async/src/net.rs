@@ -4,6 +4,7 @@
 //! through the loop (so a readiness backend forgets it first), or directly
 //! outside a runtime.
 
+use std::cell::RefCell;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 
@@ -336,16 +337,35 @@ impl WriteHalf {
 /// A UDP socket.
 pub struct UdpSocket {
     sock: Owned<Socket>,
+    /// The message (header and address) of the last finished send and
+    /// receive, reused by the next one so that a datagram allocates
+    /// nothing in steady state. A message whose future was dropped stays
+    /// with the loop and is not reused.
+    send_msg: RefCell<Option<Box<Msg>>>,
+    recv_msg: RefCell<Option<Box<Msg>>>,
 }
 
 impl UdpSocket {
+    fn new(s: Socket) -> UdpSocket {
+        UdpSocket {
+            sock: Owned::new(s),
+            send_msg: RefCell::new(None),
+            recv_msg: RefCell::new(None),
+        }
+    }
+
     /// Binds to `addr` (port 0 picks a free one).
     pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
         let s = socket(addr, Type::DGRAM)?;
         s.bind(&addr.into())?;
-        Ok(UdpSocket {
-            sock: Owned::new(s),
-        })
+        Ok(UdpSocket::new(s))
+    }
+
+    /// Wraps a bound `std` socket, making it non-blocking.
+    pub fn from_std(s: std::net::UdpSocket) -> io::Result<UdpSocket> {
+        let s = Socket::from(s);
+        nonblocking(&s)?;
+        Ok(UdpSocket::new(s))
     }
 
     /// The bound address.
@@ -356,8 +376,15 @@ impl UdpSocket {
     /// Sends `buf`'s initialized bytes as one datagram to `addr`.
     pub async fn send_to<B: IoBuf>(&self, buf: B, addr: SocketAddr) -> (io::Result<usize>, B) {
         let fd = raw(self.sock.get());
-        let msg = Msg::send_to(fd, xev::Buf::default(), addr);
-        let (res, _, buf) = lend_write(Op::Sendmsg(msg), buf, 0).await;
+        let msg = match self.send_msg.borrow_mut().take() {
+            Some(mut m) => {
+                m.set_addr(addr);
+                m
+            }
+            None => Msg::send_to(fd, xev::Buf::default(), addr),
+        };
+        let (res, op, buf) = lend_write(Op::Sendmsg(msg), buf, 0).await;
+        keep_msg(&self.send_msg, op);
         (write_result(res), buf)
     }
 
@@ -366,8 +393,10 @@ impl UdpSocket {
     /// the buffer back.
     pub async fn recv_from<B: IoBufMut>(&self, buf: B) -> (io::Result<(usize, SocketAddr)>, B) {
         let fd = raw(self.sock.get());
-        let msg = Msg::recv_from(fd, xev::Buf::default());
-        let (res, _, buf) = lend_read(Op::Recvmsg(msg), buf, None).await;
+        let msg = self.recv_msg.borrow_mut().take();
+        let msg = msg.unwrap_or_else(|| Msg::recv_from(fd, xev::Buf::default()));
+        let (res, op, buf) = lend_read(Op::Recvmsg(msg), buf, None).await;
+        keep_msg(&self.recv_msg, op);
         let r = match res {
             OpResult::RecvFrom(Ok((n, Some(a)))) => Ok((n, a)),
             OpResult::RecvFrom(Ok((_, None))) => Err(io::Error::new(
@@ -378,5 +407,14 @@ impl UdpSocket {
             other => Err(unexpected(&other)),
         };
         (r, buf)
+    }
+}
+
+/// Keeps a finished message operation's box for the next one (its buffer,
+/// lent memory, is reset).
+fn keep_msg(slot: &RefCell<Option<Box<Msg>>>, op: Op) {
+    if let Op::Sendmsg(mut m) | Op::Recvmsg(mut m) = op {
+        m.buf = xev::Buf::default();
+        *slot.borrow_mut() = Some(m);
     }
 }

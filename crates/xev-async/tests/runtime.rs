@@ -28,6 +28,8 @@ use xev::backend::Backend;
 use xev::Options;
 #[cfg(not(target_os = "wasi"))]
 use xev::ThreadPool;
+#[cfg(not(target_os = "wasi"))]
+use xev_async::Notify;
 use xev_async::{interval, sleep, spawn, timeout, yield_now, File, IoBuf, JoinError, Runtime};
 #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 use xev_async::{TcpListener, TcpStream, UdpSocket};
@@ -684,6 +686,35 @@ for_each_backend!(
             assert_eq!(v, b"at 4:456789");
         });
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[cfg(not(target_os = "wasi"))]
+    /// `Notify` ping-pong with another thread: 1,000 round trips, each
+    /// side waking the other; a notification sent before the wait is kept.
+    fn notify_ping_pong_with_another_thread<B: Backend>() {
+        let rt = rt::<B>();
+        let (ping, pong) = (Notify::new().unwrap(), Notify::new().unwrap());
+        let (p2, q2) = (ping.clone(), pong.clone());
+        let other = std::thread::spawn(move || {
+            let rt = Runtime::<B>::with_options(Options::default()).unwrap();
+            rt.block_on(async move {
+                for _ in 0..1000 {
+                    p2.notified().await.unwrap();
+                    q2.notify().unwrap();
+                }
+            })
+        });
+        rt.block_on(async move {
+            for _ in 0..1000 {
+                ping.notify().unwrap();
+                pong.notified().await.unwrap();
+            }
+            // Kept until someone waits: set, then awaited, with no other
+            // thread involved.
+            pong.notify().unwrap();
+            pong.notified().await.unwrap();
+        });
+        other.join().unwrap();
     }
 
     #[cfg(not(all(target_os = "wasi", target_env = "p1")))]

@@ -1,0 +1,43 @@
+//! [`Notify`]: a wakeup that any thread may send and a task on the runtime
+//! awaits, built on xev's [`xev::Async`] (no syscall when the loop is
+//! busy, one eventfd or pipe write when it sleeps; notifying allocates
+//! nothing).
+
+use std::io;
+
+use xev::{Op, OpResult};
+
+use crate::op::{unexpected, OpFuture};
+
+/// A cross-thread wakeup: [`Notify::notify`] from any thread sets it,
+/// [`Notify::notified`] on a runtime waits until it is set and clears it.
+/// Notifications before anyone waits are kept, and any number of them
+/// make one wakeup. One runtime waits on a `Notify` at a time (give each
+/// runtime its own). Cheap to clone; `Send + Sync`.
+#[derive(Clone)]
+pub struct Notify {
+    a: xev::Async,
+}
+
+impl Notify {
+    /// A new, unset wakeup.
+    pub fn new() -> io::Result<Notify> {
+        Ok(Notify {
+            a: xev::Async::new()?,
+        })
+    }
+
+    /// Sets it, waking the task that waits (from any thread).
+    pub fn notify(&self) -> io::Result<()> {
+        self.a.notify()
+    }
+
+    /// Waits until it is set, and clears it. Dropping the future cancels
+    /// the wait.
+    pub async fn notified(&self) -> io::Result<()> {
+        match OpFuture::new(Op::AsyncWait(self.a.clone())).await.0 {
+            OpResult::Async(r) => r.map_err(Into::into),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
