@@ -7,9 +7,10 @@
 //! is the server's: the report gives requests/s and server CPU
 //! microseconds per request. Each contender's server (xev-async on
 //! io_uring and epoll, tokio, compio) is the obvious code
-//! for its runtime around one shared protocol handler ([`Proto`]); a
-//! missing client is reported as such and the workload skipped (the bench
-//! installs nothing).
+//! for its runtime around one shared protocol handler ([`Proto`]); the
+//! `hyper-*` contenders serve the HTTP workloads with `hyper` 1.x on
+//! xev-async (its `Compat` adapter) and on tokio. A missing client is
+//! reported as such and the workload skipped (the bench installs nothing).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -281,6 +282,87 @@ fn serve_tokio(listener: TcpListener, proto: Proto, ready: Ready) -> Res<u64> {
     Ok(st.served.get())
 }
 
+/// hyper's service for the wrk workloads: the plaintext reply, counting
+/// requests; `/shutdown` stops the server.
+fn hyper_hello(
+    req: &hyper::Request<hyper::body::Incoming>,
+    st: &State,
+) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+    if req.uri().path() == "/shutdown" {
+        st.stop.set(true);
+    }
+    st.served.set(st.served.get() + 1);
+    let mut resp = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(
+        b"Hello, World!",
+    )));
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain"),
+    );
+    resp
+}
+
+/// hyper on xev-async: a task per connection, each a `Compat` stream
+/// served by hyper's HTTP/1 connection code (pipelined replies flushed
+/// together), as in `xev-async`'s hyper example.
+fn serve_hyper_xev_async<B: Backend>(listener: TcpListener, _: Proto, ready: Ready) -> Res<u64> {
+    drop(ready);
+    let rt = xev_async::Runtime::<B>::with_options(xev_options()).map_err(ctx("runtime"))?;
+    let st = Rc::new(State::default());
+    let s2 = st.clone();
+    rt.block_on(async move {
+        let listener = xev_async::TcpListener::from_std(listener).map_err(ctx("listener"))?;
+        while !s2.stop.get() {
+            let (conn, _) = listener.accept().await.map_err(ctx("accept"))?;
+            let _ = conn.set_nodelay(true);
+            let st = s2.clone();
+            xev_async::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let resp = hyper_hello(&req, &st);
+                    async move { Ok::<_, std::convert::Infallible>(resp) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .pipeline_flush(true)
+                    .serve_connection(xev_async::Compat::new(conn), service)
+                    .await;
+            });
+        }
+        Ok::<_, String>(())
+    })?;
+    Ok(st.served.get())
+}
+
+/// hyper on tokio (current-thread, `LocalSet`): the same service through
+/// hyper-util's `TokioIo`.
+fn serve_hyper_tokio(listener: TcpListener, _: Proto, ready: Ready) -> Res<u64> {
+    drop(ready);
+    listener.set_nonblocking(true).map_err(ctx("nonblocking"))?;
+    let rt = crate::common::tokio_rt()?;
+    let local = tokio::task::LocalSet::new();
+    let st = Rc::new(State::default());
+    let s2 = st.clone();
+    local.block_on(&rt, async move {
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(ctx("listener"))?;
+        while !s2.stop.get() {
+            let (conn, _) = listener.accept().await.map_err(ctx("accept"))?;
+            let _ = conn.set_nodelay(true);
+            let st = s2.clone();
+            tokio::task::spawn_local(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let resp = hyper_hello(&req, &st);
+                    async move { Ok::<_, std::convert::Infallible>(resp) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .pipeline_flush(true)
+                    .serve_connection(hyper_util::rt::TokioIo::new(conn), service)
+                    .await;
+            });
+        }
+        Ok::<_, String>(())
+    })?;
+    Ok(st.served.get())
+}
+
 /// Dropped by a server once it accepts connections.
 type Ready = std::sync::mpsc::Sender<()>;
 
@@ -345,6 +427,9 @@ fn start(contender: &str, proto: Proto) -> Res<(SocketAddr, thread::JoinHandle<R
         "xev_async-epoll" => serve_xev_async::<xev::backend::epoll::Epoll>,
         "tokio" => serve_tokio,
         "compio" => serve_compio,
+        "hyper-xev_async-io_uring" => serve_hyper_xev_async::<xev::backend::io_uring::IoUring>,
+        "hyper-xev_async-epoll" => serve_hyper_xev_async::<xev::backend::epoll::Epoll>,
+        "hyper-tokio" => serve_hyper_tokio,
         other => return Err(format!("no {proto:?} server written for {other}")),
     };
     let (ready, wait) = std::sync::mpsc::channel();

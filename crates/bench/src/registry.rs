@@ -194,6 +194,9 @@ pub const CONTENDERS: &[&str] = &[
     "xev_async-epoll",
     "tokio",
     "compio",
+    "hyper-xev_async-io_uring",
+    "hyper-xev_async-epoll",
+    "hyper-tokio",
     "floor-io_uring",
     "floor-epoll",
 ];
@@ -204,6 +207,10 @@ pub const CONTENDERS: &[&str] = &["xev-iocp", "xev_async-iocp", "tokio"];
 /// written for ping-pongs and the real-client servers only so far, and the
 /// async layer (`xev_async-*`) for every workload but async_pummel.
 pub fn not_written(w: &Workload, contender: &str) -> Option<&'static str> {
+    if contender.starts_with("hyper-") {
+        return (!matches!(w.kind, Kind::Http(_)))
+            .then_some("the hyper servers serve the HTTP (wrk) workloads only");
+    }
     if matches!(w.kind, Kind::Redis(_) | Kind::Http(_)) {
         let written = cfg!(target_os = "linux")
             && matches!(
