@@ -56,8 +56,18 @@ impl<T: Handle> Owned<T> {
     }
 
     pub(crate) fn get(&self) -> &T {
-        // Only `Drop` takes it.
+        // Only `Drop` and `into_inner` take it, consuming `self`.
         self.0.as_ref().expect("xev-async: handle used after drop")
+    }
+
+    /// The handle, out of the runtime's hands: the loop forgets it first
+    /// (a readiness backend drops its registration). Fails (and closes
+    /// the handle through the loop) from inside a loop callback.
+    pub(crate) fn into_inner(mut self) -> std::io::Result<T> {
+        if let Some(driver) = try_current() {
+            driver.forget(self.get().raw())?;
+        }
+        Ok(self.0.take().expect("xev-async: handle used after drop"))
     }
 }
 

@@ -82,6 +82,13 @@ impl TcpListener {
         })
     }
 
+    /// The `std` listener back (still non-blocking), out of the runtime's
+    /// hands: the loop forgets the socket first. Fails (closing the
+    /// socket) if called from inside a loop callback.
+    pub fn into_std(self) -> io::Result<std::net::TcpListener> {
+        Ok(self.sock.into_inner()?.into())
+    }
+
     /// The address it listens on.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         as_inet(self.sock.get().local_addr()?)
@@ -160,6 +167,13 @@ impl TcpStream {
         let s = Socket::from(s);
         nonblocking(&s)?;
         Ok(TcpStream::new(s))
+    }
+
+    /// The `std` stream back (still non-blocking), out of the runtime's
+    /// hands: the loop forgets the socket first. Fails (closing the
+    /// socket) if called from inside a loop callback.
+    pub fn into_std(self) -> io::Result<std::net::TcpStream> {
+        Ok(self.sock.into_inner()?.into())
     }
 
     /// The local address.
@@ -366,6 +380,13 @@ impl UdpSocket {
         let s = Socket::from(s);
         nonblocking(&s)?;
         Ok(UdpSocket::new(s))
+    }
+
+    /// The `std` socket back (still non-blocking), out of the runtime's
+    /// hands: the loop forgets the socket first. Fails (closing the
+    /// socket) if called from inside a loop callback.
+    pub fn into_std(self) -> io::Result<std::net::UdpSocket> {
+        Ok(self.sock.into_inner()?.into())
     }
 
     /// The bound address.

@@ -36,6 +36,9 @@ pub(crate) trait Driver {
     fn cancel(&self, id: Id);
     /// Closes `fd` through the loop (now, or before the loop runs next).
     fn close(&self, fd: xev::RawHandle);
+    /// Makes the loop forget `fd` now (it leaves the runtime's hands);
+    /// fails from inside a loop callback, where the loop is busy.
+    fn forget(&self, fd: xev::RawHandle) -> io::Result<()>;
     /// The loop's clock, in milliseconds, updated now.
     fn now_ms(&self) -> u64;
     /// The run queue the runtime's tasks are woken onto.
@@ -171,6 +174,14 @@ impl<B: Backend> Driver for Core<B> {
             Ok(mut lp) => drop(lp.add(Op::Close { fd }, |_, _, _| Action::Disarm)),
             Err(_) => self.deferred.borrow_mut().push(Deferred::Close(fd)),
         }
+    }
+
+    fn forget(&self, fd: xev::RawHandle) -> io::Result<()> {
+        let mut lp = self.lp.try_borrow_mut().map_err(|_| {
+            io::Error::other("xev-async: a handle left the runtime from inside a loop callback")
+        })?;
+        lp.forget(fd);
+        Ok(())
     }
 
     fn now_ms(&self) -> u64 {

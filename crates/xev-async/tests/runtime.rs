@@ -580,6 +580,50 @@ for_each_backend!(
     }
 
     #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
+    /// A stream the loop has waited on leaves the runtime as a `std`
+    /// stream (`into_std`), works as one, and is closed behind the loop's
+    /// back; a socket that then gets the same descriptor number works with
+    /// the loop, which waits for it afresh.
+    fn sockets_leave_the_runtime_as_std<B: Backend>() {
+        let rt = rt::<B>();
+        rt.block_on(async {
+            let listener = TcpListener::bind(local()).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let client = TcpStream::connect(addr).await.unwrap();
+            let (server, _) = listener.accept().await.unwrap();
+            // The loop waits on the client once (a read before the data).
+            let rd = spawn(async move {
+                let (r, _) = client.read(Vec::with_capacity(8)).await;
+                (r.unwrap(), client)
+            });
+            yield_now().await;
+            let (r, _) = server.write_all(b"x".as_slice()).await;
+            r.unwrap();
+            let (n, client) = rd.await.unwrap();
+            assert_eq!(n, 1);
+            let mut std_client = client.into_std().unwrap();
+            std_client.write_all(b"std").unwrap();
+            let (r, got) = server.read_exact(vec![0; 3].into_boxed_slice()).await;
+            r.unwrap();
+            assert_eq!(&*got, b"std");
+            drop(std_client);
+            // A new connection, probably on the number just freed, reads
+            // before anything is sent: the loop must wait for it.
+            let again = TcpStream::connect(addr).await.unwrap();
+            let (peer, _) = listener.accept().await.unwrap();
+            let reader =
+                spawn(async move { again.read_exact(vec![0; 5].into_boxed_slice()).await });
+            yield_now().await;
+            let (r, _) = peer.write_all(b"again".as_slice()).await;
+            r.unwrap();
+            let (r, got) = reader.await.unwrap();
+            r.unwrap();
+            assert_eq!(&*got, b"again");
+        });
+        assert_eq!(rt.ops_in_flight(), 0);
+    }
+
+    #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
     /// `write_all` and `read_exact` across many short transfers: 4 MiB
     /// through loopback, written from one vector (each write sends the
     /// rest of it from an offset) and read into one vector's spare

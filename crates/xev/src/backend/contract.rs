@@ -108,6 +108,14 @@ pub trait Backend: Sized + 'static {
     /// zero-timeout poll.
     fn has_pending(&mut self) -> bool;
 
+    /// Forgets what the backend keeps about the descriptor `fd` (a
+    /// readiness registration and its cached state) before its owner takes
+    /// it out of the loop's hands ([`Loop::forget`](crate::Loop::forget)).
+    /// No operation on `fd` is in flight. The default keeps nothing.
+    fn forget(&mut self, fd: crate::RawHandle) {
+        let _ = fd;
+    }
+
     /// Called for each completion the backend holds when the loop is
     /// dropped: stop it (its result is discarded, through `drain`).
     ///

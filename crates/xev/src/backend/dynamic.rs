@@ -176,6 +176,10 @@ impl Backend for Dynamic {
         each!(self, b => unsafe { b.abandon(target) })
     }
 
+    fn forget(&mut self, fd: crate::RawHandle) {
+        each!(self, b => b.forget(fd))
+    }
+
     fn drain(&mut self, sink: &mut dyn FnMut(NonNull<Core>, i32)) {
         each!(self, b => b.drain(sink))
     }

@@ -729,6 +729,11 @@ impl<P: Poller> Backend for Readiness<P> {
         unsafe { self.unlink(target.as_ptr()) };
     }
 
+    fn forget(&mut self, fd: crate::RawHandle) {
+        // No waiters (the contract): this deregisters and clears the cache.
+        self.forget_fd(fd);
+    }
+
     fn drain(&mut self, _sink: &mut dyn FnMut(NonNull<Core>, i32)) {
         // Nothing is in the kernel's hands: `abandon` unlinked everything.
     }

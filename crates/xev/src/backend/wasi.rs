@@ -116,6 +116,10 @@ impl Backend for Wasi {
         unsafe { self.inner.abandon(target) }
     }
 
+    fn forget(&mut self, fd: crate::RawHandle) {
+        self.inner.forget(fd)
+    }
+
     fn drain(&mut self, sink: &mut dyn FnMut(NonNull<Core>, i32)) {
         self.inner.drain(sink)
     }

@@ -309,6 +309,17 @@ impl<B: Backend> Loop<B> {
         self.s.backend.capabilities()
     }
 
+    /// Forgets the descriptor `fd` before its owner takes it out of the
+    /// loop's hands (to hand it to another library, or to close it without
+    /// [`Op::Close`](crate::Op::Close)): a readiness backend (epoll,
+    /// kqueue, WASI) drops its registration and what it cached about the
+    /// descriptor, so that a later descriptor with the same number starts
+    /// afresh; io_uring and IOCP keep nothing per descriptor. Call it when
+    /// no operation on `fd` is in flight.
+    pub fn forget(&mut self, fd: crate::RawHandle) {
+        self.s.backend.forget(fd);
+    }
+
     /// The backend itself, for the crate's unit tests.
     #[cfg(all(test, windows))]
     pub(crate) fn backend(&self) -> &B {
