@@ -118,20 +118,6 @@ unsafe impl IoBufMut for Vec<u8> {
     }
 }
 
-// SAFETY: a box's heap memory does not move with the value; all of it is
-// initialized.
-unsafe impl IoBuf for Box<[u8]> {
-    fn stable_ptr(&self) -> *const u8 {
-        self.as_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.len()
-    }
-    fn bytes_total(&self) -> usize {
-        self.len()
-    }
-}
-
 // SAFETY: writable heap memory, all initialized; a read starts at 0.
 unsafe impl IoBufMut for Box<[u8]> {
     fn stable_mut_ptr(&mut self) -> *mut u8 {
@@ -144,18 +130,34 @@ unsafe impl IoBufMut for Box<[u8]> {
     unsafe fn set_init(&mut self, _pos: usize) {}
 }
 
-// SAFETY: static memory never moves nor goes away, and is initialized.
-unsafe impl IoBuf for &'static [u8] {
-    fn stable_ptr(&self) -> *const u8 {
-        self.as_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.len()
-    }
-    fn bytes_total(&self) -> usize {
-        self.len()
-    }
+/// `IoBuf` for a type whose initialized bytes are all of it (`len`
+/// bytes at `as_ptr`), with why its memory stays put.
+macro_rules! whole_buffer {
+    ($(#[$attr:meta])* $ty:ty, $why:literal) => {
+        $(#[$attr])*
+        #[doc = concat!("Its memory stays put: ", $why, ".")]
+        // SAFETY: per `$why`, the memory does not move with the value and
+        // stays allocated while it lives; all `len` bytes are initialized.
+        unsafe impl IoBuf for $ty {
+            fn stable_ptr(&self) -> *const u8 {
+                self.as_ptr()
+            }
+            fn bytes_init(&self) -> usize {
+                self.len()
+            }
+            fn bytes_total(&self) -> usize {
+                self.len()
+            }
+        }
+    };
 }
+
+whole_buffer!(
+    Box<[u8]>,
+    "a box's heap memory does not move with the value"
+);
+whole_buffer!(&'static [u8], "static memory never moves nor goes away");
+whole_buffer!(&'static str, "static memory never moves nor goes away");
 
 // SAFETY: as for `&'static [u8]`.
 unsafe impl<const N: usize> IoBuf for &'static [u8; N] {
@@ -170,33 +172,11 @@ unsafe impl<const N: usize> IoBuf for &'static [u8; N] {
     }
 }
 
-// SAFETY: as for `&'static [u8]`.
-unsafe impl IoBuf for &'static str {
-    fn stable_ptr(&self) -> *const u8 {
-        self.as_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.len()
-    }
-    fn bytes_total(&self) -> usize {
-        self.len()
-    }
-}
-
-#[cfg(feature = "bytes")]
-// SAFETY: `Bytes` points to shared, immutable, heap or static memory that
-// lives as long as the handle, whatever moves it.
-unsafe impl IoBuf for bytes::Bytes {
-    fn stable_ptr(&self) -> *const u8 {
-        self.as_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.len()
-    }
-    fn bytes_total(&self) -> usize {
-        self.len()
-    }
-}
+whole_buffer!(
+    #[cfg(feature = "bytes")]
+    bytes::Bytes,
+    "shared, immutable heap or static memory that lives as long as the handle"
+);
 
 #[cfg(feature = "bytes")]
 // SAFETY: `BytesMut` owns its view of heap memory, which does not move

@@ -10,7 +10,7 @@ use std::path::Path;
 use xev::{FileStat, Fs, FsOutput, Op, OpResult, OpenFlags, RawHandle};
 
 use crate::buf::{write_all_with, IoBuf, IoBufMut};
-use crate::op::{lend_read, lend_write, read_result, write_result, OpFuture};
+use crate::op::{read_count, write_count, OpFuture};
 
 /// An open file.
 pub struct File {
@@ -74,8 +74,7 @@ impl File {
             buf: xev::Buf::default(),
             offset,
         };
-        let (res, _, buf) = lend_read(op, buf, None).await;
-        (read_result(res), buf)
+        read_count(op, buf, None).await
     }
 
     /// Writes `buf`'s initialized bytes at `offset` (all or a prefix): the
@@ -97,8 +96,7 @@ impl File {
             buf: xev::Buf::default(),
             offset,
         };
-        let (res, _, buf) = lend_write(op, buf, from).await;
-        (write_result(res), buf)
+        write_count(op, buf, from).await
     }
 
     /// Writes all of `buf`'s initialized bytes at `offset`, in as many

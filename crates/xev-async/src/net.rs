@@ -14,8 +14,8 @@ use xev::{Msg, Op, OpResult, RawHandle};
 use crate::buf::{read_exact_with, write_all_with, IoBuf, IoBufMut};
 use crate::handle::{Handle, Owned};
 use crate::op::{
-    lend_read, lend_read_vectored, lend_write, lend_write_vectored, read_result, unexpected,
-    write_result, OpFuture,
+    lend_read, lend_read_vectored, lend_write, lend_write_vectored, read_count, read_result,
+    unexpected, write_count, write_result, OpFuture,
 };
 
 /// The raw handle of a socket, as xev's operations name it.
@@ -222,8 +222,7 @@ impl TcpStream {
             fd,
             buf: xev::Buf::default(),
         };
-        let (res, _, buf) = lend_read(op, buf, from).await;
-        (read_result(res), buf)
+        read_count(op, buf, from).await
     }
 
     /// Fills the whole of `buf`'s read region (a vector's spare capacity;
@@ -246,8 +245,7 @@ impl TcpStream {
             fd,
             buf: xev::Buf::default(),
         };
-        let (res, _, buf) = lend_write(op, buf, from).await;
-        (write_result(res), buf)
+        write_count(op, buf, from).await
     }
 
     /// Sends all of `buf`'s initialized bytes, in as many writes as it

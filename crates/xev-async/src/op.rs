@@ -287,6 +287,22 @@ impl Drop for OpFuture {
     }
 }
 
+/// [`lend_read`], with the result as a count (0 at end of file).
+pub(crate) async fn read_count<B: IoBufMut>(
+    op: Op,
+    buf: B,
+    from: Option<usize>,
+) -> (io::Result<usize>, B) {
+    let (res, _, buf) = lend_read(op, buf, from).await;
+    (read_result(res), buf)
+}
+
+/// [`lend_write`], with the result as a count.
+pub(crate) async fn write_count<B: IoBuf>(op: Op, buf: B, from: usize) -> (io::Result<usize>, B) {
+    let (res, _, buf) = lend_write(op, buf, from).await;
+    (write_result(res), buf)
+}
+
 /// Runs the vectored message `op` (made with as many buffers as `bufs`;
 /// they are replaced) from `bufs`' initialized bytes, skipping the first
 /// `from` of the whole: the result, the operation, and the buffers back.

@@ -19,7 +19,7 @@ use xev::Op;
 
 use crate::buf::{write_all_with, IoBuf, IoBufMut};
 use crate::handle::{Handle, Owned};
-use crate::op::{lend_read, lend_write, read_result, write_result};
+use crate::op::{read_count, write_count};
 use crate::runtime::{current, ExitSlot};
 
 /// A child process.
@@ -169,8 +169,7 @@ impl Pipe {
             fd,
             buf: xev::Buf::default(),
         };
-        let (res, _, buf) = lend_read(op, buf, None).await;
-        (read_result(res), buf)
+        read_count(op, buf, None).await
     }
 
     /// Reads to the end of the stream, straight into the vector it
@@ -199,8 +198,7 @@ impl Pipe {
             fd,
             buf: xev::Buf::default(),
         };
-        let (res, _, buf) = lend_write(op, buf, from).await;
-        (write_result(res), buf)
+        write_count(op, buf, from).await
     }
 
     /// Writes all of `buf`'s initialized bytes, in as many writes as it
