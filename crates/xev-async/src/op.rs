@@ -27,30 +27,39 @@ use xev::{Action, Id, Op, OpResult, ReadError};
 use crate::buf::{read_from, IoBuf, IoBufMut, Lent};
 use crate::runtime::{current, Driver};
 
+/// Where a slot's lent buffer sits in the table of lent buffers, if it
+/// has one (kept apart so that a slot stays small: timers lend nothing).
+type LentAt = Option<u32>;
+
 /// One operation's place in the slot table. A buffer lent to the loop
-/// for the operation stays here until the loop's callback ran.
+/// for the operation stays (in the lent table) until the loop's callback
+/// ran.
 enum Slot {
     /// Unused (its index is on the free list).
     Free,
     /// In flight; the waker of the future that waits for it.
-    Waiting(Option<Waker>, Option<Lent>),
+    Waiting(Option<Waker>, LentAt),
     /// Finished; waiting for its future to take it.
-    Done(OpResult, Op, Option<Lent>),
+    Done(OpResult, Op, LentAt),
     /// Its future was dropped while it was in flight: the callback drops
     /// the result and the buffer and frees the slot.
-    Abandoned(Option<Lent>),
+    Abandoned(LentAt),
 }
 
-/// The runtime's table of operation slots.
+/// The runtime's table of operation slots, and of the buffers lent for
+/// them; each grows to the most ever in use at once, then is reused.
 #[derive(Default)]
 pub(crate) struct Slots {
     slots: Vec<Slot>,
     free: Vec<usize>,
+    lents: Vec<Option<Lent>>,
+    lents_free: Vec<u32>,
 }
 
 impl Slots {
     fn alloc(&mut self, waker: Waker, lent: Option<Lent>) -> usize {
-        let slot = Slot::Waiting(Some(waker), lent);
+        let at = lent.map(|l| self.put_lent(l));
+        let slot = Slot::Waiting(Some(waker), at);
         match self.free.pop() {
             Some(i) => {
                 self.slots[i] = slot;
@@ -63,17 +72,45 @@ impl Slots {
         }
     }
 
-    /// Frees slot `i` and returns what it held, for the caller to drop
-    /// once the table is no longer borrowed (a buffer's `Drop` may panic).
-    fn release(&mut self, i: usize) -> Slot {
+    fn put_lent(&mut self, lent: Lent) -> u32 {
+        match self.lents_free.pop() {
+            Some(at) => {
+                self.lents[at as usize] = Some(lent);
+                at
+            }
+            None => {
+                self.lents.push(Some(lent));
+                u32::try_from(self.lents.len() - 1).expect("fewer than 2^32 lent buffers")
+            }
+        }
+    }
+
+    /// Takes the lent buffer at `at` out of the table.
+    fn take_lent(&mut self, at: LentAt) -> Option<Lent> {
+        let at = at?;
+        self.lents_free.push(at);
+        self.lents[at as usize].take()
+    }
+
+    /// Frees slot `i` and returns what it held, with its lent buffer, for
+    /// the caller to drop once the table is no longer borrowed (a buffer's
+    /// `Drop` may panic).
+    fn release(&mut self, i: usize) -> (Slot, Option<Lent>) {
         self.free.push(i);
-        std::mem::replace(&mut self.slots[i], Slot::Free)
+        let slot = std::mem::replace(&mut self.slots[i], Slot::Free);
+        let lent = match slot {
+            Slot::Waiting(_, at) | Slot::Done(_, _, at) | Slot::Abandoned(at) => self.take_lent(at),
+            Slot::Free => None,
+        };
+        (slot, lent)
     }
 
     /// Points `op`'s buffers at slot `i`'s lent buffer, if it has one.
     fn fill(&mut self, i: usize, op: &mut Op) {
-        if let Slot::Waiting(_, Some(lent)) = &mut self.slots[i] {
-            lent.fill(op);
+        if let Slot::Waiting(_, Some(at)) = self.slots[i] {
+            if let Some(lent) = &mut self.lents[at as usize] {
+                lent.fill(op);
+            }
         }
     }
 
@@ -97,8 +134,9 @@ pub(crate) fn complete(slots: &RefCell<Slots>, i: usize, op: &mut Op, res: OpRes
         }
         // The op is dropped with the completion, the lent buffer here,
         // once the slot is free and the table no longer borrowed.
-        Slot::Abandoned(lent) => {
+        Slot::Abandoned(at) => {
             s.free.push(i);
+            let lent = s.take_lent(at);
             drop(s);
             drop(lent);
         }
@@ -111,8 +149,8 @@ pub(crate) fn complete(slots: &RefCell<Slots>, i: usize, op: &mut Op, res: OpRes
 }
 
 enum State {
-    /// Not submitted yet (with the buffer it lends the loop, if any).
-    Start(Op, Option<Lent>),
+    /// Not submitted yet.
+    Start(Op),
     /// In flight in slot `slot`, as completion `id`.
     Pending {
         driver: Rc<dyn Driver>,
@@ -134,25 +172,25 @@ impl OpFuture {
     /// An operation that starts when first polled.
     pub fn new(op: Op) -> OpFuture {
         OpFuture {
-            state: State::Start(op, None),
+            state: State::Start(op),
         }
     }
 
-    /// An operation whose buffer (the core one in `op` is replaced) is
-    /// `lent`'s region, kept in the operation's slot while in flight.
-    fn lending(op: Op, lent: Lent) -> OpFuture {
-        OpFuture {
-            state: State::Start(op, Some(lent)),
-        }
-    }
-
-    fn poll_op(&mut self, cx: &mut Context<'_>) -> Poll<(OpResult, Op, Option<Lent>)> {
+    /// Polls the operation; when it starts, `lent` (if any) goes into its
+    /// slot and becomes the operation's buffer (the core one in the op is
+    /// replaced). A lending future keeps its buffer beside this one, so
+    /// that an `OpFuture` without one (a timer) stays small.
+    fn poll_op(
+        &mut self,
+        cx: &mut Context<'_>,
+        lent: &mut Option<Lent>,
+    ) -> Poll<(OpResult, Op, Option<Lent>)> {
         match &mut self.state {
             State::Start(..) => {
-                let State::Start(mut op, lent) = std::mem::replace(&mut self.state, State::Done)
-                else {
+                let State::Start(mut op) = std::mem::replace(&mut self.state, State::Done) else {
                     unreachable!()
                 };
+                let lent = lent.take();
                 let driver = current();
                 let slots = driver.slots();
                 {
@@ -181,7 +219,7 @@ impl OpFuture {
                         Poll::Pending
                     }
                     Slot::Done(..) => {
-                        let Slot::Done(res, op, lent) = s.release(*slot) else {
+                        let (Slot::Done(res, op, _), lent) = s.release(*slot) else {
                             unreachable!()
                         };
                         drop(s);
@@ -202,15 +240,15 @@ impl Future for OpFuture {
     type Output = (OpResult, Op);
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<(OpResult, Op)> {
-        self.poll_op(cx).map(|(res, op, _)| (res, op))
+        self.poll_op(cx, &mut None).map(|(res, op, _)| (res, op))
     }
 }
 
 /// Runs `op` with `lent` as its buffer: the result, the operation, and
 /// the buffer back.
 async fn lend<B: 'static>(op: Op, lent: Lent) -> (OpResult, Op, B) {
-    let mut fut = OpFuture::lending(op, lent);
-    let (res, op, lent) = std::future::poll_fn(|cx| fut.poll_op(cx)).await;
+    let (mut fut, mut lent) = (OpFuture::new(op), Some(lent));
+    let (res, op, lent) = std::future::poll_fn(|cx| fut.poll_op(cx, &mut lent)).await;
     let b = lent
         .and_then(Lent::take)
         .expect("xev-async: a lent buffer comes back with its operation");
@@ -276,9 +314,9 @@ impl Drop for OpFuture {
                 drop(s);
                 drop(done);
             }
-            Slot::Waiting(_, lent) => {
-                let lent = lent.take();
-                s.slots[*slot] = Slot::Abandoned(lent);
+            Slot::Waiting(_, at) => {
+                let at = *at;
+                s.slots[*slot] = Slot::Abandoned(at);
                 drop(s);
                 driver.cancel(*id);
             }
