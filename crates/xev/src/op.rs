@@ -115,9 +115,10 @@ pub struct Msg {
     pub more: Vec<Buf>,
     /// Destination (send) or, after a receive, the sender.
     addr: SockAddr,
-    /// Whether a send names its destination (`false` for a vectored send
-    /// on a connected socket).
-    to_addr: bool,
+    /// Whether the message carries an address: a send's destination, a
+    /// receive's sender (`false` for vectored messages, which are for
+    /// connected sockets: some systems refuse an address there).
+    with_addr: bool,
     /// The platform's message header, pointing at the buffers and `addr`.
     hdr: MsgHeader,
 }
@@ -138,13 +139,12 @@ impl Msg {
     /// destination): `bufs` in order, all or a prefix of their bytes.
     pub fn send_vectored(fd: RawHandle, bufs: Vec<Buf>) -> Box<Msg> {
         let unspecified: SocketAddr = ([0u8; 4], 0).into();
-        let mut m = Self::vectored(fd, bufs, SockAddr::from(unspecified));
-        m.to_addr = false;
-        m
+        Self::vectored(fd, bufs, SockAddr::from(unspecified))
     }
 
-    /// A vectored receive: fills `bufs` in order (the count may stop short
-    /// of their total, like any read).
+    /// A vectored receive on a connected socket (`recvmsg` with no
+    /// address): fills `bufs` in order (the count may stop short of their
+    /// total, like any read).
     pub fn recv_vectored(fd: RawHandle, bufs: Vec<Buf>) -> Box<Msg> {
         let unspecified: SocketAddr = ([0u8; 4], 0).into();
         Self::vectored(fd, bufs, SockAddr::from(unspecified))
@@ -159,6 +159,7 @@ impl Msg {
         let mut m = Self::boxed(fd, buf, addr);
         m.hdr = MsgHeader::with_capacity(bufs.len() + 1);
         m.more = bufs;
+        m.with_addr = false;
         m
     }
 
@@ -168,7 +169,7 @@ impl Msg {
             buf,
             more: Vec::new(),
             addr,
-            to_addr: true,
+            with_addr: true,
             hdr: MsgHeader::new(),
         })
     }
@@ -183,8 +184,12 @@ impl Msg {
         self.len() == 0
     }
 
-    /// The address: the destination of a send, or the sender after a receive.
+    /// The address: the destination of a send, or the sender after a
+    /// receive (none for a vectored message).
     pub fn addr(&self) -> Option<SocketAddr> {
+        if !self.with_addr {
+            return None;
+        }
         self.addr.as_socket()
     }
 
@@ -197,7 +202,7 @@ impl Msg {
     /// be called (by the backend) right before the kernel sees `hdr`, after
     /// the message reached its final address.
     pub(crate) fn prepare(&mut self, receiving: bool) -> sys::RawMsg {
-        let addr = (receiving || self.to_addr).then_some(&mut self.addr);
+        let addr = self.with_addr.then_some(&mut self.addr);
         self.hdr.prepare(
             &mut self.buf,
             &mut self.more,
@@ -209,6 +214,9 @@ impl Msg {
 
     /// After a receive: record the address length the kernel wrote.
     pub(crate) fn finish_recv(&mut self) {
+        if !self.with_addr {
+            return;
+        }
         let len = self.hdr.name_len();
         // SAFETY: the kernel wrote a valid socket address of `len` bytes
         // into the storage that `prepare` pointed `msg_name` at.

@@ -91,9 +91,16 @@ impl MsgHeader {
 #[cfg(not(target_env = "p1"))]
 pub(crate) unsafe fn recvmsg(fd: libc::c_int, hdr: RawMsg, flags: libc::c_int) -> isize {
     // SAFETY: per the contract, the header points at a live buffer of
-    // `len` bytes and a live address storage of `namelen` bytes.
+    // `len` bytes and (unless `name` is null) a live address storage of
+    // `namelen` bytes.
     unsafe {
         let h = &mut *hdr;
+        if h.name.is_null() {
+            // No address (a vectored message on a connected socket):
+            // wasi-libc refuses any address argument on a connected TCP
+            // socket, the length pointer included.
+            return libc::recv(fd, h.buf.cast(), h.len, flags);
+        }
         libc::recvfrom(fd, h.buf.cast(), h.len, flags, h.name, &mut h.namelen)
     }
 }
@@ -107,6 +114,9 @@ pub(crate) unsafe fn sendmsg(fd: libc::c_int, hdr: RawMsg, flags: libc::c_int) -
     // SAFETY: as for `recvmsg`.
     unsafe {
         let h = &*hdr;
+        if h.name.is_null() {
+            return libc::send(fd, h.buf.cast(), h.len, flags);
+        }
         libc::sendto(fd, h.buf.cast(), h.len, flags, h.name, h.namelen)
     }
 }
