@@ -194,6 +194,7 @@ pub const CONTENDERS: &[&str] = &[
     "xev_async-epoll",
     "tokio",
     "compio",
+    "monoio",
     "hyper-xev_async-io_uring",
     "hyper-xev_async-epoll",
     "hyper-tokio",
@@ -225,7 +226,7 @@ pub fn not_written(w: &Workload, contender: &str) -> Option<&'static str> {
         return matches!(w.kind, Kind::AsyncPummel(_))
             .then_some("async_pummel is not written for the async layer so far");
     }
-    (contender == "compio" && !matches!(w.kind, Kind::PingPongs))
+    (matches!(contender, "compio" | "monoio") && !matches!(w.kind, Kind::PingPongs))
         .then_some("only ping-pongs is written for this contender so far")
 }
 
@@ -247,7 +248,7 @@ pub fn client_missing(w: &Workload) -> Option<String> {
 
 /// Whether a contender can only run where io_uring is available.
 pub fn needs_io_uring(contender: &str) -> bool {
-    contender.ends_with("io_uring") || contender == "compio"
+    contender.ends_with("io_uring") || matches!(contender, "compio" | "monoio")
 }
 
 /// A workload by its exact name.
@@ -330,6 +331,11 @@ pub fn run_workload(w: &Workload, contender: &str, n: u64) -> Res<Outcome> {
     if contender == "compio" {
         // Ping-pongs only (`not_written`).
         return crate::uring_peers::compio_ping_pongs(n);
+    }
+    #[cfg(target_os = "linux")]
+    if contender == "monoio" {
+        // Ping-pongs only (`not_written`).
+        return crate::uring_peers::monoio_ping_pongs(n);
     }
     if let Some(backend) = contender.strip_prefix("xev_async-") {
         return match backend {
