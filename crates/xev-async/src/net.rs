@@ -437,3 +437,60 @@ fn keep_msg(slot: &RefCell<Option<Box<Msg>>>, op: Op) {
         *slot.borrow_mut() = Some(m);
     }
 }
+
+/// Borrowed access to the socket and construction from an owned one, for
+/// each socket type (Unix descriptors, Windows sockets; not WASI preview 1,
+/// which has no sockets).
+macro_rules! socket_handles {
+    ($($ty:ident from $std:ty),*) => {$(
+        #[cfg(any(unix, target_os = "wasi"))]
+        impl std::os::fd::AsFd for $ty {
+            fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+                self.sock.get().as_fd()
+            }
+        }
+
+        #[cfg(any(unix, target_os = "wasi"))]
+        impl std::os::fd::AsRawFd for $ty {
+            fn as_raw_fd(&self) -> std::os::fd::RawFd {
+                raw(self.sock.get())
+            }
+        }
+
+        #[cfg(windows)]
+        impl std::os::windows::io::AsSocket for $ty {
+            fn as_socket(&self) -> std::os::windows::io::BorrowedSocket<'_> {
+                self.sock.get().as_socket()
+            }
+        }
+
+        #[cfg(windows)]
+        impl std::os::windows::io::AsRawSocket for $ty {
+            fn as_raw_socket(&self) -> std::os::windows::io::RawSocket {
+                std::os::windows::io::AsRawSocket::as_raw_socket(self.sock.get())
+            }
+        }
+
+        impl $ty {
+            /// Wraps an owned socket descriptor of this kind, making it
+            /// non-blocking (as `from_std` does).
+            #[cfg(any(unix, target_os = "wasi"))]
+            pub fn from_fd(fd: std::os::fd::OwnedFd) -> io::Result<$ty> {
+                $ty::from_std(<$std>::from(fd))
+            }
+
+            /// Wraps an owned socket of this kind, making it non-blocking
+            /// (as `from_std` does).
+            #[cfg(windows)]
+            pub fn from_socket(s: std::os::windows::io::OwnedSocket) -> io::Result<$ty> {
+                $ty::from_std(<$std>::from(s))
+            }
+        }
+    )*};
+}
+
+socket_handles!(
+    TcpListener from std::net::TcpListener,
+    TcpStream from std::net::TcpStream,
+    UdpSocket from std::net::UdpSocket
+);

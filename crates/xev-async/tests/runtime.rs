@@ -583,7 +583,8 @@ for_each_backend!(
     /// A stream the loop has waited on leaves the runtime as a `std`
     /// stream (`into_std`), works as one, and is closed behind the loop's
     /// back; a socket that then gets the same descriptor number works with
-    /// the loop, which waits for it afresh.
+    /// the loop, which waits for it afresh; a stream comes in from an owned
+    /// descriptor (`from_fd`).
     fn sockets_leave_the_runtime_as_std<B: Backend>() {
         let rt = rt::<B>();
         rt.block_on(async {
@@ -619,6 +620,18 @@ for_each_backend!(
             let (r, got) = reader.await.unwrap();
             r.unwrap();
             assert_eq!(&*got, b"again");
+            // And in from an owned descriptor.
+            #[cfg(unix)]
+            {
+                let fd = std::os::fd::OwnedFd::from(std::net::TcpStream::connect(addr).unwrap());
+                let from_fd = TcpStream::from_fd(fd).unwrap();
+                let (peer, _) = listener.accept().await.unwrap();
+                let (r, _) = from_fd.write_all(b"fd".as_slice()).await;
+                r.unwrap();
+                let (r, got) = peer.read_exact(vec![0; 2].into_boxed_slice()).await;
+                r.unwrap();
+                assert_eq!(&*got, b"fd");
+            }
         });
         assert_eq!(rt.ops_in_flight(), 0);
     }
