@@ -47,7 +47,13 @@
 //! - One runtime runs at a time on a thread; several threads each run
 //!   their own, and may share one [`xev::ThreadPool`] through
 //!   [`xev::Options::thread_pool`]. [`RemoteHandle`] hands a runtime work
-//!   from other threads.
+//!   from other threads; [`Notify`] is a wakeup any thread sends and a
+//!   task awaits.
+//! - Sockets come from and go back to `std` (`from_std`, `into_std`: the
+//!   loop forgets the socket first) and from owned descriptors
+//!   (`from_fd`); `TcpStream` also reads and writes vectored
+//!   (`read_vectored`, `write_vectored`, `write_all_vectored`: one
+//!   `recvmsg`/`sendmsg` over several buffers).
 //!
 //! # WASI
 //!
