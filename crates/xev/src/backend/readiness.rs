@@ -53,6 +53,9 @@ struct FdEntry {
     /// no readable event came since: it is probably drained. Only a hint
     /// (see [`Readiness::skip_attempt`]).
     drained: bool,
+    /// What the poller watches (for a poller that watches only the
+    /// waiters' interest: [`Poller::REGISTERS_INTEREST`]).
+    watched: u8,
     waiters: Queue,
 }
 
@@ -580,14 +583,24 @@ impl<P: Poller> Backend for Readiness<P> {
             };
             // A descriptor with waiters is surely still registered. One
             // without may have been closed behind the loop's back and its
-            // number reused since its last wait: re-check it (one MOD).
-            if !entry.registered || entry.waiters.is_empty() {
+            // number reused since its last wait: re-check it (one MOD). A
+            // poller that watches only the waiters' interest registers
+            // again when this waiter wants more.
+            let want = target.map_or(0, |(_, i)| i.0);
+            let widen = P::REGISTERS_INTEREST && entry.watched & want != want;
+            if !entry.registered || entry.waiters.is_empty() || widen {
                 let believed = entry.registered;
-                if let Err(e) = self.poller.register(fd, believed) {
+                let watched = if entry.waiters.is_empty() {
+                    want
+                } else {
+                    entry.watched | want
+                };
+                if let Err(e) = self.poller.register(fd, believed, Interest(watched)) {
                     self.fds[fd as usize].registered = false;
                     return Start::Done(-e.raw_os_error().unwrap_or(libc::EIO));
                 }
                 self.fds[fd as usize].registered = true;
+                self.fds[fd as usize].watched = watched;
             }
             self.fds[fd as usize].waiters.push_back(c);
             self.in_flight += 1;

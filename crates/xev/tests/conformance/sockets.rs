@@ -750,4 +750,66 @@ for_each_backend!(
         }
         assert_eq!(received, data, "the buffers were filled in order");
     }
+
+    /// A read waits on a socket; then, with the send buffer full, a write
+    /// on the same socket must wait too: the loop watches the socket for
+    /// writability from then on (a poller that watched only reads would
+    /// never finish the write). The peer drains, the write finishes, and
+    /// the read still gets its data.
+    fn a_write_that_waits_beside_a_waiting_read_completes<B: Backend>() {
+        const LEN: usize = 4 << 20;
+        let mut lp = new_loop::<B>();
+        let (c, s) = tcp_pair();
+        SockRef::from(&c).set_send_buffer_size(16 * 1024).unwrap();
+        SockRef::from(&s).set_recv_buffer_size(16 * 1024).unwrap();
+        let fd = c.as_raw_fd();
+        let rd = submit(
+            &mut lp,
+            Op::Recv {
+                fd,
+                buf: vec![0; 16].into(),
+            },
+        );
+        lp.run(RunMode::NoWait).unwrap();
+        assert_eq!(rd.calls(), 0, "the read waits");
+        // Fill the send buffer (the socket is non-blocking), so that the
+        // loop's write finds no room and has to wait.
+        let fill = vec![7u8; 64 * 1024];
+        let mut filled = 0usize;
+        loop {
+            let n = raw_write(fd, &fill);
+            if n <= 0 {
+                break;
+            }
+            filled += n as usize;
+            assert!(filled < LEN, "the send buffer never filled");
+        }
+        let wr = submit(
+            &mut lp,
+            Op::Send {
+                fd,
+                buf: vec![7u8; 1000].into(),
+            },
+        );
+        lp.run(RunMode::NoWait).unwrap();
+        // Drain the peer until the write is over (each drain makes room).
+        let mut got = 0usize;
+        let mut chunk = vec![0u8; 64 * 1024];
+        while !wr.done() {
+            if got < filled + 1000 {
+                let n = read_when_ready(s.as_raw_fd(), &mut chunk);
+                assert!(n > 0, "the peer reads what was sent");
+                got += n as usize;
+            }
+            lp.run(RunMode::NoWait).unwrap();
+        }
+        let (res, _) = wr.take();
+        let n = expect!(res, OpResult::Write(Ok(n)) => n);
+        assert!(n > 0);
+        assert_eq!(rd.calls(), 0, "the read still waits");
+        assert_eq!(raw_write(s.as_raw_fd(), b"reply"), 5);
+        let (res, op) = wait(&mut lp, &rd, "the read beside the write");
+        let n = expect!(res, OpResult::Read(Ok(n)) => n);
+        assert_eq!(&op.buf().unwrap()[..n], b"reply");
+    }
 );

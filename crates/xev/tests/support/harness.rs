@@ -177,6 +177,11 @@ pub const NOT_APPLICABLE_ON_WASI: &[(&str, &[&str])] = &[
         "it resets a connection with SO_LINGER, which WASI does not offer",
         &["sockets::wasi::tcp_reset_gives_econnreset"],
     ),
+    #[cfg(not(target_env = "p1"))]
+    (
+        "it fills a socket's send buffer to make a write wait: on preview 2 (wasmtime 49) sends go into the host's output stream, and the peer's read then failed (measured), so the test cannot set up its wait; the path it guards, an edge-triggered poller widening its registration for a waiting write, does not exist on WASI, whose poller is level-triggered over the waiters' interests",
+        &["sockets::wasi::a_write_that_waits_beside_a_waiting_read_completes"],
+    ),
     (
         "it holds a connect pending behind a listener with a backlog of 0, which wasi-libc refuses (EINVAL)",
         &["cancel::wasi::cancel_pending_connect"],

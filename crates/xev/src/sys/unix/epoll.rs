@@ -49,8 +49,25 @@ impl Poller for EpollPoller {
         Ok(p)
     }
 
-    fn register(&mut self, fd: RawFd, believed_registered: bool) -> io::Result<()> {
-        let events = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+    const REGISTERS_INTEREST: bool = true;
+
+    fn register(
+        &mut self,
+        fd: RawFd,
+        believed_registered: bool,
+        interest: crate::Interest,
+    ) -> io::Result<()> {
+        // Only what the waiters want: a MOD re-polls the file and queues an
+        // event for every watched direction that is ready, and a socket is
+        // nearly always writable, so watching writes for a read would wake
+        // the next wait for nothing. Hangups and errors come regardless.
+        let mut events = (libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+        if interest.is_readable() {
+            events |= libc::EPOLLIN as u32;
+        }
+        if interest.is_writable() {
+            events |= libc::EPOLLOUT as u32;
+        }
         let (first, second, retry_on) = if believed_registered {
             (libc::EPOLL_CTL_MOD, libc::EPOLL_CTL_ADD, libc::ENOENT)
         } else {

@@ -172,7 +172,12 @@ impl Poller for KqueuePoller {
         Ok(p)
     }
 
-    fn register(&mut self, fd: RawFd, believed_registered: bool) -> io::Result<()> {
+    fn register(
+        &mut self,
+        fd: RawFd,
+        believed_registered: bool,
+        _interest: crate::Interest,
+    ) -> io::Result<()> {
         if fd < 0 {
             return Err(io::Error::from_raw_os_error(libc::EBADF));
         }

@@ -35,10 +35,21 @@ pub trait Poller: Sized + 'static {
     /// Creates the poller; `wake_fd` must be watched (level-triggered) and
     /// reported through `wait`'s return value.
     fn new(wake_fd: RawFd) -> io::Result<Self>;
-    /// Starts watching `fd` for both directions, edge-triggered, and re-arms
-    /// the edge. `believed_registered` says whether the backend thinks `fd`
-    /// is registered already (it may have been closed and reused since).
-    fn register(&mut self, fd: RawFd, believed_registered: bool) -> io::Result<()>;
+    /// Starts watching `fd`, edge-triggered, and re-arms the edge.
+    /// `believed_registered` says whether the backend thinks `fd` is
+    /// registered already (it may have been closed and reused since).
+    /// `interest` is what the descriptor's waiters wait for: a poller may
+    /// watch only that (epoll does, so that re-arming a read does not
+    /// report the socket's constant writability), or both directions.
+    fn register(
+        &mut self,
+        fd: RawFd,
+        believed_registered: bool,
+        interest: crate::Interest,
+    ) -> io::Result<()>;
+    /// Whether [`Poller::register`] watches only the interest it is given
+    /// (the engine then registers again when a waiter wants more).
+    const REGISTERS_INTEREST: bool = false;
     /// Stops watching `fd` (before it is closed).
     fn deregister(&mut self, fd: RawFd);
     /// Whether [`Poller::register`] of an already ready descriptor reports

@@ -37,7 +37,12 @@ impl Poller for PollPoller {
         })
     }
 
-    fn register(&mut self, fd: RawFd, _believed_registered: bool) -> io::Result<()> {
+    fn register(
+        &mut self,
+        fd: RawFd,
+        _believed_registered: bool,
+        _interest: crate::Interest,
+    ) -> io::Result<()> {
         // Nothing to tell the system: `poll` takes the descriptors each
         // time. A bad descriptor is found by the operation's own call.
         let i = usize::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
