@@ -112,6 +112,27 @@ pub fn tokio(threads: usize, n: u64) -> Res<Outcome> {
     finish(meter, handles, callbacks, n)
 }
 
+/// xev-async on backend `B`: as tokio's, the threads call
+/// `xev_async::Notify::notify` and the main future awaits `notified`.
+pub fn xev_async<B: Backend>(threads: usize, n: u64) -> Res<Outcome> {
+    let rt = xev_async::Runtime::<B>::with_options(xev_options()).map_err(ctx("runtime"))?;
+    let notify = xev_async::Notify::new().map_err(ctx("notify"))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let nt = notify.clone();
+    let handles = spawn_notifiers(threads, &stop, move || nt.notify().map_err(ctx("notify")));
+    let meter = Meter::start();
+    let callbacks = rt.block_on(async {
+        let mut callbacks = 0u64;
+        while callbacks < n {
+            notify.notified().await.map_err(ctx("wait"))?;
+            callbacks += 1;
+        }
+        Ok::<u64, String>(callbacks)
+    });
+    stop.store(true, Ordering::Relaxed);
+    finish(meter, handles, callbacks?, n)
+}
+
 /// The raw floors: the thinnest correct code on io_uring and on epoll
 /// (Linux only).
 #[cfg(target_os = "linux")]

@@ -204,9 +204,9 @@ pub const CONTENDERS: &[&str] = &[
 #[cfg(windows)]
 pub const CONTENDERS: &[&str] = &["xev-iocp", "xev_async-iocp", "tokio"];
 
-/// Why `contender` does not run workload `w`, if it does not: compio is
-/// written for ping-pongs and the real-client servers only so far, and the
-/// async layer (`xev_async-*`) for every workload but async_pummel.
+/// Why `contender` does not run workload `w`, if it does not: compio and
+/// monoio are written for ping-pongs (compio also for the real-client
+/// servers) only so far; the hyper servers serve the HTTP workloads.
 pub fn not_written(w: &Workload, contender: &str) -> Option<&'static str> {
     if contender.starts_with("hyper-") {
         return (!matches!(w.kind, Kind::Http(_)))
@@ -221,10 +221,6 @@ pub fn not_written(w: &Workload, contender: &str) -> Option<&'static str> {
         return (!written).then_some(
             "the real-client servers are written for xev_async (io_uring, epoll), tokio and compio so far",
         );
-    }
-    if contender.starts_with("xev_async") {
-        return matches!(w.kind, Kind::AsyncPummel(_))
-            .then_some("async_pummel is not written for the async layer so far");
     }
     (matches!(contender, "compio" | "monoio") && !matches!(w.kind, Kind::PingPongs))
         .then_some("only ping-pongs is written for this contender so far")
@@ -309,9 +305,8 @@ fn run_xev_async<B: xev::backend::Backend>(w: &Workload, n: u64) -> Res<Outcome>
         Kind::UdpPummel => udp_pummel::xev_async::<B>(n),
         Kind::MillionTimers => timers::xev_async::<B>(n),
         Kind::Async(t) => async_ping::xev_async::<B>(t, n),
-        Kind::AsyncPummel(_) | Kind::Redis(_) | Kind::Http(_) => Err(not_written(w, "xev_async")
-            .unwrap_or("a real-client workload")
-            .to_string()),
+        Kind::AsyncPummel(t) => async_pummel::xev_async::<B>(t, n),
+        Kind::Redis(_) | Kind::Http(_) => Err("a real-client workload".to_string()),
     }
 }
 
