@@ -303,54 +303,60 @@ unsafe impl<T: IoBufMut> IoBufMut for Slice<T> {
     }
 }
 
-/// Sends the `len` bytes of `buf` (one buffer or several) through
-/// `write_from(buf, sent)`, which writes the bytes from offset `sent` on
-/// (the same buffer: no copy) and gives the count and the buffer back.
-pub(crate) async fn write_all_with<B, F, Fut>(
+/// Moves bytes `from..to` of `buf` (one buffer or several) through
+/// `step(buf, at)`, which reads or writes from offset `at` on (the same
+/// buffer: no copy) and gives the count and the buffer back, until all
+/// are through; a count of 0 first is the error `zero`.
+async fn all_with<B, F, Fut>(
     buf: B,
-    len: usize,
-    mut write_from: F,
+    (from, to): (usize, usize),
+    zero: io::ErrorKind,
+    mut step: F,
 ) -> (io::Result<()>, B)
 where
     F: FnMut(B, usize) -> Fut,
     Fut: Future<Output = (io::Result<usize>, B)>,
 {
-    let mut sent = 0;
-    let mut buf = buf;
-    while sent < len {
-        let (r, back) = write_from(buf, sent).await;
+    let (mut at, mut buf) = (from, buf);
+    while at < to {
+        let (r, back) = step(buf, at).await;
         buf = back;
         match r {
-            Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
-            Ok(n) => sent += n,
+            Ok(0) => return (Err(zero.into()), buf),
+            Ok(n) => at += n,
             Err(e) => return (Err(e), buf),
         }
     }
     (Ok(()), buf)
 }
 
+/// Sends the `len` bytes of `buf` (one buffer or several) through
+/// `write_from(buf, sent)`, which writes the bytes from offset `sent` on
+/// and gives the count and the buffer back.
+pub(crate) async fn write_all_with<B, F, Fut>(
+    buf: B,
+    len: usize,
+    write_from: F,
+) -> (io::Result<()>, B)
+where
+    F: FnMut(B, usize) -> Fut,
+    Fut: Future<Output = (io::Result<usize>, B)>,
+{
+    all_with(buf, (0, len), io::ErrorKind::WriteZero, write_from).await
+}
+
 /// Fills `buf` from its read start to its end through
 /// `read_from(buf, at)`, which reads into the bytes from offset `at` on
 /// and gives the count and the buffer back; `UnexpectedEof` if a read
 /// finds the end of the stream first.
-pub(crate) async fn read_exact_with<B, F, Fut>(buf: B, mut read_from: F) -> (io::Result<()>, B)
+pub(crate) async fn read_exact_with<B, F, Fut>(buf: B, read_from: F) -> (io::Result<()>, B)
 where
     B: IoBufMut,
     F: FnMut(B, usize) -> Fut,
     Fut: Future<Output = (io::Result<usize>, B)>,
 {
-    let (mut at, end) = (buf.read_start(), buf.bytes_total());
-    let mut buf = buf;
-    while at < end {
-        let (r, back) = read_from(buf, at).await;
-        buf = back;
-        match r {
-            Ok(0) => return (Err(io::ErrorKind::UnexpectedEof.into()), buf),
-            Ok(n) => at += n,
-            Err(e) => return (Err(e), buf),
-        }
-    }
-    (Ok(()), buf)
+    let range = (buf.read_start(), buf.bytes_total());
+    all_with(buf, range, io::ErrorKind::UnexpectedEof, read_from).await
 }
 
 /// Where a read into `b` asked to land at `from` (`None`: the buffer's
