@@ -27,7 +27,7 @@ use xev::backend::Backend;
 use xev::Options;
 use xev_async::{sleep, Runtime};
 #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
-use xev_async::{spawn, IoBuf, TcpListener, TcpStream};
+use xev_async::{spawn, IoBuf, TcpListener, TcpStream, UdpSocket};
 
 const MSG: usize = 64;
 
@@ -78,6 +78,33 @@ fn echo_round_trips<B: Backend>(warmup: u64, rounds: u64) -> u64 {
     })
 }
 
+/// UDP round trips through `send_to` and `recv_from` (a static datagram,
+/// received into a vector's spare capacity): the socket reuses its
+/// message boxes.
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
+fn udp_round_trips<B: Backend>(warmup: u64, rounds: u64) -> u64 {
+    let rt = Runtime::<B>::with_options(Options::default()).unwrap();
+    rt.block_on(async move {
+        let a = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let to = b.local_addr().unwrap();
+        let mut buf = Vec::with_capacity(64);
+        let mut mark = 0;
+        for i in 0..warmup + rounds {
+            if i == warmup {
+                mark = allocs();
+            }
+            let (r, _) = a.send_to(b"datagram", to).await;
+            assert_eq!(r.unwrap(), 8);
+            buf.clear();
+            let (r, back) = b.recv_from(buf).await;
+            buf = back;
+            assert_eq!((r.unwrap().0, &buf[..]), (8, &b"datagram"[..]));
+        }
+        allocs() - mark
+    })
+}
+
 fn sleeps<B: Backend>(warmup: u64, n: u64) -> u64 {
     let rt = Runtime::<B>::with_options(Options::default()).unwrap();
     rt.block_on(async move {
@@ -103,6 +130,13 @@ for_each_backend!(
         counting_allocator_is_installed();
         let a = sleeps::<B>(1_000, 100_000);
         assert_eq!(a, 0, "100,000 sleeps allocated {a} times");
+    }
+
+    #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
+    fn async_udp_allocates_nothing<B: Backend>() {
+        counting_allocator_is_installed();
+        let a = udp_round_trips::<B>(1_000, 10_000);
+        assert_eq!(a, 0, "10,000 UDP round trips allocated {a} times");
     }
 
     #[cfg(not(all(target_os = "wasi", target_env = "p1")))]

@@ -213,6 +213,7 @@ pub const NOT_APPLICABLE_ON_WASI: &[(&str, &[&str])] = &[
             "wasi::tcp_round_trips_allocate_nothing",
             "wasi::tcp_echo_allocates_nothing",
             "wasi::udp_rearm_and_restart_allocate_nothing",
+            "wasi::async_udp_allocates_nothing",
             // xev-async's tests/alloc.rs
             "wasi::async_echo_allocates_nothing",
         ],
