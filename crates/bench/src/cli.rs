@@ -13,13 +13,14 @@ pub struct Args {
     only: Vec<String>,
     contenders: Vec<String>,
     pub json: Option<String>,
+    pub plot: Option<String>,
     timeout: Option<u64>,
     pub list: bool,
 }
 
 pub const USAGE: &str = "\
 usage: xev-bench [--quick] [--runs N] [--only W[,W..]] [--contenders C[,C..]]
-                 [--json FILE] [--timeout SECS] [--list]
+                 [--json FILE] [--plot FILE.svg] [--timeout SECS] [--list]
 
   --quick          scale every workload down (the suite takes well under a
                    minute); checks that every contender completes correctly
@@ -28,6 +29,8 @@ usage: xev-bench [--quick] [--runs N] [--only W[,W..]] [--contenders C[,C..]]
   --only W,..      workloads to run (see --list); 'async*' style prefixes work
   --contenders C,..  contenders to run; 'xev' and 'floor' name their groups
   --json FILE      also write the results as JSON
+  --plot FILE.svg  also draw them: grouped bars per workload, each figure
+                   relative to the best in its workload (1 = fastest)
   --timeout SECS   kill a contender that runs longer (default 300, quick 60)
   --list           list workloads and contenders
 
@@ -100,6 +103,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Res<Args> {
         only: Vec::new(),
         contenders: Vec::new(),
         json: None,
+        plot: None,
         timeout: None,
         list: false,
     };
@@ -132,6 +136,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Res<Args> {
             "--only" => a.only.extend(list(value()?)),
             "--contenders" => a.contenders.extend(list(value()?)),
             "--json" => a.json = Some(value()?),
+            "--plot" => a.plot = Some(value()?),
             "--timeout" => {
                 a.timeout = Some(value()?.parse().map_err(|e| format!("--timeout: {e}"))?)
             }

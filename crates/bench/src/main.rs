@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo run --release -p xev-bench -- [--quick] [--runs N] [--only W,..]
-//!     [--contenders C,..] [--json FILE] [--timeout SECS] [--list]
+//!     [--contenders C,..] [--json FILE] [--plot FILE.svg] [--timeout SECS] [--list]
 //! ```
 //!
 //! Every contender runs in a child process of its own (this binary, started
@@ -32,6 +32,7 @@ mod common;
 mod floor_sys;
 mod ping_pongs;
 mod ping_udp;
+mod plot;
 #[cfg(target_os = "linux")]
 mod real_clients;
 mod registry;
@@ -65,6 +66,13 @@ fn main() {
     report::print_table(&args, &host, &rows);
     if let Some(path) = &args.json {
         if let Err(e) = report::write_json(path, &args, &host, &rows) {
+            eprintln!("xev-bench: {e}");
+            std::process::exit(1);
+        }
+        eprintln!("xev-bench: wrote {path}");
+    }
+    if let Some(path) = &args.plot {
+        if let Err(e) = plot::write_plot(path, &host, &rows) {
             eprintln!("xev-bench: {e}");
             std::process::exit(1);
         }
