@@ -389,14 +389,22 @@ pub(crate) struct Lent {
     storage: MaybeUninit<[usize; WORDS]>,
     type_id: TypeId,
     drop: unsafe fn(*mut u8),
-    region: unsafe fn(*mut u8, Option<usize>) -> (*mut u8, usize),
-    /// For a vector of buffers lent to a vectored message: points the
-    /// message's buffers at theirs (`region` is then unused).
-    vectored: Option<unsafe fn(*mut u8, Option<usize>, &mut xev::Msg)>,
-    /// Where the region starts in the buffer (see the constructors).
+    /// Points an operation's buffer (a vectored message's buffers) at the
+    /// held value's memory, from `from` (see the constructors).
+    fill: unsafe fn(*mut u8, Option<usize>, &mut xev::Op),
     from: Option<usize>,
     /// The buffer may be `!Send`: so is its holder.
     _not_send: PhantomData<*mut ()>,
+}
+
+/// Each buffer of a read or write family operation, in order: the one
+/// buffer, or a vectored message's.
+fn targets(op: &mut xev::Op) -> impl Iterator<Item = &mut xev::Buf> {
+    let (first, more): (Option<&mut xev::Buf>, &mut [xev::Buf]) = match op {
+        xev::Op::Sendmsg(m) | xev::Op::Recvmsg(m) => (Some(&mut m.buf), &mut m.more),
+        other => (other.io_buf_mut(), &mut []),
+    };
+    first.into_iter().chain(more.iter_mut())
 }
 
 impl Lent {
@@ -406,15 +414,14 @@ impl Lent {
         /// # Safety
         ///
         /// `p` is storage holding a live `B` (inline or boxed).
-        unsafe fn region<B: IoBuf>(p: *mut u8, from: Option<usize>) -> (*mut u8, usize) {
-            // SAFETY: per the contract.
-            let b = unsafe { &*Lent::value_ptr::<B>(p) };
-            let from = from.unwrap_or(0).min(b.bytes_init());
-            // The write only reads the bytes.
-            let ptr = b.stable_ptr().wrapping_add(from).cast_mut();
-            (ptr, b.bytes_init() - from)
+        unsafe fn fill<B: IoBuf>(p: *mut u8, from: Option<usize>, op: &mut xev::Op) {
+            // SAFETY: per the contract, a live `B` sits in its `Lent`.
+            unsafe {
+                let b = &*Lent::value_ptr::<B>(p);
+                write_regions(std::iter::once(b), from.unwrap_or(0), op);
+            }
         }
-        Lent::new(b, region::<B>, Some(from))
+        Lent::new(b, fill::<B>, Some(from))
     }
 
     /// Lends `b` for a read: the region runs from [`read_from`]`(b, from)`
@@ -423,20 +430,52 @@ impl Lent {
         /// # Safety
         ///
         /// `p` is storage holding a live `B` (inline or boxed).
-        unsafe fn region<B: IoBufMut>(p: *mut u8, from: Option<usize>) -> (*mut u8, usize) {
+        unsafe fn fill<B: IoBufMut>(p: *mut u8, from: Option<usize>, op: &mut xev::Op) {
             // SAFETY: per the contract; nothing else references the value
-            // while the slot's owner calls this.
-            let b = unsafe { &mut *Lent::value_ptr::<B>(p) };
-            let start = read_from(b, from);
-            let len = b.bytes_total() - start;
-            (b.stable_mut_ptr().wrapping_add(start), len)
+            // while the slot's owner calls this, and it sits in its `Lent`.
+            unsafe {
+                let b = &mut *Lent::value_ptr::<B>(p);
+                read_regions(std::iter::once((read_from(b, from), b)), op);
+            }
         }
-        Lent::new(b, region::<B>, from)
+        Lent::new(b, fill::<B>, from)
+    }
+
+    /// Lends `bufs` for a vectored send: the message's buffers are their
+    /// initialized bytes, skipping the first `from` bytes of the whole.
+    pub(crate) fn for_write_vectored<B: IoBuf>(bufs: Vec<B>, from: usize) -> Lent {
+        /// # Safety
+        ///
+        /// `p` is storage holding a live `Vec<B>`.
+        unsafe fn fill<B: IoBuf>(p: *mut u8, from: Option<usize>, op: &mut xev::Op) {
+            // SAFETY: per the contract; the vector sits in its `Lent`.
+            unsafe {
+                let bufs = &*Lent::value_ptr::<Vec<B>>(p);
+                write_regions(bufs.iter(), from.unwrap_or(0), op);
+            }
+        }
+        Lent::new(bufs, fill::<B>, Some(from))
+    }
+
+    /// Lends `bufs` for a vectored receive into each one's read region.
+    pub(crate) fn for_read_vectored<B: IoBufMut>(bufs: Vec<B>) -> Lent {
+        /// # Safety
+        ///
+        /// `p` is storage holding a live `Vec<B>`.
+        unsafe fn fill<B: IoBufMut>(p: *mut u8, _: Option<usize>, op: &mut xev::Op) {
+            // SAFETY: per the contract; nothing else references the value,
+            // and the vector sits in its `Lent`.
+            unsafe {
+                let bufs = &mut *Lent::value_ptr::<Vec<B>>(p);
+                read_regions(bufs.iter_mut().map(|b| (b.read_start(), b)), op);
+            }
+        }
+        Lent::new(bufs, fill::<B>, None)
     }
 
     fn new<B: 'static>(
         b: B,
-        region: unsafe fn(*mut u8, Option<usize>) -> (*mut u8, usize),
+        fill: unsafe fn(*mut u8, Option<usize>, &mut xev::Op),
         from: Option<usize>,
     ) -> Lent {
         /// # Safety
@@ -467,57 +506,10 @@ impl Lent {
             storage,
             type_id: TypeId::of::<B>(),
             drop: drop_value::<B>,
-            region,
-            vectored: None,
+            fill,
             from,
             _not_send: PhantomData,
         }
-    }
-
-    /// Lends `bufs` for a vectored send: the message's buffers are their
-    /// initialized bytes, skipping the first `from` bytes of the whole.
-    pub(crate) fn for_write_vectored<B: IoBuf>(bufs: Vec<B>, from: usize) -> Lent {
-        /// # Safety
-        ///
-        /// `p` is storage holding a live `Vec<B>`; `m` has as many buffers.
-        unsafe fn fill<B: IoBuf>(p: *mut u8, from: Option<usize>, m: &mut xev::Msg) {
-            // SAFETY: per the contract.
-            let bufs = unsafe { &*Lent::value_ptr::<Vec<B>>(p) };
-            let mut skip = from.unwrap_or(0);
-            let targets = std::iter::once(&mut m.buf).chain(m.more.iter_mut());
-            for (b, target) in bufs.iter().zip(targets) {
-                let k = skip.min(b.bytes_init());
-                skip -= k;
-                let ptr = b.stable_ptr().wrapping_add(k).cast_mut();
-                // SAFETY: as in `Lent::region`; the kernel only reads.
-                *target = unsafe { raw_buf(ptr, b.bytes_init() - k) };
-            }
-        }
-        let mut lent = Lent::new(bufs, |_, _| (std::ptr::null_mut(), 0), Some(from));
-        lent.vectored = Some(fill::<B>);
-        lent
-    }
-
-    /// Lends `bufs` for a vectored receive into each one's read region.
-    pub(crate) fn for_read_vectored<B: IoBufMut>(bufs: Vec<B>) -> Lent {
-        /// # Safety
-        ///
-        /// `p` is storage holding a live `Vec<B>`; `m` has as many buffers.
-        unsafe fn fill<B: IoBufMut>(p: *mut u8, _: Option<usize>, m: &mut xev::Msg) {
-            // SAFETY: per the contract; nothing else references the value.
-            let bufs = unsafe { &mut *Lent::value_ptr::<Vec<B>>(p) };
-            let targets = std::iter::once(&mut m.buf).chain(m.more.iter_mut());
-            for (b, target) in bufs.iter_mut().zip(targets) {
-                let start = b.read_start();
-                let len = b.bytes_total() - start;
-                let ptr = b.stable_mut_ptr().wrapping_add(start);
-                // SAFETY: as in `Lent::region`.
-                *target = unsafe { raw_buf(ptr, len) };
-            }
-        }
-        let mut lent = Lent::new(bufs, |_, _| (std::ptr::null_mut(), 0), None);
-        lent.vectored = Some(fill::<B>);
-        lent
     }
 
     /// Where the value of type `B` sits, given the storage `p` holding it.
@@ -534,36 +526,14 @@ impl Lent {
         }
     }
 
-    /// The memory the operation may read or write, as the core's buffer.
-    /// Call it once the `Lent` is where it stays (its slot): the region is
-    /// the buffer's heap or static memory, which moving the `Lent` does not
-    /// move.
-    pub(crate) fn region(&mut self) -> xev::Buf {
-        // SAFETY: the storage holds the live value `region` was made for.
-        let (ptr, len) = unsafe { (self.region)(self.storage.as_mut_ptr().cast(), self.from) };
-        // SAFETY: see `raw_buf`.
-        unsafe { raw_buf(ptr, len) }
-    }
-
     /// Points `op`'s buffer (or, for a vectored message, buffers) at the
-    /// lent memory. As for [`Lent::region`], call it once the `Lent` sits
-    /// in its slot. An operation of another shape than the `Lent` was made
-    /// for is left alone.
+    /// lent memory. Call it once the `Lent` is where it stays (its slot):
+    /// the regions are the buffers' heap or static memory, which moving
+    /// the `Lent` does not move. Buffers the operation does not have are
+    /// left out.
     pub(crate) fn fill(&mut self, op: &mut xev::Op) {
-        match (self.vectored, op) {
-            (Some(fill), xev::Op::Sendmsg(m) | xev::Op::Recvmsg(m)) => {
-                // SAFETY: the storage holds the live vector `fill` was made
-                // for, and the runtime made the message with as many
-                // buffers.
-                unsafe { fill(self.storage.as_mut_ptr().cast(), self.from, m) }
-            }
-            (Some(_), _) => {}
-            (None, op) => {
-                if let Some(b) = op.io_buf_mut() {
-                    *b = self.region();
-                }
-            }
-        }
+        // SAFETY: the storage holds the live value `fill` was made for.
+        unsafe { (self.fill)(self.storage.as_mut_ptr().cast(), self.from, op) }
     }
 
     /// The buffer back, if it is a `B` (it always is: the future that lent
@@ -583,6 +553,48 @@ impl Lent {
                 *p.cast::<Box<B>>().read()
             })
         }
+    }
+}
+
+/// Points `op`'s buffers at the initialized bytes of `bufs`, in order,
+/// skipping the first `skip` bytes of the whole (the kernel only reads
+/// them).
+///
+/// # Safety
+///
+/// `bufs` are held by a [`Lent`] that stays where it is while `op` holds
+/// the regions (see [`raw_buf`]).
+unsafe fn write_regions<'a, B: IoBuf>(
+    bufs: impl Iterator<Item = &'a B>,
+    mut skip: usize,
+    op: &mut xev::Op,
+) {
+    for (b, target) in bufs.zip(targets(op)) {
+        let k = skip.min(b.bytes_init());
+        skip -= k;
+        let ptr = b.stable_ptr().wrapping_add(k).cast_mut();
+        // SAFETY: within `b`'s initialized bytes; `b` is held by a `Lent`
+        // (the caller's contract).
+        *target = unsafe { raw_buf(ptr, b.bytes_init() - k) };
+    }
+}
+
+/// Points `op`'s buffers at `bufs`' memory from each one's given start
+/// (within its initialized bytes) to its end, in order.
+///
+/// # Safety
+///
+/// As for [`write_regions`].
+unsafe fn read_regions<'a, B: IoBufMut>(
+    bufs: impl Iterator<Item = (usize, &'a mut B)>,
+    op: &mut xev::Op,
+) {
+    for ((start, b), target) in bufs.zip(targets(op)) {
+        let len = b.bytes_total() - start;
+        let ptr = b.stable_mut_ptr().wrapping_add(start);
+        // SAFETY: within `b`'s memory; `b` is held by a `Lent` (the
+        // caller's contract).
+        *target = unsafe { raw_buf(ptr, len) };
     }
 }
 
@@ -615,6 +627,18 @@ impl Drop for Lent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Lent {
+        /// The region a one-buffer operation gets.
+        fn region(&mut self) -> xev::Buf {
+            let mut op = xev::Op::Recv {
+                fd: 0,
+                buf: xev::Buf::default(),
+            };
+            self.fill(&mut op);
+            op.take_io_buf().unwrap()
+        }
+    }
 
     #[test]
     fn vec_reads_land_in_spare_capacity() {

@@ -46,58 +46,88 @@ enum Slot {
     Abandoned(LentAt),
 }
 
+/// A table whose freed places are reused: it grows to the most entries
+/// ever in use at once.
+struct Table<T> {
+    items: Vec<T>,
+    free: Vec<usize>,
+}
+
+impl<T> Default for Table<T> {
+    fn default() -> Table<T> {
+        Table {
+            items: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+}
+
+impl<T> Table<T> {
+    /// Puts `v` in a free place (or a new one) and returns where.
+    fn insert(&mut self, v: T) -> usize {
+        match self.free.pop() {
+            Some(i) => {
+                self.items[i] = v;
+                i
+            }
+            None => {
+                self.items.push(v);
+                self.items.len() - 1
+            }
+        }
+    }
+
+    /// Frees place `i`, leaving `empty` there, and returns what it held.
+    fn remove(&mut self, i: usize, empty: T) -> T {
+        self.free.push(i);
+        std::mem::replace(&mut self.items[i], empty)
+    }
+
+    fn in_use(&self) -> usize {
+        self.items.len() - self.free.len()
+    }
+}
+
+impl<T> std::ops::Index<usize> for Table<T> {
+    type Output = T;
+    fn index(&self, i: usize) -> &T {
+        &self.items[i]
+    }
+}
+
+impl<T> std::ops::IndexMut<usize> for Table<T> {
+    fn index_mut(&mut self, i: usize) -> &mut T {
+        &mut self.items[i]
+    }
+}
+
 /// The runtime's table of operation slots, and of the buffers lent for
-/// them; each grows to the most ever in use at once, then is reused.
+/// them.
 #[derive(Default)]
 pub(crate) struct Slots {
-    slots: Vec<Slot>,
-    free: Vec<usize>,
-    lents: Vec<Option<Lent>>,
-    lents_free: Vec<u32>,
+    slots: Table<Slot>,
+    lents: Table<Option<Lent>>,
 }
 
 impl Slots {
     fn alloc(&mut self, waker: Waker, lent: Option<Lent>) -> usize {
-        let at = lent.map(|l| self.put_lent(l));
-        let slot = Slot::Waiting(Some(waker), at);
-        match self.free.pop() {
-            Some(i) => {
-                self.slots[i] = slot;
-                i
-            }
-            None => {
-                self.slots.push(slot);
-                self.slots.len() - 1
-            }
-        }
-    }
-
-    fn put_lent(&mut self, lent: Lent) -> u32 {
-        match self.lents_free.pop() {
-            Some(at) => {
-                self.lents[at as usize] = Some(lent);
-                at
-            }
-            None => {
-                self.lents.push(Some(lent));
-                u32::try_from(self.lents.len() - 1).expect("fewer than 2^32 lent buffers")
-            }
-        }
+        let at = lent.map(|l| {
+            let at = self.lents.insert(Some(l));
+            u32::try_from(at).expect("fewer than 2^32 lent buffers")
+        });
+        self.slots.insert(Slot::Waiting(Some(waker), at))
     }
 
     /// Takes the lent buffer at `at` out of the table.
     fn take_lent(&mut self, at: LentAt) -> Option<Lent> {
-        let at = at?;
-        self.lents_free.push(at);
-        self.lents[at as usize].take()
+        self.lents.remove(at? as usize, None)
     }
 
     /// Frees slot `i` and returns what it held, with its lent buffer, for
     /// the caller to drop once the table is no longer borrowed (a buffer's
     /// `Drop` may panic).
     fn release(&mut self, i: usize) -> (Slot, Option<Lent>) {
-        self.free.push(i);
-        let slot = std::mem::replace(&mut self.slots[i], Slot::Free);
+        let slot = self.slots.remove(i, Slot::Free);
         let lent = match slot {
             Slot::Waiting(_, at) | Slot::Done(_, _, at) | Slot::Abandoned(at) => self.take_lent(at),
             Slot::Free => None,
@@ -116,7 +146,7 @@ impl Slots {
 
     /// Operations in flight or finished but not yet taken.
     pub(crate) fn in_use(&self) -> usize {
-        self.slots.len() - self.free.len()
+        self.slots.in_use()
     }
 }
 
@@ -124,9 +154,10 @@ impl Slots {
 /// abandoned slot, lets it go) and wakes the waiting future.
 pub(crate) fn complete(slots: &RefCell<Slots>, i: usize, op: &mut Op, res: OpResult) -> Action {
     let mut s = slots.borrow_mut();
-    match std::mem::replace(&mut s.slots[i], Slot::Free) {
-        Slot::Waiting(w, lent) => {
-            s.slots[i] = Slot::Done(res, std::mem::replace(op, Op::Noop), lent);
+    match &mut s.slots[i] {
+        Slot::Waiting(w, at) => {
+            let (w, at) = (w.take(), *at);
+            s.slots[i] = Slot::Done(res, std::mem::replace(op, Op::Noop), at);
             drop(s);
             if let Some(w) = w {
                 w.wake();
@@ -134,16 +165,13 @@ pub(crate) fn complete(slots: &RefCell<Slots>, i: usize, op: &mut Op, res: OpRes
         }
         // The op is dropped with the completion, the lent buffer here,
         // once the slot is free and the table no longer borrowed.
-        Slot::Abandoned(at) => {
-            s.free.push(i);
-            let lent = s.take_lent(at);
+        Slot::Abandoned(_) => {
+            let released = s.release(i);
             drop(s);
-            drop(lent);
+            drop(released);
         }
-        other => {
-            // Impossible: one callback per slot use.
-            s.slots[i] = other;
-        }
+        // Impossible: one callback per slot use.
+        Slot::Free | Slot::Done(..) => {}
     }
     Action::Disarm
 }
@@ -190,23 +218,20 @@ impl OpFuture {
                 let State::Start(mut op) = std::mem::replace(&mut self.state, State::Done) else {
                     unreachable!()
                 };
-                let lent = lent.take();
                 let driver = current();
                 let slots = driver.slots();
-                {
-                    let mut s = slots.borrow_mut();
-                    let slot = s.alloc(cx.waker().clone(), lent);
-                    // The region is taken once the buffer sits in its slot.
-                    s.fill(slot, &mut op);
-                    drop(s);
-                    let id = driver.submit(op, slot);
-                    self.state = State::Pending {
-                        driver,
-                        slots,
-                        slot,
-                        id,
-                    };
-                }
+                let mut s = slots.borrow_mut();
+                let slot = s.alloc(cx.waker().clone(), lent.take());
+                // The region is taken once the buffer sits in its slot.
+                s.fill(slot, &mut op);
+                drop(s);
+                let id = driver.submit(op, slot);
+                self.state = State::Pending {
+                    driver,
+                    slots,
+                    slot,
+                    id,
+                };
                 Poll::Pending
             }
             State::Pending { slots, slot, .. } => {
@@ -281,18 +306,8 @@ pub(crate) async fn lend_read<B: IoBufMut>(
         return (OpResult::Read(Ok(0)), op, buf);
     }
     let (res, op, mut b) = lend::<B>(op, Lent::for_read(buf, from)).await;
-    let n = match &res {
-        OpResult::Read(Ok(n)) => Some(*n),
-        OpResult::RecvFrom(Ok((n, _))) => Some(*n),
-        _ => None,
-    };
-    if let Some(n) = n {
-        let end = start + n;
-        // SAFETY: the kernel wrote `n` bytes from the read start (a count
-        // is never more than the region's length, which ends at
-        // `bytes_total`), and the bytes before it were initialized.
-        unsafe { b.set_init(end) };
-    }
+    // SAFETY: the read's region was `b`'s bytes from `start` to its end.
+    unsafe { mark_read(std::iter::once((start, &mut b)), &res) };
     (res, op, b)
 }
 
@@ -365,18 +380,37 @@ pub(crate) async fn lend_read_vectored<B: IoBufMut>(
         return (OpResult::RecvFrom(Ok((0, None))), op, bufs);
     }
     let (res, op, mut bufs) = lend::<Vec<B>>(op, Lent::for_read_vectored(bufs)).await;
-    if let OpResult::RecvFrom(Ok((n, _))) = &res {
-        let mut left = *n;
-        for b in bufs.iter_mut() {
-            let (start, k) = (b.read_start(), left.min(room(b)));
-            // SAFETY: the kernel filled the buffers' regions in order: the
-            // first `k` bytes of this one's (the bytes before its read
-            // start were initialized already).
-            unsafe { b.set_init(start + k) };
-            left -= k;
-        }
-    }
+    let regions = bufs.iter_mut().map(|b| (b.read_start(), b));
+    // SAFETY: the receive's regions were the buffers' bytes from their
+    // read starts to their ends, in order.
+    unsafe { mark_read(regions, &res) };
     (res, op, bufs)
+}
+
+/// After a read family operation whose regions were `bufs`' bytes from
+/// each given start to its end, in order: marks the bytes it read
+/// initialized, filling the regions in order.
+///
+/// # Safety
+///
+/// The regions were those of the operation that gave `res`, and each
+/// start is within its buffer's initialized bytes.
+unsafe fn mark_read<'a, B: IoBufMut>(
+    bufs: impl Iterator<Item = (usize, &'a mut B)>,
+    res: &OpResult,
+) {
+    let (OpResult::Read(Ok(n)) | OpResult::RecvFrom(Ok((n, _)))) = res else {
+        return;
+    };
+    let mut left = *n;
+    for (start, b) in bufs {
+        let k = left.min(b.bytes_total() - start);
+        // SAFETY: the kernel wrote the first `k` bytes of this region (a
+        // count never exceeds the regions' total, and fills them in
+        // order); the bytes before `start` were initialized already.
+        unsafe { b.set_init(start + k) };
+        left -= k;
+    }
 }
 
 /// Maps a read result (of a vectored receive too): end of file is
