@@ -302,6 +302,22 @@ fn hyper_hello(
     resp
 }
 
+/// Serves one connection with hyper's HTTP/1 code and [`hyper_hello`]
+/// (pipelined replies flushed together), whatever runtime `io` is from.
+async fn serve_hyper_conn<I>(io: I, st: Rc<State>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let resp = hyper_hello(&req, &st);
+        async move { Ok::<_, std::convert::Infallible>(resp) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .pipeline_flush(true)
+        .serve_connection(io, service)
+        .await;
+}
+
 /// hyper on xev-async: a task per connection, each a `Compat` stream
 /// served by hyper's HTTP/1 connection code (pipelined replies flushed
 /// together), as in `xev-async`'s hyper example.
@@ -316,16 +332,7 @@ fn serve_hyper_xev_async<B: Backend>(listener: TcpListener, _: Proto, ready: Rea
             let (conn, _) = listener.accept().await.map_err(ctx("accept"))?;
             let _ = conn.set_nodelay(true);
             let st = s2.clone();
-            xev_async::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let resp = hyper_hello(&req, &st);
-                    async move { Ok::<_, std::convert::Infallible>(resp) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .pipeline_flush(true)
-                    .serve_connection(xev_async::Compat::new(conn), service)
-                    .await;
-            });
+            xev_async::spawn(serve_hyper_conn(xev_async::Compat::new(conn), st));
         }
         Ok::<_, String>(())
     })?;
@@ -347,16 +354,7 @@ fn serve_hyper_tokio(listener: TcpListener, _: Proto, ready: Ready) -> Res<u64> 
             let (conn, _) = listener.accept().await.map_err(ctx("accept"))?;
             let _ = conn.set_nodelay(true);
             let st = s2.clone();
-            tokio::task::spawn_local(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let resp = hyper_hello(&req, &st);
-                    async move { Ok::<_, std::convert::Infallible>(resp) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .pipeline_flush(true)
-                    .serve_connection(hyper_util::rt::TokioIo::new(conn), service)
-                    .await;
-            });
+            tokio::task::spawn_local(serve_hyper_conn(hyper_util::rt::TokioIo::new(conn), st));
         }
         Ok::<_, String>(())
     })?;
