@@ -95,6 +95,13 @@ impl Readiness {
     }
 }
 
+/// The address a message holds before a receive writes the sender's (and
+/// when it carries none).
+const UNSPECIFIED: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::UNSPECIFIED,
+    0,
+));
+
 /// A message operation (`sendmsg`/`recvmsg`): a buffer plus a peer
 /// address (`sendto`/`recvfrom`), or several buffers on a connected socket
 /// (a vectored, scatter/gather, send or receive: [`Msg::send_vectored`],
@@ -126,51 +133,54 @@ pub struct Msg {
 impl Msg {
     /// A `sendto`: send `buf` to `addr`.
     pub fn send_to(fd: RawHandle, buf: impl Into<Buf>, addr: SocketAddr) -> Box<Msg> {
-        Self::boxed(fd, buf.into(), SockAddr::from(addr))
+        Self::boxed(fd, buf.into(), Vec::new(), Some(addr))
     }
 
     /// A `recvfrom`: receive into `buf` (its whole length) and record the sender.
     pub fn recv_from(fd: RawHandle, buf: impl Into<Buf>) -> Box<Msg> {
-        let unspecified: SocketAddr = ([0u8; 4], 0).into();
-        Self::boxed(fd, buf.into(), SockAddr::from(unspecified))
+        Self::boxed(fd, buf.into(), Vec::new(), Some(UNSPECIFIED))
     }
 
     /// A vectored send on a connected socket (`sendmsg` with no
     /// destination): `bufs` in order, all or a prefix of their bytes.
     pub fn send_vectored(fd: RawHandle, bufs: Vec<Buf>) -> Box<Msg> {
-        let unspecified: SocketAddr = ([0u8; 4], 0).into();
-        Self::vectored(fd, bufs, SockAddr::from(unspecified))
+        Self::vectored(fd, bufs)
     }
 
     /// A vectored receive on a connected socket (`recvmsg` with no
     /// address): fills `bufs` in order (the count may stop short of their
     /// total, like any read).
     pub fn recv_vectored(fd: RawHandle, bufs: Vec<Buf>) -> Box<Msg> {
-        let unspecified: SocketAddr = ([0u8; 4], 0).into();
-        Self::vectored(fd, bufs, SockAddr::from(unspecified))
+        Self::vectored(fd, bufs)
     }
 
-    fn vectored(fd: RawHandle, mut bufs: Vec<Buf>, addr: SockAddr) -> Box<Msg> {
+    /// A message of `bufs` with no address (a send and a receive differ
+    /// only in the operation that carries the message).
+    fn vectored(fd: RawHandle, mut bufs: Vec<Buf>) -> Box<Msg> {
         let buf = if bufs.is_empty() {
             Buf::default()
         } else {
             bufs.remove(0)
         };
-        let mut m = Self::boxed(fd, buf, addr);
-        m.hdr = MsgHeader::with_capacity(bufs.len() + 1);
-        m.more = bufs;
-        m.with_addr = false;
-        m
+        Self::boxed(fd, buf, bufs, None)
     }
 
-    fn boxed(fd: RawHandle, buf: Buf, addr: SockAddr) -> Box<Msg> {
+    /// A message of `buf` and `more`, carrying an address if `addr` is
+    /// given (the destination of a send; a receive's storage for the
+    /// sender).
+    fn boxed(fd: RawHandle, buf: Buf, more: Vec<Buf>, addr: Option<SocketAddr>) -> Box<Msg> {
+        let hdr = if more.is_empty() {
+            MsgHeader::new()
+        } else {
+            MsgHeader::with_capacity(more.len() + 1)
+        };
         Box::new(Msg {
             fd,
             buf,
-            more: Vec::new(),
-            addr,
-            with_addr: true,
-            hdr: MsgHeader::new(),
+            more,
+            addr: SockAddr::from(addr.unwrap_or(UNSPECIFIED)),
+            with_addr: addr.is_some(),
+            hdr,
         })
     }
 

@@ -167,24 +167,31 @@ pub(crate) struct RawMsg {
     pub(crate) addr_len: *mut i32,
 }
 
-/// The address length of a message (in the boxed message, where a
-/// receive's `lpFromlen` must stay until the receive completes).
+/// What a message's Winsock call points at, in the boxed message: the
+/// address length (a receive's `lpFromlen` must stay until the receive
+/// completes) and the buffers (one inline, or a vectored message's table).
 pub(crate) struct MsgHeader {
     addr_len: i32,
-    /// The buffer table (sized when the message is made).
+    /// The one buffer of a one-buffer message.
+    one: WSABUF,
+    /// A vectored message's buffer table (sized when the message is made).
     bufs: Vec<WSABUF>,
 }
 
 impl MsgHeader {
     /// An empty header.
     pub(crate) fn new() -> MsgHeader {
-        MsgHeader::with_capacity(1)
+        MsgHeader::with_capacity(0)
     }
 
-    /// An empty header with room for `n` buffers.
+    /// An empty header with room for `n` buffers of a vectored message.
     pub(crate) fn with_capacity(n: usize) -> MsgHeader {
         MsgHeader {
             addr_len: 0,
+            one: WSABUF {
+                len: 0,
+                buf: std::ptr::null_mut(),
+            },
             bufs: Vec::with_capacity(n),
         }
     }
@@ -203,9 +210,15 @@ impl MsgHeader {
             len: len.min(b.len()) as u32,
             buf: b.as_mut_ptr(),
         };
-        self.bufs.clear();
-        self.bufs.push(wsabuf(buf));
-        self.bufs.extend(more.iter_mut().map(wsabuf));
+        let (bufs, count) = if more.is_empty() {
+            self.one = wsabuf(buf);
+            (&self.one as *const WSABUF, 1)
+        } else {
+            self.bufs.clear();
+            self.bufs.push(wsabuf(buf));
+            self.bufs.extend(more.iter_mut().map(wsabuf));
+            (self.bufs.as_ptr(), self.bufs.len() as u32)
+        };
         let addr = match addr {
             Some(addr) => {
                 self.addr_len = if receiving {
@@ -222,8 +235,8 @@ impl MsgHeader {
             }
         };
         RawMsg {
-            bufs: self.bufs.as_ptr(),
-            count: self.bufs.len() as u32,
+            bufs,
+            count,
             addr,
             addr_len: &mut self.addr_len,
         }
