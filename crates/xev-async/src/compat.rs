@@ -13,7 +13,6 @@
 //! `poll_close`). Use [`TcpStream`]'s own owned-buffer methods where the
 //! copies matter.
 
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -64,7 +63,7 @@ impl Compat {
     /// end.
     fn poll_written(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while let Some(op) = self.write.as_mut() {
-            let (res, mut op) = match Pin::new(op).poll(cx) {
+            let (res, mut op) = match op.poll_via(cx, Some(self.stream.seen())) {
                 Poll::Ready(r) => r,
                 Poll::Pending => return Poll::Pending,
             };
@@ -126,7 +125,7 @@ impl Compat {
                 buf: buf.into(),
             })
         });
-        let (res, mut op) = match Pin::new(op).poll(cx) {
+        let (res, mut op) = match op.poll_via(cx, Some(self.stream.seen())) {
             Poll::Ready(r) => r,
             Poll::Pending => return Poll::Pending,
         };
@@ -162,7 +161,7 @@ impl Compat {
         });
         // Submitted now (the first poll adds it to the loop, which answers
         // later); its outcome is reported by the next write or flush.
-        match Pin::new(&mut op).poll(cx) {
+        match op.poll_via(cx, Some(self.stream.seen())) {
             Poll::Pending => self.write = Some(op),
             Poll::Ready((res, mut op)) => {
                 self.wbuf = op.take_buf().unwrap_or_default();

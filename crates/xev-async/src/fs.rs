@@ -74,7 +74,7 @@ impl File {
             buf: xev::Buf::default(),
             offset,
         };
-        read_count(op, buf, None).await
+        read_count(op, buf, None, None).await
     }
 
     /// Writes `buf`'s initialized bytes at `offset` (all or a prefix): the
@@ -96,7 +96,7 @@ impl File {
             buf: xev::Buf::default(),
             offset,
         };
-        write_count(op, buf, from).await
+        write_count(op, buf, from, None).await
     }
 
     /// Writes all of `buf`'s initialized bytes at `offset`, in as many

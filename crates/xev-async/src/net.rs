@@ -15,7 +15,7 @@ use crate::buf::{read_exact_with, write_all_with, IoBuf, IoBufMut};
 use crate::handle::{Handle, Owned};
 use crate::op::{
     lend_read, lend_read_vectored, lend_write, lend_write_vectored, read_count, read_result,
-    unexpected, write_count, write_result, OpFuture,
+    unexpected, write_count, write_result, OpFuture, SocketHints,
 };
 
 /// The raw handle of a socket, as xev's operations name it.
@@ -59,6 +59,7 @@ fn from_accepted(h: xev::OwnedHandle) -> Socket {
 /// A TCP socket listening for connections.
 pub struct TcpListener {
     sock: Owned<Socket>,
+    hints: SocketHints,
 }
 
 impl TcpListener {
@@ -70,6 +71,7 @@ impl TcpListener {
         s.listen(1024)?;
         Ok(TcpListener {
             sock: Owned::new(s),
+            hints: SocketHints::default(),
         })
     }
 
@@ -79,6 +81,7 @@ impl TcpListener {
         nonblocking(&s)?;
         Ok(TcpListener {
             sock: Owned::new(s),
+            hints: SocketHints::default(),
         })
     }
 
@@ -97,10 +100,11 @@ impl TcpListener {
     /// Accepts a connection (the new socket is non-blocking and
     /// close-on-exec) and the peer's address.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (res, _) = OpFuture::new(Op::Accept {
+        let mut op = OpFuture::new(Op::Accept {
             fd: raw(self.sock.get()),
-        })
-        .await;
+        });
+        let seen = Some(self.hints.seen());
+        let (res, _) = std::future::poll_fn(|cx| op.poll_via(cx, seen)).await;
         match res {
             OpResult::Accept(Ok(h)) => {
                 let s = from_accepted(h);
@@ -122,12 +126,14 @@ fn as_inet(a: socket2::SockAddr) -> io::Result<SocketAddr> {
 /// another writes (share it with `Rc`, or use [`TcpStream::into_split`]).
 pub struct TcpStream {
     sock: Owned<Socket>,
+    hints: SocketHints,
 }
 
 impl TcpStream {
     fn new(s: Socket) -> TcpStream {
         TcpStream {
             sock: Owned::new(s),
+            hints: SocketHints::default(),
         }
     }
 
@@ -192,6 +198,12 @@ impl TcpStream {
         raw(self.sock.get())
     }
 
+    /// The runtime this stream last went to (see [`SocketHints`]).
+    #[cfg_attr(not(any(feature = "futures-io", feature = "hyper")), allow(dead_code))]
+    pub(crate) fn seen(&self) -> &std::cell::Cell<u64> {
+        self.hints.seen()
+    }
+
     /// Shuts down one or both directions now, without the loop
     /// (`shutdown(2)` never waits).
     #[cfg_attr(not(any(feature = "futures-io", feature = "hyper")), allow(dead_code))]
@@ -222,7 +234,7 @@ impl TcpStream {
             fd,
             buf: xev::Buf::default(),
         };
-        read_count(op, buf, from).await
+        read_count(op, buf, from, Some(self.hints.reading())).await
     }
 
     /// Fills the whole of `buf`'s read region (a vector's spare capacity;
@@ -245,7 +257,7 @@ impl TcpStream {
             fd,
             buf: xev::Buf::default(),
         };
-        write_count(op, buf, from).await
+        write_count(op, buf, from, Some(self.hints.writing())).await
     }
 
     /// Sends all of `buf`'s initialized bytes, in as many writes as it
@@ -263,7 +275,7 @@ impl TcpStream {
         let fd = raw(self.sock.get());
         let places = (0..bufs.len()).map(|_| xev::Buf::default()).collect();
         let op = Op::Recvmsg(Msg::recv_vectored(fd, places));
-        let (res, _, bufs) = lend_read_vectored(op, bufs).await;
+        let (res, _, bufs) = lend_read_vectored(op, bufs, Some(self.hints.reading())).await;
         (read_result(res), bufs)
     }
 
@@ -282,7 +294,7 @@ impl TcpStream {
         let fd = raw(self.sock.get());
         let places = (0..bufs.len()).map(|_| xev::Buf::default()).collect();
         let op = Op::Sendmsg(Msg::send_vectored(fd, places));
-        let (res, _, bufs) = lend_write_vectored(op, bufs, from).await;
+        let (res, _, bufs) = lend_write_vectored(op, bufs, from, Some(self.hints.writing())).await;
         (write_result(res), bufs)
     }
 
@@ -355,6 +367,7 @@ pub struct UdpSocket {
     /// with the loop and is not reused.
     send_msg: RefCell<Option<Box<Msg>>>,
     recv_msg: RefCell<Option<Box<Msg>>>,
+    hints: SocketHints,
 }
 
 impl UdpSocket {
@@ -363,6 +376,7 @@ impl UdpSocket {
             sock: Owned::new(s),
             send_msg: RefCell::new(None),
             recv_msg: RefCell::new(None),
+            hints: SocketHints::default(),
         }
     }
 
@@ -402,7 +416,7 @@ impl UdpSocket {
             }
             None => Msg::send_to(fd, xev::Buf::default(), addr),
         };
-        let (res, op, buf) = lend_write(Op::Sendmsg(msg), buf, 0).await;
+        let (res, op, buf) = lend_write(Op::Sendmsg(msg), buf, 0, Some(self.hints.writing())).await;
         keep_msg(&self.send_msg, op);
         (write_result(res), buf)
     }
@@ -414,7 +428,7 @@ impl UdpSocket {
         let fd = raw(self.sock.get());
         let msg = self.recv_msg.borrow_mut().take();
         let msg = msg.unwrap_or_else(|| Msg::recv_from(fd, xev::Buf::default()));
-        let (res, op, buf) = lend_read(Op::Recvmsg(msg), buf, None).await;
+        let (res, op, buf) = lend_read(Op::Recvmsg(msg), buf, None, Some(self.hints.reading())).await;
         keep_msg(&self.recv_msg, op);
         let r = match res {
             OpResult::RecvFrom(Ok((n, Some(a)))) => Ok((n, a)),

@@ -15,7 +15,7 @@
 //! delivered twice and no buffer is freed while the kernel may still
 //! write to it.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -208,10 +208,12 @@ impl OpFuture {
     /// slot and becomes the operation's buffer (the core one in the op is
     /// replaced). A lending future keeps its buffer beside this one, so
     /// that an `OpFuture` without one (a timer) stays small.
+    /// `seen`: the socket's last runtime, for [`Driver::submit`].
     fn poll_op(
         &mut self,
         cx: &mut Context<'_>,
         lent: &mut Option<Lent>,
+        seen: Option<&Cell<u64>>,
     ) -> Poll<(OpResult, Op, Option<Lent>)> {
         match &mut self.state {
             State::Start(..) => {
@@ -225,7 +227,7 @@ impl OpFuture {
                 // The region is taken once the buffer sits in its slot.
                 s.fill(slot, &mut op);
                 drop(s);
-                let id = driver.submit(op, slot);
+                let id = driver.submit(op, slot, seen);
                 self.state = State::Pending {
                     driver,
                     slots,
@@ -261,19 +263,153 @@ impl OpFuture {
     }
 }
 
+impl OpFuture {
+    /// Polls the operation of a socket whose last runtime is `seen` (see
+    /// [`SocketHints`]).
+    pub(crate) fn poll_via(
+        &mut self,
+        cx: &mut Context<'_>,
+        seen: Option<&Cell<u64>>,
+    ) -> Poll<(OpResult, Op)> {
+        self.poll_op(cx, &mut None, seen)
+            .map(|(res, op, _)| (res, op))
+    }
+}
+
 impl Future for OpFuture {
     type Output = (OpResult, Op);
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<(OpResult, Op)> {
-        self.poll_op(cx, &mut None).map(|(res, op, _)| (res, op))
+        self.poll_via(cx, None)
+    }
+}
+
+thread_local! {
+    /// Socket transfers the task being polled may still complete at once
+    /// (see [`Eager`]): refilled by the runtime before it polls a task (or
+    /// the main future), zero outside a runtime.
+    static EAGER_BUDGET: Cell<u32> = const { Cell::new(0) };
+}
+
+/// How many socket transfers one poll of a task may complete at once
+/// (without the loop): a task whose sockets are always ready still waits
+/// for the loop after that many, so the loop, its timers and the other
+/// tasks run.
+const EAGER_BUDGET_PER_TURN: u32 = 128;
+
+/// Refills (`on`) or empties this thread's eager budget; the runtime
+/// calls it before it polls a task and when it stops running.
+pub(crate) fn set_eager_budget(on: bool) {
+    EAGER_BUDGET.with(|b| b.set(if on { EAGER_BUDGET_PER_TURN } else { 0 }));
+}
+
+/// What a socket's operations learn about it as they run: whether each
+/// direction is worth trying at once, and the runtime it last went to.
+#[derive(Default)]
+pub(crate) struct SocketHints {
+    read: Eager,
+    write: Eager,
+    /// The runtime (its number) this socket's last operation went to; 0
+    /// for none. While the socket object lives its descriptor stays open,
+    /// so a later operation sent to the same runtime can vouch for it
+    /// ([`xev::Loop::vouch`]).
+    seen: Cell<u64>,
+}
+
+impl SocketHints {
+    /// The runtime this socket last went to (for an operation without a
+    /// buffer, through [`OpFuture::poll_via`]).
+    pub(crate) fn seen(&self) -> &Cell<u64> {
+        &self.seen
+    }
+
+    /// For an operation that receives.
+    pub(crate) fn reading(&self) -> Via<'_> {
+        Via {
+            eager: &self.read,
+            seen: &self.seen,
+        }
+    }
+
+    /// For an operation that sends.
+    pub(crate) fn writing(&self) -> Via<'_> {
+        Via {
+            eager: &self.write,
+            seen: &self.seen,
+        }
+    }
+}
+
+/// A socket operation's hints (see [`SocketHints`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Via<'a> {
+    eager: &'a Eager,
+    seen: &'a Cell<u64>,
+}
+
+/// Whether one direction of a socket is worth trying at once, before its
+/// operation goes to the loop ([`xev::Op::try_now`]: Unix only; a no-op
+/// elsewhere). A transfer that found the socket ready keeps the next one
+/// trying; one that found it not ready skips the next 1, 2, 4, .. up to 64
+/// attempts, so that a socket whose data is never there yet (a request /
+/// response peer) pays at most an occasional failed syscall, while one
+/// whose data is usually there (a datagram sent to itself, a send into a
+/// socket buffer with room, a pipelining client) saves a turn of the loop
+/// per transfer. Results are the same either way.
+#[derive(Default)]
+struct Eager {
+    skip: Cell<u8>,
+    backoff: Cell<u8>,
+}
+
+impl Eager {
+    /// Whether to try now (and, if so, takes one from the budget).
+    fn should_try(&self) -> bool {
+        if !cfg!(unix) {
+            return false;
+        }
+        let skip = self.skip.get();
+        if skip > 0 {
+            self.skip.set(skip - 1);
+            return false;
+        }
+        EAGER_BUDGET.with(|b| {
+            let left = b.get();
+            b.set(left.saturating_sub(1));
+            left > 0
+        })
+    }
+
+    /// Records what an attempt found.
+    fn found(&self, ready: bool) {
+        if ready {
+            self.backoff.set(0);
+        } else {
+            let b = (self.backoff.get().saturating_mul(2)).clamp(1, 64);
+            self.backoff.set(b);
+            self.skip.set(b);
+        }
     }
 }
 
 /// Runs `op` with `lent` as its buffer: the result, the operation, and
-/// the buffer back.
-async fn lend<B: 'static>(op: Op, lent: Lent) -> (OpResult, Op, B) {
+/// the buffer back. A socket operation (`via`) is first tried at once
+/// when that is worth it (see [`Eager`]).
+async fn lend<B: 'static>(mut op: Op, mut lent: Lent, via: Option<Via<'_>>) -> (OpResult, Op, B) {
+    if let Some(e) = via.map(|v| v.eager).filter(|e| e.should_try()) {
+        lent.fill(&mut op);
+        let res = op.try_now();
+        e.found(res.is_some());
+        if let Some(res) = res {
+            let b = lent
+                .take()
+                .expect("xev-async: a lent buffer comes back with its operation");
+            return (res, op, b);
+        }
+    }
     let (mut fut, mut lent) = (OpFuture::new(op), Some(lent));
-    let (res, op, lent) = std::future::poll_fn(|cx| fut.poll_op(cx, &mut lent)).await;
+    let seen = via.map(|v| v.seen);
+    let (res, op, lent) = std::future::poll_fn(|cx| fut.poll_op(cx, &mut lent, seen)).await;
     let b = lent
         .and_then(Lent::take)
         .expect("xev-async: a lent buffer comes back with its operation");
@@ -283,8 +419,13 @@ async fn lend<B: 'static>(op: Op, lent: Lent) -> (OpResult, Op, B) {
 /// Runs the write family `op` (its buffer is replaced) from `buf`'s
 /// initialized bytes from offset `from` on: the result, the operation, and
 /// the buffer back.
-pub(crate) async fn lend_write<B: IoBuf>(op: Op, buf: B, from: usize) -> (OpResult, Op, B) {
-    lend(op, Lent::for_write(buf, from)).await
+pub(crate) async fn lend_write<B: IoBuf>(
+    op: Op,
+    buf: B,
+    from: usize,
+    via: Option<Via<'_>>,
+) -> (OpResult, Op, B) {
+    lend(op, Lent::for_write(buf, from), via).await
 }
 
 /// Runs the read family `op` (its buffer is replaced) into `buf` from
@@ -297,6 +438,7 @@ pub(crate) async fn lend_read<B: IoBufMut>(
     op: Op,
     buf: B,
     from: Option<usize>,
+    via: Option<Via<'_>>,
 ) -> (OpResult, Op, B) {
     let start = read_from(&buf, from);
     if start == buf.bytes_total() && !matches!(op, Op::Recvmsg(_)) {
@@ -305,7 +447,7 @@ pub(crate) async fn lend_read<B: IoBufMut>(
         // takes a datagram (cut to nothing), as the kernel does.
         return (OpResult::Read(Ok(0)), op, buf);
     }
-    let (res, op, mut b) = lend::<B>(op, Lent::for_read(buf, from)).await;
+    let (res, op, mut b) = lend::<B>(op, Lent::for_read(buf, from), via).await;
     // SAFETY: the read's region was `b`'s bytes from `start` to its end.
     unsafe { mark_read(std::iter::once((start, &mut b)), &res) };
     (res, op, b)
@@ -345,14 +487,20 @@ pub(crate) async fn read_count<B: IoBufMut>(
     op: Op,
     buf: B,
     from: Option<usize>,
+    via: Option<Via<'_>>,
 ) -> (io::Result<usize>, B) {
-    let (res, _, buf) = lend_read(op, buf, from).await;
+    let (res, _, buf) = lend_read(op, buf, from, via).await;
     (read_result(res), buf)
 }
 
 /// [`lend_write`], with the result as a count.
-pub(crate) async fn write_count<B: IoBuf>(op: Op, buf: B, from: usize) -> (io::Result<usize>, B) {
-    let (res, _, buf) = lend_write(op, buf, from).await;
+pub(crate) async fn write_count<B: IoBuf>(
+    op: Op,
+    buf: B,
+    from: usize,
+    via: Option<Via<'_>>,
+) -> (io::Result<usize>, B) {
+    let (res, _, buf) = lend_write(op, buf, from, via).await;
     (write_result(res), buf)
 }
 
@@ -363,8 +511,9 @@ pub(crate) async fn lend_write_vectored<B: IoBuf>(
     op: Op,
     bufs: Vec<B>,
     from: usize,
+    via: Option<Via<'_>>,
 ) -> (OpResult, Op, Vec<B>) {
-    lend(op, Lent::for_write_vectored(bufs, from)).await
+    lend(op, Lent::for_write_vectored(bufs, from), via).await
 }
 
 /// Runs the vectored receive `op` (made with as many buffers as `bufs`;
@@ -374,12 +523,13 @@ pub(crate) async fn lend_write_vectored<B: IoBuf>(
 pub(crate) async fn lend_read_vectored<B: IoBufMut>(
     op: Op,
     bufs: Vec<B>,
+    via: Option<Via<'_>>,
 ) -> (OpResult, Op, Vec<B>) {
     let room = |b: &B| b.bytes_total() - b.read_start();
     if bufs.iter().map(room).sum::<usize>() == 0 {
         return (OpResult::RecvFrom(Ok((0, None))), op, bufs);
     }
-    let (res, op, mut bufs) = lend::<Vec<B>>(op, Lent::for_read_vectored(bufs)).await;
+    let (res, op, mut bufs) = lend::<Vec<B>>(op, Lent::for_read_vectored(bufs), via).await;
     let regions = bufs.iter_mut().map(|b| (b.read_start(), b));
     // SAFETY: the receive's regions were the buffers' bytes from their
     // read starts to their ends, in order.

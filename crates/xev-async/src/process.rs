@@ -169,7 +169,7 @@ impl Pipe {
             fd,
             buf: xev::Buf::default(),
         };
-        read_count(op, buf, None).await
+        read_count(op, buf, None, None).await
     }
 
     /// Reads to the end of the stream, straight into the vector it
@@ -198,7 +198,7 @@ impl Pipe {
             fd,
             buf: xev::Buf::default(),
         };
-        write_count(op, buf, from).await
+        write_count(op, buf, from, None).await
     }
 
     /// Writes all of `buf`'s initialized bytes, in as many writes as it

@@ -10,12 +10,12 @@
 //! it when a task is woken from another thread or work arrives through a
 //! [`RemoteHandle`].
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
 use std::pin::pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -23,15 +23,18 @@ use xev::backend::Backend;
 use xev::generic::{Loop, OwnedLoop};
 use xev::{Action, Async, Id, Op, Options, RunMode};
 
-use crate::op::{complete, Slots};
+use crate::op::{complete, set_eager_budget, Slots};
 use crate::task::{JoinHandle, RunQueue, Runnable, Task};
 
 /// What operation futures need of the runtime, whatever its backend.
 pub(crate) trait Driver {
     /// The slot table results are delivered to.
     fn slots(&self) -> Rc<RefCell<Slots>>;
-    /// Adds `op` to the loop; its result goes to slot `slot`.
-    fn submit(&self, op: Op, slot: usize) -> Id;
+    /// Adds `op` to the loop; its result goes to slot `slot`. `seen`:
+    /// the runtime its socket last submitted to (see [`crate::op::Via`]):
+    /// if it is this one, the loop is told the socket stayed open since
+    /// ([`xev::Loop::vouch`]); either way it becomes this one.
+    fn submit(&self, op: Op, slot: usize, seen: Option<&Cell<u64>>) -> Id;
     /// Cancels the completion `id` (now, or before the loop runs next).
     fn cancel(&self, id: Id);
     /// Closes `fd` through the loop (now, or before the loop runs next).
@@ -114,6 +117,8 @@ enum Deferred {
 /// The state shared by a runtime and its operation futures.
 struct Core<B: Backend> {
     lp: RefCell<OwnedLoop<B>>,
+    /// This runtime's number, unique in the process (never 0).
+    id: u64,
     slots: Rc<RefCell<Slots>>,
     queue: Arc<RunQueue>,
     /// Every live task, so that dropping the runtime drops their futures
@@ -151,12 +156,19 @@ impl<B: Backend> Driver for Core<B> {
         self.slots.clone()
     }
 
-    fn submit(&self, op: Op, slot: usize) -> Id {
+    fn submit(&self, op: Op, slot: usize, seen: Option<&Cell<u64>>) -> Id {
         let slots = self.slots.clone();
         let mut lp = self
             .lp
             .try_borrow_mut()
             .expect("xev-async: an operation was started from inside a loop callback");
+        if let Some(seen) = seen {
+            if seen.replace(self.id) == self.id {
+                if let Some(fd) = op.handle() {
+                    lp.vouch(fd);
+                }
+            }
+        }
         lp.add(op, move |_, op, res| complete(&slots, slot, op, res))
     }
 
@@ -275,8 +287,10 @@ impl<B: Backend> Runtime<B> {
         let mut lp = Loop::<B>::new(opts)?;
         let notify = Async::new()?;
         let wake_wait = lp.add(Op::AsyncWait(notify.clone()), |_, _, _| Action::Rearm);
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let core = Rc::new(Core {
             lp: RefCell::new(lp),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             slots: Rc::default(),
             queue: Arc::new(RunQueue::new(notify)),
             tasks: RefCell::new(Vec::new()),
@@ -342,6 +356,7 @@ impl<B: Backend> Runtime<B> {
         impl Drop for Exit {
             fn drop(&mut self) {
                 CURRENT.with(|c| c.borrow_mut().take());
+                set_eager_budget(false);
             }
         }
         let _exit = Exit;
@@ -355,6 +370,7 @@ impl<B: Backend> Runtime<B> {
         let mut future = pin!(future);
         loop {
             if main.woken.swap(false, Ordering::AcqRel) {
+                set_eager_budget(true);
                 if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
                     return v;
                 }
@@ -381,6 +397,7 @@ impl<B: Backend> Runtime<B> {
                 break;
             };
             budget -= 1;
+            set_eager_budget(true);
             // SAFETY: this is the runtime's thread.
             if let Some(slot) = unsafe { t.run() } {
                 self.core.forget(slot);

@@ -482,9 +482,9 @@ impl Op {
         )
     }
 
-    /// The handle this operation acts on, if any.
-    #[cfg_attr(not(windows), allow(dead_code))]
-    pub(crate) fn handle(&self) -> Option<RawHandle> {
+    /// The descriptor (Windows: socket or file handle) this operation acts
+    /// on, if any.
+    pub fn handle(&self) -> Option<RawHandle> {
         match self {
             Op::Accept { fd }
             | Op::Connect { fd, .. }
@@ -506,6 +506,36 @@ impl Op {
             | Op::Resolve(_)
             | Op::Fs(_) => None,
         }
+    }
+
+    /// Tries a socket transfer once, now, outside any loop: the result, as
+    /// the loop would have delivered it, or `None` when the socket is not
+    /// ready (the operation is unchanged and can go to a loop as usual).
+    ///
+    /// Only `Recv`, `Send`, `Recvmsg` and `Sendmsg` are tried, as a
+    /// non-blocking call (`MSG_DONTWAIT`, whatever the socket's mode) on
+    /// Unix systems; every other operation, and every operation on Windows
+    /// and WASI, gives `None`. A program that learns from experience that
+    /// a socket is usually ready (a datagram just sent to itself, a send
+    /// into a socket buffer with room) saves a turn of the loop; one that
+    /// tries a socket that is not ready pays one failed syscall.
+    pub fn try_now(&mut self) -> Option<OpResult> {
+        #[cfg(unix)]
+        if matches!(
+            self,
+            Op::Recv { .. } | Op::Send { .. } | Op::Recvmsg(_) | Op::Sendmsg(_)
+        ) {
+            // SAFETY: the op's buffers are valid while it is held outside
+            // a loop: an owned vector always, a raw region by the contract
+            // of `Buf::from_raw_parts` (its callback has not run). These
+            // four calls pass MSG_DONTWAIT and never block.
+            let r = unsafe { crate::sys::perform_op(self, crate::sys::FdMode::Direct) };
+            if r == -libc::EAGAIN || r == -libc::EWOULDBLOCK {
+                return None;
+            }
+            return Some(self.result(r));
+        }
+        None
     }
 
     /// The kind of this operation, for diagnostics.

@@ -53,9 +53,18 @@ struct FdEntry {
     /// no readable event came since: it is probably drained. Only a hint
     /// (see [`Readiness::skip_attempt`]).
     drained: bool,
+    /// The poller reported a hangup or an error: reads no longer wait (an
+    /// end of file persists and makes no new event), so none counts as
+    /// drained.
+    hup: bool,
     /// What the poller watches (for a poller that watches only the
     /// waiters' interest: [`Poller::REGISTERS_INTEREST`]).
     watched: u8,
+    /// The owner vouched ([`Loop::vouch`](crate::Loop::vouch)) that the
+    /// descriptor is the one this backend last started an operation on:
+    /// the next operation to start trusts the registration. Taken by that
+    /// start, and cleared when the descriptor is forgotten.
+    vouched: bool,
     waiters: Queue,
 }
 
@@ -421,6 +430,8 @@ impl<P: Poller> Readiness<P> {
         let entry = &mut self.fds[i];
         entry.not_socket = false;
         entry.drained = false;
+        entry.hup = false;
+        entry.vouched = false;
         let had_waiters = !entry.waiters.is_empty();
         loop {
             let c = entry.waiters.pop_front();
@@ -528,6 +539,10 @@ impl<P: Poller> Backend for Readiness<P> {
                 blocking_mode(&(*c).op)
             };
             let tried_socket = (*c).slot.readiness == TRY_SOCKET;
+            // A vouch holds for this start only.
+            let vouched = target
+                .and_then(|(fd, _)| self.entry(fd))
+                .is_some_and(|e| std::mem::take(&mut e.vouched));
             match (*c).op.plan() {
                 Plan::File => return Start::Pool,
                 Plan::Close { fd } => {
@@ -556,7 +571,8 @@ impl<P: Poller> Backend for Readiness<P> {
             };
             if let (Some(len), Some((fd, _))) = (stream_read_len(&(*c).op), target) {
                 if let Some(e) = self.entry(fd) {
-                    e.drained = res == -libc::EAGAIN || (res >= 0 && (res as usize) < len);
+                    e.drained =
+                        !e.hup && (res == -libc::EAGAIN || (res >= 0 && (res as usize) < len));
                 }
             }
             if tried_socket && (*c).slot.readiness != TRY_SOCKET {
@@ -583,12 +599,14 @@ impl<P: Poller> Backend for Readiness<P> {
             };
             // A descriptor with waiters is surely still registered. One
             // without may have been closed behind the loop's back and its
-            // number reused since its last wait: re-check it (one MOD). A
-            // poller that watches only the waiters' interest registers
-            // again when this waiter wants more.
+            // number reused since its last wait: re-check it (one MOD),
+            // unless its owner vouched that it was not. A poller that
+            // watches only the waiters' interest registers again when
+            // this waiter wants more.
             let want = target.map_or(0, |(_, i)| i.0);
             let widen = P::REGISTERS_INTEREST && entry.watched & want != want;
-            if !entry.registered || entry.waiters.is_empty() || widen {
+            let unsure = entry.waiters.is_empty() && !vouched;
+            if !entry.registered || unsure || widen {
                 let believed = entry.registered;
                 let watched = if entry.waiters.is_empty() {
                     want
@@ -691,6 +709,7 @@ impl<P: Poller> Backend for Readiness<P> {
             if ev.readable || ev.hangup || ev.error {
                 entry.drained = false;
             }
+            entry.hup |= ev.hangup || ev.error;
             let (mut read_blocked, mut write_blocked) = (false, false);
             let mut c = entry.waiters.front();
             while !c.is_null() {
@@ -707,8 +726,8 @@ impl<P: Poller> Backend for Readiness<P> {
                         if try_read || try_write {
                             let res = Self::attempt(c, Some(&ev));
                             if let Some(len) = stream_read_len(&(*c).op) {
-                                entry.drained =
-                                    res == -libc::EAGAIN || (res >= 0 && (res as usize) < len);
+                                entry.drained = !entry.hup
+                                    && (res == -libc::EAGAIN || (res >= 0 && (res as usize) < len));
                             }
                             if res == -libc::EAGAIN {
                                 let is_poll = matches!((*c).op, Op::Poll { .. });
@@ -745,6 +764,12 @@ impl<P: Poller> Backend for Readiness<P> {
     fn forget(&mut self, fd: crate::RawHandle) {
         // No waiters (the contract): this deregisters and clears the cache.
         self.forget_fd(fd);
+    }
+
+    fn vouch(&mut self, fd: crate::RawHandle) {
+        if let Some(e) = self.entry(fd) {
+            e.vouched = true;
+        }
     }
 
     fn drain(&mut self, _sink: &mut dyn FnMut(NonNull<Core>, i32)) {

@@ -349,6 +349,118 @@ for_each_backend!(
         }
     }
 
+    /// Operations started after their owner vouched for the socket
+    /// (`Loop::vouch`: it stayed open since the loop's last operation on
+    /// it) behave as without: a read that must wait is woken by data, and
+    /// a read after one that came back short still sees the end of the
+    /// stream that arrived with those bytes (a readiness backend that
+    /// skips a drained socket's first attempt must not then wait for an
+    /// event that already came). Each round runs vouched and not.
+    fn vouched_reads_see_data_and_the_end_of_the_stream<B: Backend>() {
+        for vouch in [true, false] {
+            let mut lp = new_loop::<B>();
+            let (c, s) = tcp_pair();
+            let fd = c.as_raw_fd();
+            let recv = |lp: &mut Loop<B>| {
+                if vouch {
+                    lp.vouch(fd);
+                }
+                submit(
+                    lp,
+                    Op::Recv {
+                        fd,
+                        buf: vec![0; 16].into(),
+                    },
+                )
+            };
+            // The first operation on the descriptor: nothing to vouch for
+            // yet (a vouch is only a hint, so it is harmless here too).
+            assert_eq!(raw_write(s.as_raw_fd(), b"abc"), 3);
+            let p = recv(&mut lp);
+            let (res, op) = wait(&mut lp, &p, "a read of data already there");
+            assert_eq!(expect!(res, OpResult::Read(Ok(n)) => n), 3);
+            assert_eq!(&op.buf().unwrap()[..3], b"abc");
+            for round in 0..3u8 {
+                // A read that waits, woken by data.
+                let p = recv(&mut lp);
+                lp.run(RunMode::NoWait).unwrap();
+                assert_eq!(p.calls(), 0, "vouch {vouch}, round {round}");
+                assert_eq!(raw_write(s.as_raw_fd(), &[round; 2]), 2);
+                let (res, op) = wait(&mut lp, &p, "a read woken by data");
+                assert_eq!(expect!(res, OpResult::Read(Ok(n)) => n), 2);
+                assert_eq!(&op.buf().unwrap()[..2], &[round; 2]);
+            }
+            // Bytes and the end of the stream arrive together while a read
+            // waits: it takes the bytes (fewer than it asked for), and the
+            // next read sees the end.
+            let p = recv(&mut lp);
+            lp.run(RunMode::NoWait).unwrap();
+            assert_eq!(p.calls(), 0);
+            assert_eq!(raw_write(s.as_raw_fd(), b"last"), 4);
+            s.shutdown(Shutdown::Write).unwrap();
+            let (res, op) = wait(&mut lp, &p, "the last bytes");
+            let n = expect!(res, OpResult::Read(Ok(n)) => n);
+            let mut got = op.buf().unwrap()[..n].to_vec();
+            while got.len() < 4 {
+                let p = recv(&mut lp);
+                let (res, op) = wait(&mut lp, &p, "the rest of the last bytes");
+                let n = expect!(res, OpResult::Read(Ok(n)) => n);
+                got.extend_from_slice(&op.buf().unwrap()[..n]);
+            }
+            assert_eq!(got, b"last");
+            for _ in 0..2 {
+                let p = recv(&mut lp);
+                let (res, _) = wait(&mut lp, &p, "the end of the stream");
+                expect!(res, OpResult::Read(Err(ReadError::Eof)));
+            }
+        }
+    }
+
+    /// `Op::try_now` does a socket transfer at once on Unix systems, with
+    /// the result the loop would have given (data, a send, the end of the
+    /// stream), or `None` when the socket is not ready; any other
+    /// operation, and every operation on other systems, gives `None`.
+    fn try_now_transfers_at_once_on_unix<B: Backend>() {
+        let mut lp = new_loop::<B>();
+        let (c, s) = tcp_pair();
+        let recv = |fd| Op::Recv {
+            fd,
+            buf: vec![0; 16].into(),
+        };
+        let readable = |lp: &mut Loop<B>, fd| {
+            let (res, _) = run_op(
+                lp,
+                Op::Poll {
+                    fd,
+                    interest: Interest::READABLE,
+                },
+                "readable",
+            );
+            expect!(res, OpResult::Poll(Ok(_)));
+        };
+        assert!(Op::timer(0).try_now().is_none());
+        assert!(recv(s.as_raw_fd()).try_now().is_none(), "nothing to read");
+        let mut send = Op::Send {
+            fd: c.as_raw_fd(),
+            buf: b"abc".to_vec().into(),
+        };
+        let sent = send.try_now();
+        if !cfg!(unix) {
+            assert!(sent.is_none());
+            return;
+        }
+        assert_eq!(expect!(sent.unwrap(), OpResult::Write(Ok(n)) => n), 3);
+        readable(&mut lp, s.as_raw_fd());
+        let mut op = recv(s.as_raw_fd());
+        let res = op.try_now().expect("data is there");
+        assert_eq!(expect!(res, OpResult::Read(Ok(n)) => n), 3);
+        assert_eq!(&op.buf().unwrap()[..3], b"abc");
+        c.shutdown(Shutdown::Write).unwrap();
+        readable(&mut lp, s.as_raw_fd());
+        let res = recv(s.as_raw_fd()).try_now().expect("the end is there");
+        expect!(res, OpResult::Read(Err(ReadError::Eof)));
+    }
+
     /// A read and a write pending on one socket at once (two waiters on one
     /// descriptor for readiness backends).
     fn tcp_read_and_write_on_one_socket<B: Backend>() {

@@ -183,19 +183,29 @@ pub(crate) unsafe fn perform(core: *mut Core) -> i32 {
 /// # Safety
 /// As for [`perform`].
 pub(crate) unsafe fn perform_as(core: *mut Core, mode: FdMode) -> i32 {
-    // SAFETY: the caller gives us exclusive access to a live core; every
-    // pointer passed to the kernel below points into its op's buffers, which
-    // live for the duration of the (synchronous) call, and every length is
-    // at most the buffer's.
+    // SAFETY: the caller gives us exclusive access to a live core, whose
+    // op's buffers are valid.
+    unsafe { perform_op(&mut (*core).op, mode) }
+}
+
+/// [`perform_as`] on an operation outside any completion.
+///
+/// # Safety
+/// The op's buffers are valid for the call (a raw [`crate::Buf`]'s region
+/// per its constructor's contract).
+pub(crate) unsafe fn perform_op(op: &mut Op, mode: FdMode) -> i32 {
+    // SAFETY: every pointer passed to the kernel below points into the op's
+    // buffers, valid for the duration of the (synchronous) call per the
+    // contract, and every length is at most the buffer's.
     unsafe {
         // WASI has no per-call non-blocking flag: a socket call on a
         // blocking socket is made only once a zero-timeout poll finds it
         // ready.
         #[cfg(target_os = "wasi")]
-        if let Some(r) = super::wasi::socket_gate(&(*core).op, mode) {
+        if let Some(r) = super::wasi::socket_gate(op, mode) {
             return r;
         }
-        let r: isize = match &mut (*core).op {
+        let r: isize = match op {
             Op::Accept { fd } => accept_nonblocking(*fd),
             Op::Read { fd, buf } => {
                 let (p, n) = buf_ptr(buf);
