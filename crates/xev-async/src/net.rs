@@ -428,7 +428,8 @@ impl UdpSocket {
         let fd = raw(self.sock.get());
         let msg = self.recv_msg.borrow_mut().take();
         let msg = msg.unwrap_or_else(|| Msg::recv_from(fd, xev::Buf::default()));
-        let (res, op, buf) = lend_read(Op::Recvmsg(msg), buf, None, Some(self.hints.reading())).await;
+        let (res, op, buf) =
+            lend_read(Op::Recvmsg(msg), buf, None, Some(self.hints.reading())).await;
         keep_msg(&self.recv_msg, op);
         let r = match res {
             OpResult::RecvFrom(Ok((n, Some(a)))) => Ok((n, a)),
