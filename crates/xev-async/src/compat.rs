@@ -63,39 +63,67 @@ impl Compat {
     /// end.
     fn poll_written(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while let Some(op) = self.write.as_mut() {
-            let (res, mut op) = match op.poll_via(cx, Some(self.stream.seen())) {
+            let (res, op) = match op.poll_via(cx, Some(self.stream.hints().writing().seen())) {
                 Poll::Ready(r) => r,
                 Poll::Pending => return Poll::Pending,
             };
             self.write = None;
-            let mut buf = op.take_buf().unwrap_or_default();
-            match res {
-                OpResult::Write(Ok(n)) if n < buf.len() && n > 0 => {
-                    buf.drain(..n);
-                    self.write = Some(OpFuture::new(Op::Send {
-                        fd: self.stream.raw(),
-                        buf: buf.into(),
-                    }));
-                }
-                OpResult::Write(Ok(0)) if !buf.is_empty() => {
-                    self.wbuf = buf;
-                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-                }
-                OpResult::Write(Ok(_)) => self.wbuf = buf,
-                OpResult::Write(Err(e)) => {
-                    self.wbuf = buf;
-                    return Poll::Ready(Err(e.into()));
-                }
-                other => {
-                    self.wbuf = buf;
-                    return Poll::Ready(Err(io::Error::other(format!("unexpected {other:?}"))));
-                }
+            if let Some(rest) = self.sent(res, op) {
+                self.send(cx, rest);
             }
         }
         match self.werr.take() {
             Some(e) => Poll::Ready(Err(e)),
             None => Poll::Ready(Ok(())),
         }
+    }
+
+    /// Sends `op` (a `Send` of the write buffer): at once when the socket
+    /// takes it (see `TcpStream`'s eager attempts), else through the
+    /// loop, leaving it in `self.write`. A failure waits in `self.werr`.
+    fn send(&mut self, cx: &mut Context<'_>, mut op: Op) {
+        loop {
+            let done = match self.stream.hints().writing().try_now(&mut op) {
+                Some(res) => (res, op),
+                None => {
+                    let mut fut = OpFuture::new(op);
+                    match fut.poll_via(cx, Some(self.stream.hints().writing().seen())) {
+                        Poll::Ready(done) => done,
+                        Poll::Pending => {
+                            self.write = Some(fut);
+                            return;
+                        }
+                    }
+                }
+            };
+            match self.sent(done.0, done.1) {
+                Some(rest) => op = rest,
+                None => return,
+            }
+        }
+    }
+
+    /// Takes a finished send: the write buffer comes back (or a failure
+    /// goes to `self.werr`), or the rest of a short send is returned.
+    fn sent(&mut self, res: OpResult, mut op: Op) -> Option<Op> {
+        let mut buf = op.take_buf().unwrap_or_default();
+        match res {
+            OpResult::Write(Ok(n)) if n < buf.len() && n > 0 => {
+                buf.drain(..n);
+                return Some(Op::Send {
+                    fd: self.stream.raw(),
+                    buf: buf.into(),
+                });
+            }
+            OpResult::Write(Ok(0)) if !buf.is_empty() => {
+                self.werr = Some(io::ErrorKind::WriteZero.into());
+            }
+            OpResult::Write(Ok(_)) => {}
+            OpResult::Write(Err(e)) => self.werr = Some(e.into()),
+            other => self.werr = Some(io::Error::other(format!("unexpected {other:?}"))),
+        }
+        self.wbuf = buf;
+        None
     }
 }
 
@@ -117,17 +145,33 @@ impl Compat {
         if want == 0 {
             return Poll::Ready(Ok(0));
         }
-        let op = self.read.get_or_insert_with(|| {
-            let mut buf = std::mem::take(&mut self.rbuf);
-            buf.resize(CAP, 0);
-            OpFuture::new(Op::Recv {
-                fd: self.stream.raw(),
-                buf: buf.into(),
-            })
-        });
-        let (res, mut op) = match op.poll_via(cx, Some(self.stream.seen())) {
-            Poll::Ready(r) => r,
-            Poll::Pending => return Poll::Pending,
+        let (res, mut op) = match self.read.as_mut() {
+            Some(fut) => match fut.poll_via(cx, Some(self.stream.hints().reading().seen())) {
+                Poll::Ready(r) => r,
+                Poll::Pending => return Poll::Pending,
+            },
+            None => {
+                let mut buf = std::mem::take(&mut self.rbuf);
+                buf.resize(CAP, 0);
+                let mut op = Op::Recv {
+                    fd: self.stream.raw(),
+                    buf: buf.into(),
+                };
+                match self.stream.hints().reading().try_now(&mut op) {
+                    Some(res) => (res, op),
+                    None => {
+                        let mut fut = OpFuture::new(op);
+                        let seen = Some(self.stream.hints().reading().seen());
+                        match fut.poll_via(cx, seen) {
+                            Poll::Ready(r) => r,
+                            Poll::Pending => {
+                                self.read = Some(fut);
+                                return Poll::Pending;
+                            }
+                        }
+                    }
+                }
+            }
         };
         self.read = None;
         self.rbuf = op.take_buf().unwrap_or_default();
@@ -155,21 +199,14 @@ impl Compat {
         let mut buf = std::mem::take(&mut self.wbuf);
         buf.clear();
         buf.extend_from_slice(&data[..n]);
-        let mut op = OpFuture::new(Op::Send {
+        // Sent now, or submitted now (the first poll adds it to the loop,
+        // which answers later); its outcome is reported by the next write
+        // or flush.
+        let op = Op::Send {
             fd: self.stream.raw(),
             buf: buf.into(),
-        });
-        // Submitted now (the first poll adds it to the loop, which answers
-        // later); its outcome is reported by the next write or flush.
-        match op.poll_via(cx, Some(self.stream.seen())) {
-            Poll::Pending => self.write = Some(op),
-            Poll::Ready((res, mut op)) => {
-                self.wbuf = op.take_buf().unwrap_or_default();
-                if let OpResult::Write(Err(e)) = res {
-                    self.werr = Some(e.into());
-                }
-            }
-        }
+        };
+        self.send(cx, op);
         Poll::Ready(Ok(n))
     }
 

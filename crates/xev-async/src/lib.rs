@@ -49,6 +49,20 @@
 //!   [`xev::Options::thread_pool`]. [`RemoteHandle`] hands a runtime work
 //!   from other threads; [`Notify`] is a wakeup any thread sends and a
 //!   task awaits.
+//! - **Socket operations skip the loop when they can** (Unix): a send or
+//!   receive is first tried at once with one non-blocking syscall
+//!   ([`xev::Op::try_now`]) when its socket's recent history says it is
+//!   likely ready (the last attempt in that direction found it so; after
+//!   one that did not, the next 1, 2, 4, .. up to 64 go straight to the
+//!   loop), so a datagram sent to a waiting peer, a send into a socket
+//!   buffer with room or a read of data already there completes without a
+//!   turn of the loop. A poll of a task completes at most 128 operations
+//!   that way; the next one waits for the loop, so the loop's timers and
+//!   the other tasks still run. The results are those the loop would have
+//!   given. On Windows and WASI every operation goes through the loop.
+//!   When a socket's operation must wait, the runtime tells a readiness
+//!   backend that the socket stayed open since its last wait
+//!   ([`xev::Loop::vouch`]), sparing epoll a registration check per wait.
 //! - Sockets come from and go back to `std` (`from_std`, `into_std`: the
 //!   loop forgets the socket first) and from owned descriptors
 //!   (`from_fd`); `TcpStream` also reads and writes vectored

@@ -198,10 +198,11 @@ impl TcpStream {
         raw(self.sock.get())
     }
 
-    /// The runtime this stream last went to (see [`SocketHints`]).
+    /// What the stream's operations learned about it (see
+    /// [`SocketHints`]).
     #[cfg_attr(not(any(feature = "futures-io", feature = "hyper")), allow(dead_code))]
-    pub(crate) fn seen(&self) -> &std::cell::Cell<u64> {
-        self.hints.seen()
+    pub(crate) fn hints(&self) -> &SocketHints {
+        &self.hints
     }
 
     /// Shuts down one or both directions now, without the loop

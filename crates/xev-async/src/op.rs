@@ -347,6 +347,24 @@ pub(crate) struct Via<'a> {
     seen: &'a Cell<u64>,
 }
 
+impl<'a> Via<'a> {
+    /// Tries `op` (whose buffers are set) at once if that is worth it
+    /// (see [`Eager`]): its result, or `None` to go through the loop.
+    pub(crate) fn try_now(self, op: &mut Op) -> Option<OpResult> {
+        if !self.eager.should_try() {
+            return None;
+        }
+        let res = op.try_now();
+        self.eager.found(res.is_some());
+        res
+    }
+
+    /// The runtime the socket last went to.
+    pub(crate) fn seen(self) -> &'a Cell<u64> {
+        self.seen
+    }
+}
+
 /// Whether one direction of a socket is worth trying at once, before its
 /// operation goes to the loop ([`xev::Op::try_now`]: Unix only; a no-op
 /// elsewhere). A transfer that found the socket ready keeps the next one
@@ -396,11 +414,9 @@ impl Eager {
 /// the buffer back. A socket operation (`via`) is first tried at once
 /// when that is worth it (see [`Eager`]).
 async fn lend<B: 'static>(mut op: Op, mut lent: Lent, via: Option<Via<'_>>) -> (OpResult, Op, B) {
-    if let Some(e) = via.map(|v| v.eager).filter(|e| e.should_try()) {
+    if let Some(via) = via {
         lent.fill(&mut op);
-        let res = op.try_now();
-        e.found(res.is_some());
-        if let Some(res) = res {
+        if let Some(res) = via.try_now(&mut op) {
             let b = lent
                 .take()
                 .expect("xev-async: a lent buffer comes back with its operation");
