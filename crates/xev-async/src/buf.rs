@@ -369,6 +369,27 @@ pub(crate) fn read_from<B: IoBufMut>(b: &B, from: Option<usize>) -> usize {
     }
 }
 
+/// `b`'s initialized bytes from `from` on (none if `from` is past them):
+/// what a write sends.
+pub(crate) fn init_bytes<B: IoBuf>(b: &B, from: usize) -> &[u8] {
+    let k = from.min(b.bytes_init());
+    // SAFETY: per the trait's contract the first `bytes_init()` bytes at
+    // `stable_ptr` are initialized and stay unchanged while `b` is
+    // borrowed; `k <= bytes_init()`.
+    unsafe { std::slice::from_raw_parts(b.stable_ptr().add(k), b.bytes_init() - k) }
+}
+
+/// `b`'s memory from `start` (at most `bytes_total()`) to its end, to read
+/// into: possibly uninitialized, hence `MaybeUninit`.
+pub(crate) fn room<B: IoBufMut>(b: &mut B, start: usize) -> &mut [MaybeUninit<u8>] {
+    let start = start.min(b.bytes_total());
+    let len = b.bytes_total() - start;
+    // SAFETY: per the trait's contract `stable_mut_ptr` points to
+    // `bytes_total()` writable bytes of one allocation, borrowed mutably
+    // with `b` here; `MaybeUninit` claims nothing about their contents.
+    unsafe { std::slice::from_raw_parts_mut(b.stable_mut_ptr().add(start).cast(), len) }
+}
+
 /// Words of a buffer kept inline in an operation's slot; larger buffer
 /// types (a `Slice` of a `Slice`, say) are boxed.
 const WORDS: usize = 6;

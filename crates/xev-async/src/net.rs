@@ -11,7 +11,7 @@ use std::net::{Shutdown, SocketAddr};
 use socket2::{Domain, Socket, Type};
 use xev::{Msg, Op, OpResult, RawHandle};
 
-use crate::buf::{read_exact_with, write_all_with, IoBuf, IoBufMut};
+use crate::buf::{init_bytes, read_exact_with, read_from, room, write_all_with, IoBuf, IoBufMut};
 use crate::handle::{Handle, Owned};
 use crate::op::{
     lend_read, lend_read_vectored, lend_write, lend_write_vectored, read_count, read_result,
@@ -227,15 +227,27 @@ impl TcpStream {
 
     async fn recv_from_offset<B: IoBufMut>(
         &self,
-        buf: B,
+        mut buf: B,
         from: Option<usize>,
     ) -> (io::Result<usize>, B) {
-        let fd = raw(self.sock.get());
+        let sock = self.sock.get();
+        let via = self.hints.reading();
+        let start = read_from(&buf, from);
+        if start < buf.bytes_total() {
+            if let Some(r) = via.attempt(|| sock.recv(room(&mut buf, start))) {
+                if let Ok(n) = r {
+                    // SAFETY: the kernel wrote the `n` bytes after `start`;
+                    // the bytes before `start` were initialized.
+                    unsafe { buf.set_init(start + n) };
+                }
+                return (r, buf);
+            }
+        }
         let op = Op::Recv {
-            fd,
+            fd: raw(sock),
             buf: xev::Buf::default(),
         };
-        read_count(op, buf, from, Some(self.hints.reading())).await
+        read_count(op, buf, from, Some(via.tried())).await
     }
 
     /// Fills the whole of `buf`'s read region (a vector's spare capacity;
@@ -253,12 +265,16 @@ impl TcpStream {
     }
 
     async fn send_from_offset<B: IoBuf>(&self, buf: B, from: usize) -> (io::Result<usize>, B) {
-        let fd = raw(self.sock.get());
+        let sock = self.sock.get();
+        let via = self.hints.writing();
+        if let Some(r) = via.attempt(|| sock.send(init_bytes(&buf, from))) {
+            return (r, buf);
+        }
         let op = Op::Send {
-            fd,
+            fd: raw(sock),
             buf: xev::Buf::default(),
         };
-        write_count(op, buf, from, Some(self.hints.writing())).await
+        write_count(op, buf, from, Some(via.tried())).await
     }
 
     /// Sends all of `buf`'s initialized bytes, in as many writes as it
@@ -409,7 +425,12 @@ impl UdpSocket {
 
     /// Sends `buf`'s initialized bytes as one datagram to `addr`.
     pub async fn send_to<B: IoBuf>(&self, buf: B, addr: SocketAddr) -> (io::Result<usize>, B) {
-        let fd = raw(self.sock.get());
+        let sock = self.sock.get();
+        let via = self.hints.writing();
+        if let Some(r) = via.attempt(|| sock.send_to(init_bytes(&buf, 0), &addr.into())) {
+            return (r, buf);
+        }
+        let fd = raw(sock);
         let msg = match self.send_msg.borrow_mut().take() {
             Some(mut m) => {
                 m.set_addr(addr);
@@ -417,7 +438,7 @@ impl UdpSocket {
             }
             None => Msg::send_to(fd, xev::Buf::default(), addr),
         };
-        let (res, op, buf) = lend_write(Op::Sendmsg(msg), buf, 0, Some(self.hints.writing())).await;
+        let (res, op, buf) = lend_write(Op::Sendmsg(msg), buf, 0, Some(via.tried())).await;
         keep_msg(&self.send_msg, op);
         (write_result(res), buf)
     }
@@ -425,24 +446,40 @@ impl UdpSocket {
     /// Receives one datagram into `buf`'s read region (a vector's spare
     /// capacity; a longer datagram is cut): its length, the sender, and
     /// the buffer back.
-    pub async fn recv_from<B: IoBufMut>(&self, buf: B) -> (io::Result<(usize, SocketAddr)>, B) {
-        let fd = raw(self.sock.get());
+    pub async fn recv_from<B: IoBufMut>(
+        &self,
+        mut buf: B,
+    ) -> (io::Result<(usize, SocketAddr)>, B) {
+        let sock = self.sock.get();
+        let via = self.hints.reading();
+        let start = buf.read_start();
+        if let Some(r) = via.attempt(|| sock.recv_from(room(&mut buf, start))) {
+            let r = r.and_then(|(n, from)| {
+                // SAFETY: the kernel wrote the `n` bytes after `start`
+                // (the read start, within the initialized bytes).
+                unsafe { buf.set_init(start + n) };
+                from.as_socket().map(|a| (n, a)).ok_or_else(no_sender)
+            });
+            return (r, buf);
+        }
+        let fd = raw(sock);
         let msg = self.recv_msg.borrow_mut().take();
         let msg = msg.unwrap_or_else(|| Msg::recv_from(fd, xev::Buf::default()));
-        let (res, op, buf) =
-            lend_read(Op::Recvmsg(msg), buf, None, Some(self.hints.reading())).await;
+        let (res, op, buf) = lend_read(Op::Recvmsg(msg), buf, None, Some(via.tried())).await;
         keep_msg(&self.recv_msg, op);
         let r = match res {
             OpResult::RecvFrom(Ok((n, Some(a)))) => Ok((n, a)),
-            OpResult::RecvFrom(Ok((_, None))) => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "datagram without a sender",
-            )),
+            OpResult::RecvFrom(Ok((_, None))) => Err(no_sender()),
             OpResult::RecvFrom(Err(e)) => Err(e.into()),
             other => Err(unexpected(&other)),
         };
         (r, buf)
     }
+}
+
+/// The error of a datagram that came without a sender's address.
+fn no_sender() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, "datagram without a sender")
 }
 
 /// Keeps a finished message operation's box for the next one (its buffer,

@@ -326,7 +326,7 @@ impl SocketHints {
     /// For an operation that receives.
     pub(crate) fn reading(&self) -> Via<'_> {
         Via {
-            eager: &self.read,
+            eager: Some(&self.read),
             seen: &self.seen,
         }
     }
@@ -334,16 +334,17 @@ impl SocketHints {
     /// For an operation that sends.
     pub(crate) fn writing(&self) -> Via<'_> {
         Via {
-            eager: &self.write,
+            eager: Some(&self.write),
             seen: &self.seen,
         }
     }
 }
 
-/// A socket operation's hints (see [`SocketHints`]).
+/// A socket operation's hints (see [`SocketHints`]); `eager` is `None`
+/// for an operation already tried at once.
 #[derive(Clone, Copy)]
 pub(crate) struct Via<'a> {
-    eager: &'a Eager,
+    eager: Option<&'a Eager>,
     seen: &'a Cell<u64>,
 }
 
@@ -351,12 +352,35 @@ impl<'a> Via<'a> {
     /// Tries `op` (whose buffers are set) at once if that is worth it
     /// (see [`Eager`]): its result, or `None` to go through the loop.
     pub(crate) fn try_now(self, op: &mut Op) -> Option<OpResult> {
-        if !self.eager.should_try() {
-            return None;
-        }
+        let eager = self.eager.filter(|e| e.should_try())?;
         let res = op.try_now();
-        self.eager.found(res.is_some());
+        eager.found(res.is_some());
         res
+    }
+
+    /// Runs `call`, one non-blocking socket call, if trying at once is
+    /// worth it (see [`Eager`]): its result, or `None` (not tried, or the
+    /// socket was not ready) to go through the loop, with [`Via::tried`].
+    /// The socket types call `socket2` directly here, which costs less
+    /// than a core operation; the results are those the loop would give.
+    pub(crate) fn attempt<R>(self, call: impl FnOnce() -> io::Result<R>) -> Option<io::Result<R>> {
+        let eager = self.eager.filter(|e| e.should_try())?;
+        let res = call();
+        let ready = !matches!(
+            res.as_ref().map_err(io::Error::kind),
+            Err(io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted)
+        );
+        eager.found(ready);
+        ready.then_some(res)
+    }
+
+    /// The same hints for the operation that goes to the loop after an
+    /// [`Via::attempt`] (it is not tried again).
+    pub(crate) fn tried(self) -> Via<'a> {
+        Via {
+            eager: None,
+            seen: self.seen,
+        }
     }
 
     /// The runtime the socket last went to.
