@@ -446,10 +446,7 @@ impl UdpSocket {
     /// Receives one datagram into `buf`'s read region (a vector's spare
     /// capacity; a longer datagram is cut): its length, the sender, and
     /// the buffer back.
-    pub async fn recv_from<B: IoBufMut>(
-        &self,
-        mut buf: B,
-    ) -> (io::Result<(usize, SocketAddr)>, B) {
+    pub async fn recv_from<B: IoBufMut>(&self, mut buf: B) -> (io::Result<(usize, SocketAddr)>, B) {
         let sock = self.sock.get();
         let via = self.hints.reading();
         let start = buf.read_start();
