@@ -384,6 +384,7 @@ impl<'a> Via<'a> {
     }
 
     /// The runtime the socket last went to.
+    #[cfg_attr(not(any(feature = "futures-io", feature = "hyper")), allow(dead_code))]
     pub(crate) fn seen(self) -> &'a Cell<u64> {
         self.seen
     }
