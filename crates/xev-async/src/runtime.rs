@@ -32,8 +32,9 @@ pub(crate) trait Driver {
     fn slots(&self) -> Rc<RefCell<Slots>>;
     /// Adds `op` to the loop; its result goes to slot `slot`. `seen`:
     /// the runtime its socket last submitted to (see [`crate::op::Via`]):
-    /// if it is this one, the loop is told the socket stayed open since
-    /// ([`xev::Loop::vouch`]); either way it becomes this one.
+    /// if it is this one, the runtime vouches that the socket stayed open
+    /// since ([`xev::Loop::vouch`]: the socket object lives as long as
+    /// the operation's future borrows it); either way it becomes this one.
     fn submit(&self, op: Op, slot: usize, seen: Option<&Cell<u64>>) -> Id;
     /// Cancels the completion `id` (now, or before the loop runs next).
     fn cancel(&self, id: Id);
@@ -162,14 +163,13 @@ impl<B: Backend> Driver for Core<B> {
             .lp
             .try_borrow_mut()
             .expect("xev-async: an operation was started from inside a loop callback");
-        if let Some(seen) = seen {
-            if seen.replace(self.id) == self.id {
-                if let Some(fd) = op.handle() {
-                    lp.vouch(fd);
-                }
-            }
+        let vouch = seen.is_some_and(|s| s.replace(self.id) == self.id);
+        let id = lp.add(op, move |_, op, res| complete(&slots, slot, op, res));
+        if vouch {
+            // Cannot fail: the completion was just queued.
+            let _ = lp.vouch(id);
         }
-        lp.add(op, move |_, op, res| complete(&slots, slot, op, res))
+        id
     }
 
     fn cancel(&self, id: Id) {

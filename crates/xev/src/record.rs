@@ -68,6 +68,11 @@ pub(crate) const FLAG_CANCELING: u8 = 8;
 /// On the thread pool: the operation has no side effects, so a cancel may
 /// discard the result of a worker that is running it.
 pub(crate) const FLAG_DISCARDABLE: u8 = 16;
+/// Set by [`crate::generic::Loop::vouch`]: the completion's owner vouched
+/// that its descriptor stayed open since the loop last started an
+/// operation on it; read by a readiness backend when the completion
+/// starts, and cleared by that start.
+pub(crate) const FLAG_VOUCHED: u8 = 32;
 /// Set while a timer's callback runs (its op is borrowed by the callback,
 /// so the loop records the kind here instead of reading the op).
 pub(crate) const FLAG_TIMER: u8 = 4;

@@ -116,14 +116,6 @@ pub trait Backend: Sized + 'static {
         let _ = fd;
     }
 
-    /// Takes the caller's word that `fd` is the same open descriptor as
-    /// when this backend last started an operation on it
-    /// ([`Loop::vouch`](crate::Loop::vouch)), for the next operation on
-    /// `fd` only. The default keeps nothing per descriptor and ignores it.
-    fn vouch(&mut self, fd: crate::RawHandle) {
-        let _ = fd;
-    }
-
     /// Called for each completion the backend holds when the loop is
     /// dropped: stop it (its result is discarded, through `drain`).
     ///

@@ -180,10 +180,6 @@ impl Backend for Dynamic {
         each!(self, b => b.forget(fd))
     }
 
-    fn vouch(&mut self, fd: crate::RawHandle) {
-        each!(self, b => b.vouch(fd))
-    }
-
     fn drain(&mut self, sink: &mut dyn FnMut(NonNull<Core>, i32)) {
         each!(self, b => b.drain(sink))
     }

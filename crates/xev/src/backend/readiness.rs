@@ -60,11 +60,6 @@ struct FdEntry {
     /// What the poller watches (for a poller that watches only the
     /// waiters' interest: [`Poller::REGISTERS_INTEREST`]).
     watched: u8,
-    /// The owner vouched ([`Loop::vouch`](crate::Loop::vouch)) that the
-    /// descriptor is the one this backend last started an operation on:
-    /// the next operation to start trusts the registration. Taken by that
-    /// start, and cleared when the descriptor is forgotten.
-    vouched: bool,
     waiters: Queue,
 }
 
@@ -431,7 +426,6 @@ impl<P: Poller> Readiness<P> {
         entry.not_socket = false;
         entry.drained = false;
         entry.hup = false;
-        entry.vouched = false;
         let had_waiters = !entry.waiters.is_empty();
         loop {
             let c = entry.waiters.pop_front();
@@ -539,10 +533,9 @@ impl<P: Poller> Backend for Readiness<P> {
                 blocking_mode(&(*c).op)
             };
             let tried_socket = (*c).slot.readiness == TRY_SOCKET;
-            // A vouch holds for this start only.
-            let vouched = target
-                .and_then(|(fd, _)| self.entry(fd))
-                .is_some_and(|e| std::mem::take(&mut e.vouched));
+            // Its owner vouched that the descriptor stayed open since
+            // its last start ([`Loop::vouch`](crate::Loop::vouch)).
+            let vouched = (*c).flags & crate::record::FLAG_VOUCHED != 0;
             match (*c).op.plan() {
                 Plan::File => return Start::Pool,
                 Plan::Close { fd } => {
@@ -764,12 +757,6 @@ impl<P: Poller> Backend for Readiness<P> {
     fn forget(&mut self, fd: crate::RawHandle) {
         // No waiters (the contract): this deregisters and clears the cache.
         self.forget_fd(fd);
-    }
-
-    fn vouch(&mut self, fd: crate::RawHandle) {
-        if let Some(e) = self.entry(fd) {
-            e.vouched = true;
-        }
     }
 
     fn drain(&mut self, _sink: &mut dyn FnMut(NonNull<Core>, i32)) {

@@ -120,10 +120,6 @@ impl Backend for Wasi {
         self.inner.forget(fd)
     }
 
-    fn vouch(&mut self, fd: crate::RawHandle) {
-        self.inner.vouch(fd)
-    }
-
     fn drain(&mut self, sink: &mut dyn FnMut(NonNull<Core>, i32)) {
         self.inner.drain(sink)
     }

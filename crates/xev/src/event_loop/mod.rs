@@ -32,6 +32,7 @@ use crate::options::Options;
 use crate::queue::Queue;
 use crate::record::{
     Action, Core, State, FLAG_CANCELING, FLAG_DISCARDABLE, FLAG_FREE, FLAG_RESET, FLAG_TIMER,
+    FLAG_VOUCHED,
 };
 use crate::recycle::Recycler;
 use crate::shared::Shared;
@@ -320,18 +321,32 @@ impl<B: Backend> Loop<B> {
         self.s.backend.forget(fd);
     }
 
-    /// Vouches that `fd` is the same open descriptor as when this loop
-    /// last started an operation on it: it was neither closed nor handed
-    /// out and its number reused since (the caller owns it and kept it
-    /// open, as an async socket type does). The next operation started on
-    /// `fd` then trusts the readiness backend's registration (epoll,
-    /// kqueue) instead of re-checking it when it must wait: one
-    /// `epoll_ctl` less per wait. The vouch holds for that one start only;
-    /// io_uring and IOCP ignore it. A false vouch cannot cause undefined
-    /// behaviour, but an operation on a reused number may then wait
-    /// forever.
-    pub fn vouch(&mut self, fd: crate::RawHandle) {
-        self.s.backend.vouch(fd);
+    /// Vouches, for the next start of completion `id` (queued, parked,
+    /// or rearmed from its own callback), that its operation's descriptor
+    /// is the same open descriptor as when this loop last started an
+    /// operation on it: neither closed nor handed out and its number
+    /// reused since (the caller owns it and kept it open, as an async
+    /// socket type does). That start then trusts the readiness backend's
+    /// registration (epoll, kqueue, WASI) instead of re-checking it when
+    /// the operation must wait: one `epoll_ctl` less per wait. io_uring
+    /// and IOCP ignore it. A false vouch cannot cause undefined behaviour,
+    /// but the operation may then wait forever on a reused number.
+    ///
+    /// Errors: `Stale` for an id that names no live completion, `Busy`
+    /// for one already started (in flight, or finished and waiting for its
+    /// callback).
+    pub fn vouch(&mut self, id: Id) -> Result<(), IdError> {
+        let core = self.lookup(id).ok_or(IdError::Stale)?;
+        // SAFETY: `core` is live; its flags belong to the loop.
+        unsafe {
+            match (*core).state {
+                State::Queued | State::Dead | State::Running => {
+                    (*core).flags |= FLAG_VOUCHED;
+                    Ok(())
+                }
+                _ => Err(IdError::Busy),
+            }
+        }
     }
 
     /// The backend itself, for the crate's unit tests.
@@ -845,6 +860,8 @@ impl<B: Backend> Loop<B> {
                     Start::Pool => self.hand_to_pool(core, false),
                 },
             }
+            // A vouch holds for one start.
+            (*core).flags &= !FLAG_VOUCHED;
         }
     }
 
@@ -1108,6 +1125,9 @@ impl<B: Backend> Loop<B> {
                     (*core).state = State::Dead;
                     self.enqueue(core);
                 } else {
+                    // A vouch given from the callback holds for the next
+                    // start.
+                    (*core).flags |= flags & FLAG_VOUCHED;
                     match action {
                         Action::Rearm => self.enqueue(core),
                         Action::Park => (*core).state = State::Dead,
