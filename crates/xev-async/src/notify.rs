@@ -33,8 +33,13 @@ impl Notify {
     }
 
     /// Waits until it is set, and clears it. Dropping the future cancels
-    /// the wait.
+    /// the wait. When it is set already, it completes at once, without a
+    /// turn of the loop (as a socket operation may: at most 128 times per
+    /// poll of a task, so that the loop and the other tasks still run).
     pub async fn notified(&self) -> io::Result<()> {
+        if crate::op::spend_eager_budget() && self.a.try_wait() {
+            return Ok(());
+        }
         match OpFuture::new(Op::AsyncWait(self.a.clone())).await.0 {
             OpResult::Async(r) => r.map_err(Into::into),
             other => Err(unexpected(&other)),

@@ -297,6 +297,16 @@ thread_local! {
 /// tasks run.
 const EAGER_BUDGET_PER_TURN: u32 = 128;
 
+/// Takes one from the eager budget of the task being polled: whether an
+/// operation may complete at once, without the loop.
+pub(crate) fn spend_eager_budget() -> bool {
+    EAGER_BUDGET.with(|b| {
+        let left = b.get();
+        b.set(left.saturating_sub(1));
+        left > 0
+    })
+}
+
 /// Refills (`on`) or empties this thread's eager budget; the runtime
 /// calls it before it polls a task and when it stops running.
 pub(crate) fn set_eager_budget(on: bool) {
@@ -416,11 +426,7 @@ impl Eager {
             self.skip.set(skip - 1);
             return false;
         }
-        EAGER_BUDGET.with(|b| {
-            let left = b.get();
-            b.set(left.saturating_sub(1));
-            left > 0
-        })
+        spend_eager_budget()
     }
 
     /// Records what an attempt found.

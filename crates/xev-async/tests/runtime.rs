@@ -28,7 +28,6 @@ use xev::backend::Backend;
 use xev::Options;
 #[cfg(not(target_os = "wasi"))]
 use xev::ThreadPool;
-#[cfg(not(target_os = "wasi"))]
 use xev_async::Notify;
 use xev_async::{interval, sleep, spawn, timeout, yield_now, File, IoBuf, JoinError, Runtime};
 #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
@@ -776,6 +775,30 @@ for_each_backend!(
             assert_eq!(v, b"at 4:456789");
         });
         std::fs::remove_file(&path).unwrap();
+    }
+
+    /// A `Notify` set before the wait completes it at once, any number of
+    /// times in one poll (past the per-poll budget of immediate
+    /// completions too); a wait when it is not set waits for the next
+    /// notification.
+    fn notify_set_before_the_wait<B: Backend>() {
+        let rt = rt::<B>();
+        rt.block_on(async {
+            let n = Notify::new().unwrap();
+            for _ in 0..300 {
+                n.notify().unwrap();
+                n.notified().await.unwrap();
+            }
+            let waiter = {
+                let n = n.clone();
+                spawn(async move { n.notified().await })
+            };
+            yield_now().await;
+            assert!(!waiter.is_finished());
+            n.notify().unwrap();
+            waiter.await.unwrap().unwrap();
+        });
+        assert_eq!(rt.ops_in_flight(), 0);
     }
 
     #[cfg(not(target_os = "wasi"))]

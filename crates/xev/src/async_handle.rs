@@ -89,6 +89,15 @@ impl Async {
         }
     }
 
+    /// Takes a pending notification at once, without a loop: `true` if
+    /// one was pending (it is consumed, as by a wait that completes; any
+    /// number of notifications make one), `false` if none was. Never
+    /// blocks and makes no syscall: a program that expects a notification
+    /// to be there already (a busy producer) can skip a turn of its loop.
+    pub fn try_wait(&self) -> bool {
+        self.consume()
+    }
+
     /// Takes a pending notification (the loop, for a waiting completion).
     pub(crate) fn consume(&self) -> bool {
         self.inner.pending.load(Ordering::Relaxed)

@@ -44,6 +44,27 @@ for_each_backend!(
         assert_eq!(lp.active(), 0);
     }
 
+    /// `Async::try_wait` takes a pending notification without a loop (any
+    /// number of notifications make one); a wait that starts after it took
+    /// one waits for the next, and a notification a wait took is not there
+    /// for `try_wait`.
+    fn try_wait_takes_a_pending_notification_at_once<B: Backend>() {
+        let mut lp = new_loop::<B>();
+        let a = Async::new().unwrap();
+        assert!(!a.try_wait(), "nothing pending");
+        a.notify().unwrap();
+        a.notify().unwrap();
+        assert!(a.try_wait(), "two notifications make one");
+        assert!(!a.try_wait());
+        let p = submit(&mut lp, Op::AsyncWait(a.clone()));
+        lp.run(RunMode::NoWait).unwrap();
+        assert_eq!(p.calls(), 0, "the notification was taken before the wait");
+        a.notify().unwrap();
+        let (res, _) = wait(&mut lp, &p, "the next notification");
+        expect!(res, OpResult::Async(Ok(())));
+        assert!(!a.try_wait(), "the wait took it");
+    }
+
     fn async_notify_before_wait_is_not_lost<B: Backend>() {
         let mut lp = new_loop::<B>();
         let a = Async::new().unwrap();
