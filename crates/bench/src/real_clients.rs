@@ -5,8 +5,8 @@
 //! without 16-deep pipelining). The server runs on a thread of this
 //! process and the client in its own process, so this process's CPU time
 //! is the server's: the report gives requests/s and server CPU
-//! microseconds per request. Each contender's server (xev-async on
-//! io_uring and epoll, tokio, compio) is the obvious code
+//! microseconds per request. Each contender's server (xev's callbacks and
+//! xev-async on io_uring and epoll, tokio, compio) is the obvious code
 //! for its runtime around one shared protocol handler ([`Proto`]); the
 //! `hyper-*` contenders serve the HTTP workloads with `hyper` 1.x on
 //! xev-async (its `Compat` adapter) and on tokio. A missing client is
@@ -197,6 +197,52 @@ impl Pending {
         }
         Some(())
     }
+}
+
+/// The xev callback server: `Tcp` watchers; each connection keeps one read
+/// rearmed into its own buffer and queues its answers in order
+/// (`queue_write`, one vector per batch of answers): the obvious callback
+/// code. The stop request stops the loop once its answer is written.
+fn serve_xev<B: Backend>(listener: TcpListener, proto: Proto, ready: Ready) -> Res<u64> {
+    use xev::Action;
+    drop(ready);
+    let mut lp = xev::generic::Loop::<B>::new(xev_options()).map_err(ctx("loop"))?;
+    let server = xev::watcher::Tcp::<B>::from_fd(std::os::fd::OwnedFd::from(listener))
+        .map_err(ctx("listener"))?;
+    let st = Rc::new(State::default());
+    let s2 = st.clone();
+    server.accept(&mut lp, move |lp, res| {
+        let Ok(conn) = res else {
+            return Action::Disarm;
+        };
+        let conn = Rc::new(conn);
+        let (c2, st) = (conn.clone(), s2.clone());
+        let mut pending = Pending::default();
+        conn.read(lp, vec![0; BUF], move |lp, buf, r| {
+            let Ok(n) = r else {
+                return Action::Disarm;
+            };
+            let mut out = Vec::new();
+            if pending.feed(&buf[..n], proto, &mut out, &st).is_none() {
+                return Action::Disarm;
+            }
+            if !out.is_empty() {
+                // After the stop request's answer is out, stop the loop.
+                let stop = st.stop.get();
+                c2.queue_write(lp, out, move |lp, _, _| {
+                    if stop {
+                        lp.stop();
+                    }
+                    Action::Disarm
+                });
+            }
+            Action::Rearm
+        });
+        Action::Rearm
+    });
+    lp.run(xev::RunMode::UntilDone).map_err(ctx("run"))?;
+    drop(server);
+    Ok(st.served.get())
 }
 
 /// The xev-async server: a task per connection, owned buffers.
@@ -421,6 +467,8 @@ fn start(contender: &str, proto: Proto) -> Res<(SocketAddr, thread::JoinHandle<R
     let listener = TcpListener::bind("127.0.0.1:0").map_err(ctx("bind"))?;
     let addr = listener.local_addr().map_err(ctx("local_addr"))?;
     let serve: fn(TcpListener, Proto, Ready) -> Res<u64> = match contender {
+        "xev-io_uring" => serve_xev::<xev::backend::io_uring::IoUring>,
+        "xev-epoll" => serve_xev::<xev::backend::epoll::Epoll>,
         "xev_async-io_uring" => serve_xev_async::<xev::backend::io_uring::IoUring>,
         "xev_async-epoll" => serve_xev_async::<xev::backend::epoll::Epoll>,
         "tokio" => serve_tokio,

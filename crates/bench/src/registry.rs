@@ -216,10 +216,15 @@ pub fn not_written(w: &Workload, contender: &str) -> Option<&'static str> {
         let written = cfg!(target_os = "linux")
             && matches!(
                 contender,
-                "xev_async-io_uring" | "xev_async-epoll" | "tokio" | "compio"
+                "xev-io_uring"
+                    | "xev-epoll"
+                    | "xev_async-io_uring"
+                    | "xev_async-epoll"
+                    | "tokio"
+                    | "compio"
             );
         return (!written).then_some(
-            "the real-client servers are written for xev_async (io_uring, epoll), tokio and compio so far",
+            "the real-client servers are written for xev and xev_async (io_uring, epoll), tokio and compio so far",
         );
     }
     (matches!(contender, "compio" | "monoio") && !matches!(w.kind, Kind::PingPongs))
