@@ -63,7 +63,7 @@ impl Compat {
     /// end.
     fn poll_written(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while let Some(op) = self.write.as_mut() {
-            let (res, op) = match op.poll_via(cx, Some(self.stream.hints().writing().seen())) {
+            let (res, op) = match op.poll_via(cx, Some(self.stream.hints().seen())) {
                 Poll::Ready(r) => r,
                 Poll::Pending => return Poll::Pending,
             };
@@ -83,20 +83,14 @@ impl Compat {
     /// loop, leaving it in `self.write`. A failure waits in `self.werr`.
     fn send(&mut self, cx: &mut Context<'_>, mut op: Op) {
         loop {
-            let done = match self.stream.hints().writing().try_now(&mut op) {
-                Some(res) => (res, op),
-                None => {
-                    let mut fut = OpFuture::new(op);
-                    match fut.poll_via(cx, Some(self.stream.hints().writing().seen())) {
-                        Poll::Ready(done) => done,
-                        Poll::Pending => {
-                            self.write = Some(fut);
-                            return;
-                        }
-                    }
+            let (res, done) = match self.stream.hints().writing().start(op, cx) {
+                Ok(done) => done,
+                Err(fut) => {
+                    self.write = Some(fut);
+                    return;
                 }
             };
-            match self.sent(done.0, done.1) {
+            match self.sent(res, done) {
                 Some(rest) => op = rest,
                 None => return,
             }
@@ -146,29 +140,22 @@ impl Compat {
             return Poll::Ready(Ok(0));
         }
         let (res, mut op) = match self.read.as_mut() {
-            Some(fut) => match fut.poll_via(cx, Some(self.stream.hints().reading().seen())) {
+            Some(fut) => match fut.poll_via(cx, Some(self.stream.hints().seen())) {
                 Poll::Ready(r) => r,
                 Poll::Pending => return Poll::Pending,
             },
             None => {
                 let mut buf = std::mem::take(&mut self.rbuf);
                 buf.resize(CAP, 0);
-                let mut op = Op::Recv {
+                let op = Op::Recv {
                     fd: self.stream.raw(),
                     buf: buf.into(),
                 };
-                match self.stream.hints().reading().try_now(&mut op) {
-                    Some(res) => (res, op),
-                    None => {
-                        let mut fut = OpFuture::new(op);
-                        let seen = Some(self.stream.hints().reading().seen());
-                        match fut.poll_via(cx, seen) {
-                            Poll::Ready(r) => r,
-                            Poll::Pending => {
-                                self.read = Some(fut);
-                                return Poll::Pending;
-                            }
-                        }
+                match self.stream.hints().reading().start(op, cx) {
+                    Ok(done) => done,
+                    Err(fut) => {
+                        self.read = Some(fut);
+                        return Poll::Pending;
                     }
                 }
             }

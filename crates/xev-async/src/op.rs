@@ -327,8 +327,8 @@ pub(crate) struct SocketHints {
 }
 
 impl SocketHints {
-    /// The runtime this socket last went to (for an operation without a
-    /// buffer, through [`OpFuture::poll_via`]).
+    /// The runtime this socket last went to (for polling an operation's
+    /// future, [`OpFuture::poll_via`]).
     pub(crate) fn seen(&self) -> &Cell<u64> {
         &self.seen
     }
@@ -359,11 +359,13 @@ pub(crate) struct Via<'a> {
 }
 
 impl<'a> Via<'a> {
-    /// Tries `op` (whose buffers are set) at once if that is worth it
-    /// (see [`Eager`]): its result, or `None` to go through the loop.
-    pub(crate) fn try_now(self, op: &mut Op) -> Option<OpResult> {
+    /// Runs `call` (one attempt; `None`: the socket was not ready) if
+    /// trying at once is worth it (see [`Eager`]), and records what it
+    /// found: its result, or `None` (not tried, or not ready) to go
+    /// through the loop.
+    fn run<R>(self, call: impl FnOnce() -> Option<R>) -> Option<R> {
         let eager = self.eager.filter(|e| e.should_try())?;
-        let res = op.try_now();
+        let res = call();
         eager.found(res.is_some());
         res
     }
@@ -374,14 +376,34 @@ impl<'a> Via<'a> {
     /// The socket types call `socket2` directly here, which costs less
     /// than a core operation; the results are those the loop would give.
     pub(crate) fn attempt<R>(self, call: impl FnOnce() -> io::Result<R>) -> Option<io::Result<R>> {
-        let eager = self.eager.filter(|e| e.should_try())?;
-        let res = call();
-        let ready = !matches!(
-            res.as_ref().map_err(io::Error::kind),
-            Err(io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted)
-        );
-        eager.found(ready);
-        ready.then_some(res)
+        self.run(|| {
+            let res = call();
+            let ready = !matches!(
+                res.as_ref().map_err(io::Error::kind),
+                Err(io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted)
+            );
+            ready.then_some(res)
+        })
+    }
+
+    /// Starts `op` (an operation with its own buffer, on this socket):
+    /// done at once when that is worth it and the socket is ready
+    /// ([`xev::Op::try_now`]), else submitted to the loop and polled once.
+    /// `Err`: the operation's future, still waiting.
+    #[cfg_attr(not(any(feature = "futures-io", feature = "hyper")), allow(dead_code))]
+    pub(crate) fn start(
+        self,
+        mut op: Op,
+        cx: &mut Context<'_>,
+    ) -> Result<(OpResult, Op), OpFuture> {
+        if let Some(res) = self.run(|| op.try_now()) {
+            return Ok((res, op));
+        }
+        let mut fut = OpFuture::new(op);
+        match fut.poll_via(cx, Some(self.seen)) {
+            Poll::Ready(done) => Ok(done),
+            Poll::Pending => Err(fut),
+        }
     }
 
     /// The same hints for the operation that goes to the loop after an
@@ -391,12 +413,6 @@ impl<'a> Via<'a> {
             eager: None,
             seen: self.seen,
         }
-    }
-
-    /// The runtime the socket last went to.
-    #[cfg_attr(not(any(feature = "futures-io", feature = "hyper")), allow(dead_code))]
-    pub(crate) fn seen(self) -> &'a Cell<u64> {
-        self.seen
     }
 }
 
@@ -445,14 +461,17 @@ impl Eager {
 /// the buffer back. A socket operation (`via`) is first tried at once
 /// when that is worth it (see [`Eager`]).
 async fn lend<B: 'static>(mut op: Op, mut lent: Lent, via: Option<Via<'_>>) -> (OpResult, Op, B) {
-    if let Some(via) = via {
-        lent.fill(&mut op);
-        if let Some(res) = via.try_now(&mut op) {
-            let b = lent
-                .take()
-                .expect("xev-async: a lent buffer comes back with its operation");
-            return (res, op, b);
-        }
+    let now = via.and_then(|v| {
+        v.run(|| {
+            lent.fill(&mut op);
+            op.try_now()
+        })
+    });
+    if let Some(res) = now {
+        let b = lent
+            .take()
+            .expect("xev-async: a lent buffer comes back with its operation");
+        return (res, op, b);
     }
     let (mut fut, mut lent) = (OpFuture::new(op), Some(lent));
     let seen = via.map(|v| v.seen);
