@@ -63,6 +63,15 @@ struct FdEntry {
     waiters: Queue,
 }
 
+impl FdEntry {
+    /// Records what a stream read of `len` bytes on the descriptor gave
+    /// (`res`, a raw result): it is drained if it found nothing or came
+    /// back short, unless the poller reported a hangup (see `hup`).
+    fn read_gave(&mut self, res: i32, len: usize) {
+        self.drained = !self.hup && (res == -libc::EAGAIN || (res >= 0 && (res as usize) < len));
+    }
+}
+
 /// For a stream read (`Read`, or `Recv`, into a non-empty buffer): the
 /// buffer's length.
 fn stream_read_len(op: &Op) -> Option<usize> {
@@ -564,8 +573,7 @@ impl<P: Poller> Backend for Readiness<P> {
             };
             if let (Some(len), Some((fd, _))) = (stream_read_len(&(*c).op), target) {
                 if let Some(e) = self.entry(fd) {
-                    e.drained =
-                        !e.hup && (res == -libc::EAGAIN || (res >= 0 && (res as usize) < len));
+                    e.read_gave(res, len);
                 }
             }
             if tried_socket && (*c).slot.readiness != TRY_SOCKET {
@@ -719,8 +727,7 @@ impl<P: Poller> Backend for Readiness<P> {
                         if try_read || try_write {
                             let res = Self::attempt(c, Some(&ev));
                             if let Some(len) = stream_read_len(&(*c).op) {
-                                entry.drained = !entry.hup
-                                    && (res == -libc::EAGAIN || (res >= 0 && (res as usize) < len));
+                                entry.read_gave(res, len);
                             }
                             if res == -libc::EAGAIN {
                                 let is_poll = matches!((*c).op, Op::Poll { .. });
