@@ -174,10 +174,7 @@ fn child_sleeping() -> Child {
 }
 
 fn quiet(mut cmd: Command) -> Child {
-    cmd.stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawning a child")
+    children::spawn(cmd.stdout(Stdio::null()).stderr(Stdio::null()))
 }
 
 /// The signal that ended a process (never one on Windows).

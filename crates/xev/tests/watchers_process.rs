@@ -100,10 +100,7 @@ fn read_to_end<B: Backend>(lp: &mut Loop<B>, s: &Stream<B>) -> Rc<RefCell<Option
 
 /// Spawns `cmd` (a child helper) with its stdout piped.
 fn spawn(mut cmd: Command) -> Child {
-    cmd.stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawning a child")
+    children::spawn(cmd.stdout(Stdio::piped()).stderr(Stdio::null()))
 }
 
 fn new_loop<B: Backend>() -> OwnedLoop<B> {

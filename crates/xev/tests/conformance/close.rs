@@ -110,40 +110,15 @@ fn wait_exited_unreaped(pid: i32) {
     }
 }
 
-/// Set in the environment of [`child_sleeps`]'s process.
-#[cfg(windows)]
-const CHILD_ENV: &str = "XEV_CONFORMANCE_CLOSE_CHILD";
-
-/// Child helper (Windows): a process that sleeps until killed; this test
-/// binary re-run on this test alone.
-#[cfg(windows)]
-#[test]
-#[ignore = "a child process of close_keeps_a_pending_process_exit"]
-fn child_sleeps() {
-    if std::env::var_os(CHILD_ENV).is_some() {
-        std::thread::sleep(Duration::from_secs(100));
-    }
-}
-
-/// A child that sleeps for 100 s: `sleep` on Unix, [`child_sleeps`] on
-/// Windows.
+/// A child that sleeps until killed: this test binary re-run on one of
+/// its helper tests (`tests/support/children.rs`), on every platform.
+#[cfg(not(target_os = "wasi"))]
 fn sleeping_child() -> std::process::Child {
-    #[cfg(any(unix, target_os = "wasi"))]
-    let mut cmd = {
-        let mut cmd = std::process::Command::new("sleep");
-        cmd.arg("100");
-        cmd
-    };
-    #[cfg(windows)]
-    let mut cmd = {
-        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-        cmd.args(["--ignored", "--exact", "close::child_sleeps", "-q"])
-            .env(CHILD_ENV, "1")
+    crate::children::spawn(
+        crate::children::sleeping()
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        cmd
-    };
-    cmd.spawn().expect("spawning a sleeping child")
+            .stderr(std::process::Stdio::null()),
+    )
 }
 
 for_each_backend!(

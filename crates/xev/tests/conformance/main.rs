@@ -27,6 +27,9 @@ mod win_io;
 #[path = "../support/harness.rs"]
 #[macro_use]
 mod harness;
+#[cfg(not(target_os = "wasi"))]
+#[path = "../support/children.rs"]
+mod children;
 
 #[macro_use]
 mod support;

@@ -4,7 +4,7 @@
 //! [`command`] does. Included by each test binary that needs it with
 //! `#[path]`, as `mod children`.
 
-use std::process::Command;
+use std::process::{Child, Command};
 
 /// Set in the children's environment: the helpers act only there.
 pub const CHILD_ENV: &str = "XEV_TEST_CHILD";
@@ -34,6 +34,37 @@ pub fn command(name: &str, arg: i32) -> Command {
     cmd.args(["--ignored", "--exact", name, "--test-threads=1", "-q"])
         .env(CHILD_ENV, arg.to_string());
     cmd
+}
+
+/// Spawns `cmd`, panicking with the error if it cannot.
+///
+/// On Windows a failed spawn is tried again, up to four more times, when
+/// the error is not "not found" or "permission denied": under wine 8 a
+/// `CreateProcess` of the test binary now and then fails with
+/// `ERROR_INTERNAL_ERROR` (1359) on a fresh prefix (seen once in CI, never
+/// reproduced in hundreds of local runs), and a second attempt succeeds.
+/// Each failure is printed on stderr.
+#[allow(dead_code)] // not every test binary needs it
+pub fn spawn(cmd: &mut Command) -> Child {
+    let mut attempt = 1;
+    loop {
+        match cmd.spawn() {
+            Ok(child) => return child,
+            Err(e)
+                if cfg!(windows)
+                    && attempt < 5
+                    && !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                    ) =>
+            {
+                eprintln!("spawning a child, attempt {attempt}: {e}; trying again");
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) => panic!("spawning a child ({cmd:?}): {e}"),
+        }
+    }
 }
 
 /// A child that exits with `code`.
