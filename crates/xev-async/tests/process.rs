@@ -46,7 +46,8 @@ for_each_backend!(
     fn child_exit_code_and_pipes<B: Backend>() {
         let rt = rt::<B>();
         rt.block_on(async {
-            let mut c = Child::spawn(&mut children::exiting(42)).unwrap();
+            let mut c =
+                children::retry(|| Child::spawn(&mut children::exiting(42)), children::io).unwrap();
             assert_eq!(c.wait().await.unwrap().code(), Some(42));
             // Known now: at once, and killing it is a no-op.
             assert_eq!(c.wait().await.unwrap().code(), Some(42));
@@ -56,7 +57,7 @@ for_each_backend!(
             cmd.stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null());
-            let mut c = Child::spawn(&mut cmd).unwrap();
+            let mut c = children::retry(|| Child::spawn(&mut cmd), children::io).unwrap();
             let stdin = c.stdin.take().unwrap();
             stdin.write_all(b"quiet words".as_slice()).await.0.unwrap();
             drop(stdin); // end of file for the child
@@ -73,7 +74,8 @@ for_each_backend!(
     fn child_killed_and_wait_dropped<B: Backend>() {
         let rt = rt::<B>();
         rt.block_on(async {
-            let mut c = Child::spawn(&mut children::sleeping()).unwrap();
+            let mut c =
+                children::retry(|| Child::spawn(&mut children::sleeping()), children::io).unwrap();
             // A wait dropped before the exit: the child lives on.
             assert!(timeout(Duration::from_millis(1), c.wait()).await.is_err());
             sleep(Duration::from_millis(1)).await;

@@ -198,7 +198,8 @@ for_each_backend!(
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let spawned = match Process::<B>::spawn(&mut cmd) {
+        let spawned = match children::retry(|| Process::<B>::spawn(&mut cmd), children::process_io)
+        {
             Ok(s) => s,
             Err(ProcessError::Unsupported) => return,
             Err(e) => panic!("spawn: {e}"),
@@ -253,7 +254,10 @@ for_each_backend!(
     /// (`Ok`), as for `Child::kill`, and on Unix signalling it is refused.
     fn spawn_then_kill<B: Backend>() {
         let mut lp = new_loop::<B>();
-        let p = match Process::<B>::spawn(&mut children::sleeping()) {
+        let p = match children::retry(
+            || Process::<B>::spawn(&mut children::sleeping()),
+            children::process_io,
+        ) {
             Ok(s) => s.process,
             Err(ProcessError::Unsupported) => return,
             Err(e) => panic!("spawn: {e}"),
@@ -283,7 +287,10 @@ for_each_backend!(
     /// leaves the child running.
     fn kill_on_drop<B: Backend>() {
         let mut lp = new_loop::<B>();
-        let p = match Process::<B>::spawn(&mut children::sleeping()) {
+        let p = match children::retry(
+            || Process::<B>::spawn(&mut children::sleeping()),
+            children::process_io,
+        ) {
             Ok(s) => s.process,
             Err(ProcessError::Unsupported) => return,
             Err(e) => panic!("spawn: {e}"),
@@ -342,11 +349,13 @@ for_each_backend!(
                 true => children::command("child_lag", 0),
                 false => children::command("child_lines", 10 * i as i32 + 1),
             };
-            let spawned = match Process::<B>::spawn(cmd.stdout(Stdio::piped())) {
-                Ok(s) => s,
-                Err(ProcessError::Unsupported) => return,
-                Err(e) => panic!("spawn: {e}"),
-            };
+            cmd.stdout(Stdio::piped());
+            let spawned =
+                match children::retry(|| Process::<B>::spawn(&mut cmd), children::process_io) {
+                    Ok(s) => s,
+                    Err(ProcessError::Unsupported) => return,
+                    Err(e) => panic!("spawn: {e}"),
+                };
             kids.borrow_mut().push(Kid::default());
             let p = Rc::new(spawned.process);
             let out = spawned.stdout.expect("stdout piped");

@@ -211,7 +211,10 @@ for_each_backend!(
         let mut lp = new_loop::<B>();
         let seen = Rc::new(Seen::default());
         let _w = watch(&mut lp, libc::SIGCHLD, &seen);
-        let p = match Process::<B>::spawn(&mut children::exiting(42)) {
+        let p = match children::retry(
+            || Process::<B>::spawn(&mut children::exiting(42)),
+            children::process_io,
+        ) {
             Ok(s) => s.process,
             Err(xev::ProcessError::Unsupported) => return,
             Err(e) => panic!("spawn: {e}"),
