@@ -23,7 +23,7 @@
 //! supported; give each loop its own handle).
 
 use std::io;
-use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::shared::Shared;
@@ -53,6 +53,11 @@ struct Inner {
     pending: AtomicBool,
     /// The loop that waits (or last waited) on this handle.
     waker: Mutex<Option<Arc<Shared>>>,
+    /// The address of the `Shared` in `waker` (0: none), written with it
+    /// under the lock. Only ever compared, never dereferenced: a loop that
+    /// starts a wait on the handle it is already registered with skips
+    /// the lock (which a notifier on another thread may be holding).
+    registered: AtomicUsize,
 }
 
 impl Async {
@@ -64,6 +69,7 @@ impl Async {
             inner: Arc::new(Inner {
                 pending: AtomicBool::new(false),
                 waker: Mutex::new(None),
+                registered: AtomicUsize::new(0),
             }),
         })
     }
@@ -78,14 +84,22 @@ impl Async {
         // Pairs with the fence in `Shared::park`: either the loop sees the
         // pending flag before blocking, or we see it parked.
         fence(Ordering::SeqCst);
-        let waker = self
-            .inner
-            .waker
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        match waker.as_ref() {
-            Some(shared) if shared.is_parked() => shared.wake(),
-            _ => Ok(()),
+        // The lock is held only to look: a parked loop's `Shared` is
+        // cloned out and woken after it is released.
+        let parked = {
+            let waker = self
+                .inner
+                .waker
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match waker.as_ref() {
+                Some(shared) if shared.is_parked() => Some(Arc::clone(shared)),
+                _ => None,
+            }
+        };
+        match parked {
+            Some(shared) => shared.wake(),
+            None => Ok(()),
         }
     }
 
@@ -112,6 +126,12 @@ impl Async {
 
     /// Makes `shared`'s loop the one this handle wakes.
     pub(crate) fn register(&self, shared: &Arc<Shared>) {
+        let me = Arc::as_ptr(shared) as usize;
+        if self.inner.registered.load(Ordering::Relaxed) == me {
+            // Already ours: `waker` holds an `Arc` of `shared` (which keeps
+            // its address from being reused by another loop's meanwhile).
+            return;
+        }
         let mut waker = self
             .inner
             .waker
@@ -120,5 +140,6 @@ impl Async {
         if !waker.as_ref().is_some_and(|w| Arc::ptr_eq(w, shared)) {
             *waker = Some(Arc::clone(shared));
         }
+        self.inner.registered.store(me, Ordering::Relaxed);
     }
 }

@@ -64,6 +64,16 @@ pub trait Backend: Sized + 'static {
     where
         Self: Sized;
 
+    /// Whether every signal of the waker makes `poll` report
+    /// `woken = true` on its own, with no reset in between (an
+    /// edge-triggered watch of an eventfd: epoll's `EPOLLET`, io_uring's
+    /// multishot poll, both fire on each write). The loop then skips its
+    /// reset, a `read` syscall per wakeup; the eventfd's counter just
+    /// grows (the waker resets it itself if it ever fills). Otherwise
+    /// (`false`, the default) the loop resets the waker after each
+    /// `woken`.
+    const WAKE_EDGE: bool = false;
+
     /// The backend's name ("io_uring", "epoll", ...).
     fn name(&self) -> &'static str;
 

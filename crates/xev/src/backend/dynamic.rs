@@ -118,6 +118,8 @@ impl Dynamic {
 }
 
 impl Backend for Dynamic {
+    const WAKE_EDGE: bool = IoUring::WAKE_EDGE && Epoll::WAKE_EDGE;
+
     fn new(opts: &Options) -> io::Result<(Self, Waker)> {
         Ok(match choose()? {
             Kind::IoUring => {

@@ -380,6 +380,10 @@ fn len32(len: usize) -> u32 {
 }
 
 impl Backend for IoUring {
+    // A multishot poll posts a CQE for each wakeup of the eventfd (each
+    // write), not while it stays readable.
+    const WAKE_EDGE: bool = true;
+
     fn new(opts: &Options) -> io::Result<(IoUring, Waker)> {
         let waker = Waker::new()?;
         let wake_fd = waker.read_fd();

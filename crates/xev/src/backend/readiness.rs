@@ -509,6 +509,8 @@ impl<P: Poller> Readiness<P> {
 }
 
 impl<P: Poller> Backend for Readiness<P> {
+    const WAKE_EDGE: bool = P::WAKE_EDGE;
+
     fn new(_opts: &Options) -> io::Result<(Self, Waker)> {
         let waker = Waker::new()?;
         let backend = Readiness {

@@ -1069,7 +1069,7 @@ impl<B: Backend> Loop<B> {
     }
 
     fn collect_pool(&mut self, woken: bool) {
-        if woken {
+        if woken && !B::WAKE_EDGE {
             self.s.shared.wake.drain();
         }
         for task in self.s.shared.done.pop_all() {

@@ -1,6 +1,6 @@
 //! Cross-thread wakeups (`Async`): notifications from another thread,
 //! before the wait, coalescing, several handles, two waits on one
-//! `Async`.
+//! `Async`, rounds in lockstep with a parked loop.
 
 use crate::support::*;
 
@@ -41,6 +41,39 @@ for_each_backend!(
             wakes.get(),
             N + 1
         );
+        assert_eq!(lp.active(), 0);
+    }
+
+    /// A thread and the loop take turns: each notify comes after the
+    /// loop answered the previous one, so the loop is mostly parked and
+    /// every round needs its own kernel wakeup. epoll and io_uring no
+    /// longer reset their eventfd between wakeups (`WAKE_EDGE`): each
+    /// signal must wake the loop again on its own.
+    fn async_lockstep_rounds_wake_a_parked_loop_each_time<B: Backend>() {
+        const ROUNDS: usize = 500;
+        let mut lp = new_loop::<B>();
+        let a = Async::new().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<usize>();
+        let rounds = Rc::new(Cell::new(0usize));
+        let r = rounds.clone();
+        lp.add(Op::AsyncWait(a.clone()), move |_, _, res| {
+            assert!(matches!(res, OpResult::Async(Ok(()))), "{res:?}");
+            r.set(r.get() + 1);
+            tx.send(r.get()).unwrap();
+            if r.get() == ROUNDS {
+                Action::Disarm
+            } else {
+                Action::Rearm
+            }
+        });
+        let th = std::thread::spawn(move || {
+            for round in 1..=ROUNDS {
+                a.notify().unwrap();
+                assert_eq!(rx.recv().unwrap(), round, "answers in order");
+            }
+        });
+        run_until(&mut lp, "every round's wakeup", || rounds.get() == ROUNDS);
+        th.join().unwrap();
         assert_eq!(lp.active(), 0);
     }
 

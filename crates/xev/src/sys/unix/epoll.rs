@@ -29,6 +29,8 @@ impl Poller for EpollPoller {
     // EPOLL_CTL_ADD and EPOLL_CTL_MOD poll the file and queue an event if
     // it is ready (edge-triggered included).
     const REGISTER_REPORTS_READY: bool = true;
+    // The waker is an eventfd on Linux, watched with EPOLLET (below).
+    const WAKE_EDGE: bool = true;
 
     fn new(wake_fd: RawFd) -> io::Result<Self> {
         // epoll_create1 takes no pointers.
@@ -39,7 +41,8 @@ impl Poller for EpollPoller {
             epfd,
             events: Vec::with_capacity(256),
         };
-        // Edge-triggered: every eventfd write is an edge, and the loop drains it.
+        // Edge-triggered: every eventfd write wakes the watch again, whatever
+        // the counter holds, so the loop need not reset it (WAKE_EDGE).
         p.ctl(
             libc::EPOLL_CTL_ADD,
             wake_fd,

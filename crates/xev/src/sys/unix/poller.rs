@@ -58,6 +58,11 @@ pub trait Poller: Sized + 'static {
     /// skip its optimistic attempt: the re-registration it makes anyway
     /// finds data that came since.
     const REGISTER_REPORTS_READY: bool = false;
+    /// Whether each signal of the wake descriptor ends a wait with
+    /// `woken = true` even when nobody reset it since the last one (an
+    /// edge-triggered watch of an eventfd), so the loop need not reset it
+    /// ([`Backend::WAKE_EDGE`](crate::backend::Backend::WAKE_EDGE)).
+    const WAKE_EDGE: bool = false;
     /// Whether the poller watches process exits itself
     /// ([`Poller::register_proc`]); otherwise a process wait waits for its
     /// pidfd to become readable.

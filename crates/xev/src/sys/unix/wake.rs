@@ -1,6 +1,7 @@
 //! The waker of a loop on Unix: an eventfd on Linux, a non-blocking pipe
 //! elsewhere. The backend creates it and watches its read side; thread-pool
-//! workers and `Async` notifiers signal it; the loop resets it.
+//! workers and `Async` notifiers signal it; the loop resets it, unless its
+//! backend is woken by every signal anyway (`Backend::WAKE_EDGE`).
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -41,9 +42,23 @@ impl Waker {
         self.read.as_raw_fd()
     }
 
-    /// Signals. A full counter or pipe (EAGAIN) already means "signaled",
-    /// so that is success too.
+    /// Signals. A full pipe (EAGAIN) already means "signaled", so that is
+    /// success too. A full eventfd counter is reset and written again: a
+    /// loop whose backend does not reset the waker (`WAKE_EDGE`) lets the
+    /// counter grow and is woken by each write, which a full counter would
+    /// refuse.
     pub(crate) fn signal(&self) -> io::Result<()> {
+        match self.write_one() {
+            #[cfg(target_os = "linux")]
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
+                self.drain();
+                self.write_one().or_else(again_is_signaled)
+            }
+            r => r.or_else(again_is_signaled),
+        }
+    }
+
+    fn write_one(&self) -> io::Result<()> {
         let one: u64 = 1;
         #[cfg(target_os = "linux")]
         let (fd, len) = (self.read.as_raw_fd(), 8);
@@ -52,10 +67,7 @@ impl Waker {
         // SAFETY: writes `len` (<= 8) bytes from a live local.
         let r = unsafe { libc::write(fd, (&one as *const u64).cast(), len) };
         if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EAGAIN) {
-                return Err(e);
-            }
+            return Err(io::Error::last_os_error());
         }
         Ok(())
     }
@@ -84,5 +96,37 @@ impl Waker {
                 return;
             }
         }
+    }
+}
+
+/// EAGAIN from a signal: the descriptor is full, so already signaled.
+fn again_is_signaled(e: io::Error) -> io::Result<()> {
+    if e.raw_os_error() == Some(libc::EAGAIN) {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// A signal of an eventfd whose counter is full resets it and writes
+    /// again, so a loop that never resets it (`WAKE_EDGE`) still gets an
+    /// edge.
+    #[test]
+    fn signal_of_a_full_eventfd_writes_anew() {
+        let w = Waker::new().unwrap();
+        let full: u64 = u64::MAX - 1;
+        // SAFETY: writes 8 bytes from a live local.
+        let r = unsafe { libc::write(w.read_fd(), (&full as *const u64).cast(), 8) };
+        assert_eq!(r, 8);
+        w.signal().unwrap();
+        let mut got = 0u64;
+        // SAFETY: reads 8 bytes into a live local.
+        let r = unsafe { libc::read(w.read_fd(), (&mut got as *mut u64).cast(), 8) };
+        assert_eq!(r, 8);
+        assert_eq!(got, 1, "the counter was reset, then written once");
     }
 }
