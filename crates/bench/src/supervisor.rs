@@ -131,6 +131,32 @@ pub fn run_all(args: &Args, host: &str) -> Vec<Row> {
     rows
 }
 
+/// Spawns `cmd`. On Windows a spawn that failed with an error other than
+/// "not found" or "permission denied" is tried again, up to five attempts
+/// in all (saying so on stderr): under wine 8, `CreateProcess` now and
+/// then fails with `ERROR_INTERNAL_ERROR` (1359) on a busy machine, and
+/// the next attempt succeeds.
+fn spawn_retrying(cmd: &mut Command) -> std::io::Result<std::process::Child> {
+    let mut attempt = 1;
+    loop {
+        match cmd.spawn() {
+            Err(e)
+                if cfg!(windows)
+                    && attempt < 5
+                    && !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                    ) =>
+            {
+                eprintln!("xev-bench: spawning a contender, attempt {attempt}: {e}; trying again");
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Runs one contender once in a child process and waits for it, killing
 /// it after `timeout`.
 fn spawn_child(w: &Workload, contender: &str, n: u64, timeout: Duration) -> RunResult {
@@ -138,16 +164,15 @@ fn spawn_child(w: &Workload, contender: &str, n: u64, timeout: Duration) -> RunR
         Ok(e) => e,
         Err(e) => return failed(format!("current_exe: {e}")),
     };
-    let mut child = match Command::new(exe)
-        .arg("__child")
+    let mut cmd = Command::new(exe);
+    cmd.arg("__child")
         .arg(w.name)
         .arg(contender)
         .arg(n.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-    {
+        .stderr(Stdio::inherit());
+    let mut child = match spawn_retrying(&mut cmd) {
         Ok(c) => c,
         Err(e) => return failed(format!("spawn: {e}")),
     };
