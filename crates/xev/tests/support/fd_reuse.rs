@@ -6,7 +6,7 @@
 
 use std::cell::RefCell;
 use std::io::Write as _;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -33,15 +33,18 @@ pub fn identity(fd: RawFd) -> Option<(u64, u64)> {
     (r == 0).then_some((st.st_dev as u64, st.st_ino as u64))
 }
 
-/// Opens socket pairs until one end gets descriptor number `fd`; returns
-/// (that end, its peer). Ends that take lower numbers are held meanwhile
-/// (so the search climbs to `fd`), the others closed at once. Fails when
-/// `fd` is not handed out within the safety net: it is still open (other
-/// tests of this binary open descriptors too, so it may be taken for a
-/// moment: the search keeps trying).
+/// A socket pair with one end at descriptor number `fd`; returns (that
+/// end, its peer). The end is placed with `fcntl(F_DUPFD_CLOEXEC, fd)`,
+/// which takes the lowest free number at or above `fd`: `fd` itself when
+/// it is free, without holding any lower number (an earlier version opened
+/// descriptors until the kernel handed `fd` out, holding every lower one
+/// meanwhile; two tests searching at once could then keep each other's
+/// numbers, and one failed after its safety net). While `fd` is taken
+/// (other tests of this binary open descriptors too) it tries again; it
+/// fails when `fd` does not come free within the safety net: it is still
+/// open.
 pub fn take_number(fd: RawFd) -> (UnixStream, UnixStream) {
     let start = Instant::now();
-    let mut hold = Vec::new();
     loop {
         let (a, b) = UnixStream::pair().expect("socketpair");
         if a.as_raw_fd() == fd {
@@ -50,16 +53,20 @@ pub fn take_number(fd: RawFd) -> (UnixStream, UnixStream) {
         if b.as_raw_fd() == fd {
             return (b, a);
         }
-        hold.extend([a, b].into_iter().filter(|s| s.as_raw_fd() < fd));
+        // SAFETY: fcntl on a descriptor `a` owns; no pointers.
+        let d = unsafe { libc::fcntl(a.as_raw_fd(), libc::F_DUPFD_CLOEXEC, fd) };
+        assert!(d >= 0, "F_DUPFD: {}", std::io::Error::last_os_error());
+        // SAFETY: `d` is a new descriptor that nothing else owns.
+        let dup = unsafe { UnixStream::from_raw_fd(d) };
+        if d == fd {
+            return (dup, b);
+        }
+        drop(dup);
         assert!(
             start.elapsed() < SAFETY_NET,
             "descriptor {fd} was never handed out again: it is still open"
         );
-        if hold.len() > 64 {
-            // Everything below `fd` is taken (by us or others): wait for
-            // `fd` itself to come free.
-            std::thread::yield_now();
-        }
+        std::thread::yield_now();
     }
 }
 

@@ -401,11 +401,31 @@ pub fn run(backend: &'static str, test: &'static str, f: fn()) {
         eprintln!("not under wine: skipping {test}: {why}");
         return;
     }
+    #[cfg(xev_libkqueue)]
+    start_libkqueue();
     let watchdog = Watchdog::start(test);
     BACKEND.with(|b| b.set(backend));
     LIMIT.with(|l| l.set(Some(watchdog.0.clone())));
     let _current = Current;
     f();
+}
+
+/// Makes libkqueue open its process-wide descriptors (the epoll and
+/// eventfd of its close-detection thread, made at the first `kqueue()`
+/// and kept for the life of the process) before any test runs. Made in the
+/// middle of the tests, they took whatever numbers were free at that
+/// moment, and a test waiting to get a number it had just closed back (the
+/// descriptor-reuse tests) could find it taken for good: one of them failed
+/// now and then in the libkqueue build, on any backend.
+#[cfg(xev_libkqueue)]
+fn start_libkqueue() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        drop(
+            xev::generic::Loop::<xev::backend::kqueue::Kqueue>::new(Default::default())
+                .expect("a kqueue loop (libkqueue)"),
+        );
+    });
 }
 
 /// Instantiates the test functions written inside it for every backend
