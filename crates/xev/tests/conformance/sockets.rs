@@ -376,7 +376,7 @@ for_each_backend!(
             };
             // The first operation on the descriptor: nothing to vouch for
             // yet (a vouch is only a hint, so it is harmless here too).
-            assert_eq!(raw_write(s.as_raw_fd(), b"abc"), 3);
+            assert_eq!(write_when_ready(s.as_raw_fd(), b"abc"), 3);
             let p = recv(&mut lp);
             let (res, op) = wait(&mut lp, &p, "a read of data already there");
             assert_eq!(expect!(res, OpResult::Read(Ok(n)) => n), 3);
@@ -386,7 +386,7 @@ for_each_backend!(
                 let p = recv(&mut lp);
                 lp.run(RunMode::NoWait).unwrap();
                 assert_eq!(p.calls(), 0, "vouch {vouch}, round {round}");
-                assert_eq!(raw_write(s.as_raw_fd(), &[round; 2]), 2);
+                assert_eq!(write_when_ready(s.as_raw_fd(), &[round; 2]), 2);
                 let (res, op) = wait(&mut lp, &p, "a read woken by data");
                 assert_eq!(expect!(res, OpResult::Read(Ok(n)) => n), 2);
                 assert_eq!(&op.buf().unwrap()[..2], &[round; 2]);
@@ -397,7 +397,7 @@ for_each_backend!(
             let p = recv(&mut lp);
             lp.run(RunMode::NoWait).unwrap();
             assert_eq!(p.calls(), 0);
-            assert_eq!(raw_write(s.as_raw_fd(), b"last"), 4);
+            assert_eq!(write_when_ready(s.as_raw_fd(), b"last"), 4);
             s.shutdown(Shutdown::Write).unwrap();
             let (res, op) = wait(&mut lp, &p, "the last bytes");
             let n = expect!(res, OpResult::Read(Ok(n)) => n);
@@ -455,11 +455,11 @@ for_each_backend!(
         assert!(got.borrow().is_empty());
         assert_eq!(lp.vouch(id), Err(IdError::Busy), "a read in flight");
         for round in 0..3u8 {
-            assert_eq!(raw_write(s.as_raw_fd(), &[round; 2]), 2);
+            assert_eq!(write_when_ready(s.as_raw_fd(), &[round; 2]), 2);
             let want = 2 * (round as usize + 1);
             run_until(&mut lp, "a rearmed read", || got.borrow().len() == want);
         }
-        assert_eq!(raw_write(s.as_raw_fd(), b"end"), 3);
+        assert_eq!(write_when_ready(s.as_raw_fd(), b"end"), 3);
         s.shutdown(Shutdown::Write).unwrap();
         run_until(&mut lp, "the end of the stream", || ended.get());
         assert_eq!(*got.borrow(), [0, 0, 1, 1, 2, 2, b'e', b'n', b'd']);

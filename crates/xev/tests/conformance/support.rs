@@ -284,6 +284,23 @@ pub fn read_when_ready(fd: RawFd, buf: &mut [u8]) -> isize {
 }
 
 #[cfg(any(unix, target_os = "wasi"))]
+/// Blocks until `fd` is writable, then writes as [`raw_write`] does. For
+/// a few bytes on an idle non-blocking socket, which may still refuse
+/// them for a moment: a preview 2 socket under wasmtime answers `EAGAIN`
+/// to a send that follows another before the host flushed it.
+pub fn write_when_ready(fd: RawFd, data: &[u8]) -> isize {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: polls one live pollfd; -1 waits without a time limit.
+    let n = unsafe { libc::poll(&mut p, 1, -1) };
+    assert_eq!(n, 1, "poll: {}", std::io::Error::last_os_error());
+    raw_write(fd, data)
+}
+
+#[cfg(any(unix, target_os = "wasi"))]
 /// Fills a non-blocking pipe (or socket) until it would block.
 pub fn fill(fd: RawFd) {
     let chunk = [0x55u8; 4096];
@@ -627,6 +644,22 @@ mod windows_names {
             assert_eq!(n, 1, "WSAPoll: {}", std::io::Error::last_os_error());
         }
         raw_read(fd, buf)
+    }
+
+    /// Blocks until the socket `fd` is writable, then writes as
+    /// [`raw_write`] does (anything else is written at once).
+    pub fn write_when_ready(fd: RawFd, data: &[u8]) -> isize {
+        if is_socket(fd) {
+            let mut p = ws::WSAPOLLFD {
+                fd,
+                events: ws::POLLWRNORM,
+                revents: 0,
+            };
+            // SAFETY: polls one live WSAPOLLFD; -1 waits without a time limit.
+            let n = unsafe { ws::WSAPoll(&mut p, 1, -1) };
+            assert_eq!(n, 1, "WSAPoll: {}", std::io::Error::last_os_error());
+        }
+        raw_write(fd, data)
     }
 
     /// The result of one of `win_io`'s calls, as the Unix calls give it:

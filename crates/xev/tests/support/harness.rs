@@ -149,6 +149,7 @@ pub const NOT_APPLICABLE_ON_WASI: &[(&str, &[&str])] = &[
         "it notifies or connects from a second thread: WASI has no threads",
         &[
             "async_wait::wasi::async_notified_many_times_from_a_thread",
+            "async_wait::wasi::async_lockstep_rounds_wake_a_parked_loop_each_time",
             "async_wait::wasi::async_notify_before_wait_is_not_lost",
             "async_wait::wasi::async_several_handles",
             "blocking::wasi::blocking_listener_accept_waits_for_a_client",
