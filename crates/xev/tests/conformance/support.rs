@@ -272,15 +272,21 @@ pub fn raw_read(fd: RawFd, buf: &mut [u8]) -> isize {
 /// send means the data left us, not that it reached the peer (wasmtime's
 /// preview 2 sockets flush on a host task, for one).
 pub fn read_when_ready(fd: RawFd, buf: &mut [u8]) -> isize {
+    wait_for(fd, libc::POLLIN);
+    raw_read(fd, buf)
+}
+
+#[cfg(any(unix, target_os = "wasi"))]
+/// Blocks until `fd` reports one of `events` (or an error or hangup).
+fn wait_for(fd: RawFd, events: libc::c_short) {
     let mut p = libc::pollfd {
         fd,
-        events: libc::POLLIN,
+        events,
         revents: 0,
     };
     // SAFETY: polls one live pollfd; -1 waits without a time limit.
     let n = unsafe { libc::poll(&mut p, 1, -1) };
     assert_eq!(n, 1, "poll: {}", std::io::Error::last_os_error());
-    raw_read(fd, buf)
 }
 
 #[cfg(any(unix, target_os = "wasi"))]
@@ -289,14 +295,7 @@ pub fn read_when_ready(fd: RawFd, buf: &mut [u8]) -> isize {
 /// them for a moment: a preview 2 socket under wasmtime answers `EAGAIN`
 /// to a send that follows another before the host flushed it.
 pub fn write_when_ready(fd: RawFd, data: &[u8]) -> isize {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLOUT,
-        revents: 0,
-    };
-    // SAFETY: polls one live pollfd; -1 waits without a time limit.
-    let n = unsafe { libc::poll(&mut p, 1, -1) };
-    assert_eq!(n, 1, "poll: {}", std::io::Error::last_os_error());
+    wait_for(fd, libc::POLLOUT);
     raw_write(fd, data)
 }
 
@@ -634,30 +633,29 @@ mod windows_names {
     /// [`raw_read`] does (anything else is read at once).
     pub fn read_when_ready(fd: RawFd, buf: &mut [u8]) -> isize {
         if is_socket(fd) {
-            let mut p = ws::WSAPOLLFD {
-                fd,
-                events: ws::POLLRDNORM,
-                revents: 0,
-            };
-            // SAFETY: polls one live WSAPOLLFD; -1 waits without a time limit.
-            let n = unsafe { ws::WSAPoll(&mut p, 1, -1) };
-            assert_eq!(n, 1, "WSAPoll: {}", std::io::Error::last_os_error());
+            wait_for(fd, ws::POLLRDNORM);
         }
         raw_read(fd, buf)
+    }
+
+    /// Blocks until the socket `fd` reports one of `events` (or an error
+    /// or hangup).
+    fn wait_for(fd: RawFd, events: i16) {
+        let mut p = ws::WSAPOLLFD {
+            fd,
+            events,
+            revents: 0,
+        };
+        // SAFETY: polls one live WSAPOLLFD; -1 waits without a time limit.
+        let n = unsafe { ws::WSAPoll(&mut p, 1, -1) };
+        assert_eq!(n, 1, "WSAPoll: {}", std::io::Error::last_os_error());
     }
 
     /// Blocks until the socket `fd` is writable, then writes as
     /// [`raw_write`] does (anything else is written at once).
     pub fn write_when_ready(fd: RawFd, data: &[u8]) -> isize {
         if is_socket(fd) {
-            let mut p = ws::WSAPOLLFD {
-                fd,
-                events: ws::POLLWRNORM,
-                revents: 0,
-            };
-            // SAFETY: polls one live WSAPOLLFD; -1 waits without a time limit.
-            let n = unsafe { ws::WSAPoll(&mut p, 1, -1) };
-            assert_eq!(n, 1, "WSAPoll: {}", std::io::Error::last_os_error());
+            wait_for(fd, ws::POLLWRNORM);
         }
         raw_write(fd, data)
     }
