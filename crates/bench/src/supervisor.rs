@@ -14,6 +14,11 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::cli::Args;
+
+// The one retry policy for starting a child under wine (it lives with the
+// tests' support code, which shares it too).
+#[path = "../../xev/tests/support/spawn_retry.rs"]
+mod spawn_retry;
 use crate::common::Outcome;
 use crate::registry::{self, needs_io_uring, Workload};
 use crate::report::fmt_figure;
@@ -131,32 +136,6 @@ pub fn run_all(args: &Args, host: &str) -> Vec<Row> {
     rows
 }
 
-/// Spawns `cmd`. On Windows a spawn that failed with an error other than
-/// "not found" or "permission denied" is tried again, up to five attempts
-/// in all (saying so on stderr): under wine 8, `CreateProcess` now and
-/// then fails with `ERROR_INTERNAL_ERROR` (1359) on a busy machine, and
-/// the next attempt succeeds.
-fn spawn_retrying(cmd: &mut Command) -> std::io::Result<std::process::Child> {
-    let mut attempt = 1;
-    loop {
-        match cmd.spawn() {
-            Err(e)
-                if cfg!(windows)
-                    && attempt < 5
-                    && !matches!(
-                        e.kind(),
-                        std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
-                    ) =>
-            {
-                eprintln!("xev-bench: spawning a contender, attempt {attempt}: {e}; trying again");
-                attempt += 1;
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            r => return r,
-        }
-    }
-}
-
 /// Runs one contender once in a child process and waits for it, killing
 /// it after `timeout`.
 fn spawn_child(w: &Workload, contender: &str, n: u64, timeout: Duration) -> RunResult {
@@ -172,7 +151,7 @@ fn spawn_child(w: &Workload, contender: &str, n: u64, timeout: Duration) -> RunR
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    let mut child = match spawn_retrying(&mut cmd) {
+    let mut child = match spawn_retry::retry(|| cmd.spawn(), spawn_retry::io) {
         Ok(c) => c,
         Err(e) => return failed(format!("spawn: {e}")),
     };

@@ -35,6 +35,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
+#[path = "../../xev/tests/support/spawn_retry.rs"]
+mod spawn_retry;
+
 /// The crate's directory.
 fn manifest_dir() -> PathBuf {
     local(Path::new(env!("CARGO_MANIFEST_DIR")))
@@ -130,29 +133,12 @@ fn host_run(program: &str, args: &[OsString]) -> HostOutput {
         .arg(program)
         .args(args);
     // The child's handle means nothing under wine: only its files do. A
-    // failed start is tried again (up to 5 attempts) unless the program is
-    // missing or forbidden: wine 8's CreateProcess now and then fails with
-    // ERROR_INTERNAL_ERROR (1359) on a busy machine (seen in CI for the
-    // tests' and the benchmark's children).
-    let mut attempt = 1;
-    let child = loop {
-        match cmd.spawn() {
-            Ok(child) => break child,
-            Err(e)
-                if attempt < 5
-                    && !matches!(
-                        e.kind(),
-                        std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
-                    ) =>
-            {
-                eprintln!("start /bin/sh under wine, attempt {attempt}: {e}; trying again");
-                attempt += 1;
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            Err(e) => panic!("start /bin/sh under wine: {e}"),
-        }
-    };
-    drop(child);
+    // failed start is tried again (wine 8's occasional ERROR_INTERNAL_ERROR;
+    // see spawn_retry.rs).
+    drop(
+        spawn_retry::retry(|| cmd.spawn(), spawn_retry::io)
+            .unwrap_or_else(|e| panic!("start /bin/sh under wine: {e}")),
+    );
     // A guard against a lost host program, not a time the work needs.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
     let code = loop {

@@ -132,14 +132,14 @@ impl Async {
             // its address from being reused by another loop's meanwhile).
             return;
         }
+        // `registered` mirrors `waker`, so `waker` holds another loop (or
+        // none): replace it, and the mirror with it.
         let mut waker = self
             .inner
             .waker
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if !waker.as_ref().is_some_and(|w| Arc::ptr_eq(w, shared)) {
-            *waker = Some(Arc::clone(shared));
-        }
+        *waker = Some(Arc::clone(shared));
         self.inner.registered.store(me, Ordering::Relaxed);
     }
 }

@@ -6,6 +6,10 @@
 
 use std::process::{Child, Command};
 
+#[path = "spawn_retry.rs"]
+mod spawn_retry;
+pub use spawn_retry::{io, retry};
+
 /// Set in the children's environment: the helpers act only there.
 pub const CHILD_ENV: &str = "XEV_TEST_CHILD";
 
@@ -34,47 +38,6 @@ pub fn command(name: &str, arg: i32) -> Command {
     cmd.args(["--ignored", "--exact", name, "--test-threads=1", "-q"])
         .env(CHILD_ENV, arg.to_string());
     cmd
-}
-
-/// Runs `spawn` (a spawn of a child) and returns its result, after
-/// trying again, on Windows only and up to four more times, when it failed
-/// with an I/O error (as `io_error` finds it in `E`) other than "not found"
-/// or "permission denied". Under wine 8 a `CreateProcess` of the test
-/// binary now and then fails with `ERROR_INTERNAL_ERROR` (1359) on a fresh
-/// prefix (seen once in CI, never in hundreds of local runs), and the next
-/// attempt succeeds. Each failure tried again is printed on stderr.
-#[allow(dead_code)] // not every test binary needs it
-pub fn retry<T, E>(
-    mut spawn: impl FnMut() -> Result<T, E>,
-    io_error: impl Fn(&E) -> Option<&std::io::Error>,
-) -> Result<T, E> {
-    let mut attempt = 1;
-    loop {
-        let e = match spawn() {
-            Ok(v) => return Ok(v),
-            Err(e) => e,
-        };
-        let transient = io_error(&e).is_some_and(|e| {
-            !matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
-            )
-        });
-        if !(cfg!(windows) && transient && attempt < 5) {
-            return Err(e);
-        }
-        if let Some(io) = io_error(&e) {
-            eprintln!("spawning a child, attempt {attempt}: {io}; trying again");
-        }
-        attempt += 1;
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
-
-/// An I/O error as itself, for [`retry`] of a spawn that returns one.
-#[allow(dead_code)] // not every test binary needs it
-pub fn io(e: &std::io::Error) -> Option<&std::io::Error> {
-    Some(e)
 }
 
 /// The I/O error inside a process watcher's spawn error, for [`retry`].
