@@ -99,6 +99,11 @@ impl TimerWheel {
     /// The start of the earliest occupied slot (or of the next overflow
     /// pass), ignoring the ready list.
     fn next_slot_time(&self) -> Option<u64> {
+        if self.is_empty() {
+            // No timer anywhere (the common case of a loop without
+            // timers, asked on every tick): nothing to scan.
+            return None;
+        }
         let mut best: Option<u64> = None;
         for level in 0..LEVELS {
             let shift = BITS * level as u32;
@@ -279,6 +284,11 @@ impl TimerWheel {
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// Whether the wheel holds no timer (expired ones included).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
     }
 }
 

@@ -749,8 +749,12 @@ impl<B: Backend> Loop<B> {
     fn tick(&mut self, wait: bool) -> io::Result<usize> {
         self.adopt_orphans();
         self.start_submissions();
-        self.update_now();
-        self.expire_timers();
+        // The clock is read here only for the timers (what expired, how
+        // long to wait); the tick reads it again after polling in any case.
+        if !self.s.timers.is_empty() {
+            self.update_now();
+            self.expire_timers();
+        }
         self.poll_asyncs();
         let mut timeout = if !wait || !self.s.completions.is_empty() || self.s.stopped {
             Some(Duration::ZERO)
