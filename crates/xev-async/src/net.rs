@@ -19,6 +19,15 @@ use crate::op::{
 };
 
 /// The raw handle of a socket, as xev's operations name it.
+/// Flags of the sends made at once, outside the loop: the loop's own
+/// (`MSG_NOSIGNAL` where it exists, so that a send to a closed peer fails
+/// with `EPIPE` instead of raising `SIGPIPE`, as it does through the loop).
+#[cfg(any(target_os = "linux", target_os = "freebsd"))]
+const SEND_FLAGS: i32 = libc::MSG_NOSIGNAL;
+/// Flags of the sends made at once (see the Linux variant).
+#[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
+const SEND_FLAGS: i32 = 0;
+
 fn raw(s: &Socket) -> RawHandle {
     s.raw()
 }
@@ -267,7 +276,7 @@ impl TcpStream {
     async fn send_from_offset<B: IoBuf>(&self, buf: B, from: usize) -> (io::Result<usize>, B) {
         let sock = self.sock.get();
         let via = self.hints.writing();
-        if let Some(r) = via.attempt(|| sock.send(init_bytes(&buf, from))) {
+        if let Some(r) = via.attempt(|| sock.send_with_flags(init_bytes(&buf, from), SEND_FLAGS)) {
             return (r, buf);
         }
         let op = Op::Send {
@@ -427,7 +436,9 @@ impl UdpSocket {
     pub async fn send_to<B: IoBuf>(&self, buf: B, addr: SocketAddr) -> (io::Result<usize>, B) {
         let sock = self.sock.get();
         let via = self.hints.writing();
-        if let Some(r) = via.attempt(|| sock.send_to(init_bytes(&buf, 0), &addr.into())) {
+        if let Some(r) =
+            via.attempt(|| sock.send_to_with_flags(init_bytes(&buf, 0), &addr.into(), SEND_FLAGS))
+        {
             return (r, buf);
         }
         let fd = raw(sock);

@@ -73,6 +73,66 @@ fn local() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
+/// `SIGPIPE` blocked in the calling thread while it lives: a `SIGPIPE`
+/// raised for this thread then stays pending (a blocked signal is kept
+/// even when its disposition is to ignore it, as in Rust programs), so a
+/// test can see whether one was raised. Restores the mask (taking a
+/// pending `SIGPIPE` first) when dropped.
+#[cfg(any(target_os = "linux", target_os = "freebsd"))]
+struct SigpipeBlocked {
+    old: libc::sigset_t,
+}
+
+#[cfg(any(target_os = "linux", target_os = "freebsd"))]
+impl SigpipeBlocked {
+    fn pipe_set() -> libc::sigset_t {
+        // SAFETY: sigemptyset/sigaddset initialize the zeroed set they get.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGPIPE);
+            set
+        }
+    }
+
+    fn new() -> SigpipeBlocked {
+        let set = Self::pipe_set();
+        // SAFETY: valid sets; this thread's mask only.
+        unsafe {
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            assert_eq!(libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old), 0);
+            SigpipeBlocked { old }
+        }
+    }
+
+    /// Whether a `SIGPIPE` is pending (for this thread or the process).
+    fn pending(&self) -> bool {
+        // SAFETY: sigpending fills the zeroed set it gets.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            assert_eq!(libc::sigpending(&mut set), 0);
+            libc::sigismember(&set, libc::SIGPIPE) == 1
+        }
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "freebsd"))]
+impl Drop for SigpipeBlocked {
+    fn drop(&mut self) {
+        let set = Self::pipe_set();
+        let zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: valid sets and timeout; takes a pending SIGPIPE (if any)
+        // without waiting, then restores this thread's mask.
+        unsafe {
+            while self.pending() && libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) > 0 {}
+            libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut());
+        }
+    }
+}
+
 /// A waker that does nothing (for polling a future by hand).
 struct Noop;
 
@@ -385,6 +445,42 @@ for_each_backend!(
             assert_eq!(r.unwrap(), 0, "at the end");
         });
         std::fs::remove_file(&path).unwrap();
+    }
+
+    /// Writes to a peer that closed its end fail (`ECONNRESET`, then
+    /// `EPIPE`) without raising `SIGPIPE`, as the loop's sends do,
+    /// also when it is made at once (the eager send, which these writes
+    /// take while the socket has room).
+    #[cfg(any(target_os = "linux", target_os = "freebsd"))]
+    fn writes_to_a_closed_peer_fail_without_sigpipe<B: Backend>() {
+        let blocked = SigpipeBlocked::new();
+        let rt = rt::<B>();
+        let err = rt.block_on(async {
+            let listener = TcpListener::bind(local()).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let client = TcpStream::connect(addr).await.unwrap();
+            let (conn, _) = listener.accept().await.unwrap();
+            // Closed through the loop, which runs at the yields below.
+            drop(conn);
+            // The first failing write reports the peer's reset; the
+            // writes after it find the connection shut: `EPIPE`, with
+            // `SIGPIPE` unless the send asked for none.
+            loop {
+                let (r, _) = client.write(b"ping" as &'static [u8]).await;
+                match r {
+                    Ok(n) => assert_eq!(n, 4),
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+                    Err(e) => break e,
+                }
+                yield_now().await;
+            }
+        });
+        assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe, "{err:?}");
+        assert!(
+            !blocked.pending(),
+            "a write to a closed peer raised SIGPIPE"
+        );
+        assert_eq!(rt.ops_in_flight(), 0);
     }
 
     #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
