@@ -19,6 +19,12 @@
 //!   result. A watcher never used with a loop, or whose loop is gone (which
 //!   ended all its operations), closes its descriptor directly.
 //!
+//! - **Rearms are vouched for**: an operation rearmed or parked from its
+//!   callback, on a descriptor not closing, is vouched for
+//!   ([`Loop::vouch`]): the descriptor cannot have been closed or its
+//!   number reused since, so a readiness backend skips its registration
+//!   check when the operation waits again.
+//!
 //! Tracking costs no allocation in steady state: operations are kept in a
 //! slot table (ids with a free list) that only grows to the most operations
 //! ever tracked at once.
@@ -291,6 +297,17 @@ impl Tracked {
             return Action::Disarm;
         }
         if action != Action::Disarm && !self.share.is_closing() {
+            // The descriptor stays open while this operation is tracked
+            // (this guard holds it, and a close waits for every tracked
+            // operation to end), so the operation's next start may trust
+            // a readiness backend's registration: one `epoll_ctl` less
+            // when it must wait.
+            let id = self.share.ops.borrow().slots.get(self.slot).copied().flatten();
+            if let Some(slot) = id {
+                // Fails only for an id that is not this running completion
+                // (a slot still being added): nothing is vouched then.
+                let _ = lp.vouch(slot.id);
+            }
             return action;
         }
         self.ended = true;
