@@ -18,7 +18,6 @@ use crate::op::{
     unexpected, write_count, write_result, OpFuture, SocketHints,
 };
 
-/// The raw handle of a socket, as xev's operations name it.
 /// Flags of the sends made at once, outside the loop: the loop's own
 /// (`MSG_NOSIGNAL` where it exists, so that a send to a closed peer fails
 /// with `EPIPE` instead of raising `SIGPIPE`, as it does through the loop).
@@ -28,6 +27,7 @@ const SEND_FLAGS: i32 = libc::MSG_NOSIGNAL;
 #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
 const SEND_FLAGS: i32 = 0;
 
+/// The raw handle of a socket, as xev's operations name it.
 fn raw(s: &Socket) -> RawHandle {
     s.raw()
 }

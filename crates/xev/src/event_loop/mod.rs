@@ -331,6 +331,7 @@ impl<B: Backend> Loop<B> {
     /// the operation must wait: one `epoll_ctl` less per wait. io_uring
     /// and IOCP ignore it. A false vouch cannot cause undefined behaviour,
     /// but the operation may then wait forever on a reused number.
+    /// [`Loop::op_mut`] drops the vouch (the operation may change).
     ///
     /// Errors: `Stale` for an id that names no live completion, `Busy`
     /// for one already started (in flight, or finished and waiting for its
@@ -565,12 +566,25 @@ impl<B: Backend> Loop<B> {
     }
 
     /// The operation of a parked completion, to change it before
-    /// [`Loop::restart`].
+    /// [`Loop::restart`]. A [`Loop::vouch`] made for the completion no
+    /// longer holds: it was made for the operation as it stood (its
+    /// descriptor), which may now change.
     pub fn op_mut(&mut self, id: Id) -> Result<&mut Op, IdError> {
         let core = self.dead_core(id)?;
         // SAFETY: the core is live and dead: nothing else references it, and
         // the borrow of `self` keeps the loop from touching it meanwhile.
-        Ok(unsafe { &mut (*core).op })
+        unsafe {
+            (*core).flags &= !FLAG_VOUCHED;
+            Ok(&mut (*core).op)
+        }
+    }
+
+    /// Whether completion `id` carries a vouch, for the crate's unit tests.
+    #[cfg(test)]
+    pub(crate) fn is_vouched(&self, id: Id) -> bool {
+        // SAFETY: lookup returns live completions only.
+        self.lookup(id)
+            .is_some_and(|c| unsafe { (*c).flags & FLAG_VOUCHED != 0 })
     }
 
     /// Drops a parked completion (its id goes stale). From inside the

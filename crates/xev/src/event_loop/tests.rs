@@ -87,6 +87,25 @@ fn park_restart_op_mut_free<B: Backend>() {
     assert_eq!(lp.free(id), Err(IdError::Stale));
 }
 
+/// A vouch holds for one start, and `op_mut` drops it (the operation it
+/// was made for may change).
+fn vouch_lasts_one_start_and_op_mut_drops_it<B: Backend>() {
+    let mut lp = new_loop::<B>();
+    let id = lp.add_parked_callback(Op::Noop, |_: &mut Loop<B>, _: &mut Op, _: OpResult| {
+        Action::Park
+    });
+    lp.vouch(id).unwrap();
+    assert!(lp.is_vouched(id));
+    lp.op_mut(id).unwrap();
+    assert!(!lp.is_vouched(id), "op_mut keeps no vouch");
+    lp.vouch(id).unwrap();
+    lp.restart(id).unwrap();
+    assert!(lp.is_vouched(id), "held until the start");
+    lp.run(RunMode::UntilDone).unwrap();
+    assert!(!lp.is_vouched(id), "the start used it up");
+    lp.free(id).unwrap();
+}
+
 fn timers_fire_in_deadline_then_insertion_order<B: Backend>() {
     let mut lp = new_loop::<B>();
     let order = Rc::new(RefCell::new(Vec::new()));
@@ -361,6 +380,12 @@ macro_rules! suite {
             fn park_restart_op_mut_free() {
                 if !skip() {
                     super::park_restart_op_mut_free::<$backend>()
+                }
+            }
+            #[test]
+            fn vouch_lasts_one_start_and_op_mut_drops_it() {
+                if !skip() {
+                    super::vouch_lasts_one_start_and_op_mut_drops_it::<$backend>()
                 }
             }
             #[test]

@@ -18,7 +18,6 @@
 //!   [`Orphans`] inbox, and the loop closes it with a callback that ignores the
 //!   result. A watcher never used with a loop, or whose loop is gone (which
 //!   ended all its operations), closes its descriptor directly.
-//!
 //! - **Rearms are vouched for**: an operation rearmed or parked from its
 //!   callback, on a descriptor not closing, is vouched for
 //!   ([`Loop::vouch`]): the descriptor cannot have been closed or its
@@ -302,11 +301,11 @@ impl Tracked {
             // operation to end), so the operation's next start may trust
             // a readiness backend's registration: one `epoll_ctl` less
             // when it must wait.
-            let id = self.share.ops.borrow().slots.get(self.slot).copied().flatten();
-            if let Some(slot) = id {
+            let tracked = self.share.ops.borrow().slots.get(self.slot).copied().flatten();
+            if let Some(tracked) = tracked {
                 // Fails only for an id that is not this running completion
                 // (a slot still being added): nothing is vouched then.
-                let _ = lp.vouch(slot.id);
+                let _ = lp.vouch(tracked.id);
             }
             return action;
         }
