@@ -45,6 +45,8 @@ pub(crate) trait Driver {
     fn forget(&self, fd: xev::RawHandle) -> io::Result<()>;
     /// The loop's clock, in milliseconds, updated now.
     fn now_ms(&self) -> u64;
+    /// The loop time of `t` ([`xev::Loop::ms_at`]), reading no clock.
+    fn ms_at(&self, t: std::time::Instant) -> u64;
     /// The run queue the runtime's tasks are woken onto.
     fn queue(&self) -> Arc<RunQueue>;
     /// Waits (through xev's process watcher on this loop) for `child` to
@@ -202,6 +204,13 @@ impl<B: Backend> Driver for Core<B> {
                 lp.update_now();
                 lp.now()
             }
+            Err(_) => 0,
+        }
+    }
+
+    fn ms_at(&self, t: std::time::Instant) -> u64 {
+        match self.lp.try_borrow() {
+            Ok(lp) => lp.ms_at(t),
             Err(_) => 0,
         }
     }

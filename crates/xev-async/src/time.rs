@@ -53,11 +53,11 @@ impl Future for Sleep {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         if self.op.is_none() {
-            let left = match self.when {
-                When::After(d) => d,
-                When::At(t) => t.saturating_duration_since(Instant::now()),
+            // A deadline given as an instant needs no clock reading.
+            let deadline = match self.when {
+                When::After(d) => current().now_ms().saturating_add(ceil_ms(d)),
+                When::At(t) => current().ms_at(t),
             };
-            let deadline = current().now_ms().saturating_add(ceil_ms(left));
             self.op = Some(OpFuture::new(Op::timer(deadline)));
         }
         let Some(op) = self.op.as_mut() else {

@@ -539,6 +539,16 @@ impl<B: Backend> Loop<B> {
         self.s.now.get()
     }
 
+    /// The loop time (the clock of [`Loop::now`] and of timer deadlines) of
+    /// the instant `t`, rounded up to a whole millisecond, so that a timer
+    /// for it never fires before `t`; 0 for an instant before the loop was
+    /// created. Reads no clock: a deadline given as an [`Instant`] costs
+    /// nothing to convert.
+    pub fn ms_at(&self, t: Instant) -> u64 {
+        let ms = t.saturating_duration_since(self.s.base).as_nanos().div_ceil(1_000_000);
+        u64::try_from(ms).unwrap_or(u64::MAX)
+    }
+
     /// Refreshes the cached clock that [`Loop::now`] returns in callbacks.
     pub fn update_now(&mut self) {
         self.s.refresh_now();

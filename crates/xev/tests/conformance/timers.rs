@@ -52,6 +52,30 @@ for_each_backend!(
         );
     }
 
+    /// `Loop::ms_at` gives an instant's loop time, rounded up: a timer for
+    /// it never fires before the instant; instants before the loop map to 0,
+    /// and later instants to later (or equal) times.
+    fn timer_at_an_instant_never_fires_before_it<B: Backend>() {
+        let before = Instant::now();
+        let mut lp = new_loop::<B>();
+        assert_eq!(lp.ms_at(before), 0, "an instant before the loop");
+        let target = Instant::now() + Duration::from_micros(25_500);
+        let at = lp.ms_at(target);
+        assert!(at >= 25, "{at}");
+        assert!(lp.ms_at(target + Duration::from_millis(1)) > at);
+        assert!(lp.ms_at(target + Duration::from_nanos(1)) >= at);
+        let fired = Rc::new(Cell::new(None));
+        let f = fired.clone();
+        lp.add(Op::timer(at), move |_, _, res| {
+            expect!(res, OpResult::Timer(Ok(())));
+            f.set(Some(Instant::now()));
+            Action::Disarm
+        });
+        run_until(&mut lp, "the timer", || fired.get().is_some());
+        let fired = fired.get().unwrap();
+        assert!(fired >= target, "fired {:?} early", target - fired);
+    }
+
     fn timer_rearm_fires_n_times<B: Backend>() {
         const N: usize = 5;
         let mut lp = new_loop::<B>();
