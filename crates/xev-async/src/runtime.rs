@@ -43,8 +43,6 @@ pub(crate) trait Driver {
     /// Makes the loop forget `fd` now (it leaves the runtime's hands);
     /// fails from inside a loop callback, where the loop is busy.
     fn forget(&self, fd: xev::RawHandle) -> io::Result<()>;
-    /// The loop's clock, in milliseconds, updated now.
-    fn now_ms(&self) -> u64;
     /// The loop time of `t` ([`xev::Loop::ms_at`]), reading no clock.
     fn ms_at(&self, t: std::time::Instant) -> u64;
     /// The run queue the runtime's tasks are woken onto.
@@ -196,16 +194,6 @@ impl<B: Backend> Driver for Core<B> {
         })?;
         lp.forget(fd);
         Ok(())
-    }
-
-    fn now_ms(&self) -> u64 {
-        match self.lp.try_borrow_mut() {
-            Ok(mut lp) => {
-                lp.update_now();
-                lp.now()
-            }
-            Err(_) => 0,
-        }
     }
 
     fn ms_at(&self, t: std::time::Instant) -> u64 {

@@ -13,12 +13,6 @@ use xev::{Op, OpResult};
 use crate::op::OpFuture;
 use crate::runtime::current;
 
-/// Whole milliseconds of `d`, rounded up (a timer never fires early).
-fn ceil_ms(d: Duration) -> u64 {
-    let ms = d.as_millis() + u128::from(d.subsec_nanos() % 1_000_000 != 0);
-    u64::try_from(ms).unwrap_or(u64::MAX)
-}
-
 enum When {
     After(Duration),
     At(Instant),
@@ -53,10 +47,21 @@ impl Future for Sleep {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         if self.op.is_none() {
-            // A deadline given as an instant needs no clock reading.
-            let deadline = match self.when {
-                When::After(d) => current().now_ms().saturating_add(ceil_ms(d)),
-                When::At(t) => current().ms_at(t),
+            // One clock reading: a deadline still ahead becomes its loop
+            // time rounded up (the timer never fires early), one already
+            // reached a time no later than the loop's next tick (it fires
+            // then: at once).
+            let now = Instant::now();
+            let at = match self.when {
+                When::After(d) => now.checked_add(d),
+                When::At(t) => Some(t),
+            };
+            let driver = current();
+            let deadline = match at {
+                None => u64::MAX,
+                // `ms_at` rounds up: one less is at most `now`'s loop time.
+                Some(t) if t <= now => driver.ms_at(now).saturating_sub(1),
+                Some(t) => driver.ms_at(t),
             };
             self.op = Some(OpFuture::new(Op::timer(deadline)));
         }
