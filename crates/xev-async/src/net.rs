@@ -11,11 +11,11 @@ use std::net::{Shutdown, SocketAddr};
 use socket2::{Domain, Socket, Type};
 use xev::{Msg, Op, OpResult, RawHandle};
 
-use crate::buf::{init_bytes, read_exact_with, read_from, room, write_all_with, IoBuf, IoBufMut};
+use crate::buf::{init_bytes, read_exact_with, room, write_all_with, IoBuf, IoBufMut};
 use crate::handle::{Handle, Owned};
 use crate::op::{
-    lend_read, lend_read_vectored, lend_write, lend_write_vectored, read_count, read_result,
-    unexpected, write_count, write_result, OpFuture, SocketHints,
+    lend_read, lend_read_vectored, lend_write, lend_write_vectored, read_result, unexpected,
+    write_result, OpFuture, Reading, SocketHints, Transfer, Writing,
 };
 
 /// Flags of the sends made at once, outside the loop: the loop's own
@@ -234,29 +234,25 @@ impl TcpStream {
         self.recv_from_offset(buf, None).await
     }
 
-    async fn recv_from_offset<B: IoBufMut>(
+    fn recv_from_offset<B: IoBufMut>(
         &self,
-        mut buf: B,
+        buf: B,
         from: Option<usize>,
-    ) -> (io::Result<usize>, B) {
+    ) -> Transfer<'_, B, Reading, impl FnOnce(&mut B, usize) -> io::Result<usize> + '_> {
         let sock = self.sock.get();
-        let via = self.hints.reading();
-        let start = read_from(&buf, from);
-        if start < buf.bytes_total() {
-            if let Some(r) = via.attempt(|| sock.recv(room(&mut buf, start))) {
-                if let Ok(n) = r {
-                    // SAFETY: the kernel wrote the `n` bytes after `start`;
-                    // the bytes before `start` were initialized.
-                    unsafe { buf.set_init(start + n) };
-                }
-                return (r, buf);
-            }
-        }
         let op = Op::Recv {
             fd: raw(sock),
             buf: xev::Buf::default(),
         };
-        read_count(op, buf, from, Some(via.tried())).await
+        let attempt = move |buf: &mut B, start: usize| {
+            let n = sock.recv(room(buf, start))?;
+            // SAFETY: the kernel wrote the `n` bytes after `start` (`recv`
+            // reads into `room(buf, start)`, `n` at most its length); the
+            // bytes before `start` were initialized ([`read_from`]).
+            unsafe { buf.set_init(start + n) };
+            Ok(n)
+        };
+        Transfer::new(op, buf, from, Some(self.hints.reading()), Some(attempt))
     }
 
     /// Fills the whole of `buf`'s read region (a vector's spare capacity;
@@ -273,17 +269,25 @@ impl TcpStream {
         self.send_from_offset(buf, 0).await
     }
 
-    async fn send_from_offset<B: IoBuf>(&self, buf: B, from: usize) -> (io::Result<usize>, B) {
+    fn send_from_offset<B: IoBuf>(
+        &self,
+        buf: B,
+        from: usize,
+    ) -> Transfer<'_, B, Writing, impl FnOnce(&mut B, usize) -> io::Result<usize> + '_> {
         let sock = self.sock.get();
-        let via = self.hints.writing();
-        if let Some(r) = via.attempt(|| sock.send_with_flags(init_bytes(&buf, from), SEND_FLAGS)) {
-            return (r, buf);
-        }
         let op = Op::Send {
             fd: raw(sock),
             buf: xev::Buf::default(),
         };
-        write_count(op, buf, from, Some(via.tried())).await
+        let attempt =
+            move |buf: &mut B, from: usize| sock.send_with_flags(init_bytes(buf, from), SEND_FLAGS);
+        Transfer::new(
+            op,
+            buf,
+            Some(from),
+            Some(self.hints.writing()),
+            Some(attempt),
+        )
     }
 
     /// Sends all of `buf`'s initialized bytes, in as many writes as it

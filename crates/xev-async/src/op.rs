@@ -548,26 +548,235 @@ impl Drop for OpFuture {
     }
 }
 
-/// [`lend_read`], with the result as a count (0 at end of file).
-pub(crate) async fn read_count<B: IoBufMut>(
+/// One direction of a single-buffer transfer ([`Transfer`]): how its
+/// region is found, how the buffer is lent, and how the result maps to a
+/// count.
+pub(crate) trait Dir<B> {
+    /// Where the transfer's region starts in `buf`, asked to start at
+    /// `from` (`None`: the direction's default).
+    fn start(buf: &B, from: Option<usize>) -> usize;
+    /// The outcome without any call, if there is nothing to transfer and
+    /// nothing to wait for (a stream read with no room).
+    fn at_once(buf: &B, start: usize, op: &Op) -> Option<io::Result<usize>>;
+    /// `buf` lent to the loop for `op`'s region.
+    fn lend(buf: B, from: Option<usize>) -> Lent;
+    /// The count from the loop's result, with the bytes a read wrote
+    /// marked initialized.
+    ///
+    /// # Safety
+    ///
+    /// `res` is the result of the operation whose region was `buf`'s bytes
+    /// from `start` to its end (a read) or its initialized bytes from
+    /// `start` (a write).
+    unsafe fn finish(res: OpResult, start: usize, buf: &mut B) -> io::Result<usize>;
+}
+
+/// Reads into a buffer's read region ([`read_from`]).
+pub(crate) struct Reading;
+
+impl<B: IoBufMut> Dir<B> for Reading {
+    fn start(buf: &B, from: Option<usize>) -> usize {
+        read_from(buf, from)
+    }
+
+    fn at_once(buf: &B, start: usize, op: &Op) -> Option<io::Result<usize>> {
+        // No room in a stream read: nothing to wait for (the kernel would
+        // wait for data and then read none). A datagram receive still
+        // takes a datagram (cut to nothing), as the kernel does.
+        (start == buf.bytes_total() && !matches!(op, Op::Recvmsg(_))).then_some(Ok(0))
+    }
+
+    fn lend(buf: B, from: Option<usize>) -> Lent {
+        Lent::for_read(buf, from)
+    }
+
+    unsafe fn finish(res: OpResult, start: usize, buf: &mut B) -> io::Result<usize> {
+        // SAFETY: the read's region was `buf`'s bytes from `start` to its
+        // end (the caller's contract), `start` within its initialized
+        // bytes ([`read_from`]).
+        unsafe { mark_read(std::iter::once((start, buf)), &res) };
+        read_result(res)
+    }
+}
+
+/// Writes a buffer's initialized bytes from an offset on.
+pub(crate) struct Writing;
+
+impl<B: IoBuf> Dir<B> for Writing {
+    fn start(_: &B, from: Option<usize>) -> usize {
+        from.unwrap_or(0)
+    }
+
+    fn at_once(_: &B, _: usize, _: &Op) -> Option<io::Result<usize>> {
+        None
+    }
+
+    fn lend(buf: B, from: Option<usize>) -> Lent {
+        Lent::for_write(buf, from.unwrap_or(0))
+    }
+
+    unsafe fn finish(res: OpResult, _: usize, _: &mut B) -> io::Result<usize> {
+        write_result(res)
+    }
+}
+
+/// A socket's own attempt at a transfer, made at once when that is worth
+/// it ([`Via::attempt`]): given the buffer and the region's start, one
+/// non-blocking call (a read marks the bytes it wrote initialized).
+pub(crate) type NoAttempt<B> = fn(&mut B, usize) -> io::Result<usize>;
+
+enum TransferState<B, A> {
+    /// Not started.
+    Start {
+        op: Op,
+        buf: B,
+        attempt: Option<A>,
+    },
+    /// In the loop (`fut` has been polled once), the region from `start`.
+    Waiting {
+        fut: OpFuture,
+        start: usize,
+    },
+    Done,
+}
+
+/// A transfer of one owned buffer (a read, receive, write or send)
+/// through the loop, resolving to the count and the buffer: one
+/// hand-written future for the whole path (an attempt at once, the loop's
+/// operation, the count), so that a transfer is polled and moved as one
+/// small state.
+pub(crate) struct Transfer<'a, B, D, A = NoAttempt<B>> {
+    state: TransferState<B, A>,
+    from: Option<usize>,
+    via: Option<Via<'a>>,
+    _dir: std::marker::PhantomData<D>,
+}
+
+// The buffer is never pinned (it is moved into the loop's slot and back),
+// nor is anything else here.
+impl<B, D, A> Unpin for Transfer<'_, B, D, A> {}
+
+impl<'a, B, D, A> Transfer<'a, B, D, A>
+where
+    B: 'static,
+    D: Dir<B>,
+    A: FnOnce(&mut B, usize) -> io::Result<usize>,
+{
+    /// Transfers `buf`'s region (from `from`, see [`Dir::start`]) with
+    /// `op` (its buffer is replaced). A socket's transfer (`via`) first
+    /// tries `attempt` if given, else the operation itself, at once when
+    /// that is worth it (see [`Eager`]).
+    pub(crate) fn new(
+        op: Op,
+        buf: B,
+        from: Option<usize>,
+        via: Option<Via<'a>>,
+        attempt: Option<A>,
+    ) -> Self {
+        Transfer {
+            state: TransferState::Start { op, buf, attempt },
+            from,
+            via,
+            _dir: std::marker::PhantomData,
+        }
+    }
+
+    /// Takes the buffer back out of a finished operation's loan and maps
+    /// its result.
+    fn finish(res: OpResult, lent: Option<Lent>, start: usize) -> (io::Result<usize>, B) {
+        let mut b = lent
+            .and_then(Lent::take)
+            .expect("xev-async: a lent buffer comes back with its operation");
+        // SAFETY: the operation's region was `b`'s from `start`, lent by
+        // `D::lend` with the same `from`.
+        let r = unsafe { D::finish(res, start, &mut b) };
+        (r, b)
+    }
+}
+
+impl<B, D, A> Future for Transfer<'_, B, D, A>
+where
+    B: 'static,
+    D: Dir<B>,
+    A: FnOnce(&mut B, usize) -> io::Result<usize>,
+{
+    type Output = (io::Result<usize>, B);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let me = self.get_mut();
+        let seen = me.via.map(|v| v.seen);
+        match &mut me.state {
+            TransferState::Waiting { fut, start } => {
+                let start = *start;
+                let (res, _, lent) = std::task::ready!(fut.poll_op(cx, &mut None, seen));
+                me.state = TransferState::Done;
+                Poll::Ready(Self::finish(res, lent, start))
+            }
+            TransferState::Start { .. } => {
+                let TransferState::Start {
+                    mut op,
+                    mut buf,
+                    attempt,
+                } = std::mem::replace(&mut me.state, TransferState::Done)
+                else {
+                    unreachable!()
+                };
+                let start = D::start(&buf, me.from);
+                if let Some(r) = D::at_once(&buf, start, &op) {
+                    return Poll::Ready((r, buf));
+                }
+                let mut via = me.via;
+                if let (Some(v), Some(attempt)) = (via, attempt) {
+                    if let Some(r) = v.attempt(|| attempt(&mut buf, start)) {
+                        return Poll::Ready((r, buf));
+                    }
+                    via = Some(v.tried());
+                }
+                let mut lent = D::lend(buf, me.from);
+                let now = via.and_then(|v| {
+                    v.run(|| {
+                        lent.fill(&mut op);
+                        op.try_now()
+                    })
+                });
+                if let Some(res) = now {
+                    return Poll::Ready(Self::finish(res, Some(lent), start));
+                }
+                let mut fut = OpFuture::new(op);
+                match fut.poll_op(cx, &mut Some(lent), seen) {
+                    Poll::Ready((res, _, lent)) => Poll::Ready(Self::finish(res, lent, start)),
+                    Poll::Pending => {
+                        me.state = TransferState::Waiting { fut, start };
+                        Poll::Pending
+                    }
+                }
+            }
+            TransferState::Done => panic!("xev-async: a transfer polled after it completed"),
+        }
+    }
+}
+
+/// A read family `op` (its buffer is replaced) into `buf` from
+/// [`read_from`]`(buf, from)` to its end, with the result as a count (0
+/// at end of file, or with no room; see [`Reading`]).
+pub(crate) fn read_count<B: IoBufMut>(
     op: Op,
     buf: B,
     from: Option<usize>,
     via: Option<Via<'_>>,
-) -> (io::Result<usize>, B) {
-    let (res, _, buf) = lend_read(op, buf, from, via).await;
-    (read_result(res), buf)
+) -> Transfer<'_, B, Reading> {
+    Transfer::new(op, buf, from, via, None)
 }
 
-/// [`lend_write`], with the result as a count.
-pub(crate) async fn write_count<B: IoBuf>(
+/// A write family `op` (its buffer is replaced) from `buf`'s initialized
+/// bytes from `from` on, with the result as a count.
+pub(crate) fn write_count<B: IoBuf>(
     op: Op,
     buf: B,
     from: usize,
     via: Option<Via<'_>>,
-) -> (io::Result<usize>, B) {
-    let (res, _, buf) = lend_write(op, buf, from, via).await;
-    (write_result(res), buf)
+) -> Transfer<'_, B, Writing> {
+    Transfer::new(op, buf, Some(from), via, None)
 }
 
 /// Runs the vectored message `op` (made with as many buffers as `bufs`;
