@@ -135,6 +135,19 @@ impl Slots {
         (slot, lent)
     }
 
+    /// Frees the finished slot `i` and returns its result, operation and
+    /// lent buffer.
+    ///
+    /// # Panics
+    ///
+    /// If slot `i` is not finished.
+    fn take_done(&mut self, i: usize) -> (OpResult, Op, Option<Lent>) {
+        let Slot::Done(res, op, at) = self.slots.remove(i, Slot::Free) else {
+            panic!("xev-async: an unfinished slot was taken")
+        };
+        (res, op, self.take_lent(at))
+    }
+
     /// Points `op`'s buffers at slot `i`'s lent buffer, if it has one.
     fn fill(&mut self, i: usize, op: &mut Op) {
         if let Slot::Waiting(_, Some(at)) = self.slots[i] {
@@ -179,10 +192,9 @@ pub(crate) fn complete(slots: &RefCell<Slots>, i: usize, op: &mut Op, res: OpRes
 enum State {
     /// Not submitted yet.
     Start(Op),
-    /// In flight in slot `slot`, as completion `id`.
+    /// In flight in slot `slot` of `driver`'s table, as completion `id`.
     Pending {
         driver: Rc<dyn Driver>,
-        slots: Rc<RefCell<Slots>>,
         slot: usize,
         id: Id,
     },
@@ -221,23 +233,17 @@ impl OpFuture {
                     unreachable!()
                 };
                 let driver = current();
-                let slots = driver.slots();
-                let mut s = slots.borrow_mut();
+                let mut s = driver.slots().borrow_mut();
                 let slot = s.alloc(cx.waker().clone(), lent.take());
                 // The region is taken once the buffer sits in its slot.
                 s.fill(slot, &mut op);
                 drop(s);
                 let id = driver.submit(op, slot, seen);
-                self.state = State::Pending {
-                    driver,
-                    slots,
-                    slot,
-                    id,
-                };
+                self.state = State::Pending { driver, slot, id };
                 Poll::Pending
             }
-            State::Pending { slots, slot, .. } => {
-                let mut s = slots.borrow_mut();
+            State::Pending { driver, slot, .. } => {
+                let mut s = driver.slots().borrow_mut();
                 match &mut s.slots[*slot] {
                     Slot::Waiting(w, _) => {
                         if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -246,12 +252,10 @@ impl OpFuture {
                         Poll::Pending
                     }
                     Slot::Done(..) => {
-                        let (Slot::Done(res, op, _), lent) = s.release(*slot) else {
-                            unreachable!()
-                        };
+                        let done = s.take_done(*slot);
                         drop(s);
                         self.state = State::Done;
-                        Poll::Ready((res, op, lent))
+                        Poll::Ready(done)
                     }
                     Slot::Free | Slot::Abandoned(_) => {
                         panic!("xev-async: an operation's slot was reused while it waited")
@@ -521,16 +525,10 @@ pub(crate) async fn lend_read<B: IoBufMut>(
 
 impl Drop for OpFuture {
     fn drop(&mut self) {
-        let State::Pending {
-            driver,
-            slots,
-            slot,
-            id,
-        } = &self.state
-        else {
+        let State::Pending { driver, slot, id } = &self.state else {
             return;
         };
-        let mut s = slots.borrow_mut();
+        let mut s = driver.slots().borrow_mut();
         match &mut s.slots[*slot] {
             Slot::Done(..) => {
                 let done = s.release(*slot);

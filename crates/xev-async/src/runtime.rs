@@ -29,7 +29,7 @@ use crate::task::{JoinHandle, RunQueue, Runnable, Task};
 /// What operation futures need of the runtime, whatever its backend.
 pub(crate) trait Driver {
     /// The slot table results are delivered to.
-    fn slots(&self) -> Rc<RefCell<Slots>>;
+    fn slots(&self) -> &RefCell<Slots>;
     /// Adds `op` to the loop; its result goes to slot `slot`. `seen`:
     /// the runtime its socket last submitted to (see [`crate::op::Via`]):
     /// if it is this one, the runtime vouches that the socket stayed open
@@ -153,8 +153,8 @@ impl<B: Backend> Core<B> {
 }
 
 impl<B: Backend> Driver for Core<B> {
-    fn slots(&self) -> Rc<RefCell<Slots>> {
-        self.slots.clone()
+    fn slots(&self) -> &RefCell<Slots> {
+        &self.slots
     }
 
     fn submit(&self, op: Op, slot: usize, seen: Option<&Cell<u64>>) -> Id {
