@@ -386,14 +386,13 @@ impl<B: Backend> Runtime<B> {
         for f in self.core.queue.take_remote() {
             drop(spawn_on(&*self.core, f));
         }
-        // Tasks woken while these run wait for the next round, after the
-        // loop has had its turn.
-        let mut budget = 1024;
-        while budget > 0 {
+        // Only the tasks woken so far run in this round (at most 1024):
+        // tasks woken while these run (by them, or a task that yields) wait
+        // for the next round, after the loop has had its turn.
+        for _ in 0..self.core.queue.len().min(1024) {
             let Some(t) = self.core.queue.pop() else {
                 break;
             };
-            budget -= 1;
             set_eager_budget(true);
             // SAFETY: this is the runtime's thread.
             if let Some(slot) = unsafe { t.run() } {

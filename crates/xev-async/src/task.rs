@@ -123,6 +123,13 @@ impl RunQueue {
         unsafe { (*self.local.get()).pop_front() }
     }
 
+    /// How many woken tasks wait to be polled. Runtime thread only.
+    pub(crate) fn len(&self) -> usize {
+        debug_assert!(self.on_runtime_thread());
+        // SAFETY: the runtime's thread; the borrow ends here.
+        unsafe { (*self.local.get()).len() }
+    }
+
     /// Whether no task waits to be polled. Runtime thread only.
     pub(crate) fn is_empty(&self) -> bool {
         // SAFETY: the runtime's thread; the borrow ends here.

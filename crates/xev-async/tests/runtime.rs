@@ -243,6 +243,43 @@ for_each_backend!(
         assert_eq!(rt.ops_in_flight(), 0);
     }
 
+    /// A sleep whose deadline has been reached when it is first polled
+    /// (`sleep_until` of an instant just passed, `sleep(0)`) completes at
+    /// the loop's next turn, not at the next millisecond; and a task that
+    /// yields runs once per turn of the loop (`yield_now`'s promise), so
+    /// that it can count the turns the sleep takes. Rounding such a
+    /// deadline up to the next millisecond (as one build did) lets the
+    /// loop turn hundreds of times first, and a runtime that reran a
+    /// yielding task within one round counted 1,024 turns; the count does
+    /// not depend on the machine's speed.
+    fn reached_deadlines_fire_at_the_next_turn<B: Backend>() {
+        let rt = rt::<B>();
+        rt.block_on(async {
+            let turns = Rc::new(Cell::new(0u32));
+            let done = Rc::new(Cell::new(false));
+            let (t, d) = (turns.clone(), done.clone());
+            let counter = spawn(async move {
+                while !d.get() {
+                    t.set(t.get() + 1);
+                    yield_now().await;
+                }
+            });
+            for round in 0..20 {
+                let before = turns.get();
+                if round % 2 == 0 {
+                    xev_async::sleep_until(Instant::now()).await;
+                } else {
+                    sleep(Duration::ZERO).await;
+                }
+                let took = turns.get() - before;
+                assert!(took <= 3, "round {round}: {took} loop turns");
+            }
+            done.set(true);
+            counter.await.unwrap();
+        });
+        assert_eq!(rt.ops_in_flight(), 0);
+    }
+
     #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
     fn tcp_echo_between_tasks<B: Backend>() {
         let rt = rt::<B>();
