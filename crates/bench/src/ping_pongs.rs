@@ -88,7 +88,7 @@ fn xev_write<B: Backend>(
     buf.extend_from_slice(data);
     let (pool, err) = (pool.clone(), err.clone());
     lp.add(
-        Op::Write {
+        Op::Send {
             fd,
             buf: buf.into(),
         },
@@ -132,7 +132,7 @@ fn xev_server<B: Backend>(listener: TcpListener) -> Res<u64> {
         let me = SelfId::default();
         let m = me.clone();
         let id = lp.add(
-            Op::Read {
+            Op::Recv {
                 fd,
                 buf: vec![0; 4096].into(),
             },
@@ -198,7 +198,7 @@ pub fn xev<B: Backend>(n: u64) -> Res<Outcome> {
     let id = lp.add(Op::connect(fd, addr), move |lp, op, res| match res {
         OpResult::Connect(Ok(())) => {
             xev_write(lp, fd, PING, &pool, &e);
-            *op = Op::Read {
+            *op = Op::Recv {
                 fd,
                 buf: vec![0; 1024].into(),
             };
@@ -414,6 +414,10 @@ pub(crate) mod floor {
     use std::os::fd::AsRawFd;
 
     const UD_READ: u64 = 1 << 32;
+    /// `IORING_RECVSEND_POLL_FIRST` (Linux 5.19): a receive arms its
+    /// readiness poll before trying, instead of first trying a receive that
+    /// finds a request/response peer's socket empty.
+    const RECVSEND_POLL_FIRST: u16 = 1;
 
     /// The server on a bare ring: one read always in flight, each read echoed by
     /// a write from one of a few buffers.
@@ -430,7 +434,8 @@ pub(crate) mod floor {
         let mut free: Vec<usize> = (0..SLOTS).collect();
         let mut echoed = 0u64;
         let read = |rbuf: &mut [u8; 4096]| {
-            opcode::Read::new(fd, rbuf.as_mut_ptr(), rbuf.len() as u32)
+            opcode::Recv::new(fd, rbuf.as_mut_ptr(), rbuf.len() as u32)
+                .ioprio(RECVSEND_POLL_FIRST)
                 .build()
                 .user_data(UD_READ)
         };
@@ -512,7 +517,8 @@ pub(crate) mod floor {
                 .user_data(0)
         };
         let read = |rbuf: &mut [u8; 1024]| {
-            opcode::Read::new(fd, rbuf.as_mut_ptr(), rbuf.len() as u32)
+            opcode::Recv::new(fd, rbuf.as_mut_ptr(), rbuf.len() as u32)
+                .ioprio(RECVSEND_POLL_FIRST)
                 .build()
                 .user_data(UD_READ)
         };

@@ -165,4 +165,47 @@ for_each_backend!(
         );
         assert_eq!(errno(&res), Some(INVALID_ARGUMENT), "{res:?}");
     }
+
+    /// A receive that read a socket, rearmed by its callback on a pipe,
+    /// fails at once as a fresh one does: what a backend learned about the
+    /// socket (io_uring waits for readiness before a receive on a socket
+    /// it read empty) is not carried to another descriptor, where the
+    /// receive would wait for data before failing.
+    fn receive_rearmed_on_a_pipe_fails_at_once<B: Backend>() {
+        let mut lp = new_loop::<B>();
+        let (mut client, server) = tcp_pair();
+        let (r, _w) = pipe();
+        let pipe_fd = r.as_raw_fd();
+        let results = Rc::new(RefCell::new(Vec::new()));
+        let out = results.clone();
+        lp.add(
+            Op::Recv {
+                fd: server.as_raw_fd(),
+                buf: vec![0; 8].into(),
+            },
+            move |_, op, res| {
+                let first = out.borrow().is_empty();
+                out.borrow_mut().push(res);
+                if !first {
+                    return Action::Disarm;
+                }
+                *op = Op::Recv {
+                    fd: pipe_fd,
+                    buf: vec![0; 8].into(),
+                };
+                Action::Rearm
+            },
+        );
+        std::io::Write::write_all(&mut client, b"x").unwrap();
+        run_until(&mut lp, "the receive rearmed on a pipe", || {
+            results.borrow().len() == 2
+        });
+        let results = results.borrow();
+        assert!(
+            matches!(results[0], OpResult::Read(Ok(1))),
+            "{:?}",
+            results[0]
+        );
+        assert_eq!(errno(&results[1]), Some(NOT_A_SOCKET), "{:?}", results[1]);
+    }
 );
