@@ -414,10 +414,6 @@ pub(crate) mod floor {
     use std::os::fd::AsRawFd;
 
     const UD_READ: u64 = 1 << 32;
-    /// `IORING_RECVSEND_POLL_FIRST` (Linux 5.19): a receive arms its
-    /// readiness poll before trying, instead of first trying a receive that
-    /// finds a request/response peer's socket empty.
-    const RECVSEND_POLL_FIRST: u16 = 1;
 
     /// The server on a bare ring: one read always in flight, each read echoed by
     /// a write from one of a few buffers.
@@ -435,7 +431,6 @@ pub(crate) mod floor {
         let mut echoed = 0u64;
         let read = |rbuf: &mut [u8; 4096]| {
             opcode::Recv::new(fd, rbuf.as_mut_ptr(), rbuf.len() as u32)
-                .ioprio(RECVSEND_POLL_FIRST)
                 .build()
                 .user_data(UD_READ)
         };
@@ -518,7 +513,6 @@ pub(crate) mod floor {
         };
         let read = |rbuf: &mut [u8; 1024]| {
             opcode::Recv::new(fd, rbuf.as_mut_ptr(), rbuf.len() as u32)
-                .ioprio(RECVSEND_POLL_FIRST)
                 .build()
                 .user_data(UD_READ)
         };

@@ -73,14 +73,6 @@ pub(crate) const FLAG_DISCARDABLE: u8 = 16;
 /// operation on it; read by a readiness backend when the completion
 /// starts, and cleared by that start.
 pub(crate) const FLAG_VOUCHED: u8 = 32;
-/// Set by the io_uring backend when the completion's last receive read
-/// data and left none in the socket (no `IORING_CQE_F_SOCK_NONEMPTY`): the
-/// descriptor is a socket and was empty, so its next receive arms its wait
-/// for readiness before trying (`IORING_RECVSEND_POLL_FIRST`), skipping an
-/// attempt that would most likely find nothing. Only a proven socket gets
-/// it: on any other descriptor a receive must fail at once. A hint, kept
-/// across rearms.
-pub(crate) const FLAG_POLL_FIRST: u8 = 64;
 /// Set while a timer's callback runs (its op is borrowed by the callback,
 /// so the loop records the kind here instead of reading the op).
 pub(crate) const FLAG_TIMER: u8 = 4;

@@ -11,13 +11,6 @@
 //! target's `-ECANCELED` follows through the completion queue. The
 //! backend's waker, an eventfd (thread-pool hand-back, notifies of a parked
 //! loop), is watched by one multishot poll.
-//!
-//! A receive that read its socket empty (a result, and no
-//! `IORING_CQE_F_SOCK_NONEMPTY`) marks its completion (`FLAG_POLL_FIRST`);
-//! rearmed on the same descriptor, its next receive arms the readiness wait
-//! before trying (`IORING_RECVSEND_POLL_FIRST`) instead of first making a
-//! receive that finds nothing. A fresh receive always tries first, so that
-//! one on a descriptor that is not a socket fails at once, as elsewhere.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -30,12 +23,7 @@ use crate::backend::contract::{Backend, CancelStart, Start, Waker};
 use crate::fs::Fs;
 use crate::op::{io_len, Op};
 use crate::options::Options;
-use crate::record::{Core, FLAG_POLL_FIRST};
-
-/// `IORING_RECVSEND_POLL_FIRST` (Linux 5.19; every ring xev uses is newer,
-/// see [`check_sync_cancel`]): a receive arms readiness polling before
-/// trying, instead of trying first.
-const RECVSEND_POLL_FIRST: u16 = 1;
+use crate::record::Core;
 
 // User data is the completion's address. The special values below are
 // never the address of a (pointer-aligned) completion.
@@ -318,21 +306,6 @@ impl IoUring {
                     // Every other user data is the address of a completion
                     // the loop lent us and keeps alive until this CQE.
                     if let Some(c) = NonNull::new(ud as usize as *mut Core) {
-                        // SAFETY: the completion is live and still lent to
-                        // the backend (the sink takes it back), and nothing
-                        // else borrows it: its op is read and its flags byte
-                        // written, as at a start.
-                        unsafe {
-                            let core = &mut *c.as_ptr();
-                            let emptied = cqe.result() > 0
-                                && !cqueue::sock_nonempty(cqe.flags())
-                                && matches!(core.op, Op::Recv { .. });
-                            if emptied {
-                                core.flags |= FLAG_POLL_FIRST;
-                            } else {
-                                core.flags &= !FLAG_POLL_FIRST;
-                            }
-                        }
                         sink(c, cqe.result());
                     }
                 }
@@ -505,16 +478,7 @@ impl Backend for IoUring {
                         .build()
                 }
                 Op::Recv { fd, buf } => {
-                    // After a receive that emptied the socket, wait for
-                    // readiness before the first attempt (`FLAG_POLL_FIRST`).
-                    let poll_first = if (*c).flags & FLAG_POLL_FIRST != 0 {
-                        RECVSEND_POLL_FIRST
-                    } else {
-                        0
-                    };
-                    opcode::Recv::new(types::Fd(*fd), buf.as_mut_ptr(), len32(buf.len()))
-                        .ioprio(poll_first)
-                        .build()
+                    opcode::Recv::new(types::Fd(*fd), buf.as_mut_ptr(), len32(buf.len())).build()
                 }
                 Op::Send { fd, buf } => {
                     opcode::Send::new(types::Fd(*fd), buf.as_ptr(), len32(buf.len()))

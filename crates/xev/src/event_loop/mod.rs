@@ -32,7 +32,7 @@ use crate::options::Options;
 use crate::queue::Queue;
 use crate::record::{
     Action, Core, State, FLAG_CANCELING, FLAG_DISCARDABLE, FLAG_FREE, FLAG_RESET, FLAG_TIMER,
-    FLAG_POLL_FIRST, FLAG_VOUCHED,
+    FLAG_VOUCHED,
 };
 use crate::recycle::Recycler;
 use crate::shared::Shared;
@@ -597,15 +597,6 @@ impl<B: Backend> Loop<B> {
             .is_some_and(|c| unsafe { (*c).flags & FLAG_VOUCHED != 0 })
     }
 
-    /// Whether completion `id` carries the io_uring backend's hint that its
-    /// next receive waits for readiness first, for the loop's unit tests.
-    #[cfg(all(test, target_os = "linux"))]
-    pub(crate) fn hints_poll_first(&self, id: Id) -> bool {
-        // SAFETY: lookup returns live completions only.
-        self.lookup(id)
-            .is_some_and(|c| unsafe { (*c).flags & FLAG_POLL_FIRST != 0 })
-    }
-
     /// Drops a parked completion (its id goes stale). From inside the
     /// completion's own callback, the completion is dropped when the
     /// callback returns, whatever it returns.
@@ -1144,9 +1135,6 @@ impl<B: Backend> Loop<B> {
                 if matches!(op, Op::Timer { .. }) {
                     (*core).flags |= FLAG_TIMER;
                 }
-                // The backend's hint for the next receive holds for the
-                // same descriptor only (see `FLAG_POLL_FIRST`).
-                let hinted = recv_fd(op).filter(|_| (*core).flags & FLAG_POLL_FIRST != 0);
                 let res = op.result(raw);
                 let call = (*core).vtable.call;
                 // Should the callback panic, `run` frees it.
@@ -1169,14 +1157,7 @@ impl<B: Backend> Loop<B> {
                     // start.
                     (*core).flags |= flags & FLAG_VOUCHED;
                     match action {
-                        Action::Rearm => {
-                            // So does the backend's hint, for a receive on
-                            // the same descriptor started right away.
-                            if hinted.is_some() && recv_fd(&(*core).op) == hinted {
-                                (*core).flags |= FLAG_POLL_FIRST;
-                            }
-                            self.enqueue(core)
-                        }
+                        Action::Rearm => self.enqueue(core),
                         Action::Park => (*core).state = State::Dead,
                         Action::Disarm => self.release(core),
                     }
@@ -1295,15 +1276,6 @@ impl<B: Backend> Drop for Inner<B> {
         if let Some(payload) = panicked {
             panic::resume_unwind(payload);
         }
-    }
-}
-
-/// The descriptor of a stream receive, the one operation the io_uring
-/// backend's `FLAG_POLL_FIRST` hint is for.
-fn recv_fd(op: &Op) -> Option<crate::RawHandle> {
-    match op {
-        Op::Recv { fd, .. } => Some(*fd),
-        _ => None,
     }
 }
 

@@ -357,60 +357,6 @@ fn panic_in_nested_run_frees_only_the_panicking_completion<B: Backend>() {
     assert_eq!(drops.get(), 1, "nothing dropped twice");
 }
 
-/// On io_uring, a receive that read a socket empty is rearmed with the
-/// hint to wait for readiness before trying (and still reads what comes);
-/// the hint goes when the callback points the receive at another
-/// descriptor, and no other backend sets it.
-fn receive_hint_follows_its_descriptor<B: Backend>() {
-    let mut lp = new_loop::<B>();
-    let uring = lp.backend_name() == "io_uring";
-    let (a, mut b) = pair();
-    let (c, mut d) = pair();
-    let got = Rc::new(RefCell::new(Vec::new()));
-    let g = got.clone();
-    let other = c.as_raw_fd();
-    let id = lp.add(
-        Op::Recv {
-            fd: a.as_raw_fd(),
-            buf: vec![0; 8].into(),
-        },
-        move |_, op, res| {
-            let OpResult::Read(Ok(n)) = res else {
-                panic!("{res:?}")
-            };
-            let buf = op.buf_mut().unwrap();
-            g.borrow_mut().push(buf[..n].to_vec());
-            match g.borrow().len() {
-                1 => Action::Rearm,
-                2 => {
-                    *op = Op::Recv {
-                        fd: other,
-                        buf: vec![0; 8].into(),
-                    };
-                    Action::Rearm
-                }
-                _ => Action::Park,
-            }
-        },
-    );
-    std::io::Write::write_all(&mut b, b"x").unwrap();
-    while got.borrow().is_empty() {
-        lp.run(RunMode::Once).unwrap();
-    }
-    assert_eq!(lp.hints_poll_first(id), uring, "emptied the socket");
-    std::io::Write::write_all(&mut b, b"y").unwrap();
-    while got.borrow().len() < 2 {
-        lp.run(RunMode::Once).unwrap();
-    }
-    assert!(!lp.hints_poll_first(id), "another descriptor");
-    std::io::Write::write_all(&mut d, b"z").unwrap();
-    while got.borrow().len() < 3 {
-        lp.run(RunMode::Once).unwrap();
-    }
-    assert_eq!(*got.borrow(), vec![b"x".to_vec(), b"y".to_vec(), b"z".to_vec()]);
-    lp.free(id).unwrap();
-}
-
 macro_rules! suite {
     ($name:ident, $backend:ty, $skip:expr) => {
         mod $name {
@@ -488,14 +434,6 @@ macro_rules! suite {
             fn panic_in_nested_run_frees_only_the_panicking_completion() {
                 if !skip() {
                     super::panic_in_nested_run_frees_only_the_panicking_completion::<$backend>()
-                }
-            }
-            // Miri's socket pairs have no recv(2).
-            #[test]
-            #[cfg_attr(miri, ignore)]
-            fn receive_hint_follows_its_descriptor() {
-                if !skip() {
-                    super::receive_hint_follows_its_descriptor::<$backend>()
                 }
             }
             #[test]

@@ -167,10 +167,9 @@ for_each_backend!(
     }
 
     /// A receive that read a socket, rearmed by its callback on a pipe,
-    /// fails at once as a fresh one does: what a backend learned about the
-    /// socket (io_uring waits for readiness before a receive on a socket
-    /// it read empty) is not carried to another descriptor, where the
-    /// receive would wait for data before failing.
+    /// fails at once as a fresh one does: nothing a backend learned about
+    /// the socket (its readiness, say) is carried to the other descriptor,
+    /// where the receive would then wait for data before failing.
     fn receive_rearmed_on_a_pipe_fails_at_once<B: Backend>() {
         let mut lp = new_loop::<B>();
         let (mut client, server) = tcp_pair();
@@ -207,5 +206,42 @@ for_each_backend!(
             results[0]
         );
         assert_eq!(errno(&results[1]), Some(NOT_A_SOCKET), "{:?}", results[1]);
+    }
+
+    /// A socket's number reused for a pipe (`dup2`): once an operation
+    /// has started on the new file without a vouch, a receive vouched for
+    /// on the number (an honest vouch: it stayed open since that start)
+    /// fails at once: what a backend remembers of the socket is forgotten
+    /// by the unvouched start.
+    #[cfg(unix)]
+    fn vouched_receive_on_a_reused_number_fails_at_once<B: Backend>() {
+        let mut lp = new_loop::<B>();
+        let (mut client, server) = tcp_pair();
+        std::io::Write::write_all(&mut client, b"x").unwrap();
+        let fd = server.as_raw_fd();
+        let recv = || Op::Recv {
+            fd,
+            buf: vec![0; 8].into(),
+        };
+        let (res, _) = run_op(&mut lp, recv(), "a receive that reads the socket empty");
+        assert!(matches!(res, OpResult::Read(Ok(1))), "{res:?}");
+        let (r, _w) = pipe();
+        // SAFETY: both descriptors are owned by this test; afterwards
+        // `server` owns the pipe's read end under the socket's number.
+        assert_eq!(unsafe { libc::dup2(r.as_raw_fd(), fd) }, fd);
+        let (res, _) = run_op(
+            &mut lp,
+            Op::Write {
+                fd,
+                buf: vec![0; 1].into(),
+            },
+            "a write to the read end, not vouched for",
+        );
+        assert!(is_bad_handle(errno(&res)), "{res:?}");
+        let p = submit(&mut lp, recv());
+        lp.vouch(p.id).unwrap();
+        let (res, _) = wait(&mut lp, &p, "a vouched receive on the reused number");
+        assert_eq!(errno(&res), Some(NOT_A_SOCKET), "{res:?}");
+        drop(server);
     }
 );
