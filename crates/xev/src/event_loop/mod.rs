@@ -80,6 +80,9 @@ pub(crate) struct Inner<B: Backend> {
     timers: TimerWheel,
     base: Instant,
     now: Cell<u64>,
+    /// `now` is older than the last poll: a tick with no timer does not read
+    /// the clock, and [`Loop::now`] reads it when first asked.
+    now_stale: Cell<bool>,
     /// Whether [`Loop::run`] is running (then [`Loop::now`] is the
     /// tick's cached clock; otherwise it reads the clock).
     running: bool,
@@ -203,6 +206,7 @@ impl<B: Backend> Inner<B> {
     fn refresh_now(&self) {
         let ms = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.now.set(ms);
+        self.now_stale.set(false);
     }
 
     /// The unsized [`Loop`] view of the state at `p` (same address and
@@ -267,6 +271,7 @@ impl<B: Backend> OwnedLoop<B> {
                 timers: TimerWheel::new(),
                 base: Instant::now(),
                 now: Cell::new(0),
+                now_stale: Cell::new(false),
                 running: false,
                 current: ptr::null_mut(),
                 active: 0,
@@ -526,14 +531,16 @@ impl<B: Backend> Loop<B> {
     }
 
     /// The loop's monotonic clock, in milliseconds since the loop was
-    /// created. While the loop runs (in callbacks) it is the time cached at
-    /// the start of the current tick, as in libxev, so that every callback
-    /// of a tick sees the same time and reading it costs nothing. Outside a
-    /// run it reads the clock, so a deadline computed after a long setup
-    /// (`lp.now() + 700`, or [`Timer::run`](crate::watcher::Timer::run))
-    /// counts from when it was computed, not from the loop's last tick.
+    /// created. While the loop runs (in callbacks) it is the time cached
+    /// once per tick, as in libxev, so that every callback of a tick sees
+    /// the same time and reading it costs nothing: read after the poll when
+    /// the loop holds timers, else at the tick's first call of `now` (a
+    /// loop without timers reads no clock). Outside a run it reads the
+    /// clock, so a deadline computed after a long setup (`lp.now() + 700`,
+    /// or [`Timer::run`](crate::watcher::Timer::run)) counts from when it
+    /// was computed, not from the loop's last tick.
     pub fn now(&self) -> u64 {
-        if !self.s.running {
+        if !self.s.running || self.s.now_stale.get() {
             self.s.refresh_now();
         }
         self.s.now.get()
@@ -773,8 +780,8 @@ impl<B: Backend> Loop<B> {
     fn tick(&mut self, wait: bool) -> io::Result<usize> {
         self.adopt_orphans();
         self.start_submissions();
-        // The clock is read here only for the timers (what expired, how
-        // long to wait); the tick reads it again after polling in any case.
+        // The clock is read here and after polling only for the timers
+        // (what expired, how long to wait); `now` reads it when asked.
         if !self.s.timers.is_empty() {
             self.update_now();
             self.expire_timers();
@@ -829,8 +836,13 @@ impl<B: Backend> Loop<B> {
             self.collect_pool(woken);
         }
         self.poll_asyncs();
-        self.update_now();
-        self.expire_timers();
+        if self.s.timers.is_empty() {
+            // Nothing can expire: the clock is read when asked for.
+            self.s.now_stale.set(true);
+        } else {
+            self.update_now();
+            self.expire_timers();
+        }
         if !self.s.cancels_waiting.is_empty() {
             self.finish_waiting_cancels();
         }

@@ -76,6 +76,36 @@ for_each_backend!(
         assert!(fired >= target, "fired {:?} early", target - fired);
     }
 
+    /// A loop without timers reads no clock at each tick, but `now` in a
+    /// callback is still the time of its tick: the same for every call in
+    /// one tick, and later in a later tick. The first callback waits (on the
+    /// clock, not the loop) until 3 ms have passed before it rearms.
+    fn now_in_callbacks_follows_the_ticks_without_timers<B: Backend>() {
+        let mut lp = new_loop::<B>();
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let s = seen.clone();
+        lp.add(Op::Noop, move |lp, _, res| {
+            expect!(res, OpResult::Noop(Ok(())));
+            let first = lp.now();
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_millis(3) {
+                std::hint::spin_loop();
+            }
+            assert_eq!(lp.now(), first, "one time per tick");
+            s.borrow_mut().push(first);
+            if s.borrow().len() == 2 {
+                Action::Disarm
+            } else {
+                Action::Rearm
+            }
+        });
+        // No guard timer (`run_until` adds one): the loop must hold none.
+        // Two no-ops complete at once, so this run ends.
+        lp.run(RunMode::UntilDone).unwrap();
+        let seen = seen.borrow();
+        assert!(seen[1] >= seen[0] + 2, "{seen:?}");
+    }
+
     fn timer_rearm_fires_n_times<B: Backend>() {
         const N: usize = 5;
         let mut lp = new_loop::<B>();
