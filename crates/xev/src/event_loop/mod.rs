@@ -715,7 +715,15 @@ impl<B: Backend> Loop<B> {
     /// Handles what dropped watchers left in [`Orphans`] (when a run
     /// starts, once per tick, and after each callback, so that a watcher
     /// dropped by a callback is released as `free` would release it).
+    #[inline]
     fn adopt_orphans(&mut self) {
+        if self.s.orphans.is_pending() {
+            self.adopt_pending_orphans();
+        }
+    }
+
+    #[cold]
+    fn adopt_pending_orphans(&mut self) {
         while let Some(o) = self.s.orphans.pop() {
             match o {
                 // Stale already: nothing left to free.

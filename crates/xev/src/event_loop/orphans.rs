@@ -64,6 +64,13 @@ impl<B: Backend> Orphans<B> {
         }
     }
 
+    /// Whether anything waits to be adopted (cheap: checked after every
+    /// callback).
+    #[inline]
+    pub(super) fn is_pending(&self) -> bool {
+        self.pending.get()
+    }
+
     pub(super) fn pop(&self) -> Option<Orphan<B>> {
         if !self.pending.get() {
             return None;
