@@ -115,6 +115,7 @@ pub const NOT_APPLICABLE_ON_WASI: &[(&str, &[&str])] = &[
         "WASI has no pipes (nor socketpair): the test's descriptors cannot be made",
         &[
             "bad_fds::wasi::wrong_kind_of_fd_gives_honest_errno",
+            "bad_fds::wasi::receive_rearmed_on_a_pipe_fails_at_once",
             "cancel::wasi::cancel_completes_after_its_target",
             "cancel::wasi::cancel_of_queued_target",
             "cancel::wasi::cancel_pending_pipe_read",
