@@ -5,7 +5,9 @@
 //! wheel, cancels are resolved, I/O goes to the backend or the pool), expire
 //! timers, let the backend wait (no longer than the next timer) and collect
 //! results, collect thread-pool results, expire timers again, then call the
-//! callbacks of everything that finished, in the order it finished.
+//! callbacks of everything that finished, in the order it finished. The
+//! clock is read (and timers expired) only while the wheel holds a timer;
+//! otherwise [`Loop::now`] reads it when first asked in the tick.
 
 use std::alloc::Layout;
 use std::cell::Cell;
