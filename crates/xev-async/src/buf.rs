@@ -432,6 +432,11 @@ impl Lent {
     /// Lends `b` for a write: the region is its initialized bytes from
     /// `from` on (none if `from` is past them).
     pub(crate) fn for_write<B: IoBuf>(b: B, from: usize) -> Lent {
+        Lent::for_write_held(Held::new(b), from)
+    }
+
+    /// [`Lent::for_write`] for a buffer held by a transfer's future.
+    pub(crate) fn for_write_held<B: IoBuf>(b: Held<B>, from: usize) -> Lent {
         /// # Safety
         ///
         /// `p` is storage holding a live `B` (inline or boxed).
@@ -448,6 +453,11 @@ impl Lent {
     /// Lends `b` for a read: the region runs from [`read_from`]`(b, from)`
     /// to the buffer's end.
     pub(crate) fn for_read<B: IoBufMut>(b: B, from: Option<usize>) -> Lent {
+        Lent::for_read_held(Held::new(b), from)
+    }
+
+    /// [`Lent::for_read`] for a buffer held by a transfer's future.
+    pub(crate) fn for_read_held<B: IoBufMut>(b: Held<B>, from: Option<usize>) -> Lent {
         /// # Safety
         ///
         /// `p` is storage holding a live `B` (inline or boxed).
@@ -475,7 +485,7 @@ impl Lent {
                 write_regions(bufs.iter(), from.unwrap_or(0), op);
             }
         }
-        Lent::new(bufs, fill::<B>, Some(from))
+        Lent::new(Held::new(bufs), fill::<B>, Some(from))
     }
 
     /// Lends `bufs` for a vectored receive into each one's read region.
@@ -491,11 +501,11 @@ impl Lent {
                 read_regions(bufs.iter_mut().map(|b| (b.read_start(), b)), op);
             }
         }
-        Lent::new(bufs, fill::<B>, None)
+        Lent::new(Held::new(bufs), fill::<B>, None)
     }
 
     fn new<B: 'static>(
-        b: B,
+        b: Held<B>,
         fill: unsafe fn(*mut u8, Option<usize>, &mut xev::Op),
         from: Option<usize>,
     ) -> Lent {
@@ -515,12 +525,15 @@ impl Lent {
         let mut storage = MaybeUninit::<[usize; WORDS]>::uninit();
         let p = storage.as_mut_ptr().cast::<u8>();
         // SAFETY: `inline::<B>()` checked that `B` fits the storage's size
-        // and alignment; a `Box` is one word, aligned like `usize`.
+        // and alignment; a `Box` is one word, aligned like `usize`. The
+        // value moves as untyped bytes (see [`Held`]), and a
+        // `Box<MaybeUninit<B>>` holding an initialized `B` is a valid
+        // `Box<B>` (same layout), as which the other methods read it.
         unsafe {
             if inline::<B>() {
-                p.cast::<B>().write(b);
+                p.cast::<MaybeUninit<B>>().write(b.0);
             } else {
-                p.cast::<Box<B>>().write(Box::new(b));
+                p.cast::<Box<MaybeUninit<B>>>().write(Box::new(b.0));
             }
         }
         Lent {
@@ -577,6 +590,58 @@ impl Lent {
     }
 }
 
+/// A buffer held by a transfer's future while the loop may use its bytes:
+/// kept as untyped storage, so that moving the future never moves the
+/// buffer as a typed value while the kernel may use its bytes (a move of a
+/// `Box` asserts that it is unique, which would invalidate the kernel's
+/// pointer under Rust's aliasing rules). It always holds a live `B`, given
+/// back by [`Held::into_inner`] or lent on by [`Lent::for_read_held`] /
+/// [`Lent::for_write_held`]; dropped instead (only while a panic unwinds),
+/// it leaks the buffer, which is safe even if the kernel still uses it.
+pub(crate) struct Held<B>(MaybeUninit<B>);
+
+impl<B> Held<B> {
+    pub(crate) fn new(b: B) -> Held<B> {
+        Held(MaybeUninit::new(b))
+    }
+
+    /// The buffer, to point an operation at its bytes.
+    pub(crate) fn get_mut(&mut self) -> &mut B {
+        // SAFETY: a `Held` always holds a live `B` (made from one, and
+        // consumed when it is taken out).
+        unsafe { self.0.assume_init_mut() }
+    }
+
+    /// The buffer back.
+    pub(crate) fn into_inner(self) -> B {
+        // SAFETY: as in `get_mut`; `self` is consumed, so the value is
+        // taken out once.
+        unsafe { self.0.assume_init() }
+    }
+}
+
+/// Points `op`'s buffer at `b`'s read region from `start` (within its
+/// initialized bytes) to its end.
+///
+/// # Safety
+///
+/// `b` is held, in a [`Held`] or a [`Lent`], until the loop is done with
+/// `op` (see [`raw_buf`]).
+pub(crate) unsafe fn point_read<B: IoBufMut>(b: &mut B, start: usize, op: &mut xev::Op) {
+    // SAFETY: the caller's contract.
+    unsafe { read_regions(std::iter::once((start, b)), op) }
+}
+
+/// Points `op`'s buffer at `b`'s initialized bytes from `from` on.
+///
+/// # Safety
+///
+/// As for [`point_read`].
+pub(crate) unsafe fn point_write<B: IoBuf>(b: &B, from: usize, op: &mut xev::Op) {
+    // SAFETY: the caller's contract.
+    unsafe { write_regions(std::iter::once(b), from, op) }
+}
+
 /// Points `op`'s buffers at the initialized bytes of `bufs`, in order,
 /// skipping the first `skip` bytes of the whole (the kernel only reads
 /// them).
@@ -629,8 +694,13 @@ unsafe fn read_regions<'a, B: IoBufMut>(
 /// while the `Lent` lives; the runtime keeps the `Lent` in the operation's
 /// slot until the loop's callback for the operation ran, or, if the loop
 /// is dropped first, until after the loop made the kernel let go of it
-/// (the callback owns a handle on the slot table). A write's bytes are only
-/// read by the kernel.
+/// (the callback owns a handle on the slot table). Or by a [`Held`] in a
+/// transfer's future ([`crate::op::Transfer`]), which keeps it while the
+/// operation is in flight and, dropped first, lends it to the operation's
+/// slot as a `Lent`. Both move the buffer only as untyped storage, so the
+/// buffer value is never moved while the kernel may use its bytes (a move
+/// of a `Box` asserts that it is unique). A write's bytes are only read by
+/// the kernel.
 unsafe fn raw_buf(ptr: *mut u8, len: usize) -> xev::Buf {
     let ptr = NonNull::new(ptr).unwrap_or(NonNull::dangling());
     // SAFETY: per the contract.

@@ -24,12 +24,26 @@ use std::task::{Context, Poll, Waker};
 
 use xev::{Action, Id, Op, OpResult, ReadError};
 
-use crate::buf::{read_from, IoBuf, IoBufMut, Lent};
+use crate::buf::{point_read, point_write, read_from, Held, IoBuf, IoBufMut, Lent};
 use crate::runtime::{current, Driver};
 
 /// Where a slot's lent buffer sits in the table of lent buffers, if it
 /// has one (kept apart so that a slot stays small: timers lend nothing).
 type LentAt = Option<u32>;
+
+/// What a finished operation's future wants back: the whole result and
+/// the operation, or only a transfer's count (so that the loop's
+/// callback maps the result at once and the operation stays with its
+/// completion, and a slot stays small).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Want {
+    /// The result and the operation ([`OpFuture`]).
+    Full,
+    /// A read family's count ([`read_result`]).
+    ReadCount,
+    /// A write family's count ([`write_result`]).
+    WriteCount,
+}
 
 /// One operation's place in the slot table. A buffer lent to the loop
 /// for the operation stays (in the lent table) until the loop's callback
@@ -37,13 +51,28 @@ type LentAt = Option<u32>;
 enum Slot {
     /// Unused (its index is on the free list).
     Free,
-    /// In flight; the waker of the future that waits for it.
-    Waiting(Option<Waker>, LentAt),
-    /// Finished; waiting for its future to take it.
-    Done(OpResult, Op, LentAt),
+    /// In flight; the waker of the future that waits for it, and what
+    /// that future wants back.
+    Waiting(Option<Waker>, LentAt, Want),
+    /// Finished, for a future that wants the whole result: the result and
+    /// the operation wait in the table of results, at the index given.
+    Done(u32, LentAt),
+    /// Finished, for a future that wants a count (a transfer, which
+    /// lends no buffer at the start): the count.
+    Counted(io::Result<usize>),
     /// Its future was dropped while it was in flight: the callback drops
     /// the result and the buffer and frees the slot.
     Abandoned(LentAt),
+}
+
+/// What a finished slot gave its future: the result and the operation,
+/// with the lent buffer, if any ([`Want::Full`]), or the count.
+// Returned, never stored: the functions that give one write it in their
+// caller's place, so that the small variant costs no more than its size.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Finished {
+    Full(OpResult, Op, Option<Lent>),
+    Count(io::Result<usize>),
 }
 
 /// A table whose freed places are reused: it grows to the most entries
@@ -101,21 +130,28 @@ impl<T> std::ops::IndexMut<usize> for Table<T> {
     }
 }
 
-/// The runtime's table of operation slots, and of the buffers lent for
-/// them.
+/// An index into one of the runtime's tables, as a slot keeps it.
+fn small_index(i: usize) -> u32 {
+    u32::try_from(i).expect("xev-async: fewer than 2^32 operations at once")
+}
+
+/// What [`Slots::release`] took out of a slot, for the caller to drop
+/// once the table is no longer borrowed (a buffer's `Drop` may panic).
+type Released = (Slot, Option<Lent>, Option<(OpResult, Op)>);
+
+/// The runtime's table of operation slots, and of the buffers lent and
+/// the whole results kept for them.
 #[derive(Default)]
 pub(crate) struct Slots {
     slots: Table<Slot>,
     lents: Table<Option<Lent>>,
+    results: Table<Option<(OpResult, Op)>>,
 }
 
 impl Slots {
-    fn alloc(&mut self, waker: Waker, lent: Option<Lent>) -> usize {
-        let at = lent.map(|l| {
-            let at = self.lents.insert(Some(l));
-            u32::try_from(at).expect("fewer than 2^32 lent buffers")
-        });
-        self.slots.insert(Slot::Waiting(Some(waker), at))
+    fn alloc(&mut self, waker: Waker, lent: Option<Lent>, want: Want) -> usize {
+        let at = lent.map(|l| small_index(self.lents.insert(Some(l))));
+        self.slots.insert(Slot::Waiting(Some(waker), at, want))
     }
 
     /// Takes the lent buffer at `at` out of the table.
@@ -123,34 +159,41 @@ impl Slots {
         self.lents.remove(at? as usize, None)
     }
 
-    /// Frees slot `i` and returns what it held, with its lent buffer, for
-    /// the caller to drop once the table is no longer borrowed (a buffer's
-    /// `Drop` may panic).
-    fn release(&mut self, i: usize) -> (Slot, Option<Lent>) {
+    /// Frees slot `i` and returns what it held, with its lent buffer and
+    /// kept result, for the caller to drop once the table is no longer
+    /// borrowed.
+    fn release(&mut self, i: usize) -> Released {
         let slot = self.slots.remove(i, Slot::Free);
-        let lent = match slot {
-            Slot::Waiting(_, at) | Slot::Done(_, _, at) | Slot::Abandoned(at) => self.take_lent(at),
-            Slot::Free => None,
+        let (lent, result) = match slot {
+            Slot::Done(k, at) => (self.take_lent(at), self.results.remove(k as usize, None)),
+            Slot::Waiting(_, at, _) | Slot::Abandoned(at) => (self.take_lent(at), None),
+            Slot::Counted(_) | Slot::Free => (None, None),
         };
-        (slot, lent)
+        (slot, lent, result)
     }
 
-    /// Frees the finished slot `i` and returns its result, operation and
-    /// lent buffer.
+    /// Frees the finished slot `i` and returns what it gave.
     ///
     /// # Panics
     ///
     /// If slot `i` is not finished.
-    fn take_done(&mut self, i: usize) -> (OpResult, Op, Option<Lent>) {
-        let Slot::Done(res, op, at) = self.slots.remove(i, Slot::Free) else {
-            panic!("xev-async: an unfinished slot was taken")
-        };
-        (res, op, self.take_lent(at))
+    fn take_done(&mut self, i: usize) -> Finished {
+        match self.slots.remove(i, Slot::Free) {
+            Slot::Counted(n) => Finished::Count(n),
+            Slot::Done(k, at) => {
+                let (res, op) = self
+                    .results
+                    .remove(k as usize, None)
+                    .expect("xev-async: a finished slot keeps its result");
+                Finished::Full(res, op, self.take_lent(at))
+            }
+            _ => panic!("xev-async: an unfinished slot was taken"),
+        }
     }
 
     /// Points `op`'s buffers at slot `i`'s lent buffer, if it has one.
     fn fill(&mut self, i: usize, op: &mut Op) {
-        if let Slot::Waiting(_, Some(at)) = self.slots[i] {
+        if let Slot::Waiting(_, Some(at), _) = self.slots[i] {
             if let Some(lent) = &mut self.lents[at as usize] {
                 lent.fill(op);
             }
@@ -163,15 +206,35 @@ impl Slots {
     }
 }
 
-/// The loop callback of every operation: stores the result (or, for an
-/// abandoned slot, lets it go) and wakes the waiting future.
+/// The loop callback of every operation: stores the result (whole, or
+/// mapped to a count; the operation then stays with its completion) or,
+/// for an abandoned slot, lets it go, and wakes the waiting future.
 pub(crate) fn complete(slots: &RefCell<Slots>, i: usize, op: &mut Op, res: OpResult) -> Action {
     let mut s = slots.borrow_mut();
     match &mut s.slots[i] {
-        Slot::Waiting(w, at) => {
-            let (w, at) = (w.take(), *at);
-            s.slots[i] = Slot::Done(res, std::mem::replace(op, Op::Noop), at);
+        Slot::Waiting(w, at, want) => {
+            let (w, at, want) = (w.take(), *at, *want);
+            let mut lent = None;
+            s.slots[i] = match want {
+                Want::Full => {
+                    let k = s
+                        .results
+                        .insert(Some((res, std::mem::replace(op, Op::Noop))));
+                    Slot::Done(small_index(k), at)
+                }
+                // A transfer lends no buffer at the start (were one lent,
+                // it is dropped here: the loop is done with it).
+                Want::ReadCount | Want::WriteCount => {
+                    lent = s.take_lent(at);
+                    Slot::Counted(if want == Want::ReadCount {
+                        read_result(res)
+                    } else {
+                        write_result(res)
+                    })
+                }
+            };
             drop(s);
+            drop(lent);
             if let Some(w) = w {
                 w.wake();
             }
@@ -184,7 +247,7 @@ pub(crate) fn complete(slots: &RefCell<Slots>, i: usize, op: &mut Op, res: OpRes
             drop(released);
         }
         // Impossible: one callback per slot use.
-        Slot::Free | Slot::Done(..) => {}
+        Slot::Free | Slot::Done(..) | Slot::Counted(..) => {}
     }
     Action::Disarm
 }
@@ -206,13 +269,31 @@ enum State {
 /// inside a runtime ([`crate::Runtime::block_on`] or a spawned task).
 pub struct OpFuture {
     state: State,
+    want: Want,
+}
+
+impl Want {
+    /// What an operation finished without the loop gives its future.
+    fn finished(self, res: OpResult, op: Op, lent: Option<Lent>) -> Finished {
+        match self {
+            Want::Full => Finished::Full(res, op, lent),
+            Want::ReadCount => Finished::Count(read_result(res)),
+            Want::WriteCount => Finished::Count(write_result(res)),
+        }
+    }
 }
 
 impl OpFuture {
     /// An operation that starts when first polled.
     pub fn new(op: Op) -> OpFuture {
+        OpFuture::wanting(op, Want::Full)
+    }
+
+    /// An operation that starts when first polled and gives back `want`.
+    fn wanting(op: Op, want: Want) -> OpFuture {
         OpFuture {
             state: State::Start(op),
+            want,
         }
     }
 
@@ -226,7 +307,7 @@ impl OpFuture {
         cx: &mut Context<'_>,
         lent: &mut Option<Lent>,
         seen: Option<&Cell<u64>>,
-    ) -> Poll<(OpResult, Op, Option<Lent>)> {
+    ) -> Poll<Finished> {
         match &mut self.state {
             State::Start(..) => {
                 let State::Start(mut op) = std::mem::replace(&mut self.state, State::Done) else {
@@ -234,7 +315,7 @@ impl OpFuture {
                 };
                 let driver = current();
                 let mut s = driver.slots().borrow_mut();
-                let slot = s.alloc(cx.waker().clone(), lent.take());
+                let slot = s.alloc(cx.waker().clone(), lent.take(), self.want);
                 // The region is taken once the buffer sits in its slot.
                 s.fill(slot, &mut op);
                 drop(s);
@@ -245,13 +326,13 @@ impl OpFuture {
             State::Pending { driver, slot, .. } => {
                 let mut s = driver.slots().borrow_mut();
                 match &mut s.slots[*slot] {
-                    Slot::Waiting(w, _) => {
+                    Slot::Waiting(w, _, _) => {
                         if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                             *w = Some(cx.waker().clone());
                         }
                         Poll::Pending
                     }
-                    Slot::Done(..) => {
+                    Slot::Done(..) | Slot::Counted(..) => {
                         let done = s.take_done(*slot);
                         drop(s);
                         self.state = State::Done;
@@ -265,6 +346,35 @@ impl OpFuture {
             State::Done => panic!("xev-async: OpFuture polled after it completed"),
         }
     }
+
+    /// Polls an operation that wants its whole result.
+    fn poll_full(
+        &mut self,
+        cx: &mut Context<'_>,
+        lent: &mut Option<Lent>,
+        seen: Option<&Cell<u64>>,
+    ) -> Poll<(OpResult, Op, Option<Lent>)> {
+        self.poll_op(cx, lent, seen).map(Finished::full)
+    }
+}
+
+impl Finished {
+    /// The whole result of an operation that wanted it ([`Want::Full`]).
+    fn full(self) -> (OpResult, Op, Option<Lent>) {
+        match self {
+            Finished::Full(res, op, lent) => (res, op, lent),
+            Finished::Count(..) => panic!("xev-async: a whole result was kept as a count"),
+        }
+    }
+
+    /// The count of a transfer ([`Want::ReadCount`],
+    /// [`Want::WriteCount`]).
+    fn count(self) -> io::Result<usize> {
+        match self {
+            Finished::Count(n) => n,
+            Finished::Full(..) => panic!("xev-async: a count was kept as a whole result"),
+        }
+    }
 }
 
 impl OpFuture {
@@ -275,7 +385,7 @@ impl OpFuture {
         cx: &mut Context<'_>,
         seen: Option<&Cell<u64>>,
     ) -> Poll<(OpResult, Op)> {
-        self.poll_op(cx, &mut None, seen)
+        self.poll_full(cx, &mut None, seen)
             .map(|(res, op, _)| (res, op))
     }
 }
@@ -396,7 +506,10 @@ impl<'a> Via<'a> {
     /// `Err`: the operation's future, still waiting.
     #[cfg_attr(not(any(feature = "futures-io", feature = "hyper")), allow(dead_code))]
     pub(crate) fn start(self, op: Op, cx: &mut Context<'_>) -> Result<(OpResult, Op), OpFuture> {
-        start_op(op, &mut None, Some(self), cx).map(|(res, op, _)| (res, op))
+        start_op(op, &mut None, Some(self), Want::Full, cx).map(|done| {
+            let (res, op, _) = done.full();
+            (res, op)
+        })
     }
 
     /// The same hints for the operation that goes to the loop after an
@@ -462,8 +575,9 @@ fn start_op(
     mut op: Op,
     lent: &mut Option<Lent>,
     via: Option<Via<'_>>,
+    want: Want,
     cx: &mut Context<'_>,
-) -> Result<(OpResult, Op, Option<Lent>), OpFuture> {
+) -> Result<Finished, OpFuture> {
     let now = via.and_then(|v| {
         v.run(|| {
             if let Some(l) = lent {
@@ -473,9 +587,9 @@ fn start_op(
         })
     });
     if let Some(res) = now {
-        return Ok((res, op, lent.take()));
+        return Ok(want.finished(res, op, lent.take()));
     }
-    let mut fut = OpFuture::new(op);
+    let mut fut = OpFuture::wanting(op, want);
     match fut.poll_op(cx, lent, via.map(|v| v.seen)) {
         Poll::Ready(done) => Ok(done),
         Poll::Pending => Err(fut),
@@ -489,14 +603,14 @@ async fn lend<B: 'static>(op: Op, lent: Lent, via: Option<Via<'_>>) -> (OpResult
     let mut first = Some((op, lent));
     let mut waiting: Option<OpFuture> = None;
     let (res, op, lent) = std::future::poll_fn(|cx| match (first.take(), &mut waiting) {
-        (Some((op, lent)), _) => match start_op(op, &mut Some(lent), via, cx) {
-            Ok(done) => Poll::Ready(done),
+        (Some((op, lent)), _) => match start_op(op, &mut Some(lent), via, Want::Full, cx) {
+            Ok(done) => Poll::Ready(done.full()),
             Err(fut) => {
                 waiting = Some(fut);
                 Poll::Pending
             }
         },
-        (None, Some(fut)) => fut.poll_op(cx, &mut None, via.map(|v| v.seen)),
+        (None, Some(fut)) => fut.poll_full(cx, &mut None, via.map(|v| v.seen)),
         (None, None) => unreachable!("started on the first poll"),
     })
     .await;
@@ -540,26 +654,62 @@ pub(crate) async fn lend_read<B: IoBufMut>(
     (res, op, b)
 }
 
-impl Drop for OpFuture {
-    fn drop(&mut self) {
-        let State::Pending { driver, slot, id } = &self.state else {
+impl OpFuture {
+    /// Lets the operation go: a finished one's result (and `lent`) is
+    /// dropped; one in flight is canceled, and its slot keeps `lent` (the
+    /// buffer its operation uses, held by the caller until now) with any
+    /// buffer lent at its start, until the loop's callback.
+    fn abandon(mut self, lent: Option<Lent>) {
+        self.let_go(lent);
+    }
+
+    fn let_go(&mut self, lent: Option<Lent>) {
+        let State::Pending { driver, slot, id } = std::mem::replace(&mut self.state, State::Done)
+        else {
             return;
         };
         let mut s = driver.slots().borrow_mut();
-        match &mut s.slots[*slot] {
-            Slot::Done(..) => {
-                let done = s.release(*slot);
+        match &mut s.slots[slot] {
+            Slot::Done(..) | Slot::Counted(..) => {
+                let done = s.release(slot);
                 drop(s);
                 drop(done);
+                drop(lent);
             }
-            Slot::Waiting(_, at) => {
-                let at = *at;
-                s.slots[*slot] = Slot::Abandoned(at);
+            Slot::Waiting(w, at, _) => {
+                let w = w.take();
+                // A slot lends at most one buffer: either at the start or
+                // here (a transfer's, held by its future until now).
+                let at = match (*at, lent) {
+                    (Some(at), None) => Some(at),
+                    (None, Some(l)) => Some(small_index(s.lents.insert(Some(l)))),
+                    (None, None) => None,
+                    // Impossible (no future lends twice); were it to
+                    // happen, the buffer is leaked rather than freed while
+                    // the kernel may use it.
+                    (Some(at), Some(l)) => {
+                        std::mem::forget(l);
+                        Some(at)
+                    }
+                };
+                s.slots[slot] = Slot::Abandoned(at);
                 drop(s);
-                driver.cancel(*id);
+                // A waker's drop runs its owner's code: not while the
+                // table is borrowed.
+                drop(w);
+                driver.cancel(id);
             }
-            Slot::Free | Slot::Abandoned(_) => {}
+            Slot::Free | Slot::Abandoned(_) => {
+                drop(s);
+                drop(lent);
+            }
         }
+    }
+}
+
+impl Drop for OpFuture {
+    fn drop(&mut self) {
+        self.let_go(None);
     }
 }
 
@@ -567,29 +717,41 @@ impl Drop for OpFuture {
 /// region is found, how the buffer is lent, and how the result maps to a
 /// count.
 pub(crate) trait Dir<B> {
+    /// The count the loop keeps for the transfer's future.
+    const WANT: Want;
     /// Where the transfer's region starts in `buf`, asked to start at
     /// `from` (`None`: the direction's default).
     fn start(buf: &B, from: Option<usize>) -> usize;
     /// The outcome without any call, if there is nothing to transfer and
     /// nothing to wait for (a stream read with no room).
     fn at_once(buf: &B, start: usize, op: &Op) -> Option<io::Result<usize>>;
-    /// `buf` lent to the loop for `op`'s region.
-    fn lend(buf: B, from: Option<usize>) -> Lent;
-    /// The count from the loop's result, with the bytes a read wrote
-    /// marked initialized.
+    /// `buf` lent to the loop for `op`'s region (by a transfer dropped
+    /// while its operation is in flight).
+    fn lend(buf: Held<B>, from: Option<usize>) -> Lent;
+    /// Points `op`'s buffer at `buf`'s region from `start`.
     ///
     /// # Safety
     ///
-    /// `res` is the result of the operation whose region was `buf`'s bytes
+    /// `buf` is held until the loop is done with `op` (see
+    /// [`point_read`]).
+    unsafe fn point(buf: &mut B, start: usize, op: &mut Op);
+    /// Marks the bytes a read wrote initialized (a write has nothing to
+    /// do).
+    ///
+    /// # Safety
+    ///
+    /// `res` is the count of the operation whose region was `buf`'s bytes
     /// from `start` to its end (a read) or its initialized bytes from
     /// `start` (a write).
-    unsafe fn finish(res: OpResult, start: usize, buf: &mut B) -> io::Result<usize>;
+    unsafe fn finish(res: &io::Result<usize>, start: usize, buf: &mut B);
 }
 
 /// Reads into a buffer's read region ([`read_from`]).
 pub(crate) struct Reading;
 
 impl<B: IoBufMut> Dir<B> for Reading {
+    const WANT: Want = Want::ReadCount;
+
     fn start(buf: &B, from: Option<usize>) -> usize {
         read_from(buf, from)
     }
@@ -601,16 +763,22 @@ impl<B: IoBufMut> Dir<B> for Reading {
         (start == buf.bytes_total() && !matches!(op, Op::Recvmsg(_))).then_some(Ok(0))
     }
 
-    fn lend(buf: B, from: Option<usize>) -> Lent {
-        Lent::for_read(buf, from)
+    fn lend(buf: Held<B>, from: Option<usize>) -> Lent {
+        Lent::for_read_held(buf, from)
     }
 
-    unsafe fn finish(res: OpResult, start: usize, buf: &mut B) -> io::Result<usize> {
-        // SAFETY: the read's region was `buf`'s bytes from `start` to its
-        // end (the caller's contract), `start` within its initialized
-        // bytes ([`read_from`]).
-        unsafe { mark_read(std::iter::once((start, buf)), &res) };
-        read_result(res)
+    unsafe fn point(buf: &mut B, start: usize, op: &mut Op) {
+        // SAFETY: the caller's contract.
+        unsafe { point_read(buf, start, op) }
+    }
+
+    unsafe fn finish(res: &io::Result<usize>, start: usize, buf: &mut B) {
+        if let Ok(n) = res {
+            // SAFETY: the read's region was `buf`'s bytes from `start` to
+            // its end (the caller's contract), `start` within its
+            // initialized bytes ([`read_from`]).
+            unsafe { mark_read_count(std::iter::once((start, buf)), *n) };
+        }
     }
 }
 
@@ -618,6 +786,8 @@ impl<B: IoBufMut> Dir<B> for Reading {
 pub(crate) struct Writing;
 
 impl<B: IoBuf> Dir<B> for Writing {
+    const WANT: Want = Want::WriteCount;
+
     fn start(_: &B, from: Option<usize>) -> usize {
         from.unwrap_or(0)
     }
@@ -626,13 +796,16 @@ impl<B: IoBuf> Dir<B> for Writing {
         None
     }
 
-    fn lend(buf: B, from: Option<usize>) -> Lent {
-        Lent::for_write(buf, from.unwrap_or(0))
+    fn lend(buf: Held<B>, from: Option<usize>) -> Lent {
+        Lent::for_write_held(buf, from.unwrap_or(0))
     }
 
-    unsafe fn finish(res: OpResult, _: usize, _: &mut B) -> io::Result<usize> {
-        write_result(res)
+    unsafe fn point(buf: &mut B, start: usize, op: &mut Op) {
+        // SAFETY: the caller's contract.
+        unsafe { point_write(buf, start, op) }
     }
+
+    unsafe fn finish(_: &io::Result<usize>, _: usize, _: &mut B) {}
 }
 
 /// A socket's own attempt at a transfer, made at once when that is worth
@@ -647,10 +820,14 @@ enum TransferState<B, A> {
         buf: B,
         attempt: Option<A>,
     },
-    /// In the loop (`fut` has been polled once), the region from `start`.
+    /// In the loop (`fut` has been polled once), the region from `start`:
+    /// the future holds the buffer until the operation ends, and lends it
+    /// to the operation's slot (with `lend`) if it is dropped first.
     Waiting {
         fut: OpFuture,
         start: usize,
+        buf: Held<B>,
+        lend: fn(Held<B>, Option<usize>) -> Lent,
     },
     Done,
 }
@@ -659,7 +836,11 @@ enum TransferState<B, A> {
 /// through the loop, resolving to the count and the buffer: one
 /// hand-written future for the whole path (an attempt at once, the loop's
 /// operation, the count), so that a transfer is polled and moved as one
-/// small state.
+/// small state. The future itself holds the buffer ([`Held`]) while the
+/// operation is in flight and the loop keeps only the count, so that the
+/// buffer goes through no table; dropped before the operation ends, the
+/// future lends the buffer to the operation's slot, where it stays until
+/// the loop is done with it.
 pub(crate) struct Transfer<'a, B, D, A = NoAttempt<B>> {
     state: TransferState<B, A>,
     from: Option<usize>,
@@ -667,8 +848,9 @@ pub(crate) struct Transfer<'a, B, D, A = NoAttempt<B>> {
     _dir: std::marker::PhantomData<D>,
 }
 
-// The buffer is never pinned (it is moved into the loop's slot and back),
-// nor is anything else here.
+// The buffer is never pinned (its bytes stay put when it moves, and it
+// moves only as untyped storage while in use: `Held`), nor is anything
+// else here.
 impl<B, D, A> Unpin for Transfer<'_, B, D, A> {}
 
 impl<'a, B, D, A> Transfer<'a, B, D, A>
@@ -696,15 +878,15 @@ where
         }
     }
 
-    /// Takes the buffer back out of a finished operation's loan and maps
-    /// its result.
-    fn finish(res: OpResult, lent: Option<Lent>, start: usize) -> (io::Result<usize>, B) {
-        let mut b = lent
-            .and_then(Lent::take)
-            .expect("xev-async: a lent buffer comes back with its operation");
-        // SAFETY: the operation's region was `b`'s from `start`, lent by
-        // `D::lend` with the same `from`.
-        let r = unsafe { D::finish(res, start, &mut b) };
+    /// The count of a finished operation on the region from `start` of
+    /// `buf`, and the buffer, with the bytes a read wrote marked
+    /// initialized.
+    fn finish(done: Finished, start: usize, buf: Held<B>) -> (io::Result<usize>, B) {
+        let r = done.count();
+        let mut b = buf.into_inner();
+        // SAFETY: the operation's region was `b`'s from `start` (pointed at
+        // by `D::point`), and `r` is its count.
+        unsafe { D::finish(&r, start, &mut b) };
         (r, b)
     }
 }
@@ -721,15 +903,18 @@ where
         let me = self.get_mut();
         let seen = me.via.map(|v| v.seen);
         match &mut me.state {
-            TransferState::Waiting { fut, start } => {
-                let start = *start;
-                let (res, _, lent) = std::task::ready!(fut.poll_op(cx, &mut None, seen));
-                me.state = TransferState::Done;
-                Poll::Ready(Self::finish(res, lent, start))
+            TransferState::Waiting { fut, .. } => {
+                let done = std::task::ready!(fut.poll_op(cx, &mut None, seen));
+                let TransferState::Waiting { start, buf, .. } =
+                    std::mem::replace(&mut me.state, TransferState::Done)
+                else {
+                    unreachable!()
+                };
+                Poll::Ready(Self::finish(done, start, buf))
             }
             TransferState::Start { .. } => {
                 let TransferState::Start {
-                    op,
+                    mut op,
                     mut buf,
                     attempt,
                 } = std::mem::replace(&mut me.state, TransferState::Done)
@@ -747,15 +932,40 @@ where
                     }
                     via = Some(v.tried());
                 }
-                match start_op(op, &mut Some(D::lend(buf, me.from)), via, cx) {
-                    Ok((res, _, lent)) => Poll::Ready(Self::finish(res, lent, start)),
+                let mut buf = Held::new(buf);
+                // SAFETY: this future holds `buf` until the loop is done
+                // with `op`: in `Waiting` while the operation is in flight,
+                // then it takes it back; dropped first, it lends it to the
+                // operation's slot (`Drop` below; a future leaked instead
+                // keeps it forever).
+                unsafe { D::point(buf.get_mut(), start, &mut op) };
+                match start_op(op, &mut None, via, D::WANT, cx) {
+                    Ok(done) => Poll::Ready(Self::finish(done, start, buf)),
                     Err(fut) => {
-                        me.state = TransferState::Waiting { fut, start };
+                        me.state = TransferState::Waiting {
+                            fut,
+                            start,
+                            buf,
+                            lend: D::lend,
+                        };
                         Poll::Pending
                     }
                 }
             }
             TransferState::Done => panic!("xev-async: a transfer polled after it completed"),
+        }
+    }
+}
+
+impl<B, D, A> Drop for Transfer<'_, B, D, A> {
+    fn drop(&mut self) {
+        if let TransferState::Waiting { .. } = self.state {
+            let TransferState::Waiting { fut, buf, lend, .. } =
+                std::mem::replace(&mut self.state, TransferState::Done)
+            else {
+                unreachable!()
+            };
+            fut.abandon(Some(lend(buf, self.from)));
         }
     }
 }
@@ -828,10 +1038,24 @@ unsafe fn mark_read<'a, B: IoBufMut>(
     bufs: impl Iterator<Item = (usize, &'a mut B)>,
     res: &OpResult,
 ) {
-    let (OpResult::Read(Ok(n)) | OpResult::RecvFrom(Ok((n, _)))) = res else {
-        return;
-    };
-    let mut left = *n;
+    if let OpResult::Read(Ok(n)) | OpResult::RecvFrom(Ok((n, _))) = res {
+        // SAFETY: as this function's own contract.
+        unsafe { mark_read_count(bufs, *n) };
+    }
+}
+
+/// After a read family operation whose regions were `bufs`' bytes from
+/// each given start to its end, in order, and which read `n` bytes:
+/// marks them initialized, filling the regions in order.
+///
+/// # Safety
+///
+/// As [`mark_read`], with `n` the operation's count.
+unsafe fn mark_read_count<'a, B: IoBufMut>(
+    bufs: impl Iterator<Item = (usize, &'a mut B)>,
+    n: usize,
+) {
+    let mut left = n;
     for (start, b) in bufs {
         let k = left.min(b.bytes_total() - start);
         // SAFETY: the kernel wrote the first `k` bytes of this region (a

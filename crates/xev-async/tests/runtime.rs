@@ -831,6 +831,57 @@ for_each_backend!(
     }
 
     #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
+    /// A read that finished in the loop but whose future is dropped before
+    /// it is polled again (its count is kept for it, its buffer held by
+    /// the future) drops its buffer exactly once, at the drop, and leaves
+    /// nothing in flight; the socket works on.
+    fn a_finished_read_dropped_unpolled_drops_its_buffer_once<B: Backend>() {
+        /// Counts its wakes.
+        struct Flag(AtomicUsize);
+        impl std::task::Wake for Flag {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let drops = Rc::new(Cell::new(0));
+        let rt = rt::<B>();
+        let (d, rtr) = (drops.clone(), &rt);
+        rt.block_on(async move {
+            let listener = TcpListener::bind(local()).unwrap();
+            let client = TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            let (server, _) = listener.accept().await.unwrap();
+            let flag = Arc::new(Flag(AtomicUsize::new(0)));
+            let waker = std::task::Waker::from(flag.clone());
+            let mut read = Box::pin(server.read(Counted(Vec::with_capacity(64), d.clone())));
+            let first = read
+                .as_mut()
+                .poll(&mut std::task::Context::from_waker(&waker));
+            assert!(first.is_pending(), "nothing to read yet");
+            let (r, _) = client.write_all(b"lost".as_slice()).await;
+            r.unwrap();
+            // The loop completes the read and wakes its waker.
+            while flag.0.load(Ordering::SeqCst) == 0 {
+                yield_now().await;
+            }
+            assert_eq!(d.get(), 0, "held by the future until it goes");
+            assert_eq!(rtr.ops_in_flight(), 1, "the count waits for the future");
+            drop(read);
+            assert_eq!(d.get(), 1, "dropped with the future, once");
+            assert_eq!(rtr.ops_in_flight(), 0);
+            let (r, _) = client.write_all(b"after".as_slice()).await;
+            r.unwrap();
+            let (r, got) = server
+                .read(Counted(Vec::with_capacity(64), d.clone()))
+                .await;
+            assert_eq!((r.unwrap(), &got.0[..]), (5, &b"after"[..]));
+        });
+        assert_eq!(rt.ops_in_flight(), 0);
+        assert_eq!(drops.get(), 2, "each buffer dropped once");
+    }
+
+    #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
     /// A read whose future is dropped keeps its buffer until the loop
     /// reports the operation over, then drops it exactly once; the socket
     /// then works with a new buffer. (The buffer type counts its drops.)
