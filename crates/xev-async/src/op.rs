@@ -65,14 +65,66 @@ enum Slot {
     Abandoned(LentAt),
 }
 
-/// What a finished slot gave its future: the result and the operation,
-/// with the lent buffer, if any ([`Want::Full`]), or the count.
-// Returned, never stored: the functions that give one write it in their
-// caller's place, so that the small variant costs no more than its size.
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum Finished {
-    Full(OpResult, Op, Option<Lent>),
-    Count(io::Result<usize>),
+/// What an operation's future takes back when it finishes (one type per
+/// [`Want`], so that a transfer's count never travels in a value sized for
+/// the whole result).
+pub(crate) trait Outcome {
+    /// What the future gets.
+    type Out;
+    /// What the slot keeps for it.
+    const WANT: Want;
+    /// The outcome of an operation done at once, without the loop.
+    fn now(res: OpResult, op: Op, lent: Option<Lent>) -> Self::Out;
+    /// Frees the finished slot `i` and returns its outcome.
+    fn take(slots: &mut Slots, i: usize) -> Self::Out;
+}
+
+/// The result, the operation and the buffer lent at its start, if any.
+pub(crate) struct Whole;
+
+impl Outcome for Whole {
+    type Out = (OpResult, Op, Option<Lent>);
+    const WANT: Want = Want::Full;
+
+    fn now(res: OpResult, op: Op, lent: Option<Lent>) -> Self::Out {
+        (res, op, lent)
+    }
+
+    fn take(slots: &mut Slots, i: usize) -> Self::Out {
+        slots.take_full(i)
+    }
+}
+
+/// A read family's count ([`read_result`]).
+pub(crate) struct ReadCount;
+
+impl Outcome for ReadCount {
+    type Out = io::Result<usize>;
+    const WANT: Want = Want::ReadCount;
+
+    fn now(res: OpResult, _: Op, _: Option<Lent>) -> Self::Out {
+        read_result(res)
+    }
+
+    fn take(slots: &mut Slots, i: usize) -> Self::Out {
+        slots.take_count(i)
+    }
+}
+
+/// A write family's count ([`write_result`]).
+pub(crate) struct WriteCount;
+
+impl Outcome for WriteCount {
+    type Out = io::Result<usize>;
+    const WANT: Want = Want::WriteCount;
+
+    fn now(res: OpResult, _: Op, _: Option<Lent>) -> Self::Out {
+        write_result(res)
+    }
+
+    fn take(slots: &mut Slots, i: usize) -> Self::Out {
+        slots.take_count(i)
+    }
 }
 
 /// A table whose freed places are reused: it grows to the most entries
@@ -172,23 +224,33 @@ impl Slots {
         (slot, lent, result)
     }
 
-    /// Frees the finished slot `i` and returns what it gave.
+    /// Frees the slot `i`, finished with its whole result kept, and
+    /// returns the result, the operation and the lent buffer.
     ///
     /// # Panics
     ///
-    /// If slot `i` is not finished.
-    fn take_done(&mut self, i: usize) -> Finished {
-        match self.slots.remove(i, Slot::Free) {
-            Slot::Counted(n) => Finished::Count(n),
-            Slot::Done(k, at) => {
-                let (res, op) = self
-                    .results
-                    .remove(k as usize, None)
-                    .expect("xev-async: a finished slot keeps its result");
-                Finished::Full(res, op, self.take_lent(at))
-            }
-            _ => panic!("xev-async: an unfinished slot was taken"),
-        }
+    /// If slot `i` did not finish so (a future asks for what it wanted).
+    fn take_full(&mut self, i: usize) -> (OpResult, Op, Option<Lent>) {
+        let Slot::Done(k, at) = self.slots.remove(i, Slot::Free) else {
+            panic!("xev-async: a slot was taken for a whole result it did not keep")
+        };
+        let (res, op) = self
+            .results
+            .remove(k as usize, None)
+            .expect("xev-async: a finished slot keeps its result");
+        (res, op, self.take_lent(at))
+    }
+
+    /// Frees the slot `i`, finished with a count kept, and returns it.
+    ///
+    /// # Panics
+    ///
+    /// If slot `i` did not finish so.
+    fn take_count(&mut self, i: usize) -> io::Result<usize> {
+        let Slot::Counted(n) = self.slots.remove(i, Slot::Free) else {
+            panic!("xev-async: a slot was taken for a count it did not keep")
+        };
+        n
     }
 
     /// Points `op`'s buffers at slot `i`'s lent buffer, if it has one.
@@ -269,31 +331,13 @@ enum State {
 /// inside a runtime ([`crate::Runtime::block_on`] or a spawned task).
 pub struct OpFuture {
     state: State,
-    want: Want,
-}
-
-impl Want {
-    /// What an operation finished without the loop gives its future.
-    fn finished(self, res: OpResult, op: Op, lent: Option<Lent>) -> Finished {
-        match self {
-            Want::Full => Finished::Full(res, op, lent),
-            Want::ReadCount => Finished::Count(read_result(res)),
-            Want::WriteCount => Finished::Count(write_result(res)),
-        }
-    }
 }
 
 impl OpFuture {
     /// An operation that starts when first polled.
     pub fn new(op: Op) -> OpFuture {
-        OpFuture::wanting(op, Want::Full)
-    }
-
-    /// An operation that starts when first polled and gives back `want`.
-    fn wanting(op: Op, want: Want) -> OpFuture {
         OpFuture {
             state: State::Start(op),
-            want,
         }
     }
 
@@ -302,12 +346,12 @@ impl OpFuture {
     /// replaced). A lending future keeps its buffer beside this one, so
     /// that an `OpFuture` without one (a timer) stays small.
     /// `seen`: the socket's last runtime, for [`Driver::submit`].
-    fn poll_op(
+    fn poll_op<T: Outcome>(
         &mut self,
         cx: &mut Context<'_>,
         lent: &mut Option<Lent>,
         seen: Option<&Cell<u64>>,
-    ) -> Poll<Finished> {
+    ) -> Poll<T::Out> {
         match &mut self.state {
             State::Start(..) => {
                 let State::Start(mut op) = std::mem::replace(&mut self.state, State::Done) else {
@@ -315,7 +359,7 @@ impl OpFuture {
                 };
                 let driver = current();
                 let mut s = driver.slots().borrow_mut();
-                let slot = s.alloc(cx.waker().clone(), lent.take(), self.want);
+                let slot = s.alloc(cx.waker().clone(), lent.take(), T::WANT);
                 // The region is taken once the buffer sits in its slot.
                 s.fill(slot, &mut op);
                 drop(s);
@@ -333,7 +377,7 @@ impl OpFuture {
                         Poll::Pending
                     }
                     Slot::Done(..) | Slot::Counted(..) => {
-                        let done = s.take_done(*slot);
+                        let done = T::take(&mut s, *slot);
                         drop(s);
                         self.state = State::Done;
                         Poll::Ready(done)
@@ -346,35 +390,6 @@ impl OpFuture {
             State::Done => panic!("xev-async: OpFuture polled after it completed"),
         }
     }
-
-    /// Polls an operation that wants its whole result.
-    fn poll_full(
-        &mut self,
-        cx: &mut Context<'_>,
-        lent: &mut Option<Lent>,
-        seen: Option<&Cell<u64>>,
-    ) -> Poll<(OpResult, Op, Option<Lent>)> {
-        self.poll_op(cx, lent, seen).map(Finished::full)
-    }
-}
-
-impl Finished {
-    /// The whole result of an operation that wanted it ([`Want::Full`]).
-    fn full(self) -> (OpResult, Op, Option<Lent>) {
-        match self {
-            Finished::Full(res, op, lent) => (res, op, lent),
-            Finished::Count(..) => panic!("xev-async: a whole result was kept as a count"),
-        }
-    }
-
-    /// The count of a transfer ([`Want::ReadCount`],
-    /// [`Want::WriteCount`]).
-    fn count(self) -> io::Result<usize> {
-        match self {
-            Finished::Count(n) => n,
-            Finished::Full(..) => panic!("xev-async: a count was kept as a whole result"),
-        }
-    }
 }
 
 impl OpFuture {
@@ -385,7 +400,7 @@ impl OpFuture {
         cx: &mut Context<'_>,
         seen: Option<&Cell<u64>>,
     ) -> Poll<(OpResult, Op)> {
-        self.poll_full(cx, &mut None, seen)
+        self.poll_op::<Whole>(cx, &mut None, seen)
             .map(|(res, op, _)| (res, op))
     }
 }
@@ -506,10 +521,7 @@ impl<'a> Via<'a> {
     /// `Err`: the operation's future, still waiting.
     #[cfg_attr(not(any(feature = "futures-io", feature = "hyper")), allow(dead_code))]
     pub(crate) fn start(self, op: Op, cx: &mut Context<'_>) -> Result<(OpResult, Op), OpFuture> {
-        start_op(op, &mut None, Some(self), Want::Full, cx).map(|done| {
-            let (res, op, _) = done.full();
-            (res, op)
-        })
+        start_op::<Whole>(op, &mut None, Some(self), cx).map(|(res, op, _)| (res, op))
     }
 
     /// The same hints for the operation that goes to the loop after an
@@ -571,13 +583,12 @@ impl Eager {
 // Inlined: every transfer's first poll comes here; as a call it cost 1.2%
 // more instructions on ping-pongs (callgrind).
 #[inline(always)]
-fn start_op(
+fn start_op<T: Outcome>(
     mut op: Op,
     lent: &mut Option<Lent>,
     via: Option<Via<'_>>,
-    want: Want,
     cx: &mut Context<'_>,
-) -> Result<Finished, OpFuture> {
+) -> Result<T::Out, OpFuture> {
     let now = via.and_then(|v| {
         v.run(|| {
             if let Some(l) = lent {
@@ -587,10 +598,10 @@ fn start_op(
         })
     });
     if let Some(res) = now {
-        return Ok(want.finished(res, op, lent.take()));
+        return Ok(T::now(res, op, lent.take()));
     }
-    let mut fut = OpFuture::wanting(op, want);
-    match fut.poll_op(cx, lent, via.map(|v| v.seen)) {
+    let mut fut = OpFuture::new(op);
+    match fut.poll_op::<T>(cx, lent, via.map(|v| v.seen)) {
         Poll::Ready(done) => Ok(done),
         Poll::Pending => Err(fut),
     }
@@ -603,14 +614,14 @@ async fn lend<B: 'static>(op: Op, lent: Lent, via: Option<Via<'_>>) -> (OpResult
     let mut first = Some((op, lent));
     let mut waiting: Option<OpFuture> = None;
     let (res, op, lent) = std::future::poll_fn(|cx| match (first.take(), &mut waiting) {
-        (Some((op, lent)), _) => match start_op(op, &mut Some(lent), via, Want::Full, cx) {
-            Ok(done) => Poll::Ready(done.full()),
+        (Some((op, lent)), _) => match start_op::<Whole>(op, &mut Some(lent), via, cx) {
+            Ok(done) => Poll::Ready(done),
             Err(fut) => {
                 waiting = Some(fut);
                 Poll::Pending
             }
         },
-        (None, Some(fut)) => fut.poll_full(cx, &mut None, via.map(|v| v.seen)),
+        (None, Some(fut)) => fut.poll_op::<Whole>(cx, &mut None, via.map(|v| v.seen)),
         (None, None) => unreachable!("started on the first poll"),
     })
     .await;
@@ -663,7 +674,17 @@ impl OpFuture {
         self.let_go(lent);
     }
 
+    /// [`OpFuture::abandon`], for a future that may also have not started
+    /// or have finished (nothing to do then: checked inline, since every
+    /// finished transfer's drop comes here).
+    #[inline]
     fn let_go(&mut self, lent: Option<Lent>) {
+        if matches!(self.state, State::Pending { .. }) {
+            self.let_go_pending(lent);
+        }
+    }
+
+    fn let_go_pending(&mut self, lent: Option<Lent>) {
         let State::Pending { driver, slot, id } = std::mem::replace(&mut self.state, State::Done)
         else {
             return;
@@ -718,7 +739,7 @@ impl Drop for OpFuture {
 /// count.
 pub(crate) trait Dir<B> {
     /// The count the loop keeps for the transfer's future.
-    const WANT: Want;
+    type Count: Outcome<Out = io::Result<usize>>;
     /// Where the transfer's region starts in `buf`, asked to start at
     /// `from` (`None`: the direction's default).
     fn start(buf: &B, from: Option<usize>) -> usize;
@@ -750,7 +771,7 @@ pub(crate) trait Dir<B> {
 pub(crate) struct Reading;
 
 impl<B: IoBufMut> Dir<B> for Reading {
-    const WANT: Want = Want::ReadCount;
+    type Count = ReadCount;
 
     fn start(buf: &B, from: Option<usize>) -> usize {
         read_from(buf, from)
@@ -786,7 +807,7 @@ impl<B: IoBufMut> Dir<B> for Reading {
 pub(crate) struct Writing;
 
 impl<B: IoBuf> Dir<B> for Writing {
-    const WANT: Want = Want::WriteCount;
+    type Count = WriteCount;
 
     fn start(_: &B, from: Option<usize>) -> usize {
         from.unwrap_or(0)
@@ -881,8 +902,7 @@ where
     /// The count of a finished operation on the region from `start` of
     /// `buf`, and the buffer, with the bytes a read wrote marked
     /// initialized.
-    fn finish(done: Finished, start: usize, buf: Held<B>) -> (io::Result<usize>, B) {
-        let r = done.count();
+    fn finish(r: io::Result<usize>, start: usize, buf: Held<B>) -> (io::Result<usize>, B) {
         let mut b = buf.into_inner();
         // SAFETY: the operation's region was `b`'s from `start` (pointed at
         // by `D::point`), and `r` is its count.
@@ -904,7 +924,7 @@ where
         let seen = me.via.map(|v| v.seen);
         match &mut me.state {
             TransferState::Waiting { fut, .. } => {
-                let done = std::task::ready!(fut.poll_op(cx, &mut None, seen));
+                let done = std::task::ready!(fut.poll_op::<D::Count>(cx, &mut None, seen));
                 let TransferState::Waiting { start, buf, .. } =
                     std::mem::replace(&mut me.state, TransferState::Done)
                 else {
@@ -939,7 +959,7 @@ where
                 // operation's slot (`Drop` below; a future leaked instead
                 // keeps it forever).
                 unsafe { D::point(buf.get_mut(), start, &mut op) };
-                match start_op(op, &mut None, via, D::WANT, cx) {
+                match start_op::<D::Count>(op, &mut None, via, cx) {
                     Ok(done) => Poll::Ready(Self::finish(done, start, buf)),
                     Err(fut) => {
                         me.state = TransferState::Waiting {
