@@ -5,9 +5,9 @@
 
 use std::io;
 
-use xev::{Op, OpResult};
+use xev::Op;
 
-use crate::op::{unexpected, OpFuture};
+use crate::op::{AsyncDone, OpFuture};
 
 /// A cross-thread wakeup: [`Notify::notify`] from any thread sets it,
 /// [`Notify::notified`] on a runtime waits until it is set and clears it.
@@ -40,9 +40,9 @@ impl Notify {
         if crate::op::spend_eager_budget() && self.a.try_wait() {
             return Ok(());
         }
-        match OpFuture::new(Op::AsyncWait(self.a.clone())).await.0 {
-            OpResult::Async(r) => r.map_err(Into::into),
-            other => Err(unexpected(&other)),
-        }
+        let mut wait = OpFuture::new(Op::AsyncWait(self.a.clone()));
+        std::future::poll_fn(|cx| wait.poll_op::<AsyncDone>(cx, &mut None, None))
+            .await
+            .map(drop)
     }
 }

@@ -32,17 +32,15 @@ use crate::runtime::{current, Driver};
 type LentAt = Option<u32>;
 
 /// What a finished operation's future wants back: the whole result and
-/// the operation, or only a transfer's count (so that the loop's
-/// callback maps the result at once and the operation stays with its
-/// completion, and a slot stays small).
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// the operation, or only a count or status (so that the loop's callback
+/// maps the result at once, the operation stays with its completion, and
+/// a slot stays small).
+#[derive(Clone, Copy)]
 pub(crate) enum Want {
     /// The result and the operation ([`OpFuture`]).
     Full,
-    /// A read family's count ([`read_result`]).
-    ReadCount,
-    /// A write family's count ([`write_result`]).
-    WriteCount,
+    /// The result mapped by this function ([`Mapped::map`]).
+    Map(fn(OpResult) -> io::Result<usize>),
 }
 
 /// One operation's place in the slot table. A buffer lent to the loop
@@ -57,8 +55,8 @@ enum Slot {
     /// Finished, for a future that wants the whole result: the result and
     /// the operation wait in the table of results, at the index given.
     Done(u32, LentAt),
-    /// Finished, for a future that wants a count (a transfer, which
-    /// lends no buffer at the start): the count.
+    /// Finished, for a future that wants the result mapped (a transfer,
+    /// which lends no buffer at the start, or a wait): the count or status.
     Counted(io::Result<usize>),
     /// Its future was dropped while it was in flight: the callback drops
     /// the result and the buffer and frees the slot.
@@ -95,15 +93,19 @@ impl Outcome for Whole {
     }
 }
 
-/// A read family's count ([`read_result`]).
-pub(crate) struct ReadCount;
+/// An outcome the loop's callback maps from the result, so that the slot
+/// keeps only a count or status.
+pub(crate) trait Mapped {
+    /// The count or status of `res`.
+    fn map(res: OpResult) -> io::Result<usize>;
+}
 
-impl Outcome for ReadCount {
+impl<M: Mapped> Outcome for M {
     type Out = io::Result<usize>;
-    const WANT: Want = Want::ReadCount;
+    const WANT: Want = Want::Map(M::map);
 
     fn now(res: OpResult, _: Op, _: Option<Lent>) -> Self::Out {
-        read_result(res)
+        M::map(res)
     }
 
     fn take(slots: &mut Slots, i: usize) -> Self::Out {
@@ -111,19 +113,45 @@ impl Outcome for ReadCount {
     }
 }
 
+/// A read family's count ([`read_result`]).
+pub(crate) struct ReadCount;
+
+impl Mapped for ReadCount {
+    fn map(res: OpResult) -> io::Result<usize> {
+        read_result(res)
+    }
+}
+
 /// A write family's count ([`write_result`]).
 pub(crate) struct WriteCount;
 
-impl Outcome for WriteCount {
-    type Out = io::Result<usize>;
-    const WANT: Want = Want::WriteCount;
-
-    fn now(res: OpResult, _: Op, _: Option<Lent>) -> Self::Out {
+impl Mapped for WriteCount {
+    fn map(res: OpResult) -> io::Result<usize> {
         write_result(res)
     }
+}
 
-    fn take(slots: &mut Slots, i: usize) -> Self::Out {
-        slots.take_count(i)
+/// An async wait's status (`Ok(0)` once notified).
+pub(crate) struct AsyncDone;
+
+impl Mapped for AsyncDone {
+    fn map(res: OpResult) -> io::Result<usize> {
+        match res {
+            OpResult::Async(r) => r.map(|()| 0).map_err(Into::into),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+/// A timer's status (`Ok(0)` once expired).
+pub(crate) struct TimerDone;
+
+impl Mapped for TimerDone {
+    fn map(res: OpResult) -> io::Result<usize> {
+        match res {
+            OpResult::Timer(r) => r.map(|()| 0).map_err(Into::into),
+            other => Err(unexpected(&other)),
+        }
     }
 }
 
@@ -284,15 +312,11 @@ pub(crate) fn complete(slots: &RefCell<Slots>, i: usize, op: &mut Op, res: OpRes
                         .insert(Some((res, std::mem::replace(op, Op::Noop))));
                     Slot::Done(small_index(k), at)
                 }
-                // A transfer lends no buffer at the start (were one lent,
-                // it is dropped here: the loop is done with it).
-                Want::ReadCount | Want::WriteCount => {
+                // These lend no buffer at the start (were one lent, it is
+                // dropped here: the loop is done with it).
+                Want::Map(map) => {
                     lent = s.take_lent(at);
-                    Slot::Counted(if want == Want::ReadCount {
-                        read_result(res)
-                    } else {
-                        write_result(res)
-                    })
+                    Slot::Counted(map(res))
                 }
             };
             drop(s);
@@ -346,7 +370,7 @@ impl OpFuture {
     /// replaced). A lending future keeps its buffer beside this one, so
     /// that an `OpFuture` without one (a timer) stays small.
     /// `seen`: the socket's last runtime, for [`Driver::submit`].
-    fn poll_op<T: Outcome>(
+    pub(crate) fn poll_op<T: Outcome>(
         &mut self,
         cx: &mut Context<'_>,
         lent: &mut Option<Lent>,

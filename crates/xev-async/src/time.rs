@@ -8,9 +8,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use xev::{Op, OpResult};
+use xev::Op;
 
-use crate::op::OpFuture;
+use crate::op::{OpFuture, TimerDone};
 use crate::runtime::current;
 
 enum When {
@@ -68,9 +68,9 @@ impl Future for Sleep {
         let Some(op) = self.op.as_mut() else {
             return Poll::Ready(());
         };
-        match Pin::new(op).poll(cx) {
-            Poll::Ready((res, _)) => {
-                debug_assert!(matches!(res, OpResult::Timer(Ok(()))), "{res:?}");
+        match op.poll_op::<TimerDone>(cx, &mut None, None) {
+            Poll::Ready(res) => {
+                debug_assert!(res.is_ok(), "{res:?}");
                 Poll::Ready(())
             }
             Poll::Pending => Poll::Pending,
