@@ -6,10 +6,15 @@
 //! the most operations ever in flight at once, then reused), so that an
 //! operation allocates nothing in steady state: the loop recycles the
 //! completion's memory (one callback type for every operation), and the
-//! slot is reused.
+//! slot is reused. A slot keeps what its future asked for ([`Outcome`]):
+//! the whole result and the operation, or, for transfers, waits and
+//! timers, only a count or status that the loop's callback maps from the
+//! result. A transfer's future ([`Transfer`]) holds its own buffer while
+//! the operation is in flight; other operations lend theirs to the slot.
 //!
 //! Cancellation: dropping an `OpFuture` whose operation is in flight
-//! cancels the operation through the loop and abandons its slot. The
+//! cancels the operation through the loop and abandons its slot (a
+//! transfer's future hands its buffer to the slot as it goes). The
 //! operation, with its buffer, stays with the loop until the kernel lets
 //! go of it; its callback then drops it and frees the slot. No result is
 //! delivered twice and no buffer is freed while the kernel may still
