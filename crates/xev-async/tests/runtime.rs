@@ -69,6 +69,29 @@ fn scratch_path(tag: &str, backend: &str) -> std::path::PathBuf {
 }
 
 #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
+/// A connected TCP pair on the loopback: (client, server).
+async fn connected() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind(local()).unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    (client, server)
+}
+
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
+/// After a canceled or dropped read: the server still reads what the
+/// client writes next, into a new counted buffer.
+async fn still_reads(client: &TcpStream, server: &TcpStream, drops: &Rc<Cell<usize>>) {
+    let (r, _) = client.write_all(b"after".as_slice()).await;
+    r.unwrap();
+    let (r, got) = server
+        .read(Counted(Vec::with_capacity(64), drops.clone()))
+        .await;
+    assert_eq!((r.unwrap(), &got.0[..]), (5, &b"after"[..]));
+}
+
 fn local() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
@@ -712,11 +735,7 @@ for_each_backend!(
     fn vectored_reads_and_writes<B: Backend>() {
         let rt = rt::<B>();
         rt.block_on(async {
-            let listener = TcpListener::bind(local()).unwrap();
-            let client = TcpStream::connect(listener.local_addr().unwrap())
-                .await
-                .unwrap();
-            let (server, _) = listener.accept().await.unwrap();
+            let (client, server) = connected().await;
             let parts = vec![
                 b"gather".to_vec(),
                 Vec::new(),
@@ -847,11 +866,7 @@ for_each_backend!(
         let rt = rt::<B>();
         let (d, rtr) = (drops.clone(), &rt);
         rt.block_on(async move {
-            let listener = TcpListener::bind(local()).unwrap();
-            let client = TcpStream::connect(listener.local_addr().unwrap())
-                .await
-                .unwrap();
-            let (server, _) = listener.accept().await.unwrap();
+            let (client, server) = connected().await;
             let flag = Arc::new(Flag(AtomicUsize::new(0)));
             let waker = std::task::Waker::from(flag.clone());
             let mut read = Box::pin(server.read(Counted(Vec::with_capacity(64), d.clone())));
@@ -870,12 +885,7 @@ for_each_backend!(
             drop(read);
             assert_eq!(d.get(), 1, "dropped with the future, once");
             assert_eq!(rtr.ops_in_flight(), 0);
-            let (r, _) = client.write_all(b"after".as_slice()).await;
-            r.unwrap();
-            let (r, got) = server
-                .read(Counted(Vec::with_capacity(64), d.clone()))
-                .await;
-            assert_eq!((r.unwrap(), &got.0[..]), (5, &b"after"[..]));
+            still_reads(&client, &server, &d).await;
         });
         assert_eq!(rt.ops_in_flight(), 0);
         assert_eq!(drops.get(), 2, "each buffer dropped once");
@@ -890,11 +900,7 @@ for_each_backend!(
         let rt = rt::<B>();
         let (d, rtr) = (drops.clone(), &rt);
         rt.block_on(async move {
-            let listener = TcpListener::bind(local()).unwrap();
-            let client = TcpStream::connect(listener.local_addr().unwrap())
-                .await
-                .unwrap();
-            let (server, _) = listener.accept().await.unwrap();
+            let (client, server) = connected().await;
             let buf = Counted(Vec::with_capacity(64), d.clone());
             assert!(timeout(Duration::from_millis(1), server.read(buf))
                 .await
@@ -905,12 +911,7 @@ for_each_backend!(
                 sleep(Duration::from_millis(1)).await;
             }
             assert_eq!(d.get(), 1, "dropped once the operation was over");
-            let (r, _) = client.write_all(b"after".as_slice()).await;
-            r.unwrap();
-            let (r, got) = server
-                .read(Counted(Vec::with_capacity(64), d.clone()))
-                .await;
-            assert_eq!((r.unwrap(), &got.0[..]), (5, &b"after"[..]));
+            still_reads(&client, &server, &d).await;
         });
         assert_eq!(rt.ops_in_flight(), 0);
         assert_eq!(drops.get(), 2, "each buffer dropped once");
@@ -923,11 +924,7 @@ for_each_backend!(
     fn bytes_buffers<B: Backend>() {
         let rt = rt::<B>();
         rt.block_on(async {
-            let listener = TcpListener::bind(local()).unwrap();
-            let client = TcpStream::connect(listener.local_addr().unwrap())
-                .await
-                .unwrap();
-            let (server, _) = listener.accept().await.unwrap();
+            let (client, server) = connected().await;
             let (r, _) = client
                 .write_all(bytes::Bytes::from_static(b"shared bytes"))
                 .await;
