@@ -982,6 +982,31 @@ for_each_backend!(
         assert_eq!(rt.ops_in_flight(), 0);
     }
 
+    /// A wait on a `Notify` that is given up (its future dropped, here by
+    /// a timeout) leaves nothing behind: a notification sent afterwards is
+    /// kept for the next wait, which completes at once, and a new waiter
+    /// is woken by the next notification.
+    fn notify_wait_given_up_keeps_later_notifications<B: Backend>() {
+        let rt = rt::<B>();
+        rt.block_on(async {
+            let n = Notify::new().unwrap();
+            assert!(timeout(Duration::from_millis(1), n.notified())
+                .await
+                .is_err());
+            n.notify().unwrap();
+            n.notified().await.unwrap();
+            let waiter = {
+                let n = n.clone();
+                spawn(async move { n.notified().await })
+            };
+            yield_now().await;
+            assert!(!waiter.is_finished(), "nothing was sent for it");
+            n.notify().unwrap();
+            waiter.await.unwrap().unwrap();
+        });
+        assert_eq!(rt.ops_in_flight(), 0);
+    }
+
     #[cfg(not(target_os = "wasi"))]
     /// `Notify` ping-pong with another thread: 1,000 round trips, each
     /// side waking the other; a notification sent before the wait is kept.
