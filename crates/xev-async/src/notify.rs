@@ -47,14 +47,8 @@ impl Notify {
     /// before it looks at the flag, so no notification is lost.
     pub fn notify(&self) -> io::Result<()> {
         self.inner.set.store(true, Ordering::Release);
-        let waker = self
-            .inner
-            .waiter
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
         // Woken outside the lock: a waker may run its owner's code.
-        if let Some(w) = waker {
+        if let Some(w) = self.inner.take_waiter() {
             w.wake();
         }
         Ok(())
@@ -75,6 +69,14 @@ impl Notify {
 }
 
 impl Inner {
+    /// Takes the stored waker, if a task waits.
+    fn take_waiter(&self) -> Option<Waker> {
+        self.waiter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
     /// Takes the notification, if it is set.
     fn consume(&self) -> bool {
         self.set.load(Ordering::Relaxed) && self.set.swap(false, Ordering::AcqRel)
@@ -122,13 +124,7 @@ impl Drop for Notified<'_> {
         if self.waiting {
             // Stops waiting. A waiter's waker left behind would only wake
             // its task once for nothing, but it would keep the task alive.
-            let w = self
-                .inner
-                .waiter
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take();
-            drop(w);
+            drop(self.inner.take_waiter());
         }
     }
 }

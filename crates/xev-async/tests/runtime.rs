@@ -68,7 +68,19 @@ fn scratch_path(tag: &str, backend: &str) -> std::path::PathBuf {
     }
 }
 
-#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
+/// A task that waits on `n` (not set) stays waiting through a turn of
+/// the loop and is woken by the next notification.
+async fn a_waiter_waits_for_the_next_notification(n: &Notify) {
+    let waiter = {
+        let n = n.clone();
+        spawn(async move { n.notified().await })
+    };
+    yield_now().await;
+    assert!(!waiter.is_finished(), "nothing was sent for it");
+    n.notify().unwrap();
+    waiter.await.unwrap().unwrap();
+}
+
 #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 /// A connected TCP pair on the loopback: (client, server).
 async fn connected() -> (TcpStream, TcpStream) {
@@ -92,6 +104,7 @@ async fn still_reads(client: &TcpStream, server: &TcpStream, drops: &Rc<Cell<usi
     assert_eq!((r.unwrap(), &got.0[..]), (5, &b"after"[..]));
 }
 
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 fn local() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
@@ -970,14 +983,7 @@ for_each_backend!(
                 n.notify().unwrap();
                 n.notified().await.unwrap();
             }
-            let waiter = {
-                let n = n.clone();
-                spawn(async move { n.notified().await })
-            };
-            yield_now().await;
-            assert!(!waiter.is_finished());
-            n.notify().unwrap();
-            waiter.await.unwrap().unwrap();
+            a_waiter_waits_for_the_next_notification(&n).await;
         });
         assert_eq!(rt.ops_in_flight(), 0);
     }
@@ -995,14 +1001,7 @@ for_each_backend!(
                 .is_err());
             n.notify().unwrap();
             n.notified().await.unwrap();
-            let waiter = {
-                let n = n.clone();
-                spawn(async move { n.notified().await })
-            };
-            yield_now().await;
-            assert!(!waiter.is_finished(), "nothing was sent for it");
-            n.notify().unwrap();
-            waiter.await.unwrap().unwrap();
+            a_waiter_waits_for_the_next_notification(&n).await;
         });
         assert_eq!(rt.ops_in_flight(), 0);
     }
