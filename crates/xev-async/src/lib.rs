@@ -110,7 +110,7 @@ pub use compat::Compat;
 pub use fs::File;
 #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 pub use net::{ReadHalf, TcpListener, TcpStream, UdpSocket, WriteHalf};
-pub use notify::{Notified, Notify};
+pub use notify::Notify;
 pub use op::OpFuture;
 #[cfg(not(target_os = "wasi"))]
 pub use process::{Child, ChildStderr, ChildStdin, ChildStdout, Pipe};

@@ -7,8 +7,8 @@
 //! operation allocates nothing in steady state: the loop recycles the
 //! completion's memory (one callback type for every operation), and the
 //! slot is reused. A slot keeps what its future asked for ([`Outcome`]):
-//! the whole result and the operation, or, for transfers and timers,
-//! only a count or status that the loop's callback maps from the
+//! the whole result and the operation, or, for transfers, waits and
+//! timers, only a count or status that the loop's callback maps from the
 //! result. A transfer's future ([`Transfer`]) holds its own buffer while
 //! the operation is in flight; other operations lend theirs to the slot.
 //!
@@ -61,7 +61,7 @@ enum Slot {
     /// the operation wait in the table of results, at the index given.
     Done(u32, LentAt),
     /// Finished, for a future that wants the result mapped (a transfer,
-    /// which lends no buffer at the start, or a timer): the count or status.
+    /// which lends no buffer at the start, or a wait): the count or status.
     Counted(io::Result<usize>),
     /// Its future was dropped while it was in flight: the callback drops
     /// the result and the buffer and frees the slot.
@@ -133,6 +133,18 @@ pub(crate) struct WriteCount;
 impl Mapped for WriteCount {
     fn map(res: OpResult) -> io::Result<usize> {
         write_result(res)
+    }
+}
+
+/// An async wait's status (`Ok(0)` once notified).
+pub(crate) struct AsyncDone;
+
+impl Mapped for AsyncDone {
+    fn map(res: OpResult) -> io::Result<usize> {
+        match res {
+            OpResult::Async(r) => r.map(|()| 0).map_err(Into::into),
+            other => Err(unexpected(&other)),
+        }
     }
 }
 
