@@ -23,6 +23,7 @@ use xev::backend::Backend;
 use xev::generic::{Loop, OwnedLoop};
 use xev::{Action, Async, Id, Op, Options, RunMode};
 
+use crate::notify::ParkedWait;
 use crate::op::{complete, set_eager_budget, Slots};
 use crate::task::{JoinHandle, RunQueue, Runnable, Task};
 
@@ -58,6 +59,12 @@ pub(crate) trait Driver {
     /// Keeps `task` until it ends (or the runtime drops it); returns its
     /// registry slot.
     fn register(&self, task: Arc<dyn Runnable>) -> usize;
+    /// This runtime's number, unique in the process (never 0).
+    fn id(&self) -> u64;
+    /// Parks `wait` in the loop: an `AsyncWait` on `a`, rearmed after each
+    /// notification, until its callback disarms it (see [`crate::notify`]).
+    /// Fails from inside a loop callback, where the loop is busy.
+    fn park(&self, a: Async, wait: ParkedWait) -> io::Result<Id>;
 }
 
 /// Spawns `future` as a task of the runtime behind `driver`.
@@ -81,6 +88,11 @@ pub(crate) fn current() -> Rc<dyn Driver> {
     CURRENT
         .with(|c| c.borrow().clone())
         .expect("xev-async: no runtime is running on this thread (use Runtime::block_on)")
+}
+
+/// The number of the runtime running on this thread (0: none).
+pub(crate) fn current_id() -> u64 {
+    CURRENT.with(|c| c.borrow().as_ref().map_or(0, |d| d.id()))
 }
 
 /// The runtime running on this thread, if any.
@@ -142,6 +154,9 @@ impl<B: Backend> Core<B> {
 
     fn flush_deferred(&self, lp: &mut Loop<B>) {
         let mut d = self.deferred.borrow_mut();
+        if d.is_empty() {
+            return;
+        }
         for w in d.drain(..) {
             match w {
                 // Too late or already gone: its callback runs (or ran) anyway.
@@ -232,6 +247,18 @@ impl<B: Backend> Driver for Core<B> {
             }
             Action::Disarm
         }))
+    }
+
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn park(&self, a: Async, wait: ParkedWait) -> io::Result<Id> {
+        let mut lp = self
+            .lp
+            .try_borrow_mut()
+            .map_err(|_| io::Error::other("xev-async: a wait was parked from a loop callback"))?;
+        Ok(lp.add(Op::AsyncWait(a), move |_, _, res| wait.fire(&res)))
     }
 
     fn register(&self, task: Arc<dyn Runnable>) -> usize {

@@ -102,7 +102,9 @@ impl RunQueue {
     /// Moves remote wakes to the local queue; returns the remote futures
     /// to spawn, if any. Runtime thread only.
     pub(crate) fn take_remote(&self) -> Vec<Pin<Box<dyn Future<Output = ()> + Send>>> {
-        if !self.remote_flag.swap(false, Ordering::AcqRel) {
+        if !self.remote_flag.load(Ordering::Relaxed)
+            || !self.remote_flag.swap(false, Ordering::AcqRel)
+        {
             return Vec::new();
         }
         let mut r = self

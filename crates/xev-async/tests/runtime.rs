@@ -1006,6 +1006,80 @@ for_each_backend!(
         assert_eq!(rt.ops_in_flight(), 0);
     }
 
+    /// Two tasks wait on one `Notify`: a notification is taken by one of
+    /// them while the other keeps waiting, and the next one wakes it.
+    fn notify_wakes_one_waiter_per_notification<B: Backend>() {
+        let rt = rt::<B>();
+        rt.block_on(async {
+            let n = Notify::new().unwrap();
+            let waiter = || {
+                let n = n.clone();
+                spawn(async move { n.notified().await })
+            };
+            let (a, b) = (waiter(), waiter());
+            yield_now().await;
+            assert!(!a.is_finished() && !b.is_finished(), "nothing was sent");
+            n.notify().unwrap();
+            while !a.is_finished() && !b.is_finished() {
+                yield_now().await;
+            }
+            // Turns of the loop in which the other waiter runs again.
+            for _ in 0..3 {
+                yield_now().await;
+            }
+            assert!(
+                a.is_finished() != b.is_finished(),
+                "one notification finishes one wait"
+            );
+            n.notify().unwrap();
+            a.await.unwrap().unwrap();
+            b.await.unwrap().unwrap();
+        });
+        assert_eq!(rt.ops_in_flight(), 0);
+    }
+
+    /// A wait on a second runtime, while the first runtime (which waited
+    /// first, and is not running now) holds the `Notify`'s parked wait, is
+    /// woken by the next notification; so is a later wait on the first.
+    fn notify_waits_from_a_second_runtime<B: Backend>() {
+        let (first, second) = (rt::<B>(), rt::<B>());
+        let n = Notify::new().unwrap();
+        first.block_on(async {
+            assert!(timeout(Duration::from_millis(1), n.notified())
+                .await
+                .is_err());
+        });
+        second.block_on(a_waiter_waits_for_the_next_notification(&n));
+        first.block_on(a_waiter_waits_for_the_next_notification(&n));
+        assert_eq!(first.ops_in_flight() + second.ops_in_flight(), 0);
+    }
+
+    /// The first wait on a `Notify` parks one completion in the loop, which
+    /// later waits reuse; dropping the last handle of the `Notify` ends it
+    /// at the loop's next turn.
+    fn dropping_a_notify_ends_its_parked_wait<B: Backend>() {
+        let rt = rt::<B>();
+        let before = rt.with_loop(|lp| lp.active());
+        rt.block_on(async {
+            let n = Notify::new().unwrap();
+            let n2 = n.clone();
+            for _ in 0..3 {
+                a_waiter_waits_for_the_next_notification(&n).await;
+                assert_eq!(rt.with_loop(|lp| lp.active()), before + 1);
+            }
+            drop(n);
+            yield_now().await;
+            assert_eq!(
+                rt.with_loop(|lp| lp.active()),
+                before + 1,
+                "a handle is left"
+            );
+            drop(n2);
+            yield_now().await;
+        });
+        assert_eq!(rt.with_loop(|lp| lp.active()), before);
+    }
+
     #[cfg(not(target_os = "wasi"))]
     /// `Notify` ping-pong with another thread: 1,000 round trips, each
     /// side waking the other; a notification sent before the wait is kept.
