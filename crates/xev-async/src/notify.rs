@@ -247,34 +247,36 @@ impl Waiting<'_> {
         }
     }
 
-    /// Makes sure a completion of `runtime`'s loop waits for this wait:
-    /// the parked one (parking it now if none is), or one of its own.
-    fn arm(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// Parks a wait in the loop of runtime `me` (this thread's), unless
+    /// another runtime holds one by now; whether it did.
+    fn park(&self, me: u64) -> bool {
         let st = &self.h.st;
-        let me = crate::runtime::current_id();
-        let armed = st.armed.load(Ordering::Acquire);
-        let parked = if me == 0 || armed != 0 {
-            // Outside a runtime, the op below says so.
-            armed == me && me != 0
-        } else {
-            match st
-                .armed
-                .compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => {
-                    let wait = ParkedWait {
-                        st: st.clone(),
-                        runtime: me,
-                    };
-                    // On failure (from inside a loop callback) `wait` is
-                    // dropped, which unparks; this wait takes its own op.
-                    crate::runtime::current()
-                        .park(self.h.a.clone(), wait)
-                        .is_ok()
-                }
-                Err(owner) => owner == me,
-            }
+        if st
+            .armed
+            .compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
+        let wait = ParkedWait {
+            st: st.clone(),
+            runtime: me,
         };
+        // On failure (from inside a loop callback) `wait` is dropped, which
+        // unparks; this wait then takes its own op.
+        crate::runtime::current()
+            .park(self.h.a.clone(), wait)
+            .is_ok()
+    }
+
+    /// Makes sure a completion of this runtime's loop waits for this
+    /// wait: the parked one (parking it now if no runtime holds one), or
+    /// one of its own.
+    fn arm(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Outside a runtime (0), the op below says so.
+        let me = crate::runtime::current_id();
+        let armed = self.h.st.armed.load(Ordering::Acquire);
+        let parked = me != 0 && (armed == me || (armed == 0 && self.park(me)));
         if parked && self.own.is_none() {
             return Poll::Pending;
         }
@@ -291,20 +293,18 @@ impl Future for Waiting<'_> {
     type Output = io::Result<()>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // A finished wait leaves the waiter table when it is dropped.
         let this = self.get_mut();
         if this.h.st.take_ready() {
-            this.leave();
             return Poll::Ready(Ok(()));
         }
         this.leave_waker(cx.waker());
         if let Poll::Ready(r) = this.arm(cx) {
-            this.leave();
             return Poll::Ready(r);
         }
         // A parked wait on another thread may have taken a notification
         // between the first check and the waker being left.
         if this.h.st.take_ready() {
-            this.leave();
             return Poll::Ready(Ok(()));
         }
         Poll::Pending
