@@ -447,6 +447,9 @@ thread_local! {
     /// (see [`Eager`]): refilled by the runtime before it polls a task (or
     /// the main future), zero outside a runtime.
     static EAGER_BUDGET: Cell<u32> = const { Cell::new(0) };
+    /// Whether the task being polled leaves its sends to the loop instead
+    /// of trying them at once (see [`set_eager_budget`]).
+    static SENDS_JOIN_BATCH: Cell<bool> = const { Cell::new(false) };
 }
 
 /// How many socket transfers one poll of a task may complete at once
@@ -467,8 +470,17 @@ pub(crate) fn spend_eager_budget() -> bool {
 
 /// Refills (`on`) or empties this thread's eager budget; the runtime
 /// calls it before it polls a task and when it stops running.
-pub(crate) fn set_eager_budget(on: bool) {
+/// `join_batch`: a send that answers a receive (see
+/// [`SocketHints::writing`]) is not tried at once but goes to the loop, to
+/// be submitted in one batch with the other tasks' operations of this
+/// round. The runtime asks for it on a backend that submits in batches
+/// (io_uring: one `io_uring_enter` for every entry of a turn) when more
+/// than one task runs in the round: there a send tried at once is one
+/// more syscall, while alone (a single request / response peer) it saves
+/// a turn of the loop.
+pub(crate) fn set_eager_budget(on: bool, join_batch: bool) {
     EAGER_BUDGET.with(|b| b.set(if on { EAGER_BUDGET_PER_TURN } else { 0 }));
+    SENDS_JOIN_BATCH.with(|j| j.set(join_batch));
 }
 
 /// What a socket's operations learn about it as they run: whether each
@@ -477,6 +489,10 @@ pub(crate) fn set_eager_budget(on: bool) {
 pub(crate) struct SocketHints {
     read: Eager,
     write: Eager,
+    /// The socket's last operation was a send: a send after it is tried at
+    /// once even in a batching round (a sender that streams would
+    /// otherwise send once per turn of the loop).
+    sending: Cell<bool>,
     /// The runtime (its number) this socket's last operation went to; 0
     /// for none. While the socket object lives its descriptor stays open,
     /// so a later operation sent to the same runtime can vouch for it
@@ -493,16 +509,21 @@ impl SocketHints {
 
     /// For an operation that receives.
     pub(crate) fn reading(&self) -> Via<'_> {
+        self.sending.set(false);
         Via {
             eager: Some(&self.read),
             seen: &self.seen,
         }
     }
 
-    /// For an operation that sends.
+    /// For an operation that sends. Not tried at once when it answers a
+    /// receive (the socket's last operation) while the task's sends join
+    /// the loop's batch (see [`set_eager_budget`]).
     pub(crate) fn writing(&self) -> Via<'_> {
+        let answer = !self.sending.replace(true);
+        let join = answer && SENDS_JOIN_BATCH.with(Cell::get);
         Via {
-            eager: Some(&self.write),
+            eager: (!join).then_some(&self.write),
             seen: &self.seen,
         }
     }

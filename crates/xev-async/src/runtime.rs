@@ -142,6 +142,10 @@ struct Core<B: Backend> {
     /// loop callback that dropped an operation future or a socket): made
     /// before it runs again.
     deferred: RefCell<Vec<Deferred>>,
+    /// The backend submits a turn's operations in one batch (io_uring):
+    /// in a round that runs several tasks their sends join it instead of
+    /// being tried at once (see [`set_eager_budget`]).
+    batches: bool,
 }
 
 impl<B: Backend> Core<B> {
@@ -312,6 +316,7 @@ impl<B: Backend> Runtime<B> {
         let notify = Async::new()?;
         let wake_wait = lp.add(Op::AsyncWait(notify.clone()), |_, _, _| Action::Rearm);
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let batches = lp.backend_name() == "io_uring";
         let core = Rc::new(Core {
             lp: RefCell::new(lp),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -320,6 +325,7 @@ impl<B: Backend> Runtime<B> {
             tasks: RefCell::new(Vec::new()),
             free_tasks: RefCell::new(Vec::new()),
             deferred: RefCell::new(Vec::new()),
+            batches,
         });
         Ok(Runtime {
             core,
@@ -380,7 +386,7 @@ impl<B: Backend> Runtime<B> {
         impl Drop for Exit {
             fn drop(&mut self) {
                 CURRENT.with(|c| c.borrow_mut().take());
-                set_eager_budget(false);
+                set_eager_budget(false, false);
             }
         }
         let _exit = Exit;
@@ -394,7 +400,7 @@ impl<B: Backend> Runtime<B> {
         let mut future = pin!(future);
         loop {
             if main.woken.swap(false, Ordering::AcqRel) {
-                set_eager_budget(true);
+                set_eager_budget(true, self.core.batches && !self.core.queue.is_empty());
                 if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
                     return v;
                 }
@@ -416,11 +422,13 @@ impl<B: Backend> Runtime<B> {
         // Only the tasks woken so far run in this round (at most 1024):
         // tasks woken while these run (by them, or a task that yields) wait
         // for the next round, after the loop has had its turn.
-        for _ in 0..self.core.queue.len().min(1024) {
+        let round = self.core.queue.len().min(1024);
+        let join_batch = self.core.batches && round > 1;
+        for _ in 0..round {
             let Some(t) = self.core.queue.pop() else {
                 break;
             };
-            set_eager_budget(true);
+            set_eager_budget(true, join_batch);
             // SAFETY: this is the runtime's thread.
             if let Some(slot) = unsafe { t.run() } {
                 self.core.forget(slot);

@@ -363,6 +363,67 @@ for_each_backend!(
         assert_eq!(rt.ops_in_flight(), 0);
     }
 
+    /// Many request / response connections at once: each round of the
+    /// runtime runs several tasks, whose answers (on io_uring) go to the
+    /// loop in one batch instead of being sent at once. Every answer
+    /// arrives whole and in order.
+    #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
+    fn many_tasks_answer_in_one_round<B: Backend>() {
+        const CONNS: usize = 8;
+        const ROUNDS: u32 = 200;
+        let rt = rt::<B>();
+        rt.block_on(async {
+            let listener = TcpListener::bind(local()).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = spawn(async move {
+                let mut echoes = Vec::new();
+                for _ in 0..CONNS {
+                    let (conn, _) = listener.accept().await.unwrap();
+                    echoes.push(spawn(async move {
+                        let mut buf = Vec::with_capacity(64);
+                        let mut answered = 0u32;
+                        loop {
+                            buf.clear();
+                            let (r, b) = conn.read(buf).await;
+                            if r.unwrap() == 0 {
+                                return answered;
+                            }
+                            let (r, b) = conn.write_all(b).await;
+                            r.unwrap();
+                            answered += 1;
+                            buf = b;
+                        }
+                    }));
+                }
+                let mut answered = 0;
+                for e in echoes {
+                    answered += e.await.unwrap();
+                }
+                answered
+            });
+            let mut clients = Vec::new();
+            for c in 0..CONNS {
+                clients.push(spawn(async move {
+                    let conn = TcpStream::connect(addr).await.unwrap();
+                    for i in 0..ROUNDS {
+                        let msg = format!("{c}:{i};").into_bytes();
+                        let (r, msg) = conn.write_all(msg).await;
+                        r.unwrap();
+                        let (r, got) = conn.read_exact(Vec::with_capacity(msg.len())).await;
+                        r.unwrap();
+                        assert_eq!(got, msg, "connection {c}, request {i}");
+                    }
+                    conn.shutdown(Shutdown::Write).await.unwrap();
+                }));
+            }
+            for c in clients {
+                c.await.unwrap();
+            }
+            assert_eq!(server.await.unwrap(), CONNS as u32 * ROUNDS);
+        });
+        assert_eq!(rt.ops_in_flight(), 0);
+    }
+
     #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
     fn connect_by_name<B: Backend>() {
         let rt = rt_with_pool::<B>();
