@@ -188,6 +188,12 @@ impl<B: Backend> Driver for Core<B> {
             // Cannot fail: the completion was just queued.
             let _ = lp.vouch(id);
         }
+        if seen.is_some() {
+            // A socket's operation: the runtime decided already whether to
+            // try it at once (see `crate::op::Via`), so the backend does not
+            // try it again. Cannot fail, as above.
+            let _ = lp.tried(id);
+        }
         id
     }
 

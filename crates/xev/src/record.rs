@@ -73,6 +73,11 @@ pub(crate) const FLAG_DISCARDABLE: u8 = 16;
 /// operation on it; read by a readiness backend when the completion
 /// starts, and cleared by that start.
 pub(crate) const FLAG_VOUCHED: u8 = 32;
+/// Set by [`crate::generic::Loop::tried`]: the completion's owner already
+/// tried its transfer at once (or wants it to wait in the backend); read
+/// by the io_uring backend when the completion starts, and cleared by
+/// that start.
+pub(crate) const FLAG_TRIED: u8 = 64;
 /// Set while a timer's callback runs (its op is borrowed by the callback,
 /// so the loop records the kind here instead of reading the op).
 pub(crate) const FLAG_TIMER: u8 = 4;
@@ -145,6 +150,11 @@ pub(crate) union Slot {
     /// `State::Backend` on a readiness backend: the operation's mode (a
     /// connect in progress, how a blocking descriptor is handled).
     pub(crate) readiness: u64,
+    /// `State::Backend` on the io_uring backend: the descriptor (plus one)
+    /// whose counts of ordered operations in the ring this operation holds,
+    /// and which counts (see `IoUring::hold`), or 0 for none.
+    #[cfg(target_os = "linux")]
+    pub(crate) uring_ordered: u64,
     /// `State::Pool`: the loop's [`Shared`], through which the worker hands
     /// the task back (a pointer, so its provenance travels with it).
     pub(crate) pool: *const Shared,

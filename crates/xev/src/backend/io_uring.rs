@@ -11,6 +11,20 @@
 //! target's `-ECANCELED` follows through the completion queue. The
 //! backend's waker, an eventfd (thread-pool hand-back, notifies of a parked
 //! loop), is watched by one multishot poll.
+//!
+//! Socket transfers (`Recv`, `Send`, `Recvmsg`, `Sendmsg`) start with one
+//! direct non-blocking call where that is worth it, as on the readiness
+//! backends, and only a socket that is not ready (`EAGAIN`) gets an entry:
+//! a datagram already there, or a send into a socket buffer with room,
+//! then costs one plain syscall instead of an entry, its trip through the
+//! kernel's io_uring machinery and its completion. Per descriptor and
+//! direction the backend counts the operations it holds in the ring that
+//! a direct call must not overtake (sends behind a send, write, connect,
+//! shutdown or close; receives behind a read, receive, connect, shutdown
+//! or close), and after an attempt that found the socket not ready it
+//! skips the next 1, 2, 4, .. up to 64 (a request / response peer, whose
+//! data is never there yet, pays at most an occasional failed call).
+//! Results are the same either way.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -138,6 +152,70 @@ unsafe fn fs_entry(f: &mut Fs, have: u64) -> Result<Option<squeue::Entry>, i32> 
     }))
 }
 
+/// The largest descriptor whose ordered operations are counted: a
+/// transfer on a larger one always goes through the ring.
+const MAX_ORDERED_FD: usize = 1 << 20;
+
+/// An operation in the ring holds its descriptor's send count: a later
+/// direct send must not overtake it.
+const HOLDS_SEND: u64 = 1 << 32;
+/// An operation in the ring holds its descriptor's receive count.
+const HOLDS_RECV: u64 = 1 << 33;
+
+/// The descriptor of an operation that a later direct send or receive on
+/// it must not overtake, and which (see [`HOLDS_SEND`]).
+fn ordered_fd(op: &Op) -> Option<(RawFd, u64)> {
+    match op {
+        Op::Write { fd, .. } | Op::Send { fd, .. } => Some((*fd, HOLDS_SEND)),
+        Op::Sendmsg(m) => Some((m.fd, HOLDS_SEND)),
+        Op::Read { fd, .. } | Op::Recv { fd, .. } => Some((*fd, HOLDS_RECV)),
+        Op::Recvmsg(m) => Some((m.fd, HOLDS_RECV)),
+        Op::Connect { fd, .. } | Op::Shutdown { fd, .. } | Op::Close { fd } => {
+            Some((*fd, HOLDS_SEND | HOLDS_RECV))
+        }
+        _ => None,
+    }
+}
+
+/// One direction of a descriptor: how many ordered operations the ring
+/// holds, and whether a direct attempt is worth making (after one found
+/// the socket not ready, the next 1, 2, 4, .. up to 64 skip it).
+#[derive(Default, Clone, Copy)]
+struct DirState {
+    held: u32,
+    skip: u8,
+    backoff: u8,
+}
+
+impl DirState {
+    fn should_try(&mut self) -> bool {
+        if self.held > 0 {
+            return false;
+        }
+        if self.skip > 0 {
+            self.skip -= 1;
+            return false;
+        }
+        true
+    }
+
+    fn found(&mut self, ready: bool) {
+        if ready {
+            self.backoff = 0;
+        } else {
+            self.backoff = self.backoff.saturating_mul(2).clamp(1, 64);
+            self.skip = self.backoff;
+        }
+    }
+}
+
+/// A descriptor's two directions.
+#[derive(Default, Clone, Copy)]
+struct FdState {
+    send: DirState,
+    recv: DirState,
+}
+
 /// A completion's io_uring user data: its address.
 fn user_data(c: *mut Core) -> u64 {
     c as usize as u64
@@ -155,6 +233,10 @@ pub struct IoUring {
     fs_opcodes: u64,
     /// The setup flags the ring got (for `capabilities`).
     setup: &'static str,
+    /// Per descriptor (up to [`MAX_ORDERED_FD`]), per direction: how many
+    /// operations a direct attempt must not overtake ([`ordered_fd`]) the
+    /// ring holds, and the attempts' backoff.
+    ordered: Vec<FdState>,
 }
 
 /// Sets up a ring of `entries`: with `SINGLE_ISSUER` and `DEFER_TASKRUN`
@@ -278,6 +360,66 @@ impl IoUring {
         self.push(&close)
     }
 
+    /// Records that the ring now holds `c`'s entry: counts it for its
+    /// descriptor if a later direct call must not overtake it, and says so
+    /// in its slot for [`IoUring::reap`] (the descriptor plus one, with
+    /// [`HOLDS_SEND`] and [`HOLDS_RECV`]).
+    ///
+    /// # Safety
+    /// `c` is a live core lent to this backend, whose entry was just pushed.
+    unsafe fn hold(&mut self, c: *mut Core) {
+        // SAFETY: per the contract, the core is live and ours until its CQE.
+        let held = ordered_fd(unsafe { &(*c).op });
+        let tag = match held.and_then(|(fd, k)| Some((usize::try_from(fd).ok()?, k))) {
+            Some((fd, kinds)) if fd < MAX_ORDERED_FD => {
+                if self.ordered.len() <= fd {
+                    self.ordered.resize(fd + 1, FdState::default());
+                }
+                let st = &mut self.ordered[fd];
+                if kinds & HOLDS_SEND != 0 {
+                    st.send.held += 1;
+                }
+                if kinds & HOLDS_RECV != 0 {
+                    st.recv.held += 1;
+                }
+                fd as u64 + 1 + kinds
+            }
+            _ => 0,
+        };
+        // SAFETY: as above; the slot is the backend's while it holds `c`.
+        unsafe { (*c).slot.uring_ordered = tag };
+    }
+
+    /// A transfer's one direct attempt: its raw result, or `None` when it
+    /// must go through the ring (not a socket transfer, an earlier ordered
+    /// operation on its descriptor is still in the ring, recent attempts
+    /// found it not ready, or this one did).
+    fn try_now(&mut self, op: &mut Op) -> Option<i32> {
+        let (fd, send) = match op {
+            Op::Send { fd, .. } => (*fd, true),
+            Op::Sendmsg(m) => (m.fd, true),
+            Op::Recv { fd, .. } => (*fd, false),
+            Op::Recvmsg(m) => (m.fd, false),
+            _ => return None,
+        };
+        let fd = usize::try_from(fd).ok().filter(|&fd| fd < MAX_ORDERED_FD)?;
+        if self.ordered.len() <= fd {
+            self.ordered.resize(fd + 1, FdState::default());
+        }
+        let st = &mut self.ordered[fd];
+        let dir = if send { &mut st.send } else { &mut st.recv };
+        if !dir.should_try() {
+            return None;
+        }
+        // SAFETY: the op's buffers are valid while the loop lends us the
+        // completion (Backend::start's contract); these four calls pass
+        // MSG_DONTWAIT and never block.
+        let r = unsafe { crate::sys::perform_op(op, crate::sys::FdMode::Direct) };
+        let ready = r != -libc::EAGAIN && r != -libc::EWOULDBLOCK && r != -libc::EINTR;
+        dir.found(ready);
+        ready.then_some(r)
+    }
+
     fn arm_wake(&mut self) -> io::Result<()> {
         if !self.wake_armed {
             let sqe = opcode::PollAdd::new(types::Fd(self.wake_fd), libc::POLLIN as u32)
@@ -306,6 +448,19 @@ impl IoUring {
                     // Every other user data is the address of a completion
                     // the loop lent us and keeps alive until this CQE.
                     if let Some(c) = NonNull::new(ud as usize as *mut Core) {
+                        // SAFETY: `start` wrote `uring_ordered` when it
+                        // pushed this completion's entry, and nothing else
+                        // writes the slot while the ring holds it.
+                        let held = unsafe { c.as_ref().slot.uring_ordered };
+                        let fd = (held & 0xffff_ffff).checked_sub(1);
+                        if let Some(st) = fd.and_then(|fd| self.ordered.get_mut(fd as usize)) {
+                            if held & HOLDS_SEND != 0 {
+                                st.send.held -= 1;
+                            }
+                            if held & HOLDS_RECV != 0 {
+                                st.recv.held -= 1;
+                            }
+                        }
                         sink(c, cqe.result());
                     }
                 }
@@ -404,6 +559,7 @@ impl Backend for IoUring {
             wake_armed: false,
             fs_opcodes,
             setup,
+            ordered: Vec::new(),
         };
         Ok((backend, waker))
     }
@@ -433,10 +589,20 @@ impl Backend for IoUring {
             return match self.push_close(*fd, user_data(c)) {
                 Ok(()) => {
                     self.in_flight += 1;
+                    // SAFETY: `c` is live and its entry was just pushed.
+                    unsafe { self.hold(c) };
                     Start::Pending
                 }
                 Err(e) => Start::Done(-e.raw_os_error().unwrap_or(libc::EIO)),
             };
+        }
+        // SAFETY: the loop lends us exclusive access to a live core.
+        let tried = unsafe { (*c).flags } & crate::record::FLAG_TRIED != 0;
+        if !tried {
+            // SAFETY: as above.
+            if let Some(res) = self.try_now(unsafe { &mut (*c).op }) {
+                return Start::Done(res);
+            }
         }
         // SAFETY: the loop lends us exclusive access to a live core that
         // stays in place until its CQE is reaped; the entries point into it.
@@ -528,6 +694,8 @@ impl Backend for IoUring {
         match self.push(&sqe) {
             Ok(()) => {
                 self.in_flight += 1;
+                // SAFETY: `c` is live and its entry was just pushed.
+                unsafe { self.hold(c) };
                 Start::Pending
             }
             Err(e) => Start::Done(-e.raw_os_error().unwrap_or(libc::EIO)),

@@ -34,7 +34,7 @@ use crate::options::Options;
 use crate::queue::Queue;
 use crate::record::{
     Action, Core, State, FLAG_CANCELING, FLAG_DISCARDABLE, FLAG_FREE, FLAG_RESET, FLAG_TIMER,
-    FLAG_VOUCHED,
+    FLAG_TRIED, FLAG_VOUCHED,
 };
 use crate::recycle::Recycler;
 use crate::shared::Shared;
@@ -344,12 +344,33 @@ impl<B: Backend> Loop<B> {
     /// for one already started (in flight, or finished and waiting for its
     /// callback).
     pub fn vouch(&mut self, id: Id) -> Result<(), IdError> {
+        self.flag_next_start(id, FLAG_VOUCHED)
+    }
+
+    /// Says, for the next start of completion `id` (queued, parked, or
+    /// rearmed from its own callback), that its owner already tried its
+    /// socket transfer at once and found the socket not ready, or wants
+    /// it to wait in the kernel's queue with the tick's other operations:
+    /// the io_uring backend then submits it without its own direct
+    /// attempt (see the backend's docs). The readiness backends always
+    /// make their attempt (it is what keeps their edge-triggered waits
+    /// from missing data) and IOCP makes none; the result is the same
+    /// either way. [`Loop::op_mut`] drops it.
+    ///
+    /// Errors: as [`Loop::vouch`].
+    pub fn tried(&mut self, id: Id) -> Result<(), IdError> {
+        self.flag_next_start(id, FLAG_TRIED)
+    }
+
+    /// Sets `flag` (a hint for one start) on the completion `id`, if it
+    /// has not started yet.
+    fn flag_next_start(&mut self, id: Id, flag: u8) -> Result<(), IdError> {
         let core = self.lookup(id).ok_or(IdError::Stale)?;
         // SAFETY: `core` is live; its flags belong to the loop.
         unsafe {
             match (*core).state {
                 State::Queued | State::Dead | State::Running => {
-                    (*core).flags |= FLAG_VOUCHED;
+                    (*core).flags |= flag;
                     Ok(())
                 }
                 _ => Err(IdError::Busy),
@@ -593,7 +614,7 @@ impl<B: Backend> Loop<B> {
         // SAFETY: the core is live and dead: nothing else references it, and
         // the borrow of `self` keeps the loop from touching it meanwhile.
         unsafe {
-            (*core).flags &= !FLAG_VOUCHED;
+            (*core).flags &= !(FLAG_VOUCHED | FLAG_TRIED);
             Ok(&mut (*core).op)
         }
     }
@@ -604,6 +625,15 @@ impl<B: Backend> Loop<B> {
         // SAFETY: lookup returns live completions only.
         self.lookup(id)
             .is_some_and(|c| unsafe { (*c).flags & FLAG_VOUCHED != 0 })
+    }
+
+    /// Whether completion `id` carries a tried hint, for the loop's unit
+    /// tests.
+    #[cfg(all(test, target_os = "linux"))]
+    pub(crate) fn is_tried(&self, id: Id) -> bool {
+        // SAFETY: lookup returns live completions only.
+        self.lookup(id)
+            .is_some_and(|c| unsafe { (*c).flags & FLAG_TRIED != 0 })
     }
 
     /// Drops a parked completion (its id goes stale). From inside the
@@ -910,8 +940,8 @@ impl<B: Backend> Loop<B> {
                     Start::Pool => self.hand_to_pool(core, false),
                 },
             }
-            // A vouch holds for one start.
-            (*core).flags &= !FLAG_VOUCHED;
+            // A vouch or a tried hint holds for one start.
+            (*core).flags &= !(FLAG_VOUCHED | FLAG_TRIED);
         }
     }
 
@@ -1175,9 +1205,9 @@ impl<B: Backend> Loop<B> {
                     (*core).state = State::Dead;
                     self.enqueue(core);
                 } else {
-                    // A vouch given from the callback holds for the next
-                    // start.
-                    (*core).flags |= flags & FLAG_VOUCHED;
+                    // A vouch or a tried hint given from the callback
+                    // holds for the next start.
+                    (*core).flags |= flags & (FLAG_VOUCHED | FLAG_TRIED);
                     match action {
                         Action::Rearm => self.enqueue(core),
                         Action::Park => (*core).state = State::Dead,

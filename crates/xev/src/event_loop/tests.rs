@@ -103,6 +103,16 @@ fn vouch_lasts_one_start_and_op_mut_drops_it<B: Backend>() {
     assert!(lp.is_vouched(id), "held until the start");
     lp.run(RunMode::UntilDone).unwrap();
     assert!(!lp.is_vouched(id), "the start used it up");
+    // The same for a tried hint.
+    lp.tried(id).unwrap();
+    assert!(lp.is_tried(id));
+    lp.op_mut(id).unwrap();
+    assert!(!lp.is_tried(id), "op_mut keeps no tried hint");
+    lp.tried(id).unwrap();
+    lp.restart(id).unwrap();
+    assert!(lp.is_tried(id), "held until the start");
+    lp.run(RunMode::UntilDone).unwrap();
+    assert!(!lp.is_tried(id), "the start used it up");
     lp.free(id).unwrap();
 }
 
