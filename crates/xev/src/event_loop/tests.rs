@@ -87,32 +87,30 @@ fn park_restart_op_mut_free<B: Backend>() {
     assert_eq!(lp.free(id), Err(IdError::Stale));
 }
 
-/// A vouch holds for one start, and `op_mut` drops it (the operation it
-/// was made for may change).
+/// A vouch, and a tried hint, hold for one start, and `op_mut` drops
+/// them (the operation they were made for may change).
 fn vouch_lasts_one_start_and_op_mut_drops_it<B: Backend>() {
+    type Set<B> = fn(&mut Loop<B>, Id) -> Result<(), IdError>;
+    type Has<B> = fn(&Loop<B>, Id) -> bool;
     let mut lp = new_loop::<B>();
     let id = lp.add_parked_callback(Op::Noop, |_: &mut Loop<B>, _: &mut Op, _: OpResult| {
         Action::Park
     });
-    lp.vouch(id).unwrap();
-    assert!(lp.is_vouched(id));
-    lp.op_mut(id).unwrap();
-    assert!(!lp.is_vouched(id), "op_mut keeps no vouch");
-    lp.vouch(id).unwrap();
-    lp.restart(id).unwrap();
-    assert!(lp.is_vouched(id), "held until the start");
-    lp.run(RunMode::UntilDone).unwrap();
-    assert!(!lp.is_vouched(id), "the start used it up");
-    // The same for a tried hint.
-    lp.tried(id).unwrap();
-    assert!(lp.is_tried(id));
-    lp.op_mut(id).unwrap();
-    assert!(!lp.is_tried(id), "op_mut keeps no tried hint");
-    lp.tried(id).unwrap();
-    lp.restart(id).unwrap();
-    assert!(lp.is_tried(id), "held until the start");
-    lp.run(RunMode::UntilDone).unwrap();
-    assert!(!lp.is_tried(id), "the start used it up");
+    let hints: [(&str, Set<B>, Has<B>); 2] = [
+        ("vouch", Loop::vouch, Loop::is_vouched),
+        ("tried", Loop::tried, Loop::is_tried),
+    ];
+    for (hint, set, has) in hints {
+        set(&mut lp, id).unwrap();
+        assert!(has(&lp, id), "{hint}");
+        lp.op_mut(id).unwrap();
+        assert!(!has(&lp, id), "op_mut keeps no {hint}");
+        set(&mut lp, id).unwrap();
+        lp.restart(id).unwrap();
+        assert!(has(&lp, id), "{hint} held until the start");
+        lp.run(RunMode::UntilDone).unwrap();
+        assert!(!has(&lp, id), "the start used the {hint} up");
+    }
     lp.free(id).unwrap();
 }
 
