@@ -521,21 +521,30 @@ impl Op {
     /// tries a socket that is not ready pays one failed syscall.
     pub fn try_now(&mut self) -> Option<OpResult> {
         #[cfg(unix)]
-        if matches!(
+        return self.try_raw().map(|r| self.result(r));
+        #[cfg(not(unix))]
+        None
+    }
+
+    /// [`Op::try_now`]'s attempt, for the loop's backends as well: the raw
+    /// result (a count or a negated errno), or `None` when the operation
+    /// is not one of the four socket transfers or the socket was not
+    /// ready.
+    #[cfg(unix)]
+    pub(crate) fn try_raw(&mut self) -> Option<i32> {
+        if !matches!(
             self,
             Op::Recv { .. } | Op::Send { .. } | Op::Recvmsg(_) | Op::Sendmsg(_)
         ) {
-            // SAFETY: the op's buffers are valid while it is held outside
-            // a loop: an owned vector always, a raw region by the contract
-            // of `Buf::from_raw_parts` (its callback has not run). These
-            // four calls pass MSG_DONTWAIT and never block.
-            let r = unsafe { crate::sys::perform_op(self, crate::sys::FdMode::Direct) };
-            if r == -libc::EAGAIN || r == -libc::EWOULDBLOCK {
-                return None;
-            }
-            return Some(self.result(r));
+            return None;
         }
-        None
+        // SAFETY: the op's buffers are valid while it exists unfinished:
+        // an owned vector always, a raw region by the contract of
+        // `Buf::from_raw_parts` (its callback has not run; a backend that
+        // holds the op is before its callback too). These four calls pass
+        // MSG_DONTWAIT and never block.
+        let r = unsafe { crate::sys::perform_op(self, crate::sys::FdMode::Direct) };
+        (r != -libc::EAGAIN && r != -libc::EWOULDBLOCK).then_some(r)
     }
 
     /// The kind of this operation, for diagnostics.

@@ -370,12 +370,8 @@ impl IoUring {
     unsafe fn hold(&mut self, c: *mut Core) {
         // SAFETY: per the contract, the core is live and ours until its CQE.
         let held = ordered_fd(unsafe { &(*c).op });
-        let tag = match held.and_then(|(fd, k)| Some((usize::try_from(fd).ok()?, k))) {
-            Some((fd, kinds)) if fd < MAX_ORDERED_FD => {
-                if self.ordered.len() <= fd {
-                    self.ordered.resize(fd + 1, FdState::default());
-                }
-                let st = &mut self.ordered[fd];
+        let tag = match held.and_then(|(fd, kinds)| Some((fd, kinds, self.fd_state(fd)?))) {
+            Some((fd, kinds, st)) => {
                 if kinds & HOLDS_SEND != 0 {
                     st.send.held += 1;
                 }
@@ -384,7 +380,7 @@ impl IoUring {
                 }
                 fd as u64 + 1 + kinds
             }
-            _ => 0,
+            None => 0,
         };
         // SAFETY: as above; the slot is the backend's while it holds `c`.
         unsafe { (*c).slot.uring_ordered = tag };
@@ -395,29 +391,31 @@ impl IoUring {
     /// operation on its descriptor is still in the ring, recent attempts
     /// found it not ready, or this one did).
     fn try_now(&mut self, op: &mut Op) -> Option<i32> {
-        let (fd, send) = match op {
-            Op::Send { fd, .. } => (*fd, true),
-            Op::Sendmsg(m) => (m.fd, true),
-            Op::Recv { fd, .. } => (*fd, false),
-            Op::Recvmsg(m) => (m.fd, false),
+        let send = match op {
+            Op::Send { .. } | Op::Sendmsg(_) => true,
+            Op::Recv { .. } | Op::Recvmsg(_) => false,
             _ => return None,
         };
-        let fd = usize::try_from(fd).ok().filter(|&fd| fd < MAX_ORDERED_FD)?;
-        if self.ordered.len() <= fd {
-            self.ordered.resize(fd + 1, FdState::default());
-        }
-        let st = &mut self.ordered[fd];
+        let st = self.fd_state(op.handle()?)?;
         let dir = if send { &mut st.send } else { &mut st.recv };
         if !dir.should_try() {
             return None;
         }
-        // SAFETY: the op's buffers are valid while the loop lends us the
-        // completion (Backend::start's contract); these four calls pass
-        // MSG_DONTWAIT and never block.
-        let r = unsafe { crate::sys::perform_op(op, crate::sys::FdMode::Direct) };
-        let ready = r != -libc::EAGAIN && r != -libc::EWOULDBLOCK && r != -libc::EINTR;
-        dir.found(ready);
-        ready.then_some(r)
+        // An interrupted call goes through the ring too.
+        let r = op.try_raw().filter(|&r| r != -libc::EINTR);
+        dir.found(r.is_some());
+        r
+    }
+
+    /// What the backend keeps about descriptor `fd` (grown to it on first
+    /// use), or `None` for one it does not track (above
+    /// [`MAX_ORDERED_FD`]).
+    fn fd_state(&mut self, fd: RawFd) -> Option<&mut FdState> {
+        let fd = usize::try_from(fd).ok().filter(|&fd| fd < MAX_ORDERED_FD)?;
+        if self.ordered.len() <= fd {
+            self.ordered.resize(fd + 1, FdState::default());
+        }
+        Some(&mut self.ordered[fd])
     }
 
     fn arm_wake(&mut self) -> io::Result<()> {
