@@ -142,6 +142,7 @@ mod shared;
 pub mod signal;
 mod sys;
 mod thread_pool;
+mod timer_set;
 mod timer_wheel;
 pub mod watcher;
 
@@ -164,6 +165,7 @@ pub use sys::types::SockAddr;
 pub use record::Action;
 pub use resolve::Resolve;
 pub use signal::SignalSubscription;
+pub use timer_set::{TimerId, TimerSet};
 pub use fs::{DirEntry, FileKind, FileStat, Fs, FsOutput, OpenFlags};
 pub use thread_pool::{
     Batch as ThreadPoolBatch, Config as ThreadPoolConfig, Task as ThreadPoolTask, ThreadPool,

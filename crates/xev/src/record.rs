@@ -140,9 +140,6 @@ pub struct Core {
 pub(crate) union Slot {
     /// Nothing stored (a fresh or parked completion).
     pub(crate) none: (),
-    /// `State::Timer`: the timer's insertion sequence number in the wheel
-    /// (equal deadlines fire in insertion order).
-    pub(crate) timer_seq: u64,
     /// `FLAG_RESET`: the deadline of a `timer_reset` requested while the
     /// timer's callback runs or its result waits; applied when the callback
     /// returns.

@@ -9,18 +9,30 @@
 //! wheel's clock; later deadlines wait in an overflow list that is re-sorted
 //! into the wheel every 2^36 ms. A timer sits in the slot of the highest
 //! level where its deadline differs from the wheel's clock, linked through
-//! its completion's `next`/`prev` fields: adding, removing and moving a timer
-//! are O(1) and take no memory beyond the completion itself, and each timer
-//! is moved down a level at most five times before it fires. Occupancy
-//! bitmaps find the next non-empty slot without scanning.
+//! the timer's own links (a completion's `next`/`prev` fields): adding,
+//! removing and moving a timer are O(1) and take no memory beyond the timer
+//! itself, and each timer is moved down a level at most five times before
+//! it fires. Occupancy bitmaps find the next non-empty slot without
+//! scanning.
 //!
 //! Order: timers fire by deadline, and timers with equal deadlines in the
-//! order they were added (or last reset). Each timer carries a sequence
-//! number; every slot list is kept sorted by it (appending keeps it sorted,
-//! and moving a slot's timers down a level merges two sorted lists).
+//! order they were added (or last moved). No sequence number is needed for
+//! that: a slot's list is only ever appended to, and when a slot is
+//! processed (at the start of its span) the lower slots of that span are
+//! still empty, since a timer whose deadline lies in the span was placed in
+//! that slot or a higher one as long as the clock was before the span. So
+//! every list stays in insertion order, and timers moved down a level come
+//! before any added later. Timers whose deadline has passed when added go
+//! into the ready list behind every ready timer with a deadline not later
+//! than theirs.
+//!
+//! The wheel is generic over how it reaches its timers ([`TimerLinks`]):
+//! [`TimerWheel`] holds completions (linked through their cores), and the
+//! compact timer store (`timer_set`) holds entries of an arena, named by
+//! index.
 
+use crate::queue::{CoreLinks, Links, List};
 use crate::op::Op;
-use crate::queue::Queue;
 use crate::record::Core;
 
 const BITS: u32 = 6;
@@ -28,69 +40,65 @@ const SLOTS: usize = 1 << BITS;
 const LEVELS: usize = 6;
 /// Deadlines at least this far from the wheel's clock go to the overflow list.
 const HORIZON_BITS: u32 = BITS * LEVELS as u32;
-/// `Core::timer_slot` of a timer in the expired (ready) list.
+/// The slot of a timer in the expired (ready) list.
 const READY: u16 = u16::MAX;
-/// `Core::timer_slot` of a timer in the overflow list.
+/// The slot of a timer in the overflow list.
 const OVERFLOW: u16 = u16::MAX - 1;
 
-/// The timing wheel.
-pub(crate) struct TimerWheel {
+/// What the wheel needs of its timers besides their links: the deadline
+/// and a place to note which of its lists holds the timer.
+pub(crate) trait TimerLinks: Links {
+    /// The timer's deadline (loop milliseconds).
+    ///
+    /// # Safety
+    /// `n` is a live node of this storage.
+    unsafe fn deadline(&self, n: Self::Node) -> u64;
+    /// Which wheel list holds the timer (as last set).
+    ///
+    /// # Safety
+    /// As for [`TimerLinks::deadline`].
+    unsafe fn slot(&self, n: Self::Node) -> u16;
+    /// Notes which wheel list holds the timer.
+    ///
+    /// # Safety
+    /// As for [`TimerLinks::deadline`].
+    unsafe fn set_slot(&mut self, n: Self::Node, slot: u16);
+}
+
+/// The timing wheel, over timers named by `N`.
+pub(crate) struct Wheel<N> {
     /// The time (loop milliseconds) up to which the wheel has been advanced.
     now: u64,
-    slots: Vec<Queue>,
+    slots: Vec<List<N>>,
     occupied: [u64; LEVELS],
-    overflow: Queue,
+    overflow: List<N>,
     /// When the overflow list must be sorted into the wheel: the start of
     /// the 2^36 ms block holding its earliest deadline (never later).
     overflow_due: u64,
     /// Expired timers, in firing order, not yet handed out.
-    ready: Queue,
-    seq: u64,
+    ready: List<N>,
     len: usize,
 }
 
-/// The deadline of a timer core.
-///
-/// # Safety
-/// `c` is a live core whose op is a timer.
-#[inline]
-unsafe fn deadline(c: *mut Core) -> u64 {
-    // SAFETY: per the contract.
-    match unsafe { &(*c).op } {
-        Op::Timer { deadline } => *deadline,
-        _ => u64::MAX,
-    }
-}
-
-/// The sequence number of a timer core (kept in its slot while it is in
-/// the wheel).
-#[inline]
-unsafe fn seq(c: *mut Core) -> u64 {
-    // SAFETY: the caller passes a live core in the wheel, whose slot holds
-    // the sequence number `push` wrote.
-    unsafe { (*c).slot.timer_seq }
-}
-
-impl TimerWheel {
-    /// An empty wheel whose clock starts at 0.
-    pub(crate) fn new() -> TimerWheel {
-        TimerWheel {
+impl<N: Copy + PartialEq> Wheel<N> {
+    /// An empty wheel whose clock starts at 0 (`nil` is the storage's `NIL`).
+    pub(crate) fn new(nil: N) -> Wheel<N> {
+        Wheel {
             now: 0,
-            slots: (0..SLOTS * LEVELS).map(|_| Queue::new()).collect(),
+            slots: (0..SLOTS * LEVELS).map(|_| List::empty(nil)).collect(),
             occupied: [0; LEVELS],
-            overflow: Queue::new(),
+            overflow: List::empty(nil),
             overflow_due: u64::MAX,
-            ready: Queue::new(),
-            seq: 0,
+            ready: List::empty(nil),
             len: 0,
         }
     }
 
     /// The earliest time at which something is due: a timer's deadline, or
     /// the time a higher slot must be moved down (waking then is harmless).
-    pub(crate) fn next_expiration(&self) -> Option<u64> {
-        if self.ready.is_empty() {
-            self.next_slot_time()
+    pub(crate) fn next_expiration(&self, nil: N) -> Option<u64> {
+        if self.ready.front() == nil {
+            self.next_slot_time(nil)
         } else {
             Some(self.now)
         }
@@ -98,7 +106,7 @@ impl TimerWheel {
 
     /// The start of the earliest occupied slot (or of the next overflow
     /// pass), ignoring the ready list.
-    fn next_slot_time(&self) -> Option<u64> {
+    fn next_slot_time(&self, nil: N) -> Option<u64> {
         if self.is_empty() {
             // No timer anywhere (the common case of a loop without
             // timers, asked on every tick): nothing to scan.
@@ -122,44 +130,47 @@ impl TimerWheel {
                 best = Some(best.map_or(t, |b| b.min(t)));
             }
         }
-        if !self.overflow.is_empty() {
+        if self.overflow.front() != nil {
             let t = self.overflow_due;
             best = Some(best.map_or(t, |b| b.min(t)));
         }
         best
     }
 
-    /// Adds the timer `c` (its op holds the deadline).
+    /// Adds the timer `n` (its deadline is set).
     ///
     /// # Safety
-    /// `c` is live, its op is a timer, it is in no queue, and it stays valid
-    /// until popped or removed.
-    pub(crate) unsafe fn push(&mut self, c: *mut Core) {
-        self.seq += 1;
+    /// `n` is a live timer of `l` in no list, and it stays live until
+    /// popped or removed; every timer in the wheel is a live timer of `l`.
+    pub(crate) unsafe fn push<L: TimerLinks<Node = N>>(&mut self, l: &mut L, n: N) {
         // SAFETY: per the contract.
-        unsafe {
-            (*c).slot.timer_seq = self.seq;
-            self.place(c);
-        }
+        unsafe { self.place(l, n) };
         self.len += 1;
     }
 
-    /// Puts `c` (with its sequence number set) where its deadline belongs.
-    unsafe fn place(&mut self, c: *mut Core) {
-        // SAFETY: the caller passes a live timer core in no queue.
+    /// Puts `n` where its deadline belongs.
+    ///
+    /// # Safety
+    /// As for [`Wheel::push`].
+    unsafe fn place<L: TimerLinks<Node = N>>(&mut self, l: &mut L, n: N) {
+        // SAFETY: the caller passes a live timer in no list.
         unsafe {
-            let d = deadline(c);
+            let d = l.deadline(n);
             if d <= self.now {
-                (*c).timer_slot = READY;
-                insert_sorted(&mut self.ready, c, |a, b| {
-                    (deadline(a), seq(a)) <= (deadline(b), seq(b))
-                });
+                l.set_slot(n, READY);
+                // Behind every ready timer due no later (search from the
+                // back: new timers usually belong at the end).
+                let mut after = self.ready.back();
+                while after != L::NIL && l.deadline(after) > d {
+                    after = l.prev(after);
+                }
+                self.ready.insert_after(l, after, n);
                 return;
             }
             let diff = d ^ self.now;
             if diff >> HORIZON_BITS != 0 {
-                (*c).timer_slot = OVERFLOW;
-                self.overflow.push_back(c);
+                l.set_slot(n, OVERFLOW);
+                self.overflow.push_back(l, n);
                 // The block start is after the clock: the deadline's top
                 // bits differ from (so exceed) the clock's.
                 let due = d & !((1u64 << HORIZON_BITS) - 1);
@@ -169,12 +180,173 @@ impl TimerWheel {
             let level = ((63 - diff.leading_zeros()) / BITS) as usize;
             let slot = ((d >> (BITS * level as u32)) & (SLOTS as u64 - 1)) as usize;
             let index = level * SLOTS + slot;
-            (*c).timer_slot = index as u16;
-            // New timers have the highest sequence number: appending keeps
-            // the list sorted. Timers moved down a level are merged in.
-            insert_sorted(&mut self.slots[index], c, |a, b| seq(a) <= seq(b));
+            l.set_slot(n, index as u16);
+            // Appending keeps the list in insertion order (module docs).
+            self.slots[index].push_back(l, n);
             self.occupied[level] |= 1 << slot;
         }
+    }
+
+    /// Removes `n`, which is in the wheel.
+    ///
+    /// # Safety
+    /// `n` was pushed and not yet popped or removed; as for [`Wheel::push`].
+    pub(crate) unsafe fn remove<L: TimerLinks<Node = N>>(&mut self, l: &mut L, n: N) {
+        // SAFETY: `n` is in exactly the list its slot names.
+        unsafe {
+            match l.slot(n) {
+                READY => self.ready.remove(l, n),
+                OVERFLOW => self.overflow.remove(l, n),
+                index => {
+                    let index = usize::from(index);
+                    self.slots[index].remove(l, n);
+                    if self.slots[index].front() == L::NIL {
+                        self.occupied[index / SLOTS] &= !(1 << (index % SLOTS));
+                    }
+                }
+            }
+        }
+        self.len -= 1;
+    }
+
+    /// Removes and returns the next expired timer, advancing the wheel to
+    /// `now` first.
+    ///
+    /// # Safety
+    /// Every timer in the wheel is a live timer of `l`.
+    pub(crate) unsafe fn pop_expired<L: TimerLinks<Node = N>>(
+        &mut self,
+        l: &mut L,
+        now: u64,
+    ) -> Option<N> {
+        // SAFETY: per the contract.
+        unsafe {
+            if self.ready.front() == L::NIL {
+                self.advance(l, now);
+            }
+            let n = self.ready.pop_front(l);
+            if n == L::NIL {
+                None
+            } else {
+                self.len -= 1;
+                Some(n)
+            }
+        }
+    }
+
+    /// Advances the clock to `now`, moving every timer due by then to the
+    /// ready list. Slots are processed in time order, so the ready list
+    /// comes out sorted by deadline (and insertion).
+    unsafe fn advance<L: TimerLinks<Node = N>>(&mut self, l: &mut L, now: u64) {
+        while let Some(t) = self.next_slot_time(L::NIL) {
+            if t > now {
+                break;
+            }
+            self.now = t;
+            // SAFETY: forwarded.
+            unsafe { self.process_due(l) };
+        }
+        if now > self.now {
+            self.now = now;
+        }
+    }
+
+    /// Processes every slot (and the overflow list) that starts exactly at
+    /// the clock: their timers fire or move down a level.
+    unsafe fn process_due<L: TimerLinks<Node = N>>(&mut self, l: &mut L) {
+        for level in 0..LEVELS {
+            let shift = BITS * level as u32;
+            if level > 0 && self.now & ((1u64 << shift) - 1) != 0 {
+                break; // not at a boundary of this level (or any higher)
+            }
+            let slot = ((self.now >> shift) & (SLOTS as u64 - 1)) as usize;
+            if self.occupied[level] & (1 << slot) == 0 {
+                continue;
+            }
+            self.occupied[level] &= !(1 << slot);
+            let list = std::mem::replace(&mut self.slots[level * SLOTS + slot], List::empty(L::NIL));
+            // SAFETY: wheel lists hold live timers of `l`.
+            unsafe { self.replace_all(l, list) };
+        }
+        if self.overflow.front() != L::NIL && self.now >= self.overflow_due {
+            let list = std::mem::replace(&mut self.overflow, List::empty(L::NIL));
+            self.overflow_due = u64::MAX;
+            // SAFETY: as above.
+            unsafe { self.replace_all(l, list) };
+        }
+    }
+
+    /// Places every timer of `list` (taken out of the wheel) again, in order.
+    unsafe fn replace_all<L: TimerLinks<Node = N>>(&mut self, l: &mut L, mut list: List<N>) {
+        loop {
+            // SAFETY: the list held live timers of `l`.
+            let n = unsafe { list.pop_front(l) };
+            if n == L::NIL {
+                break;
+            }
+            // SAFETY: as above; `n` is now in no list.
+            unsafe { self.place(l, n) };
+        }
+    }
+
+    /// Number of timers in the wheel.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the wheel holds no timer (expired ones included).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Completions as timers: a timer core's deadline is in its op, its slot
+/// in `Core::timer_slot`.
+impl TimerLinks for CoreLinks {
+    #[inline]
+    unsafe fn deadline(&self, c: *mut Core) -> u64 {
+        // SAFETY: the caller passes a live core.
+        match unsafe { &(*c).op } {
+            Op::Timer { deadline } => *deadline,
+            _ => u64::MAX,
+        }
+    }
+
+    #[inline]
+    unsafe fn slot(&self, c: *mut Core) -> u16 {
+        // SAFETY: as above.
+        unsafe { (*c).timer_slot }
+    }
+
+    #[inline]
+    unsafe fn set_slot(&mut self, c: *mut Core, slot: u16) {
+        // SAFETY: as above.
+        unsafe { (*c).timer_slot = slot }
+    }
+}
+
+/// The loop's wheel of timer completions.
+pub(crate) struct TimerWheel(Wheel<*mut Core>);
+
+impl TimerWheel {
+    /// An empty wheel whose clock starts at 0.
+    pub(crate) fn new() -> TimerWheel {
+        TimerWheel(Wheel::new(CoreLinks::NIL))
+    }
+
+    /// See [`Wheel::next_expiration`].
+    pub(crate) fn next_expiration(&self) -> Option<u64> {
+        self.0.next_expiration(CoreLinks::NIL)
+    }
+
+    /// Adds the timer `c` (its op holds the deadline).
+    ///
+    /// # Safety
+    /// `c` is live, its op is a timer, it is in no queue, and it stays valid
+    /// until popped or removed.
+    pub(crate) unsafe fn push(&mut self, c: *mut Core) {
+        // SAFETY: per the contract.
+        unsafe { self.0.push(&mut CoreLinks, c) }
     }
 
     /// Removes `c`, which is in the wheel.
@@ -182,21 +354,8 @@ impl TimerWheel {
     /// # Safety
     /// `c` was pushed and not yet popped or removed.
     pub(crate) unsafe fn remove(&mut self, c: *mut Core) {
-        // SAFETY: `c` is in exactly the list its timer_slot names.
-        unsafe {
-            match (*c).timer_slot {
-                READY => self.ready.remove(c),
-                OVERFLOW => self.overflow.remove(c),
-                index => {
-                    let index = usize::from(index);
-                    self.slots[index].remove(c);
-                    if self.slots[index].is_empty() {
-                        self.occupied[index / SLOTS] &= !(1 << (index % SLOTS));
-                    }
-                }
-            }
-        }
-        self.len -= 1;
+        // SAFETY: per the contract.
+        unsafe { self.0.remove(&mut CoreLinks, c) }
     }
 
     /// Moves `c`, which is in the wheel, to its op's (new) deadline, behind
@@ -215,96 +374,19 @@ impl TimerWheel {
     /// Removes and returns the next expired timer, advancing the wheel to
     /// `now` first.
     pub(crate) fn pop_expired(&mut self, now: u64) -> Option<*mut Core> {
-        if self.ready.is_empty() {
-            self.advance(now);
-        }
-        let c = self.ready.pop_front();
-        if c.is_null() {
-            None
-        } else {
-            self.len -= 1;
-            Some(c)
-        }
-    }
-
-    /// Advances the clock to `now`, moving every timer due by then to the
-    /// ready list. Slots are processed in time order, so the ready list
-    /// comes out sorted by deadline (and sequence number).
-    fn advance(&mut self, now: u64) {
-        while let Some(t) = self.next_slot_time() {
-            if t > now {
-                break;
-            }
-            self.now = t;
-            self.process_due();
-        }
-        if now > self.now {
-            self.now = now;
-        }
-    }
-
-    /// Processes every slot (and the overflow list) that starts exactly at
-    /// the clock: their timers fire or move down a level.
-    fn process_due(&mut self) {
-        for level in 0..LEVELS {
-            let shift = BITS * level as u32;
-            if level > 0 && self.now & ((1u64 << shift) - 1) != 0 {
-                break; // not at a boundary of this level (or any higher)
-            }
-            let slot = ((self.now >> shift) & (SLOTS as u64 - 1)) as usize;
-            if self.occupied[level] & (1 << slot) == 0 {
-                continue;
-            }
-            self.occupied[level] &= !(1 << slot);
-            let mut list = std::mem::take(&mut self.slots[level * SLOTS + slot]);
-            loop {
-                let c = list.pop_front();
-                if c.is_null() {
-                    break;
-                }
-                // SAFETY: wheel lists hold live timer cores.
-                unsafe { self.place(c) };
-            }
-        }
-        if !self.overflow.is_empty() && self.now >= self.overflow_due {
-            let mut list = std::mem::take(&mut self.overflow);
-            self.overflow_due = u64::MAX;
-            loop {
-                let c = list.pop_front();
-                if c.is_null() {
-                    break;
-                }
-                // SAFETY: as above.
-                unsafe { self.place(c) };
-            }
-        }
+        // SAFETY: the wheel holds live timer cores (push's contract).
+        unsafe { self.0.pop_expired(&mut CoreLinks, now) }
     }
 
     /// Number of timers in the wheel.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.0.len()
     }
 
     /// Whether the wheel holds no timer (expired ones included).
     pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
-/// Inserts `c` into `q` before the first element `e` with `!le(e, c)`,
-/// searching from the back (new elements usually belong at the end).
-///
-/// # Safety
-/// `q` holds live cores; `c` is live and in no queue.
-unsafe fn insert_sorted(q: &mut Queue, c: *mut Core, le: impl Fn(*mut Core, *mut Core) -> bool) {
-    // SAFETY: per the contract; every pointer walked is a queue member.
-    unsafe {
-        let mut after = q.back();
-        while !after.is_null() && !le(after, c) {
-            after = (*after).prev;
-        }
-        q.insert_after(after, c);
+        self.0.is_empty()
     }
 }
 
@@ -322,7 +404,7 @@ mod tests {
         let mut out = Vec::new();
         while let Some(c) = w.pop_expired(now) {
             // SAFETY: the test's boxes outlive the wheel's use of them.
-            out.push(unsafe { deadline(c) });
+            out.push(unsafe { CoreLinks.deadline(c) });
         }
         out
     }
@@ -433,14 +515,14 @@ mod tests {
             while let Some(c) = w.pop_expired(now) {
                 let i = cores.iter().position(|b| ptr::eq(&**b, c)).unwrap();
                 // SAFETY: `c` is one of our live boxes.
-                fired.push((unsafe { deadline(c) }, i));
+                fired.push((unsafe { CoreLinks.deadline(c) }, i));
             }
         }
         now = u64::MAX;
         while let Some(c) = w.pop_expired(now) {
             let i = cores.iter().position(|b| ptr::eq(&**b, c)).unwrap();
             // SAFETY: as above.
-            fired.push((unsafe { deadline(c) }, i));
+            fired.push((unsafe { CoreLinks.deadline(c) }, i));
         }
         // Every timer fired once, never before its deadline relative to the
         // pops, and each pop batch came out in (deadline, insertion) order.

@@ -1,7 +1,8 @@
 //! Proves that steady-state operations allocate nothing: a counting global
 //! allocator (per thread, so other tests running in parallel don't count)
-//! measures 100,000 timer fire/rearm cycles, 10,000 TCP write/read round
-//! trips over loopback and 100,000 newly added completions after warm-up,
+//! measures 100,000 timer fire/rearm cycles, 100,000 set timers started
+//! and fired, 10,000 TCP write/read round trips over loopback and 100,000
+//! newly added completions after warm-up,
 //! on every backend this host can run (`tests/support/harness.rs`:
 //! `BACKEND::NAME`).
 
@@ -200,6 +201,40 @@ fn add_chain<B: Backend>(warmup: u64, total: u64) -> io::Result<(u64, u64)> {
     Ok((n.get(), mark.get()))
 }
 
+/// A timer set whose callback starts the next timer (64 pending at once,
+/// so freed entries are reused while others wait): returns how many fired
+/// and the allocations made after the first `warmup`.
+fn set_timer_cycles<B: Backend>(warmup: u64, total: u64) -> io::Result<(u64, u64)> {
+    let mut lp = Loop::<B>::new(Options::default())?;
+    let n = Rc::new(Cell::new(0u64));
+    let mark = Rc::new(Cell::new(0u64));
+    let (n2, m2) = (n.clone(), mark.clone());
+    let set = lp.add_timer_set(move |lp, key| {
+        n2.set(n2.get() + 1);
+        if n2.get() == warmup {
+            m2.set(allocs());
+        }
+        if n2.get() + 64 <= total {
+            let set = SET.with(|s| s.get().unwrap());
+            lp.start_timer(set, lp.now(), key + 64).unwrap();
+        }
+        if n2.get() == total {
+            m2.set(allocs() - m2.get());
+        }
+    })?;
+    SET.with(|s| s.set(Some(set)));
+    let now = lp.now();
+    for key in 0..64 {
+        lp.start_timer(set, now, key).unwrap();
+    }
+    lp.run(RunMode::UntilDone)?;
+    Ok((n.get(), mark.get()))
+}
+
+thread_local! {
+    static SET: Cell<Option<xev::TimerSet>> = const { Cell::new(None) };
+}
+
 // ---------------------------------------------------------------------------
 // Tests, on every backend
 // ---------------------------------------------------------------------------
@@ -215,6 +250,12 @@ for_each_backend!(
         let (n, a) = tcp_round_trips::<B>(100, 10_100).unwrap();
         assert_eq!(n, 10_100);
         assert_eq!(a, 0, "10,000 TCP round trips allocated {a} times");
+    }
+
+    fn set_timers_allocate_nothing<B: Backend>() {
+        let (n, a) = set_timer_cycles::<B>(1_000, 101_000).unwrap();
+        assert_eq!(n, 101_000);
+        assert_eq!(a, 0, "100,000 set timers allocated {a} times");
     }
 
     fn adding_new_completions_allocates_nothing<B: Backend>() {

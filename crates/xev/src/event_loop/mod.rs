@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 pub(crate) mod completion;
 mod handoff;
 pub(crate) mod orphans;
+mod timer_sets;
 
 use crate::backend::{Backend, Start};
 use crate::error::{CancelError, IdError, NO_THREAD_POOL};
@@ -40,10 +41,12 @@ use crate::recycle::Recycler;
 use crate::shared::Shared;
 use crate::sys;
 use crate::thread_pool::{Batch, ThreadPool};
+use crate::timer_set::TimerSets;
 use crate::timer_wheel::TimerWheel;
 use completion::{Callback, Completion};
 use handoff::{POOL_CANCELED, POOL_DISCARDED, POOL_QUEUED, POOL_RUNNING};
 use orphans::{Orphan, Orphans};
+use timer_sets::SetCallback;
 
 /// How long [`Loop::run`] runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +83,10 @@ pub(crate) struct Inner<B: Backend> {
     /// Async waits not yet notified (checked every tick, in user space).
     async_waits: Queue,
     timers: TimerWheel,
+    /// Timer sets and their compact timers.
+    sets: TimerSets<SetCallback<B>>,
+    /// Whether a timer set's callback is running (it may not run the loop).
+    in_set_callback: bool,
     base: Instant,
     now: Cell<u64>,
     /// `now` is older than the last poll: a tick with no timer does not read
@@ -91,8 +98,9 @@ pub(crate) struct Inner<B: Backend> {
     /// The completion whose callback is running, so that a panic escaping
     /// it can free it (see [`Loop::run`]).
     current: *mut Core,
-    /// Completions in flight: queued, in the backend, the timer wheel or the pool,
-    /// or finished and waiting for their callback.
+    /// Completions in flight (queued, in the backend, the timer wheel or
+    /// the pool, or finished and waiting for their callback) plus pending
+    /// set timers.
     active: usize,
     stopped: bool,
     /// Consecutive ticks that skipped the backend's poll (see `tick`).
@@ -256,6 +264,21 @@ impl<B: Backend> OwnedLoop<B> {
     pub fn timer_reset(&mut self, id: Id, deadline: u64) -> Result<(), IdError> {
         (**self).timer_reset(id, deadline)
     }
+
+    /// See [`Loop::start_timer`].
+    pub fn start_timer(
+        &mut self,
+        set: crate::TimerSet,
+        deadline: u64,
+        key: u64,
+    ) -> Result<crate::TimerId, IdError> {
+        (**self).start_timer(set, deadline, key)
+    }
+
+    /// See [`Loop::reset_timer`].
+    pub fn reset_timer(&mut self, id: crate::TimerId, deadline: u64) -> Result<(), IdError> {
+        (**self).reset_timer(id, deadline)
+    }
 }
 
 impl<B: Backend> OwnedLoop<B> {
@@ -271,6 +294,8 @@ impl<B: Backend> OwnedLoop<B> {
                 cancels_waiting: Queue::new(),
                 async_waits: Queue::new(),
                 timers: TimerWheel::new(),
+                sets: TimerSets::new(),
+                in_set_callback: false,
                 base: Instant::now(),
                 now: Cell::new(0),
                 now_stale: Cell::new(false),
@@ -497,6 +522,9 @@ impl<B: Backend> Loop<B> {
     /// Everything else stays as it was: the loop can be run again or
     /// dropped.
     pub fn run(&mut self, mode: RunMode) -> io::Result<()> {
+        if self.s.in_set_callback {
+            return Err(Self::run_from_set_callback());
+        }
         let was_running = std::mem::replace(&mut self.s.running, true);
         // The callback that called this run, if it is nested.
         let outer = self.s.current;
@@ -825,15 +853,21 @@ impl<B: Backend> Loop<B> {
         if !self.s.timers.is_empty() {
             self.update_now();
             self.expire_timers();
+        } else if self.has_set_timers() {
+            self.update_now();
         }
         self.poll_asyncs();
         let mut timeout = if !wait || !self.s.completions.is_empty() || self.s.stopped {
             Some(Duration::ZERO)
         } else {
-            self.s
-                .timers
-                .next_expiration()
-                .map(|d| Duration::from_millis(d.saturating_sub(self.s.now.get())))
+            let next = match (
+                self.s.timers.next_expiration(),
+                self.s.sets.next_expiration(),
+            ) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            next.map(|d| Duration::from_millis(d.saturating_sub(self.s.now.get())))
         };
         // About to block with async waits pending: from now on notifiers
         // must wake us; re-check their flags once more after saying so.
@@ -876,17 +910,23 @@ impl<B: Backend> Loop<B> {
             self.collect_pool(woken);
         }
         self.poll_asyncs();
-        if self.s.timers.is_empty() {
-            // Nothing can expire: the clock is read when asked for.
-            self.s.now_stale.set(true);
-        } else {
+        if !self.s.timers.is_empty() {
             self.update_now();
             self.expire_timers();
+        } else if self.has_set_timers() {
+            self.update_now();
+        } else {
+            // Nothing can expire: the clock is read when asked for.
+            self.s.now_stale.set(true);
         }
         if !self.s.cancels_waiting.is_empty() {
             self.finish_waiting_cancels();
         }
-        Ok(self.dispatch())
+        let mut ran = self.dispatch();
+        if self.has_set_timers() && !self.s.stopped {
+            ran += self.dispatch_sets();
+        }
+        Ok(ran)
     }
 
     fn start_submissions(&mut self) {
@@ -1317,7 +1357,13 @@ impl<B: Backend> Drop for Inner<B> {
                 panicked.get_or_insert(payload);
             }
         }
-        // 4. Watchers dropped from now on release directly; what they left
+        // 4. The timer sets' callbacks, likewise.
+        for cb in self.sets.take_callbacks() {
+            if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| drop(cb))) {
+                panicked.get_or_insert(payload);
+            }
+        }
+        // 5. Watchers dropped from now on release directly; what they left
         //    here is released now (descriptors close as their last owner
         //    goes: nothing of this loop uses them anymore).
         self.orphans.alive.set(false);

@@ -55,6 +55,7 @@ mod run_modes;
 #[cfg(not(all(target_os = "wasi", target_env = "p1")))]
 mod sockets;
 mod stale_completions;
+mod timer_sets;
 mod timers;
 
 /// Every file of this directory is one of the modules above: a topic file
