@@ -225,6 +225,8 @@ pub const NOT_APPLICABLE_ON_WASI: &[(&str, &[&str])] = &[
         &[
             "completions::wasi::panic_in_callback_leaves_loop_usable",
             "completions::wasi::panic_in_drop_of_captures_drops_once",
+            "timer_sets::wasi::a_panicking_set_callback_leaves_the_loop_usable",
+            "timer_sets::wasi::dropping_the_loop_drops_set_callbacks",
         ],
     ),
     (
