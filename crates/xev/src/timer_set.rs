@@ -19,6 +19,7 @@
 //! This module is the data structure, independent of the backend; the
 //! loop's methods (`event_loop::timer_sets`) run the callbacks.
 
+use std::alloc::{alloc_zeroed, handle_alloc_error, Layout};
 use std::fmt;
 
 use crate::error::IdError;
@@ -50,9 +51,13 @@ struct Entry {
 const _: () = assert!(std::mem::size_of::<Entry>() == 32);
 
 /// The entries, addressed by index: chunk `i >> CHUNK_BITS`, entry
-/// `i % CHUNK` in it.
+/// `i % CHUNK` in it. Chunks are zeroed allocations of a fixed size
+/// (large enough that the allocator maps them on demand: a loop with few
+/// timers keeps only the pages it touched); `carved` entries were ever
+/// used, the rest never.
 struct Arena {
-    chunks: Vec<Vec<Entry>>,
+    chunks: Vec<Box<[Entry; CHUNK]>>,
+    carved: usize,
     /// The first free entry (`NIL` for none), linked through `next`.
     free: u32,
 }
@@ -70,8 +75,10 @@ impl Arena {
 
     /// The entry at `i` if it is in use with generation `gen`.
     fn live(&self, i: u32, gen: u32) -> Option<&Entry> {
-        let chunk = self.chunks.get((i >> CHUNK_BITS) as usize)?;
-        let e = chunk.get(i as usize & (CHUNK - 1))?;
+        if i as usize >= self.carved {
+            return None;
+        }
+        let e = self.get(i);
         (e.gen == gen && e.slot != FREE).then_some(e)
     }
 
@@ -87,23 +94,31 @@ impl Arena {
             self.free = next;
             return i;
         }
-        let full = self.chunks.last().map_or(true, |c| c.len() == CHUNK);
-        if full {
-            // Every chunk after the first is allocated at its final size;
-            // the first grows as needed, so a loop with few timers keeps
-            // little memory.
-            let cap = if self.chunks.is_empty() { 0 } else { CHUNK };
-            self.chunks.push(Vec::with_capacity(cap));
-        }
-        let c = self.chunks.len() - 1;
-        let chunk = &mut self.chunks[c];
-        let i = (c << CHUNK_BITS) | chunk.len();
-        let i = u32::try_from(i)
+        let i = u32::try_from(self.carved)
             .ok()
             .filter(|&i| i != NIL)
             .expect("a loop holds at most 2^32 - 1 pending set timers");
+        if self.carved == self.chunks.len() * CHUNK {
+            // Zeroed memory: the allocator maps it on demand, so only the
+            // pages of entries in use count.
+            let layout = Layout::new::<[Entry; CHUNK]>();
+            // SAFETY: the layout has a non-zero size. A non-null result is
+            // a zeroed allocation of that layout, which is a valid
+            // `[Entry; CHUNK]` (`Entry` is plain integers, for which
+            // all-zero bytes are a valid value) that `Box` may own and
+            // free with the global allocator.
+            let chunk = unsafe {
+                let p = alloc_zeroed(layout).cast::<[Entry; CHUNK]>();
+                if p.is_null() {
+                    handle_alloc_error(layout);
+                }
+                Box::from_raw(p)
+            };
+            self.chunks.push(chunk);
+        }
+        self.carved += 1;
         e.gen = 0;
-        chunk.push(e);
+        *self.get_mut(i) = e;
         i
     }
 
@@ -220,6 +235,7 @@ impl<C> TimerSets<C> {
         TimerSets {
             arena: Arena {
                 chunks: Vec::new(),
+                carved: 0,
                 free: NIL,
             },
             wheel: Wheel::new(NIL),

@@ -276,16 +276,19 @@ impl<N: Copy + PartialEq> Wheel<N> {
         }
     }
 
-    /// Places every timer of `list` (taken out of the wheel) again, in order.
-    unsafe fn replace_all<L: TimerLinks<Node = N>>(&mut self, l: &mut L, mut list: List<N>) {
-        loop {
-            // SAFETY: the list held live timers of `l`.
-            let n = unsafe { list.pop_front(l) };
-            if n == L::NIL {
-                break;
+    /// Places every timer of `list` (taken out of the wheel) again, in
+    /// order. The list is dropped, so its timers are not unlinked one by
+    /// one: each one's successor is read before `place` relinks it.
+    unsafe fn replace_all<L: TimerLinks<Node = N>>(&mut self, l: &mut L, list: List<N>) {
+        let mut n = list.front();
+        while n != L::NIL {
+            // SAFETY: the list held live timers of `l`; `place` sets both
+            // links of `n`, and nothing reads the dropped list again.
+            unsafe {
+                let next = l.next(n);
+                self.place(l, n);
+                n = next;
             }
-            // SAFETY: as above; `n` is now in no list.
-            unsafe { self.place(l, n) };
         }
     }
 
