@@ -112,11 +112,22 @@ pub trait Backend: Sized + 'static {
     /// Whether any operation is held by the backend.
     fn in_flight(&self) -> usize;
 
-    /// Whether `poll` has work to do even without waiting: submissions to
-    /// hand to the kernel, or results already available to report. When
-    /// it has none and callbacks are ready, the loop may skip a
-    /// zero-timeout poll.
+    /// Whether `poll` has results to report without waiting (or must run
+    /// to make finished operations reportable). When it has none and
+    /// callbacks are ready, the loop skips a zero-timeout poll; operations
+    /// started but not yet handed to the kernel (io_uring's unsubmitted
+    /// entries) then wait for the next poll, or for [`Backend::flush`]
+    /// when the run returns first.
     fn has_pending(&mut self) -> bool;
+
+    /// Hands operations started but not yet given to the kernel to it,
+    /// without waiting: the loop calls it when a run returns, so that
+    /// what was started makes progress outside the run as it does on the
+    /// backends that start operations with a syscall. The default has
+    /// nothing to hand.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 
     /// Forgets what the backend keeps about the descriptor `fd` (a
     /// readiness registration and its cached state) before its owner takes

@@ -169,6 +169,10 @@ impl Backend for Dynamic {
         each!(self, b => b.has_pending())
     }
 
+    fn flush(&mut self) -> io::Result<()> {
+        each!(self, b => b.flush())
+    }
+
     fn in_flight(&self) -> usize {
         each!(self, b => b.in_flight())
     }

@@ -756,10 +756,19 @@ impl Backend for IoUring {
     fn has_pending(&mut self) -> bool {
         // With DEFER_TASKRUN an operation the kernel has finished may not
         // be posted yet: its task work waits for our next enter, and the
-        // TASKRUN flag says so.
-        !self.ring.submission().is_empty()
-            || !self.ring.completion().is_empty()
-            || self.ring.submission().taskrun()
+        // TASKRUN flag says so. Entries not yet submitted do not count:
+        // while callbacks are ready they wait for the next tick's enter,
+        // which then submits them together with what those callbacks
+        // start, and waits (one enter instead of two when a transfer
+        // tried at once finished at its start).
+        !self.ring.completion().is_empty() || self.ring.submission().taskrun()
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.ring.submission().is_empty() {
+            return Ok(());
+        }
+        self.enter(Some(Duration::ZERO))
     }
 
     fn in_flight(&self) -> usize {

@@ -566,7 +566,9 @@ impl<B: Backend> Loop<B> {
                 }
             }
         }
-        Ok(())
+        // A tick that skipped its poll may leave started operations not
+        // yet handed to the kernel (see `Backend::has_pending`).
+        self.s.backend.flush()
     }
 
     /// Ends the current [`Loop::run`] after the callback that called it (or

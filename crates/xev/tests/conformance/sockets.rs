@@ -1,5 +1,5 @@
-//! TCP and UDP through raw operations: a full TCP conversation, end of
-//! file, refused connects, broken and reset connections, large transfers
+//! TCP and UDP through raw operations: a full TCP conversation, a write
+//! that goes on after its run returned, end of file, refused connects, broken and reset connections, large transfers
 //! with short writes, several pending accepts; UDP `sendmsg`/`recvmsg`
 //! (IPv4, IPv6, connected, zero-length datagrams, rearmed receives).
 
@@ -161,6 +161,31 @@ for_each_backend!(
         );
         expect!(res, OpResult::Close(Ok(())));
         assert_eq!(lp.active(), 0);
+    }
+
+    /// An operation that a run started goes on after the run returns: a
+    /// write started in a `Once` run that ended on another callback reaches
+    /// the peer before the loop runs again (io_uring hands entries that a
+    /// tick left unsubmitted to the kernel when a run returns).
+    fn a_write_started_in_a_run_proceeds_after_it_returns<B: Backend>() {
+        let mut lp = new_loop::<B>();
+        let (c, s) = tcp_pair();
+        let noop = submit(&mut lp, Op::Noop);
+        let wr = submit(
+            &mut lp,
+            Op::Write {
+                fd: c.as_raw_fd(),
+                buf: b"after".to_vec().into(),
+            },
+        );
+        lp.run(RunMode::Once).unwrap();
+        assert_eq!(noop.calls(), 1);
+        // The loop does not run meanwhile.
+        let mut buf = [0u8; 8];
+        let n = read_when_ready(s.as_raw_fd(), &mut buf);
+        assert_eq!(&buf[..n as usize], b"after");
+        let (res, _) = wait(&mut lp, &wr, "the write");
+        expect!(res, OpResult::Write(Ok(5)));
     }
 
     fn tcp_pending_read_sees_eof_when_peer_closes<B: Backend>() {
