@@ -765,10 +765,22 @@ impl Backend for IoUring {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        if self.ring.submission().is_empty() {
-            return Ok(());
+        // A few rounds: an interrupted submit is retried; a kernel that
+        // takes fewer entries than offered gets the rest next round.
+        for _ in 0..4 {
+            if self.ring.submission().is_empty() {
+                break;
+            }
+            match self.ring.submit() {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                // Completion queue overflow: the entries stay queued and
+                // the next run's poll submits them after reaping.
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => break,
+                Err(e) => return Err(e),
+            }
         }
-        self.enter(Some(Duration::ZERO))
+        Ok(())
     }
 
     fn in_flight(&self) -> usize {

@@ -55,9 +55,10 @@ pub enum RunMode {
     /// of whatever is already finished.
     NoWait,
     /// Block until at least one callback ran (returns at once when nothing
-    /// is in flight).
+    /// is in flight or pending).
     Once,
-    /// Run until no completion is in flight (or [`Loop::stop`] is called).
+    /// Run until no completion is in flight and no set timer is pending
+    /// (or [`Loop::stop`] is called).
     UntilDone,
 }
 
@@ -530,8 +531,12 @@ impl<B: Backend> Loop<B> {
         let outer = self.s.current;
         let res = panic::catch_unwind(AssertUnwindSafe(|| self.run_mode(mode)));
         self.s.running = was_running;
+        // A tick that skipped its poll may leave started operations not yet
+        // handed to the kernel (see `Backend::has_pending`): hand them over
+        // however the run ends (its own error, if any, comes first).
+        let flushed = self.s.backend.flush();
         match res {
-            Ok(r) => r,
+            Ok(r) => r.and(flushed),
             Err(payload) => {
                 let c = std::mem::replace(&mut self.s.current, outer);
                 if c != outer && !c.is_null() {
@@ -566,9 +571,7 @@ impl<B: Backend> Loop<B> {
                 }
             }
         }
-        // A tick that skipped its poll may leave started operations not
-        // yet handed to the kernel (see `Backend::has_pending`).
-        self.s.backend.flush()
+        Ok(())
     }
 
     /// Ends the current [`Loop::run`] after the callback that called it (or
@@ -615,7 +618,7 @@ impl<B: Backend> Loop<B> {
     }
 
     /// Completions in flight (including finished ones whose callback has
-    /// not run yet).
+    /// not run yet) plus pending set timers ([`Loop::start_timer`]).
     pub fn active(&self) -> usize {
         self.s.active
     }

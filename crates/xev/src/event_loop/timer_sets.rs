@@ -142,11 +142,11 @@ impl<B: Backend> Loop<B> {
     /// Calls the callbacks of the set timers due by the tick's clock, in
     /// firing order; returns how many ran. Timers started meanwhile with a
     /// deadline already passed wait for the next tick (at most as many
-    /// timers fire as were pending when this began), so a callback that
-    /// keeps starting them cannot hold the loop in one tick.
+    /// timers fire as were due when this began), so a callback that keeps
+    /// starting them cannot hold the loop in one tick.
     pub(crate) fn dispatch_sets(&mut self) -> usize {
         let now = self.s.now.get();
-        let mut budget = self.s.sets.len();
+        let mut budget = self.s.sets.due(now);
         let mut n = 0;
         while budget > 0 && !self.s.stopped {
             budget -= 1;

@@ -178,8 +178,8 @@ for_each_backend!(
     }
 
     /// A callback that keeps starting timers already due cannot hold the
-    /// loop in one tick: each `NoWait` run fires only the timers pending
-    /// when its tick began.
+    /// loop in one tick: each `NoWait` run fires only the timers due when
+    /// its tick began.
     fn timers_started_from_a_set_callback_wait_for_the_next_tick<B: Backend>() {
         let mut lp = new_loop::<B>();
         let fired = Rc::new(Cell::new(0u32));
@@ -193,13 +193,16 @@ for_each_backend!(
             })
             .unwrap();
         me.set(Some(set));
+        // A timer far ahead does not count: only timers due fire.
+        let far = lp.start_timer(set, lp.now() + 3_600_000, 0).unwrap();
         lp.start_timer(set, 0, 1).unwrap();
         lp.start_timer(set, 0, 2).unwrap();
         lp.run(RunMode::NoWait).unwrap();
         assert_eq!(fired.get(), 2);
         lp.run(RunMode::NoWait).unwrap();
         assert_eq!(fired.get(), 4);
-        assert_eq!(lp.pending_timers(set), Ok(2));
+        assert_eq!(lp.pending_timers(set), Ok(3));
+        assert_eq!(lp.stop_timer(far), Ok(0));
     }
 
     /// A panic in a set callback leaves `run` with that panic; the timer
