@@ -855,12 +855,7 @@ impl<B: Backend> Loop<B> {
         self.start_submissions();
         // The clock is read here and after polling only for the timers
         // (what expired, how long to wait); `now` reads it when asked.
-        if !self.s.timers.is_empty() {
-            self.update_now();
-            self.expire_timers();
-        } else if self.has_set_timers() {
-            self.update_now();
-        }
+        self.timers_clock();
         self.poll_asyncs();
         let mut timeout = if !wait || !self.s.completions.is_empty() || self.s.stopped {
             Some(Duration::ZERO)
@@ -915,12 +910,7 @@ impl<B: Backend> Loop<B> {
             self.collect_pool(woken);
         }
         self.poll_asyncs();
-        if !self.s.timers.is_empty() {
-            self.update_now();
-            self.expire_timers();
-        } else if self.has_set_timers() {
-            self.update_now();
-        } else {
+        if !self.timers_clock() {
             // Nothing can expire: the clock is read when asked for.
             self.s.now_stale.set(true);
         }
@@ -1184,6 +1174,21 @@ impl<B: Backend> Loop<B> {
                 c = next;
             }
         }
+    }
+
+    /// When the loop holds timers (completions or set timers): reads the
+    /// clock and moves the timer completions due to the completion queue
+    /// (set timers fire in `dispatch_sets`). Returns whether it holds any.
+    fn timers_clock(&mut self) -> bool {
+        let completions = !self.s.timers.is_empty();
+        if !completions && !self.has_set_timers() {
+            return false;
+        }
+        self.update_now();
+        if completions {
+            self.expire_timers();
+        }
+        true
     }
 
     fn expire_timers(&mut self) {

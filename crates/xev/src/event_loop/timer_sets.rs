@@ -72,9 +72,7 @@ impl<B: Backend> Loop<B> {
     ///
     /// Errors: `Stale` when `set` was removed or belongs to another loop.
     pub fn start_timer(&mut self, set: TimerSet, deadline: u64, key: u64) -> Result<TimerId, IdError> {
-        if set.tag != self.s.tag {
-            return Err(IdError::Stale);
-        }
+        self.own(set.tag)?;
         let (index, gen) = self.s.sets.start(set.index, set.gen, deadline, key)?;
         self.s.active += 1;
         Ok(TimerId {
@@ -89,9 +87,7 @@ impl<B: Backend> Loop<B> {
     /// Errors: `Stale` when the timer already fired (its callback may be
     /// running) or was stopped, or belongs to another loop.
     pub fn stop_timer(&mut self, id: TimerId) -> Result<u64, IdError> {
-        if id.tag != self.s.tag {
-            return Err(IdError::Stale);
-        }
+        self.own(id.tag)?;
         let key = self.s.sets.stop(id.index, id.gen)?;
         self.s.active -= 1;
         Ok(key)
@@ -102,9 +98,7 @@ impl<B: Backend> Loop<B> {
     ///
     /// Errors: as [`Loop::stop_timer`].
     pub fn reset_timer(&mut self, id: TimerId, deadline: u64) -> Result<(), IdError> {
-        if id.tag != self.s.tag {
-            return Err(IdError::Stale);
-        }
+        self.own(id.tag)?;
         self.s.sets.reset(id.index, id.gen, deadline)
     }
 
@@ -112,9 +106,7 @@ impl<B: Backend> Loop<B> {
     ///
     /// Errors: `Stale` when `set` was removed or belongs to another loop.
     pub fn pending_timers(&self, set: TimerSet) -> Result<usize, IdError> {
-        if set.tag != self.s.tag {
-            return Err(IdError::Stale);
-        }
+        self.own(set.tag)?;
         self.s.sets.pending(set.index, set.gen)
     }
 
@@ -125,13 +117,20 @@ impl<B: Backend> Loop<B> {
     /// another loop; `Busy` while timers of the set are pending (stop
     /// them first).
     pub fn remove_timer_set(&mut self, set: TimerSet) -> Result<(), IdError> {
-        if set.tag != self.s.tag {
-            return Err(IdError::Stale);
-        }
+        self.own(set.tag)?;
         let cb = self.s.sets.remove_set(set.index, set.gen)?;
         // The store is consistent before a user `Drop` runs.
         drop(cb);
         Ok(())
+    }
+
+    /// `Stale` unless `tag` (of a set or timer id) is this loop's.
+    fn own(&self, tag: u32) -> Result<(), IdError> {
+        if tag == self.s.tag {
+            Ok(())
+        } else {
+            Err(IdError::Stale)
+        }
     }
 
     /// Whether the loop holds pending set timers.
