@@ -141,6 +141,9 @@ error_family! {
         /// The operation must run on a thread pool (epoll and kqueue have no
         /// asynchronous file I/O) and the loop was created without one.
         NoThreadPool => "this operation needs a thread pool and the loop has none", Unsupported;
+        /// A pooled receive found its [`BufPool`](crate::BufPool) without a
+        /// free buffer (see [`Op::recv_pool`](crate::Op::recv_pool)).
+        NoBuffers => "the receive's buffer pool has no free buffer", OutOfMemory;
     }
 }
 

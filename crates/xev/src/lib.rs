@@ -126,6 +126,7 @@ supported! {
 mod async_handle;
 pub mod backend;
 mod buf;
+mod buf_pool;
 mod capabilities;
 pub mod error;
 mod event_loop;
@@ -148,6 +149,7 @@ pub mod watcher;
 
 pub use async_handle::Async;
 pub use buf::Buf;
+pub use buf_pool::{BufPool, PoolBuf, PoolRecv};
 pub use capabilities::{Capabilities, Via};
 pub use error::{
     AcceptError, AsyncError, CancelError, CloseError, ConnectByNameError, ConnectError, FsError, IdError, NoopError, PollError,

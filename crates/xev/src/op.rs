@@ -347,6 +347,9 @@ pub enum Op {
         /// The buffer.
         buf: Buf,
     },
+    /// `recv(2)` into a buffer of a [`BufPool`](crate::BufPool), taken when
+    /// the data is there (see [`Op::recv_pool`]).
+    RecvPool(crate::PoolRecv),
     /// `send(2)` of the whole of `buf` (with `MSG_NOSIGNAL` where it exists).
     Send {
         /// The socket.
@@ -417,6 +420,28 @@ pub enum Op {
 }
 
 impl Op {
+    /// A receive on socket `fd` into a buffer of `pool`, which must belong
+    /// to the loop the receive goes to (else it fails with
+    /// `ReadError::Io` of kind `InvalidInput`). Its result is
+    /// [`OpResult::RecvPool`]: the filled [`PoolBuf`](crate::PoolBuf),
+    /// `ReadError::Eof` when the peer closed its side, or
+    /// `ReadError::NoBuffers` when every buffer of the pool was out (held
+    /// by the program or by other receives) as the receive started or as
+    /// its data came. A callback that returns
+    /// [`Action::Rearm`](crate::Action::Rearm) receives again.
+    ///
+    /// The receive takes a buffer only once its data is there, so many
+    /// idle receives share a small pool. On io_uring the kernel picks the
+    /// buffer from a provided-buffer ring; on IOCP the receive takes its
+    /// buffer as it starts and holds it while it waits.
+    pub fn recv_pool(fd: RawHandle, pool: &crate::BufPool) -> Op {
+        Op::RecvPool(crate::PoolRecv {
+            fd,
+            pool: pool.clone(),
+            got: None,
+        })
+    }
+
     /// A `connect` to `addr`.
     pub fn connect(fd: RawHandle, addr: SocketAddr) -> Op {
         Op::Connect {
@@ -445,6 +470,10 @@ impl Op {
             },
             Op::Recvmsg(m) => Plan::Ready {
                 fd: m.fd,
+                interest: Interest::READABLE,
+            },
+            Op::RecvPool(r) => Plan::Ready {
+                fd: r.fd,
                 interest: Interest::READABLE,
             },
             Op::Write { fd, .. } | Op::Send { fd, .. } | Op::Connect { fd, .. } => Plan::Ready {
@@ -478,7 +507,7 @@ impl Op {
     pub(crate) fn is_read(&self) -> bool {
         matches!(
             self,
-            Op::Read { .. } | Op::Recv { .. } | Op::Recvmsg(_) | Op::Pread { .. }
+            Op::Read { .. } | Op::Recv { .. } | Op::RecvPool(_) | Op::Recvmsg(_) | Op::Pread { .. }
         )
     }
 
@@ -499,6 +528,7 @@ impl Op {
             | Op::Close { fd }
             | Op::ProcWait { fd, .. } => Some(*fd),
             Op::Recvmsg(m) | Op::Sendmsg(m) => Some(m.fd),
+            Op::RecvPool(r) => Some(r.fd),
             Op::Noop
             | Op::Timer { .. }
             | Op::Cancel { .. }
@@ -558,6 +588,7 @@ impl Op {
             Op::Pread { .. } => OpKind::Pread,
             Op::Pwrite { .. } => OpKind::Pwrite,
             Op::Recv { .. } => OpKind::Recv,
+            Op::RecvPool(_) => OpKind::RecvPool,
             Op::Send { .. } => OpKind::Send,
             Op::Recvmsg(_) => OpKind::Recvmsg,
             Op::Sendmsg(_) => OpKind::Sendmsg,
@@ -675,6 +706,7 @@ impl Op {
                 OpResult::RecvFrom(r.map(|n| (n, m.addr())))
             }
             Op::Sendmsg(_) => OpResult::Write(write(res)),
+            Op::RecvPool(r) => OpResult::RecvPool(r.result(res)),
             Op::Poll { .. } => OpResult::Poll(if res >= 0 {
                 Ok(Readiness::from_poll_mask(res))
             } else {
@@ -749,6 +781,7 @@ pub enum OpKind {
     Pread,
     Pwrite,
     Recv,
+    RecvPool,
     Send,
     Recvmsg,
     Sendmsg,
@@ -780,6 +813,8 @@ pub enum OpResult {
     /// `Ok((0, sender))`; end of file on a stream socket is
     /// [`ReadError::Eof`].
     RecvFrom(Result<(usize, Option<SocketAddr>), ReadError>),
+    /// A pooled receive ([`Op::recv_pool`]): the buffer holding the data.
+    RecvPool(Result<crate::PoolBuf, ReadError>),
     /// A write, pwrite, send or sendmsg: bytes written.
     Write(Result<usize, WriteError>),
     /// A poll: what the descriptor is ready for.
@@ -812,6 +847,7 @@ impl OpResult {
                 | OpResult::Connect(Err(ConnectError::Canceled))
                 | OpResult::Read(Err(ReadError::Canceled))
                 | OpResult::RecvFrom(Err(ReadError::Canceled))
+                | OpResult::RecvPool(Err(ReadError::Canceled))
                 | OpResult::Write(Err(WriteError::Canceled))
                 | OpResult::Poll(Err(PollError::Canceled))
                 | OpResult::Shutdown(Err(ShutdownError::Canceled))

@@ -1,7 +1,8 @@
 //! Proves that steady-state operations allocate nothing: a counting global
 //! allocator (per thread, so other tests running in parallel don't count)
 //! measures 100,000 timer fire/rearm cycles, 100,000 set timers started
-//! and fired, 10,000 TCP write/read round trips over loopback and 100,000
+//! and fired, 10,000 TCP write/read round trips over loopback (with plain
+//! and with pooled receives) and 100,000
 //! newly added completions after warm-up,
 //! on every backend this host can run (`tests/support/harness.rs`:
 //! `BACKEND::NAME`).
@@ -73,18 +74,9 @@ fn nonblocking_pair() -> io::Result<(TcpStream, TcpStream)> {
     Ok((a, b))
 }
 
-/// Client writes 8 bytes, server reads them and writes them back, client
-/// reads them: one round trip. Each side is a single completion that turns
-/// its read into a write (and back) and rearms.
-fn tcp_round_trips<B: Backend>(warmup: u64, trips: u64) -> io::Result<(u64, u64)> {
-    let (client, server) = nonblocking_pair()?;
-    let (cfd, sfd) = (raw(&client), raw(&server));
-    let mut lp = Loop::<B>::new(Options::default())?;
-    let done = Rc::new(Cell::new(0u64));
-    let mark = Rc::new(RefCell::new(0u64));
-    let end = Rc::new(Cell::new(0u64));
-
-    // Server: read 8 -> write them back -> read ...
+/// Adds the echo server of [`tcp_round_trips`]: read 8 -> write them back
+/// -> read ..., one completion that rearms.
+fn add_echo_server<B: Backend>(lp: &mut Loop<B>, sfd: xev::RawHandle) {
     lp.add(
         Op::Read {
             fd: sfd,
@@ -114,6 +106,53 @@ fn tcp_round_trips<B: Backend>(warmup: u64, trips: u64) -> io::Result<(u64, u64)
             other => panic!("server: unexpected {other:?}"),
         },
     );
+}
+
+/// The same server receiving through a pool of 4 buffers: each pooled
+/// receive's bytes are copied into its one write buffer and the pool
+/// buffer dropped.
+fn add_pooled_echo_server<B: Backend>(lp: &mut Loop<B>, sfd: xev::RawHandle) {
+    let pool = lp.add_buf_pool(4, 64).expect("a buffer pool");
+    let mut out = Some(Vec::with_capacity(8));
+    lp.add(Op::recv_pool(sfd, &pool), move |_, op, res| match res {
+        OpResult::RecvPool(Ok(b)) => {
+            let mut buf = out.take().expect("the write buffer");
+            buf.clear();
+            buf.extend_from_slice(&b);
+            *op = Op::Write {
+                fd: sfd,
+                buf: buf.into(),
+            };
+            Action::Rearm
+        }
+        OpResult::Write(Ok(n)) => {
+            let buf = op.take_buf().unwrap_or_default();
+            assert_eq!(n, buf.len(), "short write on loopback");
+            out = Some(buf);
+            *op = Op::recv_pool(sfd, &pool);
+            Action::Rearm
+        }
+        OpResult::RecvPool(Err(xev::ReadError::Eof)) => Action::Disarm,
+        other => panic!("server: unexpected {other:?}"),
+    });
+}
+
+/// Client writes 8 bytes, server reads them and writes them back, client
+/// reads them: one round trip. Each side is a single completion that turns
+/// its read into a write (and back) and rearms; `pooled` makes the server
+/// receive through a buffer pool.
+fn tcp_round_trips<B: Backend>(warmup: u64, trips: u64, pooled: bool) -> io::Result<(u64, u64)> {
+    let (client, server) = nonblocking_pair()?;
+    let (cfd, sfd) = (raw(&client), raw(&server));
+    let mut lp = Loop::<B>::new(Options::default())?;
+    let done = Rc::new(Cell::new(0u64));
+    let mark = Rc::new(RefCell::new(0u64));
+    let end = Rc::new(Cell::new(0u64));
+    if pooled {
+        add_pooled_echo_server(&mut lp, sfd);
+    } else {
+        add_echo_server(&mut lp, sfd);
+    }
 
     // Client: write 8 -> read 8 -> write ...
     let (d, m, e) = (done.clone(), mark.clone(), end.clone());
@@ -256,9 +295,18 @@ for_each_backend!(
     }
 
     fn tcp_round_trips_allocate_nothing<B: Backend>() {
-        let (n, a) = tcp_round_trips::<B>(100, 10_100).unwrap();
+        let (n, a) = tcp_round_trips::<B>(100, 10_100, false).unwrap();
         assert_eq!(n, 10_100);
         assert_eq!(a, 0, "10,000 TCP round trips allocated {a} times");
+    }
+
+    fn pooled_receives_allocate_nothing<B: Backend>() {
+        let (n, a) = tcp_round_trips::<B>(100, 10_100, true).unwrap();
+        assert_eq!(n, 10_100);
+        assert_eq!(
+            a, 0,
+            "10,000 TCP round trips through a buffer pool allocated {a} times"
+        );
     }
 
     fn set_timers_allocate_nothing<B: Backend>() {

@@ -84,6 +84,17 @@ pub trait Backend: Sized + 'static {
         crate::Capabilities::without_native_fs(self.name())
     }
 
+    /// Takes in a new buffer pool of this loop
+    /// ([`Loop::add_buf_pool`](crate::generic::Loop::add_buf_pool)). The
+    /// default leaves it as it is: the backend takes buffers from its free
+    /// list for each pooled receive's call. A backend that hands the
+    /// buffers to the kernel keeps the pool alive until the kernel is done
+    /// with them.
+    fn add_pool(&mut self, pool: &crate::BufPool) -> io::Result<()> {
+        let _ = pool;
+        Ok(())
+    }
+
     /// Starts the I/O operation of `core` (never a noop, timer or cancel:
     /// the loop handles those).
     ///

@@ -137,6 +137,10 @@ impl Backend for Dynamic {
         each!(self, b => b.name())
     }
 
+    fn add_pool(&mut self, pool: &crate::BufPool) -> io::Result<()> {
+        each!(self, b => b.add_pool(pool))
+    }
+
     fn capabilities(&self) -> crate::Capabilities {
         let mut c = each!(self, b => b.capabilities());
         if let Dynamic::Epoll(_) = self {

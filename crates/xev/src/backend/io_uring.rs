@@ -169,6 +169,7 @@ fn ordered_fd(op: &Op) -> Option<(RawFd, u64)> {
         Op::Write { fd, .. } | Op::Send { fd, .. } => Some((*fd, HOLDS_SEND)),
         Op::Sendmsg(m) => Some((m.fd, HOLDS_SEND)),
         Op::Read { fd, .. } | Op::Recv { fd, .. } => Some((*fd, HOLDS_RECV)),
+        Op::RecvPool(r) => Some((r.fd, HOLDS_RECV)),
         Op::Recvmsg(m) => Some((m.fd, HOLDS_RECV)),
         Op::Connect { fd, .. } | Op::Shutdown { fd, .. } | Op::Close { fd } => {
             Some((*fd, HOLDS_SEND | HOLDS_RECV))
@@ -237,6 +238,23 @@ pub struct IoUring {
     /// operations a direct attempt must not overtake ([`ordered_fd`]) the
     /// ring holds, and the attempts' backoff.
     ordered: Vec<FdState>,
+    /// The buffer pools registered with the ring (buffer group id = index
+    /// in this list), kept alive while the kernel may use their memory.
+    pools: Vec<crate::BufPool>,
+}
+
+impl Drop for IoUring {
+    fn drop(&mut self) {
+        // The loop drains every operation before dropping its backend. If
+        // the ring failed and some are still in the kernel, they may yet
+        // write into a pool's buffers: leak the pools rather than free
+        // that memory.
+        if self.in_flight > 0 {
+            for p in self.pools.drain(..) {
+                std::mem::forget(p);
+            }
+        }
+    }
 }
 
 /// Sets up a ring of `entries`: with `SINGLE_ISSUER` and `DEFER_TASKRUN`
@@ -459,7 +477,16 @@ impl IoUring {
                                 st.recv.held -= 1;
                             }
                         }
-                        sink(c, cqe.result());
+                        let mut res = cqe.result();
+                        // SAFETY: the completion is still ours (its CQE is
+                        // being handed back right below).
+                        if let Op::RecvPool(r) = unsafe { &mut (*c.as_ptr()).op } {
+                            r.got = cqueue::buffer_select(cqe.flags());
+                            if res == -libc::ENOBUFS {
+                                res = crate::buf_pool::NO_BUFFERS;
+                            }
+                        }
+                        sink(c, res);
                     }
                 }
             }
@@ -558,12 +585,28 @@ impl Backend for IoUring {
             fs_opcodes,
             setup,
             ordered: Vec::new(),
+            pools: Vec::new(),
         };
         Ok((backend, waker))
     }
 
     fn name(&self) -> &'static str {
         "io_uring"
+    }
+
+    fn add_pool(&mut self, pool: &crate::BufPool) -> io::Result<()> {
+        let bgid = u16::try_from(self.pools.len()).map_err(|_| {
+            io::Error::new(io::ErrorKind::InvalidInput, "a ring holds at most 65,536 buffer pools")
+        })?;
+        let ring = crate::buf_pool::KernelRing::new(pool.0.count(), bgid)?;
+        let (addr, entries) = ring.raw();
+        // SAFETY: the ring's memory stays allocated and in place until the
+        // ring is closed: the pool owns it and `self.pools` keeps the pool
+        // alive until then (leaked if operations are left in the kernel).
+        unsafe { self.ring.submitter().register_buf_ring_with_flags(addr, entries, bgid, 0) }?;
+        self.pools.push(pool.clone());
+        pool.0.adopt_ring(ring);
+        Ok(())
     }
 
     fn capabilities(&self) -> crate::Capabilities {
@@ -644,6 +687,15 @@ impl Backend for IoUring {
                 Op::Recv { fd, buf } => {
                     opcode::Recv::new(types::Fd(*fd), buf.as_mut_ptr(), len32(buf.len())).build()
                 }
+                Op::RecvPool(r) => match r.pool.0.kernel_ring() {
+                    // The kernel picks the buffer when the data is there.
+                    Some(k) => opcode::Recv::new(types::Fd(r.fd), std::ptr::null_mut(), len32(r.pool.0.size()))
+                        .buf_group(k.bgid)
+                        .build()
+                        .flags(squeue::Flags::BUFFER_SELECT),
+                    // Every pool of this loop is registered (`add_pool`).
+                    None => return Start::Done(-libc::EINVAL),
+                },
                 Op::Send { fd, buf } => {
                     opcode::Send::new(types::Fd(*fd), buf.as_ptr(), len32(buf.len()))
                         .flags(libc::MSG_NOSIGNAL)

@@ -153,6 +153,7 @@ fn lane(op: &Op) -> Option<(RawHandle, bool)> {
         | Op::Pread { fd, .. }
         | Op::Recv { fd, .. }
         | Op::Poll { fd, .. } => Some((*fd, false)),
+        Op::RecvPool(r) => Some((r.fd, false)),
         Op::Recvmsg(m) => Some((m.fd, false)),
         Op::Connect { fd, .. }
         | Op::Write { fd, .. }
@@ -360,6 +361,29 @@ impl Iocp {
                     );
                     wsa_began(r, *fd)
                 }
+                // An overlapped receive needs its buffer as it starts: it
+                // takes one from the pool and holds it while it waits
+                // (`PoolRecv::result` gives it back unless data came).
+                Op::RecvPool(r) => match r.pool.0.take() {
+                    None => Began::Done(crate::buf_pool::NO_BUFFERS),
+                    Some(id) => {
+                        r.got = Some(id);
+                        let b = ws::WSABUF {
+                            len: r.pool.0.size() as u32,
+                            buf: r.pool.0.buf_ptr(id),
+                        };
+                        let r = ws::WSARecv(
+                            r.fd,
+                            &b,
+                            1,
+                            std::ptr::null_mut(),
+                            std::ptr::addr_of_mut!((*slot).flags),
+                            ov,
+                            None,
+                        );
+                        wsa_began(r, fd)
+                    }
+                },
                 Op::Send { fd, buf } => {
                     let b = ws::WSABUF {
                         len: io_len(buf.len()) as u32,

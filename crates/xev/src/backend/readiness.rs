@@ -77,6 +77,7 @@ impl FdEntry {
 fn stream_read_len(op: &Op) -> Option<usize> {
     match op {
         Op::Read { buf, .. } | Op::Recv { buf, .. } if !buf.is_empty() => Some(buf.len()),
+        Op::RecvPool(r) => Some(r.pool.0.size()),
         _ => None,
     }
 }
@@ -149,6 +150,7 @@ fn checked_mode(op: &Op) -> u64 {
         // here.
         Op::Connect { .. }
         | Op::Recv { .. }
+        | Op::RecvPool(_)
         | Op::Send { .. }
         | Op::Recvmsg(_)
         | Op::Sendmsg(_)
@@ -311,6 +313,7 @@ impl<P: Poller> Readiness<P> {
                 Op::Read { .. }
                 | Op::Write { .. }
                 | Op::Recv { .. }
+                | Op::RecvPool(_)
                 | Op::Send { .. }
                 | Op::Recvmsg(_)
                 | Op::Sendmsg(_)

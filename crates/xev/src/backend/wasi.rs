@@ -53,6 +53,7 @@ fn unsupported(op: &Op) -> bool {
         | Op::Pread { .. }
         | Op::Pwrite { .. }
         | Op::Recv { .. }
+        | Op::RecvPool(_)
         | Op::Send { .. }
         | Op::Poll { .. }
         | Op::Shutdown { .. }

@@ -331,6 +331,21 @@ impl<B: Backend> Loop<B> {
         OwnedLoop::new(opts)
     }
 
+    /// Makes a pool of `count` receive buffers of `buf_size` bytes each for
+    /// pooled receives on this loop ([`Op::recv_pool`]). Its memory is
+    /// allocated here, once; on io_uring it is registered with the kernel
+    /// as a provided-buffer ring (at most 32,768 buffers). Fails with
+    /// `InvalidInput` for no buffers, empty buffers or buffers larger than
+    /// 0x7fff_f000 bytes. A pool lives while a handle, a receive, a buffer
+    /// of it or this loop does.
+    pub fn add_buf_pool(&mut self, count: u16, buf_size: usize) -> io::Result<crate::BufPool> {
+        let pool = crate::BufPool(Rc::new(crate::buf_pool::PoolInner::new(
+            count, buf_size, self.s.tag,
+        )?));
+        self.s.backend.add_pool(&pool)?;
+        Ok(pool)
+    }
+
     /// The backend's name ("io_uring", "epoll", ...).
     pub fn backend_name(&self) -> &'static str {
         self.s.backend.name()
@@ -965,6 +980,11 @@ impl<B: Backend> Loop<B> {
                     }
                 }
                 Plan::Pool => self.hand_to_pool(core, true),
+                // A pool's buffers are registered with (or taken by) the
+                // backend of the loop that made it.
+                Plan::Ready { .. } if matches!(&(*core).op, Op::RecvPool(r) if r.pool.0.tag != self.s.tag) => {
+                    Self::finish(&mut self.s.completions, core, crate::buf_pool::FOREIGN_POOL)
+                }
                 Plan::Ready { .. } | Plan::Once | Plan::File | Plan::Close { .. } => match self
                     .s
                     .backend

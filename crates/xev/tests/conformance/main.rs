@@ -37,6 +37,8 @@ mod support;
 mod async_wait;
 mod bad_fds;
 mod blocking;
+#[cfg(not(all(target_os = "wasi", target_env = "p1")))]
+mod buf_pools;
 mod cancel;
 mod close;
 mod completions;

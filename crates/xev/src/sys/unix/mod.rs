@@ -243,6 +243,20 @@ pub(crate) unsafe fn perform_op(op: &mut Op, mode: FdMode) -> i32 {
                 let (p, n) = buf_ptr(buf);
                 libc::recv(*fd, p, n, MSG_DONTWAIT)
             }
+            Op::RecvPool(r) => {
+                // The buffer is taken for the call only: one that got no
+                // data goes straight back.
+                let Some(id) = r.pool.0.take() else {
+                    return crate::buf_pool::NO_BUFFERS;
+                };
+                let n = libc::recv(r.fd, r.pool.0.buf_ptr(id).cast(), r.pool.0.size(), MSG_DONTWAIT);
+                if n > 0 {
+                    r.got = Some(id);
+                } else {
+                    r.pool.0.give_back(id);
+                }
+                n
+            }
             Op::Send { fd, buf } => libc::send(
                 *fd,
                 buf.as_ptr().cast(),

@@ -91,6 +91,7 @@ fn socket_call(op: &Op, mode: FdMode) -> Option<(RawFd, Interest, bool)> {
         Op::Read { fd, .. } if socket_mode => Some((*fd, Interest::READABLE, true)),
         Op::Write { fd, .. } if socket_mode => Some((*fd, Interest::WRITABLE, true)),
         Op::Recv { fd, .. } => Some((*fd, Interest::READABLE, false)),
+        Op::RecvPool(r) => Some((r.fd, Interest::READABLE, false)),
         Op::Send { fd, .. } => Some((*fd, Interest::WRITABLE, false)),
         Op::Recvmsg(m) => Some((m.fd, Interest::READABLE, false)),
         Op::Sendmsg(m) => Some((m.fd, Interest::WRITABLE, false)),

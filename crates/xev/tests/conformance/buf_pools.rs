@@ -1,0 +1,178 @@
+//! Pooled receives (`Op::recv_pool`) and their buffer pools
+//! (`Loop::add_buf_pool`): data and end of file through rearmed receives,
+//! an exhausted pool (`NoBuffers`) and its recovery, idle receives sharing
+//! a pool smaller than their number, a cancel giving its buffer back, a
+//! pool of another loop, bad sizes, and buffers that outlive their loop.
+
+use crate::support::*;
+use xev::{BufPool, PoolBuf};
+
+/// What [`receive_all`] recorded: each result's bytes, or its error.
+type Received = Rc<RefCell<Vec<Result<Vec<u8>, ReadError>>>>;
+
+/// A pooled receive on `fd` whose callback records each result (the bytes,
+/// its buffer dropped at once) and rearms until an error (end of file
+/// included).
+fn receive_all<B: Backend>(lp: &mut Loop<B>, fd: RawFd, pool: &BufPool) -> (Id, Received) {
+    let got: Received = Rc::default();
+    let g = got.clone();
+    let id = lp.add(Op::recv_pool(fd, pool), move |_, _, res| {
+        let r = expect!(res, OpResult::RecvPool(r) => r);
+        let more = r.is_ok();
+        g.borrow_mut().push(r.map(|b| {
+            assert!(!b.is_empty() && b.len() <= 8, "{} bytes", b.len());
+            b.to_vec()
+        }));
+        if more {
+            Action::Rearm
+        } else {
+            Action::Disarm
+        }
+    });
+    (id, got)
+}
+
+fn recv_one<B: Backend>(lp: &mut Loop<B>, fd: RawFd, pool: &BufPool) -> Result<PoolBuf, ReadError> {
+    let (res, _) = run_op(lp, Op::recv_pool(fd, pool), "a pooled receive");
+    expect!(res, OpResult::RecvPool(r) => r)
+}
+
+for_each_backend!(
+    fn pooled_receives_deliver_the_stream_then_eof<B: Backend>() {
+        let mut lp = new_loop::<B>();
+        let pool = lp.add_buf_pool(4, 8).unwrap();
+        assert_eq!((pool.count(), pool.buf_size()), (4, 8));
+        let (c, s) = tcp_pair();
+        let (_, got) = receive_all(&mut lp, s.as_raw_fd(), &pool);
+        let data = b"pooled receives, eight bytes at a time";
+        let mut sent = 0;
+        // Written in pieces while the loop runs, then the write side closed.
+        for chunk in data.chunks(13) {
+            assert_eq!(write_when_ready(c.as_raw_fd(), chunk), chunk.len() as isize);
+            sent += chunk.len();
+            let n = sent;
+            run_until(&mut lp, "the chunk", || {
+                got.borrow()
+                    .iter()
+                    .map(|r| r.as_ref().map_or(0, |b| b.len()))
+                    .sum::<usize>()
+                    == n
+            });
+        }
+        c.shutdown(Shutdown::Write).unwrap();
+        run_until(&mut lp, "end of file", || {
+            got.borrow().last().is_some_and(|r| r.is_err())
+        });
+        settle(&mut lp);
+        let got = got.take();
+        let (last, bufs) = got.split_last().unwrap();
+        assert!(matches!(last, Err(ReadError::Eof)), "{last:?}");
+        let mut all = Vec::new();
+        for b in bufs {
+            all.extend_from_slice(b.as_ref().unwrap());
+        }
+        assert_eq!(all, data);
+    }
+
+    fn an_exhausted_pool_gives_no_buffers_then_recovers<B: Backend>() {
+        let mut lp = new_loop::<B>();
+        let pool = lp.add_buf_pool(1, 8).unwrap();
+        let (c, s) = tcp_pair();
+        assert_eq!(write_when_ready(c.as_raw_fd(), b"abc"), 3);
+        let mut held = recv_one(&mut lp, s.as_raw_fd(), &pool).unwrap();
+        assert_eq!(&*held, b"abc");
+        // The program holds the only buffer.
+        assert_eq!(write_when_ready(c.as_raw_fd(), b"def"), 3);
+        let r = recv_one(&mut lp, s.as_raw_fd(), &pool);
+        assert!(matches!(r, Err(ReadError::NoBuffers)), "{r:?}");
+        // Its bytes can be changed in place; dropped, it serves again.
+        held[0] = b'A';
+        assert_eq!(&*held, b"Abc");
+        drop(held);
+        let b = recv_one(&mut lp, s.as_raw_fd(), &pool).unwrap();
+        assert_eq!(&*b, b"def", "the data waited in the socket");
+    }
+
+    fn idle_pooled_receives_share_a_smaller_pool<B: Backend>() {
+        let mut lp = new_loop::<B>();
+        let pool = lp.add_buf_pool(2, 16).unwrap();
+        let pairs: Vec<_> = (0..5).map(|_| tcp_pair()).collect();
+        let waits: Vec<_> = pairs
+            .iter()
+            .map(|(_, s)| submit(&mut lp, Op::recv_pool(s.as_raw_fd(), &pool)))
+            .collect();
+        lp.run(RunMode::NoWait).unwrap();
+        assert!(waits.iter().all(|w| w.calls() == 0), "nothing was sent yet");
+        // One connection at a time gets data; each answer is read and its
+        // buffer dropped before the next.
+        for (i, ((c, _), w)) in pairs.iter().zip(&waits).enumerate() {
+            let msg = format!("conn {i}");
+            assert_eq!(
+                write_when_ready(c.as_raw_fd(), msg.as_bytes()),
+                msg.len() as isize
+            );
+            let (res, _) = wait(&mut lp, w, "its data");
+            let b = expect!(res, OpResult::RecvPool(Ok(b)) => b);
+            assert_eq!(&*b, msg.as_bytes());
+        }
+    }
+
+    fn a_canceled_pooled_receive_gives_its_buffer_back<B: Backend>() {
+        let mut lp = new_loop::<B>();
+        let pool = lp.add_buf_pool(1, 8).unwrap();
+        let (c, s) = tcp_pair();
+        let rx = submit(&mut lp, Op::recv_pool(s.as_raw_fd(), &pool));
+        lp.run(RunMode::NoWait).unwrap();
+        assert_eq!(rx.calls(), 0);
+        lp.cancel(rx.id).unwrap();
+        let (res, _) = wait(&mut lp, &rx, "the canceled receive");
+        assert!(res.is_canceled(), "{res:?}");
+        assert_eq!(write_when_ready(c.as_raw_fd(), b"after"), 5);
+        let b = recv_one(&mut lp, s.as_raw_fd(), &pool).unwrap();
+        assert_eq!(&*b, b"after");
+    }
+
+    fn a_pool_of_another_loop_is_refused<B: Backend>() {
+        let mut lp = new_loop::<B>();
+        let mut other = new_loop::<B>();
+        let foreign = other.add_buf_pool(1, 8).unwrap();
+        let (c, s) = tcp_pair();
+        assert_eq!(write_when_ready(c.as_raw_fd(), b"x"), 1);
+        let r = recv_one(&mut lp, s.as_raw_fd(), &foreign);
+        let e = r.expect_err("a foreign pool");
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e:?}");
+        // The data is still there for a pool of this loop.
+        let pool = lp.add_buf_pool(1, 8).unwrap();
+        assert_eq!(&*recv_one(&mut lp, s.as_raw_fd(), &pool).unwrap(), b"x");
+    }
+
+    fn bad_pool_sizes_are_refused<B: Backend>() {
+        let mut lp = new_loop::<B>();
+        for (count, size) in [(0, 8), (1, 0), (1, usize::MAX)] {
+            let e = lp.add_buf_pool(count, size).expect_err("a bad size");
+            assert_eq!(
+                e.kind(),
+                std::io::ErrorKind::InvalidInput,
+                "{count} x {size}"
+            );
+        }
+    }
+
+    fn buffers_and_pools_outlive_their_loop<B: Backend>() {
+        let mut lp = new_loop::<B>();
+        let pool = lp.add_buf_pool(2, 8).unwrap();
+        let (c, s) = tcp_pair();
+        let (c2, s2) = tcp_pair();
+        assert_eq!(write_when_ready(c.as_raw_fd(), b"kept"), 4);
+        let kept = recv_one(&mut lp, s.as_raw_fd(), &pool).unwrap();
+        // A receive left pending when the loop goes.
+        let pending = submit(&mut lp, Op::recv_pool(s2.as_raw_fd(), &pool));
+        lp.run(RunMode::NoWait).unwrap();
+        assert_eq!(pending.calls(), 0);
+        drop(lp);
+        assert_eq!(&*kept, b"kept");
+        drop(kept);
+        drop(pool);
+        drop((c, c2));
+    }
+);
