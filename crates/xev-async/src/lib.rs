@@ -117,4 +117,4 @@ pub use process::{Child, ChildStderr, ChildStdin, ChildStdout, Pipe};
 pub use runtime::{spawn, yield_now, RemoteHandle, Runtime};
 pub use signal::Signals;
 pub use task::{JoinError, JoinHandle};
-pub use time::{interval, sleep, sleep_until, timeout, Elapsed, Interval};
+pub use time::{interval, sleep, sleep_until, timeout, Elapsed, Interval, Sleep};

@@ -148,21 +148,9 @@ impl Mapped for AsyncDone {
     }
 }
 
-/// A timer's status (`Ok(0)` once expired).
-pub(crate) struct TimerDone;
-
-impl Mapped for TimerDone {
-    fn map(res: OpResult) -> io::Result<usize> {
-        match res {
-            OpResult::Timer(r) => r.map(|()| 0).map_err(Into::into),
-            other => Err(unexpected(&other)),
-        }
-    }
-}
-
 /// A table whose freed places are reused: it grows to the most entries
 /// ever in use at once.
-struct Table<T> {
+pub(crate) struct Table<T> {
     items: Vec<T>,
     free: Vec<usize>,
 }
@@ -178,7 +166,7 @@ impl<T> Default for Table<T> {
 
 impl<T> Table<T> {
     /// Puts `v` in a free place (or a new one) and returns where.
-    fn insert(&mut self, v: T) -> usize {
+    pub(crate) fn insert(&mut self, v: T) -> usize {
         match self.free.pop() {
             Some(i) => {
                 self.items[i] = v;
@@ -192,12 +180,12 @@ impl<T> Table<T> {
     }
 
     /// Frees place `i`, leaving `empty` there, and returns what it held.
-    fn remove(&mut self, i: usize, empty: T) -> T {
+    pub(crate) fn remove(&mut self, i: usize, empty: T) -> T {
         self.free.push(i);
         std::mem::replace(&mut self.items[i], empty)
     }
 
-    fn in_use(&self) -> usize {
+    pub(crate) fn in_use(&self) -> usize {
         self.items.len() - self.free.len()
     }
 }

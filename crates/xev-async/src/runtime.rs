@@ -21,11 +21,12 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use xev::backend::Backend;
 use xev::generic::{Loop, OwnedLoop};
-use xev::{Action, Async, Id, Op, Options, RunMode};
+use xev::{Action, Async, Id, Op, Options, RunMode, TimerId, TimerSet};
 
 use crate::notify::ParkedWait;
 use crate::op::{complete, set_eager_budget, Slots};
 use crate::task::{JoinHandle, RunQueue, Runnable, Task};
+use crate::time::Sleepers;
 
 /// What operation futures need of the runtime, whatever its backend.
 pub(crate) trait Driver {
@@ -61,6 +62,18 @@ pub(crate) trait Driver {
     fn register(&self, task: Arc<dyn Runnable>) -> usize;
     /// This runtime's number, unique in the process (never 0).
     fn id(&self) -> u64;
+    /// The waker slots of the runtime's sleeps.
+    fn sleepers(&self) -> &RefCell<Sleepers>;
+    /// Starts a timer of the runtime's timer set at loop time `deadline`
+    /// with a fresh waker slot; returns both.
+    ///
+    /// # Panics
+    /// From inside a loop callback, where the loop is busy (as for
+    /// operations).
+    fn start_sleep(&self, deadline: u64) -> (TimerId, usize);
+    /// Stops timer `id` (if it has not fired) and frees its slot `slot`:
+    /// now, or before the loop runs next.
+    fn stop_sleep(&self, id: TimerId, slot: usize);
     /// Parks `wait` in the loop: an `AsyncWait` on `a`, rearmed after each
     /// notification, until its callback disarms it (see [`crate::notify`]).
     /// Fails from inside a loop callback, where the loop is busy.
@@ -125,6 +138,8 @@ pub(crate) struct ExitSlot {
 enum Deferred {
     Cancel(Id),
     Close(xev::RawHandle),
+    /// A sleep's timer to stop, and its slot to free.
+    StopSleep(TimerId, usize),
 }
 
 /// The state shared by a runtime and its operation futures.
@@ -146,6 +161,10 @@ struct Core<B: Backend> {
     /// in a round that runs several tasks their sends join it instead of
     /// being tried at once (see [`set_eager_budget`]).
     batches: bool,
+    /// The timer set of the runtime's sleeps; a timer's key is its slot
+    /// in `sleepers`.
+    timers: TimerSet,
+    sleepers: Rc<RefCell<Sleepers>>,
 }
 
 impl<B: Backend> Core<B> {
@@ -166,6 +185,13 @@ impl<B: Backend> Core<B> {
                 // Too late or already gone: its callback runs (or ran) anyway.
                 Deferred::Cancel(id) => drop(lp.cancel(id)),
                 Deferred::Close(fd) => drop(lp.add(Op::Close { fd }, |_, _, _| Action::Disarm)),
+                Deferred::StopSleep(id, slot) => {
+                    // Stale when it fired meanwhile: the slot is free to go
+                    // either way.
+                    let _ = lp.stop_timer(id);
+                    let w = self.sleepers.borrow_mut().release(slot);
+                    drop(w);
+                }
             }
         }
     }
@@ -263,6 +289,38 @@ impl<B: Backend> Driver for Core<B> {
         self.id
     }
 
+    fn sleepers(&self) -> &RefCell<Sleepers> {
+        &self.sleepers
+    }
+
+    fn start_sleep(&self, deadline: u64) -> (TimerId, usize) {
+        let mut lp = self
+            .lp
+            .try_borrow_mut()
+            .expect("xev-async: a sleep was started from inside a loop callback");
+        let slot = self.sleepers.borrow_mut().alloc();
+        let id = lp
+            .start_timer(self.timers, deadline, slot as u64)
+            .expect("xev-async: the runtime's timer set is never removed");
+        (id, slot)
+    }
+
+    fn stop_sleep(&self, id: TimerId, slot: usize) {
+        match self.lp.try_borrow_mut() {
+            Ok(mut lp) => {
+                // Stale when it has fired: the slot goes either way.
+                let _ = lp.stop_timer(id);
+                let w = self.sleepers.borrow_mut().release(slot);
+                drop(lp);
+                drop(w);
+            }
+            Err(_) => self
+                .deferred
+                .borrow_mut()
+                .push(Deferred::StopSleep(id, slot)),
+        }
+    }
+
     fn park(&self, a: Async, wait: ParkedWait) -> io::Result<Id> {
         let mut lp = self
             .lp
@@ -321,6 +379,14 @@ impl<B: Backend> Runtime<B> {
         let mut lp = Loop::<B>::new(opts)?;
         let notify = Async::new()?;
         let wake_wait = lp.add(Op::AsyncWait(notify.clone()), |_, _, _| Action::Rearm);
+        let sleepers: Rc<RefCell<Sleepers>> = Rc::default();
+        let fired = sleepers.clone();
+        let timers = lp.add_timer_set(move |_, key| {
+            let w = fired.borrow_mut().fire(key);
+            if let Some(w) = w {
+                w.wake();
+            }
+        })?;
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let batches = lp.backend_name() == "io_uring";
         let core = Rc::new(Core {
@@ -332,6 +398,8 @@ impl<B: Backend> Runtime<B> {
             free_tasks: RefCell::new(Vec::new()),
             deferred: RefCell::new(Vec::new()),
             batches,
+            timers,
+            sleepers,
         });
         Ok(Runtime {
             core,
@@ -364,10 +432,10 @@ impl<B: Backend> Runtime<B> {
         }
     }
 
-    /// Operations in flight (or finished and not yet taken by their
-    /// futures): what the runtime holds for its tasks.
+    /// Operations and sleeps in flight (or finished and not yet taken by
+    /// their futures): what the runtime holds for its tasks.
     pub fn ops_in_flight(&self) -> usize {
-        self.core.slots.borrow().in_use()
+        self.core.slots.borrow().in_use() + self.core.sleepers.borrow().in_use()
     }
 
     /// Runs `future` to completion on this thread, together with every

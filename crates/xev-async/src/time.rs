@@ -1,44 +1,104 @@
 //! Time: [`sleep`], [`sleep_until`], [`timeout`] and [`interval`], on the
-//! loop's timer operation (the loop's timing wheel: no kernel object per
-//! timer, nothing allocated per sleep in steady state).
+//! runtime's timer set ([`xev::Loop::add_timer_set`]): a pending sleep is
+//! a 32-byte entry in the loop's timing wheel plus a waker slot here, no
+//! kernel object and no completion; a sleep dropped before its deadline
+//! (a timeout whose future finished first) stops its timer at once, with
+//! no cancel to deliver. Nothing is allocated per sleep in steady state.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use xev::Op;
+use xev::TimerId;
 
-use crate::op::{OpFuture, TimerDone};
-use crate::runtime::current;
+use crate::op::Table;
+use crate::runtime::{current, Driver};
+
+/// The waker slots of a runtime's sleeps; a timer's key is its slot.
+#[derive(Default)]
+pub(crate) struct Sleepers(Table<SleepSlot>);
+
+#[derive(Default)]
+struct SleepSlot {
+    waker: Option<Waker>,
+    fired: bool,
+}
+
+impl Sleepers {
+    /// A fresh slot (not fired, no waker).
+    pub(crate) fn alloc(&mut self) -> usize {
+        self.0.insert(SleepSlot::default())
+    }
+
+    /// Marks slot `key`'s timer fired; returns the waker to wake (after
+    /// the table is released: a wake may run its owner's code).
+    pub(crate) fn fire(&mut self, key: u64) -> Option<Waker> {
+        let s = &mut self.0[usize::try_from(key).ok()?];
+        s.fired = true;
+        s.waker.take()
+    }
+
+    /// Whether slot `i` fired; if not, keeps `w` to wake when it does.
+    pub(crate) fn check(&mut self, i: usize, w: &Waker) -> bool {
+        let s = &mut self.0[i];
+        if !s.fired {
+            match &mut s.waker {
+                Some(old) => old.clone_from(w),
+                None => s.waker = Some(w.clone()),
+            }
+        }
+        s.fired
+    }
+
+    /// How many slots are in use (sleeps pending or fired and not yet
+    /// polled).
+    pub(crate) fn in_use(&self) -> usize {
+        self.0.in_use()
+    }
+
+    /// Frees slot `i`; returns its waker, to drop after the table is
+    /// released.
+    pub(crate) fn release(&mut self, i: usize) -> Option<Waker> {
+        self.0.remove(i, SleepSlot::default()).waker
+    }
+}
 
 enum When {
     After(Duration),
     At(Instant),
 }
 
+enum State {
+    Start(When),
+    Waiting {
+        driver: Rc<dyn Driver>,
+        id: TimerId,
+        slot: usize,
+    },
+    Done,
+}
+
 /// A future that completes at a deadline (see [`sleep`]). Dropping it
-/// cancels its timer.
+/// stops its timer.
 pub struct Sleep {
-    when: When,
-    op: Option<OpFuture>,
+    state: State,
 }
 
 /// Completes after `d` (rounded up to whole milliseconds, the loop's clock
 /// resolution), counted from the first poll.
 pub fn sleep(d: Duration) -> Sleep {
     Sleep {
-        when: When::After(d),
-        op: None,
+        state: State::Start(When::After(d)),
     }
 }
 
 /// Completes at `deadline` (at once if it has passed).
 pub fn sleep_until(deadline: Instant) -> Sleep {
     Sleep {
-        when: When::At(deadline),
-        op: None,
+        state: State::Start(When::At(deadline)),
     }
 }
 
@@ -46,15 +106,15 @@ impl Future for Sleep {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.op.is_none() {
+        if let State::Start(when) = &self.state {
             // One clock reading: a deadline still ahead becomes its loop
             // time rounded up (the timer never fires early), one already
             // reached a time no later than the loop's next tick (it fires
             // then: at once).
             let now = Instant::now();
-            let at = match self.when {
-                When::After(d) => now.checked_add(d),
-                When::At(t) => Some(t),
+            let at = match when {
+                When::After(d) => now.checked_add(*d),
+                When::At(t) => Some(*t),
             };
             let driver = current();
             let deadline = match at {
@@ -63,17 +123,31 @@ impl Future for Sleep {
                 Some(t) if t <= now => driver.ms_at(now).saturating_sub(1),
                 Some(t) => driver.ms_at(t),
             };
-            self.op = Some(OpFuture::new(Op::timer(deadline)));
+            let (id, slot) = driver.start_sleep(deadline);
+            self.state = State::Waiting { driver, id, slot };
         }
-        let Some(op) = self.op.as_mut() else {
+        let State::Waiting { driver, slot, .. } = &self.state else {
             return Poll::Ready(());
         };
-        match op.poll_op::<TimerDone>(cx, &mut None, None) {
-            Poll::Ready(res) => {
-                debug_assert!(res.is_ok(), "{res:?}");
-                Poll::Ready(())
-            }
-            Poll::Pending => Poll::Pending,
+        let fired = driver.sleepers().borrow_mut().check(*slot, cx.waker());
+        if !fired {
+            return Poll::Pending;
+        }
+        let State::Waiting { driver, slot, .. } = std::mem::replace(&mut self.state, State::Done)
+        else {
+            return Poll::Ready(());
+        };
+        let w = driver.sleepers().borrow_mut().release(slot);
+        drop(w);
+        Poll::Ready(())
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if let State::Waiting { driver, id, slot } = std::mem::replace(&mut self.state, State::Done)
+        {
+            driver.stop_sleep(id, slot);
         }
     }
 }

@@ -19,9 +19,11 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use xev::backend::Backend;
@@ -260,8 +262,48 @@ for_each_backend!(
         assert_eq!(rt.ops_in_flight(), 0, "the aborted sleep was canceled");
     }
 
+    /// A sleep dropped from inside a loop callback (where the loop is
+    /// busy) stops its timer before the loop runs next: the loop holds no
+    /// more than before it started, and the runtime nothing.
+    fn a_sleep_dropped_in_a_loop_callback_stops_its_timer<B: Backend>() {
+        let rt = rt::<B>();
+        let before = rt.with_loop(|lp| lp.active());
+        let held: Rc<RefCell<Option<Pin<Box<xev_async::Sleep>>>>> = Rc::default();
+        let h = held.clone();
+        rt.block_on(async move {
+            let mut s = Box::pin(sleep(Duration::from_secs(3600)));
+            // Started by one poll, then handed to the callback below.
+            let started =
+                std::future::poll_fn(|cx| Poll::Ready(s.as_mut().poll(cx).is_pending())).await;
+            assert!(started);
+            *h.borrow_mut() = Some(s);
+        });
+        assert_eq!(rt.ops_in_flight(), 1);
+        assert_eq!(rt.with_loop(|lp| lp.active()), before + 1);
+        let h = held.clone();
+        let dropped = Rc::new(Cell::new(false));
+        let d = dropped.clone();
+        rt.with_loop(|lp| {
+            lp.add(xev::Op::Noop, move |_, _, _| {
+                h.borrow_mut().take();
+                d.set(true);
+                xev::Action::Disarm
+            })
+        });
+        rt.block_on(async {
+            while !dropped.get() {
+                yield_now().await;
+            }
+            // One more turn: the stop deferred by the callback is made.
+            yield_now().await;
+        });
+        assert_eq!(rt.ops_in_flight(), 0);
+        assert_eq!(rt.with_loop(|lp| lp.active()), before);
+    }
+
     fn sleep_timeout_and_interval<B: Backend>() {
         let rt = rt::<B>();
+        let before = rt.with_loop(|lp| lp.active());
         rt.block_on(async {
             let t0 = Instant::now();
             sleep(Duration::from_millis(20)).await;
@@ -277,6 +319,8 @@ for_each_backend!(
             assert!(second >= first + Duration::from_millis(5));
         });
         assert_eq!(rt.ops_in_flight(), 0);
+        // The sleeps that lost their race were stopped, not left pending.
+        assert_eq!(rt.with_loop(|lp| lp.active()), before);
     }
 
     /// A sleep whose deadline has been reached when it is first polled
