@@ -9,8 +9,9 @@
 //! when it starts): a pool sized for the connections that are busy at
 //! once serves any number of idle ones. On io_uring the pool is a
 //! provided-buffer ring registered with the kernel, which picks the
-//! buffer itself; on the other backends the loop takes one from the
-//! pool's free list for the receive's call.
+//! buffer itself, and a socket's pooled receives share one multishot
+//! receive (`backend/uring_streams.rs`); on the other backends the loop
+//! takes one from the pool's free list for the receive's call.
 //!
 //! The pool's memory is allocated once, when the pool is made; taking and
 //! giving back buffers allocates nothing.

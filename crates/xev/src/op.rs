@@ -432,8 +432,19 @@ impl Op {
     ///
     /// The receive takes a buffer only once its data is there, so many
     /// idle receives share a small pool. On io_uring the kernel picks the
-    /// buffer from a provided-buffer ring; on IOCP the receive takes its
-    /// buffer as it starts and holds it while it waits.
+    /// buffer from a provided-buffer ring, and the pooled receives of one
+    /// socket and pool share one multishot receive, which goes on while
+    /// they keep receiving (no new entry per receive); on IOCP the receive
+    /// takes its buffer as it starts and holds it while it waits.
+    ///
+    /// After a pooled receive, the loop may already hold more of the
+    /// socket's data in the pool (io_uring's multishot took it before the
+    /// callback ran): the next pooled receive on that socket and pool gets
+    /// it first, in order. So read a socket that gets pooled receives only
+    /// through pooled receives of one pool, and close it through the loop
+    /// ([`Op::Close`] ends a pooled receive waiting on it, with
+    /// `Canceled`, and frees what its data held);
+    /// [`Loop::forget`](crate::Loop::forget) drops such data.
     pub fn recv_pool(fd: RawHandle, pool: &crate::BufPool) -> Op {
         Op::RecvPool(crate::PoolRecv {
             fd,

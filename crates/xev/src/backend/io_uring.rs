@@ -34,6 +34,7 @@ use std::time::Duration;
 use io_uring::{cqueue, opcode, squeue, types, IoUring as Ring};
 
 use crate::backend::contract::{Backend, CancelStart, Start, Waker};
+use crate::backend::uring_streams::{self, Begin, Streams};
 use crate::fs::Fs;
 use crate::op::{io_len, Op};
 use crate::options::Options;
@@ -218,6 +219,16 @@ struct FdState {
 }
 
 /// A completion's io_uring user data: its address.
+/// The buffer group and descriptor of `c`, if it is a pooled receive on a
+/// kernel ring.
+fn pooled(c: *mut Core) -> Option<(u16, RawFd)> {
+    // SAFETY: callers pass a live core lent to the backend.
+    match unsafe { &(*c).op } {
+        Op::RecvPool(r) => r.pool.0.kernel_ring().map(|k| (k.bgid, r.fd)),
+        _ => None,
+    }
+}
+
 fn user_data(c: *mut Core) -> u64 {
     c as usize as u64
 }
@@ -239,8 +250,11 @@ pub struct IoUring {
     /// ring holds, and the attempts' backoff.
     ordered: Vec<FdState>,
     /// The buffer pools registered with the ring (buffer group id = index
-    /// in this list), kept alive while the kernel may use their memory.
-    pools: Vec<crate::BufPool>,
+    /// in their list, kept alive while the kernel may use their memory)
+    /// and the multishot receives on them.
+    streams: Streams,
+    /// Scratch list of stream cancels (kept for its capacity).
+    stream_cancels: Vec<u64>,
 }
 
 impl Drop for IoUring {
@@ -250,9 +264,7 @@ impl Drop for IoUring {
         // write into a pool's buffers: leak the pools rather than free
         // that memory.
         if self.in_flight > 0 {
-            for p in self.pools.drain(..) {
-                std::mem::forget(p);
-            }
+            self.streams.leak_pools();
         }
     }
 }
@@ -450,8 +462,14 @@ impl IoUring {
 
     fn reap(&mut self, sink: &mut dyn FnMut(NonNull<Core>, i32)) -> bool {
         let mut woken = false;
+        self.streams.hand_back(sink);
         for cqe in self.ring.completion() {
             match cqe.user_data() {
+                ud if uring_streams::is_stream(ud) => {
+                    if self.streams.reap(ud, cqe.result(), cqe.flags(), sink) {
+                        self.in_flight -= 1;
+                    }
+                }
                 WAKE => {
                     woken = true;
                     if !cqueue::more(cqe.flags()) {
@@ -491,7 +509,50 @@ impl IoUring {
                 }
             }
         }
+        self.resubmit_streams(sink);
         woken
+    }
+
+    /// Pushes a multishot receive of `fd` on buffer group `bgid`.
+    fn push_multishot(&mut self, fd: RawFd, bgid: u16, ud: u64) -> io::Result<()> {
+        let sqe = opcode::RecvMulti::new(types::Fd(fd), bgid).build().user_data(ud);
+        self.push(&sqe)?;
+        self.in_flight += 1;
+        Ok(())
+    }
+
+    /// Submits the multishots that receives waiting on a stream need
+    /// after our own cancel ended its previous one; a receive whose entry
+    /// cannot be pushed is handed back with the error.
+    fn resubmit_streams(&mut self, sink: &mut dyn FnMut(NonNull<Core>, i32)) {
+        while let Some(ud) = self.streams.resubmits.pop() {
+            let (fd, bgid) = uring_streams::fd_and_group(ud);
+            if let Err(e) = self.push_multishot(fd, bgid, ud) {
+                if let Some(c) = self.streams.submit_failed(ud) {
+                    sink(c, -e.raw_os_error().unwrap_or(libc::EIO));
+                }
+            }
+        }
+    }
+
+    /// Asks the kernel to cancel every stream no receive waits on any
+    /// more (their final results are dropped; data they got first stays
+    /// queued for the next pooled receive).
+    fn cancel_idle_streams(&mut self) {
+        let mut uds = std::mem::take(&mut self.stream_cancels);
+        self.streams.cancel_idle(&mut |ud| uds.push(ud));
+        for ud in uds.drain(..) {
+            self.push_drain_cancel(ud);
+        }
+        self.stream_cancels = uds;
+    }
+
+    /// Pushes a cancel of user data `ud` whose own result nobody waits for.
+    fn push_drain_cancel(&mut self, ud: u64) {
+        let sqe = opcode::AsyncCancel::new(ud).build().user_data(DRAIN);
+        if self.push(&sqe).is_ok() {
+            self.in_flight += 1;
+        }
     }
 
     fn enter(&mut self, timeout: Option<Duration>) -> io::Result<()> {
@@ -585,7 +646,8 @@ impl Backend for IoUring {
             fs_opcodes,
             setup,
             ordered: Vec::new(),
-            pools: Vec::new(),
+            streams: Streams::default(),
+            stream_cancels: Vec::new(),
         };
         Ok((backend, waker))
     }
@@ -595,7 +657,7 @@ impl Backend for IoUring {
     }
 
     fn add_pool(&mut self, pool: &crate::BufPool) -> io::Result<()> {
-        let bgid = u16::try_from(self.pools.len()).map_err(|_| {
+        let bgid = self.streams.next_bgid().ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "a ring holds at most 65,536 buffer pools")
         })?;
         let ring = crate::buf_pool::KernelRing::new(pool.0.count(), bgid)?;
@@ -604,7 +666,7 @@ impl Backend for IoUring {
         // ring is closed: the pool owns it and `self.pools` keeps the pool
         // alive until then (leaked if operations are left in the kernel).
         unsafe { self.ring.submitter().register_buf_ring_with_flags(addr, entries, bgid, 0) }?;
-        self.pools.push(pool.clone());
+        self.streams.add_pool(pool);
         pool.0.adopt_ring(ring);
         Ok(())
     }
@@ -627,6 +689,7 @@ impl Backend for IoUring {
         let c = core.as_ptr();
         // SAFETY: the loop lends us exclusive access to a live core.
         if let Op::Close { fd } = unsafe { &(*c).op } {
+            self.streams.close(*fd, &mut |_| {});
             return match self.push_close(*fd, user_data(c)) {
                 Ok(()) => {
                     self.in_flight += 1;
@@ -636,6 +699,25 @@ impl Backend for IoUring {
                 }
                 Err(e) => Start::Done(-e.raw_os_error().unwrap_or(libc::EIO)),
             };
+        }
+        // A pooled receive on a kernel ring goes through its stream.
+        if let Some((bgid, fd)) = pooled(c) {
+            // SAFETY: the loop lends us exclusive access to a live core.
+            match unsafe { self.streams.start(c, bgid) } {
+                Some(Begin::Done(res)) => return Start::Done(res),
+                Some(Begin::Wait) => return Start::Pending,
+                Some(Begin::Submit(ud)) => {
+                    return match self.push_multishot(fd, bgid, ud) {
+                        Ok(()) => Start::Pending,
+                        Err(e) => {
+                            self.streams.submit_failed(ud);
+                            Start::Done(-e.raw_os_error().unwrap_or(libc::EIO))
+                        }
+                    };
+                }
+                // Out of the streams' range: one receive, below.
+                None => {}
+            }
         }
         // SAFETY: the loop lends us exclusive access to a live core.
         let tried = unsafe { (*c).flags } & crate::record::FLAG_TRIED != 0;
@@ -753,6 +835,17 @@ impl Backend for IoUring {
     }
 
     unsafe fn cancel(&mut self, target: NonNull<Core>) -> CancelStart {
+        // A receive waiting on a stream has no entry of its own: it is let
+        // go at once, and its stream canceled at the next poll unless
+        // another receive waits by then.
+        if let Some((bgid, fd)) = pooled(target.as_ptr()) {
+            if self.streams.let_go(target.as_ptr(), bgid, fd) {
+                return CancelStart {
+                    cancel: 0,
+                    target: Some(-libc::ECANCELED),
+                };
+            }
+        }
         // A synchronous cancel (Linux 6.0+) gives the kernel's answer now,
         // as the readiness backends do; the target's CQE follows through
         // `poll`. It sees only submitted requests: submit queued ones first.
@@ -782,8 +875,9 @@ impl Backend for IoUring {
         sink: &mut dyn FnMut(NonNull<Core>, i32),
     ) -> io::Result<bool> {
         self.arm_wake()?;
+        self.cancel_idle_streams();
         // Completions already posted need no syscall to wait for.
-        let timeout = if self.ring.completion().is_empty() {
+        let timeout = if self.ring.completion().is_empty() && !self.streams.has_handback() {
             timeout
         } else {
             Some(Duration::ZERO)
@@ -813,10 +907,13 @@ impl Backend for IoUring {
         // which then submits them together with what those callbacks
         // start, and waits (one enter instead of two when a transfer
         // tried at once finished at its start).
-        !self.ring.completion().is_empty() || self.ring.submission().taskrun()
+        !self.ring.completion().is_empty()
+            || self.ring.submission().taskrun()
+            || self.streams.has_handback()
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.cancel_idle_streams();
         // A few rounds: an interrupted submit is retried; a kernel that
         // takes fewer entries than offered gets the rest next round.
         for _ in 0..4 {
@@ -839,16 +936,41 @@ impl Backend for IoUring {
         self.in_flight
     }
 
-    unsafe fn abandon(&mut self, target: NonNull<Core>) {
-        // SAFETY: `target` is live (trait contract).
-        let ud = user_data(target.as_ptr());
-        let sqe = opcode::AsyncCancel::new(ud).build().user_data(DRAIN);
-        if self.push(&sqe).is_ok() {
-            self.in_flight += 1;
+    fn forget(&mut self, fd: crate::RawHandle) {
+        // A stream on `fd` must stop taking its data now: the owner reads
+        // it from here on. Its late results are dropped.
+        let mut uds = std::mem::take(&mut self.stream_cancels);
+        self.streams.close(fd, &mut |ud| uds.push(ud));
+        if !uds.is_empty() && !self.ring.submission().is_empty() {
+            let _ = self.ring.submit();
         }
+        for ud in uds.drain(..) {
+            let _ = self
+                .ring
+                .submitter()
+                .register_sync_cancel(None, types::CancelBuilder::user_data(ud));
+        }
+        self.stream_cancels = uds;
+    }
+
+    unsafe fn abandon(&mut self, target: NonNull<Core>) {
+        let c = target.as_ptr();
+        // A receive waiting on a stream has no entry of its own; the
+        // stream is canceled in `drain`.
+        if let Some((bgid, fd)) = pooled(c) {
+            if self.streams.let_go(c, bgid, fd) {
+                return;
+            }
+        }
+        self.push_drain_cancel(user_data(c));
     }
 
     fn drain(&mut self, sink: &mut dyn FnMut(NonNull<Core>, i32)) {
+        let mut uds = Vec::new();
+        self.streams.cancel_all(&mut |ud| uds.push(ud));
+        for ud in uds {
+            self.push_drain_cancel(ud);
+        }
         while self.in_flight > 0 {
             if self.enter(None).is_err() {
                 // The ring itself failed; nothing more can be reaped. Give

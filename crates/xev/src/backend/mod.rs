@@ -41,6 +41,8 @@ pub mod epoll;
 #[cfg(target_os = "linux")]
 #[cfg_attr(docsrs, doc(cfg(target_os = "linux")))]
 pub mod io_uring;
+#[cfg(target_os = "linux")]
+mod uring_streams;
 #[cfg(any(
     target_os = "macos",
     target_os = "ios",

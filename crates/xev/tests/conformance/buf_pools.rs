@@ -175,4 +175,86 @@ for_each_backend!(
         drop(pool);
         drop((c, c2));
     }
+
+    fn data_left_by_one_pooled_receive_goes_to_the_next<B: Backend>() {
+        let mut lp = new_loop::<B>();
+        let pool = lp.add_buf_pool(8, 4).unwrap();
+        let (c, s) = tcp_pair();
+        let data = b"0123456789abcdefghij";
+        assert_eq!(write_when_ready(c.as_raw_fd(), data), data.len() as isize);
+        // Each receive takes at most 4 bytes and disarms; the rest waits
+        // (in the socket, or in buffers already filled) for the next one.
+        let mut got = Vec::new();
+        while got.len() < data.len() {
+            let b = recv_one(&mut lp, s.as_raw_fd(), &pool).unwrap();
+            assert!(b.len() <= 4);
+            got.extend_from_slice(&b);
+        }
+        assert_eq!(got, data);
+        // A receive parked and restarted gets what came meanwhile.
+        let n = Rc::new(RefCell::new(Vec::new()));
+        let n2 = n.clone();
+        let id = lp.add(Op::recv_pool(s.as_raw_fd(), &pool), move |_, _, res| {
+            n2.borrow_mut()
+                .push(expect!(res, OpResult::RecvPool(Ok(b)) => b.to_vec()));
+            Action::Park
+        });
+        assert_eq!(write_when_ready(c.as_raw_fd(), b"abcdefgh"), 8);
+        run_until(&mut lp, "the first part", || !n.borrow().is_empty());
+        settle(&mut lp);
+        assert_eq!(n.borrow().len(), 1, "parked after one result");
+        while n.borrow().concat().len() < 8 {
+            lp.restart(id).unwrap();
+            let k = n.borrow().len();
+            run_until(&mut lp, "the next part", || n.borrow().len() > k);
+        }
+        assert_eq!(n.borrow().concat(), b"abcdefgh");
+        lp.free(id).unwrap();
+    }
+
+    fn a_close_through_the_loop_drops_what_its_socket_left<B: Backend>() {
+        let mut lp = new_loop::<B>();
+        let pool = lp.add_buf_pool(8, 2).unwrap();
+        let (c, s) = tcp_pair();
+        assert_eq!(write_when_ready(c.as_raw_fd(), b"old data"), 8);
+        let b = recv_one(&mut lp, s.as_raw_fd(), &pool).unwrap();
+        assert_eq!(&*b, b"ol");
+        drop(b);
+        // A receive waiting on the socket ends with the close.
+        let (c2, s2) = tcp_pair();
+        let waiting = submit(&mut lp, Op::recv_pool(s2.as_raw_fd(), &pool));
+        lp.run(RunMode::NoWait).unwrap();
+        assert_eq!(waiting.calls(), 0);
+        let (res, _) = run_op(
+            &mut lp,
+            Op::Close {
+                fd: s.into_raw_fd(),
+            },
+            "the close",
+        );
+        expect!(res, OpResult::Close(Ok(())));
+        let (res, _) = run_op(
+            &mut lp,
+            Op::Close {
+                fd: s2.into_raw_fd(),
+            },
+            "the second close",
+        );
+        expect!(res, OpResult::Close(Ok(())));
+        let (res, _) = wait(&mut lp, &waiting, "the receive ended by the close");
+        assert!(res.is_canceled(), "{res:?}");
+        // New sockets (likely with the closed ones' numbers) get their own
+        // data only, and the whole pool is free again.
+        let (c3, s3) = tcp_pair();
+        assert_eq!(write_when_ready(c3.as_raw_fd(), b"new"), 3);
+        let mut held = Vec::new();
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            let b = recv_one(&mut lp, s3.as_raw_fd(), &pool).unwrap();
+            got.extend_from_slice(&b);
+            held.push(b);
+        }
+        assert_eq!(got, b"new");
+        drop((c, c2));
+    }
 );
