@@ -245,6 +245,56 @@ fn serve_xev<B: Backend>(listener: TcpListener, proto: Proto, ready: Ready) -> R
     Ok(st.served.get())
 }
 
+/// The xev callback server with pooled receives: as [`serve_xev`], but
+/// each connection's rearmed read is a pooled receive ([`xev::Op::recv_pool`])
+/// from one pool of 256 buffers that every connection shares (on io_uring
+/// a multishot receive per connection; elsewhere a `recv` into a buffer
+/// taken for the call).
+fn serve_xev_pooled<B: Backend>(listener: TcpListener, proto: Proto, ready: Ready) -> Res<u64> {
+    use std::os::fd::AsRawFd;
+    use xev::{Action, OpResult};
+    drop(ready);
+    let mut lp = xev::generic::Loop::<B>::new(xev_options()).map_err(ctx("loop"))?;
+    let pool = lp.add_buf_pool(256, BUF).map_err(ctx("buffer pool"))?;
+    let server = xev::watcher::Tcp::<B>::from_fd(std::os::fd::OwnedFd::from(listener))
+        .map_err(ctx("listener"))?;
+    let st = Rc::new(State::default());
+    let s2 = st.clone();
+    server.accept(&mut lp, move |lp, res| {
+        let Ok(conn) = res else {
+            return Action::Disarm;
+        };
+        let fd = conn.as_raw_fd();
+        let st = s2.clone();
+        let mut pending = Pending::default();
+        lp.add(xev::Op::recv_pool(fd, &pool), move |lp, _, r| {
+            let OpResult::RecvPool(Ok(data)) = r else {
+                return Action::Disarm;
+            };
+            let mut out = Vec::new();
+            if pending.feed(&data, proto, &mut out, &st).is_none() {
+                return Action::Disarm;
+            }
+            drop(data);
+            if !out.is_empty() {
+                // After the stop request's answer is out, stop the loop.
+                let stop = st.stop.get();
+                conn.queue_write(lp, out, move |lp, _, _| {
+                    if stop {
+                        lp.stop();
+                    }
+                    Action::Disarm
+                });
+            }
+            Action::Rearm
+        });
+        Action::Rearm
+    });
+    lp.run(xev::RunMode::UntilDone).map_err(ctx("run"))?;
+    drop(server);
+    Ok(st.served.get())
+}
+
 /// The xev-async server: a task per connection, owned buffers.
 fn serve_xev_async<B: Backend>(listener: TcpListener, proto: Proto, ready: Ready) -> Res<u64> {
     drop(ready);
@@ -469,6 +519,8 @@ fn start(contender: &str, proto: Proto) -> Res<(SocketAddr, thread::JoinHandle<R
     let serve: fn(TcpListener, Proto, Ready) -> Res<u64> = match contender {
         "xev-io_uring" => serve_xev::<xev::backend::io_uring::IoUring>,
         "xev-epoll" => serve_xev::<xev::backend::epoll::Epoll>,
+        "xev_pool-io_uring" => serve_xev_pooled::<xev::backend::io_uring::IoUring>,
+        "xev_pool-epoll" => serve_xev_pooled::<xev::backend::epoll::Epoll>,
         "xev_async-io_uring" => serve_xev_async::<xev::backend::io_uring::IoUring>,
         "xev_async-epoll" => serve_xev_async::<xev::backend::epoll::Epoll>,
         "tokio" => serve_tokio,

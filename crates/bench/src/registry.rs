@@ -192,6 +192,8 @@ pub const CONTENDERS: &[&str] = &[
     "xev-dynamic",
     "xev_async-io_uring",
     "xev_async-epoll",
+    "xev_pool-io_uring",
+    "xev_pool-epoll",
     "tokio",
     "compio",
     "monoio",
@@ -208,6 +210,10 @@ pub const CONTENDERS: &[&str] = &["xev-iocp", "xev_async-iocp", "tokio"];
 /// monoio are written for ping-pongs (compio also for the real-client
 /// servers) only so far; the hyper servers serve the HTTP workloads.
 pub fn not_written(w: &Workload, contender: &str) -> Option<&'static str> {
+    if contender.starts_with("xev_pool-") {
+        return (!matches!(w.kind, Kind::Redis(_) | Kind::Http(_)))
+            .then_some("the pooled-receive servers serve the real-client workloads only");
+    }
     if contender.starts_with("hyper-") {
         return (!matches!(w.kind, Kind::Http(_)))
             .then_some("the hyper servers serve the HTTP (wrk) workloads only");

@@ -192,40 +192,53 @@ for_each_backend!(
         expect!(p.take().0, OpResult::Timer(Ok(())));
     }
 
+    /// Timer `a` is moved later from the callback of timer `b`, whose
+    /// deadline comes first, so `a` is still pending then (in the wheel,
+    /// or due and not yet delivered) however slowly the loop runs: it
+    /// fires once, at its new deadline, after `b`.
     fn timer_reset_moves_a_pending_timer_later<B: Backend>() {
         let mut lp = new_loop::<B>();
         lp.update_now();
         let now = lp.now();
         let log = Rc::default();
-        let a = logged_timer(&mut lp, now + 5, 0, &log);
-        logged_timer(&mut lp, now + 20, 1, &log);
-        lp.run(RunMode::NoWait).unwrap();
-        assert!(log.borrow().is_empty());
-        lp.timer_reset(a, now + 40).unwrap();
-        assert!(lp.is_active(a));
+        let a = logged_timer(&mut lp, now + 20, 0, &log);
+        let moved_to = Rc::new(Cell::new(0));
+        let (l, m) = (log.clone(), moved_to.clone());
+        lp.add(Op::timer(now + 10), move |lp, _, res| {
+            assert!(matches!(res, OpResult::Timer(Ok(()))), "{res:?}");
+            l.borrow_mut().push((1, lp.now()));
+            assert!(lp.is_active(a), "a is pending when b fires");
+            let to = lp.now().max(now + 20) + 30;
+            lp.timer_reset(a, to).unwrap();
+            m.set(to);
+            Action::Disarm
+        });
         lp.run(RunMode::UntilDone).unwrap();
         assert_eq!(labels(&log), vec![1, 0]);
         let at = log.borrow()[1].1;
-        assert!(
-            at >= now + 40,
-            "moved timer fired at {at}, before {}",
-            now + 40
-        );
+        let to = moved_to.get();
+        assert!(at >= to, "moved timer fired at {at}, before {to}");
     }
 
+    /// A far timer moved to now fires well before its first deadline; one
+    /// still pending (also far) is not disturbed.
     fn timer_reset_moves_a_pending_timer_earlier<B: Backend>() {
         let mut lp = new_loop::<B>();
         lp.update_now();
         let now = lp.now();
         let log = Rc::default();
         let a = logged_timer(&mut lp, now + 10_000, 0, &log);
-        logged_timer(&mut lp, now + 30, 1, &log);
+        let b = logged_timer(&mut lp, now + 20_000, 1, &log);
         lp.run(RunMode::NoWait).unwrap();
         lp.update_now();
         lp.timer_reset(a, lp.now() + 3).unwrap();
+        run_until(&mut lp, "the moved timer", || !log.borrow().is_empty());
+        assert_eq!(labels(&log), vec![0]);
+        assert!(log.borrow()[0].1 < now + 10_000);
+        assert!(lp.is_active(b));
+        lp.timer_reset(b, lp.now()).unwrap();
         lp.run(RunMode::UntilDone).unwrap();
         assert_eq!(labels(&log), vec![0, 1]);
-        assert!(log.borrow()[0].1 < now + 10_000);
     }
 
     fn timer_reset_before_first_run<B: Backend>() {
