@@ -230,7 +230,7 @@ pub fn not_written(w: &Workload, contender: &str) -> Option<&'static str> {
                     | "compio"
             );
         return (!written).then_some(
-            "the real-client servers are written for xev and xev_async (io_uring, epoll), tokio and compio so far",
+            "the real-client servers are written for xev (plain and pooled receives) and xev_async (io_uring, epoll), tokio and compio so far",
         );
     }
     (matches!(contender, "compio" | "monoio") && !matches!(w.kind, Kind::PingPongs))

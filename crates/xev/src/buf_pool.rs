@@ -31,8 +31,13 @@ pub(crate) const NO_BUFFERS: i32 = i32::MIN + 2;
 /// code.
 pub(crate) const FOREIGN_POOL: i32 = i32::MIN + 3;
 
-/// A loop's pool of equal-size receive buffers (see the [module
-/// docs](self)), made by [`Loop::add_buf_pool`](crate::generic::Loop::add_buf_pool).
+/// A loop's pool of equal-size receive buffers for pooled receives
+/// ([`Op::recv_pool`](crate::Op::recv_pool)), made by
+/// [`Loop::add_buf_pool`](crate::generic::Loop::add_buf_pool). A pooled
+/// receive takes a buffer only when its data is there (on IOCP, when it
+/// starts), so a pool sized for the connections busy at once serves any
+/// number of idle ones; the buffer comes back as a [`PoolBuf`], which
+/// returns to the pool when dropped.
 ///
 /// Cloning gives another handle to the same pool. A pool lives while a
 /// handle, a receive that uses it, a [`PoolBuf`] of it or its loop does;
