@@ -444,7 +444,13 @@ impl Op {
     /// through pooled receives of one pool, and close it through the loop
     /// ([`Op::Close`] ends a pooled receive waiting on it, with
     /// `Canceled`, and frees what its data held);
-    /// [`Loop::forget`](crate::Loop::forget) drops such data.
+    /// [`Loop::forget`](crate::Loop::forget) drops such data. Buffers
+    /// holding data read ahead for a socket that no pooled receive waits on
+    /// are not free for other sockets until that socket's next pooled
+    /// receive takes them or it is closed: on io_uring a pool can run out
+    /// (`NoBuffers`) where the readiness backends still have buffers. Two
+    /// pooled receives at once on one socket both get data, in no set
+    /// order.
     pub fn recv_pool(fd: RawHandle, pool: &crate::BufPool) -> Op {
         Op::RecvPool(crate::PoolRecv {
             fd,

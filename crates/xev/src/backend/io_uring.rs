@@ -218,7 +218,6 @@ struct FdState {
     recv: DirState,
 }
 
-/// A completion's io_uring user data: its address.
 /// The buffer group and descriptor of `c`, if it is a pooled receive on a
 /// kernel ring.
 fn pooled(c: *mut Core) -> Option<(u16, RawFd)> {
@@ -229,8 +228,42 @@ fn pooled(c: *mut Core) -> Option<(u16, RawFd)> {
     }
 }
 
+/// A completion's io_uring user data: its address.
 fn user_data(c: *mut Core) -> u64 {
     c as usize as u64
+}
+
+/// Pushes `sqe` onto `ring`'s submission queue, submitting the queue
+/// first when it is full.
+fn push_to(ring: &mut Ring, sqe: &squeue::Entry) -> io::Result<()> {
+    loop {
+        // SAFETY: every entry we build points only into completion
+        // memory that the loop keeps alive and in place until the entry's
+        // CQE is reaped (Backend::start's contract), or at nothing.
+        if unsafe { ring.submission().push(sqe) }.is_ok() {
+            return Ok(());
+        }
+        // Queue full: hand the batch to the kernel and try again.
+        match ring.submit() {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                // Completion queue overflow: the kernel keeps the CQEs
+                // (NODROP); the next poll reaps them. Retry the push.
+                std::thread::yield_now();
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Pushes a cancel of user data `ud` whose own result nobody waits for,
+/// counting it in flight.
+fn push_cancel(ring: &mut Ring, in_flight: &mut usize, ud: u64) -> io::Result<()> {
+    let sqe = opcode::AsyncCancel::new(ud).build().user_data(DRAIN);
+    push_to(ring, &sqe)?;
+    *in_flight += 1;
+    Ok(())
 }
 
 /// The io_uring backend.
@@ -333,25 +366,7 @@ impl IoUring {
     }
 
     fn push(&mut self, sqe: &squeue::Entry) -> io::Result<()> {
-        loop {
-            // SAFETY: every entry we build points only into completion
-            // memory that the loop keeps alive and in place until the entry's
-            // CQE is reaped (Backend::start's contract), or at nothing.
-            if unsafe { self.ring.submission().push(sqe) }.is_ok() {
-                return Ok(());
-            }
-            // Queue full: hand the batch to the kernel and try again.
-            match self.ring.submit() {
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                    // Completion queue overflow: the kernel keeps the CQEs
-                    // (NODROP); the next poll reaps them. Retry the push.
-                    std::thread::yield_now();
-                }
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        push_to(&mut self.ring, sqe)
     }
 
     /// Makes room for `n` consecutive entries (so that a linked pair is
@@ -528,31 +543,31 @@ impl IoUring {
         while let Some(ud) = self.streams.resubmits.pop() {
             let (fd, bgid) = uring_streams::fd_and_group(ud);
             if let Err(e) = self.push_multishot(fd, bgid, ud) {
-                if let Some(c) = self.streams.submit_failed(ud) {
-                    sink(c, -e.raw_os_error().unwrap_or(libc::EIO));
-                }
+                let res = -e.raw_os_error().unwrap_or(libc::EIO);
+                self.streams.submit_failed(ud, &mut |c| sink(c, res));
             }
         }
     }
 
     /// Asks the kernel to cancel every stream no receive waits on any
     /// more (their final results are dropped; data they got first stays
-    /// queued for the next pooled receive).
-    fn cancel_idle_streams(&mut self) {
-        let mut uds = std::mem::take(&mut self.stream_cancels);
-        self.streams.cancel_idle(&mut |ud| uds.push(ud));
-        for ud in uds.drain(..) {
-            self.push_drain_cancel(ud);
-        }
-        self.stream_cancels = uds;
+    /// queued for the next pooled receive). `tick`: called by a poll
+    /// (which dates idleness), not a flush.
+    fn cancel_idle_streams(&mut self, tick: bool) {
+        let Self {
+            ring,
+            in_flight,
+            streams,
+            ..
+        } = self;
+        streams.cancel_idle(tick, &mut |ud| push_cancel(ring, in_flight, ud).is_ok());
     }
 
-    /// Pushes a cancel of user data `ud` whose own result nobody waits for.
+    /// Pushes a cancel of user data `ud` whose own result nobody waits for
+    /// (if it cannot be pushed the ring itself is failing: `drain` then
+    /// gives up and the loop leaks what is left).
     fn push_drain_cancel(&mut self, ud: u64) {
-        let sqe = opcode::AsyncCancel::new(ud).build().user_data(DRAIN);
-        if self.push(&sqe).is_ok() {
-            self.in_flight += 1;
-        }
+        let _ = push_cancel(&mut self.ring, &mut self.in_flight, ud);
     }
 
     fn enter(&mut self, timeout: Option<Duration>) -> io::Result<()> {
@@ -663,8 +678,9 @@ impl Backend for IoUring {
         let ring = crate::buf_pool::KernelRing::new(pool.0.count(), bgid)?;
         let (addr, entries) = ring.raw();
         // SAFETY: the ring's memory stays allocated and in place until the
-        // ring is closed: the pool owns it and `self.pools` keeps the pool
-        // alive until then (leaked if operations are left in the kernel).
+        // ring is closed: the pool owns it (adopted right below) and
+        // `self.streams` keeps a clone of the pool until the backend is
+        // dropped (leaked if operations are left in the kernel then).
         unsafe { self.ring.submitter().register_buf_ring_with_flags(addr, entries, bgid, 0) }?;
         self.streams.add_pool(pool);
         pool.0.adopt_ring(ring);
@@ -710,7 +726,9 @@ impl Backend for IoUring {
                     return match self.push_multishot(fd, bgid, ud) {
                         Ok(()) => Start::Pending,
                         Err(e) => {
-                            self.streams.submit_failed(ud);
+                            // Only this receive waited (the stream was
+                            // not live): it ends with the error.
+                            self.streams.submit_failed(ud, &mut |_| {});
                             Start::Done(-e.raw_os_error().unwrap_or(libc::EIO))
                         }
                     };
@@ -875,7 +893,7 @@ impl Backend for IoUring {
         sink: &mut dyn FnMut(NonNull<Core>, i32),
     ) -> io::Result<bool> {
         self.arm_wake()?;
-        self.cancel_idle_streams();
+        self.cancel_idle_streams(true);
         // Completions already posted need no syscall to wait for.
         let timeout = if self.ring.completion().is_empty() && !self.streams.has_handback() {
             timeout
@@ -913,7 +931,7 @@ impl Backend for IoUring {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.cancel_idle_streams();
+        self.cancel_idle_streams(false);
         // A few rounds: an interrupted submit is retried; a kernel that
         // takes fewer entries than offered gets the rest next round.
         for _ in 0..4 {

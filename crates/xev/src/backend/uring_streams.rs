@@ -14,7 +14,17 @@
 //! close through the loop empties the streams of its descriptor (their
 //! late results, from the old socket, are dropped by their epoch) and
 //! ends a receive waiting there with `-ECANCELED`, before the close's own
-//! result.
+//! result. Pooled receives that start while one already waits on the
+//! stream wait behind it, in order (linked through their cores'
+//! `slot.uring_ordered`, which a stream receive does not otherwise use).
+//!
+//! Read-ahead: while a stream is live the kernel fills the pool's
+//! buffers with whatever the socket gets, so data that comes after the
+//! last pooled receive (and before its stream is canceled) sits in pool
+//! buffers, queued for the next pooled receive on that socket, instead of
+//! in the socket. Such buffers are not free for other sockets until that
+//! receive takes them or the socket is closed through the loop or
+//! forgotten (which drop that data).
 
 use std::os::fd::RawFd;
 use std::ptr::NonNull;
@@ -33,8 +43,9 @@ const NIL: u16 = u16::MAX;
 /// Epochs are kept in 13 bits of the user data.
 const EPOCH_MASK: u16 = 0x1fff;
 /// Streams exist for descriptors below this (others receive one shot at
-/// a time, as a plain receive does).
-pub(crate) const MAX_STREAM_FD: usize = 1 << 20;
+/// a time, as a plain receive does). A pool's streams are a table indexed
+/// by descriptor, grown to the highest one used: at most 2 MiB.
+pub(crate) const MAX_STREAM_FD: usize = 1 << 16;
 
 /// The user data of stream (`bgid`, `fd`)'s multishot of `epoch`.
 fn encode(fd: RawFd, bgid: u16, epoch: u16) -> u64 {
@@ -72,9 +83,11 @@ struct Stream {
     /// The backend asked the kernel to cancel it: its final `-ECANCELED`
     /// is no result for anyone.
     canceling: bool,
-    /// The pooled receive waiting for the next result (null: none). It is
-    /// lent to the backend, which hands it back through the sink.
+    /// The pooled receive waiting for the next result (null: none), first
+    /// of the receives waiting on the stream, and the last. They are lent
+    /// to the backend, which hands them back through the sink.
     waiting: *mut Core,
+    last: *mut Core,
     /// [`Streams::polls`] when it last lost its waiting receive.
     idle_since: u32,
 }
@@ -89,6 +102,7 @@ impl Default for Stream {
             live: false,
             canceling: false,
             waiting: std::ptr::null_mut(),
+            last: std::ptr::null_mut(),
             idle_since: 0,
         }
     }
@@ -139,6 +153,72 @@ fn pop(links: &[(u16, u32)], st: &mut Stream) -> Option<(u16, u32)> {
     Some((b, len))
 }
 
+/// The receive waiting after `c` on its stream (null: none).
+///
+/// # Safety
+/// `c` is a live core waiting on a stream.
+unsafe fn next_waiting(c: *mut Core) -> *mut Core {
+    // SAFETY: the caller's core is live; while it waits on a stream its
+    // `uring_ordered` slot holds the next waiting receive's address
+    // (written by `enqueue`).
+    unsafe { (*c).slot.uring_ordered as usize as *mut Core }
+}
+
+/// Adds `c` to the receives waiting on `st`.
+///
+/// # Safety
+/// `c` is a live core lent to the backend, waiting nowhere else.
+unsafe fn enqueue(st: &mut Stream, c: *mut Core) {
+    // SAFETY: the caller lends us the core; a stream receive has no entry
+    // of its own in the ring, so its slot is free for the link.
+    unsafe { (*c).slot.uring_ordered = 0 };
+    if st.waiting.is_null() {
+        st.waiting = c;
+    } else {
+        // SAFETY: `last` is a live waiting core (every core in the list is
+        // lent to the backend until it is dequeued).
+        unsafe { (*st.last).slot.uring_ordered = c as usize as u64 };
+    }
+    st.last = c;
+}
+
+/// Takes the first receive waiting on `st`.
+fn dequeue(st: &mut Stream) -> Option<NonNull<Core>> {
+    let c = NonNull::new(st.waiting)?;
+    // SAFETY: a waiting core is live (lent to the backend).
+    st.waiting = unsafe { next_waiting(c.as_ptr()) };
+    if st.waiting.is_null() {
+        st.last = std::ptr::null_mut();
+    }
+    Some(c)
+}
+
+/// Takes `c` out of the receives waiting on `st`; returns whether it was
+/// there.
+fn unlink(st: &mut Stream, c: *mut Core) -> bool {
+    let mut prev: *mut Core = std::ptr::null_mut();
+    let mut at = st.waiting;
+    while !at.is_null() {
+        // SAFETY: every core in the list is live (lent to the backend).
+        let next = unsafe { next_waiting(at) };
+        if at == c {
+            if prev.is_null() {
+                st.waiting = next;
+            } else {
+                // SAFETY: as above.
+                unsafe { (*prev).slot.uring_ordered = next as usize as u64 };
+            }
+            if st.last == c {
+                st.last = prev;
+            }
+            return true;
+        }
+        prev = at;
+        at = next;
+    }
+    false
+}
+
 /// How a pooled receive starts on its stream.
 pub(crate) enum Begin {
     /// A result was queued: this one (the buffer is in the op).
@@ -162,8 +242,13 @@ pub(crate) struct Streams {
     /// Receives let go without a completion-queue entry (a close ended
     /// them), with their result: handed back first at the next reap.
     handback: Vec<(NonNull<Core>, i32)>,
-    /// Multishots to submit after a reap (see [`Reaped::resubmit`]).
+    /// Multishots to submit after a reap (see [`Streams::reap`]).
     pub(crate) resubmits: Vec<u64>,
+    /// Multishots that no stream tracks any more (a close or forget let go
+    /// of them) but that may still be in the kernel, until their final
+    /// entry: the loop's drop cancels them too, so that it never waits on
+    /// one whose cancel could not be pushed.
+    dying: Vec<u64>,
 }
 
 impl Streams {
@@ -206,13 +291,20 @@ impl Streams {
             r.got = Some(b);
             return Some(Begin::Done(len as i32));
         }
-        if let Some(e) = st.end.take() {
-            return Some(Begin::Done(e));
+        match st.end.take() {
+            // The pool was empty when the stream ended; it may not be any
+            // more, and no receive was told: this one tries afresh.
+            Some(NO_BUFFERS) | None => {}
+            Some(e) => return Some(Begin::Done(e)),
         }
-        st.waiting = c;
-        if st.live {
-            // Still receiving (or ending at our cancel, after which the
-            // reap submits a new one for this receive).
+        let first = st.waiting.is_null();
+        // SAFETY: the caller lends us the core; it waits nowhere yet.
+        unsafe { enqueue(st, c) };
+        if !first || st.live {
+            // Behind another receive, whose stream is live (or about to be
+            // resubmitted);
+            // or still receiving (or ending at our cancel, after which
+            // the reap submits a new one for this receive).
             return Some(Begin::Wait);
         }
         st.epoch = st.epoch.wrapping_add(1) & EPOCH_MASK;
@@ -222,11 +314,15 @@ impl Streams {
     }
 
     /// The multishot with user data `ud` could not be pushed: its stream
-    /// is idle again, and the receive waiting on it is handed back.
-    pub(crate) fn submit_failed(&mut self, ud: u64) -> Option<NonNull<Core>> {
-        let st = self.lookup(ud)?;
+    /// is idle again, and the receives waiting on it are handed to `fail`.
+    pub(crate) fn submit_failed(&mut self, ud: u64, fail: &mut dyn FnMut(NonNull<Core>)) {
+        let Some(st) = self.lookup(ud) else {
+            return;
+        };
         st.live = false;
-        NonNull::new(std::mem::replace(&mut st.waiting, std::ptr::null_mut()))
+        while let Some(c) = dequeue(st) {
+            fail(c);
+        }
     }
 
     fn lookup(&mut self, ud: u64) -> Option<&mut Stream> {
@@ -263,6 +359,11 @@ impl Streams {
             if let Some(b) = bid {
                 pool.give_back(b);
             }
+            if out {
+                if let Some(i) = self.dying.iter().position(|&d| d == ud) {
+                    self.dying.swap_remove(i);
+                }
+            }
             return out;
         }
         let ours = !more && st.canceling;
@@ -272,22 +373,20 @@ impl Streams {
         }
         match bid {
             Some(b) if res > 0 => {
-                if st.waiting.is_null() {
-                    push(links, st, b, res as u32);
-                } else {
-                    let c = std::mem::replace(&mut st.waiting, std::ptr::null_mut());
+                if let Some(c) = dequeue(st) {
                     // SAFETY: a waiting receive is a live core lent to the
                     // backend, a pooled receive (see `start`); it is handed
                     // back right below.
-                    if let Op::RecvPool(r) = unsafe { &mut (*c).op } {
+                    if let Op::RecvPool(r) = unsafe { &mut (*c.as_ptr()).op } {
                         r.got = Some(b);
                     }
-                    if st.live {
+                    if st.live && st.waiting.is_null() {
                         st.idle_since = self.polls;
                         self.idle.push((bgid, fd));
                     }
-                    // SAFETY: `c` is non-null (checked above).
-                    sink(unsafe { NonNull::new_unchecked(c) }, res);
+                    sink(c, res);
+                } else {
+                    push(links, st, b, res as u32);
                 }
             }
             _ => {
@@ -296,26 +395,30 @@ impl Streams {
                 }
                 if more {
                     // No data and not the end: nothing to report.
-                } else if ours && res == -libc::ECANCELED {
-                    // Our own cancel. A receive that came meanwhile needs
-                    // a new multishot.
-                    if !st.waiting.is_null() {
-                        st.epoch = st.epoch.wrapping_add(1) & EPOCH_MASK;
-                        st.live = true;
-                        self.resubmits.push(encode(fd, bgid, st.epoch));
-                    }
                 } else {
-                    let res = match res {
-                        r if r == -libc::ENOBUFS => NO_BUFFERS,
-                        r if r > 0 => -libc::EIO,
-                        r => r,
-                    };
-                    match NonNull::new(std::mem::replace(&mut st.waiting, std::ptr::null_mut())) {
-                        Some(c) => sink(c, res),
-                        None => st.end = Some(res),
+                    // Our own cancel ends the multishot for nobody; any
+                    // other end goes to the first receive waiting (or waits
+                    // for the next one).
+                    if !(ours && res == -libc::ECANCELED) {
+                        let res = match res {
+                            r if r == -libc::ENOBUFS => NO_BUFFERS,
+                            r if r > 0 => -libc::EIO,
+                            r => r,
+                        };
+                        match dequeue(st) {
+                            Some(c) => sink(c, res),
+                            None => st.end = Some(res),
+                        }
                     }
                 }
             }
+        }
+        // Receives still waiting on an ended multishot need a new one
+        // (which sees the same end again, if it lasts).
+        if out && !st.waiting.is_null() {
+            st.epoch = st.epoch.wrapping_add(1) & EPOCH_MASK;
+            st.live = true;
+            self.resubmits.push(encode(fd, bgid, st.epoch));
         }
         out
     }
@@ -338,21 +441,26 @@ impl Streams {
         else {
             return false;
         };
-        if st.waiting != c {
+        if !unlink(st, c) {
             return false;
         }
-        st.waiting = std::ptr::null_mut();
-        st.idle_since = self.polls;
-        self.idle.push((bgid, fd));
+        if st.waiting.is_null() {
+            st.idle_since = self.polls;
+            self.idle.push((bgid, fd));
+        }
         true
     }
 
-    /// At each poll: calls `cancel` with the user data of each stream that
-    /// nobody has waited on since before the previous poll (marked
-    /// canceling). A connection whose completion sends between two
-    /// receives (one poll for the send) keeps its stream.
-    pub(crate) fn cancel_idle(&mut self, cancel: &mut dyn FnMut(u64)) {
-        self.polls = self.polls.wrapping_add(1);
+    /// At each poll (`tick`) and flush: calls `cancel` with the user data
+    /// of each stream that nobody has waited on since before the previous
+    /// poll; one whose cancel was pushed (`cancel` returned true) is
+    /// marked canceling, the others are tried again next time. A
+    /// connection whose completion sends between two receives (one poll
+    /// for the send) keeps its stream.
+    pub(crate) fn cancel_idle(&mut self, tick: bool, cancel: &mut dyn FnMut(u64) -> bool) {
+        if tick {
+            self.polls = self.polls.wrapping_add(1);
+        }
         let mut i = 0;
         while i < self.idle.len() {
             let (bgid, fd) = self.idle[i];
@@ -363,8 +471,11 @@ impl Streams {
             match st {
                 Some(st) if st.live && !st.canceling && st.waiting.is_null() => {
                     if self.polls.wrapping_sub(st.idle_since) >= 2 {
+                        if !cancel(encode(fd, bgid, st.epoch)) {
+                            i += 1;
+                            continue;
+                        }
                         st.canceling = true;
-                        cancel(encode(fd, bgid, st.epoch));
                     } else {
                         // Idle since the last poll only: checked again at
                         // the next.
@@ -378,16 +489,22 @@ impl Streams {
         }
     }
 
-    /// Calls `cancel` for every live stream (the loop is being dropped).
+    /// Calls `cancel` for every multishot that may be in the kernel: each
+    /// live stream's and each [dying](Streams::dying) one (the loop is
+    /// being dropped).
     pub(crate) fn cancel_all(&mut self, cancel: &mut dyn FnMut(u64)) {
         for (bgid, ps) in self.pools.iter_mut().enumerate() {
             for (fd, st) in ps.streams.iter_mut().enumerate() {
                 st.waiting = std::ptr::null_mut();
+                st.last = std::ptr::null_mut();
                 if st.live && !st.canceling {
                     st.canceling = true;
                     cancel(encode(fd as RawFd, bgid as u16, st.epoch));
                 }
             }
+        }
+        for &ud in &self.dying {
+            cancel(ud);
         }
         self.handback.clear();
     }
@@ -396,7 +513,8 @@ impl Streams {
     /// its streams are emptied, their multishots' late results will be
     /// dropped, and a receive waiting there ends with `-ECANCELED`, handed
     /// back at the next reap. `cancel` gets the user data of each live
-    /// multishot (a close's linked cancel ends them anyway).
+    /// multishot (a close's linked cancel ends them anyway); they stay
+    /// listed as dying until their final entry.
     pub(crate) fn close(&mut self, fd: RawFd, cancel: &mut dyn FnMut(u64)) {
         for (bgid, ps) in self.pools.iter_mut().enumerate() {
             let Some(st) = usize::try_from(fd).ok().and_then(|i| ps.streams.get_mut(i)) else {
@@ -406,13 +524,17 @@ impl Streams {
                 ps.pool.0.give_back(b);
             }
             st.end = None;
-            if st.live && !st.canceling {
-                cancel(encode(fd, bgid as u16, st.epoch));
+            if st.live {
+                let ud = encode(fd, bgid as u16, st.epoch);
+                self.dying.push(ud);
+                if !st.canceling {
+                    cancel(ud);
+                }
             }
             st.live = false;
             st.canceling = false;
             st.epoch = st.epoch.wrapping_add(1) & EPOCH_MASK;
-            if let Some(c) = NonNull::new(std::mem::replace(&mut st.waiting, std::ptr::null_mut())) {
+            while let Some(c) = dequeue(st) {
                 self.handback.push((c, -libc::ECANCELED));
             }
         }

@@ -2,7 +2,9 @@
 //! (`Loop::add_buf_pool`): data and end of file through rearmed receives,
 //! an exhausted pool (`NoBuffers`) and its recovery, idle receives sharing
 //! a pool smaller than their number, a cancel giving its buffer back, a
-//! pool of another loop, bad sizes, and buffers that outlive their loop.
+//! pool of another loop, bad sizes, buffers that outlive their loop,
+//! data left for the next receive, a close freeing what its socket held,
+//! two receives at once on one socket, and a forgotten socket.
 
 use crate::support::*;
 use xev::{BufPool, PoolBuf};
@@ -255,6 +257,63 @@ for_each_backend!(
             held.push(b);
         }
         assert_eq!(got, b"new");
+        // The rest of the pool: eight buffers in all, none kept by the
+        // closed sockets (the last byte finds none).
+        assert_eq!(write_when_ready(c3.as_raw_fd(), b"0123456789abc"), 13);
+        while held.len() < 8 {
+            let b = recv_one(&mut lp, s3.as_raw_fd(), &pool).unwrap();
+            got.extend_from_slice(&b);
+            held.push(b);
+        }
+        assert_eq!(got, b"new0123456789ab", "two bytes per buffer");
+        let r = recv_one(&mut lp, s3.as_raw_fd(), &pool);
+        assert!(matches!(r, Err(ReadError::NoBuffers)), "{r:?}");
         drop((c, c2));
+    }
+
+    fn two_pooled_receives_on_one_socket_both_get_data<B: Backend>() {
+        let mut lp = new_loop::<B>();
+        let pool = lp.add_buf_pool(4, 8).unwrap();
+        let (c, s) = tcp_pair();
+        let first = submit(&mut lp, Op::recv_pool(s.as_raw_fd(), &pool));
+        let second = submit(&mut lp, Op::recv_pool(s.as_raw_fd(), &pool));
+        lp.run(RunMode::NoWait).unwrap();
+        assert_eq!((first.calls(), second.calls()), (0, 0));
+        // One of them gets the first message, the other the second.
+        assert_eq!(write_when_ready(c.as_raw_fd(), b"one"), 3);
+        run_until(&mut lp, "one receive done", || {
+            first.calls() + second.calls() == 1
+        });
+        assert_eq!(write_when_ready(c.as_raw_fd(), b"two"), 3);
+        let (a, b) = if first.calls() == 1 {
+            (&first, &second)
+        } else {
+            (&second, &first)
+        };
+        let (res, _) = wait(&mut lp, b, "the other receive");
+        let later = expect!(res, OpResult::RecvPool(Ok(b)) => b);
+        let (res, _) = wait(&mut lp, a, "the first receive");
+        let earlier = expect!(res, OpResult::RecvPool(Ok(b)) => b);
+        assert_eq!((&*earlier, &*later), (&b"one"[..], &b"two"[..]));
+        assert_eq!((first.calls(), second.calls()), (1, 1));
+    }
+
+    fn a_forgotten_socket_keeps_its_later_data<B: Backend>() {
+        let mut lp = new_loop::<B>();
+        let pool = lp.add_buf_pool(4, 8).unwrap();
+        let (c, s) = tcp_pair();
+        assert_eq!(write_when_ready(c.as_raw_fd(), b"pooled"), 6);
+        assert_eq!(
+            &*recv_one(&mut lp, s.as_raw_fd(), &pool).unwrap(),
+            b"pooled"
+        );
+        // Handed out of the loop: what comes next is in the socket, for
+        // its new owner.
+        lp.forget(s.as_raw_fd());
+        assert_eq!(write_when_ready(c.as_raw_fd(), b"plain"), 5);
+        let mut buf = [0u8; 8];
+        assert_eq!(read_when_ready(s.as_raw_fd(), &mut buf), 5);
+        assert_eq!(&buf[..5], b"plain");
+        drop(c);
     }
 );
