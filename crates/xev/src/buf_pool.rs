@@ -113,6 +113,13 @@ impl PoolInner {
         self.free.borrow_mut().pop()
     }
 
+    /// Whether the free list has a buffer (for a backend that takes one
+    /// later, and answers `NoBuffers` at once when it would find none).
+    #[cfg(windows)]
+    pub(crate) fn has_free(&self) -> bool {
+        !self.free.borrow().is_empty()
+    }
+
     /// Gives buffer `id`, which the caller owned, back to the pool.
     pub(crate) fn give_back(&self, id: u16) {
         #[cfg(target_os = "linux")]

@@ -434,8 +434,9 @@ impl Op {
     /// idle receives share a small pool. On io_uring the kernel picks the
     /// buffer from a provided-buffer ring, and the pooled receives of one
     /// socket and pool share one multishot receive, which goes on while
-    /// they keep receiving (no new entry per receive); on IOCP the receive
-    /// takes its buffer as it starts and holds it while it waits.
+    /// they keep receiving (no new entry per receive); on IOCP a receive
+    /// of zero bytes waits for the data, then a receive into a buffer
+    /// takes it.
     ///
     /// After a pooled receive, the loop may already hold more of the
     /// socket's data in the pool (io_uring's multishot took it before the

@@ -361,29 +361,34 @@ impl Iocp {
                     );
                     wsa_began(r, *fd)
                 }
-                // An overlapped receive needs its buffer as it starts: it
-                // takes one from the pool and holds it while it waits
-                // (`PoolRecv::result` gives it back unless data came).
-                Op::RecvPool(r) => match r.pool.0.take() {
-                    None => Began::Done(crate::buf_pool::NO_BUFFERS),
-                    Some(id) => {
-                        r.got = Some(id);
-                        let b = ws::WSABUF {
-                            len: r.pool.0.size() as u32,
-                            buf: r.pool.0.buf_ptr(id),
-                        };
-                        let r = ws::WSARecv(
-                            r.fd,
-                            &b,
-                            1,
-                            std::ptr::null_mut(),
-                            std::ptr::addr_of_mut!((*slot).flags),
-                            ov,
-                            None,
-                        );
-                        wsa_began(r, fd)
+                // A pooled receive on an empty pool answers at once, as on
+                // the other backends.
+                Op::RecvPool(r) if !r.pool.0.has_free() => Began::Done(crate::buf_pool::NO_BUFFERS),
+                // Else it first waits for data holding no buffer: a
+                // receive of zero bytes, which completes once the socket
+                // has data, its end or an error. Then `recv_pooled` takes
+                // a buffer and receives what is there.
+                Op::RecvPool(r) => {
+                    r.got = None;
+                    let b = ws::WSABUF {
+                        len: 0,
+                        buf: NonNull::<u8>::dangling().as_ptr(),
+                    };
+                    let r = ws::WSARecv(
+                        r.fd,
+                        &b,
+                        1,
+                        std::ptr::null_mut(),
+                        std::ptr::addr_of_mut!((*slot).flags),
+                        ov,
+                        None,
+                    );
+                    match wsa_began(r, fd) {
+                        // Something is there already.
+                        Began::Succeeded if skip => return self.recv_pooled(c, skip),
+                        b => b,
                     }
-                },
+                }
                 Op::Send { fd, buf } => {
                     let b = ws::WSABUF {
                         len: io_len(buf.len()) as u32,
@@ -474,6 +479,91 @@ impl Iocp {
                     Err(_) => Start::Done(Self::finish_io(c)),
                 },
                 Began::Succeeded => Start::Pending,
+                Began::Done(res) => Start::Done(res),
+            }
+        }
+    }
+
+    /// What follows the packet of `c`, whose result is `res`: the result
+    /// to hand back, or `None` when the operation goes on in the kernel (a
+    /// pooled receive whose zero-byte receive found data, and whose
+    /// receive into a buffer must wait after all).
+    ///
+    /// # Safety
+    /// `c` is live and ours; its packet was just dequeued.
+    unsafe fn after_packet(&mut self, c: *mut Core, res: i32) -> Option<i32> {
+        // SAFETY: the caller's core is live and ours.
+        let (fd, canceled) = unsafe {
+            match &(*c).op {
+                Op::RecvPool(r) if r.got.is_none() && res >= 0 => (r.fd, (*c).slot.iocp.canceled),
+                _ => return Some(res),
+            }
+        };
+        // A cancel that found the zero-byte receive ends it (it took
+        // nothing from the socket).
+        if canceled {
+            return Some(sys::CANCELED);
+        }
+        let skip = !self.no_skip.contains(&fd);
+        // SAFETY: the zero-byte receive is over; forwarded from the caller.
+        match unsafe { self.recv_pooled(c, skip) } {
+            Start::Done(res) => Some(res),
+            _ => {
+                self.in_flight += 1;
+                *self.lanes.entry((fd, false)).or_insert(0) += 1;
+                None
+            }
+        }
+    }
+
+    /// The second step of pooled receive `c`, once its zero-byte receive
+    /// found the socket readable: takes a buffer from the pool
+    /// (`NoBuffers` when it is empty) and receives into it what is there.
+    /// The data may have gone to another receive of the socket meanwhile:
+    /// then this one waits in the kernel, holding its buffer
+    /// (`PoolRecv::result` gives it back unless data came). `skip`: the
+    /// socket is in skip mode.
+    ///
+    /// # Safety
+    /// As for [`Iocp::start_io`]; `c` is a pooled receive whose zero-byte
+    /// receive is over.
+    unsafe fn recv_pooled(&mut self, c: *mut Core, skip: bool) -> Start {
+        // SAFETY: as for `start_io`: the core is live, ours, and stays in
+        // place until its packet is dequeued; the buffer handed to the
+        // kernel is the pool's (kept alive by the op's handle on the pool)
+        // and is the op's alone until its result is taken.
+        unsafe {
+            let slot = std::ptr::addr_of_mut!((*c).slot.iocp);
+            let ov = std::ptr::addr_of_mut!((*slot).ov);
+            let Op::RecvPool(r) = &mut (*c).op else {
+                return Start::Done(UNSUPPORTED);
+            };
+            let Some(id) = r.pool.0.take() else {
+                return Start::Done(crate::buf_pool::NO_BUFFERS);
+            };
+            r.got = Some(id);
+            (*slot).ov = std::mem::zeroed();
+            (*slot).flags = 0;
+            let b = ws::WSABUF {
+                len: r.pool.0.size() as u32,
+                buf: r.pool.0.buf_ptr(id),
+            };
+            let fd = r.fd;
+            let res = ws::WSARecv(
+                fd,
+                &b,
+                1,
+                std::ptr::null_mut(),
+                std::ptr::addr_of_mut!((*slot).flags),
+                ov,
+                None,
+            );
+            match wsa_began(res, fd) {
+                Began::Succeeded if skip => {
+                    self.paths.inline += 1;
+                    Start::Done(Self::finish_io(c))
+                }
+                Began::Succeeded | Began::Pending => Start::Pending,
                 Began::Done(res) => Start::Done(res),
             }
         }
@@ -760,6 +850,11 @@ impl Backend for Iocp {
                 }
             }
             self.paths.port += 1;
+            // SAFETY: as above.
+            let res = match unsafe { self.after_packet(c, res) } {
+                Some(res) => res,
+                None => continue,
+            };
             // SAFETY: `c` is a live completion (non-null: it was started).
             sink(unsafe { NonNull::new_unchecked(c) }, res);
         }

@@ -84,10 +84,6 @@ pub const NOT_APPLICABLE: &[(&str, &str)] = &[
     ),
     ("poll::iocp::", "poll is Unsupported on IOCP"),
     (
-        "buf_pools::iocp::idle_pooled_receives_share_a_smaller_pool",
-        "an overlapped receive takes its pool buffer as it starts (the README's table says so)",
-    ),
-    (
         "::iocp::poll_readiness",
         "poll is Unsupported on IOCP (conformance net::poll_is_readiness_or_unsupported checks that)",
     ),
