@@ -297,6 +297,14 @@ pub enum Op {
     Noop,
     /// Accept a connection on a listening socket. The new socket is
     /// non-blocking and close-on-exec.
+    ///
+    /// On io_uring the accepts of one listener share one multishot
+    /// accept while they keep waiting (a rearmed accept costs no new
+    /// entry); connections it takes while no accept waits go to the next
+    /// accept on that listener, in order. A close of the listener through
+    /// the loop, [`Loop::forget`](crate::Loop::forget) or the loop's drop
+    /// closes such connections (elsewhere they would still wait in the
+    /// listener's backlog).
     Accept {
         /// The listening socket.
         fd: RawHandle,

@@ -2,7 +2,7 @@
 //! allocator (per thread, so other tests running in parallel don't count)
 //! measures 100,000 timer fire/rearm cycles, 100,000 set timers started
 //! and fired, 10,000 TCP write/read round trips over loopback (with plain
-//! and with pooled receives) and 100,000
+//! and with pooled receives), 2,000 accepted connections and 100,000
 //! newly added completions after warm-up,
 //! on every backend this host can run (`tests/support/harness.rs`:
 //! `BACKEND::NAME`).
@@ -207,6 +207,44 @@ fn tcp_round_trips<B: Backend>(warmup: u64, trips: u64, pooled: bool) -> io::Res
     Ok((done.get(), end.get() - mark))
 }
 
+/// Accepts `total` connections (each client connects once the previous
+/// connection was accepted) with one accept that rearms and closes what
+/// it got; returns the allocations made during the last `total - warmup`.
+fn accept_cycles<B: Backend>(warmup: u64, total: u64) -> io::Result<(u64, u64)> {
+    let l = TcpListener::bind("127.0.0.1:0")?;
+    l.set_nonblocking(true)?;
+    let addr = l.local_addr()?;
+    #[cfg(any(unix, target_os = "wasi"))]
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&l);
+    #[cfg(windows)]
+    let fd = std::os::windows::io::AsRawSocket::as_raw_socket(&l) as xev::RawHandle;
+    let mut lp = Loop::<B>::new(Options::default())?;
+    let accepted = Rc::new(Cell::new(0u64));
+    let a = accepted.clone();
+    lp.add(Op::Accept { fd }, move |_, _, res| match res {
+        OpResult::Accept(Ok(s)) => {
+            drop(s);
+            a.set(a.get() + 1);
+            Action::Rearm
+        }
+        other => panic!("accept: unexpected {other:?}"),
+    });
+    let mut mark = 0;
+    for i in 0..total {
+        if i == warmup {
+            mark = allocs();
+        }
+        let c = TcpStream::connect(addr)?;
+        while accepted.get() == i {
+            lp.run(RunMode::Once)?;
+        }
+        drop(c);
+    }
+    let end = allocs();
+    drop(lp);
+    Ok((accepted.get(), end - mark))
+}
+
 /// Each noop's callback adds a brand-new completion (a different closure
 /// each time would be a different type; here it is one type) and disarms
 /// itself: the loop recycles the memory of the finished one.
@@ -307,6 +345,12 @@ for_each_backend!(
             a, 0,
             "10,000 TCP round trips through a buffer pool allocated {a} times"
         );
+    }
+
+    fn accepts_allocate_nothing<B: Backend>() {
+        let (n, a) = accept_cycles::<B>(100, 2_100).unwrap();
+        assert_eq!(n, 2_100);
+        assert_eq!(a, 0, "2,000 accepts allocated {a} times");
     }
 
     fn set_timers_allocate_nothing<B: Backend>() {

@@ -218,12 +218,14 @@ struct FdState {
     recv: DirState,
 }
 
-/// The buffer group and descriptor of `c`, if it is a pooled receive on a
-/// kernel ring.
-fn pooled(c: *mut Core) -> Option<(u16, RawFd)> {
+/// The multishot group (a buffer group, or listeners) and descriptor of
+/// `c`, if it may wait on a multishot: a pooled receive on a kernel ring,
+/// or an accept.
+fn multishot(c: *mut Core) -> Option<(u16, RawFd)> {
     // SAFETY: callers pass a live core lent to the backend.
     match unsafe { &(*c).op } {
         Op::RecvPool(r) => r.pool.0.kernel_ring().map(|k| (k.bgid, r.fd)),
+        Op::Accept { fd } => Some((uring_streams::ACCEPTS, *fd)),
         _ => None,
     }
 }
@@ -283,11 +285,14 @@ pub struct IoUring {
     /// ring holds, and the attempts' backoff.
     ordered: Vec<FdState>,
     /// The buffer pools registered with the ring (buffer group id = index
-    /// in their list, kept alive while the kernel may use their memory)
-    /// and the multishot receives on them.
+    /// in their list, kept alive while the kernel may use their memory),
+    /// the multishot receives on them and the multishot accepts.
     streams: Streams,
     /// Scratch list of stream cancels (kept for its capacity).
     stream_cancels: Vec<u64>,
+    /// Accepts share a multishot accept per listener (the ring was set up
+    /// with `COOP_TASKRUN` or more: Linux 5.19+, which has it).
+    accept_multi: bool,
 }
 
 impl Drop for IoUring {
@@ -528,9 +533,17 @@ impl IoUring {
         woken
     }
 
-    /// Pushes a multishot receive of `fd` on buffer group `bgid`.
-    fn push_multishot(&mut self, fd: RawFd, bgid: u16, ud: u64) -> io::Result<()> {
-        let sqe = opcode::RecvMulti::new(types::Fd(fd), bgid).build().user_data(ud);
+    /// Pushes a multishot of `fd` for `group`: an accept for listeners,
+    /// else a receive on that buffer group.
+    fn push_multishot(&mut self, fd: RawFd, group: u16, ud: u64) -> io::Result<()> {
+        let sqe = if group == uring_streams::ACCEPTS {
+            opcode::AcceptMulti::new(types::Fd(fd))
+                .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+                .build()
+        } else {
+            opcode::RecvMulti::new(types::Fd(fd), group).build()
+        };
+        let sqe = sqe.user_data(ud);
         self.push(&sqe)?;
         self.in_flight += 1;
         Ok(())
@@ -663,6 +676,7 @@ impl Backend for IoUring {
             ordered: Vec::new(),
             streams: Streams::default(),
             stream_cancels: Vec::new(),
+            accept_multi: setup != "none",
         };
         Ok((backend, waker))
     }
@@ -716,24 +730,37 @@ impl Backend for IoUring {
                 Err(e) => Start::Done(-e.raw_os_error().unwrap_or(libc::EIO)),
             };
         }
-        // A pooled receive on a kernel ring goes through its stream.
-        if let Some((bgid, fd)) = pooled(c) {
+        // A pooled receive on a kernel ring goes through its stream, an
+        // accept through its listener's multishot (where the kernel has
+        // multishot accept).
+        if let Some((group, fd)) = multishot(c) {
             // SAFETY: the loop lends us exclusive access to a live core.
-            match unsafe { self.streams.start(c, bgid) } {
+            let begin = unsafe {
+                if group == uring_streams::ACCEPTS {
+                    if self.accept_multi {
+                        self.streams.start_accept(c)
+                    } else {
+                        None
+                    }
+                } else {
+                    self.streams.start(c, group)
+                }
+            };
+            match begin {
                 Some(Begin::Done(res)) => return Start::Done(res),
                 Some(Begin::Wait) => return Start::Pending,
                 Some(Begin::Submit(ud)) => {
-                    return match self.push_multishot(fd, bgid, ud) {
+                    return match self.push_multishot(fd, group, ud) {
                         Ok(()) => Start::Pending,
                         Err(e) => {
-                            // Only this receive waited (the stream was
-                            // not live): it ends with the error.
+                            // Only this operation waited (the multishot
+                            // was not live): it ends with the error.
                             self.streams.submit_failed(ud, &mut |_| {});
                             Start::Done(-e.raw_os_error().unwrap_or(libc::EIO))
                         }
                     };
                 }
-                // Out of the streams' range: one receive, below.
+                // No multishot for it: one operation, below.
                 None => {}
             }
         }
@@ -853,11 +880,11 @@ impl Backend for IoUring {
     }
 
     unsafe fn cancel(&mut self, target: NonNull<Core>) -> CancelStart {
-        // A receive waiting on a stream has no entry of its own: it is let
-        // go at once, and its stream canceled at the next poll unless
-        // another receive waits by then.
-        if let Some((bgid, fd)) = pooled(target.as_ptr()) {
-            if self.streams.let_go(target.as_ptr(), bgid, fd) {
+        // An operation waiting on a multishot has no entry of its own: it
+        // is let go at once, and the multishot canceled at a later poll
+        // unless another operation waits by then.
+        if let Some((group, fd)) = multishot(target.as_ptr()) {
+            if self.streams.let_go(target.as_ptr(), group, fd) {
                 return CancelStart {
                     cancel: 0,
                     target: Some(-libc::ECANCELED),
@@ -973,10 +1000,10 @@ impl Backend for IoUring {
 
     unsafe fn abandon(&mut self, target: NonNull<Core>) {
         let c = target.as_ptr();
-        // A receive waiting on a stream has no entry of its own; the
-        // stream is canceled in `drain`.
-        if let Some((bgid, fd)) = pooled(c) {
-            if self.streams.let_go(c, bgid, fd) {
+        // An operation waiting on a multishot has no entry of its own;
+        // the multishot is canceled in `drain`.
+        if let Some((group, fd)) = multishot(c) {
+            if self.streams.let_go(c, group, fd) {
                 return;
             }
         }

@@ -363,9 +363,11 @@ impl<B: Backend> Loop<B> {
     /// [`Op::Close`](crate::Op::Close)): a readiness backend (epoll,
     /// kqueue, WASI) drops its registration and what it cached about the
     /// descriptor, so that a later descriptor with the same number starts
-    /// afresh; io_uring cancels the multishot receives of the descriptor's
-    /// pooled receives at once and drops the data they read ahead (see
-    /// [`Op::recv_pool`](crate::Op::recv_pool)); IOCP keeps nothing per
+    /// afresh; io_uring cancels the multishots of the descriptor's pooled
+    /// receives and accepts at once, dropping the data they read ahead and
+    /// closing the connections they accepted ahead (see
+    /// [`Op::recv_pool`](crate::Op::recv_pool) and
+    /// [`Op::Accept`](crate::Op::Accept)); IOCP keeps nothing per
     /// descriptor. Call it when no operation on `fd` is in flight.
     pub fn forget(&mut self, fd: crate::RawHandle) {
         self.s.backend.forget(fd);

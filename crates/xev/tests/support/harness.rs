@@ -209,6 +209,7 @@ pub const NOT_APPLICABLE_ON_WASI: &[(&str, &[&str])] = &[
         &[
             "wasi::tcp_round_trips_allocate_nothing",
             "wasi::pooled_receives_allocate_nothing",
+            "wasi::accepts_allocate_nothing",
         ],
     ),
     #[cfg(not(target_env = "p1"))]
@@ -217,6 +218,7 @@ pub const NOT_APPLICABLE_ON_WASI: &[(&str, &[&str])] = &[
         &[
             "wasi::tcp_round_trips_allocate_nothing",
             "wasi::pooled_receives_allocate_nothing",
+            "wasi::accepts_allocate_nothing",
             "wasi::tcp_echo_allocates_nothing",
             "wasi::udp_rearm_and_restart_allocate_nothing",
             "wasi::async_udp_allocates_nothing",
