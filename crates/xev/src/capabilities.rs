@@ -54,6 +54,10 @@ pub struct Capabilities {
     /// `unlink`, `mkdir`, `symlink`, `link`): on io_uring, in the kernel
     /// where the per-loop probe found the opcode, else on the pool.
     pub fs: Vec<(&'static str, Via)>,
+    /// io_uring only: the size from which sends go as zero-copy sends
+    /// ([`Options::io_uring_send_zc_min`](crate::Options::io_uring_send_zc_min)),
+    /// if the loop asked for them and the kernel has them.
+    pub send_zc: Option<usize>,
 }
 
 impl Capabilities {
@@ -65,6 +69,7 @@ impl Capabilities {
             fallback: None,
             ring_setup: None,
             fs: FS_REQUESTS.iter().map(|&n| (n, fs)).collect(),
+            send_zc: None,
         }
     }
 
@@ -117,6 +122,9 @@ impl fmt::Display for Capabilities {
                 let each: Vec<String> = self.fs.iter().map(|(n, v)| format!("{n} {v}")).collect();
                 parts.push(format!("fs: {}", each.join(", ")));
             }
+        }
+        if let Some(n) = self.send_zc {
+            parts.push(format!("zero-copy sends from {n} bytes"));
         }
         if let Some(why) = &self.fallback {
             parts.push(format!("not io_uring: {why}"));

@@ -22,6 +22,17 @@ pub struct Options {
     /// another); the ring then uses `COOP_TASKRUN`. Ignored by the other
     /// backends.
     pub io_uring_single_issuer: bool,
+    /// io_uring: sends ([`Op::Send`](crate::Op::Send)) of at least this
+    /// many bytes go as zero-copy sends (`SEND_ZC`, Linux 6.0): the kernel
+    /// sends from the operation's buffer instead of copying it first, and
+    /// the send completes (its callback gets the buffer back) once the
+    /// kernel has let go of the buffer, not when the data is queued. That
+    /// pays for large sends through a network interface; over loopback
+    /// the kernel copies anyway, and it costs more. Default `None` (every
+    /// send copies). Ignored by the other backends, and where the kernel
+    /// lacks `SEND_ZC` ([`Capabilities::send_zc`](crate::Capabilities::send_zc)
+    /// says whether a loop uses it).
+    pub io_uring_send_zc_min: Option<usize>,
 }
 
 impl Default for Options {
@@ -30,6 +41,7 @@ impl Default for Options {
             entries: 256,
             thread_pool: None,
             io_uring_single_issuer: true,
+            io_uring_send_zc_min: None,
         }
     }
 }

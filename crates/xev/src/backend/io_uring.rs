@@ -63,15 +63,17 @@ const FS_OPCODES: [u8; 9] = [
     opcode::LinkAt::CODE,
 ];
 
-/// Which of [`FS_OPCODES`] the kernel supports (bit `n` for opcode `n`);
-/// none when the probe itself fails (everything then goes to the pool).
-fn probe_fs_opcodes(ring: &Ring) -> u64 {
+/// Which of [`FS_OPCODES`] and `SEND_ZC` the kernel supports (bit `n` for
+/// opcode `n`); none when the probe itself fails (filesystem requests
+/// then go to the pool, sends copy).
+fn probe_opcodes(ring: &Ring) -> u64 {
     let mut probe = io_uring::Probe::new();
     if ring.submitter().register_probe(&mut probe).is_err() {
         return 0;
     }
     FS_OPCODES
         .iter()
+        .chain(&[opcode::SendZc::CODE])
         .filter(|&&c| c < 64 && probe.is_supported(c))
         .fold(0, |m, &c| m | 1 << c)
 }
@@ -162,6 +164,19 @@ const MAX_ORDERED_FD: usize = 1 << 20;
 const HOLDS_SEND: u64 = 1 << 32;
 /// An operation in the ring holds its descriptor's receive count.
 const HOLDS_RECV: u64 = 1 << 33;
+/// A zero-copy send whose result came (in the low 32 bits), waiting for
+/// its notification; it holds no count any more.
+const STASHED: u64 = 1 << 40;
+/// A send that goes as a plain send although it is long enough for a
+/// zero-copy one: its socket refused that (`EOPNOTSUPP`: a Unix socket).
+const PLAIN_SEND: u64 = 1 << 41;
+
+/// The entry of a plain (copying) send of `buf` on `fd`.
+fn send_entry(fd: RawFd, buf: &crate::Buf) -> squeue::Entry {
+    opcode::Send::new(types::Fd(fd), buf.as_ptr(), len32(buf.len()))
+        .flags(libc::MSG_NOSIGNAL)
+        .build()
+}
 
 /// The descriptor of an operation that a later direct send or receive on
 /// it must not overtake, and which (see [`HOLDS_SEND`]).
@@ -275,9 +290,16 @@ pub struct IoUring {
     in_flight: usize,
     wake_fd: RawFd,
     wake_armed: bool,
-    /// The filesystem opcodes this kernel has (bit `n` for opcode `n`),
-    /// probed once: the others run on the thread pool.
-    fs_opcodes: u64,
+    /// The filesystem opcodes (and `SEND_ZC`) this kernel has (bit `n`
+    /// for opcode `n`), probed once: the other filesystem requests run on
+    /// the thread pool.
+    opcodes: u64,
+    /// Sends of at least this many bytes go as `SEND_ZC`
+    /// ([`Options::io_uring_send_zc_min`]; `usize::MAX`: none).
+    send_zc_min: usize,
+    /// Zero-copy sends to push again as plain ones (see
+    /// [`IoUring::resend_plain`]; kept for its capacity).
+    plain_sends: Vec<NonNull<Core>>,
     /// The setup flags the ring got (for `capabilities`).
     setup: &'static str,
     /// Per descriptor (up to [`MAX_ORDERED_FD`]), per direction: how many
@@ -498,24 +520,57 @@ impl IoUring {
                 }
                 DRAIN | CLOSE_CANCEL => self.in_flight -= 1,
                 ud => {
-                    self.in_flight -= 1;
+                    let more = cqueue::more(cqe.flags());
+                    if !more {
+                        self.in_flight -= 1;
+                    }
                     // Every other user data is the address of a completion
-                    // the loop lent us and keeps alive until this CQE.
+                    // the loop lent us and keeps alive until its last CQE.
                     if let Some(c) = NonNull::new(ud as usize as *mut Core) {
                         // SAFETY: `start` wrote `uring_ordered` when it
                         // pushed this completion's entry, and nothing else
-                        // writes the slot while the ring holds it.
+                        // writes the slot while the ring holds it (but the
+                        // lines below).
                         let held = unsafe { c.as_ref().slot.uring_ordered };
-                        let fd = (held & 0xffff_ffff).checked_sub(1);
-                        if let Some(st) = fd.and_then(|fd| self.ordered.get_mut(fd as usize)) {
-                            if held & HOLDS_SEND != 0 {
-                                st.send.held -= 1;
-                            }
-                            if held & HOLDS_RECV != 0 {
-                                st.recv.held -= 1;
+                        let mut res = cqe.result();
+                        if held & STASHED != 0 {
+                            // A zero-copy send's notification: the kernel
+                            // let go of the buffer; the send's result came
+                            // before.
+                            res = held as u32 as i32;
+                        } else {
+                            let fd = (held & 0xffff_ffff).checked_sub(1);
+                            if let Some(st) = fd.and_then(|fd| self.ordered.get_mut(fd as usize)) {
+                                if held & HOLDS_SEND != 0 {
+                                    st.send.held -= 1;
+                                }
+                                if held & HOLDS_RECV != 0 {
+                                    st.recv.held -= 1;
+                                }
                             }
                         }
-                        let mut res = cqe.result();
+                        if more {
+                            // A zero-copy send's result (its data is in
+                            // the socket; later sends may go directly):
+                            // kept for its notification, which follows
+                            // once the kernel lets go of the buffer.
+                            // SAFETY: as above; the slot is ours until
+                            // the last CQE.
+                            unsafe { (*c.as_ptr()).slot.uring_ordered = STASHED | u64::from(res as u32) };
+                            continue;
+                        }
+                        // SAFETY: as above.
+                        let op = unsafe { &(*c.as_ptr()).op };
+                        if res == -libc::EOPNOTSUPP
+                            && held & PLAIN_SEND == 0
+                            && matches!(op, Op::Send { buf, .. } if buf.len() >= self.send_zc_min)
+                        {
+                            // A socket without zero-copy sends (the
+                            // refusal comes with a notification): the send
+                            // goes again as a plain one (after the reap).
+                            self.plain_sends.push(c);
+                            continue;
+                        }
                         // SAFETY: the completion is still ours (its CQE is
                         // being handed back right below).
                         if let Op::RecvPool(r) = unsafe { &mut (*c.as_ptr()).op } {
@@ -530,7 +585,35 @@ impl IoUring {
             }
         }
         self.resubmit_streams(sink);
+        self.resend_plain(sink);
         woken
+    }
+
+    /// Pushes again, as plain sends, the zero-copy sends their sockets
+    /// refused; one that cannot be pushed is handed back with the error.
+    fn resend_plain(&mut self, sink: &mut dyn FnMut(NonNull<Core>, i32)) {
+        while let Some(c) = self.plain_sends.pop() {
+            let c = c.as_ptr();
+            // SAFETY: the core is live and still ours (its last CQE was
+            // reaped without handing it back); the entry points into its
+            // buffer, which stays in place until the new entry's CQE.
+            let pushed = match unsafe { &(*c).op } {
+                Op::Send { fd, buf } => self.push(&send_entry(*fd, buf).user_data(user_data(c))),
+                _ => Err(io::Error::from_raw_os_error(libc::EINVAL)),
+            };
+            match pushed {
+                Ok(()) => {
+                    self.in_flight += 1;
+                    // SAFETY: `c` is live and its entry was just pushed.
+                    unsafe {
+                        self.hold(c);
+                        (*c).slot.uring_ordered |= PLAIN_SEND;
+                    }
+                }
+                // SAFETY: `c` is non-null (a completion's address).
+                Err(e) => sink(unsafe { NonNull::new_unchecked(c) }, -e.raw_os_error().unwrap_or(libc::EIO)),
+            }
+        }
     }
 
     /// Pushes a multishot of `fd` for `group`: an accept for listeners,
@@ -665,13 +748,19 @@ impl Backend for IoUring {
             ));
         }
         check_sync_cancel(&ring)?;
-        let fs_opcodes = probe_fs_opcodes(&ring);
+        let opcodes = probe_opcodes(&ring);
+        let send_zc_min = match opts.io_uring_send_zc_min {
+            Some(n) if opcodes & (1 << opcode::SendZc::CODE) != 0 => n,
+            _ => usize::MAX,
+        };
         let backend = IoUring {
             ring,
             in_flight: 0,
             wake_fd,
             wake_armed: false,
-            fs_opcodes,
+            opcodes,
+            send_zc_min,
+            plain_sends: Vec::new(),
             setup,
             ordered: Vec::new(),
             streams: Streams::default(),
@@ -705,9 +794,10 @@ impl Backend for IoUring {
         use crate::capabilities::{Via, FS_REQUESTS};
         let mut c = crate::Capabilities::plain("io_uring", Via::ThreadPool);
         c.ring_setup = Some(self.setup);
+        c.send_zc = (self.send_zc_min != usize::MAX).then_some(self.send_zc_min);
         // FS_OPCODES and FS_REQUESTS name the same requests in one order.
         for ((_, via), code) in c.fs.iter_mut().zip(FS_OPCODES) {
-            if self.fs_opcodes & (1 << code) != 0 {
+            if self.opcodes & (1 << code) != 0 {
                 *via = Via::Kernel;
             }
         }
@@ -765,8 +855,12 @@ impl Backend for IoUring {
             }
         }
         // SAFETY: the loop lends us exclusive access to a live core.
+        let zero_copy = matches!(unsafe { &(*c).op }, Op::Send { buf, .. } if buf.len() >= self.send_zc_min);
+        // SAFETY: as above.
         let tried = unsafe { (*c).flags } & crate::record::FLAG_TRIED != 0;
-        if !tried {
+        // A zero-copy send goes to the kernel as it is (a direct attempt
+        // would copy).
+        if !tried && !zero_copy {
             // SAFETY: as above.
             if let Some(res) = self.try_now(unsafe { &mut (*c).op }) {
                 return Start::Done(res);
@@ -823,11 +917,12 @@ impl Backend for IoUring {
                     // Every pool of this loop is registered (`add_pool`).
                     None => return Start::Done(-libc::EINVAL),
                 },
-                Op::Send { fd, buf } => {
-                    opcode::Send::new(types::Fd(*fd), buf.as_ptr(), len32(buf.len()))
+                Op::Send { fd, buf } if zero_copy => {
+                    opcode::SendZc::new(types::Fd(*fd), buf.as_ptr(), len32(buf.len()))
                         .flags(libc::MSG_NOSIGNAL)
                         .build()
                 }
+                Op::Send { fd, buf } => send_entry(*fd, buf),
                 Op::Recvmsg(m) => {
                     let hdr = m.prepare(true);
                     opcode::RecvMsg::new(types::Fd(m.fd), hdr).build()
@@ -855,7 +950,7 @@ impl Backend for IoUring {
                 Op::ProcWait { fd, .. } => {
                     opcode::PollAdd::new(types::Fd(*fd), libc::POLLIN as u32).build()
                 }
-                Op::Fs(f) => match fs_entry(f, self.fs_opcodes) {
+                Op::Fs(f) => match fs_entry(f, self.opcodes) {
                     Ok(Some(e)) => e,
                     Ok(None) => return Start::Pool,
                     Err(res) => return Start::Done(res),

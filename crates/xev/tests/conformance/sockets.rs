@@ -684,6 +684,70 @@ for_each_backend!(
         drop(c2);
     }
 
+    fn zero_copy_sends_arrive_whole<B: Backend>() {
+        let mut lp = Loop::<B>::new(Options {
+            io_uring_send_zc_min: Some(4096),
+            ..Options::default()
+        })
+        .unwrap();
+        // Only io_uring takes the option (where the kernel has SEND_ZC).
+        let zc = lp.capabilities().send_zc;
+        if lp.backend_name() == "io_uring" {
+            assert!(matches!(zc, None | Some(4096)), "{zc:?}");
+        } else {
+            assert_eq!(zc, None);
+        }
+        let (c, s) = tcp_pair();
+        let data: Vec<u8> = (0..256 * 1024).map(|i| (i % 251) as u8).collect();
+        let (mut sent, mut got) = (0, Vec::new());
+        // Sends of 64 KiB and of 100 bytes (below the threshold), each read
+        // on the other side before the next; each buffer comes back whole.
+        for len in std::iter::repeat([64 * 1024, 100]).flatten() {
+            if sent == data.len() {
+                break;
+            }
+            let chunk = data[sent..(sent + len).min(data.len())].to_vec();
+            let (res, mut op) = run_op(
+                &mut lp,
+                Op::Send {
+                    fd: s.as_raw_fd(),
+                    buf: chunk.clone().into(),
+                },
+                "a send",
+            );
+            let n = expect!(res, OpResult::Write(Ok(n)) => n);
+            assert!(n > 0 && n <= chunk.len(), "{n}");
+            assert_eq!(op.take_buf().unwrap(), chunk);
+            sent += n;
+            while got.len() < sent {
+                let mut b = vec![0u8; 64 * 1024];
+                let r = read_when_ready(c.as_raw_fd(), &mut b);
+                assert!(r > 0, "{r}");
+                got.extend_from_slice(&b[..r as usize]);
+            }
+        }
+        assert_eq!(got, data);
+        // A socket without zero-copy sends (a Unix socket) still sends.
+        #[cfg(unix)]
+        {
+            let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+            a.set_nonblocking(true).unwrap();
+            let big = vec![7u8; 8192];
+            let (res, _) = run_op(
+                &mut lp,
+                Op::Send {
+                    fd: a.as_raw_fd(),
+                    buf: big.clone().into(),
+                },
+                "a send on a Unix socket",
+            );
+            assert_eq!(expect!(res, OpResult::Write(Ok(n)) => n), 8192);
+            let mut back = vec![0u8; 8192];
+            std::io::Read::read_exact(&mut &b, &mut back).unwrap();
+            assert_eq!(back, big);
+        }
+    }
+
     fn udp_sendmsg_recvmsg_round_trip<B: Backend>() {
         let mut lp = new_loop::<B>();
         let (a, a_addr) = udp_socket();
