@@ -199,6 +199,34 @@ impl Pending {
     }
 }
 
+/// What the xev callback servers do with `data` a connection received:
+/// feed it to the connection's parser and queue the answers in order (one
+/// vector per batch); after the stop request's answer is out, the loop
+/// stops. Disarms the read on a protocol error.
+fn serve_data<B: Backend>(
+    lp: &mut xev::generic::Loop<B>,
+    conn: &xev::watcher::Tcp<B>,
+    pending: &mut Pending,
+    data: &[u8],
+    proto: Proto,
+    st: &State,
+) -> xev::Action {
+    let mut out = Vec::new();
+    if pending.feed(data, proto, &mut out, st).is_none() {
+        return xev::Action::Disarm;
+    }
+    if !out.is_empty() {
+        let stop = st.stop.get();
+        conn.queue_write(lp, out, move |lp, _, _| {
+            if stop {
+                lp.stop();
+            }
+            xev::Action::Disarm
+        });
+    }
+    xev::Action::Rearm
+}
+
 /// The xev callback server: `Tcp` watchers; each connection keeps one read
 /// rearmed into its own buffer and queues its answers in order
 /// (`queue_write`, one vector per batch of answers): the obvious callback
@@ -222,21 +250,7 @@ fn serve_xev<B: Backend>(listener: TcpListener, proto: Proto, ready: Ready) -> R
             let Ok(n) = r else {
                 return Action::Disarm;
             };
-            let mut out = Vec::new();
-            if pending.feed(&buf[..n], proto, &mut out, &st).is_none() {
-                return Action::Disarm;
-            }
-            if !out.is_empty() {
-                // After the stop request's answer is out, stop the loop.
-                let stop = st.stop.get();
-                c2.queue_write(lp, out, move |lp, _, _| {
-                    if stop {
-                        lp.stop();
-                    }
-                    Action::Disarm
-                });
-            }
-            Action::Rearm
+            serve_data(lp, &c2, &mut pending, &buf[..n], proto, &st)
         });
         Action::Rearm
     });
@@ -271,22 +285,7 @@ fn serve_xev_pooled<B: Backend>(listener: TcpListener, proto: Proto, ready: Read
             let OpResult::RecvPool(Ok(data)) = r else {
                 return Action::Disarm;
             };
-            let mut out = Vec::new();
-            if pending.feed(&data, proto, &mut out, &st).is_none() {
-                return Action::Disarm;
-            }
-            drop(data);
-            if !out.is_empty() {
-                // After the stop request's answer is out, stop the loop.
-                let stop = st.stop.get();
-                conn.queue_write(lp, out, move |lp, _, _| {
-                    if stop {
-                        lp.stop();
-                    }
-                    Action::Disarm
-                });
-            }
-            Action::Rearm
+            serve_data(lp, &conn, &mut pending, &data, proto, &st)
         });
         Action::Rearm
     });

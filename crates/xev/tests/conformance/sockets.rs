@@ -5,6 +5,21 @@
 
 use crate::support::*;
 
+/// A non-blocking listener, a client, and the socket that an accept
+/// through `lp` (waiting when the client connected) got for it.
+fn listener_after_one_accept<B: Backend>(
+    lp: &mut Loop<B>,
+) -> (TcpListener, TcpStream, xev::OwnedHandle) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(true).unwrap();
+    let first = submit(lp, Op::Accept { fd: l.as_raw_fd() });
+    lp.run(RunMode::NoWait).unwrap();
+    let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (res, _) = wait(lp, &first, "the first accept");
+    let s = expect!(res, OpResult::Accept(Ok(s)) => s);
+    (l, c, s)
+}
+
 for_each_backend!(
     fn tcp_full_conversation<B: Backend>() {
         let mut lp = new_loop::<B>();
@@ -621,15 +636,8 @@ for_each_backend!(
 
     fn connections_that_come_between_accepts_wait_for_the_next<B: Backend>() {
         let mut lp = new_loop::<B>();
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.set_nonblocking(true).unwrap();
-        let addr = l.local_addr().unwrap();
-        let fd = l.as_raw_fd();
-        let first = submit(&mut lp, Op::Accept { fd });
-        lp.run(RunMode::NoWait).unwrap();
-        let c1 = TcpStream::connect(addr).unwrap();
-        let (res, _) = wait(&mut lp, &first, "the first accept");
-        let s1 = expect!(res, OpResult::Accept(Ok(s)) => s);
+        let (l, c1, s1) = listener_after_one_accept(&mut lp);
+        let (addr, fd) = (l.local_addr().unwrap(), l.as_raw_fd());
         // Two more connect while no accept waits, and the loop turns.
         let c2 = TcpStream::connect(addr).unwrap();
         let c3 = TcpStream::connect(addr).unwrap();
@@ -652,15 +660,8 @@ for_each_backend!(
 
     fn a_closed_listener_leaves_no_connection_open<B: Backend>() {
         let mut lp = new_loop::<B>();
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.set_nonblocking(true).unwrap();
+        let (l, _c1, _s1) = listener_after_one_accept(&mut lp);
         let addr = l.local_addr().unwrap();
-        let fd = l.as_raw_fd();
-        let first = submit(&mut lp, Op::Accept { fd });
-        lp.run(RunMode::NoWait).unwrap();
-        let _c1 = TcpStream::connect(addr).unwrap();
-        let (res, _) = wait(&mut lp, &first, "the first accept");
-        expect!(res, OpResult::Accept(Ok(_)));
         // A connection that no accept takes, then the listener's close
         // through the loop.
         let c2 = TcpStream::connect(addr).unwrap();
